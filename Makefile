@@ -1,0 +1,56 @@
+# weft's front door. `make help` lists the targets.
+.DEFAULT_GOAL := help
+PYTHON ?= python
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+.PHONY: build-dev
+build-dev: ## Build the extension in place (debug) into the current environment
+	maturin develop -q
+
+.PHONY: build-prod
+build-prod: ## Build the extension in place (release) into the current environment
+	maturin develop -q --release
+
+.PHONY: format
+format: ## Format Rust and Python code
+	cargo fmt
+	$(PYTHON) -m ruff format python tests examples
+	$(PYTHON) -m ruff check --fix python tests examples
+
+.PHONY: lint-rust
+lint-rust: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --no-default-features --all-targets -- -D warnings
+
+.PHONY: lint-python
+lint-python: ## ruff check, ruff format --check, mypy, stubtest of the native module
+	$(PYTHON) -m ruff check python tests examples
+	$(PYTHON) -m ruff format --check python tests examples
+	$(PYTHON) -m mypy
+	$(PYTHON) -m mypy.stubtest weft._core --allowlist stubtest-allowlist.txt
+
+.PHONY: lint
+lint: lint-rust lint-python ## All lints
+
+.PHONY: test-rust
+test-rust: ## The pure-Rust engine's tests (no Python needed)
+	cargo test --no-default-features
+
+.PHONY: test-python
+test-python: ## The pytest suite (slow soak tests included)
+	$(PYTHON) -m pytest -q tests
+
+.PHONY: test
+test: test-rust test-python ## Every test: cargo test, then pytest
+
+.PHONY: bench
+bench: ## Benchmarks vs plain asyncio, LangGraph and jaf-py; rewrites BENCHMARKS.md (needs .[bench])
+	$(PYTHON) tests/benchmarks/run.py
+
+.PHONY: all
+all: lint test ## Lint and test

@@ -1,0 +1,54 @@
+"""weft: workflows of Python agent and tool steps, run by a native (Rust) engine.
+
+Describe the work with :class:`Workflow`, :class:`AgentStep` and :class:`ToolStep`; the engine
+schedules the DAG eagerly, retries with backoff and jitter, enforces per-attempt and per-run
+timeouts, and records every step's result. The public API is exactly ``__all__``; ``weft._core``
+and underscored names are private.
+"""
+
+from __future__ import annotations
+
+import atexit
+from collections.abc import Mapping
+
+from weft import _core
+from weft._core import StateMap, StepResult, WorkflowContext
+from weft._status import StepStatus, WorkflowStatus
+from weft.errors import (
+    StepTimeoutError,
+    WeftError,
+    WorkflowCancelledError,
+    WorkflowDefinitionError,
+    WorkflowTimeoutError,
+)
+from weft.retry import RetryPolicy
+from weft.steps import AgentStep, Step, ToolStep
+from weft.workflow import Workflow, WorkflowResult
+
+__version__: str = _core.__version__
+
+__all__ = [
+    "AgentStep",
+    "RetryPolicy",
+    "StateMap",
+    "Step",
+    "StepResult",
+    "StepStatus",
+    "StepTimeoutError",
+    "ToolStep",
+    "WeftError",
+    "Workflow",
+    "WorkflowCancelledError",
+    "WorkflowContext",
+    "WorkflowDefinitionError",
+    "WorkflowResult",
+    "WorkflowStatus",
+    "WorkflowTimeoutError",
+    "__version__",
+]
+
+Mapping.register(WorkflowContext)
+Mapping.register(StateMap)
+
+# Join weft's worker threads before the interpreter finalizes (DESIGN §3 pitfall 3).
+atexit.register(_core._shutdown)

@@ -1,0 +1,208 @@
+"""Type stubs for weft's native module (private; the public API is re-exported by ``weft``)."""
+
+from collections.abc import Iterator, Sequence
+from typing import Any, final
+
+__version__: str
+
+@final
+class StateMap:
+    """A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
+    context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
+    depends on which sibling finished first."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def get(self, key: str, default: Any = None) -> Any:
+        """``get(key, default=None)``: the value for ``key`` or ``default``."""
+    def keys(self) -> list[str]:
+        """The keys, as a list (sorted)."""
+    def values(self) -> list[Any]:
+        """The values, as a list, in key order."""
+    def items(self) -> list[tuple[str, Any]]:
+        """``(key, value)`` pairs, as a list, in key order."""
+    def to_dict(self) -> dict[str, Any]:
+        """A new ``dict`` copy of the mapping."""
+
+@final
+class WorkflowContext:
+    """The state of a workflow run as one step sees it (JAF's ``WorkflowContext``).
+
+    Create one to start a run: ``WorkflowContext(workflow_id, user_context=None, variables=None,
+    metadata=None)`` (``initial_data=`` is accepted as an alias of ``variables``, as in JAF's
+    e-commerce example). A step that declares a ``context`` parameter, and every condition, gets a
+    context whose ``variables`` are the initial variables plus the dict outputs of the steps it
+    depends on (directly or transitively), merged in declaration order, and whose ``results`` map
+    those steps' ids to their outputs. The context is itself a read-only mapping over its
+    variables, so ``lambda state: state["order_id"]`` and
+    ``lambda ctx: ctx.variables.get("priority")`` both work.
+
+    Raises:
+        TypeError: ``variables`` is not a mapping with str keys, or both ``variables`` and
+            ``initial_data`` are given.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        user_context: dict[str, Any] | None = None,
+        variables: Any = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        initial_data: Any = None,
+    ) -> None: ...
+    @property
+    def workflow_id(self) -> str:
+        """The workflow id given when the context was created (str)."""
+    @property
+    def user_context(self) -> dict[str, Any]:
+        """Caller-supplied data about the user or request (a dict, shared by every step)."""
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Caller-supplied metadata (a dict, shared by every step)."""
+    @property
+    def variables(self) -> StateMap:
+        """The variables this step sees, as a read-only mapping (see the class docs)."""
+    @property
+    def initial_data(self) -> StateMap:
+        """Alias of ``variables`` (JAF's ``initial_data``)."""
+    @property
+    def results(self) -> StateMap:
+        """Outputs of the steps this step depends on (all completed steps in a final context),
+        as a read-only mapping of step id to output."""
+    @property
+    def run_id(self) -> str | None:
+        """The run's id (a uuid4 hex string) inside a run; ``None`` on a context built by the
+        caller."""
+    @property
+    def step_id(self) -> str | None:
+        """The id of the step this context was made for; ``None`` for a caller's or final
+        context."""
+    @property
+    def idempotency_key(self) -> str | None:
+        """``"{run_id}:{step_id}"``: stable for a run and step across attempts, so side-effecting
+        tools can de-duplicate retried work. ``None`` outside a step."""
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def get(self, key: str, default: Any = None) -> Any:
+        """``get(key, default=None)``: the variable ``key`` or ``default``."""
+    def keys(self) -> list[str]:
+        """The variable names, as a list (sorted)."""
+    def values(self) -> list[Any]:
+        """The variable values, as a list, in key order."""
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs, as a list, in key order."""
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-dict snapshot: ``{"workflow_id", "user_context", "variables", "metadata",
+        "results"}``."""
+
+@final
+class StepResult:
+    """What happened to one step in one run (JAF's ``StepResult``).
+
+    Attributes:
+        step_id (str): the step's id.
+        status (StepStatus): its final status.
+        output: the step's return value (``None`` unless ``COMPLETED``).
+        error (str | None): the message of the exception that ended the last attempt.
+        error_type (str | None): that exception's class name, e.g. ``"ValueError"``, or
+            ``"StepTimeoutError"`` for a timeout.
+        exception (BaseException | None): the exception object itself.
+        attempts (int): attempts started (0 for a step that never ran).
+        execution_time_ms (float): milliseconds from the first attempt's start to the end of the
+            last, backoff waits included.
+        metadata (dict): extra facts, e.g. ``{"abandoned": True}`` for a sync step left running
+            after its timeout, ``{"cancel_ignored": True}`` for an async step that swallowed
+            cancellation.
+    """
+
+    def __init__(
+        self,
+        step_id: str,
+        status: str,
+        output: Any = None,
+        error: str | None = None,
+        error_type: str | None = None,
+        exception: BaseException | None = None,
+        attempts: int = 0,
+        execution_time_ms: float = 0.0,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        """Builds a result by hand (adapters and tests); the engine makes its own.
+
+        Raises:
+            ValueError: ``status`` is not a ``StepStatus`` value.
+        """
+    @property
+    def step_id(self) -> str: ...
+    @property
+    def status(self) -> Any: ...
+    @property
+    def output(self) -> Any: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def error_type(self) -> str | None: ...
+    @property
+    def exception(self) -> BaseException | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def execution_time_ms(self) -> float: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+    @property
+    def is_success(self) -> bool:
+        """True when the step completed."""
+    @property
+    def is_failure(self) -> bool:
+        """True when the step failed or timed out (blocked, skipped and cancelled steps are
+        neither)."""
+
+@final
+class Run:
+    """A started run. Private: ``weft.Workflow.execute`` awaits it and builds the
+    ``WorkflowResult``."""
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (uuid4 hex)."""
+    def cancel(self) -> Any:
+        """Cancels the run (call on the loop thread); returns a future that resolves once every
+        cancelled task has finished unwinding, or ``None`` when none is left."""
+    def outcome(self) -> tuple[str, list[StepResult], Any, str | None, float, WorkflowContext]:
+        """``(status, steps, final_output, error, total_execution_time_ms, context)``."""
+
+@final
+class Plan:
+    """A compiled workflow. Private: built by ``weft.Workflow``.
+
+    Raises:
+        WorkflowDefinitionError: duplicate ids, unknown dependencies, a cycle, a template
+            reference to a non-ancestor, a bad timeout or retry policy.
+    """
+
+    def __init__(
+        self, workflow_id: str, specs: Sequence[tuple[Any, ...]], max_parallel: int | None = None
+    ) -> None: ...
+    def start(
+        self,
+        context: WorkflowContext,
+        event_loop: Any,
+        pycontext: Any,
+        done: Any,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> Run:
+        """Starts a run on the running event loop ``event_loop`` (call from its thread)."""
+    def __len__(self) -> int:
+        """Number of steps."""
+
+def _shutdown() -> None:
+    """Stops weft's timer thread and joins its worker threads; ``weft`` registers it with
+    ``atexit``."""
+

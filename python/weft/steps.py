@@ -1,0 +1,328 @@
+"""Step definitions: what to call, with which input, under which timeout, retry and conditions.
+
+A step is a description; the native engine decides when it runs. Everything that can be decided
+once (which method of an agent object to call, whether it is async, whether it takes a
+``context`` parameter, which ``{step_id.result}`` references its input holds) is decided here, at
+step creation, never per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import re
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, Self
+
+from weft.errors import WorkflowDefinitionError
+from weft.retry import RetryPolicy
+
+__all__ = ["AgentStep", "Step", "ToolStep"]
+
+#: Methods looked up on an agent or tool object that is not a plain function, in this order:
+#: async methods first, so an object offering both (LangChain's ``ainvoke``/``invoke``) runs on
+#: the event loop instead of a worker thread.
+CALL_METHODS = ("arun", "ainvoke", "run", "invoke", "execute")
+
+# `ainvoke`/`invoke` take their input as one positional argument (LangChain's Runnable protocol);
+# the others take a tool's args as keyword arguments.
+_SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
+
+_REF = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
+
+_accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _accepts_context(fn: Callable[..., Any]) -> bool:
+    key = getattr(fn, "__func__", fn)
+    try:
+        return _accepts_context_cache[key]
+    except (KeyError, TypeError):
+        pass
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        answer = False
+    else:
+        p = params.get("context")
+        answer = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    try:
+        _accepts_context_cache[key] = answer
+    except TypeError:
+        pass
+    return answer
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(type(fn), "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
+    """Returns ``(callable, single_input)`` for an agent or tool."""
+    plain = (
+        inspect.isfunction(target)
+        or inspect.ismethod(target)
+        or inspect.isbuiltin(target)
+        or isinstance(target, functools.partial)
+    )
+    if not plain:
+        for name in CALL_METHODS:
+            method = getattr(target, name, None)
+            if callable(method):
+                return method, name in _SINGLE_INPUT
+    if callable(target):
+        return target, False
+    raise WorkflowDefinitionError(
+        f"step '{step_id}': the {role} must be a sync or async callable or an object with one of "
+        f"{', '.join(CALL_METHODS)}; got {type(target).__name__} {target!r:.80}"
+    )
+
+
+def template_refs(value: Any) -> list[str]:
+    """Step ids referenced as ``{step_id.result...}`` anywhere in the strings of ``value``."""
+    found: list[str] = []
+    if isinstance(value, str):
+        found.extend(m.group(1) for m in _REF.finditer(value))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            found.extend(template_refs(v))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found.extend(template_refs(v))
+    return list(dict.fromkeys(found))
+
+
+def _lookup(results: Mapping[str, Any], step_id: str, ref: str, path: str) -> Any:
+    if ref not in results:
+        raise KeyError(
+            f"step '{step_id}' references '{{{ref}.result{path}}}' but '{ref}' has no result "
+            "(it was skipped)"
+        )
+    value = results[ref]
+    for key in filter(None, path.split(".")):
+        value = value[key] if isinstance(value, Mapping) else getattr(value, key)
+    return value
+
+
+def render(value: Any, results: Mapping[str, Any], step_id: str) -> Any:
+    """Replaces ``{x.result}`` / ``{x.result.key}`` in the strings of ``value``.
+
+    A string that is exactly one reference becomes the referenced value itself (so a dict output
+    passes through as a dict); references inside longer strings are replaced by ``str(value)``.
+    Other braces (JSON in a prompt) are left alone.
+    """
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value)
+        if whole:
+            return _lookup(results, step_id, whole.group(1), whole.group(2))
+        return _REF.sub(lambda m: str(_lookup(results, step_id, m.group(1), m.group(2))), value)
+    if isinstance(value, Mapping):
+        return {k: render(v, results, step_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, results, step_id) for v in value]
+    if isinstance(value, tuple):
+        return tuple(render(v, results, step_id) for v in value)
+    return value
+
+
+class Step:
+    """Base class of every step: an id plus timeout, retry policy and conditions.
+
+    Args:
+        step_id: unique within its workflow; non-empty str.
+
+    Raises:
+        WorkflowDefinitionError: ``step_id`` is not a non-empty str.
+    """
+
+    def __init__(self, step_id: str) -> None:
+        if not isinstance(step_id, str) or not step_id:
+            raise WorkflowDefinitionError(f"step_id must be a non-empty str, got {step_id!r}")
+        self.step_id: str = step_id
+        self.timeout: float | None = None
+        self.retry_policy: RetryPolicy = RetryPolicy.no_retry()
+        self.conditions: list[Callable[[Any], Any]] = []
+        self._version = 0
+
+    def with_timeout(self, seconds: float) -> Self:
+        """Bounds each attempt to ``seconds`` (float, > 0), as JAF's ``with_timeout``.
+
+        An async step past its timeout is cancelled (its ``finally`` blocks run); a sync step is
+        abandoned (its thread finishes on its own, its result is discarded). Either ends the
+        attempt with :class:`~weft.StepTimeoutError`, which the retry policy may retry; the
+        step's final status is ``TIMEOUT``. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``seconds`` is not a positive finite number.
+        """
+        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        if not ok or not math.isfinite(seconds) or seconds <= 0:
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': timeout must be a positive number of seconds, "
+                f"got {seconds!r}"
+            )
+        self.timeout = float(seconds)
+        self._version += 1
+        return self
+
+    def with_retry(
+        self,
+        max_retries: int | None = None,
+        *,
+        max_attempts: int | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Self:
+        """Retries the step on failure. Returns the step.
+
+        ``with_retry(3)`` allows 3 retries after the first attempt (4 attempts), as JAF's
+        ``with_retry(max_retries)``; ``with_retry(max_attempts=3)`` allows 3 attempts in all, as
+        JAF's e-commerce example and Temporal's ``maximum_attempts``. ``policy`` sets backoff,
+        jitter and which exceptions retry (default: ``RetryPolicy()``, i.e. 1 s initial
+        interval doubling up to 100 s); a count given beside it overrides its ``max_attempts``.
+
+        Raises:
+            WorkflowDefinitionError: both counts given, a count below its minimum (0 retries,
+                1 attempt), or ``policy`` is not a RetryPolicy.
+        """
+        if max_retries is not None and max_attempts is not None:
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_retry takes max_retries or max_attempts, not both"
+            )
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': policy must be a weft.RetryPolicy, "
+                f"got {type(policy).__name__}"
+            )
+        base = policy if policy is not None else RetryPolicy()
+        for name, value, least in (("max_retries", max_retries, 0), ("max_attempts", max_attempts, 1)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least
+            ):
+                raise WorkflowDefinitionError(
+                    f"step '{self.step_id}': {name} must be an int >= {least}, got {value!r}"
+                )
+        if max_retries is not None:
+            base = replace(base, max_attempts=max_retries + 1)
+        elif max_attempts is not None:
+            base = replace(base, max_attempts=max_attempts)
+        self.retry_policy = base
+        self._version += 1
+        return self
+
+    def add_condition(self, condition: Callable[[Any], Any]) -> Self:
+        """Adds ``condition(context) -> bool``, checked just before the step runs.
+
+        All conditions must be true or the step is ``SKIPPED``; a skipped step does not block
+        its dependents (JAF's ``add_condition``). ``context`` is the step's
+        :class:`~weft.WorkflowContext`. A condition that raises fails the step with that
+        exception. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``condition`` is not callable.
+        """
+        if not callable(condition):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': a condition must be callable, got {condition!r}"
+            )
+        self.conditions.append(condition)
+        self._version += 1
+        return self
+
+    def _call_spec(self) -> tuple[Callable[..., Any], bool, bool, list[str]]:
+        """``(invoke, is_async, wants_context, template_refs)`` for the engine."""
+        raise TypeError(f"{type(self).__name__} cannot be run by the core engine")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.step_id!r})"
+
+
+class AgentStep(Step):
+    """Runs an agent on a message (JAF's ``AgentStep``).
+
+    Args:
+        step_id: unique id within the workflow.
+        agent: a sync or async callable called as ``agent(message)``, or an object with one of
+            ``arun``, ``ainvoke``, ``run``, ``invoke``, ``execute`` (looked up in that order and
+            called with the message). If the callable declares a ``context`` parameter it also
+            gets ``context=`` (the step's :class:`~weft.WorkflowContext`).
+        message: the input text; ``{step_id.result}`` and ``{step_id.result.key}`` are replaced
+            by upstream outputs when the step runs (the referenced step must be an ancestor).
+
+    Raises:
+        WorkflowDefinitionError: ``agent`` cannot be called, or ``message`` is not a str.
+    """
+
+    def __init__(self, step_id: str, agent: Any, message: str = "") -> None:
+        super().__init__(step_id)
+        if not isinstance(message, str):
+            raise WorkflowDefinitionError(
+                f"step '{step_id}': message must be a str, got {type(message).__name__}"
+            )
+        self.agent = agent
+        self.message = message
+        self._fn, _single = _resolve(agent, "agent", step_id)
+        self._is_async = _is_async(self._fn)
+        self._wants_context = _accepts_context(self._fn)
+        self._refs = template_refs(message)
+
+    def _call_spec(self) -> tuple[Callable[..., Any], bool, bool, list[str]]:
+        fn, message, step_id, wants = self._fn, self.message, self.step_id, self._wants_context
+        if not self._refs:
+            return functools.partial(fn, message), self._is_async, wants, []
+
+        def invoke(context: Any) -> Any:
+            text = render(message, context.results, step_id)
+            return fn(text, context=context) if wants else fn(text)
+
+        return invoke, self._is_async, True, self._refs
+
+
+class ToolStep(Step):
+    """Calls a tool with arguments (JAF's ``ToolStep``).
+
+    Args:
+        step_id: unique id within the workflow.
+        tool: a sync or async callable called as ``tool(**args)``, or an object with one of
+            ``arun``, ``ainvoke``, ``run``, ``invoke``, ``execute`` (in that order;
+            ``ainvoke``/``invoke`` get ``args`` as one dict, the others ``**args``). If it
+            declares a ``context`` parameter it also gets ``context=``.
+        args: keyword arguments (dict with str keys, default none). String values may hold
+            ``{step_id.result}`` / ``{step_id.result.key}`` references; a value that is exactly
+            one reference receives the referenced object itself.
+
+    Raises:
+        WorkflowDefinitionError: ``tool`` cannot be called, or ``args`` is not a dict.
+    """
+
+    def __init__(self, step_id: str, tool: Any, args: Mapping[str, Any] | None = None) -> None:
+        super().__init__(step_id)
+        if args is not None and not isinstance(args, Mapping):
+            raise WorkflowDefinitionError(
+                f"step '{step_id}': args must be a dict, got {type(args).__name__}"
+            )
+        self.tool = tool
+        self.args: dict[str, Any] = dict(args or {})
+        self._fn, self._single = _resolve(tool, "tool", step_id)
+        self._is_async = _is_async(self._fn)
+        self._wants_context = _accepts_context(self._fn)
+        self._refs = template_refs(self.args)
+
+    def _call_spec(self) -> tuple[Callable[..., Any], bool, bool, list[str]]:
+        fn, args, step_id, wants = self._fn, self.args, self.step_id, self._wants_context
+        single = self._single
+        if not self._refs:
+            invoke = functools.partial(fn, args) if single else functools.partial(fn, **args)
+            return invoke, self._is_async, wants, []
+
+        def invoke_rendered(context: Any) -> Any:
+            rendered = render(args, context.results, step_id)
+            extra = {"context": context} if wants else {}
+            return fn(rendered, **extra) if single else fn(**rendered, **extra)
+
+        return invoke_rendered, self._is_async, True, self._refs

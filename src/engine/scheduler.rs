@@ -1,0 +1,387 @@
+//! The run's step state machine: which steps are ready, which hold a concurrency slot, and what a
+//! success, skip, failure or cancellation does to the rest of the DAG.
+//!
+//! It is pure bookkeeping (no clocks, no threads, no Python): the binding layer owns one per run
+//! behind a lock and drives it from whichever thread just finished a step, so a chain of steps
+//! never pays a thread hop to learn what runs next (DESIGN §3: a hop costs 30–70 µs, a lookup here
+//! well under 1 µs).
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::engine::graph::Graph;
+
+/// The lifecycle of one step within one run (DESIGN §4 "Statuses").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepState {
+    /// Waiting for its dependencies.
+    Pending,
+    /// An attempt is in flight.
+    Running,
+    /// An attempt failed and another one is scheduled after a backoff delay.
+    Retrying,
+    /// Finished with an output.
+    Completed,
+    /// Failed after its last attempt (or with a non-retryable error).
+    Failed,
+    /// Its last attempt ran past its timeout.
+    Timeout,
+    /// A condition was false; dependents still run.
+    Skipped,
+    /// A (transitive) dependency failed, so it never ran.
+    Blocked,
+    /// The run was cancelled or timed out before the step finished.
+    Cancelled,
+}
+
+impl StepState {
+    /// The lower-case name used by the Python `StepStatus` enum.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Retrying => "retrying",
+            StepState::Completed => "completed",
+            StepState::Failed => "failed",
+            StepState::Timeout => "timeout",
+            StepState::Skipped => "skipped",
+            StepState::Blocked => "blocked",
+            StepState::Cancelled => "cancelled",
+        }
+    }
+
+    /// True once the step can no longer change state.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            StepState::Pending | StepState::Running | StepState::Retrying
+        )
+    }
+
+    /// True for the states that make the run fail.
+    pub fn is_failure(self) -> bool {
+        matches!(self, StepState::Failed | StepState::Timeout)
+    }
+}
+
+/// How a run ended, derived from its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// Every step completed or was skipped.
+    Completed,
+    /// At least one step failed or timed out (or the run timed out).
+    Failed,
+    /// The run was cancelled.
+    Cancelled,
+}
+
+/// One attempt to start: the step index and its 1-based attempt number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dispatch {
+    /// Declaration index of the step.
+    pub step: usize,
+    /// 1-based attempt number; callbacks carry it so a late answer from an abandoned attempt is
+    /// recognised as stale.
+    pub attempt: u32,
+}
+
+/// Per-run scheduling state. See the module docs.
+pub struct Scheduler {
+    graph: Arc<Graph>,
+    state: Vec<StepState>,
+    attempts: Vec<u32>,
+    unfinished_deps: Vec<u32>,
+    ready: VecDeque<usize>,
+    in_flight: usize,
+    limit: usize,
+    terminal: usize,
+    order: Vec<usize>,
+    cancelled: bool,
+    timed_out: bool,
+}
+
+impl Scheduler {
+    /// A scheduler with every root ready. `limit` bounds the steps holding a slot (running or
+    /// waiting to retry); `None` means unbounded.
+    pub fn new(graph: Arc<Graph>, limit: Option<usize>) -> Self {
+        let n = graph.len();
+        let unfinished_deps: Vec<u32> = (0..n).map(|i| graph.deps(i).len() as u32).collect();
+        let ready = graph.roots().iter().copied().collect();
+        Scheduler {
+            state: vec![StepState::Pending; n],
+            attempts: vec![0; n],
+            unfinished_deps,
+            ready,
+            in_flight: 0,
+            limit: limit.unwrap_or(usize::MAX).max(1),
+            terminal: 0,
+            order: Vec::with_capacity(n),
+            cancelled: false,
+            timed_out: false,
+            graph,
+        }
+    }
+
+    /// The graph this run follows.
+    pub fn graph(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+
+    /// Takes the next ready step if a concurrency slot is free, marking it running.
+    pub fn next(&mut self) -> Option<Dispatch> {
+        if self.in_flight >= self.limit || self.cancelled || self.timed_out {
+            return None;
+        }
+        let step = self.ready.pop_front()?;
+        self.in_flight += 1;
+        self.state[step] = StepState::Running;
+        self.attempts[step] = 1;
+        Some(Dispatch { step, attempt: 1 })
+    }
+
+    /// True when `d` is still the live attempt of a running step (not abandoned, not stale).
+    pub fn is_live(&self, d: Dispatch) -> bool {
+        self.state[d.step] == StepState::Running && self.attempts[d.step] == d.attempt
+    }
+
+    /// Marks a running step as waiting for its next attempt; it keeps its slot.
+    pub fn retrying(&mut self, step: usize) {
+        debug_assert_eq!(self.state[step], StepState::Running);
+        self.state[step] = StepState::Retrying;
+    }
+
+    /// Starts the next attempt of a retrying step; `None` when the run was cancelled meanwhile.
+    pub fn start_retry(&mut self, step: usize) -> Option<Dispatch> {
+        if self.state[step] != StepState::Retrying {
+            return None;
+        }
+        self.state[step] = StepState::Running;
+        self.attempts[step] += 1;
+        Some(Dispatch {
+            step,
+            attempt: self.attempts[step],
+        })
+    }
+
+    fn finish(&mut self, step: usize, state: StepState) {
+        debug_assert!(state.is_terminal());
+        if matches!(self.state[step], StepState::Running | StepState::Retrying) {
+            self.in_flight -= 1;
+        }
+        self.state[step] = state;
+        self.terminal += 1;
+        self.order.push(step);
+    }
+
+    fn release_dependents(&mut self, step: usize) {
+        let graph = Arc::clone(&self.graph);
+        for &d in graph.dependents(step) {
+            self.unfinished_deps[d] -= 1;
+            if self.unfinished_deps[d] == 0 && self.state[d] == StepState::Pending {
+                self.ready.push_back(d);
+            }
+        }
+    }
+
+    /// Records a success; dependents whose last dependency this was become ready.
+    pub fn succeed(&mut self, step: usize) {
+        self.finish(step, StepState::Completed);
+        self.release_dependents(step);
+    }
+
+    /// Records a skip (a false condition); dependents proceed as after a success.
+    pub fn skip(&mut self, step: usize) {
+        self.finish(step, StepState::Skipped);
+        self.release_dependents(step);
+    }
+
+    /// Records a failure (`Failed` or `Timeout`); every pending descendant becomes `Blocked`
+    /// and is returned. Independent steps are untouched.
+    pub fn fail(&mut self, step: usize, state: StepState) -> Vec<usize> {
+        debug_assert!(state.is_failure());
+        self.finish(step, state);
+        let mut blocked = Vec::new();
+        for d in self.graph.descendants(step) {
+            if self.state[d] == StepState::Pending {
+                self.finish(d, StepState::Blocked);
+                blocked.push(d);
+            }
+        }
+        blocked
+    }
+
+    /// Stops the run: every step not yet terminal ends as `running_to` if it had started
+    /// (`Cancelled` or `Timeout`) or `Cancelled` if not. Returns the steps that were running or
+    /// retrying, so the caller can stop their work.
+    pub fn stop(&mut self, running_to: StepState, timed_out: bool) -> Vec<usize> {
+        if timed_out {
+            self.timed_out = true;
+        } else {
+            self.cancelled = true;
+        }
+        self.ready.clear();
+        let mut running = Vec::new();
+        for step in 0..self.state.len() {
+            match self.state[step] {
+                StepState::Running | StepState::Retrying => {
+                    running.push(step);
+                    self.finish(step, running_to);
+                }
+                StepState::Pending => self.finish(step, StepState::Cancelled),
+                _ => {}
+            }
+        }
+        running
+    }
+
+    /// The state of one step.
+    pub fn state(&self, step: usize) -> StepState {
+        self.state[step]
+    }
+
+    /// Attempts started so far for one step.
+    pub fn attempts(&self, step: usize) -> u32 {
+        self.attempts[step]
+    }
+
+    /// Steps in the order they reached a terminal state.
+    pub fn completion_order(&self) -> &[usize] {
+        &self.order
+    }
+
+    /// True once every step is terminal.
+    pub fn is_done(&self) -> bool {
+        self.terminal == self.state.len()
+    }
+
+    /// Steps currently holding a concurrency slot.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The run's outcome so far (meaningful once `is_done`).
+    pub fn outcome(&self) -> RunOutcome {
+        if self.cancelled {
+            RunOutcome::Cancelled
+        } else if self.timed_out || self.state.iter().any(|s| s.is_failure()) {
+            RunOutcome::Failed
+        } else {
+            RunOutcome::Completed
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::graph::StepDecl;
+
+    fn graph(edges: &[(&str, &[&str])]) -> Arc<Graph> {
+        let decls = edges
+            .iter()
+            .map(|(id, deps)| StepDecl {
+                id: id.to_string(),
+                deps: deps.iter().map(|d| d.to_string()).collect(),
+                refs: vec![],
+            })
+            .collect();
+        Arc::new(Graph::build(decls).unwrap())
+    }
+
+    fn drain(s: &mut Scheduler) -> Vec<usize> {
+        std::iter::from_fn(|| s.next()).map(|d| d.step).collect()
+    }
+
+    #[test]
+    fn roots_are_ready_and_dependents_wait() {
+        let mut s = Scheduler::new(graph(&[("a", &[]), ("b", &[]), ("c", &["a", "b"])]), None);
+        assert_eq!(drain(&mut s), vec![0, 1]);
+        s.succeed(0);
+        assert_eq!(drain(&mut s), Vec::<usize>::new());
+        s.succeed(1);
+        assert_eq!(drain(&mut s), vec![2]);
+        s.succeed(2);
+        assert!(s.is_done());
+        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.completion_order(), &[0, 1, 2]);
+    }
+
+    #[test]
+    fn failed_step_blocks_only_its_dependents() {
+        let mut s = Scheduler::new(
+            graph(&[
+                ("a", &[]),
+                ("b", &["a"]),
+                ("c", &["b"]),
+                ("x", &[]),
+                ("y", &["x"]),
+            ]),
+            None,
+        );
+        assert_eq!(drain(&mut s), vec![0, 3]);
+        assert_eq!(s.fail(0, StepState::Failed), vec![1, 2]);
+        s.succeed(3);
+        assert_eq!(drain(&mut s), vec![4]);
+        s.succeed(4);
+        assert!(s.is_done());
+        assert_eq!(s.state(2), StepState::Blocked);
+        assert_eq!(s.outcome(), RunOutcome::Failed);
+    }
+
+    #[test]
+    fn skipped_step_releases_its_dependents() {
+        let mut s = Scheduler::new(graph(&[("a", &[]), ("b", &["a"])]), None);
+        drain(&mut s);
+        s.skip(0);
+        assert_eq!(drain(&mut s), vec![1]);
+    }
+
+    #[test]
+    fn limit_bounds_steps_in_flight_including_retrying() {
+        let mut s = Scheduler::new(graph(&[("a", &[]), ("b", &[]), ("c", &[])]), Some(2));
+        assert_eq!(drain(&mut s), vec![0, 1]);
+        s.retrying(0);
+        assert_eq!(drain(&mut s), Vec::<usize>::new());
+        assert_eq!(
+            s.start_retry(0),
+            Some(Dispatch {
+                step: 0,
+                attempt: 2
+            })
+        );
+        s.succeed(0);
+        assert_eq!(drain(&mut s), vec![2]);
+        assert_eq!(s.in_flight(), 2);
+    }
+
+    #[test]
+    fn stale_attempts_are_not_live() {
+        let mut s = Scheduler::new(graph(&[("a", &[])]), None);
+        let first = s.next().unwrap();
+        s.retrying(0);
+        let second = s.start_retry(0).unwrap();
+        assert!(!s.is_live(first));
+        assert!(s.is_live(second));
+    }
+
+    #[test]
+    fn stop_cancels_pending_and_reports_running() {
+        let mut s = Scheduler::new(graph(&[("a", &[]), ("b", &["a"]), ("c", &[])]), Some(1));
+        drain(&mut s);
+        assert_eq!(s.stop(StepState::Cancelled, false), vec![0]);
+        assert!(s.is_done());
+        assert_eq!(s.state(1), StepState::Cancelled);
+        assert_eq!(s.state(2), StepState::Cancelled);
+        assert_eq!(s.outcome(), RunOutcome::Cancelled);
+        assert_eq!(s.start_retry(0), None);
+    }
+
+    #[test]
+    fn run_timeout_marks_running_steps_timeout_and_run_failed() {
+        let mut s = Scheduler::new(graph(&[("a", &[]), ("b", &["a"])]), None);
+        drain(&mut s);
+        s.stop(StepState::Timeout, true);
+        assert_eq!(s.state(0), StepState::Timeout);
+        assert_eq!(s.state(1), StepState::Cancelled);
+        assert_eq!(s.outcome(), RunOutcome::Failed);
+    }
+}

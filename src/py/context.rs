@@ -1,0 +1,329 @@
+//! `WorkflowContext` and the read-only mappings it exposes, backed by the engine's persistent maps
+//! so handing each step its own view costs a pointer copy, not a dict copy.
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::engine::state::Map;
+
+/// A Python value shared between persistent maps.
+pub type Val = Arc<Py<PyAny>>;
+
+/// Converts a `dict[str, Any]` (or any Mapping) into a persistent map.
+pub fn map_from_py(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Map<Val>> {
+    let mut map = Map::new();
+    let Some(obj) = obj else { return Ok(map) };
+    if obj.is_none() {
+        return Ok(map);
+    }
+    if let Ok(sm) = obj.cast::<StateMap>() {
+        return Ok(sm.get().map.clone());
+    }
+    let dict = if let Ok(d) = obj.cast::<PyDict>() {
+        d.clone()
+    } else {
+        let d = PyDict::new(obj.py());
+        d.call_method1(pyo3::intern!(obj.py(), "update"), (obj,))
+            .map_err(|_| PyTypeError::new_err(format!("{what} must be a mapping with str keys")))?;
+        d
+    };
+    for (k, v) in dict.iter() {
+        let key: String = k.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{what} keys must be str, got {}",
+                k.repr().map(|r| r.to_string()).unwrap_or_default()
+            ))
+        })?;
+        map.insert(Arc::from(key), Arc::new(v.unbind()));
+    }
+    Ok(map)
+}
+
+fn map_to_dict<'py>(py: Python<'py>, map: &Map<Val>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in map.iter() {
+        d.set_item(&**k, v.bind(py))?;
+    }
+    Ok(d)
+}
+
+fn lookup(py: Python<'_>, map: &Map<Val>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+    let Ok(k) = key.cast::<pyo3::types::PyString>() else {
+        return Ok(None);
+    };
+    Ok(map.get(k.to_str()?).map(|v| v.clone_ref(py)))
+}
+
+fn traverse_map(map: &Map<Val>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
+    for v in map.values() {
+        visit.call(&**v)?;
+    }
+    Ok(())
+}
+
+/// A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
+/// context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
+/// depends on which sibling finished first.
+#[pyclass(module = "weft", name = "StateMap", frozen, mapping)]
+pub struct StateMap {
+    pub map: Map<Val>,
+}
+
+#[pymethods]
+impl StateMap {
+    fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        lookup(py, &self.map, key)?.ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    fn __len__(&self) -> usize {
+        self.map.len()
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(lookup(key.py(), &self.map, key)?.is_some())
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.keys(py)?.try_iter().map(Bound::into_any)
+    }
+
+    /// ``get(key, default=None)``: the value for ``key`` or ``default``.
+    #[pyo3(signature = (key, default=None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(lookup(py, &self.map, key)?.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
+    }
+
+    /// The keys, as a list (sorted).
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.map.keys().map(|k| &**k))
+    }
+
+    /// The values, as a list, in key order.
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.map.values().map(|v| v.bind(py)))
+    }
+
+    /// ``(key, value)`` pairs, as a list, in key order.
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.map.iter().map(|(k, v)| (&**k, v.bind(py))))
+    }
+
+    /// A new ``dict`` copy of the mapping.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        map_to_dict(py, &self.map)
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<bool> {
+        map_to_dict(py, &self.map)?.eq(other)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!("StateMap({})", map_to_dict(py, &self.map)?.repr()?))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        traverse_map(&self.map, &visit)
+    }
+}
+
+/// The state of a workflow run as one step sees it (JAF's ``WorkflowContext``).
+///
+/// Create one to start a run: ``WorkflowContext(workflow_id, user_context=None, variables=None,
+/// metadata=None)`` (``initial_data=`` is accepted as an alias of ``variables``, as in JAF's
+/// e-commerce example). A step that declares a ``context`` parameter, and every condition, gets a
+/// context whose ``variables`` are the initial variables plus the dict outputs of the steps it
+/// depends on (directly or transitively), merged in declaration order, and whose ``results`` map
+/// those steps' ids to their outputs. The context is itself a read-only mapping over its
+/// variables, so ``lambda state: state["order_id"]`` and
+/// ``lambda ctx: ctx.variables.get("priority")`` both work.
+#[pyclass(module = "weft", name = "WorkflowContext", frozen, mapping)]
+pub struct WorkflowContext {
+    pub workflow_id: String,
+    pub user_context: Py<PyAny>,
+    pub metadata: Py<PyAny>,
+    pub vars: Map<Val>,
+    pub results: Map<Val>,
+    pub run_id: Option<String>,
+    pub step_id: Option<Arc<str>>,
+}
+
+#[pymethods]
+impl WorkflowContext {
+    #[new]
+    #[pyo3(signature = (workflow_id, user_context=None, variables=None, metadata=None, *, initial_data=None))]
+    fn new(
+        py: Python<'_>,
+        workflow_id: String,
+        user_context: Option<Bound<'_, PyAny>>,
+        variables: Option<Bound<'_, PyAny>>,
+        metadata: Option<Bound<'_, PyAny>>,
+        initial_data: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        if variables.as_ref().is_some_and(|v| !v.is_none())
+            && initial_data.as_ref().is_some_and(|v| !v.is_none())
+        {
+            return Err(PyTypeError::new_err(
+                "WorkflowContext: pass variables= or its alias initial_data=, not both",
+            ));
+        }
+        let vars = map_from_py(
+            variables.as_ref().or(initial_data.as_ref()),
+            "WorkflowContext.variables",
+        )?;
+        let dict_or_new = |o: Option<Bound<'_, PyAny>>| -> Py<PyAny> {
+            match o {
+                Some(o) if !o.is_none() => o.unbind(),
+                _ => PyDict::new(py).into_any().unbind(),
+            }
+        };
+        Ok(WorkflowContext {
+            workflow_id,
+            user_context: dict_or_new(user_context),
+            metadata: dict_or_new(metadata),
+            vars,
+            results: Map::new(),
+            run_id: None,
+            step_id: None,
+        })
+    }
+
+    /// The workflow id given when the context was created (str).
+    #[getter]
+    fn workflow_id(&self) -> &str {
+        &self.workflow_id
+    }
+
+    /// Caller-supplied data about the user or request (a dict, shared by every step).
+    #[getter]
+    fn user_context(&self, py: Python<'_>) -> Py<PyAny> {
+        self.user_context.clone_ref(py)
+    }
+
+    /// Caller-supplied metadata (a dict, shared by every step).
+    #[getter]
+    fn metadata(&self, py: Python<'_>) -> Py<PyAny> {
+        self.metadata.clone_ref(py)
+    }
+
+    /// The variables this step sees, as a read-only mapping (see the class docs).
+    #[getter]
+    fn variables(&self) -> StateMap {
+        StateMap {
+            map: self.vars.clone(),
+        }
+    }
+
+    /// Alias of ``variables`` (JAF's ``initial_data``).
+    #[getter]
+    fn initial_data(&self) -> StateMap {
+        self.variables()
+    }
+
+    /// Outputs of the steps this step depends on (all completed steps in a final context),
+    /// as a read-only mapping of step id to output.
+    #[getter]
+    fn results(&self) -> StateMap {
+        StateMap {
+            map: self.results.clone(),
+        }
+    }
+
+    /// The run's id (a uuid4 hex string) inside a run; ``None`` on a context built by the caller.
+    #[getter]
+    fn run_id(&self) -> Option<&str> {
+        self.run_id.as_deref()
+    }
+
+    /// The id of the step this context was made for; ``None`` for a caller's or final context.
+    #[getter]
+    fn step_id(&self) -> Option<&str> {
+        self.step_id.as_deref()
+    }
+
+    /// ``"{run_id}:{step_id}"``: stable for a run and step across attempts, so side-effecting tools
+    /// can de-duplicate retried work. ``None`` outside a step.
+    #[getter]
+    fn idempotency_key(&self) -> Option<String> {
+        match (&self.run_id, &self.step_id) {
+            (Some(r), Some(s)) => Some(format!("{r}:{s}")),
+            _ => None,
+        }
+    }
+
+    fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        lookup(py, &self.vars, key)?.ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    fn __len__(&self) -> usize {
+        self.vars.len()
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(lookup(key.py(), &self.vars, key)?.is_some())
+    }
+
+    fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.keys(py)?.try_iter().map(Bound::into_any)
+    }
+
+    /// ``get(key, default=None)``: the variable ``key`` or ``default``.
+    #[pyo3(signature = (key, default=None))]
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(lookup(py, &self.vars, key)?.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
+    }
+
+    /// The variable names, as a list (sorted).
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.vars.keys().map(|k| &**k))
+    }
+
+    /// The variable values, as a list, in key order.
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.vars.values().map(|v| v.bind(py)))
+    }
+
+    /// ``(name, value)`` pairs, as a list, in key order.
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.vars.iter().map(|(k, v)| (&**k, v.bind(py))))
+    }
+
+    /// A plain-dict snapshot: ``{"workflow_id", "user_context", "variables", "metadata",
+    /// "results"}``.
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        d.set_item("workflow_id", &self.workflow_id)?;
+        d.set_item("user_context", &self.user_context)?;
+        d.set_item("variables", map_to_dict(py, &self.vars)?)?;
+        d.set_item("metadata", &self.metadata)?;
+        d.set_item("results", map_to_dict(py, &self.results)?)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(format!(
+            "WorkflowContext(workflow_id={:?}, variables={})",
+            self.workflow_id,
+            map_to_dict(py, &self.vars)?.repr()?
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.user_context)?;
+        visit.call(&self.metadata)?;
+        traverse_map(&self.vars, &visit)?;
+        traverse_map(&self.results, &visit)
+    }
+}

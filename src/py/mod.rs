@@ -1,0 +1,31 @@
+//! The only code that touches pyo3: pyclasses, the asyncio bridge, the worker pool and the
+//! mapping of engine errors to `weft.errors`.
+use pyo3::prelude::*;
+
+mod classify;
+pub mod context;
+pub mod errors;
+pub mod plan;
+pub mod pool;
+pub mod results;
+pub mod run;
+
+/// Stops weft's timer thread and joins its worker threads; `weft` registers it with `atexit`.
+#[pyfunction]
+fn _shutdown(py: Python<'_>) {
+    pool::shutdown(py);
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Engine logs (the `tracing` crate, emitted as `log` records) reach Python's `logging` under
+    // the `weft` logger.
+    let _ = pyo3_log::try_init();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<context::WorkflowContext>()?;
+    m.add_class::<context::StateMap>()?;
+    m.add_class::<results::StepResult>()?;
+    m.add_class::<plan::Plan>()?;
+    m.add_class::<run::Run>()?;
+    m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    Ok(())
+}

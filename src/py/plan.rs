@@ -1,0 +1,214 @@
+//! `Plan`: a validated, compiled workflow (graph + per-step call specs), built once and started
+//! any number of times.
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::engine::error::DefinitionError;
+use crate::engine::graph::{Graph, StepDecl};
+use crate::engine::retry::RetryPolicy;
+use crate::py::context::WorkflowContext;
+use crate::py::errors::definition_error;
+use crate::py::run::{Run, RunInner};
+
+/// How to call one step, decided once in Python at step creation.
+pub struct StepSpec {
+    pub id: Arc<str>,
+    /// `invoke()` or `invoke(context=ctx)`: returns the output, or a coroutine for async steps.
+    pub invoke: Py<PyAny>,
+    pub is_async: bool,
+    pub wants_ctx: bool,
+    pub timeout: Option<Duration>,
+    pub policy: RetryPolicy,
+    pub retry_on: Option<Py<PyTuple>>,
+    pub non_retryable: Option<Py<PyTuple>>,
+    pub conditions: Vec<Py<PyAny>>,
+}
+
+impl StepSpec {
+    /// Conditions and context-taking steps need a `WorkflowContext` built for them.
+    pub fn needs_context(&self) -> bool {
+        self.wants_ctx || !self.conditions.is_empty()
+    }
+}
+
+pub struct PlanInner {
+    pub workflow_id: String,
+    pub graph: Arc<Graph>,
+    pub steps: Vec<StepSpec>,
+    pub max_parallel: Option<usize>,
+}
+
+/// The policy tuple from Python:
+/// `(max_attempts, initial_interval, backoff_coefficient, max_interval, jitter, retry_on,
+/// non_retryable)`.
+type PolicyArgs = (u32, f64, f64, f64, f64, Py<PyTuple>, Py<PyTuple>);
+
+/// One step from Python: `(step_id, depends_on, template_refs, invoke, is_async, wants_context,
+/// timeout_seconds, policy, conditions)`.
+#[derive(FromPyObject)]
+struct SpecArgs(
+    String,
+    Vec<String>,
+    Vec<String>,
+    Py<PyAny>,
+    bool,
+    bool,
+    Option<f64>,
+    PolicyArgs,
+    Vec<Py<PyAny>>,
+);
+
+fn non_empty(py: Python<'_>, t: Py<PyTuple>) -> Option<Py<PyTuple>> {
+    (!t.bind(py).is_empty()).then_some(t)
+}
+
+/// A compiled workflow. Private: built by `weft.Workflow`.
+#[pyclass(module = "weft._core", name = "Plan")]
+pub struct Plan {
+    inner: Option<Arc<PlanInner>>,
+}
+
+#[pymethods]
+impl Plan {
+    /// Validates and compiles `specs` (see `SpecArgs`).
+    ///
+    /// Raises:
+    ///     WorkflowDefinitionError: duplicate ids, unknown dependencies, a cycle, a template
+    ///         reference to a non-ancestor, a bad timeout or retry policy.
+    #[new]
+    #[pyo3(signature = (workflow_id, specs, max_parallel=None))]
+    fn new(
+        py: Python<'_>,
+        workflow_id: String,
+        specs: Vec<Bound<'_, PyAny>>,
+        max_parallel: Option<usize>,
+    ) -> PyResult<Self> {
+        let mut decls = Vec::with_capacity(specs.len());
+        let mut steps = Vec::with_capacity(specs.len());
+        for s in specs {
+            let SpecArgs(id, deps, refs, invoke, is_async, wants_ctx, timeout, policy, conditions) =
+                s.extract()?;
+            let timeout = match timeout {
+                None => None,
+                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+                Some(t) => {
+                    return Err(definition_error(DefinitionError::InvalidTimeout {
+                        step: id,
+                        timeout: t,
+                    }))
+                }
+            };
+            let (
+                max_attempts,
+                initial_interval,
+                backoff_coefficient,
+                max_interval,
+                jitter,
+                retry_on,
+                non_retryable,
+            ) = policy;
+            let policy = RetryPolicy {
+                max_attempts,
+                initial_interval,
+                backoff_coefficient,
+                max_interval,
+                jitter,
+            };
+            if let Err(reason) = policy.validate() {
+                return Err(definition_error(DefinitionError::InvalidPolicy {
+                    step: id,
+                    reason,
+                }));
+            }
+            steps.push(StepSpec {
+                id: Arc::from(id.as_str()),
+                invoke,
+                is_async,
+                wants_ctx,
+                timeout,
+                policy,
+                retry_on: non_empty(py, retry_on),
+                non_retryable: non_empty(py, non_retryable),
+                conditions,
+            });
+            decls.push(StepDecl { id, deps, refs });
+        }
+        let graph = Graph::build(decls).map_err(definition_error)?;
+        Ok(Plan {
+            inner: Some(Arc::new(PlanInner {
+                workflow_id,
+                graph: Arc::new(graph),
+                steps,
+                max_parallel,
+            })),
+        })
+    }
+
+    /// Starts a run on the running event loop `event_loop` (call from its thread).
+    ///
+    /// `done` is an `asyncio.Future` resolved when the run ends; `pycontext` the
+    /// `contextvars.Context` every step runs in a copy of; `timeout` (seconds) bounds the run;
+    /// `max_concurrency` bounds steps in flight (the smaller of it and the plan's
+    /// `max_parallel` wins).
+    #[pyo3(signature = (context, event_loop, pycontext, done, timeout=None, max_concurrency=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        &self,
+        py: Python<'_>,
+        context: &Bound<'_, WorkflowContext>,
+        event_loop: Bound<'_, PyAny>,
+        pycontext: Bound<'_, PyAny>,
+        done: Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        max_concurrency: Option<usize>,
+    ) -> PyResult<Run> {
+        let plan = self
+            .inner
+            .clone()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Plan was cleared"))?;
+        if let Some(t) = timeout {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(crate::py::errors::WorkflowDefinitionError::new_err(
+                    format!("execute(timeout=...) must be a positive number of seconds, got {t}"),
+                ));
+            }
+        }
+        RunInner::start(
+            py,
+            plan,
+            context.get(),
+            event_loop,
+            pycontext,
+            done,
+            timeout,
+            max_concurrency,
+        )
+    }
+
+    /// Number of steps.
+    fn __len__(&self) -> usize {
+        self.inner.as_ref().map_or(0, |p| p.steps.len())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(p) = &self.inner {
+            for s in &p.steps {
+                visit.call(&s.invoke)?;
+                visit.call(&s.retry_on)?;
+                visit.call(&s.non_retryable)?;
+                for c in &s.conditions {
+                    visit.call(c)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&mut self) {
+        self.inner = None;
+    }
+}

@@ -1,0 +1,148 @@
+//! `StepResult`: the record of one step of one run.
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3::{PyTraverseError, PyVisit};
+
+use crate::engine::scheduler::StepState;
+
+static STEP_STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The `weft.StepStatus` member for an engine state (the enum is defined in Python so users get a
+/// real `StrEnum`; looked up once per process).
+pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
+    let cls = STEP_STATUS.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py.import("weft._status")?.getattr("StepStatus")?.unbind())
+    })?;
+    Ok(cls.bind(py).call1((state.as_str(),))?.unbind())
+}
+
+/// What happened to one step in one run (JAF's ``StepResult``).
+///
+/// Attributes:
+///     step_id (str): the step's id.
+///     status (StepStatus): its final status.
+///     output: the step's return value (``None`` unless ``COMPLETED``).
+///     error (str | None): the message of the exception that ended the last attempt.
+///     error_type (str | None): that exception's class name, e.g. ``"ValueError"``, or
+///         ``"StepTimeoutError"`` for a timeout.
+///     exception (BaseException | None): the exception object itself.
+///     attempts (int): attempts started (0 for a step that never ran).
+///     execution_time_ms (float): milliseconds from the first attempt's start to the end of the
+///         last, backoff waits included.
+///     metadata (dict): extra facts, e.g. ``{"abandoned": True}`` for a sync step left running
+///         after its timeout, ``{"cancel_ignored": True}`` for an async step that swallowed
+///         cancellation.
+#[pyclass(module = "weft", name = "StepResult", frozen)]
+pub struct StepResult {
+    #[pyo3(get)]
+    pub step_id: String,
+    #[pyo3(get)]
+    pub status: Py<PyAny>,
+    #[pyo3(get)]
+    pub output: Py<PyAny>,
+    #[pyo3(get)]
+    pub error: Option<String>,
+    #[pyo3(get)]
+    pub error_type: Option<String>,
+    #[pyo3(get)]
+    pub exception: Option<Py<PyAny>>,
+    #[pyo3(get)]
+    pub attempts: u32,
+    #[pyo3(get)]
+    pub execution_time_ms: f64,
+    #[pyo3(get)]
+    pub metadata: Py<PyDict>,
+    pub state: StepState,
+}
+
+fn parse_state(s: &str) -> Option<StepState> {
+    use StepState::*;
+    [
+        Pending, Running, Retrying, Completed, Failed, Timeout, Skipped, Blocked, Cancelled,
+    ]
+    .into_iter()
+    .find(|st| st.as_str() == s)
+}
+
+#[pymethods]
+impl StepResult {
+    /// Builds a result by hand (adapters and tests); the engine makes its own.
+    ///
+    /// Args:
+    ///     step_id: the step's id.
+    ///     status: a ``StepStatus`` or its string value.
+    ///     output, error, error_type, exception, attempts, execution_time_ms, metadata: as the
+    ///         attributes of the same names.
+    ///
+    /// Raises:
+    ///     ValueError: ``status`` is not a ``StepStatus`` value.
+    #[new]
+    #[pyo3(signature = (step_id, status, output=None, error=None, error_type=None, exception=None, attempts=0, execution_time_ms=0.0, metadata=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        step_id: String,
+        status: &Bound<'_, PyAny>,
+        output: Option<Py<PyAny>>,
+        error: Option<String>,
+        error_type: Option<String>,
+        exception: Option<Py<PyAny>>,
+        attempts: u32,
+        execution_time_ms: f64,
+        metadata: Option<Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let s: String = status.str()?.extract()?;
+        let state = parse_state(&s).ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "StepResult.status: unknown status {s:?}"
+            ))
+        })?;
+        Ok(StepResult {
+            step_id,
+            status: status_member(py, state)?,
+            output: output.unwrap_or_else(|| py.None()),
+            error,
+            error_type,
+            exception,
+            attempts,
+            execution_time_ms,
+            metadata: metadata
+                .map(Bound::unbind)
+                .unwrap_or_else(|| PyDict::new(py).unbind()),
+            state,
+        })
+    }
+
+    /// True when the step completed.
+    #[getter]
+    fn is_success(&self) -> bool {
+        self.state == StepState::Completed
+    }
+
+    /// True when the step failed or timed out (blocked, skipped and cancelled steps are neither).
+    #[getter]
+    fn is_failure(&self) -> bool {
+        self.state.is_failure()
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let tail = match (&self.error_type, &self.error) {
+            (Some(t), Some(e)) => format!(", error={t}: {e:?}"),
+            _ => format!(", output={}", self.output.bind(py).repr()?),
+        };
+        Ok(format!(
+            "StepResult(step_id={:?}, status={}, attempts={}, execution_time_ms={:.3}{tail})",
+            self.step_id,
+            self.state.as_str(),
+            self.attempts,
+            self.execution_time_ms
+        ))
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.output)?;
+        visit.call(&self.exception)?;
+        visit.call(&self.metadata)
+    }
+}

@@ -1,0 +1,949 @@
+//! One workflow run: drives the engine's scheduler from whichever thread just finished a step.
+//!
+//! Async steps become `asyncio.Task`s created on the loop thread, and their completion arrives by
+//! `add_done_callback` on that same thread, so no step pays a thread hop. Sync steps run on the
+//! worker pool; a worker that finishes a sync step runs the next ready sync step itself
+//! (NOTE: W1 measures that chain at ~1–2 µs a step; a hop per step would cost 30–70 µs,
+//! DESIGN §3), and only hands async steps and the run's end to the loop.
+//!
+//! Locking: `RunState` sits behind one mutex that is only taken for bookkeeping, never while a
+//! user callable runs. A thread that finds it contended waits detached from Python, so a thread
+//! holding the lock can always get the GIL back (no GIL/lock inversion).
+use std::sync::Arc;
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, MutexGuard};
+use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::engine::retry::{classify, should_retry, Retryability};
+use crate::engine::scheduler::{Dispatch, RunOutcome, Scheduler, StepState};
+use crate::engine::state::StateViews;
+use crate::py::classify::{cancelled_error, facts};
+use crate::py::context::{Val, WorkflowContext};
+use crate::py::errors::StepTimeoutError;
+use crate::py::plan::PlanInner;
+use crate::py::pool::{self, Job};
+use crate::py::results::{status_member, StepResult};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Where {
+    /// The event loop's thread.
+    Loop,
+    /// A pool worker (may run the next sync step inline).
+    Worker,
+    /// The timer thread.
+    Timer,
+}
+
+enum Timer {
+    Loop(Py<PyAny>),
+    Native(tokio::task::AbortHandle),
+}
+
+impl Timer {
+    fn cancel(self, py: Python<'_>) {
+        match self {
+            Timer::Loop(h) => {
+                let _ = h.call_method0(py, intern!(py, "cancel"));
+            }
+            Timer::Native(h) => h.abort(),
+        }
+    }
+}
+
+struct StepError {
+    type_name: String,
+    message: String,
+    exception: Py<PyAny>,
+}
+
+impl StepError {
+    fn from_exc(exc: &Bound<'_, PyAny>) -> Self {
+        let type_name = exc
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "Exception".into());
+        let message = exc.str().map(|s| s.to_string()).unwrap_or_default();
+        StepError {
+            type_name,
+            message,
+            exception: exc.clone().unbind(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct StepRec {
+    first_start: Option<Instant>,
+    end: Option<Instant>,
+    output: Option<Val>,
+    error: Option<StepError>,
+    task: Option<Py<PyAny>>,
+    timer: Option<Timer>,
+    /// The live async attempt passed its deadline and its task was cancelled.
+    timing_out: bool,
+    abandoned: bool,
+    cancel_ignored: bool,
+}
+
+enum Outcome {
+    Value(Py<PyAny>),
+    Skipped,
+    /// The error, and whether it is the step's own timeout.
+    Error(PyErr, bool),
+}
+
+#[derive(Clone, Copy)]
+enum Stop {
+    Cancelled,
+    TimedOut(f64),
+}
+
+struct RunState {
+    sched: Scheduler,
+    views: StateViews<Val>,
+    recs: Vec<StepRec>,
+    /// Retries due now (zero backoff), dispatched by the next pump before new steps.
+    immediate: Vec<Dispatch>,
+    /// Tasks created and not yet done (including cancelled ones still unwinding).
+    async_in_flight: usize,
+    finished: bool,
+    stop: Option<Stop>,
+    cancel_waiters: Vec<Py<PyAny>>,
+    run_timer: Option<Py<PyAny>>,
+    rng: fastrand::Rng,
+    ended: Option<Instant>,
+}
+
+impl RunState {
+    fn take_finish(&mut self) -> bool {
+        if !self.finished && self.sched.is_done() && self.async_in_flight == 0 {
+            self.finished = true;
+            self.ended = Some(Instant::now());
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct RunInner {
+    plan: Arc<PlanInner>,
+    run_id: String,
+    workflow_id: String,
+    user_context: Py<PyAny>,
+    metadata: Py<PyAny>,
+    event_loop: Py<PyAny>,
+    loop_thread: ThreadId,
+    pycontext: Py<PyAny>,
+    done: Py<PyAny>,
+    started: Instant,
+    run_timeout: Option<f64>,
+    st: Mutex<RunState>,
+}
+
+fn uuid4_hex(rng: &mut fastrand::Rng) -> String {
+    let hi = (rng.u64(..) & 0xffff_ffff_ffff_0fff) | 0x4000;
+    let lo = (rng.u64(..) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!("{hi:016x}{lo:016x}")
+}
+
+/// The `(key, value)` items of a dict output with str keys, to merge into the variables.
+fn dict_delta(v: &Bound<'_, PyAny>) -> Vec<(Arc<str>, Val)> {
+    let Ok(d) = v.cast::<PyDict>() else {
+        return Vec::new();
+    };
+    d.iter()
+        .filter_map(|(k, v)| {
+            let k = k
+                .cast::<pyo3::types::PyString>()
+                .ok()?
+                .to_str()
+                .ok()
+                .map(Arc::from)?;
+            Some((k, Arc::new(v.unbind())))
+        })
+        .collect()
+}
+
+fn is_coroutine(v: &Bound<'_, PyAny>) -> bool {
+    // SAFETY: a type check on a valid, attached object pointer.
+    unsafe { pyo3::ffi::PyCoro_CheckExact(v.as_ptr()) != 0 }
+}
+
+impl RunInner {
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        py: Python<'_>,
+        plan: Arc<PlanInner>,
+        ctx: &WorkflowContext,
+        event_loop: Bound<'_, PyAny>,
+        pycontext: Bound<'_, PyAny>,
+        done: Bound<'_, PyAny>,
+        timeout: Option<f64>,
+        max_concurrency: Option<usize>,
+    ) -> PyResult<Run> {
+        let limit = match (plan.max_parallel, max_concurrency) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let n = plan.steps.len();
+        let mut rng = fastrand::Rng::new();
+        let inner = Arc::new(RunInner {
+            run_id: uuid4_hex(&mut rng),
+            workflow_id: ctx.workflow_id.clone(),
+            user_context: ctx.user_context.clone_ref(py),
+            metadata: ctx.metadata.clone_ref(py),
+            event_loop: event_loop.unbind(),
+            loop_thread: std::thread::current().id(),
+            pycontext: pycontext.unbind(),
+            done: done.unbind(),
+            started: Instant::now(),
+            run_timeout: timeout,
+            st: Mutex::new(RunState {
+                sched: Scheduler::new(Arc::clone(&plan.graph), limit),
+                views: StateViews::new(n, ctx.vars.clone()),
+                recs: (0..n).map(|_| StepRec::default()).collect(),
+                immediate: Vec::new(),
+                async_in_flight: 0,
+                finished: false,
+                stop: None,
+                cancel_waiters: Vec::new(),
+                run_timer: None,
+                rng,
+                ended: None,
+            }),
+            plan,
+        });
+        if let Some(t) = timeout {
+            let cb = Callback::new(&inner, CbKind::RunDeadline);
+            let h = inner
+                .event_loop
+                .call_method1(py, intern!(py, "call_later"), (t, cb))?;
+            inner.lock(py).run_timer = Some(h);
+        }
+        inner.pump(py, Where::Loop);
+        Ok(Run { inner })
+    }
+
+    fn lock(&self, py: Python<'_>) -> MutexGuard<'_, RunState> {
+        match self.st.try_lock() {
+            Some(g) => g,
+            None => py.detach(|| self.st.lock()),
+        }
+    }
+
+    fn here(&self) -> Where {
+        if std::thread::current().id() == self.loop_thread {
+            Where::Loop
+        } else {
+            Where::Timer
+        }
+    }
+
+    /// Dispatches every ready step; returns one sync step for a worker to run inline.
+    fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        let mut inline = None;
+        loop {
+            let (batch, finish) = {
+                let mut st = self.lock(py);
+                let st = &mut *st;
+                let mut batch = std::mem::take(&mut st.immediate);
+                while let Some(d) = st.sched.next() {
+                    batch.push(d);
+                }
+                let now = Instant::now();
+                for d in &batch {
+                    st.recs[d.step].first_start.get_or_insert(now);
+                }
+                let finish = batch.is_empty() && st.take_finish();
+                (batch, finish)
+            };
+            if batch.is_empty() {
+                if finish {
+                    self.signal_finish(py, here);
+                }
+                return inline;
+            }
+            for d in batch {
+                if self.plan.steps[d.step].is_async {
+                    if here == Where::Loop {
+                        if let Some(outcome) = self.start_async(py, d) {
+                            self.record(py, d, outcome, here);
+                        }
+                    } else {
+                        self.call_soon_threadsafe(py, CbKind::Start(d));
+                    }
+                } else if here == Where::Worker && inline.is_none() {
+                    inline = Some(d);
+                } else {
+                    pool::submit(Job {
+                        run: Arc::clone(self),
+                        dispatch: d,
+                    });
+                }
+            }
+        }
+    }
+
+    fn call_soon_threadsafe(self: &Arc<Self>, py: Python<'_>, kind: CbKind) {
+        let cb = Callback::new(self, kind);
+        if let Err(e) = self
+            .event_loop
+            .call_method1(py, intern!(py, "call_soon_threadsafe"), (cb,))
+        {
+            tracing::error!(run_id = %self.run_id, "weft: cannot reach the event loop: {e}");
+        }
+    }
+
+    fn signal_finish(self: &Arc<Self>, py: Python<'_>, here: Where) {
+        if here == Where::Loop {
+            self.complete(py);
+        } else {
+            self.call_soon_threadsafe(py, CbKind::Finish);
+        }
+    }
+
+    /// On the loop thread, once every step is terminal and no task is left: resolve the futures.
+    fn complete(&self, py: Python<'_>) {
+        let (timer, waiters) = {
+            let mut st = self.lock(py);
+            (st.run_timer.take(), std::mem::take(&mut st.cancel_waiters))
+        };
+        if let Some(t) = timer {
+            Timer::Loop(t).cancel(py);
+        }
+        for fut in std::iter::once(self.done.clone_ref(py)).chain(waiters) {
+            let fut = fut.bind(py);
+            if !fut
+                .call_method0(intern!(py, "done"))
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(true)
+            {
+                let _ = fut.call_method1(intern!(py, "set_result"), (py.None(),));
+            }
+        }
+    }
+
+    fn context_for(&self, py: Python<'_>, step: usize) -> WorkflowContext {
+        let view = self.lock(py).views.view_for(&self.plan.graph, step);
+        WorkflowContext {
+            workflow_id: self.workflow_id.clone(),
+            user_context: self.user_context.clone_ref(py),
+            metadata: self.metadata.clone_ref(py),
+            vars: view.vars,
+            results: view.results,
+            run_id: Some(self.run_id.clone()),
+            step_id: Some(Arc::clone(&self.plan.steps[step].id)),
+        }
+    }
+
+    /// Checks the step's conditions and calls it. `Ok(None)`: a condition was false.
+    fn invoke<'py>(&self, py: Python<'py>, step: usize) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let spec = &self.plan.steps[step];
+        let ctx = if spec.needs_context() {
+            Some(Bound::new(py, self.context_for(py, step))?)
+        } else {
+            None
+        };
+        for cond in &spec.conditions {
+            if !cond.bind(py).call1((ctx.as_ref(),))?.is_truthy()? {
+                return Ok(None);
+            }
+        }
+        let f = spec.invoke.bind(py);
+        let kwargs = match (&ctx, spec.wants_ctx) {
+            (Some(c), true) => {
+                let kw = PyDict::new(py);
+                kw.set_item(intern!(py, "context"), c)?;
+                Some(kw)
+            }
+            _ => None,
+        };
+        let out = if spec.is_async {
+            // Calling an `async def` only builds the coroutine; its task runs it in a copy of
+            // the caller's contextvars (see `start_async`).
+            f.call((), kwargs.as_ref())?
+        } else {
+            let pyctx = self.pycontext.bind(py).call_method0(intern!(py, "copy"))?;
+            pyctx.call_method(intern!(py, "run"), (f,), kwargs.as_ref())?
+        };
+        Ok(Some(out))
+    }
+
+    /// Starts an async step's task on the loop thread; `Some` if it settled without a task.
+    fn start_async(self: &Arc<Self>, py: Python<'_>, d: Dispatch) -> Option<Outcome> {
+        if !self.lock(py).sched.is_live(d) {
+            return None;
+        }
+        let awaitable = match self.invoke(py, d.step) {
+            Ok(Some(a)) => a,
+            Ok(None) => return Some(Outcome::Skipped),
+            Err(e) => return Some(Outcome::Error(e, false)),
+        };
+        match self.launch(py, d, &awaitable) {
+            Ok(true) => None,
+            Ok(false) => Some(Outcome::Value(awaitable.unbind())),
+            Err(e) => Some(Outcome::Error(e, false)),
+        }
+    }
+
+    /// Wraps `awaitable` in a task with done-callback and deadline. `Ok(false)`: not awaitable.
+    fn launch(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        d: Dispatch,
+        awaitable: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        let lp = self.event_loop.bind(py);
+        let kw = PyDict::new(py);
+        kw.set_item(
+            intern!(py, "context"),
+            self.pycontext.bind(py).call_method0(intern!(py, "copy"))?,
+        )?;
+        let task = match lp.call_method(intern!(py, "create_task"), (awaitable,), Some(&kw)) {
+            Ok(t) => t,
+            Err(e) if e.is_instance_of::<PyTypeError>(py) => {
+                if !awaitable.hasattr(intern!(py, "__await__"))? {
+                    return Ok(false);
+                }
+                py.import(intern!(py, "asyncio"))?
+                    .call_method1(intern!(py, "ensure_future"), (awaitable,))?
+            }
+            Err(e) => return Err(e),
+        };
+        task.call_method1(
+            intern!(py, "add_done_callback"),
+            (Callback::new(self, CbKind::Done(d)),),
+        )?;
+        let timer = match self.plan.steps[d.step].timeout {
+            Some(t) => Some(lp.call_method1(
+                intern!(py, "call_later"),
+                (t.as_secs_f64(), Callback::new(self, CbKind::Deadline(d))),
+            )?),
+            None => None,
+        };
+        let mut st = self.lock(py);
+        st.async_in_flight += 1;
+        let rec = &mut st.recs[d.step];
+        rec.task = Some(task.unbind());
+        rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
+        rec.timing_out = false;
+        Ok(true)
+    }
+
+    /// A pool worker runs `d` and then, inline, each sync step it makes ready.
+    pub fn run_sync_job(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        let mut next = Some(d);
+        while let Some(d) = next.take() {
+            if !self.lock(py).sched.is_live(d) {
+                break;
+            }
+            if let Some(t) = self.plan.steps[d.step].timeout {
+                let run = Arc::clone(self);
+                let armed = pool::after(t, move || Python::attach(|py| run.sync_deadline(py, d)));
+                if let Some(h) = armed {
+                    self.lock(py).recs[d.step].timer = Some(Timer::Native(h));
+                }
+            }
+            let outcome = match self.invoke(py, d.step) {
+                Ok(Some(v)) if is_coroutine(&v) => {
+                    let _ = v.call_method0(intern!(py, "close"));
+                    Outcome::Error(
+                        PyTypeError::new_err(format!(
+                            "step '{}': a sync callable returned a coroutine; declare it `async def` \
+                             so weft runs it as an async step",
+                            self.plan.steps[d.step].id
+                        )),
+                        false,
+                    )
+                }
+                Ok(Some(v)) => Outcome::Value(v.unbind()),
+                Ok(None) => Outcome::Skipped,
+                Err(e) => Outcome::Error(e, false),
+            };
+            self.record(py, d, outcome, Where::Worker);
+            next = self.pump(py, Where::Worker);
+        }
+    }
+
+    /// Records an attempt's outcome: success, skip, retry (now or after a backoff) or failure.
+    fn record(self: &Arc<Self>, py: Python<'_>, d: Dispatch, outcome: Outcome, here: Where) {
+        enum Prep {
+            Value(Val, Vec<(Arc<str>, Val)>),
+            Skip,
+            Error(StepError, Retryability, bool),
+        }
+        let spec = &self.plan.steps[d.step];
+        let prep = match outcome {
+            Outcome::Value(v) => {
+                let delta = dict_delta(v.bind(py));
+                Prep::Value(Arc::new(v), delta)
+            }
+            Outcome::Skipped => Prep::Skip,
+            Outcome::Error(err, is_timeout) => {
+                let exc = err.value(py);
+                let verdict = classify(&facts(
+                    exc.as_any(),
+                    spec.retry_on.as_ref(),
+                    spec.non_retryable.as_ref(),
+                ));
+                Prep::Error(StepError::from_exc(exc.as_any()), verdict, is_timeout)
+            }
+        };
+        let mut retry_after = None;
+        let old_timer = {
+            let mut guard = self.lock(py);
+            let st = &mut *guard;
+            if !st.sched.is_live(d) {
+                return;
+            }
+            let now = Instant::now();
+            let rec = &mut st.recs[d.step];
+            let timer = rec.timer.take();
+            rec.task = None;
+            match prep {
+                Prep::Value(v, delta) => {
+                    rec.output = Some(Arc::clone(&v));
+                    rec.error = None;
+                    rec.end = Some(now);
+                    st.views.record(d.step, Arc::clone(&spec.id), delta, v);
+                    st.sched.succeed(d.step);
+                }
+                Prep::Skip => {
+                    rec.end = Some(now);
+                    st.sched.skip(d.step);
+                }
+                Prep::Error(e, verdict, is_timeout) => {
+                    rec.error = Some(e);
+                    if st.stop.is_none() && should_retry(&spec.policy, d.attempt, &verdict) {
+                        let min_delay = match verdict {
+                            Retryability::Retry { min_delay } => min_delay,
+                            Retryability::Never { .. } => None,
+                        };
+                        let delay = spec.policy.delay(d.attempt, &mut st.rng, min_delay);
+                        st.sched.retrying(d.step);
+                        if delay.is_zero() {
+                            if let Some(next) = st.sched.start_retry(d.step) {
+                                st.immediate.push(next);
+                            }
+                        } else {
+                            retry_after = Some(delay);
+                        }
+                    } else {
+                        rec.end = Some(now);
+                        let state = if is_timeout {
+                            StepState::Timeout
+                        } else {
+                            StepState::Failed
+                        };
+                        st.sched.fail(d.step, state);
+                    }
+                }
+            }
+            timer
+        };
+        if let Some(t) = old_timer {
+            t.cancel(py);
+        }
+        if let Some(delay) = retry_after {
+            self.schedule_retry(py, d.step, delay, here);
+        }
+    }
+
+    fn schedule_retry(self: &Arc<Self>, py: Python<'_>, step: usize, delay: Duration, here: Where) {
+        if here == Where::Loop {
+            let cb = Callback::new(self, CbKind::Retry(step));
+            let r = self.event_loop.call_method1(
+                py,
+                intern!(py, "call_later"),
+                (delay.as_secs_f64(), cb),
+            );
+            if r.is_ok() {
+                return;
+            }
+        }
+        let run = Arc::clone(self);
+        let armed = pool::after(delay, move || {
+            Python::attach(|py| {
+                let here = run.here();
+                run.retry_due(py, step, here);
+            })
+        });
+        if armed.is_none() {
+            // The timer runtime is gone (interpreter exit): retry at once rather than hang.
+            self.retry_due(py, step, here);
+        }
+    }
+
+    fn retry_due(self: &Arc<Self>, py: Python<'_>, step: usize, here: Where) {
+        {
+            let mut st = self.lock(py);
+            if let Some(d) = st.sched.start_retry(step) {
+                st.immediate.push(d);
+            }
+        }
+        if let Some(d) = self.pump(py, here) {
+            pool::submit(Job {
+                run: Arc::clone(self),
+                dispatch: d,
+            });
+        }
+    }
+
+    /// The timer thread: a sync attempt ran past its timeout. It cannot be interrupted inside the
+    /// process, so it is abandoned: its result, whenever it comes, is discarded.
+    fn sync_deadline(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        {
+            let mut st = self.lock(py);
+            if !st.sched.is_live(d) {
+                return;
+            }
+            let rec = &mut st.recs[d.step];
+            rec.timer = None;
+            rec.abandoned = true;
+        }
+        let err = self.timeout_error(
+            py,
+            d,
+            "the sync call was abandoned and may still be running",
+        );
+        self.record(py, d, Outcome::Error(err, true), Where::Timer);
+        self.pump(py, Where::Timer);
+    }
+
+    fn timeout_error(&self, py: Python<'_>, d: Dispatch, tail: &str) -> PyErr {
+        let spec = &self.plan.steps[d.step];
+        let secs = spec.timeout.map_or(0.0, |t| t.as_secs_f64());
+        let _ = py;
+        StepTimeoutError::new_err(format!(
+            "step '{}' timed out after {secs}s (attempt {}); {tail}",
+            spec.id, d.attempt
+        ))
+    }
+
+    /// The loop thread: an async attempt ran past its timeout; cancel its task.
+    fn async_deadline(&self, py: Python<'_>, d: Dispatch) {
+        let task = {
+            let mut st = self.lock(py);
+            if !st.sched.is_live(d) {
+                return;
+            }
+            let rec = &mut st.recs[d.step];
+            rec.timing_out = true;
+            rec.timer = None;
+            rec.task.as_ref().map(|t| t.clone_ref(py))
+        };
+        if let Some(t) = task {
+            let _ = t.call_method0(py, intern!(py, "cancel"));
+        }
+    }
+
+    /// The loop thread: a step's task is done.
+    fn task_done(self: &Arc<Self>, py: Python<'_>, d: Dispatch, task: &Bound<'_, PyAny>) {
+        let (live, timing_out) = {
+            let mut st = self.lock(py);
+            st.async_in_flight -= 1;
+            (st.sched.is_live(d), st.recs[d.step].timing_out)
+        };
+        let cancelled = task
+            .call_method0(intern!(py, "cancelled"))
+            .and_then(|c| c.is_truthy())
+            .unwrap_or(false);
+        if live {
+            let outcome = if cancelled {
+                if timing_out {
+                    Outcome::Error(self.timeout_error(py, d, "its task was cancelled"), true)
+                } else {
+                    Outcome::Error(
+                        PyErr::from_value(
+                            cancelled_error(py)
+                                .and_then(|c| {
+                                    c.call1((format!(
+                                        "step '{}' was cancelled",
+                                        self.plan.steps[d.step].id
+                                    ),))
+                                })
+                                .unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any()),
+                        ),
+                        false,
+                    )
+                }
+            } else {
+                match task.call_method0(intern!(py, "exception")) {
+                    Ok(exc) if !exc.is_none() && timing_out => {
+                        Outcome::Error(self.timeout_error(py, d, "its task was cancelled"), true)
+                    }
+                    Ok(exc) if !exc.is_none() => Outcome::Error(PyErr::from_value(exc), false),
+                    Ok(_) if timing_out => {
+                        self.lock(py).recs[d.step].cancel_ignored = true;
+                        Outcome::Error(
+                            self.timeout_error(
+                                py,
+                                d,
+                                "the step ignored cancellation and finished late",
+                            ),
+                            true,
+                        )
+                    }
+                    Ok(_) => match task.call_method0(intern!(py, "result")) {
+                        Ok(v) => Outcome::Value(v.unbind()),
+                        Err(e) => Outcome::Error(e, false),
+                    },
+                    Err(e) => Outcome::Error(e, false),
+                }
+            };
+            self.record(py, d, outcome, Where::Loop);
+        } else if !cancelled {
+            // Mark a stale task's exception as retrieved so asyncio does not log it.
+            let _ = task.call_method0(intern!(py, "exception"));
+        }
+        self.pump(py, Where::Loop);
+    }
+
+    /// The loop thread: cancel the run, or end it at its deadline.
+    fn stop(self: &Arc<Self>, py: Python<'_>, why: Stop) {
+        let (to, err) = match why {
+            Stop::Cancelled => (
+                StepState::Cancelled,
+                cancelled_error(py)
+                    .and_then(|c| c.call1(("the workflow run was cancelled",)))
+                    .map(|e| e.unbind()),
+            ),
+            Stop::TimedOut(t) => (
+                StepState::Timeout,
+                Ok(StepTimeoutError::new_err(format!(
+                    "the workflow timed out after {t}s while this step was running"
+                ))
+                .into_value(py)
+                .into_any()),
+            ),
+        };
+        let err = match err {
+            Ok(e) => e,
+            Err(e) => e.into_value(py).into_any(),
+        };
+        let mut tasks = Vec::new();
+        let mut timers = Vec::new();
+        {
+            let mut guard = self.lock(py);
+            let st = &mut *guard;
+            if st.finished || st.stop.is_some() {
+                return;
+            }
+            st.stop = Some(why);
+            st.immediate.clear();
+            let now = Instant::now();
+            for step in st.sched.stop(to, matches!(why, Stop::TimedOut(_))) {
+                let rec = &mut st.recs[step];
+                rec.end = Some(now);
+                tasks.extend(rec.task.take());
+                timers.extend(rec.timer.take());
+                rec.error = Some(StepError::from_exc(err.bind(py)));
+                if !self.plan.steps[step].is_async && matches!(why, Stop::TimedOut(_)) {
+                    rec.abandoned = true;
+                }
+            }
+        }
+        for t in timers {
+            t.cancel(py);
+        }
+        for t in tasks {
+            let _ = t.call_method0(py, intern!(py, "cancel"));
+        }
+        self.pump(py, Where::Loop);
+    }
+
+    fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let st = self.lock(py);
+        let sched = &st.sched;
+        let order = sched.completion_order();
+        let ran = |s: &usize| sched.attempts(*s) > 0 || sched.state(*s) == StepState::Skipped;
+        let steps = PyList::empty(py);
+        for &s in order
+            .iter()
+            .filter(|s| ran(s))
+            .chain(order.iter().filter(|s| !ran(s)))
+        {
+            steps.append(self.step_result(py, &st, s)?)?;
+        }
+        let status = match sched.outcome() {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+        };
+        let graph = &self.plan.graph;
+        let final_output = graph
+            .sinks()
+            .iter()
+            .rev()
+            .find_map(|&s| st.recs[s].output.as_ref())
+            .map_or_else(|| py.None(), |v| v.clone_ref(py));
+        let error = match st.stop {
+            Some(Stop::TimedOut(t)) => Some(format!("the workflow timed out after {t}s")),
+            Some(Stop::Cancelled) => Some("the workflow run was cancelled".to_string()),
+            None => order
+                .iter()
+                .find(|&&s| sched.state(s).is_failure())
+                .and_then(|&s| {
+                    let e = st.recs[s].error.as_ref()?;
+                    Some(format!("{}: {}: {}", graph.id(s), e.type_name, e.message))
+                }),
+        };
+        let end = st.ended.unwrap_or_else(Instant::now);
+        let elapsed_ms = end.duration_since(self.started).as_secs_f64() * 1000.0;
+        let fin = st.views.final_view();
+        let context = WorkflowContext {
+            workflow_id: self.workflow_id.clone(),
+            user_context: self.user_context.clone_ref(py),
+            metadata: self.metadata.clone_ref(py),
+            vars: fin.vars,
+            results: fin.results,
+            run_id: Some(self.run_id.clone()),
+            step_id: None,
+        };
+        PyTuple::new(
+            py,
+            [
+                status.into_pyobject(py)?.into_any(),
+                steps.into_any(),
+                final_output.into_bound(py),
+                error.into_pyobject(py)?.into_any(),
+                elapsed_ms.into_pyobject(py)?.into_any(),
+                Bound::new(py, context)?.into_any(),
+            ],
+        )
+    }
+
+    fn step_result(&self, py: Python<'_>, st: &RunState, s: usize) -> PyResult<StepResult> {
+        let rec = &st.recs[s];
+        let state = st.sched.state(s);
+        let metadata = PyDict::new(py);
+        if rec.abandoned {
+            metadata.set_item("abandoned", true)?;
+        }
+        if rec.cancel_ignored {
+            metadata.set_item("cancel_ignored", true)?;
+        }
+        let ms = match (rec.first_start, rec.end) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,
+            _ => 0.0,
+        };
+        let err = if state == StepState::Completed {
+            None
+        } else {
+            rec.error.as_ref()
+        };
+        Ok(StepResult {
+            step_id: self.plan.graph.id(s).to_string(),
+            status: status_member(py, state)?,
+            output: rec
+                .output
+                .as_ref()
+                .map_or_else(|| py.None(), |v| v.clone_ref(py)),
+            error: err.map(|e| e.message.clone()),
+            error_type: err.map(|e| e.type_name.clone()),
+            exception: err.map(|e| e.exception.clone_ref(py)),
+            attempts: if state == StepState::Skipped {
+                0
+            } else {
+                st.sched.attempts(s)
+            },
+            execution_time_ms: ms,
+            metadata: metadata.unbind(),
+            state,
+        })
+    }
+}
+
+enum CbKind {
+    Done(Dispatch),
+    Deadline(Dispatch),
+    Start(Dispatch),
+    Retry(usize),
+    RunDeadline,
+    Finish,
+}
+
+/// A callable handed to asyncio (done-callbacks, `call_later`, `call_soon_threadsafe`).
+#[pyclass(module = "weft._core", frozen)]
+struct Callback {
+    run: Arc<RunInner>,
+    kind: CbKind,
+}
+
+impl Callback {
+    fn new(run: &Arc<RunInner>, kind: CbKind) -> Self {
+        Callback {
+            run: Arc::clone(run),
+            kind,
+        }
+    }
+}
+
+#[pymethods]
+impl Callback {
+    #[pyo3(signature = (*args))]
+    fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        let run = &self.run;
+        match self.kind {
+            CbKind::Done(d) => run.task_done(py, d, &args.get_item(0)?),
+            CbKind::Deadline(d) => run.async_deadline(py, d),
+            CbKind::Start(d) => {
+                if let Some(outcome) = run.start_async(py, d) {
+                    run.record(py, d, outcome, Where::Loop);
+                }
+                run.pump(py, Where::Loop);
+            }
+            CbKind::Retry(step) => run.retry_due(py, step, Where::Loop),
+            CbKind::RunDeadline => {
+                run.lock(py).run_timer = None;
+                run.stop(py, Stop::TimedOut(run.run_timeout.unwrap_or_default()));
+            }
+            CbKind::Finish => run.complete(py),
+        }
+        Ok(())
+    }
+}
+
+/// A started run. Private: `weft.Workflow.execute` awaits it and builds the `WorkflowResult`.
+#[pyclass(module = "weft._core", name = "Run", frozen)]
+pub struct Run {
+    inner: Arc<RunInner>,
+}
+
+#[pymethods]
+impl Run {
+    /// The run's id (uuid4 hex).
+    #[getter]
+    fn run_id(&self) -> &str {
+        &self.inner.run_id
+    }
+
+    /// Cancels the run (call on the loop thread): running tasks are cancelled, sync steps
+    /// abandoned, pending steps CANCELLED. Returns a future that resolves once every cancelled
+    /// task has finished unwinding, or `None` when none is left.
+    fn cancel(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
+        self.inner.stop(py, Stop::Cancelled);
+        let mut st = self.inner.lock(py);
+        if st.async_in_flight == 0 {
+            return Ok(None);
+        }
+        let fut = self
+            .inner
+            .event_loop
+            .call_method0(py, intern!(py, "create_future"))?;
+        st.cancel_waiters.push(fut.clone_ref(py));
+        Ok(Some(fut))
+    }
+
+    /// `(status, steps, final_output, error, total_execution_time_ms, context)`.
+    fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.inner.outcome(py)
+    }
+}

@@ -1,0 +1,384 @@
+"""Run weft's benchmark suite (DESIGN.md §5) against plain asyncio, LangGraph and jaf-py.
+
+    python tests/benchmarks/run.py                    # everything (~10 min); rewrites BENCHMARKS.md
+    python tests/benchmarks/run.py --quick            # smoke run (< 60 s); writes nothing
+    python tests/benchmarks/run.py --only weft,asyncio --workloads W1,W5
+
+Every (system, workload) runs in a fresh worker process (``bench_<system>.py``), so imports and
+memory do not bleed between them; M and I take a fresh process per repetition. A value is the
+median over repetitions, each repetition being the median of enough runs to fill ~0.25 s.
+BENCHMARKS.md is rewritten only by a full run of every system and workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import datetime
+import importlib.metadata
+import itertools
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from _harness import FULL, MARKER, QUICK, WORKLOADS, Record, Sizes, repetitions
+
+HERE = Path(__file__).resolve().parent
+REPORT = HERE.parents[1] / "BENCHMARKS.md"
+ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # jaf imports litellm: stay offline
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    module: str  # the worker script in this directory
+    dist: str | None  # distribution whose version is reported (None: the standard library)
+    import_stmt: str  # what workload I times
+
+
+SYSTEMS = {
+    s.name: s
+    for s in (
+        System("asyncio", "bench_asyncio.py", None, "import asyncio"),
+        System("weft", "bench_weft.py", "weft", "import weft"),
+        System("langgraph", "bench_langgraph.py", "langgraph", "import langgraph.graph"),
+        System("jaf", "bench_jaf.py", "jaf-py", "import jaf"),
+    )
+}
+
+
+def version(dist: str | None) -> str | None:
+    """The installed version of `dist` (the Python version for the stdlib), or None."""
+    if dist is None:
+        return platform.python_version()
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+# ---- running the workers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    system: System
+    workloads: tuple[str, ...]
+    quick: bool
+
+    def timed_run(self) -> list[Record]:
+        """`run`, printing how long it took to stderr."""
+        start = time.perf_counter()
+        records = self.run()
+        took = time.perf_counter() - start
+        print(
+            f"  {self.system.name:<9} {','.join(self.workloads):<22} {took:6.1f} s", file=sys.stderr
+        )
+        return records
+
+    def run(self) -> list[Record]:
+        if self.workloads == ("I",):
+            return [import_time(self.system, repetitions("I", self.quick))]
+        if self.workloads == ("M",):  # a fresh process per repetition: peak RSS never goes down
+            records = [
+                worker(self.system, ("M",), self.quick)[0]
+                for _ in range(repetitions("M", self.quick))
+            ]
+            merged = next((r for r in records if r.status != "ok"), records[0])
+            if merged.status == "ok":
+                merged.values = [v for r in records for v in r.values]
+            return [merged]
+        return worker(self.system, self.workloads, self.quick)
+
+
+def worker(system: System, workloads: tuple[str, ...], quick: bool) -> list[Record]:
+    """Run `workloads` in one fresh worker process; a crash becomes error records."""
+    cmd = [sys.executable, str(HERE / system.module), "--workloads", ",".join(workloads)]
+    try:
+        proc = subprocess.run(
+            [*cmd, *(["--quick"] if quick else [])],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            cwd=HERE,
+            timeout=120 if quick else 900,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return [
+            Record(system.name, w, status="error", reason=f"timed out after {exc.timeout} s")
+            for w in workloads
+        ]
+    records = [
+        Record(**json.loads(line[len(MARKER) :]))
+        for line in proc.stdout.splitlines()
+        if line.startswith(MARKER)
+    ]
+    seen = {r.workload for r in records}
+    tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    for r in records:
+        if r.status == "error":
+            print(f"--- {system.name} {r.workload} stderr:\n{proc.stderr}", file=sys.stderr)
+    return records + [
+        Record(system.name, w, status="error", reason=tail) for w in workloads if w not in seen
+    ]
+
+
+def import_time(system: System, n: int) -> Record:
+    """Workload I: wall time of `python -c <import>` minus `python -c pass`, per repetition."""
+
+    def wall(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], env=ENV, check=True, capture_output=True)
+        return time.perf_counter() - start
+
+    record = Record(system.name, "I")
+    try:
+        wall(system.import_stmt)  # warm the file cache and write any missing .pyc files
+        record.values = [wall(system.import_stmt) - wall("pass") for _ in range(n)]
+    except subprocess.CalledProcessError as exc:
+        record.status, record.reason = "error", exc.stderr.decode().strip().splitlines()[-1]
+    return record
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+
+
+def fmt(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.3g}"
+
+
+def times(value: float, base: float | None) -> str:
+    """`value` as a multiple of `base` ("" without a base)."""
+    return f"{fmt(value / base)}x" if base else ""
+
+
+def row(*cells: str) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def baseline(records: list[Record], wid: str) -> float | None:
+    """The plain asyncio median a workload's ratios are taken against."""
+    rows = [r for r in records if r.system == "asyncio" and r.workload == wid and r.values]
+    wanted = [r for r in rows if r.variant == WORKLOADS[wid].baseline] or rows
+    return statistics.median(wanted[0].values) if wanted else None
+
+
+def results_table(records: list[Record], sizes: Sizes) -> list[str]:
+    header = (
+        "workload",
+        "system",
+        "variant",
+        "median",
+        "min",
+        "max",
+        "unit",
+        "vs asyncio",
+        "notes",
+    )
+    lines = [row(*header), row("---", "---", "---", "---:", "---:", "---:", "---", "---:", "---")]
+    for r in records:
+        w = WORKLOADS[r.workload]
+        if r.status != "ok":
+            lines.append(row(r.workload, r.system, r.variant, r.status, "", "", "", "", r.reason))
+            continue
+        med = statistics.median(r.values)
+        note = f"{fmt(med / sizes.w2_sleep)}x ideal" if r.workload == "W2" else ""
+        if r.system == "asyncio" and w.baseline and r.variant == w.baseline:
+            note = "the baseline for ratios"
+        lo, hi, ratio = (
+            fmt(min(r.values)),
+            fmt(max(r.values)),
+            times(med, baseline(records, r.workload)),
+        )
+        lines.append(row(r.workload, r.system, r.variant, fmt(med), lo, hi, w.unit, ratio, note))
+    return lines
+
+
+def goals_table(records: list[Record]) -> list[str]:
+    lines = [row("workload", "goal", "weft", "plain asyncio", "met?"), row(*["---"] * 5)]
+    for wid, w in WORKLOADS.items():
+        for r in records:
+            if r.system != "weft" or r.workload != wid:
+                continue
+            base = baseline(records, wid)
+            asyncio_cell = f"{fmt(base)} {w.unit}" if base else ""
+            if not r.values:
+                lines.append(row(wid, w.goal.text(w.unit), r.status, asyncio_cell, ""))
+                break  # the goal is judged on weft's first variant
+            med = statistics.median(r.values)
+            met = w.goal.met(med, base)
+            verdict = "no baseline" if met is None else "met" if met else "**not met**"
+            ratio = f" ({times(med, base)})" if w.goal.relative and base else ""
+            lines.append(
+                row(wid, w.goal.text(w.unit), f"{fmt(med)} {w.unit}{ratio}", asyncio_cell, verdict)
+            )
+            break
+    return lines
+
+
+def proc_field(path: str, key: str) -> str:
+    """The value of `key: value` in a /proc file ("" if absent)."""
+    for line in Path(path).read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
+    return ""
+
+
+def machine() -> list[str]:
+    cpu = proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
+    mem_gib = int((proc_field("/proc/meminfo", "MemTotal") or "0 kB").split()[0]) / 2**20
+    cores = len(os.sched_getaffinity(0))
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return [
+        f"- CPU: {cpu}, {cores} cores (`nproc`), {mem_gib:.0f} GiB memory",
+        f"- OS: {platform.platform()}",
+        f"- Python: {python} ({sys.executable})",
+    ]
+
+
+REPORT_TEMPLATE = """\
+# Benchmarks
+
+Written by `python tests/benchmarks/run.py` on {date} UTC (the run took {seconds:.0f} s).
+Do not edit by hand: rerun it.
+
+## Machine
+
+{machine}
+
+## Versions
+
+| package | version |
+|---|---|
+{versions}
+
+## Method
+
+The workloads are DESIGN.md §5's: W1/W1a N={s.w1_steps}; W2 N={s.w2_fanout} steps of
+`await asyncio.sleep({s.w2_sleep:g})`; W3 {s.w3_nodes} nodes (`random.Random(42)`);
+W4 {s.w4_steps} steps; W5 {s.w5_runs} runs. Each (system, workload) runs in a fresh process
+(`tests/benchmarks/bench_<system>.py`); M and I take a fresh process per repetition. Building the
+workflow is not timed. A repetition is the median of as many runs as fill ~0.25 s (a single run for
+W2); the tables show the median, min and max over repetitions (W2, M, I: 5; the others: 7).
+Ratios are to the plain asyncio row of the same workload (for W3 its `tasks` variant). Async
+workloads are awaited on one event loop per process; sync ones (LangGraph's `invoke`, weft's
+`run`) are called with no event loop running.
+
+## Results
+
+{results}
+
+## weft's goals (DESIGN.md §5)
+
+{goals}
+
+C (checkpoint to SQLite per step) is not measured: weft has no store API yet.
+
+## Workloads a system cannot express
+
+{not_applicable}
+
+## How each system runs the workloads
+
+{systems}
+"""
+
+
+def docstring(module: str) -> str:
+    """The docstring of a worker module, read without importing it."""
+    return ast.get_docstring(ast.parse((HERE / module).read_text())) or ""
+
+
+def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seconds: float) -> str:
+    dists = [s.dist or "python" for s in SYSTEMS.values()] + ["langchain-core"]
+    versions = [row(d, version(None if d == "python" else d) or "not installed") for d in dists]
+    na = [f"- {r.system} {r.workload}: {r.reason}" for r in records if r.status == "n/a"]
+    return REPORT_TEMPLATE.format(
+        date=f"{started:%Y-%m-%d %H:%M}",
+        seconds=seconds,
+        machine="\n".join(machine()),
+        versions="\n".join(versions),
+        s=sizes,
+        results="\n".join(results_table(records, sizes)),
+        goals="\n".join(goals_table(records)),
+        not_applicable="\n".join(na) or "None.",
+        systems="\n\n".join(f"### {s.name}\n\n{docstring(s.module)}" for s in SYSTEMS.values()),
+    )
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def pick(
+    value: str | None, known: Iterable[str], what: str, parser: argparse.ArgumentParser
+) -> list[str]:
+    names = list(known)
+    if value is None:
+        return names
+    chosen = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [c for c in chosen if c not in names]
+    if unknown:
+        parser.error(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(names)})")
+    return [n for n in names if n in chosen]
+
+
+def plan(systems: list[System], workloads: list[str], quick: bool) -> list[Job]:
+    """One job per (system, workload); a quick run groups each system's timed workloads."""
+    jobs: list[Job] = []
+    for system in systems:
+        timed = tuple(w for w in workloads if not WORKLOADS[w].fresh_process_per_rep)
+        groups = [timed] if quick and timed else [(w,) for w in timed]
+        groups += [(w,) for w in workloads if WORKLOADS[w].fresh_process_per_rep]
+        jobs += [Job(system, group, quick) for group in groups]
+    return jobs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, no report")
+    parser.add_argument("--only", help="comma-separated systems: " + ",".join(SYSTEMS))
+    parser.add_argument("--workloads", help="comma-separated workloads: " + ",".join(WORKLOADS))
+    args = parser.parse_args()
+    systems = pick(args.only, SYSTEMS, "system", parser)
+    workloads = pick(args.workloads, WORKLOADS, "workload", parser)
+    started, clock = datetime.datetime.now(datetime.UTC), time.perf_counter()
+
+    missing = [s for s in systems if version(SYSTEMS[s].dist) is None]
+    jobs = plan([SYSTEMS[s] for s in systems if s not in missing], workloads, args.quick)
+    # A full run goes one job at a time, so that jobs do not compete for the cores.
+    with ThreadPoolExecutor(max_workers=2 if args.quick else 1) as pool:
+        records = [r for batch in pool.map(Job.timed_run, jobs) for r in batch]
+    records += [Record(s, w, status="not installed") for s in missing for w in workloads]
+    order = {(s, w): i for i, (w, s) in enumerate(itertools.product(workloads, systems))}
+    records.sort(key=lambda r: order[(r.system, r.workload)])
+
+    sizes = QUICK if args.quick else FULL
+    seconds = time.perf_counter() - clock
+    print("\n".join(results_table(records, sizes)))
+    if any(r.system == "weft" for r in records):
+        print("\n" + "\n".join(goals_table(records)))
+    print(f"\n{len(jobs)} worker jobs in {seconds:.0f} s", file=sys.stderr)
+    if args.quick or args.only or args.workloads:
+        print("(BENCHMARKS.md is rewritten only by a full run of everything)", file=sys.stderr)
+    else:
+        REPORT.write_text(report(records, sizes, started, seconds))
+        print(f"wrote {REPORT}", file=sys.stderr)
+    if any(r.status == "error" for r in records):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

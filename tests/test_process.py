@@ -1,0 +1,209 @@
+"""Whole-process behaviour: a script that runs a workflow and exits must exit cleanly, every time.
+
+Pitfall 3 of the design notes: a process exiting right after a workflow can abort (SIGABRT) when an
+engine thread is still inside CPython during finalization. These tests run real interpreters.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WORKFLOW_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    import time
+
+    from weft import AgentStep, RetryPolicy, ToolStep, Workflow
+
+    attempts = []
+
+
+    def fetch():
+        attempts.append(1)
+        if len(attempts) % 2 == 1:
+            raise ConnectionError("transient")
+        return {"fetched": 3}
+
+
+    async def double(context):
+        await asyncio.sleep(0.01)
+        return {"doubled": context["fetched"] * 2}
+
+
+    async def hang():
+        await asyncio.sleep(10)
+
+
+    def blocking():
+        time.sleep(0.01)
+        return "blocked briefly"
+
+
+    def shout(message):
+        return message.upper()
+
+
+    wf = Workflow("proc", "process exit")
+    wf.add_step(
+        ToolStep("fetch", fetch).with_retry(
+            policy=RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0.0)
+        )
+    )
+    wf.add_step(ToolStep("double", double))
+    wf.add_step(ToolStep("hang", hang).with_timeout(0.05), depends_on=[])
+    wf.add_step(ToolStep("blocking", blocking), depends_on=[])
+    wf.add_step(AgentStep("shout", shout, "total {double.result.doubled}"), depends_on=["double"])
+
+
+    def report(result):
+        print(
+            result.status.value,
+            result.step("fetch").attempts,
+            result.step("hang").status.value,
+            result.final_output,
+            flush=True,
+        )
+
+
+    report(wf.run())
+    report(asyncio.run(wf.execute()))
+    """
+)
+
+EXPECTED_STDOUT = "failed 2 timeout TOTAL 6\nfailed 2 timeout TOTAL 6\n"
+
+
+def run_script(path, timeout=30):
+    return subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=path.parent,
+        check=False,
+    )
+
+
+def test_script_running_a_workflow_exits_cleanly_fifty_times(tmp_path):
+    script = tmp_path / "flow.py"
+    script.write_text(WORKFLOW_SCRIPT)
+    failures = []
+    for i in range(50):
+        proc = run_script(script)
+        if proc.returncode != 0 or proc.stdout != EXPECTED_STDOUT:
+            failures.append((i, proc.returncode, proc.stdout, proc.stderr[-2000:]))
+    assert failures == []
+
+
+ABANDONED_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+    import time
+
+    from weft import ToolStep, Workflow
+
+
+    def sleepy():
+        time.sleep(1)
+        return "late"
+
+
+    wf = Workflow("abandon", "abandoned sync step")
+    wf.add_step(ToolStep("sleepy", sleepy).with_timeout(0.1))
+    if sys.argv[1] == "run":
+        result = wf.run()
+    else:
+        result = asyncio.run(wf.execute())
+    print(result.step("sleepy").status.value, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("entry", ["run", "execute"])
+def test_script_exits_cleanly_while_an_abandoned_sync_step_is_still_running(tmp_path, entry):
+    script = tmp_path / "abandon.py"
+    script.write_text(ABANDONED_SCRIPT)
+    for _ in range(10):
+        proc = subprocess.run(
+            [sys.executable, str(script), entry],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout == "timeout\n"
+
+
+INTERRUPT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+
+    from weft import ToolStep, Workflow
+
+
+    async def forever():
+        await asyncio.sleep(30)
+
+
+    wf = Workflow("interrupt", "ctrl-c")
+    wf.add_step(ToolStep("forever", forever))
+    print("started", flush=True)
+    try:
+        wf.run()
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    """
+)
+
+
+def test_ctrl_c_interrupts_a_blocking_run(tmp_path):
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPT_SCRIPT)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline() == "started\n"
+        time.sleep(0.3)
+        start = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+        assert time.perf_counter() - start < 3.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert stdout == "interrupted\n"
+
+
+def test_import_weft_is_fast(tmp_path):
+    timings = []
+    for _ in range(5):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import time; t = time.perf_counter(); import weft; print(time.perf_counter() - t)",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        timings.append(float(proc.stdout))
+    # The goal is 0.05 s (DESIGN section 5); a test only guards against gross regressions.
+    assert min(timings) < 0.25, timings
