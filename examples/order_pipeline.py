@@ -1,9 +1,9 @@
-"""An order pipeline: a DAG with parallel branches, a flaky step that is retried and a slow step
-that times out, run by weft's native engine.
+"""An order pipeline: a DAG with parallel branches, a flaky step that is retried and a hanging
+attempt that times out, run by weft's native engine.
 
     validate ──┬── check_inventory (async) ──┬── charge_payment (flaky: retried) ── confirm
-               ├── score_fraud (sync)  ──────┘
-               └── recommend (async, too slow: times out; nothing depends on it)
+               │                   └── recommend (async: first attempt hangs, times out, retried)
+               └── score_fraud (sync) ───────┘
 
 Run it with ``python examples/order_pipeline.py``.
 """
@@ -37,7 +37,7 @@ def score_fraud(total):
 
 
 class FlakyPaymentGateway:
-    """Fails with a 503 twice, then charges: the default retry policy retries 5xx."""
+    """Fails with a connection error twice, then charges: the default policy retries those."""
 
     def __init__(self):
         self.calls = 0
@@ -49,10 +49,18 @@ class FlakyPaymentGateway:
         return {"charged": amount, "payment_id": "PAY-001"}
 
 
-async def slow_recommender(message):
-    """An agent that takes too long; its step times out and the order still completes."""
-    await asyncio.sleep(10)
-    return "you may also like..."
+class Recommender:
+    """An async agent whose first call hangs: the attempt is cancelled at its timeout and the
+    retry answers."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def __call__(self, message):
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(10)
+        return f"customers who bought {message} also bought B-3"
 
 
 def confirm(message):
@@ -73,9 +81,10 @@ def build_workflow(gateway: FlakyPaymentGateway) -> Workflow:
         depends_on=["validate"],
     )
     wf.add_step(
-        AgentStep("recommend", slow_recommender, "Suggest items like {validate.result}")
-        .with_timeout(0.2),
-        depends_on=["validate"],
+        AgentStep("recommend", Recommender(), "{check_inventory.result.checked}")
+        .with_timeout(0.2)
+        .with_retry(policy=RetryPolicy(max_attempts=2, initial_interval=0.01)),
+        depends_on=["check_inventory"],
     )
     wf.add_step(
         ToolStep("charge_payment", gateway, {"amount": "{validate.result.order_total}"})
@@ -95,7 +104,12 @@ def main() -> None:
     context = WorkflowContext(
         "order-12345",
         user_context={"customer_id": "CUST-1"},
-        variables={"items": [{"sku": "A-1", "price": 29.99, "qty": 2}, {"sku": "B-2", "price": 49.99, "qty": 1}]},
+        variables={
+            "items": [
+                {"sku": "A-1", "price": 29.99, "qty": 2},
+                {"sku": "B-2", "price": 49.99, "qty": 1},
+            ]
+        },
     )
     result = build_workflow(gateway).run(context)
     print(f"status: {result.status}  ({result.total_execution_time_ms:.0f} ms)")

@@ -1,7 +1,9 @@
 """Type stubs for weft's native module (private; the public API is re-exported by ``weft``)."""
 
 from collections.abc import Iterator, Sequence
-from typing import Any, final
+from typing import Any, Self, final
+
+__all__ = ["Plan", "Run", "StateMap", "StepResult", "WorkflowContext", "__version__", "_shutdown"]
 
 __version__: str
 
@@ -44,15 +46,15 @@ class WorkflowContext:
             ``initial_data`` are given.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         workflow_id: str,
         user_context: dict[str, Any] | None = None,
         variables: Any = None,
         metadata: dict[str, Any] | None = None,
         *,
         initial_data: Any = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def workflow_id(self) -> str:
         """The workflow id given when the context was created (str)."""
@@ -120,8 +122,8 @@ class StepResult:
             cancellation.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         step_id: str,
         status: str,
         output: Any = None,
@@ -131,7 +133,7 @@ class StepResult:
         attempts: int = 0,
         execution_time_ms: float = 0.0,
         metadata: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> Self:
         """Builds a result by hand (adapters and tests); the engine makes its own.
 
         Raises:
@@ -186,9 +188,9 @@ class Plan:
             reference to a non-ancestor, a bad timeout or retry policy.
     """
 
-    def __init__(
-        self, workflow_id: str, specs: Sequence[tuple[Any, ...]], max_parallel: int | None = None
-    ) -> None: ...
+    def __new__(
+        cls, workflow_id: str, specs: Sequence[tuple[Any, ...]], max_parallel: int | None = None
+    ) -> Self: ...
     def start(
         self,
         context: WorkflowContext,
@@ -199,10 +201,12 @@ class Plan:
         max_concurrency: int | None = None,
     ) -> Run:
         """Starts a run on the running event loop ``event_loop`` (call from its thread)."""
+    @property
+    def workflow_id(self) -> str:
+        """The id of the workflow this plan was compiled from."""
     def __len__(self) -> int:
         """Number of steps."""
 
 def _shutdown() -> None:
     """Stops weft's timer thread and joins its worker threads; ``weft`` registers it with
     ``atexit``."""
-

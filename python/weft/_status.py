@@ -1,4 +1,7 @@
-"""Run and step statuses (DESIGN §4), as str-valued enums: ``WorkflowStatus.COMPLETED == "completed"``."""
+"""Run and step statuses (DESIGN §4) as str-valued enums.
+
+``WorkflowStatus.COMPLETED == "completed"``, and f-strings print the value.
+"""
 
 from __future__ import annotations
 

@@ -52,9 +52,7 @@ class RetryPolicy:
     def __post_init__(self) -> None:
         def bad(field: str, expected: str) -> WorkflowDefinitionError:
             value = getattr(self, field)
-            return WorkflowDefinitionError(
-                f"RetryPolicy.{field} must be {expected}, got {value!r}"
-            )
+            return WorkflowDefinitionError(f"RetryPolicy.{field} must be {expected}, got {value!r}")
 
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
             raise bad("max_attempts", "an int >= 1")

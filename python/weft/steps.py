@@ -59,8 +59,9 @@ def _accepts_context(fn: Callable[..., Any]) -> bool:
 def _is_async(fn: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
+    # A callable object whose class defines `async def __call__`.
+    dunder_call = type(fn).__dict__.get("__call__")
+    return dunder_call is not None and inspect.iscoroutinefunction(dunder_call)
 
 
 def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
@@ -200,7 +201,10 @@ class Step:
                 f"got {type(policy).__name__}"
             )
         base = policy if policy is not None else RetryPolicy()
-        for name, value, least in (("max_retries", max_retries, 0), ("max_attempts", max_attempts, 1)):
+        for name, value, least in (
+            ("max_retries", max_retries, 0),
+            ("max_attempts", max_attempts, 1),
+        ):
             if value is not None and (
                 isinstance(value, bool) or not isinstance(value, int) or value < least
             ):

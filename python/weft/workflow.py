@@ -27,7 +27,7 @@ class WorkflowResult:
         status: ``COMPLETED`` (every step completed or was skipped), ``FAILED`` (a step failed or
             timed out, or the run timed out) or ``CANCELLED``.
         steps: one :class:`~weft.StepResult` per step: those that ran in completion order, then
-            the blocked/cancelled ones.
+            the skipped, blocked and cancelled ones.
         final_output: the output of the last-declared completed step that no other step depends
             on (``None`` if there is none).
         error: ``"step_id: ErrorType: message"`` of the first failure, or the run's timeout or
@@ -189,8 +189,17 @@ class Workflow:
                     p.non_retryable,
                 )
                 specs.append(
-                    (step.step_id, deps, refs, invoke, is_async, wants_context, step.timeout,
-                     policy, list(step.conditions))
+                    (
+                        step.step_id,
+                        deps,
+                        refs,
+                        invoke,
+                        is_async,
+                        wants_context,
+                        step.timeout,
+                        policy,
+                        list(step.conditions),
+                    )
                 )
             self._plan = _core.Plan(self.workflow_id, specs, self.max_parallel_steps)
             self._plan_key = key
@@ -240,9 +249,7 @@ class Workflow:
             raise TypeError(f"context must be a weft.WorkflowContext, got {type(context).__name__}")
         loop = asyncio.get_running_loop()
         done = loop.create_future()
-        run = plan.start(
-            context, loop, contextvars.copy_context(), done, timeout, max_concurrency
-        )
+        run = plan.start(context, loop, contextvars.copy_context(), done, timeout, max_concurrency)
         try:
             await done
         except asyncio.CancelledError:

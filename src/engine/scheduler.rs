@@ -127,7 +127,7 @@ impl Scheduler {
     }
 
     /// Takes the next ready step if a concurrency slot is free, marking it running.
-    pub fn next(&mut self) -> Option<Dispatch> {
+    pub fn next_ready(&mut self) -> Option<Dispatch> {
         if self.in_flight >= self.limit || self.cancelled || self.timed_out {
             return None;
         }
@@ -288,7 +288,9 @@ mod tests {
     }
 
     fn drain(s: &mut Scheduler) -> Vec<usize> {
-        std::iter::from_fn(|| s.next()).map(|d| d.step).collect()
+        std::iter::from_fn(|| s.next_ready())
+            .map(|d| d.step)
+            .collect()
     }
 
     #[test]
@@ -356,7 +358,7 @@ mod tests {
     #[test]
     fn stale_attempts_are_not_live() {
         let mut s = Scheduler::new(graph(&[("a", &[])]), None);
-        let first = s.next().unwrap();
+        let first = s.next_ready().unwrap();
         s.retrying(0);
         let second = s.start_retry(0).unwrap();
         assert!(!s.is_live(first));

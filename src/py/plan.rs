@@ -189,6 +189,12 @@ impl Plan {
         )
     }
 
+    /// The id of the workflow this plan was compiled from.
+    #[getter]
+    fn workflow_id(&self) -> &str {
+        self.inner.as_ref().map_or("", |p| p.workflow_id.as_str())
+    }
+
     /// Number of steps.
     fn __len__(&self) -> usize {
         self.inner.as_ref().map_or(0, |p| p.steps.len())

@@ -254,7 +254,7 @@ impl RunInner {
                 let mut st = self.lock(py);
                 let st = &mut *st;
                 let mut batch = std::mem::take(&mut st.immediate);
-                while let Some(d) = st.sched.next() {
+                while let Some(d) = st.sched.next_ready() {
                     batch.push(d);
                 }
                 let now = Instant::now();
@@ -763,7 +763,7 @@ impl RunInner {
         let st = self.lock(py);
         let sched = &st.sched;
         let order = sched.completion_order();
-        let ran = |s: &usize| sched.attempts(*s) > 0 || sched.state(*s) == StepState::Skipped;
+        let ran = |s: &usize| sched.attempts(*s) > 0 && sched.state(*s) != StepState::Skipped;
         let steps = PyList::empty(py);
         for &s in order
             .iter()
