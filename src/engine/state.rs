@@ -25,7 +25,7 @@ use std::sync::Arc;
 use super::graph::Graph;
 
 /// A persistent map from names (variable names or step ids) to values; cloning is O(1).
-pub type Map<V> = imbl::HashMap<Arc<str>, V>;
+pub type Map<V> = imbl::OrdMap<Arc<str>, V>;
 
 /// What one step sees: the merged variables and its ancestors' outputs by step id.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,6 +9,7 @@
 //! Locking: `RunState` sits behind one mutex that is only taken for bookkeeping, never while a
 //! user callable runs. A thread that finds it contended waits detached from Python, so a thread
 //! holding the lock can always get the GIL back (no GIL/lock inversion).
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use parking_lot::{Mutex, MutexGuard};
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::engine::retry::{classify, should_retry, Retryability};
@@ -83,7 +85,6 @@ struct StepRec {
     end: Option<Instant>,
     output: Option<Val>,
     error: Option<StepError>,
-    task: Option<Py<PyAny>>,
     timer: Option<Timer>,
     /// The live async attempt passed its deadline and its task was cancelled.
     timing_out: bool,
@@ -110,8 +111,9 @@ struct RunState {
     recs: Vec<StepRec>,
     /// Retries due now (zero backoff), dispatched by the next pump before new steps.
     immediate: Vec<Dispatch>,
-    /// Tasks created and not yet done (including cancelled ones still unwinding).
-    async_in_flight: usize,
+    /// Tasks whose outcome has not been reported yet, by `(step, attempt)`, including cancelled
+    /// ones still unwinding and abandoned attempts that ignored their cancellation.
+    tasks: HashMap<(usize, u32), Py<PyAny>>,
     finished: bool,
     stop: Option<Stop>,
     cancel_waiters: Vec<Py<PyAny>>,
@@ -122,7 +124,7 @@ struct RunState {
 
 impl RunState {
     fn take_finish(&mut self) -> bool {
-        if !self.finished && self.sched.is_done() && self.async_in_flight == 0 {
+        if !self.finished && self.sched.is_done() && self.tasks.is_empty() {
             self.finished = true;
             self.ended = Some(Instant::now());
             true
@@ -171,6 +173,15 @@ fn dict_delta(v: &Bound<'_, PyAny>) -> Vec<(Arc<str>, Val)> {
         .collect()
 }
 
+static DRIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Cancels a step's task and watches for its end (see `RunInner::task_unwound`).
+fn cancel_and_watch(run: &Arc<RunInner>, py: Python<'_>, task: &Bound<'_, PyAny>, d: Dispatch) {
+    let _ = task.call_method0(intern!(py, "cancel"));
+    let watch = Callback::new(run, CbKind::Unwound(d));
+    let _ = task.call_method1(intern!(py, "add_done_callback"), (watch,));
+}
+
 fn is_coroutine(v: &Bound<'_, PyAny>) -> bool {
     // SAFETY: a type check on a valid, attached object pointer.
     unsafe { pyo3::ffi::PyCoro_CheckExact(v.as_ptr()) != 0 }
@@ -210,7 +221,7 @@ impl RunInner {
                 views: StateViews::new(n, ctx.vars.clone()),
                 recs: (0..n).map(|_| StepRec::default()).collect(),
                 immediate: Vec::new(),
-                async_in_flight: 0,
+                tasks: HashMap::new(),
                 finished: false,
                 stop: None,
                 cancel_waiters: Vec::new(),
@@ -393,34 +404,30 @@ impl RunInner {
         }
     }
 
-    /// Wraps `awaitable` in a task with done-callback and deadline. `Ok(false)`: not awaitable.
+    /// Runs `awaitable` as a task (inside `weft._drive.drive`) with its deadline.
+    /// `Ok(false)`: it is not awaitable (a sync callable mistaken for async), so it is the output.
     fn launch(
         self: &Arc<Self>,
         py: Python<'_>,
         d: Dispatch,
         awaitable: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
+        if !is_coroutine(awaitable) && !awaitable.hasattr(intern!(py, "__await__"))? {
+            return Ok(false);
+        }
         let lp = self.event_loop.bind(py);
+        let drive = DRIVE.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("weft._drive")?.getattr("drive")?.unbind())
+        })?;
+        let coro = drive
+            .bind(py)
+            .call1((awaitable, Callback::new(self, CbKind::Done(d))))?;
         let kw = PyDict::new(py);
         kw.set_item(
             intern!(py, "context"),
             self.pycontext.bind(py).call_method0(intern!(py, "copy"))?,
         )?;
-        let task = match lp.call_method(intern!(py, "create_task"), (awaitable,), Some(&kw)) {
-            Ok(t) => t,
-            Err(e) if e.is_instance_of::<PyTypeError>(py) => {
-                if !awaitable.hasattr(intern!(py, "__await__"))? {
-                    return Ok(false);
-                }
-                py.import(intern!(py, "asyncio"))?
-                    .call_method1(intern!(py, "ensure_future"), (awaitable,))?
-            }
-            Err(e) => return Err(e),
-        };
-        task.call_method1(
-            intern!(py, "add_done_callback"),
-            (Callback::new(self, CbKind::Done(d)),),
-        )?;
+        let task = lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw))?;
         let timer = match self.plan.steps[d.step].timeout {
             Some(t) => Some(lp.call_method1(
                 intern!(py, "call_later"),
@@ -429,9 +436,8 @@ impl RunInner {
             None => None,
         };
         let mut st = self.lock(py);
-        st.async_in_flight += 1;
+        st.tasks.insert((d.step, d.attempt), task.unbind());
         let rec = &mut st.recs[d.step];
-        rec.task = Some(task.unbind());
         rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
         rec.timing_out = false;
         Ok(true)
@@ -506,7 +512,6 @@ impl RunInner {
             let now = Instant::now();
             let rec = &mut st.recs[d.step];
             let timer = rec.timer.take();
-            rec.task = None;
             match prep {
                 Prep::Value(v, delta) => {
                     rec.output = Some(Arc::clone(&v));
@@ -628,7 +633,7 @@ impl RunInner {
     }
 
     /// The loop thread: an async attempt ran past its timeout; cancel its task.
-    fn async_deadline(&self, py: Python<'_>, d: Dispatch) {
+    fn async_deadline(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
         let task = {
             let mut st = self.lock(py);
             if !st.sched.is_live(d) {
@@ -637,71 +642,63 @@ impl RunInner {
             let rec = &mut st.recs[d.step];
             rec.timing_out = true;
             rec.timer = None;
-            rec.task.as_ref().map(|t| t.clone_ref(py))
+            st.tasks.get(&(d.step, d.attempt)).map(|t| t.clone_ref(py))
         };
         if let Some(t) = task {
-            let _ = t.call_method0(py, intern!(py, "cancel"));
+            cancel_and_watch(self, py, t.bind(py), d);
         }
     }
 
-    /// The loop thread: a step's task is done.
-    fn task_done(self: &Arc<Self>, py: Python<'_>, d: Dispatch, task: &Bound<'_, PyAny>) {
+    /// The loop thread: `drive` reported an async attempt's outcome
+    /// (`args` = `(ok, value_or_exception, cancelled)`).
+    fn task_done(self: &Arc<Self>, py: Python<'_>, d: Dispatch, args: &Bound<'_, PyTuple>) {
         let (live, timing_out) = {
             let mut st = self.lock(py);
-            st.async_in_flight -= 1;
+            st.tasks.remove(&(d.step, d.attempt));
             (st.sched.is_live(d), st.recs[d.step].timing_out)
         };
-        let cancelled = task
-            .call_method0(intern!(py, "cancelled"))
-            .and_then(|c| c.is_truthy())
-            .unwrap_or(false);
         if live {
-            let outcome = if cancelled {
-                if timing_out {
-                    Outcome::Error(self.timeout_error(py, d, "its task was cancelled"), true)
+            let (ok, value, cancelled) = match args.extract::<(bool, Bound<'_, PyAny>, bool)>() {
+                Ok(t) => t,
+                Err(e) => (false, e.into_value(py).into_bound(py).into_any(), false),
+            };
+            let outcome = if timing_out {
+                if ok {
+                    self.lock(py).recs[d.step].cancel_ignored = true;
+                }
+                let tail = if ok {
+                    "the step ignored cancellation and finished late"
                 } else {
-                    Outcome::Error(
-                        PyErr::from_value(
-                            cancelled_error(py)
-                                .and_then(|c| {
-                                    c.call1((format!(
-                                        "step '{}' was cancelled",
-                                        self.plan.steps[d.step].id
-                                    ),))
-                                })
-                                .unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any()),
-                        ),
-                        false,
-                    )
-                }
+                    "its task was cancelled"
+                };
+                Outcome::Error(self.timeout_error(py, d, tail), true)
+            } else if ok {
+                Outcome::Value(value.unbind())
+            } else if cancelled {
+                let msg = format!("step '{}' was cancelled", self.plan.steps[d.step].id);
+                let exc = cancelled_error(py)
+                    .and_then(|c| c.call1((msg,)))
+                    .unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any());
+                Outcome::Error(PyErr::from_value(exc), false)
             } else {
-                match task.call_method0(intern!(py, "exception")) {
-                    Ok(exc) if !exc.is_none() && timing_out => {
-                        Outcome::Error(self.timeout_error(py, d, "its task was cancelled"), true)
-                    }
-                    Ok(exc) if !exc.is_none() => Outcome::Error(PyErr::from_value(exc), false),
-                    Ok(_) if timing_out => {
-                        self.lock(py).recs[d.step].cancel_ignored = true;
-                        Outcome::Error(
-                            self.timeout_error(
-                                py,
-                                d,
-                                "the step ignored cancellation and finished late",
-                            ),
-                            true,
-                        )
-                    }
-                    Ok(_) => match task.call_method0(intern!(py, "result")) {
-                        Ok(v) => Outcome::Value(v.unbind()),
-                        Err(e) => Outcome::Error(e, false),
-                    },
-                    Err(e) => Outcome::Error(e, false),
-                }
+                Outcome::Error(PyErr::from_value(value), false)
             };
             self.record(py, d, outcome, Where::Loop);
-        } else if !cancelled {
-            // Mark a stale task's exception as retrieved so asyncio does not log it.
-            let _ = task.call_method0(intern!(py, "exception"));
+        }
+        self.pump(py, Where::Loop);
+    }
+
+    /// The loop thread: a task cancelled by a deadline or by stopping the run is done. If it was
+    /// cancelled before it started, `drive` never ran and this is the only report.
+    fn task_unwound(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        let (unreported, live, timing_out) = {
+            let mut st = self.lock(py);
+            let unreported = st.tasks.remove(&(d.step, d.attempt)).is_some();
+            (unreported, st.sched.is_live(d), st.recs[d.step].timing_out)
+        };
+        if unreported && live && timing_out {
+            let err = self.timeout_error(py, d, "its task was cancelled before it started");
+            self.record(py, d, Outcome::Error(err, true), Where::Loop);
         }
         self.pump(py, Where::Loop);
     }
@@ -739,10 +736,14 @@ impl RunInner {
             st.stop = Some(why);
             st.immediate.clear();
             let now = Instant::now();
+            tasks.extend(
+                st.tasks
+                    .iter()
+                    .map(|(&(step, attempt), t)| (Dispatch { step, attempt }, t.clone_ref(py))),
+            );
             for step in st.sched.stop(to, matches!(why, Stop::TimedOut(_))) {
                 let rec = &mut st.recs[step];
                 rec.end = Some(now);
-                tasks.extend(rec.task.take());
                 timers.extend(rec.timer.take());
                 rec.error = Some(StepError::from_exc(err.bind(py)));
                 if !self.plan.steps[step].is_async && matches!(why, Stop::TimedOut(_)) {
@@ -753,8 +754,8 @@ impl RunInner {
         for t in timers {
             t.cancel(py);
         }
-        for t in tasks {
-            let _ = t.call_method0(py, intern!(py, "cancel"));
+        for (d, t) in tasks {
+            cancel_and_watch(self, py, t.bind(py), d);
         }
         self.pump(py, Where::Loop);
     }
@@ -863,6 +864,7 @@ impl RunInner {
 
 enum CbKind {
     Done(Dispatch),
+    Unwound(Dispatch),
     Deadline(Dispatch),
     Start(Dispatch),
     Retry(usize),
@@ -892,7 +894,8 @@ impl Callback {
     fn __call__(&self, py: Python<'_>, args: &Bound<'_, PyTuple>) -> PyResult<()> {
         let run = &self.run;
         match self.kind {
-            CbKind::Done(d) => run.task_done(py, d, &args.get_item(0)?),
+            CbKind::Done(d) => run.task_done(py, d, args),
+            CbKind::Unwound(d) => run.task_unwound(py, d),
             CbKind::Deadline(d) => run.async_deadline(py, d),
             CbKind::Start(d) => {
                 if let Some(outcome) = run.start_async(py, d) {
@@ -931,7 +934,7 @@ impl Run {
     fn cancel(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         self.inner.stop(py, Stop::Cancelled);
         let mut st = self.inner.lock(py);
-        if st.async_in_flight == 0 {
+        if st.tasks.is_empty() {
             return Ok(None);
         }
         let fut = self

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import datetime
 import importlib.metadata
 import itertools
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -174,18 +176,8 @@ def baseline(records: list[Record], wid: str) -> float | None:
 
 
 def results_table(records: list[Record], sizes: Sizes) -> list[str]:
-    header = (
-        "workload",
-        "system",
-        "variant",
-        "median",
-        "min",
-        "max",
-        "unit",
-        "vs asyncio",
-        "notes",
-    )
-    lines = [row(*header), row("---", "---", "---", "---:", "---:", "---:", "---", "---:", "---")]
+    header = ("workload", "system", "variant", "median", "min", "max", "unit", "vs asyncio")
+    lines = [row(*header, "notes"), row(*["---"] * 3, *["---:"] * 3, "---", "---:", "---")]
     for r in records:
         w = WORKLOADS[r.workload]
         if r.status != "ok":
@@ -195,34 +187,29 @@ def results_table(records: list[Record], sizes: Sizes) -> list[str]:
         note = f"{fmt(med / sizes.w2_sleep)}x ideal" if r.workload == "W2" else ""
         if r.system == "asyncio" and w.baseline and r.variant == w.baseline:
             note = "the baseline for ratios"
-        lo, hi, ratio = (
-            fmt(min(r.values)),
-            fmt(max(r.values)),
-            times(med, baseline(records, r.workload)),
-        )
+        lo, hi = fmt(min(r.values)), fmt(max(r.values))
+        ratio = times(med, baseline(records, r.workload))
         lines.append(row(r.workload, r.system, r.variant, fmt(med), lo, hi, w.unit, ratio, note))
     return lines
 
 
 def goals_table(records: list[Record]) -> list[str]:
+    """weft's goals, each judged on weft's first variant of the workload."""
     lines = [row("workload", "goal", "weft", "plain asyncio", "met?"), row(*["---"] * 5)]
     for wid, w in WORKLOADS.items():
-        for r in records:
-            if r.system != "weft" or r.workload != wid:
-                continue
-            base = baseline(records, wid)
-            asyncio_cell = f"{fmt(base)} {w.unit}" if base else ""
-            if not r.values:
-                lines.append(row(wid, w.goal.text(w.unit), r.status, asyncio_cell, ""))
-                break  # the goal is judged on weft's first variant
-            med = statistics.median(r.values)
-            met = w.goal.met(med, base)
-            verdict = "no baseline" if met is None else "met" if met else "**not met**"
-            ratio = f" ({times(med, base)})" if w.goal.relative and base else ""
-            lines.append(
-                row(wid, w.goal.text(w.unit), f"{fmt(med)} {w.unit}{ratio}", asyncio_cell, verdict)
-            )
-            break
+        mine = next((r for r in records if r.system == "weft" and r.workload == wid), None)
+        if mine is None:
+            continue
+        base = baseline(records, wid)
+        asyncio_cell = f"{fmt(base)} {w.unit}" if base else ""
+        if not mine.values:
+            lines.append(row(wid, w.goal.text(w.unit), mine.status, asyncio_cell, ""))
+            continue
+        med = statistics.median(mine.values)
+        met = w.goal.met(med, base)
+        verdict = "no baseline" if met is None else "met" if met else "**not met**"
+        shown = f"{fmt(med)} {w.unit}" + (f" ({times(med, base)})" if w.goal.relative else "")
+        lines.append(row(wid, w.goal.text(w.unit), shown, asyncio_cell, verdict))
     return lines
 
 
@@ -235,6 +222,30 @@ def proc_field(path: str, key: str) -> str:
     return ""
 
 
+def calibration() -> str:
+    """Yardsticks that place this machine against others: plain CPU, one asyncio loop turn."""
+
+    async def loop_turns(n: int) -> float:
+        start = time.perf_counter()
+        for _ in range(n):
+            await asyncio.sleep(0)
+        return (time.perf_counter() - start) / n
+
+    cpu = min(timeit.repeat("sum(range(1000))", number=2000, repeat=5)) / 2000
+    turn = min(asyncio.run(loop_turns(20_000)) for _ in range(3))
+    return f"`sum(range(1000))` {cpu * 1e6:.1f} µs; `await asyncio.sleep(0)` {turn * 1e6:.1f} µs"
+
+
+def git_revision() -> str:
+    """The commit of the checkout being measured ("" outside git), "+dirty" if it has changes."""
+    git = ["git", "-C", str(HERE)]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if head.returncode:
+        return ""
+    dirty = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True).stdout
+    return head.stdout.strip() + ("+dirty" if dirty.strip() else "")
+
+
 def machine() -> list[str]:
     cpu = proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
     mem_gib = int((proc_field("/proc/meminfo", "MemTotal") or "0 kB").split()[0]) / 2**20
@@ -244,6 +255,7 @@ def machine() -> list[str]:
         f"- CPU: {cpu}, {cores} cores (`nproc`), {mem_gib:.0f} GiB memory",
         f"- OS: {platform.platform()}",
         f"- Python: {python} ({sys.executable})",
+        f"- Calibration: {calibration()}",
     ]
 
 
@@ -301,8 +313,11 @@ def docstring(module: str) -> str:
 
 
 def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seconds: float) -> str:
-    dists = [s.dist or "python" for s in SYSTEMS.values()] + ["langchain-core"]
-    versions = [row(d, version(None if d == "python" else d) or "not installed") for d in dists]
+    versions = [
+        row(s.dist or "python", version(s.dist) or "not installed") for s in SYSTEMS.values()
+    ]
+    versions.append(row("langchain-core", version("langchain-core") or "not installed"))
+    versions.append(row("weft checkout (git)", git_revision() or "unknown"))
     na = [f"- {r.system} {r.workload}: {r.reason}" for r in records if r.status == "n/a"]
     return REPORT_TEMPLATE.format(
         date=f"{started:%Y-%m-%d %H:%M}",
