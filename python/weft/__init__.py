@@ -23,7 +23,7 @@ from weft.errors import (
 )
 from weft.retry import RetryPolicy
 from weft.steps import AgentStep, Step, ToolStep
-from weft.workflow import Workflow, WorkflowResult
+from weft.workflow import Workflow, WorkflowResult, _close_runners
 
 __version__: str = _core.__version__
 
@@ -52,3 +52,4 @@ Mapping.register(StateMap)
 
 # Join weft's worker threads before the interpreter finalizes (DESIGN §3 pitfall 3).
 atexit.register(_core._shutdown)
+atexit.register(_close_runners)  # atexit runs it first: loops close before threads are joined
