@@ -3,8 +3,9 @@
 //! Workers are plain Rust threads that attach to Python once and keep their thread state for life:
 //! NOTE: attaching per call costs ~8 µs (a fresh thread state each time), keeping it ~0.03 µs
 //! (DESIGN §3), and W1's budget is 2 µs a step. A worker waits for work detached from Python, so
-//! idle workers never hold the GIL. The pool grows on demand (a sync step that blocks in
-//! `time.sleep` must not delay its siblings) up to `MAX_WORKERS`.
+//! idle workers never hold the GIL. A busy worker takes the next queued step itself; the pool
+//! grows (up to `MAX_WORKERS`) when a queued step has waited `STALE_AFTER` while every worker was
+//! busy, so a sync step that blocks in `time.sleep` never holds up its siblings for long.
 //!
 //! Timers (sync-step timeouts and retry backoff off the loop thread) live on a one-thread tokio
 //! runtime: arming one is a channel send with no GIL and no hop to the event loop.
@@ -17,7 +18,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
@@ -27,6 +28,14 @@ use crate::py::run::RunInner;
 /// Upper bound on worker threads; beyond it sync steps queue.
 const MAX_WORKERS: usize = 256;
 
+/// How long a queued sync step may wait while every worker is busy before the monitor gives it
+/// another worker.
+/// NOTE: waking a worker per submitted step made independent no-op sync steps cost ~16 µs each
+/// (W3): the extra workers mostly passed the GIL back and forth. Only one thread runs Python at a
+/// time, so more workers help only when a step blocks (I/O, `time.sleep`); the monitor finds those
+/// within ~0.2 ms, which is noise next to a blocking call.
+const STALE_AFTER: Duration = Duration::from_micros(200);
+
 /// One sync step attempt to run.
 pub struct Job {
     pub run: Arc<RunInner>,
@@ -35,16 +44,46 @@ pub struct Job {
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<(Instant, Job)>,
     idle: usize,
     threads: usize,
+    /// A waiting worker was notified and has not woken yet.
+    wake_pending: bool,
     shutdown: bool,
     handles: Vec<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+impl Queue {
+    fn spawn_worker(&mut self) {
+        self.threads += 1;
+        let n = self.threads;
+        let handle = std::thread::Builder::new()
+            .name(format!("weft-worker-{n}"))
+            .spawn(worker)
+            .expect("weft: cannot spawn a worker thread");
+        self.handles.push(handle);
+    }
+
+    /// Gets the front job a worker: an idle one if any, else a new thread.
+    fn add_worker(&mut self, cv: &Condvar) {
+        if self.idle > 0 {
+            if !self.wake_pending {
+                self.wake_pending = true;
+                cv.notify_one();
+            }
+        } else if self.threads < MAX_WORKERS {
+            self.spawn_worker();
+        }
+    }
 }
 
 struct Pool {
     q: Mutex<Queue>,
+    /// Workers wait here for jobs.
     cv: Condvar,
+    /// The monitor waits here for a queue to watch.
+    monitor_cv: Condvar,
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
@@ -54,31 +93,37 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool {
         q: Mutex::new(Queue::default()),
         cv: Condvar::new(),
+        monitor_cv: Condvar::new(),
     })
 }
 
-/// Queues a sync step attempt for a worker thread.
+/// Queues a sync step attempt. A worker is woken only if none is busy: a busy worker takes the
+/// next job itself when its step returns, and the monitor covers steps that block.
 pub fn submit(job: Job) {
     let p = pool();
     let mut q = p.q.lock().unwrap_or_else(|e| e.into_inner());
-    q.jobs.push_back(job);
-    if q.jobs.len() > q.idle && q.threads < MAX_WORKERS {
-        q.threads += 1;
-        let n = q.threads;
-        let handle = std::thread::Builder::new()
-            .name(format!("weft-worker-{n}"))
-            .spawn(worker)
-            .expect("weft: cannot spawn a worker thread");
-        q.handles.push(handle);
-    } else {
-        p.cv.notify_one();
+    q.jobs.push_back((Instant::now(), job));
+    if q.shutdown {
+        // Interpreter exit has begun (a run started from an atexit handler): run it on a fresh
+        // thread rather than leave it queued forever.
+        q.spawn_worker();
+    } else if q.threads == q.idle {
+        q.add_worker(&p.cv);
     }
+    if q.monitor.is_none() && !q.shutdown {
+        let handle = std::thread::Builder::new()
+            .name("weft-pool-monitor".into())
+            .spawn(monitor)
+            .expect("weft: cannot spawn the pool monitor thread");
+        q.monitor = Some(handle);
+    }
+    p.monitor_cv.notify_one();
 }
 
 fn next_job(p: &Pool) -> Option<Job> {
     let mut q = p.q.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        if let Some(job) = q.jobs.pop_front() {
+        if let Some((_, job)) = q.jobs.pop_front() {
             return Some(job);
         }
         if q.shutdown {
@@ -87,6 +132,7 @@ fn next_job(p: &Pool) -> Option<Job> {
         q.idle += 1;
         q = p.cv.wait(q).unwrap_or_else(|e| e.into_inner());
         q.idle -= 1;
+        q.wake_pending = false;
     }
 }
 
@@ -97,6 +143,30 @@ fn worker() {
             job.run.run_sync_job(py, job.dispatch);
         }
     });
+}
+
+/// Watches the queue (never touching Python): a job that has waited `STALE_AFTER` while every
+/// worker was busy gets another worker, one per tick.
+fn monitor() {
+    let p = pool();
+    let mut q = p.q.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        while q.jobs.is_empty() && !q.shutdown {
+            q = p.monitor_cv.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        if q.shutdown {
+            return;
+        }
+        drop(q);
+        std::thread::sleep(STALE_AFTER);
+        q = p.q.lock().unwrap_or_else(|e| e.into_inner());
+        if q.jobs
+            .front()
+            .is_some_and(|(t, _)| t.elapsed() >= STALE_AFTER)
+        {
+            q.add_worker(&p.cv);
+        }
+    }
 }
 
 /// Runs `f` on the timer runtime after `delay`; the handle aborts it.
@@ -129,7 +199,10 @@ pub fn shutdown(py: Python<'_>) {
         let mut q = p.q.lock().unwrap_or_else(|e| e.into_inner());
         q.shutdown = true;
         p.cv.notify_all();
-        std::mem::take(&mut q.handles)
+        p.monitor_cv.notify_all();
+        let mut handles = std::mem::take(&mut q.handles);
+        handles.extend(q.monitor.take());
+        handles
     });
     py.detach(move || {
         if let Some(rt) = rt {
