@@ -33,14 +33,14 @@ pub fn cancelled_error(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 fn http_status(exc: &Bound<'_, PyAny>) -> Option<u16> {
     let py = exc.py();
     let read = |o: &Bound<'_, PyAny>, name: &str| -> Option<u16> {
-        let v = o.getattr(name).ok()?;
+        let v = o.getattr_opt(name).ok()??;
         let n: i64 = v.extract().ok()?;
         (100..600).contains(&n).then_some(n as u16)
     };
     read(exc, "status_code")
         .or_else(|| read(exc, "status"))
         .or_else(|| {
-            let resp = exc.getattr(pyo3::intern!(py, "response")).ok()?;
+            let resp = exc.getattr_opt(pyo3::intern!(py, "response")).ok()??;
             read(&resp, "status_code").or_else(|| read(&resp, "status"))
         })
 }
@@ -52,16 +52,21 @@ fn retry_after(exc: &Bound<'_, PyAny>) -> Option<f64> {
             .or_else(|| v.extract::<String>().ok()?.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
     };
-    if let Some(s) = exc.getattr("retry_after").ok().and_then(number) {
+    if let Some(s) = exc
+        .getattr_opt("retry_after")
+        .ok()
+        .flatten()
+        .and_then(number)
+    {
         return Some(s);
     }
     let from_headers = |o: &Bound<'_, PyAny>| -> Option<f64> {
-        let headers = o.getattr("headers").ok()?;
+        let headers = o.getattr_opt("headers").ok()??;
         ["Retry-After", "retry-after"]
             .iter()
             .find_map(|k| headers.call_method1("get", (*k,)).ok().and_then(number))
     };
-    from_headers(exc).or_else(|| from_headers(&exc.getattr("response").ok()?))
+    from_headers(exc).or_else(|| from_headers(&exc.getattr_opt("response").ok()??))
 }
 
 /// The facts about `exc` for the step's policy (`retry_on` / `non_retryable` tuples, if any).
