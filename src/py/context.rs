@@ -20,7 +20,7 @@ pub fn map_from_py(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Map<V
         return Ok(map);
     }
     if let Ok(sm) = obj.cast::<StateMap>() {
-        return Ok(sm.get().map.clone());
+        return Ok(owned_copy(obj.py(), &sm.get().map));
     }
     let dict = if let Ok(d) = obj.cast::<PyDict>() {
         d.clone()
@@ -42,6 +42,14 @@ pub fn map_from_py(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Map<V
     Ok(map)
 }
 
+/// The same entries with references of their own: a map whose values are traversed must not
+/// share them (see `WorkflowContext::__traverse__`).
+pub fn owned_copy(py: Python<'_>, map: &Map<Val>) -> Map<Val> {
+    map.iter()
+        .map(|(k, v)| (Arc::clone(k), Arc::new(v.clone_ref(py))))
+        .collect()
+}
+
 fn map_to_dict<'py>(py: Python<'py>, map: &Map<Val>) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for (k, v) in map.iter() {
@@ -57,19 +65,24 @@ fn lookup(py: Python<'_>, map: &Map<Val>, key: &Bound<'_, PyAny>) -> PyResult<Op
     Ok(map.get(k.to_str()?).map(|v| v.clone_ref(py)))
 }
 
-fn traverse_map(map: &Map<Val>, visit: &PyVisit<'_>) -> Result<(), PyTraverseError> {
-    for v in map.values() {
-        visit.call(&**v)?;
-    }
-    Ok(())
-}
-
 /// A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
 /// context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
 /// depends on which sibling finished first.
 #[pyclass(module = "weft", name = "StateMap", frozen, mapping)]
 pub struct StateMap {
     pub map: Map<Val>,
+    /// The context whose values these are, when that context owns them: holding it keeps them
+    /// reachable for the GC without this map claiming them too.
+    owner: Option<Py<WorkflowContext>>,
+}
+
+impl StateMap {
+    fn of(ctx: &Bound<'_, WorkflowContext>, map: &Map<Val>) -> Self {
+        StateMap {
+            map: map.clone(),
+            owner: ctx.get().owns_values.then(|| ctx.clone().unbind()),
+        }
+    }
 }
 
 #[pymethods]
@@ -130,7 +143,7 @@ impl StateMap {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        traverse_map(&self.map, &visit)
+        visit.call(&self.owner)
     }
 }
 
@@ -153,6 +166,10 @@ pub struct WorkflowContext {
     pub results: Map<Val>,
     pub run_id: Option<String>,
     pub step_id: Option<Arc<str>>,
+    /// True when no other object holds these values' `Arc`s, so `__traverse__` may report them:
+    /// contexts built by the caller and a run's final context. A step's context shares the
+    /// run's values and reports none.
+    pub owns_values: bool,
 }
 
 #[pymethods]
@@ -192,6 +209,7 @@ impl WorkflowContext {
             results: Map::new(),
             run_id: None,
             step_id: None,
+            owns_values: true,
         })
     }
 
@@ -215,25 +233,21 @@ impl WorkflowContext {
 
     /// The variables this step sees, as a read-only mapping (see the class docs).
     #[getter]
-    fn variables(&self) -> StateMap {
-        StateMap {
-            map: self.vars.clone(),
-        }
+    fn variables(slf: &Bound<'_, Self>) -> StateMap {
+        StateMap::of(slf, &slf.get().vars)
     }
 
     /// Alias of ``variables`` (JAF's ``initial_data``).
     #[getter]
-    fn initial_data(&self) -> StateMap {
-        self.variables()
+    fn initial_data(slf: &Bound<'_, Self>) -> StateMap {
+        Self::variables(slf)
     }
 
     /// Outputs of the steps this step depends on (all completed steps in a final context),
     /// as a read-only mapping of step id to output.
     #[getter]
-    fn results(&self) -> StateMap {
-        StateMap {
-            map: self.results.clone(),
-        }
+    fn results(slf: &Bound<'_, Self>) -> StateMap {
+        StateMap::of(slf, &slf.get().results)
     }
 
     /// The run's id (a uuid4 hex string) inside a run; ``None`` on a context built by the caller.
@@ -323,7 +337,15 @@ impl WorkflowContext {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.user_context)?;
         visit.call(&self.metadata)?;
-        traverse_map(&self.vars, &visit)?;
-        traverse_map(&self.results, &visit)
+        // NOTE: the persistent maps share nodes, and each value holds a single Python reference
+        // (an `Arc<Py>`) however many maps share it. Only a context that owns its values visits
+        // them; if every sharer did, the GC would count more references than exist and could
+        // clear objects still in use.
+        if self.owns_values {
+            for v in self.vars.values().chain(self.results.values()) {
+                visit.call(&**v)?;
+            }
+        }
+        Ok(())
     }
 }

@@ -25,7 +25,7 @@ use crate::engine::retry::{classify, should_retry, Retryability};
 use crate::engine::scheduler::{Dispatch, RunOutcome, Scheduler, StepState};
 use crate::engine::state::StateViews;
 use crate::py::classify::{cancelled_error, facts};
-use crate::py::context::{Val, WorkflowContext};
+use crate::py::context::{owned_copy, Val, WorkflowContext};
 use crate::py::errors::StepTimeoutError;
 use crate::py::plan::PlanInner;
 use crate::py::pool::{self, Job};
@@ -218,7 +218,9 @@ impl RunInner {
             run_timeout: timeout,
             st: Mutex::new(RunState {
                 sched: Scheduler::new(Arc::clone(&plan.graph), limit),
-                views: StateViews::new(n, ctx.vars.clone()),
+                // The caller's context owns its values (it reports them to the GC); the run
+                // takes references of its own.
+                views: StateViews::new(n, owned_copy(py, &ctx.vars)),
                 recs: (0..n).map(|_| StepRec::default()).collect(),
                 immediate: Vec::new(),
                 tasks: HashMap::new(),
@@ -351,6 +353,7 @@ impl RunInner {
             results: view.results,
             run_id: Some(self.run_id.clone()),
             step_id: Some(Arc::clone(&self.plan.steps[step].id)),
+            owns_values: false,
         }
     }
 
@@ -803,10 +806,11 @@ impl RunInner {
             workflow_id: self.workflow_id.clone(),
             user_context: self.user_context.clone_ref(py),
             metadata: self.metadata.clone_ref(py),
-            vars: fin.vars,
-            results: fin.results,
+            vars: owned_copy(py, &fin.vars),
+            results: owned_copy(py, &fin.results),
             run_id: Some(self.run_id.clone()),
             step_id: None,
+            owns_values: true,
         };
         PyTuple::new(
             py,
