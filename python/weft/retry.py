@@ -74,6 +74,16 @@ class RetryPolicy:
             ):
                 raise bad(field, "a tuple of exception classes")
 
+    def _engine_fields(self) -> dict[str, float]:
+        """The numeric fields, as the native engine deserializes them (private)."""
+        return {
+            "max_attempts": self.max_attempts,
+            "initial_interval": self.initial_interval,
+            "backoff_coefficient": self.backoff_coefficient,
+            "max_interval": self.max_interval,
+            "jitter": self.jitter,
+        }
+
     @classmethod
     def no_retry(cls) -> RetryPolicy:
         """The policy of a step without ``with_retry``: one attempt, never retried."""

@@ -205,16 +205,6 @@ class Workflow:
             specs = []
             for step, deps in zip(self._steps, self._deps, strict=True):
                 invoke, is_async, wants_context, refs = step._call_spec()
-                p = step.retry_policy
-                policy = (
-                    p.max_attempts,
-                    p.initial_interval,
-                    p.backoff_coefficient,
-                    p.max_interval,
-                    p.jitter,
-                    p.retry_on,
-                    p.non_retryable,
-                )
                 specs.append(
                     (
                         step.step_id,
@@ -224,7 +214,7 @@ class Workflow:
                         is_async,
                         wants_context,
                         step.timeout,
-                        policy,
+                        step.retry_policy,
                         list(step.conditions),
                     )
                 )

@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 /// When and how often a failed step is attempted again. Intervals are in seconds.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Deserialized (serde) from the Python `weft.RetryPolicy`'s numeric fields.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in total, the first included (1 = never retry).
     pub max_attempts: u32,

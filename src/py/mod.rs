@@ -17,9 +17,13 @@ fn _shutdown(py: Python<'_>) {
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // Engine logs (the `tracing` crate, emitted as `log` records) reach Python's `logging` under
-    // the `weft` logger.
-    let _ = pyo3_log::try_init();
+    // Engine events (the `tracing` crate, emitted as `log` records) reach Python's `logging` as
+    // `weft.py.run` etc., children of the `weft` logger. Levels are not cached: a user who calls
+    // `logging.basicConfig(level=DEBUG)` after `import weft` still gets them, for ~1 µs per event
+    // (about one per run).
+    if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers) {
+        let _ = logger.install();
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<context::WorkflowContext>()?;
     m.add_class::<context::StateMap>()?;

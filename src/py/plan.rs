@@ -42,15 +42,10 @@ pub struct PlanInner {
     pub max_parallel: Option<usize>,
 }
 
-/// The policy tuple from Python:
-/// `(max_attempts, initial_interval, backoff_coefficient, max_interval, jitter, retry_on,
-/// non_retryable)`.
-type PolicyArgs = (u32, f64, f64, f64, f64, Py<PyTuple>, Py<PyTuple>);
-
 /// One step from Python: `(step_id, depends_on, template_refs, invoke, is_async, wants_context,
-/// timeout_seconds, policy, conditions)`.
+/// timeout_seconds, retry_policy, conditions)`; `retry_policy` is a `weft.RetryPolicy`.
 #[derive(FromPyObject)]
-struct SpecArgs(
+struct SpecArgs<'py>(
     String,
     Vec<String>,
     Vec<String>,
@@ -58,9 +53,31 @@ struct SpecArgs(
     bool,
     bool,
     Option<f64>,
-    PolicyArgs,
+    Bound<'py, PyAny>,
     Vec<Py<PyAny>>,
 );
+
+/// The engine's policy (via pythonize/serde, so a wrong type names its field) and the policy's
+/// `retry_on` / `non_retryable` exception tuples.
+fn policy_from_py(
+    step: &str,
+    obj: &Bound<'_, PyAny>,
+) -> PyResult<(RetryPolicy, Py<PyTuple>, Py<PyTuple>)> {
+    let invalid = |reason: String| {
+        definition_error(DefinitionError::InvalidPolicy {
+            step: step.to_string(),
+            reason,
+        })
+    };
+    let fields = obj.call_method0(pyo3::intern!(obj.py(), "_engine_fields"))?;
+    let policy: RetryPolicy =
+        pythonize::depythonize(&fields).map_err(|e| invalid(e.to_string()))?;
+    policy.validate().map_err(invalid)?;
+    let classes = |name: &str| -> PyResult<Py<PyTuple>> {
+        Ok(obj.getattr(name)?.cast_into::<PyTuple>()?.unbind())
+    };
+    Ok((policy, classes("retry_on")?, classes("non_retryable")?))
+}
 
 fn non_empty(py: Python<'_>, t: Py<PyTuple>) -> Option<Py<PyTuple>> {
     (!t.bind(py).is_empty()).then_some(t)
@@ -102,28 +119,7 @@ impl Plan {
                     }))
                 }
             };
-            let (
-                max_attempts,
-                initial_interval,
-                backoff_coefficient,
-                max_interval,
-                jitter,
-                retry_on,
-                non_retryable,
-            ) = policy;
-            let policy = RetryPolicy {
-                max_attempts,
-                initial_interval,
-                backoff_coefficient,
-                max_interval,
-                jitter,
-            };
-            if let Err(reason) = policy.validate() {
-                return Err(definition_error(DefinitionError::InvalidPolicy {
-                    step: id,
-                    reason,
-                }));
-            }
+            let (policy, retry_on, non_retryable) = policy_from_py(&id, &policy)?;
             steps.push(StepSpec {
                 id: Arc::from(id.as_str()),
                 invoke,

@@ -324,10 +324,22 @@ impl RunInner {
 
     /// On the loop thread, once every step is terminal and no task is left: resolve the futures.
     fn complete(&self, py: Python<'_>) {
-        let (timer, waiters) = {
+        let (timer, waiters, outcome) = {
             let mut st = self.lock(py);
-            (st.run_timer.take(), std::mem::take(&mut st.cancel_waiters))
+            let outcome = st.sched.outcome();
+            (
+                st.run_timer.take(),
+                std::mem::take(&mut st.cancel_waiters),
+                outcome,
+            )
         };
+        tracing::debug!(
+            "workflow '{}' run {} finished: {:?} in {:.3} ms",
+            self.workflow_id,
+            self.run_id,
+            outcome,
+            self.started.elapsed().as_secs_f64() * 1000.0
+        );
         if let Some(t) = timer {
             Timer::Loop(t).cancel(py);
         }
@@ -616,6 +628,14 @@ impl RunInner {
             rec.timer = None;
             rec.abandoned = true;
         }
+        tracing::warn!(
+            "workflow '{}' run {}: sync step '{}' timed out (attempt {}); its call was abandoned \
+             and keeps a worker thread until it returns",
+            self.workflow_id,
+            self.run_id,
+            self.plan.steps[d.step].id,
+            d.attempt
+        );
         let err = self.timeout_error(
             py,
             d,

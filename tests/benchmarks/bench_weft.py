@@ -1,7 +1,7 @@
 """weft: each workload as a ``Workflow`` of ``ToolStep``s, written against /work/api-spec.md.
 
 Runs are awaited with ``await workflow.execute(ctx)`` on one event loop per process; W5 also times
-the blocking ``workflow.run(ctx)`` a script would call (it starts an event loop per run).
+the blocking ``workflow.run(ctx)`` a script would call (it reuses one event loop per thread).
 """
 
 from __future__ import annotations
@@ -120,6 +120,20 @@ def w4(s: Sizes) -> Runner:
 @suite.workload("W5", "execute")
 def w5(s: Sizes) -> Runner:
     workflow = chain("w5", inc, 3)
+
+    async def run() -> None:
+        for _ in range(s.w5_runs):
+            result = await workflow.execute(counter_context("w5"))
+            expect(completed(result, 3).context["counter"], 3)
+
+    return run
+
+
+@suite.workload("W5", "execute, async steps")
+def w5_async(s: Sizes) -> Runner:
+    """The same 3-step chain with `async def` steps: like plain asyncio's baseline, every step
+    runs on the loop thread (weft runs sync steps on worker threads, a round trip per run)."""
+    workflow = chain("w5", ainc, 3)
 
     async def run() -> None:
         for _ in range(s.w5_runs):
