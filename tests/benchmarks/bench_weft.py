@@ -117,9 +117,9 @@ def w4(s: Sizes) -> Runner:
     return run
 
 
-@suite.workload("W5", "execute")
-def w5(s: Sizes) -> Runner:
-    workflow = chain("w5", inc, 3)
+def w5_execute(s: Sizes, tool: Callable[..., Any]) -> Runner:
+    """Awaits a pre-built 3-step chain of `tool` `s.w5_runs` times."""
+    workflow = chain("w5", tool, 3)
 
     async def run() -> None:
         for _ in range(s.w5_runs):
@@ -127,20 +127,18 @@ def w5(s: Sizes) -> Runner:
             expect(completed(result, 3).context["counter"], 3)
 
     return run
+
+
+@suite.workload("W5", "execute")
+def w5(s: Sizes) -> Runner:
+    return w5_execute(s, inc)
 
 
 @suite.workload("W5", "execute, async steps")
 def w5_async(s: Sizes) -> Runner:
-    """The same 3-step chain with `async def` steps: like plain asyncio's baseline, every step
-    runs on the loop thread (weft runs sync steps on worker threads, a round trip per run)."""
-    workflow = chain("w5", ainc, 3)
-
-    async def run() -> None:
-        for _ in range(s.w5_runs):
-            result = await workflow.execute(counter_context("w5"))
-            expect(completed(result, 3).context["counter"], 3)
-
-    return run
+    """The same chain with `async def` steps: like plain asyncio's baseline, every step runs on
+    the loop thread (weft runs sync steps on worker threads: a thread round trip per run)."""
+    return w5_execute(s, ainc)
 
 
 @suite.workload("W5", "run")
