@@ -49,6 +49,8 @@ struct Queue {
     threads: usize,
     /// A waiting worker was notified and has not woken yet.
     wake_pending: bool,
+    /// Jobs taken by workers so far: the monitor's sign that the busy workers are not blocked.
+    taken: u64,
     shutdown: bool,
     handles: Vec<JoinHandle<()>>,
     monitor: Option<JoinHandle<()>>,
@@ -124,6 +126,7 @@ fn next_job(p: &Pool) -> Option<Job> {
     let mut q = p.q.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if let Some((_, job)) = q.jobs.pop_front() {
+            q.taken += 1;
             return Some(job);
         }
         if q.shutdown {
@@ -145,14 +148,19 @@ fn worker() {
     });
 }
 
-/// Watches the queue (never touching Python): a job that has waited `STALE_AFTER` while every
-/// worker was busy gets another worker, one per tick.
+/// Watches the queue (never touching Python): a job that has waited `STALE_AFTER` while the
+/// workers took no job for a whole tick (so they are blocked, not just busy) gets another worker,
+/// one per tick.
+/// NOTE: without the progress check the monitor added workers beside one busy with fast steps,
+/// and they fought over the GIL (W4: ~15% of the time in kernel context switches).
 fn monitor() {
     let p = pool();
     let mut q = p.q.lock().unwrap_or_else(|e| e.into_inner());
+    let mut taken_before = q.taken;
     loop {
         while q.jobs.is_empty() && !q.shutdown {
             q = p.monitor_cv.wait(q).unwrap_or_else(|e| e.into_inner());
+            taken_before = q.taken;
         }
         if q.shutdown {
             return;
@@ -160,9 +168,12 @@ fn monitor() {
         drop(q);
         std::thread::sleep(STALE_AFTER);
         q = p.q.lock().unwrap_or_else(|e| e.into_inner());
-        if q.jobs
-            .front()
-            .is_some_and(|(t, _)| t.elapsed() >= STALE_AFTER)
+        let progressed = q.taken != taken_before;
+        taken_before = q.taken;
+        if !progressed
+            && q.jobs
+                .front()
+                .is_some_and(|(t, _)| t.elapsed() >= STALE_AFTER)
         {
             q.add_worker(&p.cv);
         }
