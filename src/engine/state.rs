@@ -24,8 +24,10 @@ use std::sync::Arc;
 
 use super::graph::Graph;
 
-/// A persistent map from names (variable names or step ids) to values; cloning is O(1).
-pub type Map<V> = imbl::OrdMap<Arc<str>, V>;
+/// A persistent map (a hash trie) from names (variable names or step ids) to values; cloning is
+/// O(1) and an insert copies only the short path to its entry. Unordered: the binding sorts keys
+/// where Python iterates.
+pub type Map<V> = imbl::HashMap<Arc<str>, V>;
 
 /// What one step sees: the merged variables and its ancestors' outputs by step id.
 #[derive(Debug, Clone, PartialEq)]
