@@ -175,12 +175,12 @@ impl StateMap {
 /// ``lambda ctx: ctx.variables.get("priority")`` both work.
 #[pyclass(module = "weft", name = "WorkflowContext", frozen, mapping)]
 pub struct WorkflowContext {
-    pub workflow_id: String,
+    pub workflow_id: Arc<str>,
     pub user_context: Py<PyAny>,
     pub metadata: Py<PyAny>,
     pub vars: Map<Val>,
     pub results: Map<Val>,
-    pub run_id: Option<String>,
+    pub run_id: Option<Arc<str>>,
     pub step_id: Option<Arc<str>>,
     /// True when no other object holds these values' `Arc`s, so `__traverse__` may report them:
     /// contexts built by the caller and a run's final context. A step's context shares the
@@ -218,7 +218,7 @@ impl WorkflowContext {
             }
         };
         Ok(WorkflowContext {
-            workflow_id,
+            workflow_id: Arc::from(workflow_id),
             user_context: dict_or_new(user_context),
             metadata: dict_or_new(metadata),
             vars,
@@ -339,7 +339,7 @@ impl WorkflowContext {
     /// "results"}``.
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        d.set_item("workflow_id", &self.workflow_id)?;
+        d.set_item("workflow_id", &*self.workflow_id)?;
         d.set_item("user_context", &self.user_context)?;
         d.set_item("variables", map_to_dict(py, &self.vars)?)?;
         d.set_item("metadata", &self.metadata)?;

@@ -136,8 +136,8 @@ impl RunState {
 
 pub struct RunInner {
     plan: Arc<PlanInner>,
-    run_id: String,
-    workflow_id: String,
+    run_id: Arc<str>,
+    workflow_id: Arc<str>,
     user_context: Py<PyAny>,
     metadata: Py<PyAny>,
     event_loop: Py<PyAny>,
@@ -206,8 +206,8 @@ impl RunInner {
         let n = plan.steps.len();
         let mut rng = fastrand::Rng::new();
         let inner = Arc::new(RunInner {
-            run_id: uuid4_hex(&mut rng),
-            workflow_id: ctx.workflow_id.clone(),
+            run_id: Arc::from(uuid4_hex(&mut rng)),
+            workflow_id: Arc::clone(&ctx.workflow_id),
             user_context: ctx.user_context.clone_ref(py),
             metadata: ctx.metadata.clone_ref(py),
             event_loop: event_loop.unbind(),
@@ -358,12 +358,12 @@ impl RunInner {
     fn context_for(&self, py: Python<'_>, step: usize) -> WorkflowContext {
         let view = self.lock(py).views.view_for(&self.plan.graph, step);
         WorkflowContext {
-            workflow_id: self.workflow_id.clone(),
+            workflow_id: Arc::clone(&self.workflow_id),
             user_context: self.user_context.clone_ref(py),
             metadata: self.metadata.clone_ref(py),
             vars: view.vars,
             results: view.results,
-            run_id: Some(self.run_id.clone()),
+            run_id: Some(Arc::clone(&self.run_id)),
             step_id: Some(Arc::clone(&self.plan.steps[step].id)),
             owns_values: false,
         }
@@ -823,12 +823,12 @@ impl RunInner {
         let elapsed_ms = end.duration_since(self.started).as_secs_f64() * 1000.0;
         let fin = st.views.final_view();
         let context = WorkflowContext {
-            workflow_id: self.workflow_id.clone(),
+            workflow_id: Arc::clone(&self.workflow_id),
             user_context: self.user_context.clone_ref(py),
             metadata: self.metadata.clone_ref(py),
             vars: owned_copy(py, &fin.vars),
             results: owned_copy(py, &fin.results),
-            run_id: Some(self.run_id.clone()),
+            run_id: Some(Arc::clone(&self.run_id)),
             step_id: None,
             owns_values: true,
         };
