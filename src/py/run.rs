@@ -11,7 +11,6 @@
 //! holding the lock can always get the GIL back (no GIL/lock inversion).
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
@@ -141,7 +140,6 @@ pub struct RunInner {
     user_context: Py<PyAny>,
     metadata: Py<PyAny>,
     event_loop: Py<PyAny>,
-    loop_thread: ThreadId,
     pycontext: Py<PyAny>,
     done: Py<PyAny>,
     started: Instant,
@@ -211,7 +209,6 @@ impl RunInner {
             user_context: ctx.user_context.clone_ref(py),
             metadata: ctx.metadata.clone_ref(py),
             event_loop: event_loop.unbind(),
-            loop_thread: std::thread::current().id(),
             pycontext: pycontext.unbind(),
             done: done.unbind(),
             started: Instant::now(),
@@ -248,14 +245,6 @@ impl RunInner {
         match self.st.try_lock() {
             Some(g) => g,
             None => py.detach(|| self.st.lock()),
-        }
-    }
-
-    fn here(&self) -> Where {
-        if std::thread::current().id() == self.loop_thread {
-            Where::Loop
-        } else {
-            Where::Timer
         }
     }
 
@@ -591,8 +580,7 @@ impl RunInner {
         let run = Arc::clone(self);
         let armed = pool::after(delay, move || {
             Python::attach(|py| {
-                let here = run.here();
-                run.retry_due(py, step, here);
+                run.retry_due(py, step, Where::Timer);
             })
         });
         if armed.is_none() {
@@ -636,19 +624,14 @@ impl RunInner {
             self.plan.steps[d.step].id,
             d.attempt
         );
-        let err = self.timeout_error(
-            py,
-            d,
-            "the sync call was abandoned and may still be running",
-        );
+        let err = self.timeout_error(d, "the sync call was abandoned and may still be running");
         self.record(py, d, Outcome::Error(err, true), Where::Timer);
         self.pump(py, Where::Timer);
     }
 
-    fn timeout_error(&self, py: Python<'_>, d: Dispatch, tail: &str) -> PyErr {
+    fn timeout_error(&self, d: Dispatch, tail: &str) -> PyErr {
         let spec = &self.plan.steps[d.step];
         let secs = spec.timeout.map_or(0.0, |t| t.as_secs_f64());
-        let _ = py;
         StepTimeoutError::new_err(format!(
             "step '{}' timed out after {secs}s (attempt {}); {tail}",
             spec.id, d.attempt
@@ -694,7 +677,7 @@ impl RunInner {
                 } else {
                     "its task was cancelled"
                 };
-                Outcome::Error(self.timeout_error(py, d, tail), true)
+                Outcome::Error(self.timeout_error(d, tail), true)
             } else if ok {
                 Outcome::Value(value.unbind())
             } else if cancelled {
@@ -720,7 +703,7 @@ impl RunInner {
             (unreported, st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if unreported && live && timing_out {
-            let err = self.timeout_error(py, d, "its task was cancelled before it started");
+            let err = self.timeout_error(d, "its task was cancelled before it started");
             self.record(py, d, Outcome::Error(err, true), Where::Loop);
         }
         self.pump(py, Where::Loop);
