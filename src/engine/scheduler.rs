@@ -74,6 +74,24 @@ pub enum RunOutcome {
     Cancelled,
 }
 
+/// How a run reacts to its steps' outcomes: the failure policies of JAF's `ParallelStep`
+/// (`fail_fast`, `continue_on_partial_failure` with a minimum success count, `wait_for_all=False`)
+/// and seed 002's workflow-level `continue_on_error`. The default is DESIGN §4's contract: a
+/// failure blocks only its dependents and fails the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunPolicy {
+    /// The first failure ends the run: running and pending steps are cancelled ("fail_fast").
+    pub settle_on_failure: bool,
+    /// The first success ends the run: the others are cancelled (`wait_for_all=False`).
+    pub settle_on_success: bool,
+    /// The run completes when at least this many steps completed, whatever else failed
+    /// ("continue_on_partial_failure"); `None`: every step must complete or be skipped.
+    pub min_success: Option<usize>,
+    /// A failed step releases its dependents (they run without its output) instead of blocking
+    /// them, and failures do not fail the run (seed 002's `continue_on_error`).
+    pub continue_on_error: bool,
+}
+
 /// One attempt to start: the step index and its 1-based attempt number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dispatch {
@@ -97,12 +115,19 @@ pub struct Scheduler {
     order: Vec<usize>,
     cancelled: bool,
     timed_out: bool,
+    settled: bool,
+    policy: RunPolicy,
 }
 
 impl Scheduler {
     /// A scheduler with every root ready. `limit` bounds the steps holding a slot (running or
     /// waiting to retry); `None` means unbounded.
     pub fn new(graph: Arc<Graph>, limit: Option<usize>) -> Self {
+        Self::with_policy(graph, limit, RunPolicy::default())
+    }
+
+    /// As `new`, under `policy` (see `RunPolicy`).
+    pub fn with_policy(graph: Arc<Graph>, limit: Option<usize>, policy: RunPolicy) -> Self {
         let n = graph.len();
         let unfinished_deps: Vec<u32> = (0..n).map(|i| graph.deps(i).len() as u32).collect();
         let ready = graph.roots().iter().copied().collect();
@@ -117,6 +142,8 @@ impl Scheduler {
             order: Vec::with_capacity(n),
             cancelled: false,
             timed_out: false,
+            settled: false,
+            policy,
             graph,
         }
     }
@@ -128,7 +155,7 @@ impl Scheduler {
 
     /// Takes the next ready step if a concurrency slot is free, marking it running.
     pub fn next_ready(&mut self) -> Option<Dispatch> {
-        if self.in_flight >= self.limit || self.cancelled || self.timed_out {
+        if self.in_flight >= self.limit || self.cancelled || self.timed_out || self.settled {
             return None;
         }
         let step = self.ready.pop_front()?;
@@ -195,10 +222,15 @@ impl Scheduler {
     }
 
     /// Records a failure (`Failed` or `Timeout`); every pending descendant becomes `Blocked`
-    /// and is returned. Independent steps are untouched.
+    /// and is returned. Independent steps are untouched. Under `continue_on_error` the
+    /// dependents proceed as after a skip and nothing is blocked.
     pub fn fail(&mut self, step: usize, state: StepState) -> Vec<usize> {
         debug_assert!(state.is_failure());
         self.finish(step, state);
+        if self.policy.continue_on_error {
+            self.release_dependents(step);
+            return Vec::new();
+        }
         let mut blocked = Vec::new();
         for d in self.graph.descendants(step) {
             if self.state[d] == StepState::Pending {
@@ -233,6 +265,44 @@ impl Scheduler {
         running
     }
 
+    /// The policy this run follows.
+    pub fn policy(&self) -> RunPolicy {
+        self.policy
+    }
+
+    /// True when `state` (the step just finished) settles the run under its policy: a failure
+    /// under `settle_on_failure`, a success under `settle_on_success`.
+    pub fn settles(&self, state: StepState) -> bool {
+        !self.settled
+            && ((state.is_failure() && self.policy.settle_on_failure)
+                || (state == StepState::Completed && self.policy.settle_on_success))
+    }
+
+    /// Ends the run early because its policy is satisfied (see `settles`): nothing new starts,
+    /// and every step not yet terminal ends `Cancelled`. Returns the steps that were running or
+    /// retrying, so the caller can stop their work. The outcome still follows the policy.
+    pub fn settle(&mut self) -> Vec<usize> {
+        self.settled = true;
+        self.ready.clear();
+        let mut running = Vec::new();
+        for step in 0..self.state.len() {
+            match self.state[step] {
+                StepState::Running | StepState::Retrying => {
+                    running.push(step);
+                    self.finish(step, StepState::Cancelled);
+                }
+                StepState::Pending => self.finish(step, StepState::Cancelled),
+                _ => {}
+            }
+        }
+        running
+    }
+
+    /// True once `settle` ran.
+    pub fn is_settled(&self) -> bool {
+        self.settled
+    }
+
     /// The state of one step.
     pub fn state(&self, step: usize) -> StepState {
         self.state[step]
@@ -261,11 +331,26 @@ impl Scheduler {
     /// The run's outcome so far (meaningful once `is_done`).
     pub fn outcome(&self) -> RunOutcome {
         if self.cancelled {
-            RunOutcome::Cancelled
-        } else if self.timed_out || self.state.iter().any(|s| s.is_failure()) {
-            RunOutcome::Failed
-        } else {
+            return RunOutcome::Cancelled;
+        }
+        if self.timed_out {
+            return RunOutcome::Failed;
+        }
+        let ok = match self.policy.min_success {
+            Some(k) => {
+                self.state
+                    .iter()
+                    .filter(|s| **s == StepState::Completed)
+                    .count()
+                    >= k
+            }
+            None if self.policy.settle_on_success => self.state.contains(&StepState::Completed),
+            None => self.policy.continue_on_error || !self.state.iter().any(|s| s.is_failure()),
+        };
+        if ok {
             RunOutcome::Completed
+        } else {
+            RunOutcome::Failed
         }
     }
 }
@@ -385,5 +470,76 @@ mod tests {
         assert_eq!(s.state(0), StepState::Timeout);
         assert_eq!(s.state(1), StepState::Cancelled);
         assert_eq!(s.outcome(), RunOutcome::Failed);
+    }
+
+    fn policy(f: impl FnOnce(&mut RunPolicy)) -> RunPolicy {
+        let mut p = RunPolicy::default();
+        f(&mut p);
+        p
+    }
+
+    #[test]
+    fn fail_fast_settles_on_the_first_failure() {
+        let g = graph(&[("a", &[]), ("b", &[]), ("c", &["a"])]);
+        let mut s = Scheduler::with_policy(g, None, policy(|p| p.settle_on_failure = true));
+        assert_eq!(drain(&mut s), vec![0, 1]);
+        s.fail(1, StepState::Failed);
+        assert!(s.settles(StepState::Failed));
+        assert!(!s.settles(StepState::Completed));
+        assert_eq!(s.settle(), vec![0]);
+        assert!(s.is_done());
+        assert_eq!(s.state(0), StepState::Cancelled);
+        assert_eq!(s.state(2), StepState::Cancelled);
+        assert_eq!(drain(&mut s), Vec::<usize>::new());
+        assert_eq!(s.outcome(), RunOutcome::Failed);
+        assert!(!s.settles(StepState::Failed), "settles once");
+    }
+
+    #[test]
+    fn first_success_settles_and_completes() {
+        let g = graph(&[("a", &[]), ("b", &[]), ("c", &[])]);
+        let mut s = Scheduler::with_policy(g, None, policy(|p| p.settle_on_success = true));
+        drain(&mut s);
+        s.fail(0, StepState::Failed);
+        assert!(!s.settles(StepState::Failed));
+        s.succeed(2);
+        assert!(s.settles(StepState::Completed));
+        assert_eq!(s.settle(), vec![1]);
+        assert_eq!(s.outcome(), RunOutcome::Completed);
+    }
+
+    #[test]
+    fn first_success_with_no_success_fails() {
+        let g = graph(&[("a", &[]), ("b", &[])]);
+        let mut s = Scheduler::with_policy(g, None, policy(|p| p.settle_on_success = true));
+        drain(&mut s);
+        s.fail(0, StepState::Failed);
+        s.fail(1, StepState::Timeout);
+        assert!(s.is_done());
+        assert_eq!(s.outcome(), RunOutcome::Failed);
+    }
+
+    #[test]
+    fn minimum_success_count_decides_the_outcome() {
+        for (k, want) in [(2, RunOutcome::Completed), (3, RunOutcome::Failed)] {
+            let g = graph(&[("a", &[]), ("b", &[]), ("c", &[])]);
+            let mut s = Scheduler::with_policy(g, None, policy(|p| p.min_success = Some(k)));
+            drain(&mut s);
+            s.succeed(0);
+            s.fail(1, StepState::Failed);
+            s.succeed(2);
+            assert_eq!(s.outcome(), want, "min_success {k}");
+        }
+    }
+
+    #[test]
+    fn continue_on_error_releases_dependents_and_completes() {
+        let g = graph(&[("a", &[]), ("b", &["a"])]);
+        let mut s = Scheduler::with_policy(g, None, policy(|p| p.continue_on_error = true));
+        assert_eq!(drain(&mut s), vec![0]);
+        assert_eq!(s.fail(0, StepState::Failed), Vec::<usize>::new());
+        assert_eq!(drain(&mut s), vec![1]);
+        s.succeed(1);
+        assert_eq!(s.outcome(), RunOutcome::Completed);
     }
 }

@@ -62,6 +62,7 @@ struct Memo<V: Clone> {
 #[derive(Debug)]
 pub struct StateViews<V: Clone> {
     initial: Map<V>,
+    initial_results: Map<V>,
     recorded: Vec<Option<Recorded<V>>>,
     memo: Vec<Option<Memo<V>>>,
     /// Per step, how many dependents have not had their view computed: the memo is dropped at 0.
@@ -73,8 +74,15 @@ pub struct StateViews<V: Clone> {
 impl<V: Clone> StateViews<V> {
     /// State for a run of a graph with `n_steps` steps, starting from `initial_vars`.
     pub fn new(n_steps: usize, initial_vars: Map<V>) -> Self {
+        Self::with_results(n_steps, initial_vars, Map::new())
+    }
+
+    /// As `new`, with results already known before the run (a nested run started inside a
+    /// composite step sees the results of that step's ancestors). Every view holds them.
+    pub fn with_results(n_steps: usize, initial_vars: Map<V>, initial_results: Map<V>) -> Self {
         StateViews {
             initial: initial_vars,
+            initial_results,
             recorded: (0..n_steps).map(|_| None).collect(),
             memo: (0..n_steps).map(|_| None).collect(),
             waiting: Vec::new(),
@@ -197,7 +205,7 @@ impl<V: Clone> StateViews<V> {
     fn initial_view(&self) -> View<V> {
         View {
             vars: self.initial.clone(),
-            results: Map::new(),
+            results: self.initial_results.clone(),
         }
     }
 

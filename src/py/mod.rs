@@ -28,6 +28,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::WorkflowContext>()?;
     m.add_class::<context::StateMap>()?;
     m.add_class::<results::StepResult>()?;
+    m.add_class::<results::Nested>()?;
     m.add_class::<plan::Plan>()?;
     m.add_class::<run::Run>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;

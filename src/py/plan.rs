@@ -10,6 +10,7 @@ use pyo3::{PyTraverseError, PyVisit};
 use crate::engine::error::DefinitionError;
 use crate::engine::graph::{Graph, StepDecl};
 use crate::engine::retry::RetryPolicy;
+use crate::engine::scheduler::RunPolicy;
 use crate::py::context::WorkflowContext;
 use crate::py::errors::definition_error;
 use crate::py::run::{Run, RunInner};
@@ -40,6 +41,9 @@ pub struct PlanInner {
     pub graph: Arc<Graph>,
     pub steps: Vec<StepSpec>,
     pub max_parallel: Option<usize>,
+    pub policy: RunPolicy,
+    /// Retries allowed across the whole run (seed 002's `max_total_retries`); `None`: no budget.
+    pub max_total_retries: Option<u32>,
 }
 
 /// One step from Python: `(step_id, depends_on, template_refs, invoke, is_async, wants_context,
@@ -79,6 +83,9 @@ fn policy_from_py(
     Ok((policy, classes("retry_on")?, classes("non_retryable")?))
 }
 
+/// A policy as the engine holds it, with its `retry_on` / `non_retryable` tuples.
+type Converted = (RetryPolicy, Py<PyTuple>, Py<PyTuple>);
+
 fn non_empty(py: Python<'_>, t: Py<PyTuple>) -> Option<Py<PyTuple>> {
     (!t.bind(py).is_empty()).then_some(t)
 }
@@ -93,19 +100,30 @@ pub struct Plan {
 impl Plan {
     /// Validates and compiles `specs` (see `SpecArgs`).
     ///
+    /// `fail_fast`, `first_success`, `min_success` and `continue_on_error` set the run's
+    /// `RunPolicy`; `max_total_retries` bounds retries across the run. Specs sharing one
+    /// `RetryPolicy` object (a `MapStep`'s items) convert it once.
+    ///
     /// Raises:
     ///     WorkflowDefinitionError: duplicate ids, unknown dependencies, a cycle, a template
     ///         reference to a non-ancestor, a bad timeout or retry policy.
     #[new]
-    #[pyo3(signature = (workflow_id, specs, max_parallel=None))]
+    #[pyo3(signature = (workflow_id, specs, max_parallel=None, *, fail_fast=false, first_success=false, min_success=None, continue_on_error=false, max_total_retries=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         workflow_id: String,
         specs: Vec<Bound<'_, PyAny>>,
         max_parallel: Option<usize>,
+        fail_fast: bool,
+        first_success: bool,
+        min_success: Option<usize>,
+        continue_on_error: bool,
+        max_total_retries: Option<u32>,
     ) -> PyResult<Self> {
         let mut decls = Vec::with_capacity(specs.len());
         let mut steps = Vec::with_capacity(specs.len());
+        let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
         for s in specs {
             let SpecArgs(id, deps, refs, invoke, is_async, wants_ctx, timeout, policy, conditions) =
                 s.extract()?;
@@ -119,7 +137,14 @@ impl Plan {
                     }))
                 }
             };
-            let (policy, retry_on, non_retryable) = policy_from_py(&id, &policy)?;
+            let (policy, retry_on, non_retryable) = match &last_policy {
+                Some((obj, (p, r, n))) if obj.is(&policy) => (*p, r.clone_ref(py), n.clone_ref(py)),
+                _ => {
+                    let (p, r, n) = policy_from_py(&id, &policy)?;
+                    last_policy = Some((policy.unbind(), (p, r.clone_ref(py), n.clone_ref(py))));
+                    (p, r, n)
+                }
+            };
             steps.push(StepSpec {
                 id: Arc::from(id.as_str()),
                 invoke,
@@ -140,6 +165,13 @@ impl Plan {
                 graph: Arc::new(graph),
                 steps,
                 max_parallel,
+                policy: RunPolicy {
+                    settle_on_failure: fail_fast,
+                    settle_on_success: first_success,
+                    min_success,
+                    continue_on_error,
+                },
+                max_total_retries,
             })),
         })
     }
@@ -150,7 +182,9 @@ impl Plan {
     /// `contextvars.Context` every step runs in a copy of; `timeout` (seconds) bounds the run;
     /// `max_concurrency` bounds steps in flight (the smaller of it and the plan's
     /// `max_parallel` wins).
-    #[pyo3(signature = (context, event_loop, pycontext, done, timeout=None, max_concurrency=None))]
+    /// `on_event(kind, step_id, attempt, payload)` (optional) is called with each engine event
+    /// as it happens, on the thread where it happens (see `run::Event`).
+    #[pyo3(signature = (context, event_loop, pycontext, done, timeout=None, max_concurrency=None, on_event=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
@@ -161,6 +195,7 @@ impl Plan {
         done: Bound<'_, PyAny>,
         timeout: Option<f64>,
         max_concurrency: Option<usize>,
+        on_event: Option<Py<PyAny>>,
     ) -> PyResult<Run> {
         let plan = self
             .inner
@@ -182,6 +217,7 @@ impl Plan {
             done,
             timeout,
             max_concurrency,
+            on_event.filter(|cb| !cb.is_none(py)),
         )
     }
 

@@ -1,7 +1,7 @@
 //! `StepResult`: the record of one step of one run.
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::engine::scheduler::StepState;
@@ -55,7 +55,12 @@ fn parse_state(s: &str) -> Option<StepState> {
 ///         last, backoff waits included.
 ///     metadata (dict): extra facts, e.g. ``{"abandoned": True}`` for a sync step left running
 ///         after its timeout, ``{"cancel_ignored": True}`` for an async step that swallowed
-///         cancellation.
+///         cancellation, ``{"iterations": 3}`` for a ``LoopStep``, ``{"branch": "b"}`` for a
+///         ``ConditionalStep`` or ``RouterStep``.
+///     children (list[StepResult]): the results of the steps a composite step ran (the branches
+///         of a ``ParallelStep``, the items of a ``MapStep``, a sub-workflow's steps, the
+///         iterations of a ``LoopStep``, a step and its fallback), in completion order; empty for
+///         a plain step.
 #[pyclass(module = "weft", name = "StepResult", frozen)]
 pub struct StepResult {
     #[pyo3(get)]
@@ -76,6 +81,8 @@ pub struct StepResult {
     pub execution_time_ms: f64,
     #[pyo3(get)]
     pub metadata: Py<PyDict>,
+    #[pyo3(get)]
+    pub children: Py<PyList>,
     pub state: StepState,
 }
 
@@ -86,13 +93,13 @@ impl StepResult {
     /// Args:
     ///     step_id: the step's id.
     ///     status: a ``StepStatus`` or its string value.
-    ///     output, error, error_type, exception, attempts, execution_time_ms, metadata: as the
-    ///         attributes of the same names.
+    ///     output, error, error_type, exception, attempts, execution_time_ms, metadata,
+    ///         children: as the attributes of the same names.
     ///
     /// Raises:
     ///     ValueError: ``status`` is not a ``StepStatus`` value.
     #[new]
-    #[pyo3(signature = (step_id, status, output=None, error=None, error_type=None, exception=None, attempts=0, execution_time_ms=0.0, metadata=None))]
+    #[pyo3(signature = (step_id, status, output=None, error=None, error_type=None, exception=None, attempts=0, execution_time_ms=0.0, metadata=None, children=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -105,6 +112,7 @@ impl StepResult {
         attempts: u32,
         execution_time_ms: f64,
         metadata: Option<Bound<'_, PyDict>>,
+        children: Option<Bound<'_, PyList>>,
     ) -> PyResult<Self> {
         let s: String = status.str()?.extract()?;
         let state = parse_state(&s).ok_or_else(|| {
@@ -124,6 +132,9 @@ impl StepResult {
             metadata: metadata
                 .map(Bound::unbind)
                 .unwrap_or_else(|| PyDict::new(py).unbind()),
+            children: children
+                .map(Bound::unbind)
+                .unwrap_or_else(|| PyList::empty(py).unbind()),
             state,
         })
     }
@@ -132,6 +143,12 @@ impl StepResult {
     #[getter]
     fn is_success(&self) -> bool {
         self.state == StepState::Completed
+    }
+
+    /// Alias of ``is_success`` (the name JAF's ``WorkflowLogger`` example reads).
+    #[getter]
+    fn success(&self) -> bool {
+        self.is_success()
     }
 
     /// True when the step failed or timed out (blocked, skipped and cancelled steps are neither).
@@ -157,6 +174,60 @@ impl StepResult {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.output)?;
         visit.call(&self.exception)?;
+        visit.call(&self.metadata)?;
+        visit.call(&self.children)
+    }
+}
+
+/// What a composite step (``ParallelStep``, ``MapStep``, ...) returns to the engine instead of a
+/// bare output. Private: built by ``weft``'s composite steps.
+///
+/// ``output`` is the step's output; ``delta`` (dict or ``None``) the variables it adds to the
+/// state, merged as a dict output would be (``None``: the output itself, if a dict);
+/// ``children`` the nested step results; ``metadata`` facts merged into the step's metadata;
+/// ``skipped`` ends the step ``SKIPPED`` (a ``ConditionalStep`` with no branch to take).
+/// A composite that fails raises with a ``Nested`` in the exception's ``_weft_nested``
+/// attribute, so its children are kept.
+#[pyclass(module = "weft._core", name = "Nested", frozen)]
+pub struct Nested {
+    pub output: Py<PyAny>,
+    pub delta: Option<Py<PyDict>>,
+    pub children: Option<Py<PyList>>,
+    pub metadata: Option<Py<PyDict>>,
+    pub skipped: bool,
+}
+
+#[pymethods]
+impl Nested {
+    #[new]
+    #[pyo3(signature = (output=None, *, delta=None, children=None, metadata=None, skipped=false))]
+    fn new(
+        py: Python<'_>,
+        output: Option<Py<PyAny>>,
+        delta: Option<Py<PyDict>>,
+        children: Option<Py<PyList>>,
+        metadata: Option<Py<PyDict>>,
+        skipped: bool,
+    ) -> Self {
+        Nested {
+            output: output.unwrap_or_else(|| py.None()),
+            delta,
+            children,
+            metadata,
+            skipped,
+        }
+    }
+
+    /// The step's output.
+    #[getter]
+    fn output(&self, py: Python<'_>) -> Py<PyAny> {
+        self.output.clone_ref(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.output)?;
+        visit.call(&self.delta)?;
+        visit.call(&self.children)?;
         visit.call(&self.metadata)
     }
 }

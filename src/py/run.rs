@@ -28,7 +28,7 @@ use crate::py::context::{owned_copy, Val, WorkflowContext};
 use crate::py::errors::StepTimeoutError;
 use crate::py::plan::PlanInner;
 use crate::py::pool::{self, Job};
-use crate::py::results::{status_member, StepResult};
+use crate::py::results::{status_member, Nested, StepResult};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Where {
@@ -89,6 +89,19 @@ struct StepRec {
     timing_out: bool,
     abandoned: bool,
     cancel_ignored: bool,
+    /// A composite step's nested results and metadata (see `results::Nested`).
+    children: Option<Py<PyList>>,
+    extra: Option<Py<PyDict>>,
+}
+
+/// One engine event for the run's `on_event` subscriber: `(kind, step, attempt, payload)`.
+/// `payload` is the step's context for "started", `(delay_seconds, exception)` for
+/// "retrying", and the `StepResult` for the terminal kinds.
+struct Event {
+    kind: &'static str,
+    step: usize,
+    attempt: u32,
+    payload: Py<PyAny>,
 }
 
 enum Outcome {
@@ -102,6 +115,19 @@ enum Outcome {
 enum Stop {
     Cancelled,
     TimedOut(f64),
+}
+
+/// The nested parts of a composite step's outcome (see `results::Nested`).
+struct NestedParts {
+    children: Option<Py<PyList>>,
+    metadata: Option<Py<PyDict>>,
+}
+
+fn nested_parts(py: Python<'_>, n: &Nested) -> NestedParts {
+    NestedParts {
+        children: n.children.as_ref().map(|c| c.clone_ref(py)),
+        metadata: n.metadata.as_ref().map(|m| m.clone_ref(py)),
+    }
 }
 
 struct RunState {
@@ -119,6 +145,8 @@ struct RunState {
     run_timer: Option<Py<PyAny>>,
     rng: fastrand::Rng,
     ended: Option<Instant>,
+    /// Retries started in this run, against the plan's `max_total_retries` budget.
+    retries_used: u32,
 }
 
 impl RunState {
@@ -144,6 +172,8 @@ pub struct RunInner {
     done: Py<PyAny>,
     started: Instant,
     run_timeout: Option<f64>,
+    /// Called with each engine event (see `Event`); `None`: nobody listens, nothing is built.
+    on_event: Option<Py<PyAny>>,
     st: Mutex<RunState>,
 }
 
@@ -196,6 +226,7 @@ impl RunInner {
         done: Bound<'_, PyAny>,
         timeout: Option<f64>,
         max_concurrency: Option<usize>,
+        on_event: Option<Py<PyAny>>,
     ) -> PyResult<Run> {
         let limit = match (plan.max_parallel, max_concurrency) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -213,11 +244,17 @@ impl RunInner {
             done: done.unbind(),
             started: Instant::now(),
             run_timeout: timeout,
+            on_event,
             st: Mutex::new(RunState {
-                sched: Scheduler::new(Arc::clone(&plan.graph), limit),
+                sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run
-                // takes references of its own.
-                views: StateViews::new(n, owned_copy(py, &ctx.vars)),
+                // takes references of its own. A nested run (inside a composite step) starts
+                // from that step's context, results included.
+                views: StateViews::with_results(
+                    n,
+                    owned_copy(py, &ctx.vars),
+                    owned_copy(py, &ctx.results),
+                ),
                 recs: (0..n).map(|_| StepRec::default()).collect(),
                 immediate: Vec::new(),
                 tasks: HashMap::new(),
@@ -227,6 +264,7 @@ impl RunInner {
                 run_timer: None,
                 rng,
                 ended: None,
+                retries_used: 0,
             }),
             plan,
         });
@@ -271,6 +309,21 @@ impl RunInner {
                     self.signal_finish(py, here);
                 }
                 return inline;
+            }
+            if self.on_event.is_some() {
+                let events = batch
+                    .iter()
+                    .map(|d| Event {
+                        kind: "started",
+                        step: d.step,
+                        attempt: d.attempt,
+                        payload: match Bound::new(py, self.context_for(py, d.step)) {
+                            Ok(c) => c.into_any().unbind(),
+                            Err(_) => py.None(),
+                        },
+                    })
+                    .collect();
+                self.emit(py, events);
             }
             for d in batch {
                 if self.plan.steps[d.step].is_async {
@@ -490,14 +543,35 @@ impl RunInner {
             Error(StepError, Retryability, bool),
         }
         let spec = &self.plan.steps[d.step];
+        let mut nested = None;
         let prep = match outcome {
-            Outcome::Value(v) => {
-                let delta = dict_delta(v.bind(py));
-                Prep::Value(Arc::new(v), delta)
-            }
+            Outcome::Value(v) => match v.bind(py).cast::<Nested>() {
+                Ok(n) => {
+                    let n = n.get();
+                    nested = Some(nested_parts(py, n));
+                    if n.skipped {
+                        Prep::Skip
+                    } else {
+                        let delta = match &n.delta {
+                            Some(delta) => dict_delta(delta.bind(py).as_any()),
+                            None => dict_delta(n.output.bind(py)),
+                        };
+                        Prep::Value(Arc::new(n.output.clone_ref(py)), delta)
+                    }
+                }
+                Err(_) => {
+                    let delta = dict_delta(v.bind(py));
+                    Prep::Value(Arc::new(v), delta)
+                }
+            },
             Outcome::Skipped => Prep::Skip,
             Outcome::Error(err, is_timeout) => {
                 let exc = err.value(py);
+                if let Ok(n) = exc.getattr(intern!(py, "_weft_nested")) {
+                    if let Ok(n) = n.cast::<Nested>() {
+                        nested = Some(nested_parts(py, n.get()));
+                    }
+                }
                 let verdict = classify(&facts(
                     exc.as_any(),
                     spec.retry_on.as_ref(),
@@ -507,6 +581,8 @@ impl RunInner {
             }
         };
         let mut retry_after = None;
+        let mut events = Vec::new();
+        let mut settled = false;
         let old_timer = {
             let mut guard = self.lock(py);
             let st = &mut *guard;
@@ -516,6 +592,11 @@ impl RunInner {
             let now = Instant::now();
             let rec = &mut st.recs[d.step];
             let timer = rec.timer.take();
+            if let Some(n) = nested {
+                rec.children = n.children;
+                rec.extra = n.metadata;
+            }
+            let mut finished = Vec::new();
             match prep {
                 Prep::Value(v, delta) => {
                     rec.output = Some(Arc::clone(&v));
@@ -523,19 +604,39 @@ impl RunInner {
                     rec.end = Some(now);
                     st.views.record(d.step, Arc::clone(&spec.id), delta, v);
                     st.sched.succeed(d.step);
+                    finished.push(d.step);
                 }
                 Prep::Skip => {
                     rec.end = Some(now);
                     st.sched.skip(d.step);
+                    finished.push(d.step);
                 }
                 Prep::Error(e, verdict, is_timeout) => {
-                    rec.error = Some(e);
-                    if st.stop.is_none() && should_retry(&spec.policy, d.attempt, &verdict) {
+                    let budget_left = self
+                        .plan
+                        .max_total_retries
+                        .is_none_or(|max| st.retries_used < max);
+                    if st.stop.is_none()
+                        && budget_left
+                        && should_retry(&spec.policy, d.attempt, &verdict)
+                    {
                         let min_delay = match verdict {
                             Retryability::Retry { min_delay } => min_delay,
                             Retryability::Never { .. } => None,
                         };
                         let delay = spec.policy.delay(d.attempt, &mut st.rng, min_delay);
+                        st.retries_used += 1;
+                        if self.on_event.is_some() {
+                            events.push(Event {
+                                kind: "retrying",
+                                step: d.step,
+                                attempt: d.attempt,
+                                payload: (delay.as_secs_f64(), e.exception.clone_ref(py))
+                                    .into_pyobject(py)
+                                    .map_or_else(|_| py.None(), |t| t.into_any().unbind()),
+                            });
+                        }
+                        rec.error = Some(e);
                         st.sched.retrying(d.step);
                         if delay.is_zero() {
                             if let Some(next) = st.sched.start_retry(d.step) {
@@ -545,13 +646,50 @@ impl RunInner {
                             retry_after = Some(delay);
                         }
                     } else {
+                        rec.error = Some(e);
                         rec.end = Some(now);
                         let state = if is_timeout {
                             StepState::Timeout
                         } else {
                             StepState::Failed
                         };
-                        st.sched.fail(d.step, state);
+                        finished.push(d.step);
+                        finished.extend(st.sched.fail(d.step, state));
+                    }
+                }
+            }
+            if let Some(&s) = finished.first() {
+                if st.sched.settles(st.sched.state(s)) {
+                    // The run's policy is met (fail_fast's first failure, wait_for_all=False's
+                    // first success): end every other step now; `settle_tasks` stops their work.
+                    settled = true;
+                    let why = format!(
+                        "step '{}' {} and the run's failure policy ends the others",
+                        spec.id,
+                        st.sched.state(s).as_str()
+                    );
+                    let err = cancelled_error(py)
+                        .and_then(|c| c.call1((why,)))
+                        .unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any());
+                    for other in st.sched.settle() {
+                        let rec = &mut st.recs[other];
+                        rec.end = Some(now);
+                        rec.error = Some(StepError::from_exc(&err));
+                        finished.push(other);
+                    }
+                    for other in 0..st.recs.len() {
+                        if st.sched.state(other) == StepState::Cancelled
+                            && !finished.contains(&other)
+                        {
+                            finished.push(other);
+                        }
+                    }
+                }
+            }
+            if self.on_event.is_some() {
+                for s in finished {
+                    if let Some(e) = self.terminal_event(py, st, s) {
+                        events.push(e);
                     }
                 }
             }
@@ -560,9 +698,71 @@ impl RunInner {
         if let Some(t) = old_timer {
             t.cancel(py);
         }
+        self.emit(py, events);
+        if settled {
+            if here == Where::Loop {
+                self.settle_tasks(py);
+            } else {
+                self.call_soon_threadsafe(py, CbKind::Settle);
+            }
+        }
         if let Some(delay) = retry_after {
             self.schedule_retry(py, d.step, delay, here);
         }
+    }
+
+    /// The terminal event of step `s` with its `StepResult`.
+    fn terminal_event(&self, py: Python<'_>, st: &RunState, s: usize) -> Option<Event> {
+        let state = st.sched.state(s);
+        Some(Event {
+            kind: state.as_str(),
+            step: s,
+            attempt: st.sched.attempts(s),
+            payload: Py::new(py, self.step_result(py, st, s).ok()?)
+                .ok()?
+                .into_any(),
+        })
+    }
+
+    /// Calls the run's `on_event` subscriber, outside the run's lock.
+    fn emit(&self, py: Python<'_>, events: Vec<Event>) {
+        let Some(cb) = &self.on_event else { return };
+        for e in events {
+            let id = &self.plan.steps[e.step].id;
+            if let Err(err) = cb.call1(py, (e.kind, &**id, e.attempt, e.payload)) {
+                tracing::error!(
+                    "workflow '{}' run {}: the event subscriber raised: {err}",
+                    self.workflow_id,
+                    self.run_id
+                );
+            }
+        }
+    }
+
+    /// The loop thread, after the run settled early: cancel the work of the steps it ended.
+    fn settle_tasks(self: &Arc<Self>, py: Python<'_>) {
+        let (tasks, timers) = {
+            let mut guard = self.lock(py);
+            let st = &mut *guard;
+            let tasks: Vec<_> = st
+                .tasks
+                .iter()
+                .filter(|(&(step, attempt), _)| !st.sched.is_live(Dispatch { step, attempt }))
+                .map(|(&(step, attempt), t)| (Dispatch { step, attempt }, t.clone_ref(py)))
+                .collect();
+            let timers: Vec<_> = (0..st.recs.len())
+                .filter(|&s| st.sched.state(s).is_terminal())
+                .filter_map(|s| st.recs[s].timer.take())
+                .collect();
+            (tasks, timers)
+        };
+        for t in timers {
+            t.cancel(py);
+        }
+        for (d, t) in tasks {
+            cancel_and_watch(self, py, t.bind(py), d);
+        }
+        self.pump(py, Where::Loop);
     }
 
     fn schedule_retry(self: &Arc<Self>, py: Python<'_>, step: usize, delay: Duration, here: Where) {
@@ -733,6 +933,7 @@ impl RunInner {
         };
         let mut tasks = Vec::new();
         let mut timers = Vec::new();
+        let mut events = Vec::new();
         {
             let mut guard = self.lock(py);
             let st = &mut *guard;
@@ -747,6 +948,7 @@ impl RunInner {
                     .iter()
                     .map(|(&(step, attempt), t)| (Dispatch { step, attempt }, t.clone_ref(py))),
             );
+            let before = st.sched.completion_order().len();
             for step in st.sched.stop(to, matches!(why, Stop::TimedOut(_))) {
                 let rec = &mut st.recs[step];
                 rec.end = Some(now);
@@ -756,7 +958,16 @@ impl RunInner {
                     rec.abandoned = true;
                 }
             }
+            if self.on_event.is_some() {
+                let ended = st.sched.completion_order()[before..].to_vec();
+                events.extend(
+                    ended
+                        .into_iter()
+                        .filter_map(|s| self.terminal_event(py, st, s)),
+                );
+            }
         }
+        self.emit(py, events);
         for t in timers {
             t.cancel(py);
         }
@@ -831,7 +1042,10 @@ impl RunInner {
     fn step_result(&self, py: Python<'_>, st: &RunState, s: usize) -> PyResult<StepResult> {
         let rec = &st.recs[s];
         let state = st.sched.state(s);
-        let metadata = PyDict::new(py);
+        let metadata = match &rec.extra {
+            Some(extra) => extra.bind(py).copy()?,
+            None => PyDict::new(py),
+        };
         if rec.abandoned {
             metadata.set_item("abandoned", true)?;
         }
@@ -864,6 +1078,10 @@ impl RunInner {
             },
             execution_time_ms: ms,
             metadata: metadata.unbind(),
+            children: rec
+                .children
+                .as_ref()
+                .map_or_else(|| PyList::empty(py).unbind(), |c| c.clone_ref(py)),
             state,
         })
     }
@@ -876,6 +1094,7 @@ enum CbKind {
     Start(Dispatch),
     Retry(usize),
     RunDeadline,
+    Settle,
     Finish,
 }
 
@@ -915,6 +1134,7 @@ impl Callback {
                 run.lock(py).run_timer = None;
                 run.stop(py, Stop::TimedOut(run.run_timeout.unwrap_or_default()));
             }
+            CbKind::Settle => run.settle_tasks(py),
             CbKind::Finish => run.complete(py),
         }
         Ok(())
