@@ -107,10 +107,25 @@ def test_self_dependency_is_rejected_as_a_cycle(execute, step, ran):
     assert ran == []
 
 
-@pytest.mark.parametrize("not_callable", [42, "agent", None, object()], ids=repr)
+@pytest.mark.parametrize("not_callable", [42, object()], ids=repr)
 def test_non_callable_agent_is_rejected_by_the_step_constructor(not_callable):
     with pytest.raises(WorkflowDefinitionError, match="writer"):
         AgentStep("writer", not_callable, "hello")
+
+
+@pytest.mark.parametrize("name", ["no_such_agent", None], ids=repr)
+def test_unregistered_agent_name_is_rejected_before_the_run(name, execute):
+    # A str or None names a registered agent (None: the step id); unknown names fail at
+    # compile time, naming the step, before anything runs.
+    ran = []
+    wf = Workflow("wf", "wf")
+    wf.add_step(ToolStep("first", lambda: ran.append(1)))
+    wf.add_step(AgentStep("writer_x", name, "hello"))
+    with pytest.raises(WorkflowDefinitionError, match="writer_x.*no agent named"):
+        wf.validate()
+    with pytest.raises(WorkflowDefinitionError, match="writer_x"):
+        execute(wf)
+    assert ran == []
 
 
 @pytest.mark.parametrize("not_callable", [42, {"run": 1}, object()], ids=repr)

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import re
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from weft._compile import CompileOptions
 
 from weft.errors import WorkflowDefinitionError
+from weft.registry import global_registry
 from weft.retry import RetryPolicy
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
@@ -34,6 +39,9 @@ _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 _REF = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
 
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
+
+#: ``(invoke, is_async, wants_context, template_refs)``: how the engine calls one step.
+CallSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -146,7 +154,15 @@ class Step:
 
     # NOTE: slots, not a __dict__: a 10,000-step fan-out (W2) held ~500 bytes per step, most of
     # it the instance dicts. Subclasses without __slots__ still get a __dict__.
-    __slots__ = ("_version", "conditions", "retry_policy", "step_id", "timeout")
+    __slots__ = (
+        "_version",
+        "compensation",
+        "conditions",
+        "fallback",
+        "retry_policy",
+        "step_id",
+        "timeout",
+    )
 
     def __init__(self, step_id: str) -> None:
         if not isinstance(step_id, str) or not step_id:
@@ -155,7 +171,49 @@ class Step:
         self.timeout: float | None = None
         self.retry_policy: RetryPolicy = _NO_RETRY
         self.conditions: tuple[Callable[[Any], Any], ...] = ()
+        self.fallback: Step | None = None
+        self.compensation: Step | None = None
         self._version = 0
+
+    def _changed(self) -> None:
+        self._version += 1
+
+    def _step_arg(self, what: str, step: Any) -> Step:
+        if not isinstance(step, Step):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': {what} must be a weft step (AgentStep, ToolStep, ...), "
+                f"got {step!r:.80}"
+            )
+        return step
+
+    def with_fallback(self, step: Step) -> Self:
+        """Runs ``step`` when this step fails after its retries (or times out); the fallback's
+        output stands in for this step's, and the step ends ``COMPLETED`` with
+        ``metadata["recovered_by"]`` naming the fallback and both results in ``children``. A
+        fallback that fails too fails the step. As LangChain's ``with_fallbacks``. Returns the
+        step.
+
+        Raises:
+            WorkflowDefinitionError: ``step`` is not a weft step.
+        """
+        self.fallback = self._step_arg("a fallback", step)
+        self._changed()
+        return self
+
+    def with_compensation(self, step: Step) -> Self:
+        """Registers the saga compensation that undoes this step (seed 001's rollback).
+
+        When a run fails, the compensations of the steps that completed run in reverse
+        completion order, each recorded as a step result (id ``"<compensation id>"``), and the
+        run ends ``COMPENSATED`` (``FAILED`` if a compensation fails too). The compensation
+        sees the final context, this step's output included. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``step`` is not a weft step.
+        """
+        self.compensation = self._step_arg("a compensation", step)
+        self._changed()
+        return self
 
     def with_timeout(self, seconds: float) -> Self:
         """Bounds each attempt to ``seconds`` (float, > 0), as JAF's ``with_timeout``.
@@ -175,7 +233,7 @@ class Step:
                 f"got {seconds!r}"
             )
         self.timeout = float(seconds)
-        self._version += 1
+        self._changed()
         return self
 
     def with_retry(
@@ -222,7 +280,7 @@ class Step:
         elif max_attempts is not None:
             base = replace(base, max_attempts=max_attempts)
         self.retry_policy = base
-        self._version += 1
+        self._changed()
         return self
 
     def add_condition(self, condition: Callable[[Any], Any]) -> Self:
@@ -241,102 +299,273 @@ class Step:
                 f"step '{self.step_id}': a condition must be callable, got {condition!r}"
             )
         self.conditions = (*self.conditions, condition)
-        self._version += 1
+        self._changed()
         return self
 
-    def _call_spec(self) -> tuple[Callable[..., Any], bool, bool, tuple[str, ...]]:
-        """``(invoke, is_async, wants_context, template_refs)`` for the engine."""
+    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        """``(invoke, is_async, wants_context, template_refs)`` for the engine; names are
+        resolved in ``opts.registry`` (default: the process-wide one).
+
+        Raises:
+            WorkflowDefinitionError: a named agent or tool is not registered.
+        """
         raise TypeError(f"{type(self).__name__} cannot be run by the core engine")
+
+    def _version_key(self) -> Any:
+        """Changes whenever the step, or a step it holds, changes (plan cache key)."""
+        parts = (self.fallback, self.compensation)
+        if not any(parts):
+            return self._version
+        return (self._version, *(p._version_key() if p else None for p in parts))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.step_id!r})"
 
 
-class AgentStep(Step):
+
+
+def _check_callable(step_id: str, what: str, fn: Any) -> None:
+    if not callable(fn):
+        raise WorkflowDefinitionError(f"step '{step_id}': {what} must be callable, got {fn!r:.80}")
+
+
+class _Invocable(Step):
+    """A step that calls one agent or tool object (``AgentStep``, ``ToolStep``)."""
+
+    __slots__ = ("_input_fn",)
+    _role: str = "tool"
+
+    def __init__(self, step_id: str) -> None:
+        super().__init__(step_id)
+        self._input_fn: Callable[[Any], Any] | None = None
+
+    def _target(self) -> Any:
+        return getattr(self, self._role)
+
+    def _resolved(
+        self, opts: CompileOptions | None
+    ) -> tuple[Callable[..., Any], bool, bool, bool]:
+        """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
+        was given as one."""
+        target = self._target()
+        if target is None or isinstance(target, str):
+            name = target or self.step_id
+            reg = getattr(opts, "registry", None) or global_registry()
+            target = reg.resolve(self._role, name, self.step_id)  # type: ignore[arg-type]
+        fn, single = _resolve(target, self._role, self.step_id)
+        return fn, single, _is_async(fn), _accepts_context(fn)
+
+
+class AgentStep(_Invocable):
     """Runs an agent on a message (JAF's ``AgentStep``).
 
     Args:
         step_id: unique id within the workflow.
-        agent: a sync or async callable called as ``agent(message)``, or an object with one of
+        agent: a sync or async callable called as ``agent(message)``; an object with one of
             ``arun``, ``ainvoke``, ``run``, ``invoke``, ``execute`` (looked up in that order and
-            called with the message). If the callable declares a ``context`` parameter it also
-            gets ``context=`` (the step's :class:`~weft.WorkflowContext`).
+            called with the message); or a name (str) looked up in the registry (see
+            :mod:`weft.registry`). ``None`` (default) looks up the ``step_id`` itself, as JAF's
+            ``AgentStep("fulfillment_agent")``. If the callable declares a ``context``
+            parameter it also gets ``context=`` (the step's :class:`~weft.WorkflowContext`).
         message: the input text; ``{step_id.result}`` and ``{step_id.result.key}`` are replaced
             by upstream outputs when the step runs (the referenced step must be an ancestor).
 
     Raises:
-        WorkflowDefinitionError: ``agent`` cannot be called, or ``message`` is not a str.
+        WorkflowDefinitionError: ``agent`` cannot be called, or ``message`` is not a str. A name
+            that is not registered is reported when the workflow is compiled, before it runs.
     """
 
-    __slots__ = ("_fn", "_is_async", "_refs", "_wants_context", "agent", "message")
+    __slots__ = ("_context_fn", "agent", "message")
+    _role = "agent"
 
-    def __init__(self, step_id: str, agent: Any, message: str = "") -> None:
+    def __init__(self, step_id: str, agent: Any = None, message: str = "") -> None:
         super().__init__(step_id)
         if not isinstance(message, str):
             raise WorkflowDefinitionError(
                 f"step '{step_id}': message must be a str, got {type(message).__name__}"
             )
+        if agent is not None and not isinstance(agent, str):
+            _resolve(agent, "agent", step_id)  # a bad object fails here, at creation
         self.agent = agent
         self.message = message
-        self._fn, _single = _resolve(agent, "agent", step_id)
-        self._is_async = _is_async(self._fn)
-        self._wants_context = _accepts_context(self._fn)
-        self._refs = template_refs(message)
+        self._context_fn: Callable[[Any], Any] | None = None
 
-    def _call_spec(self) -> tuple[Callable[..., Any], bool, bool, tuple[str, ...]]:
-        fn, message, step_id, wants = self._fn, self.message, self.step_id, self._wants_context
-        if not self._refs:
-            return functools.partial(fn, message), self._is_async, wants, ()
+    def with_input(self, message: str) -> Self:
+        """Sets the message (str, may hold ``{step_id.result}`` references), as JAF's
+        e-commerce example. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``message`` is not a str.
+        """
+        if not isinstance(message, str):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_input expects a str, got {type(message).__name__}"
+            )
+        self.message = message
+        self._changed()
+        return self
+
+    def with_input_function(self, fn: Callable[[Any], Any]) -> Self:
+        """Computes the message when the step runs: ``fn(context) -> str`` (JAF's
+        ``with_input_function``). Replaces ``message``. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``fn`` is not callable.
+        """
+        _check_callable(self.step_id, "the input function", fn)
+        self._input_fn = fn
+        self._changed()
+        return self
+
+    def with_context_function(self, fn: Callable[[Any], Any]) -> Self:
+        """Adds context for the agent, computed when the step runs: ``fn(context) -> dict``
+        (JAF's ``with_context_function``). The dict is appended to the message as
+        ``"\\n\\nContext: <json>"`` (non-JSON values via ``str``). Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``fn`` is not callable.
+        """
+        _check_callable(self.step_id, "the context function", fn)
+        self._context_fn = fn
+        self._changed()
+        return self
+
+    def _message_for(self, context: Any) -> Any:
+        if self._input_fn is not None:
+            text = self._input_fn(context)
+        else:
+            text = render(self.message, context.results, self.step_id)
+        if self._context_fn is not None:
+            extra = json.dumps(self._context_fn(context), default=str, sort_keys=True)
+            text = f"{text}\n\nContext: {extra}"
+        return text
+
+    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        fn, _single, is_async, wants = self._resolved(opts)
+        refs = template_refs(self.message) if self._input_fn is None else ()
+        if not refs and self._input_fn is None and self._context_fn is None:
+            return functools.partial(fn, self.message), is_async, wants, ()
+        message_for = self._message_for
 
         def invoke(context: Any) -> Any:
-            text = render(message, context.results, step_id)
+            text = message_for(context)
             return fn(text, context=context) if wants else fn(text)
 
-        return invoke, self._is_async, True, self._refs
+        return invoke, is_async, True, refs
+
+    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+        """For ``MapStep``: ``(make, is_async, wants_context, refs)`` where ``make(item)`` is
+        the step's invoke for one item: ``{item}`` in the message is replaced by ``str(item)``;
+        with no message the item itself is the message."""
+        fn, _single, is_async, wants = self._resolved(opts)
+        message_for = self._message_for
+        placeholder = "{" + item_arg + "}"
+
+        def make(item: Any) -> Callable[..., Any]:
+            def invoke(context: Any) -> Any:
+                text = message_for(context)
+                if isinstance(text, str) and placeholder in text:
+                    text = text.replace(placeholder, str(item))
+                elif text == "":
+                    text = item
+                return fn(text, context=context) if wants else fn(text)
+
+            return invoke
+
+        refs = template_refs(self.message) if self._input_fn is None else ()
+        return make, is_async, True, refs
 
 
-class ToolStep(Step):
+class ToolStep(_Invocable):
     """Calls a tool with arguments (JAF's ``ToolStep``).
 
     Args:
         step_id: unique id within the workflow.
-        tool: a sync or async callable called as ``tool(**args)``, or an object with one of
+        tool: a sync or async callable called as ``tool(**args)``; an object with one of
             ``arun``, ``ainvoke``, ``run``, ``invoke``, ``execute`` (in that order;
-            ``ainvoke``/``invoke`` get ``args`` as one dict, the others ``**args``). If it
-            declares a ``context`` parameter it also gets ``context=``.
+            ``ainvoke``/``invoke`` get ``args`` as one dict, the others ``**args``); or a name
+            (str) looked up in the registry. ``None`` (default) looks up the ``step_id``, as
+            JAF's ``ToolStep("validate_order")``. If it declares a ``context`` parameter it
+            also gets ``context=``.
         args: keyword arguments (dict with str keys, default none). String values may hold
             ``{step_id.result}`` / ``{step_id.result.key}`` references; a value that is exactly
             one reference receives the referenced object itself.
 
     Raises:
-        WorkflowDefinitionError: ``tool`` cannot be called, or ``args`` is not a dict.
+        WorkflowDefinitionError: ``tool`` cannot be called, or ``args`` is not a dict. A name
+            that is not registered is reported when the workflow is compiled, before it runs.
     """
 
-    __slots__ = ("_fn", "_is_async", "_refs", "_single", "_wants_context", "args", "tool")
+    __slots__ = ("args", "tool")
 
-    def __init__(self, step_id: str, tool: Any, args: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, step_id: str, tool: Any = None, args: Mapping[str, Any] | None = None) -> None:
         super().__init__(step_id)
         if args is not None and not isinstance(args, Mapping):
             raise WorkflowDefinitionError(
                 f"step '{step_id}': args must be a dict, got {type(args).__name__}"
             )
+        if tool is not None and not isinstance(tool, str):
+            _resolve(tool, "tool", step_id)
         self.tool = tool
         self.args: dict[str, Any] = dict(args or {})
-        self._fn, self._single = _resolve(tool, "tool", step_id)
-        self._is_async = _is_async(self._fn)
-        self._wants_context = _accepts_context(self._fn)
-        self._refs = template_refs(self.args)
 
-    def _call_spec(self) -> tuple[Callable[..., Any], bool, bool, tuple[str, ...]]:
-        fn, args, step_id, wants = self._fn, self.args, self.step_id, self._wants_context
-        single = self._single
-        if not self._refs:
+    def with_params_function(self, fn: Callable[[Any], Mapping[str, Any]]) -> Self:
+        """Computes the tool's arguments when the step runs: ``fn(context) -> dict`` (JAF's
+        ``with_params_function``); they are merged over ``args``. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``fn`` is not callable. A non-dict return value fails the
+                step with ``TypeError``.
+        """
+        _check_callable(self.step_id, "the params function", fn)
+        self._input_fn = fn
+        self._changed()
+        return self
+
+    def _args_for(self, context: Any) -> dict[str, Any]:
+        args = render(self.args, context.results, self.step_id) if self.args else {}
+        if self._input_fn is not None:
+            extra = self._input_fn(context)
+            if not isinstance(extra, Mapping):
+                raise TypeError(
+                    f"step '{self.step_id}': the params function must return a dict, "
+                    f"got {type(extra).__name__}"
+                )
+            args = {**args, **extra}
+        return args
+
+    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        fn, single, is_async, wants = self._resolved(opts)
+        refs = template_refs(self.args)
+        if not refs and self._input_fn is None:
+            args = self.args
             invoke = functools.partial(fn, args) if single else functools.partial(fn, **args)
-            return invoke, self._is_async, wants, ()
+            return invoke, is_async, wants, ()
+        args_for = self._args_for
 
         def invoke_rendered(context: Any) -> Any:
-            rendered = render(args, context.results, step_id)
+            rendered = args_for(context)
             extra = {"context": context} if wants else {}
             return fn(rendered, **extra) if single else fn(**rendered, **extra)
 
-        return invoke_rendered, self._is_async, True, self._refs
+        return invoke_rendered, is_async, True, refs
+
+    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+        """For ``MapStep``: ``make(item)`` calls the tool with ``args`` plus
+        ``{item_arg: item}``."""
+        fn, single, is_async, wants = self._resolved(opts)
+        args_for = self._args_for
+
+        def make(item: Any) -> Callable[..., Any]:
+            def invoke(context: Any) -> Any:
+                rendered = {**args_for(context), item_arg: item}
+                extra = {"context": context} if wants else {}
+                return fn(rendered, **extra) if single else fn(**rendered, **extra)
+
+            return invoke
+
+        return make, is_async, True, template_refs(self.args)
+
+
+#: ``(make, is_async, wants_context, template_refs)``: ``make(item)`` is one item's invoke.
+ItemSpec = tuple[Callable[[Any], Callable[..., Any]], bool, bool, tuple[str, ...]]

@@ -6,12 +6,22 @@ import asyncio
 import contextvars
 import threading
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from weft import _core
+from weft import events
+from weft._compile import (
+    CompileOptions,
+    EventSink,
+    Outcome,
+    StepErrorHandler,
+    compile_plan,
+    run_plan,
+)
 from weft._core import StepResult, WorkflowContext
 from weft._status import StepStatus, WorkflowStatus
 from weft.errors import WorkflowDefinitionError
+from weft.recovery import check_handler
 from weft.steps import Step
 
 __all__ = ["Workflow", "WorkflowResult"]
@@ -24,10 +34,11 @@ class WorkflowResult:
     Attributes:
         workflow_id: the workflow's id.
         run_id: this run's id (uuid4 hex).
-        status: ``COMPLETED`` (every step completed or was skipped), ``FAILED`` (a step failed or
-            timed out, or the run timed out) or ``CANCELLED``.
+        status: ``COMPLETED`` (every step completed or was skipped; with ``continue_on_error``,
+            whatever failed), ``FAILED`` (a step failed or timed out, or the run timed out),
+            ``COMPENSATED`` (it failed and every compensation ran) or ``CANCELLED``.
         steps: one :class:`~weft.StepResult` per step: those that ran in completion order, then
-            the skipped, blocked and cancelled ones.
+            the skipped, blocked and cancelled ones, then the compensations that ran.
         final_output: the output of the last-declared completed step that no other step depends
             on (``None`` if there is none).
         error: ``"step_id: ErrorType: message"`` of the first failure, or the run's timeout or
@@ -51,6 +62,28 @@ class WorkflowResult:
 
     def __post_init__(self) -> None:
         self._by_id = {s.step_id: s for s in self.steps}
+
+    @property
+    def errors(self) -> list[str]:
+        """``"step_id: ErrorType: message"`` for every step that failed or timed out, in
+        completion order (seed 002's ``errors`` list; useful with ``continue_on_error``)."""
+        return [f"{s.step_id}: {s.error_type}: {s.error}" for s in self.steps if s.is_failure]
+
+    @property
+    def result(self) -> Any:
+        """Alias of ``final_output`` (seed 004's ``result["result"]``)."""
+        return self.final_output
+
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style access for seed 004's ``result["result"]`` / ``result["workflow_id"]``:
+        ``"result"``, ``"workflow_id"``, ``"run_id"``, ``"status"``, ``"error"``, ``"steps"``.
+
+        Raises:
+            KeyError: any other key.
+        """
+        if key in ("result", "workflow_id", "run_id", "status", "error", "steps"):
+            return getattr(self, key)
+        raise KeyError(key)
 
     @property
     def execution_time_ms(self) -> float:
@@ -123,6 +156,11 @@ def _close_runners() -> None:
             pass
 
 
+def _check_callable(what: str, fn: Any) -> None:
+    if not callable(fn):
+        raise WorkflowDefinitionError(f"{what} expects a callable, got {fn!r:.80}")
+
+
 def _check_limit(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise WorkflowDefinitionError(f"{name} must be an int >= 1 or None, got {value!r}")
@@ -137,32 +175,62 @@ class Workflow:
         description: free text.
         max_parallel_steps: at most this many steps in flight at once (``None``: unbounded), as
             seed 001's ``WorkflowConfiguration.max_parallel_steps``.
+        continue_on_error: a failed step no longer blocks its dependents (they run without its
+            output) and the run ends ``COMPLETED`` with the failures in ``result.errors``
+            (seed 002's ``error_handling.continue_on_error``; default ``False``: a failure
+            blocks its dependents and fails the run).
+        max_total_retries: retries allowed across the whole run, all steps together (seed
+            002's ``error_handling.max_total_retries``); once spent, a failing step fails at
+            once. ``None`` (default): each step's own policy only.
+        version: the workflow's version string (seed 002), default ``"1.0.0"``.
 
     Steps start as soon as all their dependencies have completed (no waves), a failed step
     blocks only its dependents, and sync steps run on weft's worker threads while async steps
     run as tasks on the caller's event loop.
 
     Raises:
-        WorkflowDefinitionError: ``max_parallel_steps`` is not a positive int.
+        WorkflowDefinitionError: ``max_parallel_steps`` is not a positive int, or
+            ``max_total_retries`` is not an int >= 0.
     """
 
     def __init__(
         self,
         workflow_id: str,
-        name: str,
+        name: str | None = None,
         description: str = "",
         *,
         max_parallel_steps: int | None = None,
+        continue_on_error: bool = False,
+        max_total_retries: int | None = None,
+        version: str = "1.0.0",
     ) -> None:
         _check_limit("max_parallel_steps", max_parallel_steps)
+        if max_total_retries is not None and (
+            isinstance(max_total_retries, bool)
+            or not isinstance(max_total_retries, int)
+            or max_total_retries < 0
+        ):
+            raise WorkflowDefinitionError(
+                f"max_total_retries must be an int >= 0 or None, got {max_total_retries!r}"
+            )
         self.workflow_id = workflow_id
-        self.name = name
+        self.name = name if name is not None else workflow_id
         self.description = description
+        self.version = version
         self.max_parallel_steps = max_parallel_steps
+        self.continue_on_error = bool(continue_on_error)
+        self.max_total_retries = max_total_retries
         self._steps: list[Step] = []
         self._deps: list[list[str]] = []
-        self._plan: Any = None
-        self._plan_key: tuple[int, ...] = ()
+        self._error_handlers: dict[str, list[StepErrorHandler]] = {}
+        self._workflow_handler: Any = None
+        #: Subscribers (see ``weft.events``): ``fn(step_result)`` per finished step,
+        #: ``fn(workflow_result)`` per finished run, and ``WorkflowLogger`` objects.
+        self._step_callbacks: list[Callable[[StepResult], Any]] = []
+        self._completion_callbacks: list[Callable[[WorkflowResult], Any]] = []
+        self._loggers: list[Any] = []
+        self._plans: dict[tuple[Any, ...], Any] = {}
+        self._default_options = CompileOptions(workflow_id=workflow_id)
 
     @property
     def steps(self) -> list[Step]:
@@ -196,31 +264,109 @@ class Workflow:
             )
         self._steps.append(step)
         self._deps.append(deps)
-        self._plan = None
+        self._plans.clear()
         return self
 
-    def _compiled(self) -> Any:
-        key = tuple(s._version for s in self._steps)
-        if self._plan is None or key != self._plan_key:
-            specs = []
-            for step, deps in zip(self._steps, self._deps, strict=True):
-                invoke, is_async, wants_context, refs = step._call_spec()
-                specs.append(
-                    (
-                        step.step_id,
-                        deps,
-                        refs,
-                        invoke,
-                        is_async,
-                        wants_context,
-                        step.timeout,
-                        step.retry_policy,
-                        list(step.conditions),
-                    )
+    def add_error_handler(self, step_id: str, handler: StepErrorHandler) -> Workflow:
+        """Recovers step ``step_id`` when it fails after its retries (JAF's
+        ``add_error_handler``).
+
+        ``handler(step_result, context)`` gets the failed :class:`~weft.StepResult` and the
+        step's :class:`~weft.WorkflowContext` and returns a recovery step (run at once; its
+        output stands in for the failed step's, and the step ends ``COMPLETED`` with
+        ``metadata["recovered_by"]``) or ``None`` (the step stays failed). Several handlers
+        for one step are asked in the order added; a step's own ``with_fallback`` comes first.
+        A handler that raises, or returns something else, fails the step with that error.
+        Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``handler`` is not callable (an unknown ``step_id`` is
+                reported when the workflow is compiled).
+        """
+        check_handler(step_id, handler)
+        self._error_handlers.setdefault(step_id, []).append(handler)
+        self._plans.clear()
+        return self
+
+    def on_step_completed(self, callback: Callable[[StepResult], Any]) -> Workflow:
+        """Calls ``callback(step_result)`` (sync or async) as each step of each run finishes
+        (completed, failed, timed out, skipped, blocked or cancelled), on the event loop's
+        thread (JAF's ``with_step_callback``). A callback that raises is logged on the
+        ``weft`` logger and does not affect the run. Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``callback`` is not callable.
+        """
+        _check_callable("on_step_completed", callback)
+        self._step_callbacks.append(callback)
+        return self
+
+    def on_workflow_completed(self, callback: Callable[[WorkflowResult], Any]) -> Workflow:
+        """Calls ``callback(workflow_result)`` (sync or async) when a run ends, before
+        ``execute`` returns (JAF's ``with_completion_callback``). A callback that raises is
+        logged and does not change the result. Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``callback`` is not callable.
+        """
+        _check_callable("on_workflow_completed", callback)
+        self._completion_callbacks.append(callback)
+        return self
+
+    def add_logger(self, logger: Any) -> Workflow:
+        """Attaches a :class:`~weft.WorkflowLogger` (JAF's ``with_logger``): its
+        ``log_step_start(step_name, state)`` runs as each step starts and
+        ``log_step_complete(step_name, result, duration_ms)`` as each ends. Returns the
+        workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``logger`` has neither hook.
+        """
+        if not (hasattr(logger, "log_step_start") or hasattr(logger, "log_step_complete")):
+            raise WorkflowDefinitionError(
+                f"workflow '{self.workflow_id}': a logger needs log_step_start or "
+                f"log_step_complete, got {logger!r:.80}"
+            )
+        self._loggers.append(logger)
+        return self
+
+    def _options(self, base: CompileOptions | None = None) -> CompileOptions:
+        if base is None and not self._error_handlers and self._workflow_handler is None:
+            return self._default_options
+        base = base or self._default_options
+        return CompileOptions(
+            registry=base.registry,
+            default_policy=base.default_policy,
+            error_handlers=self._error_handlers,
+            workflow_handler=self._workflow_handler,
+            workflow_id=self.workflow_id,
+        )
+
+    def _compiled(self, base: CompileOptions | None = None, *, nested: bool = False) -> Any:
+        opts = self._options(base)
+        key = (nested, opts.key(), *(s._version_key() for s in self._steps))
+        plan = self._plans.get(key)
+        if plan is None:
+            ids = {s.step_id for s in self._steps}
+            unknown = sorted(set(self._error_handlers) - ids)
+            if unknown:
+                raise WorkflowDefinitionError(
+                    f"workflow '{self.workflow_id}': error handler for unknown step "
+                    f"{', '.join(map(repr, unknown))}"
                 )
-            self._plan = _core.Plan(self.workflow_id, specs, self.max_parallel_steps)
-            self._plan_key = key
-        return self._plan
+            plan = compile_plan(
+                self.workflow_id,
+                self._steps,
+                self._deps,
+                opts,
+                max_parallel=self.max_parallel_steps,
+                nested=nested,
+                continue_on_error=self.continue_on_error,
+                max_total_retries=self.max_total_retries,
+            )
+            self._plans.clear()  # only the newest compile per workflow is kept
+            self._plans[key] = plan
+        return plan
 
     def validate(self) -> None:
         """Checks the workflow without running it.
@@ -258,34 +404,76 @@ class Workflow:
                 bad ``timeout`` / ``max_concurrency``.
             TypeError: ``context`` is not a WorkflowContext.
         """
+        return await self._execute(
+            context, timeout=timeout, max_concurrency=max_concurrency, on_event=None, base=None
+        )
+
+    async def _execute(
+        self,
+        context: WorkflowContext | None,
+        *,
+        timeout: float | None,
+        max_concurrency: int | None,
+        on_event: EventSink | None,
+        base: CompileOptions | None,
+    ) -> WorkflowResult:
+        """``execute`` with an event subscriber and the compile options of a WorkflowEngine."""
         _check_limit("max_concurrency", max_concurrency)
-        plan = self._compiled()
+        plan = self._compiled(base)
         if context is None:
             context = WorkflowContext(self.workflow_id)
         elif not isinstance(context, WorkflowContext):
             raise TypeError(f"context must be a weft.WorkflowContext, got {type(context).__name__}")
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        run = plan.start(context, loop, contextvars.copy_context(), done, timeout, max_concurrency)
-        try:
-            await done
-        except asyncio.CancelledError:
-            unwinding = run.cancel()
-            if unwinding is not None:
-                await unwinding
-            raise
-        status, steps, final_output, error, elapsed_ms, final_context = run.outcome()
-        return WorkflowResult(
+        on_event = events.subscriber(self, on_event)
+        out = await run_plan(
+            plan, context, timeout=timeout, max_concurrency=max_concurrency, on_event=on_event
+        )
+        status = WorkflowStatus(out.status)
+        steps, error = out.steps, out.error
+        if status == WorkflowStatus.FAILED:
+            status, steps, error = await self._compensate(out, base, on_event)
+        result = WorkflowResult(
             workflow_id=self.workflow_id,
-            run_id=run.run_id,
-            status=WorkflowStatus(status),
+            run_id=out.run_id,
+            status=status,
             steps=steps,
-            final_output=final_output,
+            final_output=out.final_output,
             error=error,
-            total_execution_time_ms=elapsed_ms,
-            context=final_context,
+            total_execution_time_ms=out.elapsed_ms,
+            context=out.context,
             total_steps=len(self._steps),
         )
+        if self._completion_callbacks:
+            await events.notify_completed(self._completion_callbacks, result)
+        return result
+
+    async def _compensate(
+        self, out: Outcome, base: CompileOptions | None, on_event: EventSink | None
+    ) -> tuple[WorkflowStatus, list[StepResult], str | None]:
+        """Runs the compensations of the completed steps in reverse completion order (saga).
+
+        Returns the run's status (``COMPENSATED`` when every compensation completed, else
+        ``FAILED``), its step results with the compensations' appended, and its error.
+        """
+        by_id = {s.step_id: s for s in self._steps}
+        comps: list[Step] = []
+        for r in reversed(out.steps):
+            comp = by_id[r.step_id].compensation if r.step_id in by_id else None
+            if r.status == StepStatus.COMPLETED and comp is not None:
+                comps.append(comp)
+        if not comps:
+            return WorkflowStatus.FAILED, out.steps, out.error
+        deps: list[list[str]] = [[]] + [[c.step_id] for c in comps[:-1]]
+        opts = base or self._default_options
+        # Best effort, as a saga: a failed compensation does not stop the ones after it.
+        plan = compile_plan(
+            f"{self.workflow_id}:compensation", comps, deps, opts, nested=True, continue_on_error=True
+        )
+        comp_out = await run_plan(plan, out.context, on_event=on_event)
+        ok = all(s.status == StepStatus.COMPLETED for s in comp_out.steps)
+        error = out.error if ok else f"{out.error}; compensation failed: {comp_out.error}"
+        status = WorkflowStatus.COMPENSATED if ok else WorkflowStatus.FAILED
+        return status, [*out.steps, *comp_out.steps], error
 
     def run(
         self,

@@ -185,7 +185,8 @@ impl StepResult {
 /// ``output`` is the step's output; ``delta`` (dict or ``None``) the variables it adds to the
 /// state, merged as a dict output would be (``None``: the output itself, if a dict);
 /// ``children`` the nested step results; ``metadata`` facts merged into the step's metadata;
-/// ``skipped`` ends the step ``SKIPPED`` (a ``ConditionalStep`` with no branch to take).
+/// ``skipped`` ends the step ``SKIPPED`` (a ``ConditionalStep`` with no branch to take);
+/// ``attempts`` replaces the step's attempt count (a step run inside a recovery wrapper).
 /// A composite that fails raises with a ``Nested`` in the exception's ``_weft_nested``
 /// attribute, so its children are kept.
 #[pyclass(module = "weft._core", name = "Nested", frozen)]
@@ -195,12 +196,14 @@ pub struct Nested {
     pub children: Option<Py<PyList>>,
     pub metadata: Option<Py<PyDict>>,
     pub skipped: bool,
+    pub attempts: Option<u32>,
 }
 
 #[pymethods]
 impl Nested {
     #[new]
-    #[pyo3(signature = (output=None, *, delta=None, children=None, metadata=None, skipped=false))]
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (output=None, *, delta=None, children=None, metadata=None, skipped=false, attempts=None))]
     fn new(
         py: Python<'_>,
         output: Option<Py<PyAny>>,
@@ -208,6 +211,7 @@ impl Nested {
         children: Option<Py<PyList>>,
         metadata: Option<Py<PyDict>>,
         skipped: bool,
+        attempts: Option<u32>,
     ) -> Self {
         Nested {
             output: output.unwrap_or_else(|| py.None()),
@@ -215,6 +219,7 @@ impl Nested {
             children,
             metadata,
             skipped,
+            attempts,
         }
     }
 

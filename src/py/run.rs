@@ -92,6 +92,7 @@ struct StepRec {
     /// A composite step's nested results and metadata (see `results::Nested`).
     children: Option<Py<PyList>>,
     extra: Option<Py<PyDict>>,
+    attempts: Option<u32>,
 }
 
 /// One engine event for the run's `on_event` subscriber: `(kind, step, attempt, payload)`.
@@ -121,12 +122,14 @@ enum Stop {
 struct NestedParts {
     children: Option<Py<PyList>>,
     metadata: Option<Py<PyDict>>,
+    attempts: Option<u32>,
 }
 
 fn nested_parts(py: Python<'_>, n: &Nested) -> NestedParts {
     NestedParts {
         children: n.children.as_ref().map(|c| c.clone_ref(py)),
         metadata: n.metadata.as_ref().map(|m| m.clone_ref(py)),
+        attempts: n.attempts,
     }
 }
 
@@ -577,6 +580,8 @@ impl RunInner {
                     spec.retry_on.as_ref(),
                     spec.non_retryable.as_ref(),
                 ));
+                // A step that raises StepTimeoutError (a nested run's step timed out) timed out.
+                let is_timeout = is_timeout || exc.is_instance_of::<StepTimeoutError>();
                 Prep::Error(StepError::from_exc(exc.as_any()), verdict, is_timeout)
             }
         };
@@ -595,6 +600,7 @@ impl RunInner {
             if let Some(n) = nested {
                 rec.children = n.children;
                 rec.extra = n.metadata;
+                rec.attempts = n.attempts;
             }
             let mut finished = Vec::new();
             match prep {
@@ -1071,10 +1077,10 @@ impl RunInner {
             error: err.map(|e| e.message.clone()),
             error_type: err.map(|e| e.type_name.clone()),
             exception: err.map(|e| e.exception.clone_ref(py)),
-            attempts: if state == StepState::Skipped {
-                0
-            } else {
-                st.sched.attempts(s)
+            attempts: match rec.attempts {
+                Some(n) => n,
+                None if state == StepState::Skipped => 0,
+                None => st.sched.attempts(s),
             },
             execution_time_ms: ms,
             metadata: metadata.unbind(),

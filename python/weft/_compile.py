@@ -1,0 +1,236 @@
+"""Compiling steps into the native engine's plans, and running plans (private).
+
+Every construct -- a workflow, a ``ParallelStep``'s branches, a ``MapStep``'s items, a loop's
+iteration, a step with a fallback -- becomes a native ``Plan`` run by the same engine, so
+concurrency limits, retries, timeouts, cancellation and events behave the same at every level.
+A composite step is an async step whose body starts a nested run from its own context and
+returns a ``Nested`` record (output, state delta, child results, metadata).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from weft import _core
+from weft._core import Nested, StepResult, WorkflowContext
+from weft._status import StepStatus
+from weft.errors import WorkflowDefinitionError
+from weft.registry import Registry
+from weft.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from weft.steps import Step
+
+#: ``(kind, step_id, attempt, payload)`` -> None; see ``Plan.start``'s ``on_event``.
+EventSink = Callable[[str, str, int, Any], None]
+
+#: The event subscriber of the run a task belongs to; nested runs report through it with their
+#: step ids prefixed by the composite's id (``"parallel/branch"``).
+EVENT_SINK: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
+    "weft_event_sink", default=None
+)
+
+#: ``handler(step_result, context) -> Step | None`` (JAF's ``add_error_handler``).
+StepErrorHandler = Callable[[StepResult, WorkflowContext], "Step | None"]
+#: ``handler(error, step, state) -> {"action": ...}`` (JAF's builder ``with_error_handler``).
+WorkflowErrorHandler = Callable[[BaseException, "Step", WorkflowContext], Any]
+
+
+@dataclass(frozen=True, eq=False)
+class CompileOptions:
+    """What compiling a step depends on besides the step itself."""
+
+    registry: Registry | None = None
+    #: Applied to steps that kept the default no-retry policy (``WorkflowEngine(max_retries=)``).
+    default_policy: RetryPolicy | None = None
+    error_handlers: Mapping[str, Sequence[StepErrorHandler]] = field(default_factory=dict)
+    workflow_handler: WorkflowErrorHandler | None = None
+    workflow_id: str = "workflow"
+
+    def key(self) -> tuple[Any, ...]:
+        handlers = tuple((k, tuple(map(id, v))) for k, v in self.error_handlers.items())
+        return (
+            id(self.registry),
+            self.default_policy,
+            handlers,
+            id(self.workflow_handler),
+        )
+
+
+DEFAULT_OPTIONS = CompileOptions()
+
+
+def spec_for(
+    step: Step, deps: Sequence[str], opts: CompileOptions, *, recover: bool = True
+) -> tuple[Any, ...]:
+    """The engine's 9-tuple for ``step`` (see ``_core.Plan``)."""
+    policy = step.retry_policy
+    if opts.default_policy is not None and policy.max_attempts == 1:
+        policy = opts.default_policy
+    if recover and _needs_recovery(step, opts):
+        from weft.recovery import recovering_call
+
+        invoke = recovering_call(step, opts)
+        refs = _outer_refs(step, opts)
+        return (step.step_id, list(deps), refs, invoke, True, True, None, _NO_RETRY, [])
+    invoke, is_async, wants_context, refs = step._call_spec(opts)
+    return (
+        step.step_id,
+        list(deps),
+        list(refs),
+        invoke,
+        is_async,
+        wants_context,
+        step.timeout,
+        policy,
+        list(step.conditions),
+    )
+
+
+_NO_RETRY = RetryPolicy.no_retry()
+
+
+def _needs_recovery(step: Step, opts: CompileOptions) -> bool:
+    return (
+        step.fallback is not None
+        or bool(opts.error_handlers.get(step.step_id))
+        or opts.workflow_handler is not None
+    )
+
+
+def _outer_refs(step: Step, opts: CompileOptions) -> list[str]:
+    _invoke, _a, _w, refs = step._call_spec(opts)
+    return list(refs)
+
+
+def compile_plan(
+    plan_id: str,
+    steps: Sequence[Step],
+    deps: Sequence[Sequence[str]],
+    opts: CompileOptions,
+    *,
+    max_parallel: int | None = None,
+    nested: bool = False,
+    recover: bool = True,
+    **policy: Any,
+) -> Any:
+    """A native ``Plan`` for ``steps``. ``nested`` drops template references to steps outside
+    ``steps`` (the enclosing composite's own references were checked one level up)."""
+    specs = [spec_for(s, d, opts, recover=recover) for s, d in zip(steps, deps, strict=True)]
+    if nested:
+        ids = {s.step_id for s in steps}
+        specs = [(*sp[:2], [r for r in sp[2] if r in ids], *sp[3:]) for sp in specs]
+    return _core.Plan(plan_id, specs, max_parallel, **policy)
+
+
+def inner_refs(steps: Sequence[Step], opts: CompileOptions) -> tuple[str, ...]:
+    """Template references of ``steps`` to steps outside them: a composite's own references."""
+    ids = {s.step_id for s in steps}
+    found: dict[str, None] = {}
+    for s in steps:
+        _invoke, _a, _w, refs = s._call_spec(opts)
+        for r in refs:
+            if r not in ids:
+                found[r] = None
+    return tuple(found)
+
+
+@dataclass
+class Outcome:
+    """A finished run's ``Run.outcome()``, named."""
+
+    run_id: str
+    status: str
+    steps: list[StepResult]
+    final_output: Any
+    error: str | None
+    elapsed_ms: float
+    context: WorkflowContext
+
+    def by_id(self, step_id: str) -> StepResult | None:
+        for s in self.steps:
+            if s.step_id == step_id:
+                return s
+        return None
+
+
+async def run_plan(
+    plan: Any,
+    context: WorkflowContext,
+    *,
+    timeout: float | None = None,
+    max_concurrency: int | None = None,
+    on_event: EventSink | None = None,
+    event_prefix: str | None = None,
+) -> Outcome:
+    """Runs ``plan`` on the running loop from ``context`` and waits for it.
+
+    Cancelling the awaiting task cancels the run and waits until its tasks have unwound before
+    ``CancelledError`` propagates. A nested run (``event_prefix`` given) reports its events to
+    the enclosing run's subscriber with ids ``"<prefix>/<step_id>"``.
+    """
+    if on_event is None and event_prefix is not None:
+        parent = EVENT_SINK.get()
+        if parent is not None:
+            prefix = event_prefix + "/"
+
+            def on_event(kind: str, step_id: str, attempt: int, payload: Any) -> None:
+                parent(kind, prefix + step_id, attempt, payload)
+
+    pyctx = contextvars.copy_context()
+    if on_event is not None:
+        pyctx.run(EVENT_SINK.set, on_event)
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    run = plan.start(context, loop, pyctx, done, timeout, max_concurrency, on_event)
+    try:
+        await done
+    except asyncio.CancelledError:
+        unwinding = run.cancel()
+        if unwinding is not None:
+            await unwinding
+        raise
+    status, steps, final_output, error, elapsed_ms, final_context = run.outcome()
+    return Outcome(run.run_id, status, steps, final_output, error, elapsed_ms, final_context)
+
+
+def state_delta(initial: WorkflowContext, final: WorkflowContext) -> dict[str, Any]:
+    """The variables a nested run added or replaced: what its composite step merges upstream."""
+    before = initial.variables
+    delta: dict[str, Any] = {}
+    for key, value in final.variables.items():
+        if key not in before or before[key] is not value:
+            delta[key] = value
+    return delta
+
+
+def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
+    """Raises ``child``'s exception for the composite ``step_id``, carrying ``nested``."""
+    exc = child.exception
+    if not isinstance(exc, BaseException) or isinstance(exc, asyncio.CancelledError):
+        exc = RuntimeError(f"step '{step_id}': {child.step_id} {child.status}: {child.error}")
+    try:
+        exc._weft_nested = nested  # type: ignore[union-attr]
+    except AttributeError:  # an exception class with __slots__
+        pass
+    raise exc
+
+
+def is_done_ok(status: StepStatus | str) -> bool:
+    """True for ``COMPLETED`` and ``SKIPPED``: the statuses that do not fail a run."""
+    return status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
+
+
+def check_positive_int(step_id: str, name: str, value: Any, *, allow_none: bool = True) -> None:
+    """Raises ``WorkflowDefinitionError`` unless ``value`` is an int >= 1 (or ``None``)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise WorkflowDefinitionError(
+            f"step '{step_id}': {name} must be an int >= 1{' or None' if allow_none else ''}, "
+            f"got {value!r}"
+        )
