@@ -14,13 +14,26 @@ from collections.abc import Mapping
 from weft import _core
 from weft._core import StateMap, StepResult, WorkflowContext
 from weft._status import StepStatus, WorkflowStatus
+from weft.composite import (
+    ConditionalStep,
+    LoopStep,
+    MapStep,
+    ParallelStep,
+    RouterStep,
+    SubWorkflowStep,
+)
 from weft.errors import (
+    HandoffError,
+    LoopLimitError,
+    PartialFailureError,
+    RouteError,
     StepTimeoutError,
     WeftError,
     WorkflowCancelledError,
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
+from weft.registry import Registry, agent, tool
 from weft.retry import RetryPolicy
 from weft.steps import AgentStep, Step, ToolStep
 from weft.workflow import Workflow, WorkflowResult, _close_runners
@@ -29,12 +42,23 @@ __version__: str = _core.__version__
 
 __all__ = [
     "AgentStep",
+    "ConditionalStep",
+    "HandoffError",
+    "LoopLimitError",
+    "LoopStep",
+    "MapStep",
+    "ParallelStep",
+    "PartialFailureError",
+    "Registry",
     "RetryPolicy",
+    "RouteError",
+    "RouterStep",
     "StateMap",
     "Step",
     "StepResult",
     "StepStatus",
     "StepTimeoutError",
+    "SubWorkflowStep",
     "ToolStep",
     "WeftError",
     "Workflow",
@@ -45,6 +69,8 @@ __all__ = [
     "WorkflowStatus",
     "WorkflowTimeoutError",
     "__version__",
+    "agent",
+    "tool",
 ]
 
 Mapping.register(WorkflowContext)

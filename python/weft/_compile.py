@@ -75,8 +75,8 @@ def spec_for(
         from weft.recovery import recovering_call
 
         invoke = recovering_call(step, opts)
-        refs = _outer_refs(step, opts)
-        return (step.step_id, list(deps), refs, invoke, True, True, None, _NO_RETRY, [])
+        outer = _outer_refs(step, opts)
+        return (step.step_id, list(deps), outer, invoke, True, True, None, _NO_RETRY, [])
     invoke, is_async, wants_context, refs = step._call_spec(opts)
     return (
         step.step_id,
@@ -214,7 +214,7 @@ def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
     if not isinstance(exc, BaseException) or isinstance(exc, asyncio.CancelledError):
         exc = RuntimeError(f"step '{step_id}': {child.step_id} {child.status}: {child.error}")
     try:
-        exc._weft_nested = nested  # type: ignore[union-attr]
+        exc._weft_nested = nested  # type: ignore[attr-defined]
     except AttributeError:  # an exception class with __slots__
         pass
     raise exc

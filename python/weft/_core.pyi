@@ -3,7 +3,7 @@
 from collections.abc import Iterator, Sequence
 from typing import Any, Self, final
 
-__all__ = ["Plan", "Run", "StateMap", "StepResult", "WorkflowContext", "__version__", "_shutdown"]
+__all__ = ["Nested", "Plan", "Run", "StateMap", "StepResult", "WorkflowContext", "__version__", "_shutdown"]
 
 __version__: str
 
@@ -119,7 +119,12 @@ class StepResult:
             last, backoff waits included.
         metadata (dict): extra facts, e.g. ``{"abandoned": True}`` for a sync step left running
             after its timeout, ``{"cancel_ignored": True}`` for an async step that swallowed
-            cancellation.
+            cancellation, ``{"iterations": 3}`` for a ``LoopStep``, ``{"branch": "b"}`` for a
+            ``ConditionalStep`` or ``RouterStep``.
+        children (list[StepResult]): the results of the steps a composite step ran (the
+            branches of a ``ParallelStep``, the items of a ``MapStep``, a sub-workflow's steps,
+            the iterations of a ``LoopStep``, a step and its fallback), in completion order;
+            empty for a plain step.
     """
 
     def __new__(
@@ -133,6 +138,7 @@ class StepResult:
         attempts: int = 0,
         execution_time_ms: float = 0.0,
         metadata: dict[str, Any] | None = None,
+        children: list[StepResult] | None = None,
     ) -> Self:
         """Builds a result by hand (adapters and tests); the engine makes its own.
 
@@ -158,8 +164,13 @@ class StepResult:
     @property
     def metadata(self) -> dict[str, Any]: ...
     @property
+    def children(self) -> list[StepResult]: ...
+    @property
     def is_success(self) -> bool:
         """True when the step completed."""
+    @property
+    def success(self) -> bool:
+        """Alias of ``is_success`` (the name JAF's ``WorkflowLogger`` example reads)."""
     @property
     def is_failure(self) -> bool:
         """True when the step failed or timed out (blocked, skipped and cancelled steps are
@@ -189,7 +200,16 @@ class Plan:
     """
 
     def __new__(
-        cls, workflow_id: str, specs: Sequence[tuple[Any, ...]], max_parallel: int | None = None
+        cls,
+        workflow_id: str,
+        specs: Sequence[tuple[Any, ...]],
+        max_parallel: int | None = None,
+        *,
+        fail_fast: bool = False,
+        first_success: bool = False,
+        min_success: int | None = None,
+        continue_on_error: bool = False,
+        max_total_retries: int | None = None,
     ) -> Self: ...
     def start(
         self,
@@ -199,6 +219,7 @@ class Plan:
         done: Any,
         timeout: float | None = None,
         max_concurrency: int | None = None,
+        on_event: Any = None,
     ) -> Run:
         """Starts a run on the running event loop ``event_loop`` (call from its thread)."""
     @property
@@ -206,6 +227,29 @@ class Plan:
         """The id of the workflow this plan was compiled from."""
     def __len__(self) -> int:
         """Number of steps."""
+
+@final
+class Nested:
+    """What a composite step returns to the engine instead of a bare output (private).
+
+    ``output`` is the step's output; ``delta`` the variables it adds (``None``: the output
+    itself, if a dict); ``children`` the nested step results; ``metadata`` facts merged into
+    the step's metadata; ``skipped`` ends the step ``SKIPPED``; ``attempts`` replaces its
+    attempt count."""
+
+    def __new__(
+        cls,
+        output: Any = None,
+        *,
+        delta: dict[str, Any] | None = None,
+        children: list[StepResult] | None = None,
+        metadata: dict[str, Any] | None = None,
+        skipped: bool = False,
+        attempts: int | None = None,
+    ) -> Self: ...
+    @property
+    def output(self) -> Any:
+        """The step's output."""
 
 def _shutdown() -> None:
     """Stops weft's timer thread and joins its worker threads; ``weft`` registers it with

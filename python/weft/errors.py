@@ -7,7 +7,14 @@ catches everything weft itself raises; exceptions raised *by steps* are recorded
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
+    "HandoffError",
+    "LoopLimitError",
+    "PartialFailureError",
+    "RouteError",
     "StepTimeoutError",
     "WeftError",
     "WorkflowCancelledError",
@@ -18,6 +25,9 @@ __all__ = [
 
 class WeftError(Exception):
     """Base class of every exception raised by weft itself."""
+
+    #: Set by composite steps on the exception they fail with: the nested results to keep.
+    _weft_nested: Any = None
 
 
 class WorkflowDefinitionError(WeftError, ValueError):
@@ -45,3 +55,40 @@ class WorkflowTimeoutError(WeftError, TimeoutError):
 
 class WorkflowCancelledError(WeftError):
     """The run was cancelled before it finished."""
+
+
+class PartialFailureError(WeftError):
+    """A ``ParallelStep`` or ``MapStep`` had fewer completed branches than it needs
+    (``minimum_success_count``, or one for ``wait_for_all=False``).
+
+    Attributes:
+        results (list[StepResult]): every branch's result.
+    """
+
+    def __init__(self, message: str, results: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+
+class LoopLimitError(WeftError):
+    """A ``LoopStep(on_max_iterations="fail")`` reached ``max_iterations`` with its condition
+    still true."""
+
+
+class RouteError(WeftError, LookupError):
+    """A ``RouterStep``'s route returned an id that is not one of its branches.
+
+    Attributes:
+        got: the value the route returned.
+        allowed (list[str]): the branch ids.
+    """
+
+    def __init__(self, message: str, got: Any = None, allowed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.got = got
+        self.allowed = list(allowed)
+
+
+class HandoffError(WeftError):
+    """A ``HandoffWorkflow`` agent handed off to an agent it did not declare with
+    ``add_handoff``, or the run passed ``max_handoffs`` (seed 004)."""

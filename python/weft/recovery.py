@@ -41,9 +41,7 @@ ACTIONS = ("retry", "fail", "skip", "fallback")
 
 def _single(step: Step, opts: CompileOptions) -> Any:
     # The step alone, without its own recovery (which this wrapper provides).
-    return compile_plan(
-        opts.workflow_id, [step], [[]], opts, nested=True, recover=False
-    )
+    return compile_plan(opts.workflow_id, [step], [[]], opts, nested=True, recover=False)
 
 
 def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:

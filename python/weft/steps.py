@@ -322,8 +322,6 @@ class Step:
         return f"{type(self).__name__}({self.step_id!r})"
 
 
-
-
 def _check_callable(step_id: str, what: str, fn: Any) -> None:
     if not callable(fn):
         raise WorkflowDefinitionError(f"step '{step_id}': {what} must be callable, got {fn!r:.80}")
@@ -342,9 +340,7 @@ class _Invocable(Step):
     def _target(self) -> Any:
         return getattr(self, self._role)
 
-    def _resolved(
-        self, opts: CompileOptions | None
-    ) -> tuple[Callable[..., Any], bool, bool, bool]:
+    def _resolved(self, opts: CompileOptions | None) -> tuple[Callable[..., Any], bool, bool, bool]:
         """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
         was given as one."""
         target = self._target()
@@ -498,7 +494,9 @@ class ToolStep(_Invocable):
 
     __slots__ = ("args", "tool")
 
-    def __init__(self, step_id: str, tool: Any = None, args: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, step_id: str, tool: Any = None, args: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(step_id)
         if args is not None and not isinstance(args, Mapping):
             raise WorkflowDefinitionError(

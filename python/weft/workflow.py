@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from weft import events
@@ -467,7 +467,12 @@ class Workflow:
         opts = base or self._default_options
         # Best effort, as a saga: a failed compensation does not stop the ones after it.
         plan = compile_plan(
-            f"{self.workflow_id}:compensation", comps, deps, opts, nested=True, continue_on_error=True
+            f"{self.workflow_id}:compensation",
+            comps,
+            deps,
+            opts,
+            nested=True,
+            continue_on_error=True,
         )
         comp_out = await run_plan(plan, out.context, on_event=on_event)
         ok = all(s.status == StepStatus.COMPLETED for s in comp_out.steps)
