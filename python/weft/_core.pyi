@@ -71,6 +71,9 @@ class WorkflowContext:
     def initial_data(self) -> StateMap:
         """Alias of ``variables`` (JAF's ``initial_data``)."""
     @property
+    def data(self) -> StateMap:
+        """Alias of ``variables`` (the ``state.data`` JAF's ``WorkflowLogger`` example reads)."""
+    @property
     def results(self) -> StateMap:
         """Outputs of the steps this step depends on (all completed steps in a final context),
         as a read-only mapping of step id to output."""
@@ -211,6 +214,29 @@ class Plan:
         continue_on_error: bool = False,
         max_total_retries: int | None = None,
     ) -> Self: ...
+    @staticmethod
+    def fan_out(
+        plan_id: str,
+        step_id: str,
+        invoke: Any,
+        items: Sequence[Any],
+        is_async: bool,
+        wants_context: bool,
+        timeout: float | None,
+        retry_policy: Any,
+        conditions: Sequence[Any],
+        max_parallel: int | None = None,
+        *,
+        fail_fast: bool = False,
+        first_success: bool = False,
+        min_success: int | None = None,
+    ) -> Plan:
+        """A fan-out plan (``MapStep``): one independent step per item, ``"{step_id}[{i}]"``,
+        each calling ``invoke(item)`` (plus ``context=`` when ``wants_context``).
+
+        Raises:
+            WorkflowDefinitionError: a bad timeout or retry policy.
+        """
     def start(
         self,
         context: WorkflowContext,

@@ -14,7 +14,6 @@ into the variables the composite's dependents see, as a plain step's dict output
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -447,20 +446,15 @@ class MapStep(_FanOut):
     def _invoke(self, opts: CompileOptions) -> Callable[[WorkflowContext], Any]:
         step_id, items_src, inner = self.step_id, self.items, self.step
         if isinstance(inner, Step):
-            make, is_async, wants, _refs = inner._item_spec(opts, self.item_arg)
+            fn, is_async, wants, _refs = inner._item_spec(opts, self.item_arg)
             inner_id, timeout, conditions = inner.step_id, inner.timeout, list(inner.conditions)
             policy = inner.retry_policy
             if opts.default_policy is not None and policy.max_attempts == 1:
                 policy = opts.default_policy
         else:
             fn = inner
-
-            def make(item: Any) -> Callable[..., Any]:
-                return functools.partial(fn, item)
-
             is_async, wants = _is_async(fn), _accepts_context(fn)
-            inner_id = step_id
-            timeout, conditions = None, []
+            inner_id, timeout, conditions = step_id, None, []
             policy = opts.default_policy or RetryPolicy.no_retry()
         plan_id = f"{opts.workflow_id}/{step_id}"
         max_parallel, run_policy, settle = self.max_concurrency, self._policy(), self._settle
@@ -483,21 +477,19 @@ class MapStep(_FanOut):
             items = list(source)
             if not items:
                 return Nested([], metadata={"items": 0, "succeeded": 0, "failed": 0})
-            specs: list[tuple[Any, ...]] = [
-                (
-                    f"{inner_id}[{i}]",
-                    [],
-                    [],
-                    make(item),
-                    is_async,
-                    wants,
-                    timeout,
-                    policy,
-                    conditions,
-                )
-                for i, item in enumerate(items)
-            ]
-            plan = _core.Plan(plan_id, specs, max_parallel, **run_policy)
+            plan = _core.Plan.fan_out(
+                plan_id,
+                inner_id,
+                fn,
+                items,
+                is_async,
+                wants,
+                timeout,
+                policy,
+                conditions,
+                max_parallel,
+                **run_policy,
+            )
             out = await run_plan(plan, context, event_prefix=step_id)
             outputs: list[Any] = [None] * len(items)
             for s in out.steps:

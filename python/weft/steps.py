@@ -450,26 +450,23 @@ class AgentStep(_Invocable):
         return invoke, is_async, True, refs
 
     def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
-        """For ``MapStep``: ``(make, is_async, wants_context, refs)`` where ``make(item)`` is
-        the step's invoke for one item: ``{item}`` in the message is replaced by ``str(item)``;
-        with no message the item itself is the message."""
+        """For ``MapStep``: ``(invoke, is_async, wants_context, refs)`` where
+        ``invoke(item, context=...)`` runs the step for one item: ``{item}`` in the message is
+        replaced by ``str(item)``; with no message the item itself is the message."""
         fn, _single, is_async, wants = self._resolved(opts)
         message_for = self._message_for
         placeholder = "{" + item_arg + "}"
 
-        def make(item: Any) -> Callable[..., Any]:
-            def invoke(context: Any) -> Any:
-                text = message_for(context)
-                if isinstance(text, str) and placeholder in text:
-                    text = text.replace(placeholder, str(item))
-                elif text == "":
-                    text = item
-                return fn(text, context=context) if wants else fn(text)
-
-            return invoke
+        def invoke(item: Any, context: Any) -> Any:
+            text = message_for(context)
+            if isinstance(text, str) and placeholder in text:
+                text = text.replace(placeholder, str(item))
+            elif text == "":
+                text = item
+            return fn(text, context=context) if wants else fn(text)
 
         refs = template_refs(self.message) if self._input_fn is None else ()
-        return make, is_async, True, refs
+        return invoke, is_async, True, refs
 
 
 class ToolStep(_Invocable):
@@ -549,21 +546,19 @@ class ToolStep(_Invocable):
         return invoke_rendered, is_async, True, refs
 
     def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
-        """For ``MapStep``: ``make(item)`` calls the tool with ``args`` plus
+        """For ``MapStep``: ``invoke(item, context=...)`` calls the tool with ``args`` plus
         ``{item_arg: item}``."""
         fn, single, is_async, wants = self._resolved(opts)
         args_for = self._args_for
 
-        def make(item: Any) -> Callable[..., Any]:
-            def invoke(context: Any) -> Any:
-                rendered = {**args_for(context), item_arg: item}
-                extra = {"context": context} if wants else {}
-                return fn(rendered, **extra) if single else fn(**rendered, **extra)
+        def invoke(item: Any, context: Any) -> Any:
+            rendered = {**args_for(context), item_arg: item}
+            extra = {"context": context} if wants else {}
+            return fn(rendered, **extra) if single else fn(**rendered, **extra)
 
-            return invoke
-
-        return make, is_async, True, template_refs(self.args)
+        return invoke, is_async, True, template_refs(self.args)
 
 
-#: ``(make, is_async, wants_context, template_refs)``: ``make(item)`` is one item's invoke.
-ItemSpec = tuple[Callable[[Any], Callable[..., Any]], bool, bool, tuple[str, ...]]
+#: ``(invoke, is_async, wants_context, template_refs)``: ``invoke(item[, context=])`` runs one
+#: item of a ``MapStep``.
+ItemSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]

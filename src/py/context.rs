@@ -259,6 +259,12 @@ impl WorkflowContext {
         Self::variables(slf)
     }
 
+    /// Alias of ``variables`` (the ``state.data`` JAF's ``WorkflowLogger`` example reads).
+    #[getter]
+    fn data(slf: &Bound<'_, Self>) -> StateMap {
+        Self::variables(slf)
+    }
+
     /// Outputs of the steps this step depends on (all completed steps in a final context),
     /// as a read-only mapping of step id to output.
     #[getter]

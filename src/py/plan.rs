@@ -20,6 +20,8 @@ pub struct StepSpec {
     pub id: Arc<str>,
     /// `invoke()` or `invoke(context=ctx)`: returns the output, or a coroutine for async steps.
     pub invoke: Py<PyAny>,
+    /// A fan-out item, passed to `invoke` as its one positional argument (`Plan.fan_out`).
+    pub arg: Option<Py<PyAny>>,
     pub is_async: bool,
     pub wants_ctx: bool,
     pub timeout: Option<Duration>,
@@ -86,6 +88,29 @@ fn policy_from_py(
 /// A policy as the engine holds it, with its `retry_on` / `non_retryable` tuples.
 type Converted = (RetryPolicy, Py<PyTuple>, Py<PyTuple>);
 
+impl Plan {
+    fn assemble(
+        workflow_id: String,
+        decls: Vec<StepDecl>,
+        steps: Vec<StepSpec>,
+        max_parallel: Option<usize>,
+        policy: RunPolicy,
+        max_total_retries: Option<u32>,
+    ) -> PyResult<Self> {
+        let graph = Graph::build(decls).map_err(definition_error)?;
+        Ok(Plan {
+            inner: Some(Arc::new(PlanInner {
+                workflow_id,
+                graph: Arc::new(graph),
+                steps,
+                max_parallel,
+                policy,
+                max_total_retries,
+            })),
+        })
+    }
+}
+
 fn non_empty(py: Python<'_>, t: Py<PyTuple>) -> Option<Py<PyTuple>> {
     (!t.bind(py).is_empty()).then_some(t)
 }
@@ -148,6 +173,7 @@ impl Plan {
             steps.push(StepSpec {
                 id: Arc::from(id.as_str()),
                 invoke,
+                arg: None,
                 is_async,
                 wants_ctx,
                 timeout,
@@ -158,22 +184,89 @@ impl Plan {
             });
             decls.push(StepDecl { id, deps, refs });
         }
-        let graph = Graph::build(decls).map_err(definition_error)?;
-        Ok(Plan {
-            inner: Some(Arc::new(PlanInner {
-                workflow_id,
-                graph: Arc::new(graph),
-                steps,
-                max_parallel,
-                policy: RunPolicy {
-                    settle_on_failure: fail_fast,
-                    settle_on_success: first_success,
-                    min_success,
-                    continue_on_error,
-                },
-                max_total_retries,
-            })),
-        })
+        let policy = RunPolicy {
+            settle_on_failure: fail_fast,
+            settle_on_success: first_success,
+            min_success,
+            continue_on_error,
+        };
+        Plan::assemble(
+            workflow_id,
+            decls,
+            steps,
+            max_parallel,
+            policy,
+            max_total_retries,
+        )
+    }
+
+    /// A fan-out plan (`MapStep`): one independent step per item, `"{step_id}[{i}]"`, each
+    /// calling `invoke(item)` (plus `context=` when `wants_context`). Built here rather than
+    /// from per-item Python tuples: at 10,000 items those cost more than running them.
+    ///
+    /// Raises:
+    ///     WorkflowDefinitionError: a bad timeout or retry policy.
+    #[staticmethod]
+    #[pyo3(signature = (plan_id, step_id, invoke, items, is_async, wants_context, timeout, retry_policy, conditions, max_parallel=None, *, fail_fast=false, first_success=false, min_success=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn fan_out(
+        py: Python<'_>,
+        plan_id: String,
+        step_id: String,
+        invoke: Py<PyAny>,
+        items: Vec<Py<PyAny>>,
+        is_async: bool,
+        wants_context: bool,
+        timeout: Option<f64>,
+        retry_policy: Bound<'_, PyAny>,
+        conditions: Vec<Py<PyAny>>,
+        max_parallel: Option<usize>,
+        fail_fast: bool,
+        first_success: bool,
+        min_success: Option<usize>,
+    ) -> PyResult<Self> {
+        let timeout = match timeout {
+            None => None,
+            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+            Some(t) => {
+                return Err(definition_error(DefinitionError::InvalidTimeout {
+                    step: step_id,
+                    timeout: t,
+                }))
+            }
+        };
+        let (policy, retry_on, non_retryable) = policy_from_py(&step_id, &retry_policy)?;
+        let retry_on = non_empty(py, retry_on);
+        let non_retryable = non_empty(py, non_retryable);
+        let mut decls = Vec::with_capacity(items.len());
+        let mut steps = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let id = format!("{step_id}[{i}]");
+            steps.push(StepSpec {
+                id: Arc::from(id.as_str()),
+                invoke: invoke.clone_ref(py),
+                arg: Some(item),
+                is_async,
+                wants_ctx: wants_context,
+                timeout,
+                policy,
+                retry_on: retry_on.as_ref().map(|t| t.clone_ref(py)),
+                non_retryable: non_retryable.as_ref().map(|t| t.clone_ref(py)),
+                conditions: conditions.iter().map(|c| c.clone_ref(py)).collect(),
+            });
+            decls.push(StepDecl {
+                id,
+                deps: Vec::new(),
+                refs: Vec::new(),
+            });
+        }
+        let run_policy = RunPolicy {
+            settle_on_failure: fail_fast,
+            settle_on_success: first_success,
+            min_success,
+            continue_on_error: false,
+        };
+        Plan::assemble(plan_id, decls, steps, max_parallel, run_policy, None)
     }
 
     /// Starts a run on the running event loop `event_loop` (call from its thread).
@@ -236,6 +329,7 @@ impl Plan {
         if let Some(p) = &self.inner {
             for s in &p.steps {
                 visit.call(&s.invoke)?;
+                visit.call(&s.arg)?;
                 visit.call(&s.retry_on)?;
                 visit.call(&s.non_retryable)?;
                 for c in &s.conditions {

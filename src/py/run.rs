@@ -436,13 +436,19 @@ impl RunInner {
             }
             _ => None,
         };
-        let out = if spec.is_async {
-            // Calling an `async def` only builds the coroutine; its task runs it in a copy of
-            // the caller's contextvars (see `start_async`).
-            f.call((), kwargs.as_ref())?
-        } else {
-            let pyctx = self.pycontext.bind(py).call_method0(intern!(py, "copy"))?;
-            pyctx.call_method(intern!(py, "run"), (f,), kwargs.as_ref())?
+        // Calling an `async def` only builds the coroutine; its task runs it in a copy of the
+        // caller's contextvars (see `start_async`). A fan-out item is the one positional arg.
+        let kw = kwargs.as_ref();
+        let out = match (&spec.arg, spec.is_async) {
+            (Some(a), true) => f.call((a,), kw)?,
+            (None, true) => f.call((), kw)?,
+            (arg, false) => {
+                let pyctx = self.pycontext.bind(py).call_method0(intern!(py, "copy"))?;
+                match arg {
+                    Some(a) => pyctx.call_method(intern!(py, "run"), (f, a), kw)?,
+                    None => pyctx.call_method(intern!(py, "run"), (f,), kw)?,
+                }
+            }
         };
         Ok(Some(out))
     }

@@ -43,10 +43,11 @@ class Sizes:
     w3_nodes: int = 500
     w4_steps: int = 100
     w5_runs: int = 1000
+    w6_items: int = 10_000
 
 
 FULL = Sizes()
-QUICK = Sizes(w1_steps=100, w2_fanout=500, w3_nodes=100, w4_steps=20, w5_runs=100)
+QUICK = Sizes(w1_steps=100, w2_fanout=500, w3_nodes=100, w4_steps=20, w5_runs=100, w6_items=500)
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,14 @@ WORKLOADS: dict[str, Workload] = {
             "µs/run",
             lambda s: 1e6 / s.w5_runs,
             Goal(15, design_asyncio=15),
+        ),
+        Workload(
+            "W6",
+            "map over N items computed at run time (async asyncio.sleep each), then sum",
+            "s",
+            lambda s: 1.0,
+            Goal(1.15, relative=True),
+            reps=5,
         ),
         Workload(
             "M",

@@ -69,6 +69,16 @@ def w2(s: Sizes) -> Runner:
     return run
 
 
+@suite.workload("W6", "gather")
+def w6(s: Sizes) -> Runner:
+    async def run() -> None:
+        items = list(range(s.w6_items))
+        outputs = await asyncio.gather(*(sleeper(i, s.w2_sleep) for i in items))
+        expect(sum(outputs), triangle(s.w6_items))
+
+    return run
+
+
 @suite.workload("W3", "direct")
 def w3_direct(s: Sizes) -> Runner:
     dag, tally = random_dag(s.w3_nodes), Tally()

@@ -11,7 +11,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from _harness import Runner, Sizes, Suite, Tally, expect, flaky, random_dag, triangle
-from weft import RetryPolicy, ToolStep, Workflow, WorkflowContext, WorkflowResult, WorkflowStatus
+from weft import (
+    MapStep,
+    RetryPolicy,
+    ToolStep,
+    Workflow,
+    WorkflowContext,
+    WorkflowResult,
+    WorkflowStatus,
+)
 
 
 def inc(context: Mapping[str, int]) -> dict[str, int]:
@@ -85,6 +93,24 @@ def w2(s: Sizes) -> Runner:
     async def run() -> None:
         result = completed(await workflow.execute(), s.w2_fanout + 1)
         expect(result.final_output, triangle(s.w2_fanout))
+
+    return run
+
+
+@suite.workload("W6")
+def w6(s: Sizes) -> Runner:
+    async def sleeper(item: int) -> int:
+        await asyncio.sleep(s.w2_sleep)
+        return item
+
+    workflow = Workflow("w6", "w6")
+    workflow.add_step(ToolStep("plan", lambda: {"items": list(range(s.w6_items))}))
+    workflow.add_step(MapStep("map", "items", sleeper))
+    workflow.add_step(ToolStep("total", lambda context: sum(context.results["map"])))
+
+    async def run() -> None:
+        result = completed(await workflow.execute(), 3)
+        expect(result.final_output, triangle(s.w6_items))
 
     return run
 
