@@ -99,13 +99,13 @@ def test_conditional_async_condition(execute):
 
 
 def test_conditional_bad_input_is_typed_and_names_the_step():
-    with pytest.raises(WorkflowDefinitionError, match="'c'.*callable"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'c'.*callable"):
         ConditionalStep("c", "not callable", ToolStep("x", lambda: 1))
-    with pytest.raises(WorkflowDefinitionError, match="'c'.*callable"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'c'.*callable"):
         ConditionalStep("c").condition(42)
-    with pytest.raises(WorkflowDefinitionError, match="'c'.*condition"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'c'.*condition"):
         wf_of(ConditionalStep("c").if_true(ToolStep("x", lambda: 1))).validate()
-    with pytest.raises(WorkflowDefinitionError, match="'c'.*if_true"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'c'.*if_true"):
         wf_of(ConditionalStep("c", lambda ctx: True)).validate()
 
 
@@ -223,16 +223,16 @@ def test_parallel_max_concurrency(execute, in_flight):
 
 
 def test_parallel_bad_input_is_typed_and_names_the_step():
-    with pytest.raises(WorkflowDefinitionError, match="'p'.*needs branches"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*needs branches"):
         wf_of(ParallelStep("p")).validate()
     two = ParallelStep("p", [ToolStep("a", lambda: 1), ToolStep("b", lambda: 2)])
-    with pytest.raises(WorkflowDefinitionError, match="'p'.*minimum_success_count 3.*\\(2\\)"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*minimum_success_count 3.*\(2\)"):
         wf_of(two.with_minimum_success_count(3)).validate()
-    with pytest.raises(WorkflowDefinitionError, match="'p'.*failure policy"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*failure policy"):
         ParallelStep("p").with_failure_policy("whatever")
-    with pytest.raises(WorkflowDefinitionError, match="'p'.*minimum_success_count"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*minimum_success_count"):
         ParallelStep("p").with_minimum_success_count(0)
-    with pytest.raises(WorkflowDefinitionError, match="'p'.*weft step"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*weft step"):
         ParallelStep("p").add_branch(lambda: 1)
 
 
@@ -387,9 +387,9 @@ def test_loop_iteration_failure_fails_the_loop(execute):
 
 def test_loop_bad_input():
     body = ToolStep("t", lambda: 1)
-    with pytest.raises(WorkflowDefinitionError, match="'loop'.*max_iterations"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'loop'.*max_iterations"):
         LoopStep("loop", body, lambda c, i: True, max_iterations=0)
-    with pytest.raises(WorkflowDefinitionError, match="'loop'.*callable"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'loop'.*callable"):
         LoopStep("loop", body, None)  # type: ignore[arg-type]
 
 
@@ -462,9 +462,9 @@ def test_router_unknown_branch_fails_naming_what_it_got_and_what_is_allowed(exec
 
 
 def test_router_bad_input():
-    with pytest.raises(WorkflowDefinitionError, match="'r'.*branches"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'r'.*branches"):
         RouterStep("r", lambda c: "x", [])
-    with pytest.raises(WorkflowDefinitionError, match="'r'.*route"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'r'.*route"):
         RouterStep("r", 3, [ToolStep("x", lambda: 1)])  # type: ignore[arg-type]
 
 

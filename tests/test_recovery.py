@@ -92,7 +92,7 @@ def test_error_handler_returning_none_leaves_the_failure(execute):
 
 def test_error_handler_for_unknown_step_or_not_callable():
     wf = wf_of(ToolStep("a", lambda: 1))
-    with pytest.raises(WorkflowDefinitionError, match="'a'.*callable"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'a'.*callable"):
         wf.add_error_handler("a", 42)  # type: ignore[arg-type]
     wf.add_error_handler("nope", lambda r, c: None)
     with pytest.raises(WorkflowDefinitionError, match="'nope'"):

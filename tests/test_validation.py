@@ -121,7 +121,7 @@ def test_unregistered_agent_name_is_rejected_before_the_run(name, execute):
     wf = Workflow("wf", "wf")
     wf.add_step(ToolStep("first", lambda: ran.append(1)))
     wf.add_step(AgentStep("writer_x", name, "hello"))
-    with pytest.raises(WorkflowDefinitionError, match="writer_x.*no agent named"):
+    with pytest.raises(WorkflowDefinitionError, match=r"writer_x.*no agent named"):
         wf.validate()
     with pytest.raises(WorkflowDefinitionError, match="writer_x"):
         execute(wf)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from weft import _core
 from weft._core import StateMap, StepResult, WorkflowContext
 from weft._status import StepStatus, WorkflowStatus
+from weft.builder import DagWorkflow, WorkflowBuilder
 from weft.composite import (
     ConditionalStep,
     LoopStep,
@@ -22,6 +23,7 @@ from weft.composite import (
     RouterStep,
     SubWorkflowStep,
 )
+from weft.engine import WorkflowEngine
 from weft.errors import (
     HandoffError,
     LoopLimitError,
@@ -33,6 +35,7 @@ from weft.errors import (
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
+from weft.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkflow
 from weft.registry import Registry, agent, tool
 from weft.retry import RetryPolicy
 from weft.steps import AgentStep, Step, ToolStep
@@ -41,9 +44,14 @@ from weft.workflow import Workflow, WorkflowResult, _close_runners
 __version__: str = _core.__version__
 
 __all__ = [
+    "Agent",
     "AgentStep",
     "ConditionalStep",
+    "DagWorkflow",
+    "DeterministicWorkflow",
+    "Handoff",
     "HandoffError",
+    "HandoffWorkflow",
     "LoopLimitError",
     "LoopStep",
     "MapStep",
@@ -62,9 +70,11 @@ __all__ = [
     "ToolStep",
     "WeftError",
     "Workflow",
+    "WorkflowBuilder",
     "WorkflowCancelledError",
     "WorkflowContext",
     "WorkflowDefinitionError",
+    "WorkflowEngine",
     "WorkflowResult",
     "WorkflowStatus",
     "WorkflowTimeoutError",

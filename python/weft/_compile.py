@@ -68,9 +68,7 @@ def spec_for(
     step: Step, deps: Sequence[str], opts: CompileOptions, *, recover: bool = True
 ) -> tuple[Any, ...]:
     """The engine's 9-tuple for ``step`` (see ``_core.Plan``)."""
-    policy = step.retry_policy
-    if opts.default_policy is not None and policy.max_attempts == 1:
-        policy = opts.default_policy
+    policy = default_policy(step.retry_policy, opts)
     if recover and _needs_recovery(step, opts):
         from weft.recovery import recovering_call
 
@@ -94,11 +92,22 @@ def spec_for(
 _NO_RETRY = RetryPolicy.no_retry()
 
 
+def default_policy(policy: RetryPolicy, opts: CompileOptions) -> RetryPolicy:
+    """``policy``, or the engine's default for a step that never called ``with_retry``."""
+    from weft.steps import _NO_RETRY as UNSET
+
+    if opts.default_policy is not None and policy is UNSET:
+        return opts.default_policy
+    return policy
+
+
 def _needs_recovery(step: Step, opts: CompileOptions) -> bool:
     return (
         step.fallback is not None
         or bool(opts.error_handlers.get(step.step_id))
-        or opts.workflow_handler is not None
+        # The workflow-wide handler decides for the step where an error happens, so it wraps
+        # plain steps only: a composite's failure was already decided inside it.
+        or (opts.workflow_handler is not None and not step._is_composite)
     )
 
 

@@ -3,7 +3,16 @@
 from collections.abc import Iterator, Sequence
 from typing import Any, Self, final
 
-__all__ = ["Nested", "Plan", "Run", "StateMap", "StepResult", "WorkflowContext", "__version__", "_shutdown"]
+__all__ = [
+    "Nested",
+    "Plan",
+    "Run",
+    "StateMap",
+    "StepResult",
+    "WorkflowContext",
+    "__version__",
+    "_shutdown",
+]
 
 __version__: str
 
@@ -32,13 +41,13 @@ class StateMap:
 class WorkflowContext:
     """The state of a workflow run as one step sees it (JAF's ``WorkflowContext``).
 
-    Create one to start a run: ``WorkflowContext(workflow_id, user_context=None, variables=None,
-    metadata=None)`` (``initial_data=`` is accepted as an alias of ``variables``, as in JAF's
-    e-commerce example). A step that declares a ``context`` parameter, and every condition, gets a
-    context whose ``variables`` are the initial variables plus the dict outputs of the steps it
-    depends on (directly or transitively), merged in declaration order, and whose ``results`` map
-    those steps' ids to their outputs. The context is itself a read-only mapping over its
-    variables, so ``lambda state: state["order_id"]`` and
+    Create one to start a run: ``WorkflowContext(workflow_id="workflow", user_context=None,
+    variables=None, metadata=None)`` (``initial_data=`` is accepted as an alias of
+    ``variables``, as in JAF's e-commerce example). A step that declares a ``context``
+    parameter, and every condition, gets a context whose ``variables`` are the initial variables
+    plus the dict outputs of the steps it depends on (directly or transitively), merged in
+    declaration order, and whose ``results`` map those steps' ids to their outputs. The context
+    is itself a read-only mapping over its variables, so ``lambda state: state["order_id"]`` and
     ``lambda ctx: ctx.variables.get("priority")`` both work.
 
     Raises:
@@ -48,7 +57,7 @@ class WorkflowContext:
 
     def __new__(
         cls,
-        workflow_id: str,
+        workflow_id: str | None = None,
         user_context: dict[str, Any] | None = None,
         variables: Any = None,
         metadata: dict[str, Any] | None = None,

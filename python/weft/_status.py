@@ -13,11 +13,14 @@ __all__ = ["StepStatus", "WorkflowStatus"]
 class WorkflowStatus(StrEnum):
     """The lifecycle of a workflow run, as in JAF's and seed 001's ``WorkflowStatus``.
 
-    ``PAUSED``, ``WAITING_APPROVAL`` and ``COMPENSATED`` are reached by durable runs, human
-    approval and compensation; a run on the core engine ends ``COMPLETED``, ``FAILED`` or
-    ``CANCELLED``.
+    A run ends ``COMPLETED``, ``FAILED``, ``CANCELLED`` or ``COMPENSATED`` (it failed and its
+    saga compensations ran). ``INITIALIZING`` (being set up, before its first step) and
+    ``ROLLBACK`` (compensations running) are the in-between states seed 001 names, reported by
+    ``WorkflowEngine.get_workflow_status``; ``PAUSED`` and ``WAITING_APPROVAL`` belong to
+    durable runs and human approval.
     """
 
+    INITIALIZING = "initializing"
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"
@@ -26,6 +29,7 @@ class WorkflowStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     COMPENSATED = "compensated"
+    ROLLBACK = "rollback"
 
 
 class StepStatus(StrEnum):

@@ -24,6 +24,7 @@ from weft._compile import (
     Outcome,
     check_positive_int,
     compile_plan,
+    default_policy,
     inner_refs,
     raise_failed,
     run_plan,
@@ -75,6 +76,7 @@ class _Composite(Step):
     """Base of the composite steps: an async step that runs a nested plan."""
 
     __slots__ = ()
+    _is_composite = True
 
     def _children(self) -> list[Step]:
         """The steps this composite holds (for references, compile errors and cache keys)."""
@@ -448,9 +450,7 @@ class MapStep(_FanOut):
         if isinstance(inner, Step):
             fn, is_async, wants, _refs = inner._item_spec(opts, self.item_arg)
             inner_id, timeout, conditions = inner.step_id, inner.timeout, list(inner.conditions)
-            policy = inner.retry_policy
-            if opts.default_policy is not None and policy.max_attempts == 1:
-                policy = opts.default_policy
+            policy = default_policy(inner.retry_policy, opts)
         else:
             fn = inner
             is_async, wants = _is_async(fn), _accepts_context(fn)

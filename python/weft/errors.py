@@ -90,5 +90,19 @@ class RouteError(WeftError, LookupError):
 
 
 class HandoffError(WeftError):
-    """A ``HandoffWorkflow`` agent handed off to an agent it did not declare with
-    ``add_handoff``, or the run passed ``max_handoffs`` (seed 004)."""
+    """An agent in a :class:`HandoffWorkflow` handed off where it may not: to an agent it did
+    not declare with ``add_handoff``, to an agent not in the workflow, or past the workflow's
+    ``max_handoffs``. Recorded on the step's result (``error_type == "HandoffError"``); never
+    retried.
+
+    Attributes:
+        agent_id: the agent that handed off.
+        target: the agent it handed off to.
+        path: the ids of the agents that ran, in order, ``agent_id`` last.
+    """
+
+    def __init__(self, message: str, *, agent_id: str, target: str, path: Sequence[str]) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.target = target
+        self.path = list(path)

@@ -25,6 +25,7 @@ from weft._compile import (
     compile_plan,
     raise_failed,
     run_plan,
+    state_delta,
 )
 from weft._core import Nested, StepResult, WorkflowContext
 from weft._status import StepStatus
@@ -53,9 +54,8 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
     step_id = step.step_id
     plain = replace(opts, error_handlers={}, workflow_handler=None)
 
-    async def run_one(recovery: Step, context: WorkflowContext) -> StepResult:
-        out = await run_plan(_single(recovery, plain), context, event_prefix=step_id)
-        return out.steps[0]
+    async def run_one(recovery: Step, context: WorkflowContext) -> Outcome:
+        return await run_plan(_single(recovery, plain), context, event_prefix=step_id)
 
     async def invoke(context: WorkflowContext) -> Nested:
         children: list[StepResult] = []
@@ -66,16 +66,20 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
             first = out.steps[0]
             children.append(first)
             attempts += first.attempts
-            if first.status == StepStatus.COMPLETED:
-                meta = {"error_handler": "retry"} if len(children) > 1 else None
+            if first.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                # Transparent when nothing had to be recovered: the step's own metadata,
+                # children and state delta (a wrapped ConditionalStep keeps its branch).
+                meta = dict(first.metadata)
+                if len(children) > 1:
+                    meta["error_handler"] = "retry"
                 return Nested(
                     first.output,
-                    children=children,
+                    delta=state_delta(context, out.context),
+                    children=list(first.children) if len(children) == 1 else children,
                     attempts=attempts,
                     metadata=meta,
+                    skipped=first.status == StepStatus.SKIPPED,
                 )
-            if first.status == StepStatus.SKIPPED:
-                return Nested(skipped=True, children=children)
             if first.status == StepStatus.CANCELLED:
                 raise_failed(first, Nested(children=children, attempts=attempts), step_id)
 
@@ -115,11 +119,13 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
                         )
             if recovery is None:
                 raise_failed(first, Nested(children=children, attempts=attempts), step_id)
-            rec = await run_one(recovery, context)
+            rec_out = await run_one(recovery, context)
+            rec = rec_out.steps[0]
             children.append(rec)
             if rec.status == StepStatus.COMPLETED:
                 return Nested(
                     rec.output,
+                    delta=state_delta(context, rec_out.context),
                     children=children,
                     attempts=attempts,
                     metadata={"recovered_by": rec.step_id, "error": first.error},

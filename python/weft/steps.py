@@ -164,6 +164,9 @@ class Step:
         "timeout",
     )
 
+    #: True for steps that run other steps (``weft.composite``).
+    _is_composite = False
+
     def __init__(self, step_id: str) -> None:
         if not isinstance(step_id, str) or not step_id:
             raise WorkflowDefinitionError(f"step_id must be a non-empty str, got {step_id!r}")

@@ -27,6 +27,9 @@ from weft.steps import Step
 __all__ = ["Workflow", "WorkflowResult"]
 
 
+_ITEM_KEYS = frozenset({"result", "workflow_id", "run_id", "status", "error", "steps"})
+
+
 @dataclass(eq=False)
 class WorkflowResult:
     """What one run produced (JAF's ``WorkflowResult``).
@@ -81,9 +84,14 @@ class WorkflowResult:
         Raises:
             KeyError: any other key.
         """
-        if key in ("result", "workflow_id", "run_id", "status", "error", "steps"):
+        if key in _ITEM_KEYS:
             return getattr(self, key)
         raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``result[key]`` for the keys ``__getitem__`` knows, else ``default`` (seed 004's
+        ``result.get("result", ...)``)."""
+        return getattr(self, key) if key in _ITEM_KEYS else default
 
     @property
     def execution_time_ms(self) -> float:

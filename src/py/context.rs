@@ -165,8 +165,8 @@ impl StateMap {
 
 /// The state of a workflow run as one step sees it (JAF's ``WorkflowContext``).
 ///
-/// Create one to start a run: ``WorkflowContext(workflow_id, user_context=None, variables=None,
-/// metadata=None)`` (``initial_data=`` is accepted as an alias of ``variables``, as in JAF's
+/// Create one to start a run: ``WorkflowContext(workflow_id="workflow", user_context=None,
+/// variables=None, metadata=None)`` (``initial_data=`` is accepted as an alias of ``variables``, as in JAF's
 /// e-commerce example). A step that declares a ``context`` parameter, and every condition, gets a
 /// context whose ``variables`` are the initial variables plus the dict outputs of the steps it
 /// depends on (directly or transitively), merged in declaration order, and whose ``results`` map
@@ -191,10 +191,10 @@ pub struct WorkflowContext {
 #[pymethods]
 impl WorkflowContext {
     #[new]
-    #[pyo3(signature = (workflow_id, user_context=None, variables=None, metadata=None, *, initial_data=None))]
+    #[pyo3(signature = (workflow_id=None, user_context=None, variables=None, metadata=None, *, initial_data=None))]
     fn new(
         py: Python<'_>,
-        workflow_id: String,
+        workflow_id: Option<String>,
         user_context: Option<Bound<'_, PyAny>>,
         variables: Option<Bound<'_, PyAny>>,
         metadata: Option<Bound<'_, PyAny>>,
@@ -218,7 +218,7 @@ impl WorkflowContext {
             }
         };
         Ok(WorkflowContext {
-            workflow_id: Arc::from(workflow_id),
+            workflow_id: Arc::from(workflow_id.unwrap_or_else(|| "workflow".to_string())),
             user_context: dict_or_new(user_context),
             metadata: dict_or_new(metadata),
             vars,
