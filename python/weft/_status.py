@@ -14,9 +14,9 @@ class WorkflowStatus(StrEnum):
     """The lifecycle of a workflow run, as in JAF's and seed 001's ``WorkflowStatus``.
 
     A run ends ``COMPLETED``, ``FAILED``, ``CANCELLED`` or ``COMPENSATED`` (it failed and its
-    saga compensations ran). ``INITIALIZING`` (being set up, before its first step) and
-    ``ROLLBACK`` (compensations running) are the in-between states seed 001 names, reported by
-    ``WorkflowEngine.get_workflow_status``; ``PAUSED`` and ``WAITING_APPROVAL`` belong to
+    saga compensations ran). ``INITIALIZING`` (set-up) and ``ROLLBACK`` (compensating) are
+    seed 001's names for two phases of a run, kept so code written against it imports; weft
+    reports a run ``RUNNING`` through both. ``PAUSED`` and ``WAITING_APPROVAL`` belong to
     durable runs and human approval.
     """
 
