@@ -300,3 +300,37 @@ def test_run_raises_definition_errors_inside_a_running_loop():
             wf.run()
 
     asyncio.run(notebook_cell())
+
+
+def test_cancelling_before_an_async_step_task_starts_leaves_no_unawaited_coroutine():
+    # The run is cancelled after the async step's task was created but before it ran: its
+    # coroutine is never awaited, so the engine must close it (pytest turns the
+    # "coroutine ... was never awaited" RuntimeWarning into an error).
+    import gc
+    import warnings
+
+    async def later():
+        await asyncio.sleep(1)
+
+    async def main():
+        wf = Workflow("w", "w")
+        wf.add_step(ToolStep("first", lambda: 1))
+        wf.add_step(ToolStep("second", later))
+        runner = asyncio.current_task()
+        assert runner is not None
+        run_task = None
+
+        def on_done(result):
+            if result.step_id == "first":
+                run_task.cancel()
+
+        wf.on_step_completed(on_done)
+        run_task = asyncio.ensure_future(wf.execute())
+        with pytest.raises(asyncio.CancelledError):
+            await run_task
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(20):
+            asyncio.run(main())
+            gc.collect()

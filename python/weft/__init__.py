@@ -35,6 +35,21 @@ from weft.errors import (
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
+from weft.events import (
+    RunFinished,
+    StepBlocked,
+    StepCancelled,
+    StepCompleted,
+    StepFailed,
+    StepFinished,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+    StepTimedOut,
+    WorkflowEvent,
+    WorkflowLogger,
+    execute_workflow_stream,
+)
 from weft.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkflow
 from weft.registry import Registry, agent, tool
 from weft.retry import RetryPolicy
@@ -61,10 +76,20 @@ __all__ = [
     "RetryPolicy",
     "RouteError",
     "RouterStep",
+    "RunFinished",
     "StateMap",
     "Step",
+    "StepBlocked",
+    "StepCancelled",
+    "StepCompleted",
+    "StepFailed",
+    "StepFinished",
     "StepResult",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
     "StepStatus",
+    "StepTimedOut",
     "StepTimeoutError",
     "SubWorkflowStep",
     "ToolStep",
@@ -75,11 +100,14 @@ __all__ = [
     "WorkflowContext",
     "WorkflowDefinitionError",
     "WorkflowEngine",
+    "WorkflowEvent",
+    "WorkflowLogger",
     "WorkflowResult",
     "WorkflowStatus",
     "WorkflowTimeoutError",
     "__version__",
     "agent",
+    "execute_workflow_stream",
     "tool",
 ]
 

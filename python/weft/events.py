@@ -15,8 +15,7 @@ import inspect
 import logging
 import threading
 import weakref
-from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -225,107 +224,22 @@ class WorkflowLogger:
         workflow's completion callbacks."""
 
 
-class _InOrder:
-    """Puts one run's engine events back in causal order; loop thread only.
-
-    The engine emits each event after releasing the run's lock, from the thread that recorded
-    it. A thread can be preempted between the two, so another thread's later event -- the
-    ``started`` of a dependent step, or of a zero-delay retry -- can overtake it. A
-    ``started`` is therefore held until the terminal events of the step's dependencies
-    (``deps``, top-level steps only) and the ``retrying`` of its previous attempt have been
-    released, and a step's events are released in their causal order: ``started`` of attempt
-    n, ``retrying`` of attempt n, ``started`` of attempt n + 1, ..., the terminal event.
-    """
-
-    __slots__ = ("_deps", "_ended", "_held", "_retried")
-
-    def __init__(self, deps: Mapping[str, Sequence[str]]) -> None:
-        self._deps = deps
-        self._ended: set[str] = set()
-        self._retried: set[tuple[str, int]] = set()
-        self._held: list[_Raw] = []
-
-    def push(self, raw: _Raw) -> list[_Raw]:
-        """The events that can be released now that ``raw`` arrived, in order."""
-        if not self._held and self._ready(raw):
-            self._note(raw)
-            return [raw]
-        self._held.append(raw)
-        return self._release()
-
-    def drain(self) -> list[_Raw]:
-        """Every held event, in arrival order (the run is over)."""
-        held, self._held = self._held, []
-        return held
-
-    def _ready(self, raw: _Raw) -> bool:
-        kind, step_id, attempt, _ = raw
-        if kind != "started":
-            return True
-        if attempt > 1 and (step_id, attempt - 1) not in self._retried:
-            return False
-        return all(d in self._ended for d in self._deps.get(step_id, ()))
-
-    def _note(self, raw: _Raw) -> None:
-        kind, step_id, attempt, _ = raw
-        if kind in TERMINAL:
-            self._ended.add(step_id)
-        elif kind == "retrying":
-            self._retried.add((step_id, attempt))
-
-    def _release(self) -> list[_Raw]:
-        out: list[_Raw] = []
-        while self._held:
-            earliest: dict[str, tuple[int, int]] = {}
-            for raw in self._held:
-                rank, first = _rank(raw), earliest.get(raw[1])
-                if first is None or rank < first:
-                    earliest[raw[1]] = rank
-            keep: list[_Raw] = []
-            for raw in self._held:
-                if _rank(raw) == earliest[raw[1]] and self._ready(raw):
-                    self._note(raw)
-                    out.append(raw)
-                else:
-                    keep.append(raw)
-            if len(keep) == len(self._held):
-                break
-            self._held = keep
-        return out
-
-
-#: Above any attempt number: a step's terminal event comes after all its attempts' events.
-_LAST = 1 << 32
-
-
-def _rank(raw: _Raw) -> tuple[int, int]:
-    """Where ``raw`` falls among its step's events: ``(attempt, 0)`` for ``started``,
-    ``(attempt, 1)`` for ``retrying``, last for the terminal event."""
-    kind, _, attempt, _ = raw
-    if kind == "started":
-        return (attempt, 0)
-    if kind == "retrying":
-        return (attempt, 1)
-    return (_LAST, 2)
-
-
-def _dependencies(workflow: Workflow) -> dict[str, Sequence[str]]:
-    return {s.step_id: d for s, d in zip(workflow._steps, workflow._deps, strict=True)}
-
-
 def _on_loop(deliver: Callable[[_Raw], None], is_live: Callable[[], bool]) -> EventSink:
-    """An engine event sink that calls ``deliver(raw)`` on the running loop's thread: directly
-    when the engine reports from it, else through ``call_soon_threadsafe`` (FIFO, so one
-    thread's events keep their order)."""
+    """An engine event sink that calls ``deliver(raw)`` on the running loop's thread, always
+    through the loop's callback queue (``call_soon`` there, ``call_soon_threadsafe`` from a
+    worker thread). The engine hands events over in the order it recorded them and announces
+    the run's end only after the last one; one FIFO queue keeps that order to the subscriber.
+    """
     loop = asyncio.get_running_loop()
     loop_thread = threading.get_ident()
 
     def sink(kind: str, step_id: str, attempt: int, payload: Any) -> None:
+        raw = (kind, step_id, attempt, payload)
         if threading.get_ident() == loop_thread:
-            deliver((kind, step_id, attempt, payload))
+            loop.call_soon(deliver, raw)
         elif is_live():
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is listening
-                loop.call_soon_threadsafe(deliver, (kind, step_id, attempt, payload))
+                loop.call_soon_threadsafe(deliver, raw)
 
     return sink
 
@@ -371,23 +285,11 @@ async def stream(
     """
     live = True
     queue: asyncio.Queue[WorkflowEvent | None] = asyncio.Queue()
-    order = _InOrder(_dependencies(workflow))
-    # Terminal events of the run's own steps and compensations (not of nested steps, whose
-    # StepResult ids lack the "parent/" prefix), to spot any that had not arrived by the end.
-    ended: Counter[str] = Counter()
-
-    def put(raw: _Raw) -> None:
-        event = _event(raw)
-        if event is None:
-            return
-        if isinstance(event, StepFinished) and event.result.step_id == event.step_id:
-            ended[event.step_id] += 1
-        queue.put_nowait(event)
 
     def deliver(raw: _Raw) -> None:
-        if live:
-            for released in order.push(raw):
-                put(released)
+        event = _event(raw)
+        if live and event is not None:
+            queue.put_nowait(event)
 
     sink = _on_loop(deliver, lambda: live)
     task = asyncio.create_task(
@@ -403,33 +305,11 @@ async def stream(
             yield event
         result = task.result()
         live = False
-        # A worker preempted between the engine's lock and its report can report a step's end
-        # after the run finished; the result has it, so report it from there instead.
-        for step in _unreported(result.steps, ended):
-            for released in order.push((str(step.status), step.step_id, step.attempts, step)):
-                put(released)
-        for held in order.drain():
-            put(held)
-        while not queue.empty():
-            event = queue.get_nowait()
-            if event is not None:
-                yield event
         yield RunFinished(result)
     finally:
         live = False
         if not task.done():
             await _stop(task)
-
-
-def _unreported(steps: Iterable[StepResult], reported: Counter[str]) -> list[StepResult]:
-    left = Counter(reported)
-    missing = []
-    for step in steps:
-        if left[step.step_id] > 0:
-            left[step.step_id] -= 1
-        else:
-            missing.append(step)
-    return missing
 
 
 async def _stop(task: asyncio.Task[Any]) -> None:
@@ -495,7 +375,6 @@ def subscriber(workflow: Workflow, extra: EventSink | None) -> EventSink | None:
     loggers = list(workflow._loggers)
     if not callbacks and not loggers:
         return extra
-    order = _InOrder(_dependencies(workflow))
     run_task = asyncio.current_task()
     pending: set[asyncio.Future[Any]] = set()
     if run_task is not None:
@@ -526,11 +405,7 @@ def subscriber(workflow: Workflow, extra: EventSink | None) -> EventSink | None:
             for cb in callbacks:
                 _safely(pending, cb, payload)
 
-    def deliver(raw: _Raw) -> None:
-        for released in order.push(raw):
-            dispatch(released)
-
-    return _on_loop(deliver, lambda: True)
+    return _on_loop(dispatch, lambda: True)
 
 
 def _safely(pending: set[asyncio.Future[Any]], fn: Callable[..., Any] | None, *args: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,8 +324,9 @@ class Workflow:
     def add_logger(self, logger: Any) -> Workflow:
         """Attaches a :class:`~weft.WorkflowLogger` (JAF's ``with_logger``): its
         ``log_step_start(step_name, state)`` runs as each step starts and
-        ``log_step_complete(step_name, result, duration_ms)`` as each ends. Returns the
-        workflow.
+        ``log_step_complete(step_name, result, duration_ms)`` as each ends,
+        ``log_step_retry(step_name, attempt, delay, error)`` before each retry and
+        ``log_workflow_complete(result)`` when the run ends. Returns the workflow.
 
         Raises:
             WorkflowDefinitionError: ``logger`` has neither hook.
@@ -451,8 +452,8 @@ class Workflow:
             context=out.context,
             total_steps=len(self._steps),
         )
-        if self._completion_callbacks:
-            await events.notify_completed(self._completion_callbacks, result)
+        if self._completion_callbacks or self._step_callbacks or self._loggers:
+            await events.notify_completed(self._completion_callbacks, result, self._loggers)
         return result
 
     async def _compensate(
@@ -487,6 +488,24 @@ class Workflow:
         error = out.error if ok else f"{out.error}; compensation failed: {comp_out.error}"
         status = WorkflowStatus.COMPENSATED if ok else WorkflowStatus.FAILED
         return status, [*out.steps, *comp_out.steps], error
+
+    def stream(
+        self,
+        context: WorkflowContext | None = None,
+        *,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> AsyncGenerator[events.WorkflowEvent, None]:
+        """Runs the workflow on the running event loop, yielding its events as the engine emits
+        them and last a :class:`~weft.RunFinished` with the result (seed 002's streamed phase
+        events); same arguments as ``execute``. See :func:`weft.events.stream` for the events,
+        their order, and leaving early (``async with contextlib.aclosing(wf.stream()) as
+        events:``).
+
+        Raises:
+            WorkflowDefinitionError, TypeError: as ``execute``, from the first ``__anext__``.
+        """
+        return events.stream(self, context, timeout=timeout, max_concurrency=max_concurrency)
 
     def run(
         self,

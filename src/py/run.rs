@@ -142,6 +142,9 @@ struct RunState {
     /// Tasks whose outcome has not been reported yet, by `(step, attempt)`, including cancelled
     /// ones still unwinding and abandoned attempts that ignored their cancellation.
     tasks: HashMap<(usize, u32), Py<PyAny>>,
+    /// The step's own awaitable per task, until `drive` reports: a task cancelled before it
+    /// started never awaits it, so the engine closes it ("coroutine was never awaited").
+    awaitables: HashMap<(usize, u32), Py<PyAny>>,
     finished: bool,
     stop: Option<Stop>,
     cancel_waiters: Vec<Py<PyAny>>,
@@ -150,6 +153,8 @@ struct RunState {
     ended: Option<Instant>,
     /// Retries started in this run, against the plan's `max_total_retries` budget.
     retries_used: u32,
+    /// Events recorded under this lock, in the order they happened, waiting for `flush`.
+    events: Vec<Event>,
 }
 
 impl RunState {
@@ -177,6 +182,11 @@ pub struct RunInner {
     run_timeout: Option<f64>,
     /// Called with each engine event (see `Event`); `None`: nobody listens, nothing is built.
     on_event: Option<Py<PyAny>>,
+    /// Held while events are handed to `on_event`, so they leave in recorded order whichever
+    /// thread flushes; `flushing` names the holder, so a flush from inside the subscriber
+    /// (re-entrant) leaves its events to the flush already running.
+    emit_lock: Mutex<()>,
+    flushing: Mutex<Option<std::thread::ThreadId>>,
     st: Mutex<RunState>,
 }
 
@@ -248,6 +258,8 @@ impl RunInner {
             started: Instant::now(),
             run_timeout: timeout,
             on_event,
+            emit_lock: Mutex::new(()),
+            flushing: Mutex::new(None),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run
@@ -261,6 +273,7 @@ impl RunInner {
                 recs: (0..n).map(|_| StepRec::default()).collect(),
                 immediate: Vec::new(),
                 tasks: HashMap::new(),
+                awaitables: HashMap::new(),
                 finished: false,
                 stop: None,
                 cancel_waiters: Vec::new(),
@@ -268,6 +281,7 @@ impl RunInner {
                 rng,
                 ended: None,
                 retries_used: 0,
+                events: Vec::new(),
             }),
             plan,
         });
@@ -304,29 +318,28 @@ impl RunInner {
                 for d in &batch {
                     st.recs[d.step].first_start.get_or_insert(now);
                 }
+                if self.on_event.is_some() {
+                    for d in &batch {
+                        let view = st.views.view_for(&self.plan.graph, d.step);
+                        let ctx = self.step_context(py, view, d.step);
+                        st.events.push(Event {
+                            kind: "started",
+                            step: d.step,
+                            attempt: d.attempt,
+                            payload: Bound::new(py, ctx)
+                                .map_or_else(|_| py.None(), |c| c.into_any().unbind()),
+                        });
+                    }
+                }
                 let finish = batch.is_empty() && st.take_finish();
                 (batch, finish)
             };
+            self.flush(py);
             if batch.is_empty() {
                 if finish {
                     self.signal_finish(py, here);
                 }
                 return inline;
-            }
-            if self.on_event.is_some() {
-                let events = batch
-                    .iter()
-                    .map(|d| Event {
-                        kind: "started",
-                        step: d.step,
-                        attempt: d.attempt,
-                        payload: match Bound::new(py, self.context_for(py, d.step)) {
-                            Ok(c) => c.into_any().unbind(),
-                            Err(_) => py.None(),
-                        },
-                    })
-                    .collect();
-                self.emit(py, events);
             }
             for d in batch {
                 if self.plan.steps[d.step].is_async {
@@ -369,6 +382,8 @@ impl RunInner {
 
     /// On the loop thread, once every step is terminal and no task is left: resolve the futures.
     fn complete(&self, py: Python<'_>) {
+        // Every event is out before the run's end is announced.
+        self.flush(py);
         let (timer, waiters, outcome) = {
             let mut st = self.lock(py);
             let outcome = st.sched.outcome();
@@ -402,6 +417,15 @@ impl RunInner {
 
     fn context_for(&self, py: Python<'_>, step: usize) -> WorkflowContext {
         let view = self.lock(py).views.view_for(&self.plan.graph, step);
+        self.step_context(py, view, step)
+    }
+
+    fn step_context(
+        &self,
+        py: Python<'_>,
+        view: crate::engine::state::View<Val>,
+        step: usize,
+    ) -> WorkflowContext {
         WorkflowContext {
             workflow_id: Arc::clone(&self.workflow_id),
             user_context: self.user_context.clone_ref(py),
@@ -503,6 +527,8 @@ impl RunInner {
         };
         let mut st = self.lock(py);
         st.tasks.insert((d.step, d.attempt), task.unbind());
+        st.awaitables
+            .insert((d.step, d.attempt), awaitable.clone().unbind());
         let rec = &mut st.recs[d.step];
         rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
         rec.timing_out = false;
@@ -592,7 +618,6 @@ impl RunInner {
             }
         };
         let mut retry_after = None;
-        let mut events = Vec::new();
         let mut settled = false;
         let old_timer = {
             let mut guard = self.lock(py);
@@ -639,7 +664,7 @@ impl RunInner {
                         let delay = spec.policy.delay(d.attempt, &mut st.rng, min_delay);
                         st.retries_used += 1;
                         if self.on_event.is_some() {
-                            events.push(Event {
+                            st.events.push(Event {
                                 kind: "retrying",
                                 step: d.step,
                                 attempt: d.attempt,
@@ -701,7 +726,7 @@ impl RunInner {
             if self.on_event.is_some() {
                 for s in finished {
                     if let Some(e) = self.terminal_event(py, st, s) {
-                        events.push(e);
+                        st.events.push(e);
                     }
                 }
             }
@@ -710,7 +735,7 @@ impl RunInner {
         if let Some(t) = old_timer {
             t.cancel(py);
         }
-        self.emit(py, events);
+        self.flush(py);
         if settled {
             if here == Where::Loop {
                 self.settle_tasks(py);
@@ -736,19 +761,36 @@ impl RunInner {
         })
     }
 
-    /// Calls the run's `on_event` subscriber, outside the run's lock.
-    fn emit(&self, py: Python<'_>, events: Vec<Event>) {
+    /// Hands the recorded events to the run's `on_event` subscriber, outside the run's lock
+    /// and in the order they were recorded, whichever thread recorded them.
+    fn flush(&self, py: Python<'_>) {
         let Some(cb) = &self.on_event else { return };
-        for e in events {
-            let id = &self.plan.steps[e.step].id;
-            if let Err(err) = cb.call1(py, (e.kind, &**id, e.attempt, e.payload)) {
-                tracing::error!(
-                    "workflow '{}' run {}: the event subscriber raised: {err}",
-                    self.workflow_id,
-                    self.run_id
-                );
+        let me = std::thread::current().id();
+        if *self.flushing.lock() == Some(me) {
+            return; // re-entered from the subscriber: the running flush drains these too
+        }
+        let _emitting = match self.emit_lock.try_lock() {
+            Some(g) => g,
+            None => py.detach(|| self.emit_lock.lock()),
+        };
+        *self.flushing.lock() = Some(me);
+        loop {
+            let events = std::mem::take(&mut self.lock(py).events);
+            if events.is_empty() {
+                break;
+            }
+            for e in events {
+                let id = &self.plan.steps[e.step].id;
+                if let Err(err) = cb.call1(py, (e.kind, &**id, e.attempt, e.payload)) {
+                    tracing::error!(
+                        "workflow '{}' run {}: the event subscriber raised: {err}",
+                        self.workflow_id,
+                        self.run_id
+                    );
+                }
             }
         }
+        *self.flushing.lock() = None;
     }
 
     /// The loop thread, after the run settled early: cancel the work of the steps it ended.
@@ -873,6 +915,7 @@ impl RunInner {
         let (live, timing_out) = {
             let mut st = self.lock(py);
             st.tasks.remove(&(d.step, d.attempt));
+            st.awaitables.remove(&(d.step, d.attempt));
             (st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if live {
@@ -912,6 +955,11 @@ impl RunInner {
         let (unreported, live, timing_out) = {
             let mut st = self.lock(py);
             let unreported = st.tasks.remove(&(d.step, d.attempt)).is_some();
+            if let Some(a) = st.awaitables.remove(&(d.step, d.attempt)) {
+                if unreported && is_coroutine(a.bind(py)) {
+                    let _ = a.call_method0(py, intern!(py, "close"));
+                }
+            }
             (unreported, st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if unreported && live && timing_out {
@@ -978,8 +1026,9 @@ impl RunInner {
                         .filter_map(|s| self.terminal_event(py, st, s)),
                 );
             }
+            st.events.append(&mut events);
         }
-        self.emit(py, events);
+        self.flush(py);
         for t in timers {
             t.cancel(py);
         }
