@@ -250,6 +250,12 @@ impl Scheduler {
         } else {
             self.cancelled = true;
         }
+        self.end_unfinished(running_to)
+    }
+
+    /// Ends every step not yet terminal: running or retrying ones as `running_to`, pending ones
+    /// as `Cancelled`. Returns the ones that were running or retrying.
+    fn end_unfinished(&mut self, running_to: StepState) -> Vec<usize> {
         self.ready.clear();
         let mut running = Vec::new();
         for step in 0..self.state.len() {
@@ -283,19 +289,7 @@ impl Scheduler {
     /// retrying, so the caller can stop their work. The outcome still follows the policy.
     pub fn settle(&mut self) -> Vec<usize> {
         self.settled = true;
-        self.ready.clear();
-        let mut running = Vec::new();
-        for step in 0..self.state.len() {
-            match self.state[step] {
-                StepState::Running | StepState::Retrying => {
-                    running.push(step);
-                    self.finish(step, StepState::Cancelled);
-                }
-                StepState::Pending => self.finish(step, StepState::Cancelled),
-                _ => {}
-            }
-        }
-        running
+        self.end_unfinished(StepState::Cancelled)
     }
 
     /// True once `settle` ran.

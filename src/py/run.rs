@@ -708,18 +708,14 @@ impl RunInner {
                     let err = cancelled_error(py)
                         .and_then(|c| c.call1((why,)))
                         .unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any());
-                    for other in st.sched.settle() {
+                    let before = st.sched.completion_order().len();
+                    st.sched.settle();
+                    for i in before..st.sched.completion_order().len() {
+                        let other = st.sched.completion_order()[i];
                         let rec = &mut st.recs[other];
                         rec.end = Some(now);
                         rec.error = Some(StepError::from_exc(&err));
                         finished.push(other);
-                    }
-                    for other in 0..st.recs.len() {
-                        if st.sched.state(other) == StepState::Cancelled
-                            && !finished.contains(&other)
-                        {
-                            finished.push(other);
-                        }
                     }
                 }
             }
