@@ -482,3 +482,27 @@ def test_inner_reference_to_a_non_ancestor_is_a_definition_error():
     wf = wf_of(par, ToolStep("later", lambda: 1))
     with pytest.raises(WorkflowDefinitionError, match="later"):
         wf.validate()
+
+
+def test_an_exception_reraised_elsewhere_does_not_carry_a_composites_results(execute):
+    # One exception object fails a branch inside a composite, then a plain step raises it
+    # again (two steps awaiting one failed shared future): the plain step's result must not
+    # inherit the composite's children and metadata.
+    err = ValueError("bad config")
+
+    async def inner():
+        raise err
+
+    async def plain():
+        await asyncio.sleep(0.05)
+        raise err
+
+    wf = Workflow("w", continue_on_error=True)
+    wf.add_step(ConditionalStep("c", lambda c: True, ToolStep("t", inner)), depends_on=[])
+    wf.add_step(ToolStep("p", plain), depends_on=[])
+    result = execute(wf)
+    assert [c.step_id for c in result.step("c").children] == ["t"]
+    p = result.step("p")
+    assert p.error == "bad config"
+    assert p.metadata == {}
+    assert p.children == []

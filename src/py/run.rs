@@ -605,6 +605,9 @@ impl RunInner {
                 if let Ok(n) = exc.getattr(intern!(py, "_weft_nested")) {
                     if let Ok(n) = n.cast::<Nested>() {
                         nested = Some(nested_parts(py, n.get()));
+                        // Consumed: the same exception object raised again later by another
+                        // step (a shared failed future) must not inherit these results.
+                        let _ = exc.delattr(intern!(py, "_weft_nested"));
                     }
                 }
                 let verdict = classify(&facts(
