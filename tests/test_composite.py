@@ -506,3 +506,19 @@ def test_an_exception_reraised_elsewhere_does_not_carry_a_composites_results(exe
     assert p.error == "bad config"
     assert p.metadata == {}
     assert p.children == []
+
+
+def test_changes_after_a_run_are_compiled_into_the_next_run(execute):
+    # Plans are cached; any change to a step, a nested step or a sub-workflow after a run
+    # must still reach the next run.
+    inner = Workflow("inner", "inner")
+    inner.add_step(ToolStep("one", lambda: 1))
+    branch = ToolStep("b", lambda: "b")
+    outer = wf_of(SubWorkflowStep("sub", inner), ParallelStep("p", [branch]))
+    first = execute(outer)
+    assert first.step("sub").output == 1
+    inner.add_step(ToolStep("two", lambda: 2))
+    branch.add_condition(lambda ctx: False)
+    second = execute(outer)
+    assert second.step("sub").output == 2
+    assert [c.status for c in second.step("p").children] == [StepStatus.SKIPPED]

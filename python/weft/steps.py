@@ -43,6 +43,22 @@ _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry s
 #: ``(invoke, is_async, wants_context, template_refs)``: how the engine calls one step.
 CallSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]
 
+#: Bumped by every change to any step or workflow after creation; a workflow whose compiled
+#: plan is newer than the last bump reuses it without re-reading each step's version (NOTE:
+#: that scan cost ~0.37 µs a step per run, a tenth of W1's whole per-step cost).
+_EPOCH = [0]
+
+
+def mutation_epoch() -> int:
+    """The current value of the step-change counter (see ``_EPOCH``)."""
+    return _EPOCH[0]
+
+
+def bump_epoch() -> None:
+    """Records a change that compiled plans may depend on (a workflow's steps or handlers)."""
+    _EPOCH[0] += 1
+
+
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
@@ -180,6 +196,7 @@ class Step:
 
     def _changed(self) -> None:
         self._version += 1
+        _EPOCH[0] += 1
 
     def _step_arg(self, what: str, step: Any) -> Step:
         if not isinstance(step, Step):

@@ -22,7 +22,7 @@ from weft._core import StepResult, WorkflowContext
 from weft._status import StepStatus, WorkflowStatus
 from weft.errors import WorkflowDefinitionError
 from weft.recovery import check_handler
-from weft.steps import Step
+from weft.steps import Step, bump_epoch, mutation_epoch
 
 __all__ = ["Workflow", "WorkflowResult"]
 
@@ -273,6 +273,7 @@ class Workflow:
         self._steps.append(step)
         self._deps.append(deps)
         self._plans.clear()
+        bump_epoch()
         return self
 
     def add_error_handler(self, step_id: str, handler: StepErrorHandler) -> Workflow:
@@ -294,6 +295,7 @@ class Workflow:
         check_handler(step_id, handler)
         self._error_handlers.setdefault(step_id, []).append(handler)
         self._plans.clear()
+        bump_epoch()
         return self
 
     def on_step_completed(self, callback: Callable[[StepResult], Any]) -> Workflow:
@@ -353,7 +355,12 @@ class Workflow:
 
     def _compiled(self, base: CompileOptions | None = None, *, nested: bool = False) -> Any:
         opts = self._options(base)
-        key = (nested, opts.key(), *(s._version_key() for s in self._steps))
+        okey = opts.key()
+        fast = ("epoch", nested, okey, id(self._workflow_handler), mutation_epoch())
+        plan = self._plans.get(fast)
+        if plan is not None:
+            return plan
+        key = (nested, okey, *(s._version_key() for s in self._steps))
         plan = self._plans.get(key)
         if plan is None:
             ids = {s.step_id for s in self._steps}
@@ -375,6 +382,7 @@ class Workflow:
             )
             self._plans.clear()  # only the newest compile per workflow is kept
             self._plans[key] = plan
+        self._plans = {key: plan, fast: plan}
         return plan
 
     def validate(self) -> None:

@@ -1138,10 +1138,7 @@ impl RunInner {
             },
             execution_time_ms: ms,
             metadata: metadata.unbind(),
-            children: rec
-                .children
-                .as_ref()
-                .map_or_else(|| PyList::empty(py).unbind(), |c| c.clone_ref(py)),
+            children: rec.children.as_ref().map(|c| c.clone_ref(py)),
             state,
         })
     }

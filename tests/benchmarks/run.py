@@ -136,14 +136,18 @@ def worker(system: System, workloads: tuple[str, ...], quick: bool) -> list[Reco
 def import_time(system: System, n: int) -> Record:
     """Workload I: wall time of `python -c <import>` minus `python -c pass`, per repetition."""
 
-    def wall(code: str) -> float:
+    def wall(code: str, env: dict[str, str] = ENV) -> float:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], env=ENV, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
         return time.perf_counter() - start
 
+    # The warm-up writes any missing .pyc files, as `pip install` does, even where the caller's
+    # environment sets PYTHONDONTWRITEBYTECODE (otherwise an editable install is timed
+    # compiling its sources on every import).
+    writing = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
     record = Record(system.name, "I")
     try:
-        wall(system.import_stmt)  # warm the file cache and write any missing .pyc files
+        wall(system.import_stmt, writing)  # warm the file cache and write missing .pyc files
         record.values = [wall(system.import_stmt) - wall("pass") for _ in range(n)]
     except subprocess.CalledProcessError as exc:
         record.status, record.reason = "error", exc.stderr.decode().strip().splitlines()[-1]
