@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from weft import _core
 from weft._core import StateMap, StepResult, WorkflowContext
@@ -35,28 +36,63 @@ from weft.errors import (
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
-from weft.events import (
-    RunFinished,
-    StepBlocked,
-    StepCancelled,
-    StepCompleted,
-    StepFailed,
-    StepFinished,
-    StepRetrying,
-    StepSkipped,
-    StepStarted,
-    StepTimedOut,
-    WorkflowEvent,
-    WorkflowLogger,
-    execute_workflow_stream,
-)
 from weft.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkflow
 from weft.registry import Registry, agent, tool
 from weft.retry import RetryPolicy
 from weft.steps import AgentStep, Step, ToolStep
 from weft.workflow import Workflow, WorkflowResult, _close_runners
 
+if TYPE_CHECKING:
+    from weft.events import (
+        RunFinished,
+        StepBlocked,
+        StepCancelled,
+        StepCompleted,
+        StepFailed,
+        StepFinished,
+        StepRetrying,
+        StepSkipped,
+        StepStarted,
+        StepTimedOut,
+        WorkflowEvent,
+        WorkflowLogger,
+        execute_workflow_stream,
+    )
+
 __version__: str = _core.__version__
+
+#: Exported names whose module is imported on first access (PEP 562): ``weft.events`` defines
+#: a dozen dataclasses, ~15 ms of ``import weft`` that a run without subscribers never needs.
+_LAZY = {
+    name: "weft.events"
+    for name in (
+        "RunFinished",
+        "StepBlocked",
+        "StepCancelled",
+        "StepCompleted",
+        "StepFailed",
+        "StepFinished",
+        "StepRetrying",
+        "StepSkipped",
+        "StepStarted",
+        "StepTimedOut",
+        "WorkflowEvent",
+        "WorkflowLogger",
+        "execute_workflow_stream",
+    )
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'weft' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Agent",
@@ -117,3 +153,7 @@ Mapping.register(StateMap)
 # Join weft's worker threads before the interpreter finalizes (DESIGN §3 pitfall 3).
 atexit.register(_core._shutdown)
 atexit.register(_close_runners)  # atexit runs it first: loops close before threads are joined
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

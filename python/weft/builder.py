@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-import uuid
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +67,7 @@ class WorkflowBuilder:
         # JAF names its builders; JarvisCore's WorkflowBuilder() has no id (see build()).
         self._named = workflow_id is not None
         if workflow_id is None:
-            workflow_id = f"workflow-{uuid.uuid4().hex[:8]}"
+            workflow_id = f"workflow-{os.urandom(4).hex()}"
         for what, value in (("workflow_id", workflow_id), ("name", name)):
             if value is not None and (not isinstance(value, str) or not value):
                 raise WorkflowDefinitionError(f"{what} must be a non-empty str, got {value!r}")

@@ -7,9 +7,8 @@ import contextvars
 import threading
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from weft import events
 from weft._compile import (
     CompileOptions,
     EventSink,
@@ -23,6 +22,9 @@ from weft._status import StepStatus, WorkflowStatus
 from weft.errors import WorkflowDefinitionError
 from weft.recovery import check_handler
 from weft.steps import Step, bump_epoch, mutation_epoch
+
+if TYPE_CHECKING:
+    from weft.events import WorkflowEvent
 
 __all__ = ["Workflow", "WorkflowResult"]
 
@@ -441,7 +443,12 @@ class Workflow:
             context = WorkflowContext(self.workflow_id)
         elif not isinstance(context, WorkflowContext):
             raise TypeError(f"context must be a weft.WorkflowContext, got {type(context).__name__}")
-        on_event = events.subscriber(self, on_event)
+        listening = bool(self._step_callbacks or self._loggers or self._completion_callbacks)
+        if listening:
+            # NOTE: imported on first use: its event classes cost ~15 ms of `import weft`.
+            from weft import events
+
+            on_event = events.subscriber(self, on_event)
         out = await run_plan(
             plan, context, timeout=timeout, max_concurrency=max_concurrency, on_event=on_event
         )
@@ -460,7 +467,9 @@ class Workflow:
             context=out.context,
             total_steps=len(self._steps),
         )
-        if self._completion_callbacks or self._step_callbacks or self._loggers:
+        if listening:
+            from weft import events
+
             await events.notify_completed(self._completion_callbacks, result, self._loggers)
         return result
 
@@ -503,7 +512,7 @@ class Workflow:
         *,
         timeout: float | None = None,
         max_concurrency: int | None = None,
-    ) -> AsyncGenerator[events.WorkflowEvent, None]:
+    ) -> AsyncGenerator[WorkflowEvent, None]:
         """Runs the workflow on the running event loop, yielding its events as the engine emits
         them and last a :class:`~weft.RunFinished` with the result (seed 002's streamed phase
         events); same arguments as ``execute``. See :func:`weft.events.stream` for the events,
@@ -513,6 +522,8 @@ class Workflow:
         Raises:
             WorkflowDefinitionError, TypeError: as ``execute``, from the first ``__anext__``.
         """
+        from weft import events
+
         return events.stream(self, context, timeout=timeout, max_concurrency=max_concurrency)
 
     def run(
