@@ -1,0 +1,115 @@
+//! What a finished run hands back to Python: its status, step results and final context.
+use super::*;
+
+impl RunInner {
+    pub(super) fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        let st = self.lock(py);
+        let sched = &st.sched;
+        let order = sched.completion_order();
+        let ran = |s: &usize| sched.attempts(*s) > 0 && sched.state(*s) != StepState::Skipped;
+        let steps = PyList::empty(py);
+        for &s in order
+            .iter()
+            .filter(|s| ran(s))
+            .chain(order.iter().filter(|s| !ran(s)))
+        {
+            steps.append(self.step_result(py, &st, s)?)?;
+        }
+        let status = match sched.outcome() {
+            RunOutcome::Completed => "completed",
+            RunOutcome::Failed => "failed",
+            RunOutcome::Cancelled => "cancelled",
+        };
+        let graph = &self.plan.graph;
+        let final_output = graph
+            .sinks()
+            .iter()
+            .rev()
+            .find_map(|&s| st.recs[s].output.as_ref())
+            .map_or_else(|| py.None(), |v| v.clone_ref(py));
+        let error = match st.stop {
+            Some(Stop::TimedOut(t)) => Some(format!("the workflow timed out after {t}s")),
+            Some(Stop::Cancelled) => Some("the workflow run was cancelled".to_string()),
+            None => order
+                .iter()
+                .find(|&&s| sched.state(s).is_failure())
+                .and_then(|&s| {
+                    let e = st.recs[s].error.as_ref()?;
+                    Some(format!("{}: {}: {}", graph.id(s), e.type_name, e.message))
+                }),
+        };
+        let end = st.ended.unwrap_or_else(Instant::now);
+        let elapsed_ms = end.duration_since(self.started).as_secs_f64() * 1000.0;
+        let fin = st.views.final_view();
+        let context = WorkflowContext {
+            workflow_id: Arc::clone(&self.workflow_id),
+            user_context: self.user_context.clone_ref(py),
+            metadata: self.metadata.clone_ref(py),
+            vars: owned_copy(py, &fin.vars),
+            results: owned_copy(py, &fin.results),
+            run_id: Some(Arc::clone(&self.run_id)),
+            step_id: None,
+            owns_values: true,
+        };
+        PyTuple::new(
+            py,
+            [
+                status.into_pyobject(py)?.into_any(),
+                steps.into_any(),
+                final_output.into_bound(py),
+                error.into_pyobject(py)?.into_any(),
+                elapsed_ms.into_pyobject(py)?.into_any(),
+                Bound::new(py, context)?.into_any(),
+            ],
+        )
+    }
+
+    pub(super) fn step_result(
+        &self,
+        py: Python<'_>,
+        st: &RunState,
+        s: usize,
+    ) -> PyResult<StepResult> {
+        let rec = &st.recs[s];
+        let state = st.sched.state(s);
+        let metadata = match &rec.extra {
+            Some(extra) => extra.bind(py).copy()?,
+            None => PyDict::new(py),
+        };
+        if rec.abandoned {
+            metadata.set_item("abandoned", true)?;
+        }
+        if rec.cancel_ignored {
+            metadata.set_item("cancel_ignored", true)?;
+        }
+        let ms = match (rec.first_start, rec.end) {
+            (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,
+            _ => 0.0,
+        };
+        let err = if state == StepState::Completed {
+            None
+        } else {
+            rec.error.as_ref()
+        };
+        Ok(StepResult {
+            step_id: self.plan.graph.id(s).to_string(),
+            status: status_member(py, state)?,
+            output: rec
+                .output
+                .as_ref()
+                .map_or_else(|| py.None(), |v| v.clone_ref(py)),
+            error: err.map(|e| e.message.clone()),
+            error_type: err.map(|e| e.type_name.clone()),
+            exception: err.map(|e| e.exception.clone_ref(py)),
+            attempts: match rec.attempts {
+                Some(n) => n,
+                None if state == StepState::Skipped => 0,
+                None => st.sched.attempts(s),
+            },
+            execution_time_ms: ms,
+            metadata: metadata.unbind(),
+            children: rec.children.as_ref().map(|c| c.clone_ref(py)),
+            state,
+        })
+    }
+}
