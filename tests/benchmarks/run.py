@@ -300,10 +300,14 @@ Do not edit by hand: rerun it.
 
 The workloads are DESIGN.md §5's: W1/W1a N={s.w1_steps}; W2 N={s.w2_fanout} steps of
 `await asyncio.sleep({s.w2_sleep:g})`; W3 {s.w3_nodes} nodes (`random.Random(42)`);
-W4 {s.w4_steps} steps; W5 {s.w5_runs} runs. Each (system, workload) runs in a fresh process
+W4 {s.w4_steps} steps; W5 {s.w5_runs} runs; W6 (weft's `MapStep`, not in DESIGN) {s.w6_items} items
+computed at run time, each `await asyncio.sleep({s.w2_sleep:g})`, against `asyncio.gather`
+(LangGraph and jaf-py have no run-time fan-out written for it yet). Each (system, workload) runs
+in a fresh process
 (`tests/benchmarks/bench_<system>.py`); M and I take a fresh process per repetition. Building the
 workflow is not timed. A repetition is the median of as many runs as fill ~0.25 s (a single run for
-W2); the tables show the median, min and max over repetitions (W2, M, I: 5; the others: 7).
+W2, W6); the tables show the median, min and max over repetitions (W2, W6, M, I: 5; the others:
+7).
 Ratios are to the plain asyncio row of the same workload (for W3 its `tasks` variant). Async
 workloads are awaited on one event loop per process; sync ones (LangGraph's `invoke`, weft's
 `run`) are called with no event loop running.
