@@ -85,6 +85,18 @@ fn policy_from_py(
     Ok((policy, classes("retry_on")?, classes("non_retryable")?))
 }
 
+/// A step's per-attempt timeout in seconds, checked: positive and finite, or `None`.
+fn step_timeout(step: &str, timeout: Option<f64>) -> PyResult<Option<Duration>> {
+    match timeout {
+        None => Ok(None),
+        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
+        Some(t) => Err(definition_error(DefinitionError::InvalidTimeout {
+            step: step.to_string(),
+            timeout: t,
+        })),
+    }
+}
+
 /// A policy as the engine holds it, with its `retry_on` / `non_retryable` tuples.
 type Converted = (RetryPolicy, Py<PyTuple>, Py<PyTuple>);
 
@@ -152,16 +164,7 @@ impl Plan {
         for s in specs {
             let SpecArgs(id, deps, refs, invoke, is_async, wants_ctx, timeout, policy, conditions) =
                 s.extract()?;
-            let timeout = match timeout {
-                None => None,
-                Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-                Some(t) => {
-                    return Err(definition_error(DefinitionError::InvalidTimeout {
-                        step: id,
-                        timeout: t,
-                    }))
-                }
-            };
+            let timeout = step_timeout(&id, timeout)?;
             let (policy, retry_on, non_retryable) = match &last_policy {
                 Some((obj, (p, r, n))) if obj.is(&policy) => (*p, r.clone_ref(py), n.clone_ref(py)),
                 _ => {
@@ -225,16 +228,7 @@ impl Plan {
         first_success: bool,
         min_success: Option<usize>,
     ) -> PyResult<Self> {
-        let timeout = match timeout {
-            None => None,
-            Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-            Some(t) => {
-                return Err(definition_error(DefinitionError::InvalidTimeout {
-                    step: step_id,
-                    timeout: t,
-                }))
-            }
-        };
+        let timeout = step_timeout(&step_id, timeout)?;
         let (policy, retry_on, non_retryable) = policy_from_py(&step_id, &retry_policy)?;
         let retry_on = non_empty(py, retry_on);
         let non_retryable = non_empty(py, non_retryable);
