@@ -636,3 +636,21 @@ def test_a_logger_with_async_hooks_is_awaited_before_the_run_returns(execute: An
     wf = chain(ToolStep("a", lambda: 1), ToolStep("b", lambda: 2)).add_logger(AsyncLogger())
     execute(wf)
     assert calls == ["a", "b", "workflow"]
+
+
+def test_step_callbacks_and_loggers_hear_only_the_workflows_own_steps(execute: Any) -> None:
+    seen: list[str] = []
+    started: list[str] = []
+
+    class Starts(WorkflowLogger):
+        def log_step_start(self, step_name: str, state: WorkflowContext) -> None:
+            started.append(step_name)
+
+    wf = Workflow("wf", "wf")
+    wf.add_step(ParallelStep("p", [ToolStep("a", lambda: 1), ToolStep("b", lambda: 2)]))
+    wf.add_step(ToolStep("after", lambda: 3))
+    wf.on_step_completed(lambda r: seen.append(r.step_id))
+    wf.add_logger(Starts())
+    execute(wf)
+    assert seen == ["p", "after"]
+    assert started == ["p", "after"]

@@ -379,11 +379,18 @@ def subscriber(workflow: Workflow, extra: EventSink | None) -> EventSink | None:
     pending: set[asyncio.Future[Any]] = set()
     if run_task is not None:
         _pending[run_task] = pending
+    # Callbacks and loggers hear the workflow's own steps and compensations, as
+    # execute_workflow_stream yields them; nested steps ("parent/child") stay in their
+    # composite's result and in `stream`.
+    own = {s.step_id for s in workflow._steps}
+    own.update(s.compensation.step_id for s in workflow._steps if s.compensation is not None)
 
     def dispatch(raw: _Raw) -> None:
         kind, step_id, attempt, payload = raw
         if extra is not None:
             extra(kind, step_id, attempt, payload)
+        if step_id not in own:
+            return
         if kind == "started":
             for lg in loggers:
                 _safely(pending, getattr(lg, "log_step_start", None), step_id, payload)
