@@ -3,6 +3,7 @@
 //! `engine` is pure Rust (no pyo3) and is tested with `cargo test --no-default-features`;
 //! `py` is the only module that touches Python; this file only registers the module.
 pub mod engine;
+pub mod store;
 
 #[cfg(feature = "python")]
 mod py;

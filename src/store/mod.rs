@@ -1,0 +1,254 @@
+//! Checkpoint stores: where runs, their step events, controls, approval decisions, the step cache
+//! and workflow definitions are kept, behind one [`Store`] trait. Pure Rust, no pyo3.
+//!
+//! Three backends, opened from a URL by [`open`]:
+//! - [`MemoryStore`] (`memory://`): in-process, for approvals and pause within one process, and tests;
+//! - [`SqliteStore`] (`sqlite:///runs.db`): the default; one file shared by any number of processes;
+//! - [`RedisStore`] (`redis://host:port/db`): shared across machines.
+//!
+//! The step history is append-only: each step event is inserted once and never rewritten, so a
+//! store grows linearly with the work done, and a run killed at any instant is resumed from the
+//! events that made it to the store.
+//!
+//! All times are unix seconds (`f64`); the store never reads the clock itself.
+
+mod error;
+mod memory;
+mod record;
+mod redis;
+mod sqlite;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use record::{Control, Decision, RunRecord, StepEvent};
+pub use redis::RedisStore;
+pub use sqlite::SqliteStore;
+
+/// The layout of the data this weft writes. A store written with another version is refused with
+/// [`StoreError::SchemaVersion`] rather than misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A checkpoint store. Every method is synchronous and may be called from any thread (including one
+/// that is running a tokio runtime); a backend that talks to a server does so on its own runtime.
+///
+/// Per-run methods ([`append`](Store::append), [`events`](Store::events), the controls and the
+/// decisions) fail with [`StoreError::RunNotFound`] when the run was never created.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// The URL the store was opened from, for messages, e.g. "sqlite:///runs.db" (a password in it is
+    /// replaced by "***").
+    fn url(&self) -> &str;
+
+    /// Records a new run. [`StoreError::RunExists`] if its id is taken.
+    fn create_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+
+    /// The run with this id, or [`StoreError::RunNotFound`].
+    fn get_run(&self, run_id: &str) -> Result<RunRecord, StoreError>;
+
+    /// Sets the run's status and `updated_at` (= `at`, unix seconds), and its error and result when
+    /// they are `Some` (`None` leaves them unchanged). [`StoreError::RunNotFound`] if absent.
+    fn finish_status(
+        &self,
+        run_id: &str,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+    ) -> Result<(), StoreError>;
+
+    /// At most `limit` runs, newest first (by `created_at`; runs created in the same instant come in
+    /// an order the backend chooses), with this status and workflow id when they are `Some`.
+    fn list_runs(
+        &self,
+        status: Option<&str>,
+        workflow_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Appends `events` to the run's history, all or none (one transaction), and returns the `seq`
+    /// each was given: consecutive, following the run's last event, even when several processes
+    /// append to the same run.
+    fn append(&self, run_id: &str, events: &[StepEvent]) -> Result<Vec<u64>, StoreError>;
+
+    /// The run's events with `seq > after`, in `seq` order (`after = 0` for all of them).
+    fn events(&self, run_id: &str, after: u64) -> Result<Vec<StepEvent>, StoreError>;
+
+    /// Requests a pause or cancel of the run, or clears the request (`None`).
+    fn set_control(&self, run_id: &str, control: Option<Control>) -> Result<(), StoreError>;
+
+    /// The run's pending control request, if any.
+    fn control(&self, run_id: &str) -> Result<Option<Control>, StoreError>;
+
+    /// Records a decision on an approval step; [`StoreError::AlreadyDecided`] if that step already
+    /// has one. Atomic: of two concurrent decisions on one step, exactly one is recorded.
+    fn decide(&self, run_id: &str, decision: &Decision) -> Result<(), StoreError>;
+
+    /// The run's decisions, ordered by `at` (then by step id).
+    fn decisions(&self, run_id: &str) -> Result<Vec<Decision>, StoreError>;
+
+    /// The cached value under `key`, or `None` when absent or expired (`expires_at <= now`, unix
+    /// seconds).
+    fn cache_get(&self, key: &str, now: f64) -> Result<Option<Value>, StoreError>;
+
+    /// Caches `value` under `key` until `expires_at` (unix seconds; `f64::INFINITY` for never),
+    /// replacing any previous value.
+    fn cache_put(&self, key: &str, value: &Value, expires_at: f64) -> Result<(), StoreError>;
+
+    /// Saves a workflow definition (JSON), replacing any previous one with this id.
+    fn put_workflow(&self, workflow_id: &str, definition: &Value) -> Result<(), StoreError>;
+
+    /// The workflow definition saved under this id, if any.
+    fn get_workflow(&self, workflow_id: &str) -> Result<Option<Value>, StoreError>;
+}
+
+const ACCEPTED_URLS: &str = "accepted: memory://, sqlite:///relative/path.db, \
+    sqlite:////absolute/path.db, sqlite://:memory:, redis://host:port/db, redis+unix:///path/to/socket";
+
+/// Opens the store a URL names:
+/// - `memory://`: a fresh, empty in-process [`MemoryStore`];
+/// - `sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (SQLAlchemy's convention: the
+///   path is what follows the third slash), creating the file and its directories if needed;
+///   `sqlite://:memory:` (or `sqlite://`) for a private in-memory database;
+/// - `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/socket[?db=N]`.
+///
+/// `rediss://` (TLS) is refused: this build has no TLS library. Anything else is a
+/// [`StoreError::Url`] naming the scheme and the accepted forms.
+pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(StoreError::Url(format!(
+            "'{}' has no scheme; {ACCEPTED_URLS}",
+            redact(url)
+        )));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "memory" if rest.is_empty() => Ok(Arc::new(MemoryStore::new())),
+        "memory" => Err(StoreError::Url(format!(
+            "'{url}': a memory:// URL takes nothing after the scheme; {ACCEPTED_URLS}"
+        ))),
+        "sqlite" => open_sqlite(url, rest),
+        "redis" | "redis+unix" | "unix" => Ok(Arc::new(RedisStore::open(url)?)),
+        "rediss" => Err(StoreError::Url(format!(
+            "'{}': rediss:// (Redis over TLS) is not supported by this build of weft; {ACCEPTED_URLS}",
+            redact(url)
+        ))),
+        _ => Err(StoreError::Url(format!(
+            "unknown store URL scheme '{scheme}' in '{}'; {ACCEPTED_URLS}",
+            redact(url)
+        ))),
+    }
+}
+
+fn open_sqlite(url: &str, rest: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match sqlite_path(url, rest)? {
+        None => Arc::new(SqliteStore::open_in_memory()?),
+        Some(path) => Arc::new(SqliteStore::open_with_url(path.as_ref(), url.to_string())?),
+    })
+}
+
+/// The file a `sqlite://{rest}` URL names (relative to the working directory unless it starts with
+/// a fourth slash), or `None` for an in-memory database.
+fn sqlite_path<'a>(url: &str, rest: &'a str) -> Result<Option<&'a str>, StoreError> {
+    if matches!(rest, "" | ":memory:" | "/:memory:") {
+        return Ok(None);
+    }
+    let Some(path) = rest.strip_prefix('/') else {
+        return Err(StoreError::Url(format!(
+            "'{url}': a SQLite URL has three slashes before a relative path and four before an \
+             absolute one; {ACCEPTED_URLS}"
+        )));
+    };
+    if path.is_empty() || path.ends_with('/') {
+        return Err(StoreError::Url(format!(
+            "'{url}' names a directory, not a database file"
+        )));
+    }
+    Ok(Some(path))
+}
+
+/// `url` with the password (if any) replaced by "***", for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("redis://:secret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(redact("redis://me:secret@host/1"), "redis://me:***@host/1");
+        assert_eq!(redact("redis://me@host/1"), "redis://me@host/1");
+        assert_eq!(redact("redis://host:6379/0"), "redis://host:6379/0");
+        assert_eq!(redact("sqlite:////a@b:c/x.db"), "sqlite:////a@b:c/x.db");
+    }
+
+    #[test]
+    fn unknown_scheme_is_a_url_error_listing_the_accepted_ones() {
+        let err = open("postgres://localhost/db").unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Url(_)), "{err:?}");
+        assert!(message.contains("'postgres'"), "{message}");
+        assert!(
+            message.contains("sqlite:///") && message.contains("redis://"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_url_without_a_scheme_is_a_url_error() {
+        assert!(matches!(open("runs.db"), Err(StoreError::Url(_))));
+    }
+
+    #[test]
+    fn rediss_is_refused_as_unsupported() {
+        let err = open("rediss://:pw@host:6380/0").unwrap_err();
+        assert!(
+            matches!(err, StoreError::Url(ref m) if m.contains("TLS") && !m.contains("pw")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sqlite_urls_follow_sqlalchemy_three_slashes_relative_four_absolute() {
+        fn path(url: &str) -> Result<Option<&str>, StoreError> {
+            sqlite_path(url, url.strip_prefix("sqlite://").unwrap())
+        }
+        assert_eq!(path("sqlite:///runs/x.db").unwrap(), Some("runs/x.db"));
+        assert_eq!(
+            path("sqlite:////var/lib/x.db").unwrap(),
+            Some("/var/lib/x.db")
+        );
+        assert_eq!(path("sqlite://:memory:").unwrap(), None);
+        assert_eq!(path("sqlite:///:memory:").unwrap(), None);
+        assert_eq!(path("sqlite://").unwrap(), None);
+        assert!(matches!(path("sqlite://runs.db"), Err(StoreError::Url(_))));
+        assert!(matches!(path("sqlite:///runs/"), Err(StoreError::Url(_))));
+    }
+
+    #[test]
+    fn memory_and_sqlite_memory_urls_open() {
+        assert_eq!(open("memory://").unwrap().url(), "memory://");
+        assert_eq!(
+            open("sqlite://:memory:").unwrap().url(),
+            "sqlite://:memory:"
+        );
+    }
+}

@@ -1,0 +1,573 @@
+//! The behaviour every checkpoint store shares, written once against `&dyn Store` and run against
+//! each backend: `memory::*`, `sqlite::*` and `redis::*` (the last only when `WEFT_TEST_REDIS_URL`
+//! names a server, e.g. `redis://127.0.0.1:6379/0`; the tests use unique ids, so they can share it).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use weft::store::{self, Control, Decision, RunRecord, StepEvent, Store, StoreError};
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// An id no other test (or earlier run against the same Redis) uses.
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+fn run(run_id: &str, workflow_id: &str, created_at: f64) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_string(),
+        workflow_id: workflow_id.to_string(),
+        name: "review".to_string(),
+        version: "1.2".to_string(),
+        status: "RUNNING".to_string(),
+        created_at,
+        updated_at: created_at,
+        input: json!({"topic": "stores", "n": 3, "tags": ["a", "b"]}),
+        error: None,
+        result: None,
+    }
+}
+
+fn new_run(store: &dyn Store) -> String {
+    let run_id = unique("run");
+    store
+        .create_run(&run(&run_id, &unique("wf"), now()))
+        .unwrap();
+    run_id
+}
+
+fn event(step_id: &str, status: &str) -> StepEvent {
+    StepEvent::new(step_id, status, 1, 1_700_000_000.25)
+}
+
+// --- runs ---
+
+fn a_created_run_reads_back_unchanged(store: &dyn Store) {
+    let run_id = unique("run");
+    let mut record = run(&run_id, "wf", 1_700_000_000.125);
+    record.error = Some("earlier failure".to_string());
+    record.result = Some(json!({"partial": true}));
+    store.create_run(&record).unwrap();
+    assert_eq!(store.get_run(&run_id).unwrap(), record);
+}
+
+fn creating_a_run_twice_is_run_exists_and_keeps_the_first(store: &dyn Store) {
+    let run_id = unique("run");
+    let first = run(&run_id, "wf", now());
+    store.create_run(&first).unwrap();
+    let mut second = first.clone();
+    second.name = "other".to_string();
+    let err = store.create_run(&second).unwrap_err();
+    assert_eq!(err, StoreError::RunExists(run_id.clone()));
+    assert_eq!(store.get_run(&run_id).unwrap(), first);
+}
+
+fn every_per_run_method_on_an_unknown_run_is_run_not_found(store: &dyn Store) {
+    let missing = unique("missing");
+    let not_found = StoreError::RunNotFound(missing.clone());
+    let decision = Decision {
+        step_id: "approve".to_string(),
+        approved: true,
+        by: None,
+        comment: None,
+        at: now(),
+    };
+    assert_eq!(store.get_run(&missing).unwrap_err(), not_found);
+    assert_eq!(
+        store
+            .finish_status(&missing, "FAILED", now(), None, None)
+            .unwrap_err(),
+        not_found
+    );
+    assert_eq!(
+        store
+            .append(&missing, &[event("a", "RUNNING")])
+            .unwrap_err(),
+        not_found
+    );
+    assert_eq!(store.append(&missing, &[]).unwrap_err(), not_found);
+    assert_eq!(store.events(&missing, 0).unwrap_err(), not_found);
+    assert_eq!(
+        store
+            .set_control(&missing, Some(Control::Pause))
+            .unwrap_err(),
+        not_found
+    );
+    assert_eq!(store.control(&missing).unwrap_err(), not_found);
+    assert_eq!(store.decide(&missing, &decision).unwrap_err(), not_found);
+    assert_eq!(store.decisions(&missing).unwrap_err(), not_found);
+    assert_eq!(
+        not_found.to_string(),
+        format!("run '{missing}' not found in the store")
+    );
+}
+
+fn finish_status_sets_status_and_time_and_keeps_what_is_not_given(store: &dyn Store) {
+    let run_id = new_run(store);
+    store
+        .finish_status(&run_id, "WAITING_APPROVAL", 10.5, None, None)
+        .unwrap();
+    let waiting = store.get_run(&run_id).unwrap();
+    assert_eq!(
+        (waiting.status.as_str(), waiting.updated_at),
+        ("WAITING_APPROVAL", 10.5)
+    );
+    assert_eq!((waiting.error, waiting.result), (None, None));
+
+    store
+        .finish_status(
+            &run_id,
+            "FAILED",
+            11.0,
+            Some("ValueError: bad"),
+            Some(&json!({"done": 2})),
+        )
+        .unwrap();
+    store
+        .finish_status(&run_id, "FAILED", 12.0, None, None)
+        .unwrap();
+    let failed = store.get_run(&run_id).unwrap();
+    assert_eq!(
+        (failed.status.as_str(), failed.updated_at),
+        ("FAILED", 12.0)
+    );
+    assert_eq!(failed.error.as_deref(), Some("ValueError: bad"));
+    assert_eq!(failed.result, Some(json!({"done": 2})));
+    assert_eq!(failed.created_at, waiting.created_at);
+}
+
+fn a_null_result_is_kept_apart_from_no_result(store: &dyn Store) {
+    let run_id = new_run(store);
+    store
+        .finish_status(&run_id, "COMPLETED", now(), None, Some(&json!(null)))
+        .unwrap();
+    assert_eq!(store.get_run(&run_id).unwrap().result, Some(json!(null)));
+}
+
+fn list_runs_is_newest_first_filtered_and_limited(store: &dyn Store) {
+    let workflow = unique("wf");
+    let other_workflow = unique("wf");
+    let base = now();
+    let ids: Vec<String> = (0..4).map(|_| unique("run")).collect();
+    // Created out of order: the listing orders by created_at, not by insertion.
+    for (i, offset) in [(0, 2.0), (1, 0.0), (2, 3.0), (3, 1.0)] {
+        store
+            .create_run(&run(&ids[i], &workflow, base + offset))
+            .unwrap();
+    }
+    store
+        .create_run(&run(&unique("run"), &other_workflow, base + 5.0))
+        .unwrap();
+    store
+        .finish_status(&ids[0], "COMPLETED", base + 4.0, None, None)
+        .unwrap();
+    store
+        .finish_status(&ids[3], "COMPLETED", base + 4.0, None, None)
+        .unwrap();
+
+    let listed = |status: Option<&str>, limit: usize| -> Vec<String> {
+        let runs = store.list_runs(status, Some(&workflow), limit).unwrap();
+        runs.into_iter().map(|r| r.run_id).collect()
+    };
+    assert_eq!(listed(None, 10), [&*ids[2], &ids[0], &ids[3], &ids[1]]);
+    assert_eq!(listed(None, 2), [&*ids[2], &ids[0]]);
+    assert_eq!(listed(Some("COMPLETED"), 10), [&*ids[0], &ids[3]]);
+    assert_eq!(listed(Some("RUNNING"), 1), [&*ids[2]]);
+    assert_eq!(listed(Some("CANCELLED"), 10), Vec::<String>::new());
+    assert_eq!(listed(None, 0), Vec::<String>::new());
+
+    let all = store.list_runs(None, None, 3).unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(
+        all.windows(2).all(|w| w[0].created_at >= w[1].created_at),
+        "{all:?}"
+    );
+    let completed = store.list_runs(Some("COMPLETED"), None, 1000).unwrap();
+    assert!(completed.iter().all(|r| r.status == "COMPLETED"));
+    assert!(completed.iter().any(|r| r.run_id == ids[3]));
+}
+
+// --- events ---
+
+fn append_numbers_events_from_one_consecutively_ignoring_the_given_seq(store: &dyn Store) {
+    let run_id = new_run(store);
+    let mut first = event("a", "RUNNING");
+    first.seq = 99;
+    assert_eq!(store.append(&run_id, &[first]).unwrap(), [1]);
+    let batch = [
+        event("a", "COMPLETED"),
+        event("b", "RUNNING"),
+        event("c", "RUNNING"),
+    ];
+    assert_eq!(store.append(&run_id, &batch).unwrap(), [2, 3, 4]);
+    assert_eq!(store.append(&run_id, &[event("b", "FAILED")]).unwrap(), [5]);
+    let seqs: Vec<u64> = store
+        .events(&run_id, 0)
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+}
+
+fn appending_no_events_assigns_no_seqs(store: &dyn Store) {
+    let run_id = new_run(store);
+    assert_eq!(store.append(&run_id, &[]).unwrap(), Vec::<u64>::new());
+    assert_eq!(
+        store.append(&run_id, &[event("a", "RUNNING")]).unwrap(),
+        [1]
+    );
+}
+
+fn every_event_field_reads_back_unchanged(store: &dyn Store) {
+    let run_id = new_run(store);
+    let full = StepEvent {
+        seq: 0,
+        step_id: "parent/child".to_string(),
+        status: "FAILED".to_string(),
+        attempt: 3,
+        at: 1_700_000_123.456_789,
+        duration_ms: Some(12.5),
+        error_type: Some("TimeoutError".to_string()),
+        error: Some("took 'too' long: \"30 s\"\n".to_string()),
+        output: Some(json!({"text": "héllo ☃", "n": [1, 2.5, null]})),
+        delta: Some(json!({"counter": 4})),
+        detail: Some(json!("a prompt")),
+    };
+    let mut returned_nothing = event("b", "COMPLETED");
+    returned_nothing.output = Some(json!(null));
+    store
+        .append(&run_id, &[full.clone(), returned_nothing.clone()])
+        .unwrap();
+    let events = store.events(&run_id, 0).unwrap();
+    assert_eq!(events[0], StepEvent { seq: 1, ..full });
+    assert_eq!(
+        events[1],
+        StepEvent {
+            seq: 2,
+            ..returned_nothing
+        }
+    );
+    assert_eq!(events[1].delta, None);
+}
+
+fn events_after_a_seq_are_only_the_later_ones_in_order(store: &dyn Store) {
+    let run_id = new_run(store);
+    let steps: Vec<StepEvent> = (0..6)
+        .map(|i| event(&format!("s{i}"), "COMPLETED"))
+        .collect();
+    store.append(&run_id, &steps).unwrap();
+    let after_four: Vec<(u64, String)> = store
+        .events(&run_id, 4)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.step_id))
+        .collect();
+    assert_eq!(after_four, [(5, "s4".to_string()), (6, "s5".to_string())]);
+    assert!(store.events(&run_id, 6).unwrap().is_empty());
+    assert!(store.events(&run_id, u64::MAX).unwrap().is_empty());
+}
+
+fn each_run_numbers_its_own_events(store: &dyn Store) {
+    let one = new_run(store);
+    let two = new_run(store);
+    store
+        .append(&one, &[event("a", "RUNNING"), event("a", "COMPLETED")])
+        .unwrap();
+    assert_eq!(store.append(&two, &[event("x", "RUNNING")]).unwrap(), [1]);
+    assert_eq!(store.events(&two, 0).unwrap().len(), 1);
+    assert!(store.events(&new_run(store), 0).unwrap().is_empty());
+}
+
+fn run_ids_with_separators_do_not_collide(store: &dyn Store) {
+    let base = unique("run");
+    let ids = [
+        base.clone(),
+        format!("{base}:events"),
+        format!("{base}%3Aevents"),
+        format!("{base}/x"),
+    ];
+    for id in &ids {
+        store.create_run(&run(id, "wf", now())).unwrap();
+    }
+    store.append(&ids[0], &[event("a", "RUNNING")]).unwrap();
+    store.set_control(&ids[0], Some(Control::Cancel)).unwrap();
+    for id in &ids[1..] {
+        assert_eq!(store.get_run(id).unwrap().run_id, *id);
+        assert_eq!(store.events(id, 0).unwrap(), []);
+        assert_eq!(store.control(id).unwrap(), None);
+    }
+    assert_eq!(store.events(&ids[0], 0).unwrap().len(), 1);
+}
+
+fn concurrent_appends_get_distinct_consecutive_seqs(store: &dyn Store) {
+    let run_id = new_run(store);
+    let mut seqs: Vec<u64> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let run_id = &run_id;
+                scope.spawn(move || {
+                    let mut seqs = Vec::new();
+                    for i in 0..25 {
+                        let batch = [
+                            event(&format!("t{t}-{i}"), "RUNNING"),
+                            event(&format!("t{t}-{i}"), "COMPLETED"),
+                        ];
+                        let got = store.append(run_id, &batch).unwrap();
+                        assert_eq!(got[1], got[0] + 1, "a batch is consecutive");
+                        seqs.extend(got);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=200).collect::<Vec<u64>>());
+    let events = store.events(&run_id, 0).unwrap();
+    assert_eq!(events.len(), 200);
+    // A batch's two events are adjacent in the history.
+    for pair in events.chunks(2) {
+        assert_eq!(pair[0].step_id, pair[1].step_id);
+    }
+}
+
+// --- controls and decisions ---
+
+fn a_control_is_set_replaced_and_cleared(store: &dyn Store) {
+    let run_id = new_run(store);
+    assert_eq!(store.control(&run_id).unwrap(), None);
+    store.set_control(&run_id, Some(Control::Pause)).unwrap();
+    assert_eq!(store.control(&run_id).unwrap(), Some(Control::Pause));
+    store.set_control(&run_id, Some(Control::Cancel)).unwrap();
+    assert_eq!(store.control(&run_id).unwrap(), Some(Control::Cancel));
+    store.set_control(&run_id, None).unwrap();
+    assert_eq!(store.control(&run_id).unwrap(), None);
+    store.set_control(&run_id, None).unwrap();
+}
+
+fn a_step_is_decided_once(store: &dyn Store) {
+    let run_id = new_run(store);
+    let approve = Decision {
+        step_id: "review/approve".to_string(),
+        approved: true,
+        by: Some("ana".to_string()),
+        comment: Some("looks good".to_string()),
+        at: 20.0,
+    };
+    let reject = Decision {
+        approved: false,
+        by: None,
+        comment: None,
+        at: 21.0,
+        ..approve.clone()
+    };
+    let other = Decision {
+        step_id: "publish".to_string(),
+        approved: false,
+        by: None,
+        comment: None,
+        at: 10.0,
+    };
+    assert_eq!(store.decisions(&run_id).unwrap(), []);
+    store.decide(&run_id, &approve).unwrap();
+    let err = store.decide(&run_id, &reject).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::AlreadyDecided {
+            run_id: run_id.clone(),
+            step_id: "review/approve".to_string()
+        }
+    );
+    store.decide(&run_id, &other).unwrap();
+    assert_eq!(store.decisions(&run_id).unwrap(), [other, approve]);
+}
+
+fn of_concurrent_decisions_on_one_step_exactly_one_wins(store: &dyn Store) {
+    let run_id = new_run(store);
+    let outcomes: Vec<Result<(), StoreError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let run_id = &run_id;
+                scope.spawn(move || {
+                    let decision = Decision {
+                        step_id: "gate".to_string(),
+                        approved: i % 2 == 0,
+                        by: Some(format!("user{i}")),
+                        comment: None,
+                        at: now(),
+                    };
+                    store.decide(run_id, &decision)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        outcomes.iter().filter(|o| o.is_ok()).count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().err())
+        .all(|e| matches!(e, StoreError::AlreadyDecided { .. })));
+    assert_eq!(store.decisions(&run_id).unwrap().len(), 1);
+}
+
+// --- cache and workflows ---
+
+fn a_cache_entry_is_returned_until_it_expires(store: &dyn Store) {
+    let key = unique("cache");
+    let t = now();
+    assert_eq!(store.cache_get(&key, t).unwrap(), None);
+    store
+        .cache_put(&key, &json!({"answer": 42}), t + 60.0)
+        .unwrap();
+    assert_eq!(
+        store.cache_get(&key, t).unwrap(),
+        Some(json!({"answer": 42}))
+    );
+    assert_eq!(
+        store.cache_get(&key, t + 59.9).unwrap(),
+        Some(json!({"answer": 42}))
+    );
+    assert_eq!(
+        store.cache_get(&key, t + 60.0).unwrap(),
+        None,
+        "expires_at <= now is expired"
+    );
+    store.cache_put(&key, &json!("newer"), t + 120.0).unwrap();
+    assert_eq!(
+        store.cache_get(&key, t + 90.0).unwrap(),
+        Some(json!("newer"))
+    );
+}
+
+fn a_cache_entry_already_expired_is_not_returned(store: &dyn Store) {
+    let key = unique("cache");
+    store.cache_put(&key, &json!(1), now() - 1.0).unwrap();
+    assert_eq!(store.cache_get(&key, now()).unwrap(), None);
+}
+
+fn a_cache_entry_without_expiry_never_expires(store: &dyn Store) {
+    let key = unique("cache");
+    store
+        .cache_put(&key, &json!([1, 2]), f64::INFINITY)
+        .unwrap();
+    assert_eq!(
+        store.cache_get(&key, now() + 1e9).unwrap(),
+        Some(json!([1, 2]))
+    );
+}
+
+fn a_workflow_definition_is_upserted(store: &dyn Store) {
+    let id = unique("wf");
+    assert_eq!(store.get_workflow(&id).unwrap(), None);
+    store.put_workflow(&id, &json!({"steps": ["a"]})).unwrap();
+    assert_eq!(
+        store.get_workflow(&id).unwrap(),
+        Some(json!({"steps": ["a"]}))
+    );
+    store
+        .put_workflow(&id, &json!({"steps": ["a", "b"]}))
+        .unwrap();
+    assert_eq!(
+        store.get_workflow(&id).unwrap(),
+        Some(json!({"steps": ["a", "b"]}))
+    );
+}
+
+// --- the backends ---
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("weft-store-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A store, and the directory to delete once the test is done with it.
+type Opened = (Arc<dyn Store>, Option<TempDir>);
+
+fn memory_store() -> Option<Opened> {
+    Some((store::open("memory://").unwrap(), None))
+}
+
+fn sqlite_store() -> Option<Opened> {
+    let dir = TempDir::new();
+    let url = format!("sqlite:///{}", dir.0.join("runs.db").display());
+    Some((store::open(&url).unwrap(), Some(dir)))
+}
+
+fn redis_store() -> Option<Opened> {
+    let Ok(url) = std::env::var("WEFT_TEST_REDIS_URL") else {
+        eprintln!("skipped: set WEFT_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
+        return None;
+    };
+    Some((store::open(&url).unwrap(), None))
+}
+
+macro_rules! conformance {
+    ($($behaviour:ident),* $(,)?) => {
+        mod memory { $( #[test] fn $behaviour() { super::check(super::memory_store, super::$behaviour) } )* }
+        mod sqlite { $( #[test] fn $behaviour() { super::check(super::sqlite_store, super::$behaviour) } )* }
+        mod redis { $( #[test] fn $behaviour() { super::check(super::redis_store, super::$behaviour) } )* }
+    };
+}
+
+fn check(open: fn() -> Option<Opened>, behaviour: fn(&dyn Store)) {
+    if let Some((store, _dir)) = open() {
+        behaviour(&*store);
+    }
+}
+
+conformance!(
+    a_created_run_reads_back_unchanged,
+    creating_a_run_twice_is_run_exists_and_keeps_the_first,
+    every_per_run_method_on_an_unknown_run_is_run_not_found,
+    finish_status_sets_status_and_time_and_keeps_what_is_not_given,
+    a_null_result_is_kept_apart_from_no_result,
+    list_runs_is_newest_first_filtered_and_limited,
+    append_numbers_events_from_one_consecutively_ignoring_the_given_seq,
+    appending_no_events_assigns_no_seqs,
+    every_event_field_reads_back_unchanged,
+    events_after_a_seq_are_only_the_later_ones_in_order,
+    each_run_numbers_its_own_events,
+    run_ids_with_separators_do_not_collide,
+    concurrent_appends_get_distinct_consecutive_seqs,
+    a_control_is_set_replaced_and_cleared,
+    a_step_is_decided_once,
+    of_concurrent_decisions_on_one_step_exactly_one_wins,
+    a_cache_entry_is_returned_until_it_expires,
+    a_cache_entry_already_expired_is_not_returned,
+    a_cache_entry_without_expiry_never_expires,
+    a_workflow_definition_is_upserted,
+);

@@ -1,0 +1,305 @@
+//! What only the Redis store does: failing fast on an unreachable server, the schema check, corrupt
+//! values, calls from inside a tokio runtime, reconnecting. (The shared behaviour is in
+//! store_conformance.rs.)
+//!
+//! All but the first test need a server: set `WEFT_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`).
+//! They use unique ids, and databases 13-15 of that server for the tests that need one to
+//! themselves. `cargo test --release --no-default-features --test store_redis -- --ignored
+//! --nocapture` prints the cost of one append.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use weft::store::{self, RedisStore, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION};
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// The test server's URL, or `None` (with a note) when none is configured.
+fn server_url() -> Option<String> {
+    let url = std::env::var("WEFT_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        eprintln!("skipped: set WEFT_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
+    }
+    url
+}
+
+/// The test server's URL with another database index (the path of a redis:// URL).
+fn with_db(url: &str, db: u32) -> String {
+    let host_start = url.find("://").map_or(0, |i| i + 3);
+    let host_end = url[host_start..]
+        .find('/')
+        .map_or(url.len(), |i| host_start + i);
+    format!("{}/{db}", &url[..host_end])
+}
+
+fn raw(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+fn run(run_id: &str) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_string(),
+        workflow_id: "wf".to_string(),
+        name: "flow".to_string(),
+        version: "1".to_string(),
+        status: "RUNNING".to_string(),
+        created_at: 1_700_000_000.0,
+        updated_at: 1_700_000_000.0,
+        input: json!({}),
+        error: None,
+        result: None,
+    }
+}
+
+fn completed(step_id: &str) -> StepEvent {
+    let mut event = StepEvent::new(step_id, "COMPLETED", 1, 1_700_000_000.5);
+    event.output = Some(json!({"counter": 1}));
+    event
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_naming_the_url() {
+    let start = Instant::now();
+    let err = store::open("redis://127.0.0.1:1/0").unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(&err, StoreError::Unreachable(m) if m.contains("redis://127.0.0.1:1/0")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_password_is_not_in_the_url_or_the_messages() {
+    let err = store::open("redis://:hunter2@127.0.0.1:1/0").unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(
+        err.to_string().contains("redis://:***@127.0.0.1:1/0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_malformed_redis_url_is_a_url_error() {
+    assert!(matches!(
+        store::open("redis://host:notaport/0"),
+        Err(StoreError::Url(_))
+    ));
+}
+
+#[test]
+fn with_db_replaces_or_adds_the_database_index() {
+    assert_eq!(with_db("redis://h:6379/0", 15), "redis://h:6379/15");
+    assert_eq!(with_db("redis://h:6379", 15), "redis://h:6379/15");
+    assert_eq!(with_db("redis://h:6379/", 15), "redis://h:6379/15");
+}
+
+#[test]
+fn a_different_schema_version_is_refused_and_left_alone() {
+    let Some(url) = server_url() else { return };
+    let url = with_db(&url, 15);
+    let mut conn = raw(&url);
+    redis::cmd("SET")
+        .arg("weft:schema")
+        .arg("999")
+        .exec(&mut conn)
+        .unwrap();
+    let err = RedisStore::open(&url).unwrap_err();
+    let kept: String = redis::cmd("GET")
+        .arg("weft:schema")
+        .query(&mut conn)
+        .unwrap();
+    redis::cmd("DEL")
+        .arg("weft:schema")
+        .exec(&mut conn)
+        .unwrap();
+    assert_eq!(
+        err,
+        StoreError::SchemaVersion {
+            found: "999".to_string(),
+            expected: SCHEMA_VERSION
+        }
+    );
+    assert_eq!(kept, "999");
+}
+
+#[test]
+fn an_empty_database_gets_the_schema_version() {
+    let Some(url) = server_url() else { return };
+    let store = RedisStore::open(&url).unwrap();
+    let version: String = redis::cmd("GET")
+        .arg("weft:schema")
+        .query(&mut raw(&url))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+    drop(store);
+}
+
+#[test]
+fn an_event_whose_json_is_corrupt_is_reported_with_its_run_and_seq() {
+    let Some(url) = server_url() else { return };
+    // Database 13 holds the corrupt records, so listing runs elsewhere never meets them.
+    let url = with_db(&url, 13);
+    let store = RedisStore::open(&url).unwrap();
+    let run_id = unique("run");
+    store.create_run(&run(&run_id)).unwrap();
+    store
+        .append(&run_id, &[completed("a"), completed("b")])
+        .unwrap();
+    redis::cmd("LSET")
+        .arg(format!("weft:run:{run_id}:events"))
+        .arg(1)
+        .arg("{\"step_id\": ")
+        .exec(&mut raw(&url))
+        .unwrap();
+    let err = store.events(&run_id, 0).unwrap_err();
+    let what = format!("run '{run_id}' event 2");
+    assert!(
+        matches!(&err, StoreError::Corrupt { what: w, .. } if *w == what),
+        "{err:?}"
+    );
+    assert_eq!(store.events(&run_id, 0).unwrap_err(), err);
+    assert_eq!(store.events(&run_id, 1).unwrap_err(), err);
+    assert_eq!(store.events(&run_id, 2).unwrap(), []);
+}
+
+#[test]
+fn a_run_missing_a_field_is_corrupt() {
+    let Some(url) = server_url() else { return };
+    let url = with_db(&url, 13);
+    let store = RedisStore::open(&url).unwrap();
+    let run_id = unique("run");
+    store.create_run(&run(&run_id)).unwrap();
+    redis::cmd("HDEL")
+        .arg(format!("weft:run:{run_id}"))
+        .arg("status")
+        .exec(&mut raw(&url))
+        .unwrap();
+    let err = store.get_run(&run_id).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, detail } if *what == format!("run '{run_id}'") && detail.contains("status")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn the_store_works_and_drops_inside_another_tokio_runtime() {
+    let Some(url) = server_url() else { return };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = RedisStore::open(&url).unwrap();
+        let run_id = unique("run");
+        store.create_run(&run(&run_id)).unwrap();
+        assert_eq!(store.append(&run_id, &[completed("a")]).unwrap(), [1]);
+        drop(store);
+    });
+}
+
+#[test]
+fn two_stores_interleaving_appends_get_distinct_increasing_seqs() {
+    let Some(url) = server_url() else { return };
+    let one = RedisStore::open(&url).unwrap();
+    let two = RedisStore::open(&url).unwrap();
+    let run_id = unique("run");
+    one.create_run(&run(&run_id)).unwrap();
+    let per_store: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [&one, &two]
+            .into_iter()
+            .map(|store| {
+                let run_id = &run_id;
+                scope.spawn(move || {
+                    (0..100)
+                        .flat_map(|i| {
+                            store
+                                .append(run_id, &[completed(&format!("s{i}"))])
+                                .unwrap()
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for seqs in &per_store {
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    }
+    let mut all = per_store.concat();
+    all.sort_unstable();
+    assert_eq!(all, (1..=200).collect::<Vec<u64>>());
+}
+
+#[test]
+fn a_dropped_connection_fails_one_call_then_reconnects() {
+    let Some(url) = server_url() else { return };
+    // Database 14 is this test's alone, so killing its clients disturbs no other test.
+    let url = with_db(&url, 14);
+    let store = RedisStore::open(&url).unwrap();
+    let run_id = unique("run");
+    store.create_run(&run(&run_id)).unwrap();
+
+    let mut admin = raw(&url);
+    let me: i64 = redis::cmd("CLIENT").arg("ID").query(&mut admin).unwrap();
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut admin).unwrap();
+    for line in clients.lines().filter(|l| l.contains(" db=14 ")) {
+        let id: i64 = line
+            .split(' ')
+            .find_map(|f| f.strip_prefix("id="))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if id != me {
+            redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .exec(&mut admin)
+                .unwrap();
+        }
+    }
+
+    // The first call may or may not notice the dead connection; either way, the next one works.
+    if let Err(err) = store.get_run(&run_id) {
+        assert!(matches!(err, StoreError::Unreachable(_)), "{err:?}");
+    }
+    assert_eq!(store.get_run(&run_id).unwrap().run_id, run_id);
+}
+
+#[test]
+#[ignore = "a measurement: run with --release --ignored --nocapture"]
+fn measure_append_cost() {
+    let Some(url) = server_url() else { return };
+    let store = RedisStore::open(&url).unwrap();
+    let run_id = unique("bench");
+    store.create_run(&run(&run_id)).unwrap();
+    let event = completed("step");
+    for _ in 0..1_000 {
+        store.append(&run_id, std::slice::from_ref(&event)).unwrap();
+    }
+    const N: u32 = 10_000;
+    let start = Instant::now();
+    for _ in 0..N {
+        store.append(&run_id, std::slice::from_ref(&event)).unwrap();
+    }
+    let per_append = start.elapsed() / N;
+    let start = Instant::now();
+    for _ in 0..N {
+        store.control(&run_id).unwrap();
+    }
+    let per_control = start.elapsed() / N;
+    eprintln!("Redis: {per_append:?} per single-event append, {per_control:?} per control() read");
+}

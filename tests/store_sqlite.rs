@@ -1,0 +1,438 @@
+//! What only the SQLite store does: one file shared by processes, the schema check, corrupt rows,
+//! linear growth. (The shared behaviour is in store_conformance.rs.)
+//!
+//! `cargo test --release --no-default-features --test store_sqlite -- --ignored --nocapture` prints
+//! the cost of one append.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use weft::store::{self, RunRecord, SqliteStore, StepEvent, Store, StoreError, SCHEMA_VERSION};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "weft-sqlite-test-{}-{nanos}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn db(&self) -> PathBuf {
+        self.0.join("runs.db")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(run_id: &str) -> RunRecord {
+    RunRecord {
+        run_id: run_id.to_string(),
+        workflow_id: "wf".to_string(),
+        name: "flow".to_string(),
+        version: "1".to_string(),
+        status: "RUNNING".to_string(),
+        created_at: 1_700_000_000.0,
+        updated_at: 1_700_000_000.0,
+        input: json!({}),
+        error: None,
+        result: None,
+    }
+}
+
+fn completed(step_id: &str, output: serde_json::Value) -> StepEvent {
+    let mut event = StepEvent::new(step_id, "COMPLETED", 1, 1_700_000_000.5);
+    event.duration_ms = Some(0.25);
+    event.output = Some(output);
+    event
+}
+
+/// An event's row id in the events table: its run's key in the high 32 bits, its seq in the low.
+fn event_id(dir: &TempDir, run_id: &str, seq: i64) -> i64 {
+    let key: i64 = raw(&dir.db())
+        .query_row("SELECT key FROM runs WHERE run_id = ?1", [run_id], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    (key << 32) | seq
+}
+
+fn raw(path: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
+
+#[test]
+fn everything_written_is_there_after_reopening() {
+    let dir = TempDir::new();
+    {
+        let store = SqliteStore::open(dir.db()).unwrap();
+        store.create_run(&run("r1")).unwrap();
+        store
+            .append("r1", &[completed("a", json!(1)), completed("b", json!(2))])
+            .unwrap();
+    }
+    let store = SqliteStore::open(dir.db()).unwrap();
+    assert_eq!(store.get_run("r1").unwrap(), run("r1"));
+    assert_eq!(store.events("r1", 0).unwrap().len(), 2);
+    assert_eq!(
+        store.append("r1", &[completed("c", json!(3))]).unwrap(),
+        [3]
+    );
+}
+
+#[test]
+fn open_creates_missing_parent_directories() {
+    let dir = TempDir::new();
+    let path = dir.0.join("a").join("b").join("runs.db");
+    SqliteStore::open(&path).unwrap();
+    assert!(path.is_file());
+}
+
+#[test]
+fn a_four_slash_url_is_an_absolute_path() {
+    let dir = TempDir::new();
+    let absolute = dir.db();
+    assert!(absolute.is_absolute());
+    let url = format!("sqlite:///{}", absolute.display());
+    assert!(url.starts_with("sqlite:////"), "{url}");
+    let store = store::open(&url).unwrap();
+    assert_eq!(store.url(), url);
+    store.create_run(&run("r1")).unwrap();
+    assert!(absolute.is_file());
+}
+
+#[test]
+fn the_database_is_in_wal_mode() {
+    let dir = TempDir::new();
+    let _store = SqliteStore::open(dir.db()).unwrap();
+    let mode: String = raw(&dir.db())
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn two_stores_on_one_file_interleaving_appends_get_distinct_increasing_seqs() {
+    // Two connections to one file behave as two processes do: neither caches the run's last seq.
+    let dir = TempDir::new();
+    let one = SqliteStore::open(dir.db()).unwrap();
+    let two = SqliteStore::open(dir.db()).unwrap();
+    one.create_run(&run("shared")).unwrap();
+    assert_eq!(
+        two.append("shared", &[completed("a", json!(1))]).unwrap(),
+        [1]
+    );
+    assert_eq!(
+        one.append("shared", &[completed("b", json!(2))]).unwrap(),
+        [2]
+    );
+
+    let per_store: Vec<Vec<u64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = [&one, &two]
+            .into_iter()
+            .map(|store| {
+                scope.spawn(move || {
+                    let mut seqs = Vec::new();
+                    for i in 0..100 {
+                        seqs.extend(
+                            store
+                                .append("shared", &[completed(&format!("s{i}"), json!(i))])
+                                .unwrap(),
+                        );
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for seqs in &per_store {
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "each store sees its seqs increase: {seqs:?}"
+        );
+    }
+    let mut all: Vec<u64> = per_store.concat();
+    all.sort_unstable();
+    assert_eq!(all, (3..=202).collect::<Vec<u64>>());
+    assert_eq!(one.events("shared", 0).unwrap().len(), 202);
+}
+
+#[test]
+fn a_different_schema_version_is_refused_and_left_alone() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.db()).unwrap());
+    raw(&dir.db())
+        .execute(
+            "UPDATE meta SET value = '999' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+    let err = SqliteStore::open(dir.db()).unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::SchemaVersion {
+            found: "999".to_string(),
+            expected: SCHEMA_VERSION
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("the store was written with schema version 999; this weft reads version {SCHEMA_VERSION}")
+    );
+    let kept: String = raw(&dir.db())
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(kept, "999");
+}
+
+#[test]
+fn a_schema_version_that_is_not_a_number_is_refused() {
+    let dir = TempDir::new();
+    drop(SqliteStore::open(dir.db()).unwrap());
+    raw(&dir.db())
+        .execute(
+            "UPDATE meta SET value = 'one' WHERE key = 'schema_version'",
+            [],
+        )
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(dir.db()),
+        Err(StoreError::SchemaVersion { found, .. }) if found == "one"
+    ));
+}
+
+#[test]
+fn an_event_whose_json_is_corrupt_is_reported_with_its_run_and_seq() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("r1")).unwrap();
+    store
+        .append("r1", &[completed("a", json!(1)), completed("b", json!(2))])
+        .unwrap();
+    raw(&dir.db())
+        .execute(
+            &format!(
+                "UPDATE events SET output = '{{\"half\": ' WHERE id = {}",
+                event_id(&dir, "r1", 2)
+            ),
+            [],
+        )
+        .unwrap();
+    let err = store.events("r1", 0).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, .. } if what == "run 'r1' event 2"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("corrupt record in the store: run 'r1' event 2: invalid JSON"),
+        "{err}"
+    );
+    assert_eq!(store.events("r1", 0).unwrap_err(), err);
+    assert_eq!(store.events("r1", 2).unwrap(), []);
+}
+
+#[test]
+fn an_event_column_of_the_wrong_type_is_corrupt() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("r1")).unwrap();
+    store.append("r1", &[completed("a", json!(1))]).unwrap();
+    raw(&dir.db())
+        .execute(
+            &format!(
+                "UPDATE events SET attempt = 'many' WHERE id = {}",
+                event_id(&dir, "r1", 1)
+            ),
+            [],
+        )
+        .unwrap();
+    let err = store.events("r1", 0).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { what, detail } if what == "run 'r1' event 1" && detail.contains("attempt")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_run_whose_input_is_corrupt_is_reported_by_name() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("r1")).unwrap();
+    raw(&dir.db())
+        .execute("UPDATE runs SET input = 'nope' WHERE run_id = 'r1'", [])
+        .unwrap();
+    assert!(matches!(
+        store.get_run("r1"),
+        Err(StoreError::Corrupt { what, .. }) if what == "run 'r1' input"
+    ));
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_unreachable_naming_it() {
+    let dir = TempDir::new();
+    std::fs::write(
+        dir.db(),
+        "this is a text file, not SQLite, and it is long enough to have a header",
+    )
+    .unwrap();
+    let err = SqliteStore::open(dir.db()).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unreachable(m) if m.contains(&dir.db().display().to_string())),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_database_of_something_else_is_refused_untouched() {
+    let dir = TempDir::new();
+    raw(&dir.db())
+        .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+        .unwrap();
+    assert!(matches!(
+        SqliteStore::open(dir.db()),
+        Err(StoreError::SchemaVersion { found, .. }) if found == "(none)"
+    ));
+    let tables: i64 = raw(&dir.db())
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 1);
+}
+
+#[test]
+fn the_run_events_view_shows_each_event_with_its_run_id_and_seq() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("r1")).unwrap();
+    store.create_run(&run("r2")).unwrap();
+    store.append("r2", &[completed("x", json!(0))]).unwrap();
+    store
+        .append("r1", &[completed("a", json!(1)), completed("b", json!(2))])
+        .unwrap();
+    let rows: Vec<(String, i64, String)> = raw(&dir.db())
+        .prepare("SELECT run_id, seq, step_id FROM run_events ORDER BY run_id, seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let expected = [("r1", 1, "a"), ("r1", 2, "b"), ("r2", 1, "x")];
+    assert_eq!(
+        rows,
+        expected.map(|(r, s, t)| (r.to_string(), s, t.to_string()))
+    );
+}
+
+#[test]
+fn a_background_thread_checkpoints_the_wal_into_the_database() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("r1")).unwrap();
+    let before = std::fs::metadata(dir.db()).unwrap().len();
+    // Each commit adds at least one page to the WAL; 1,000 pages wake the checkpointer.
+    for i in 0..1_100 {
+        store
+            .append("r1", &[completed(&format!("s{i}"), json!(i))])
+            .unwrap();
+    }
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::metadata(dir.db()).unwrap().len() < before + 64 * 1024 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint copied the WAL into the database"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn the_file_grows_linearly_with_events() {
+    const EVENTS: u64 = 1_000;
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store
+        .create_run(&run("3f2c9a4e-5b1d-4c7a-9e8f-0123456789ab"))
+        .unwrap();
+    for i in 0..EVENTS {
+        let event = completed(&format!("step_{i}"), json!({"value": i, "ok": true}));
+        store
+            .append("3f2c9a4e-5b1d-4c7a-9e8f-0123456789ab", &[event])
+            .unwrap();
+    }
+    // Closing the last connection checkpoints the WAL into the file and deletes it.
+    drop(store);
+    assert!(!dir.0.join("runs.db-wal").exists());
+    let size = std::fs::metadata(dir.db()).unwrap().len();
+    let bound = EVENTS * 400 + 64 * 1024;
+    eprintln!(
+        "{EVENTS} events: {size} bytes ({} per event)",
+        size / EVENTS
+    );
+    assert!(
+        size < bound,
+        "{size} bytes for {EVENTS} events (bound {bound})"
+    );
+}
+
+#[test]
+#[ignore = "a measurement: run with --release --ignored --nocapture"]
+fn measure_append_cost() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("bench")).unwrap();
+    let event = completed("step", json!({"counter": 1}));
+    for _ in 0..1_000 {
+        store.append("bench", std::slice::from_ref(&event)).unwrap();
+    }
+    const N: u32 = 20_000;
+    let start = Instant::now();
+    for _ in 0..N {
+        store.append("bench", std::slice::from_ref(&event)).unwrap();
+    }
+    let per_append = start.elapsed() / N;
+    let batch: Vec<StepEvent> = (0..100).map(|_| event.clone()).collect();
+    let start = Instant::now();
+    for _ in 0..100 {
+        store.append("bench", &batch).unwrap();
+    }
+    let per_batched_event = start.elapsed() / (100 * 100);
+    let last = 1_000 + u64::from(N) + 100 * 100;
+    let start = Instant::now();
+    for _ in 0..N {
+        assert_eq!(store.events("bench", last - 1).unwrap().len(), 1);
+    }
+    let per_tail_read = start.elapsed() / N;
+    let start = Instant::now();
+    for _ in 0..N {
+        store.control("bench").unwrap();
+    }
+    let per_control = start.elapsed() / N;
+    eprintln!(
+        "SQLite: {per_append:?} per single-event append, {per_batched_event:?} per event in batches \
+         of 100, {per_tail_read:?} per events(after) of the last one, {per_control:?} per control()"
+    );
+}
