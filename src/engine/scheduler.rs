@@ -31,6 +31,10 @@ pub enum StepState {
     Blocked,
     /// The run was cancelled or timed out before the step finished.
     Cancelled,
+    /// A human approval step waiting for its decision (a durable run ended
+    /// `WAITING_APPROVAL`). The scheduler never produces it: the durable layer reports it for
+    /// the step that asked for approval.
+    WaitingApproval,
 }
 
 impl StepState {
@@ -46,6 +50,7 @@ impl StepState {
             StepState::Skipped => "skipped",
             StepState::Blocked => "blocked",
             StepState::Cancelled => "cancelled",
+            StepState::WaitingApproval => "waiting_approval",
         }
     }
 
@@ -72,6 +77,9 @@ pub enum RunOutcome {
     Failed,
     /// The run was cancelled.
     Cancelled,
+    /// The run was paused: running steps finished, the rest never started (see
+    /// `Scheduler::pause`); a durable run resumes from here.
+    Paused,
 }
 
 /// How a run reacts to its steps' outcomes: the failure policies of JAF's `ParallelStep`
@@ -116,6 +124,10 @@ pub struct Scheduler {
     cancelled: bool,
     timed_out: bool,
     settled: bool,
+    /// `pause` ran: nothing new starts; once nothing is in flight the rest ends `Cancelled`.
+    paused: bool,
+    /// Steps that `pause` ended without running them.
+    paused_unrun: usize,
     policy: RunPolicy,
 }
 
@@ -143,6 +155,8 @@ impl Scheduler {
             cancelled: false,
             timed_out: false,
             settled: false,
+            paused: false,
+            paused_unrun: 0,
             policy,
             graph,
         }
@@ -155,6 +169,14 @@ impl Scheduler {
 
     /// Takes the next ready step if a concurrency slot is free, marking it running.
     pub fn next_ready(&mut self) -> Option<Dispatch> {
+        if self.paused {
+            if self.in_flight == 0 && !self.is_done() {
+                let before = self.terminal;
+                self.end_unfinished(StepState::Cancelled);
+                self.paused_unrun += self.terminal - before;
+            }
+            return None;
+        }
         if self.in_flight >= self.limit || self.cancelled || self.timed_out || self.settled {
             return None;
         }
@@ -163,6 +185,49 @@ impl Scheduler {
         self.state[step] = StepState::Running;
         self.attempts[step] = 1;
         Some(Dispatch { step, attempt: 1 })
+    }
+
+    /// Marks `steps` completed without running them: they finished in an earlier process and a
+    /// resumed run restores their outputs from its checkpoint store. Call before the first
+    /// `next_ready`; dependents whose every dependency is restored become ready. A step that is
+    /// not pending is left alone.
+    pub fn restore(&mut self, steps: &[usize]) {
+        let mut any = false;
+        for &step in steps {
+            if self.state[step] == StepState::Pending {
+                self.finish(step, StepState::Completed);
+                self.release_dependents(step);
+                any = true;
+            }
+        }
+        if any {
+            let state = &self.state;
+            self.ready.retain(|&s| state[s] == StepState::Pending);
+        }
+    }
+
+    /// Pauses the run: nothing new starts (not even a retry), running steps finish, and once
+    /// none is in flight every step that has not run ends `Cancelled` and the run's outcome is
+    /// `Paused` (seed 001's `pause`). Steps waiting to retry end `Cancelled` now and are
+    /// returned, so the caller can drop their timers.
+    pub fn pause(&mut self) -> Vec<usize> {
+        if self.paused || self.cancelled || self.timed_out || self.settled {
+            return Vec::new();
+        }
+        self.paused = true;
+        let retrying: Vec<usize> = (0..self.state.len())
+            .filter(|&s| self.state[s] == StepState::Retrying)
+            .collect();
+        for &s in &retrying {
+            self.finish(s, StepState::Cancelled);
+            self.paused_unrun += 1;
+        }
+        retrying
+    }
+
+    /// True once `pause` ran.
+    pub fn is_paused(&self) -> bool {
+        self.paused
     }
 
     /// True when `d` is still the live attempt of a running step (not abandoned, not stale).
@@ -329,6 +394,9 @@ impl Scheduler {
         }
         if self.timed_out {
             return RunOutcome::Failed;
+        }
+        if self.paused_unrun > 0 {
+            return RunOutcome::Paused;
         }
         let ok = match self.policy.min_success {
             Some(k) => {
@@ -534,6 +602,48 @@ mod tests {
         assert_eq!(s.fail(0, StepState::Failed), Vec::<usize>::new());
         assert_eq!(drain(&mut s), vec![1]);
         s.succeed(1);
+        assert_eq!(s.outcome(), RunOutcome::Completed);
+    }
+
+    #[test]
+    fn restored_steps_do_not_run_and_release_their_dependents() {
+        let g = graph(&[("a", &[]), ("b", &["a"]), ("c", &[]), ("d", &["b", "c"])]);
+        let mut s = Scheduler::new(g, None);
+        s.restore(&[0, 1]);
+        assert_eq!(s.state(1), StepState::Completed);
+        assert_eq!(drain(&mut s), vec![2]);
+        s.succeed(2);
+        assert_eq!(drain(&mut s), vec![3]);
+        s.succeed(3);
+        assert!(s.is_done());
+        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.attempts(0), 0, "a restored step never started here");
+    }
+
+    #[test]
+    fn pause_lets_running_steps_finish_and_starts_nothing_new() {
+        let g = graph(&[("a", &[]), ("b", &[]), ("c", &["a"]), ("d", &["b"])]);
+        let mut s = Scheduler::new(g, None);
+        assert_eq!(drain(&mut s), vec![0, 1]);
+        s.retrying(1);
+        assert_eq!(s.pause(), vec![1], "a step waiting to retry ends now");
+        assert_eq!(s.start_retry(1), None);
+        s.succeed(0);
+        assert_eq!(s.next_ready(), None, "c is ready but the run is paused");
+        assert!(s.is_done(), "nothing in flight: the rest ended");
+        assert_eq!(s.state(2), StepState::Cancelled);
+        assert_eq!(s.state(0), StepState::Completed);
+        assert_eq!(s.outcome(), RunOutcome::Paused);
+    }
+
+    #[test]
+    fn a_pause_after_everything_ran_still_completes() {
+        let g = graph(&[("a", &[])]);
+        let mut s = Scheduler::new(g, None);
+        assert_eq!(drain(&mut s), vec![0]);
+        s.pause();
+        s.succeed(0);
+        assert_eq!(s.next_ready(), None);
         assert_eq!(s.outcome(), RunOutcome::Completed);
     }
 }
