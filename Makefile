@@ -38,8 +38,8 @@ lint-python: ## ruff check, ruff format --check, mypy, stubtest of the native mo
 lint: lint-rust lint-python ## All lints
 
 .PHONY: test-rust
-test-rust: ## The pure-Rust engine's tests (no Python needed)
-	cargo test --no-default-features
+test-rust: ## The pure-Rust engine's and stores' tests (no Python needed; starts a redis-server if installed)
+	bash tests/cargo_test.sh
 
 .PHONY: test-python
 test-python: ## The pytest suite (slow soak tests included)

@@ -26,11 +26,19 @@ from weft.composite import (
 )
 from weft.engine import WorkflowEngine
 from weft.errors import (
+    ApprovalError,
+    ApprovalRejectedError,
+    CorruptRecordError,
     HandoffError,
     LoopLimitError,
     PartialFailureError,
     RouteError,
+    RunNotFoundError,
+    SchemaVersionError,
     StepTimeoutError,
+    StoreError,
+    StoreUnavailableError,
+    StoreURLError,
     WeftError,
     WorkflowCancelledError,
     WorkflowDefinitionError,
@@ -43,6 +51,8 @@ from weft.steps import AgentStep, Step, ToolStep
 from weft.workflow import Workflow, WorkflowResult, _close_runners
 
 if TYPE_CHECKING:
+    from weft.approval import HumanApprovalStep, approve, reject
+    from weft.durable import cancel, get_workflow_status, list_runs, pause, run_history
     from weft.events import (
         RunFinished,
         StepBlocked,
@@ -58,6 +68,7 @@ if TYPE_CHECKING:
         WorkflowLogger,
         execute_workflow_stream,
     )
+    from weft.store import MemoryStore, RedisStore, RunInfo, SqliteStore, StepRecord, Store
 
 __version__: str = _core.__version__
 
@@ -81,6 +92,19 @@ _LAZY = {
         "execute_workflow_stream",
     )
 }
+# NOTE: durable runs' names load on first use too, keeping `import weft` lean.
+_LAZY.update(dict.fromkeys(("HumanApprovalStep", "approve", "reject"), "weft.approval"))
+_LAZY.update(
+    dict.fromkeys(
+        ("cancel", "get_workflow_status", "list_runs", "pause", "run_history"), "weft.durable"
+    )
+)
+_LAZY.update(
+    dict.fromkeys(
+        ("MemoryStore", "RedisStore", "RunInfo", "SqliteStore", "StepRecord", "Store"),
+        "weft.store",
+    )
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -97,22 +121,32 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Agent",
     "AgentStep",
+    "ApprovalError",
+    "ApprovalRejectedError",
     "ConditionalStep",
+    "CorruptRecordError",
     "DagWorkflow",
     "DeterministicWorkflow",
     "Handoff",
     "HandoffError",
     "HandoffWorkflow",
+    "HumanApprovalStep",
     "LoopLimitError",
     "LoopStep",
     "MapStep",
+    "MemoryStore",
     "ParallelStep",
     "PartialFailureError",
+    "RedisStore",
     "Registry",
     "RetryPolicy",
     "RouteError",
     "RouterStep",
     "RunFinished",
+    "RunInfo",
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "SqliteStore",
     "StateMap",
     "Step",
     "StepBlocked",
@@ -120,6 +154,7 @@ __all__ = [
     "StepCompleted",
     "StepFailed",
     "StepFinished",
+    "StepRecord",
     "StepResult",
     "StepRetrying",
     "StepSkipped",
@@ -127,6 +162,10 @@ __all__ = [
     "StepStatus",
     "StepTimedOut",
     "StepTimeoutError",
+    "Store",
+    "StoreError",
+    "StoreURLError",
+    "StoreUnavailableError",
     "SubWorkflowStep",
     "ToolStep",
     "WeftError",
@@ -143,7 +182,14 @@ __all__ = [
     "WorkflowTimeoutError",
     "__version__",
     "agent",
+    "approve",
+    "cancel",
     "execute_workflow_stream",
+    "get_workflow_status",
+    "list_runs",
+    "pause",
+    "reject",
+    "run_history",
     "tool",
 ]
 

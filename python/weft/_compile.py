@@ -34,6 +34,10 @@ EVENT_SINK: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
     "weft_event_sink", default=None
 )
 
+#: The checkpoint journal (``_core.Journal``) of the durable run a task belongs to; a nested run
+#: writes through ``journal.child(prefix)`` so its steps have paths ``"parent/step"``.
+JOURNAL: contextvars.ContextVar[Any] = contextvars.ContextVar("weft_journal", default=None)
+
 #: ``handler(step_result, context) -> Step | None`` (JAF's ``add_error_handler``).
 StepErrorHandler = Callable[[StepResult, WorkflowContext], "Step | None"]
 #: ``handler(error, step, state) -> {"action": ...}`` (JAF's builder ``with_error_handler``).
@@ -79,6 +83,14 @@ def spec_for(
         outer = _outer_refs(step, opts)
         return (step.step_id, list(deps), outer, invoke, True, True, None, _NO_RETRY, [])
     invoke, is_async, wants_context, refs = step._call_spec(opts)
+    if step.cache is not None:
+        from weft.cache import cached_call
+
+        ttl, key_fn = step.cache
+        invoke = cached_call(
+            step.step_id, opts.workflow_id, invoke, is_async, wants_context, ttl, key_fn
+        )
+        wants_context = True
     return (
         step.step_id,
         list(deps),
@@ -178,12 +190,16 @@ async def run_plan(
     max_concurrency: int | None = None,
     on_event: EventSink | None = None,
     event_prefix: str | None = None,
+    journal: Any = None,
+    on_run: Callable[[Any], None] | None = None,
 ) -> Outcome:
     """Runs ``plan`` on the running loop from ``context`` and waits for it.
 
     Cancelling the awaiting task cancels the run and waits until its tasks have unwound before
     ``CancelledError`` propagates. A nested run (``event_prefix`` given) reports its events to
-    the enclosing run's subscriber with ids ``"<prefix>/<step_id>"``.
+    the enclosing run's subscriber with ids ``"<prefix>/<step_id>"``, and checkpoints through
+    the enclosing durable run's journal under the same paths. ``journal`` makes a top-level run
+    durable; ``on_run(run)`` is called with the started ``_core.Run`` (pause/cancel control).
     """
     if on_event is None and event_prefix is not None:
         parent = EVENT_SINK.get()
@@ -193,12 +209,20 @@ async def run_plan(
             def on_event(kind: str, step_id: str, attempt: int, payload: Any) -> None:
                 parent(kind, prefix + step_id, attempt, payload)
 
+    if journal is None and event_prefix is not None:
+        parent_journal = JOURNAL.get()
+        if parent_journal is not None:
+            journal = parent_journal.child(event_prefix)
     pyctx = contextvars.copy_context()
     if on_event is not None:
         pyctx.run(EVENT_SINK.set, on_event)
+    if journal is not None:
+        pyctx.run(JOURNAL.set, journal)
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    run = plan.start(context, loop, pyctx, done, timeout, max_concurrency, on_event)
+    run = plan.start(context, loop, pyctx, done, timeout, max_concurrency, on_event, journal)
+    if on_run is not None:
+        on_run(run)
     try:
         await done
     except asyncio.CancelledError:

@@ -4,11 +4,13 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Self, final
 
 __all__ = [
+    "Journal",
     "Nested",
     "Plan",
     "Run",
     "StateMap",
     "StepResult",
+    "Store",
     "WorkflowContext",
     "__version__",
     "_shutdown",
@@ -96,8 +98,10 @@ class WorkflowContext:
         context."""
     @property
     def idempotency_key(self) -> str | None:
-        """``"{run_id}:{step_id}"``: stable for a run and step across attempts, so side-effecting
-        tools can de-duplicate retried work. ``None`` outside a step."""
+        """``"{run_id}:{step_path}"``: stable for a run and step across attempts and, in a durable
+        run, across ``resume`` (a step interrupted mid-flight runs again with the same key), so
+        side-effecting tools can de-duplicate. Inside a composite of a durable run the path is
+        ``"parent/step"``. ``None`` outside a step."""
     def __getitem__(self, key: str, /) -> Any: ...
     def __len__(self) -> int: ...
     def __contains__(self, key: object, /) -> bool: ...
@@ -199,6 +203,9 @@ class Run:
     def cancel(self) -> Any:
         """Cancels the run (call on the loop thread); returns a future that resolves once every
         cancelled task has finished unwinding, or ``None`` when none is left."""
+    def pause(self) -> None:
+        """Pauses the run (call on the loop thread): running steps finish, nothing new starts,
+        and the run ends with status ``paused`` once nothing is in flight."""
     def outcome(self) -> tuple[str, list[StepResult], Any, str | None, float, WorkflowContext]:
         """``(status, steps, final_output, error, total_execution_time_ms, context)``."""
 
@@ -255,8 +262,11 @@ class Plan:
         timeout: float | None = None,
         max_concurrency: int | None = None,
         on_event: Any = None,
+        journal: Journal | None = None,
     ) -> Run:
-        """Starts a run on the running event loop ``event_loop`` (call from its thread)."""
+        """Starts a run on the running event loop ``event_loop`` (call from its thread).
+        ``journal`` makes it durable: each step is checkpointed to the journal's store and the
+        steps the journal restores are completed without running."""
     @property
     def workflow_id(self) -> str:
         """The id of the workflow this plan was compiled from."""
@@ -285,6 +295,131 @@ class Nested:
     @property
     def output(self) -> Any:
         """The step's output."""
+
+@final
+class Store:
+    """A checkpoint store opened from a URL. Private: ``weft.Store`` wraps it.
+
+    Raises:
+        StoreURLError, StoreUnavailableError, SchemaVersionError: on opening.
+    """
+
+    def __new__(cls, url: str) -> Self: ...
+    @property
+    def url(self) -> str:
+        """The URL it was opened from."""
+    def create_run(
+        self,
+        run_id: str,
+        workflow_id: str,
+        name: str,
+        version: str,
+        status: str,
+        input: Any,
+        created_at: float,
+    ) -> None:
+        """Records a new run (``StoreError`` if the id exists)."""
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's record as a dict (``RunNotFoundError`` if absent)."""
+    def finish_status(
+        self,
+        run_id: str,
+        status: str,
+        at: float,
+        error: str | None = None,
+        result: Any = None,
+    ) -> None:
+        """Sets the run's status (and its error / result summary when given)."""
+    def list_runs(
+        self, status: str | None = None, workflow_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Run records, newest first, filtered by status and workflow id."""
+    def append(self, run_id: str, events: list[dict[str, Any]]) -> list[int]:
+        """Appends step events (dicts with ``step_id``, ``status``, ``attempt``, ``at``,
+        ``duration_ms``, ``error_type``, ``error``, ``output``, ``delta``, ``detail``); returns
+        their sequence numbers."""
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The run's step events after sequence number ``after``, oldest first, as dicts."""
+    def set_control(self, run_id: str, control: str | None = None) -> None:
+        """Requests ``"pause"`` or ``"cancel"`` for a run (``None`` clears the request)."""
+    def control(self, run_id: str) -> str | None:
+        """The pending control request of a run: ``"pause"``, ``"cancel"`` or ``None``."""
+    def decide(
+        self,
+        run_id: str,
+        step_id: str,
+        approved: bool,
+        by: str | None = None,
+        comment: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Records a decision on an approval step (``ApprovalError`` if it already has one)."""
+    def decisions(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's approval decisions, as dicts."""
+    def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
+        """``(True, value)`` for a live cache entry, ``(False, None)`` otherwise."""
+    def cache_put(self, key: str, value: Any, expires_at: float) -> None:
+        """Stores a JSON value under ``key`` until ``expires_at`` (unix seconds)."""
+    def put_workflow(self, workflow_id: str, definition: Any) -> None:
+        """Records (replaces) a workflow's definition."""
+    def get_workflow(self, workflow_id: str) -> Any:
+        """A workflow's recorded definition, or ``None``."""
+
+@final
+class Journal:
+    """The checkpoint writer of one durable run. Private: ``weft.durable`` makes them.
+
+    ``serializer`` (e.g. the ``pickle`` module) stores outputs that are not JSON; ``batch``
+    buffers events (written every 256 and at the run's end); ``resume`` reads the run's events
+    and restores every step whose last event is ``completed``.
+    """
+
+    def __new__(
+        cls,
+        store: Store,
+        run_id: str,
+        *,
+        serializer: Any = None,
+        batch: bool = False,
+        resume: bool = False,
+    ) -> Self: ...
+    def child(self, prefix: str) -> Journal:
+        """The journal of a nested run inside step ``prefix`` (paths ``"prefix/..."``)."""
+    def root(self) -> Journal:
+        """The journal of the top-level run (scope ``""``)."""
+    @property
+    def run_id(self) -> str:
+        """The durable run's id."""
+    @property
+    def store(self) -> Store:
+        """The store this journal writes to."""
+    @property
+    def scope(self) -> str:
+        """This journal's path prefix (``""`` for the top-level run)."""
+    @property
+    def error(self) -> str | None:
+        """The first store error a write hit, or ``None``."""
+    def restored_paths(self) -> list[str]:
+        """Paths of the steps restored from the store, sorted."""
+    def flush(self) -> None:
+        """Writes buffered events now (batch mode). Raises ``StoreError``."""
+    def record(
+        self,
+        step_id: str,
+        status: str,
+        attempt: int = 1,
+        *,
+        detail: Any = None,
+        error_type: str | None = None,
+        error: str | None = None,
+        output: Any = None,
+    ) -> None:
+        """Appends one event for ``step_id`` (a path under this journal's scope)."""
+    def encode_output(self, step_id: str, obj: Any) -> Any:
+        """``obj`` as this journal stores outputs; ``TypeError`` naming ``step_id`` if it
+        cannot be stored."""
+    def decode_output(self, value: Any) -> Any:
+        """Decodes a stored output (the inverse of ``encode_output``)."""
 
 def _shutdown() -> None:
     """Stops weft's timer thread and joins its worker threads; ``weft`` registers it with

@@ -37,7 +37,8 @@ class StepStatus(StrEnum):
 
     ``SKIPPED``: a condition was false (dependents still run). ``BLOCKED``: a dependency failed, so
     the step never ran. ``TIMEOUT``: its last attempt exceeded its timeout. ``CANCELLED``: the run
-    was cancelled or timed out before the step finished.
+    was cancelled, paused or timed out before the step finished. ``WAITING_APPROVAL``: a human
+    approval step is waiting for its decision.
     """
 
     PENDING = "pending"
@@ -49,3 +50,5 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
     BLOCKED = "blocked"
     CANCELLED = "cancelled"
+    #: A :class:`~weft.HumanApprovalStep` waiting for ``approve``/``reject`` (durable runs).
+    WAITING_APPROVAL = "waiting_approval"

@@ -498,6 +498,7 @@ class DagWorkflow:
         self.workflow = workflow
         self.title = title
         self.team = team
+        self._store: Any = None
 
     @property
     def workflow_id(self) -> str:
@@ -510,20 +511,39 @@ class DagWorkflow:
         return self.workflow.steps
 
     async def register(self, store: Any = None) -> str:
-        """JarvisCore's ``register`` (seed 003): returns the workflow id.
+        """JarvisCore's ``register`` (seed 003): records the DAG and returns the workflow id.
 
         Args:
-            store: ``None`` (default): the workflow lives in memory only, as JarvisCore
-                without Redis. Persistent stores are not supported yet.
+            store: a :class:`~weft.Store` or a store URL (``"redis://host:6379/0"``,
+                ``"sqlite:///runs.db"``): the DAG (title, team, steps with their agents and
+                ``depends_on``) is written there, and later ``execute`` calls without a
+                ``redis_store`` run durably in it, writing each step's status as it changes
+                so other processes see progress. ``None`` (default): in memory only, as
+                JarvisCore without Redis.
 
         Raises:
-            WorkflowDefinitionError: ``store`` is not ``None``.
+            TypeError: ``store`` is neither a Store nor a URL.
+            StoreURLError, StoreUnavailableError: the store cannot be opened.
         """
-        if store is not None:
-            raise WorkflowDefinitionError(
-                "stores arrive with durable runs (issue 4); register(None) keeps the workflow "
-                f"in memory, got {type(store).__name__}"
-            )
+        from weft.store import open_store
+
+        st = open_store(store)
+        if st is not None:
+            definition = {
+                "workflow_id": self.workflow_id,
+                "title": self.title,
+                "team": self.team,
+                "steps": [
+                    {
+                        "step_id": s.step_id,
+                        "agent": _agent_label(s.agent) if isinstance(s, AgentStep) else None,
+                        "depends_on": list(deps),
+                    }
+                    for s, deps in zip(self.workflow._steps, self.workflow._deps, strict=True)
+                ],
+            }
+            st._native.put_workflow(self.workflow_id, definition)
+            self._store = st
         return self.workflow_id
 
     async def execute(
@@ -539,7 +559,10 @@ class DagWorkflow:
             mesh: the :class:`~weft.WorkflowEngine` whose registry resolves agent roles (and
                 whose retry default and ``get_workflow_status`` apply), or ``None`` (default)
                 for the process-wide registry (``@weft.agent``).
-            redis_store: must be ``None``: persistent stores are not supported yet.
+            redis_store: a :class:`~weft.Store` or URL to run durably in: the run and each
+                step's status changes are written as they happen (``weft.run_history``
+                shows them from any process). Default: the store given to ``register``, if
+                any; else in memory.
             timeout_per_step: seconds (> 0) each attempt of a step without its own
                 ``with_timeout`` may take before it ends ``"timeout"``; default 300. ``None``:
                 no such bound. The step objects are not changed: the run uses copies.
@@ -555,19 +578,21 @@ class DagWorkflow:
 
         Raises:
             WorkflowDefinitionError: an agent role is not registered (before any step runs), a
-                cycle, a bad ``timeout_per_step``, or ``redis_store`` is given.
+                cycle, or a bad ``timeout_per_step``.
             TypeError: ``mesh`` is not a WorkflowEngine or ``None``, or a bad ``context``.
         """
-        if redis_store is not None:
-            raise WorkflowDefinitionError(
-                "stores arrive with durable runs (issue 4); pass redis_store=None, "
-                f"got {type(redis_store).__name__}"
-            )
+        from weft.store import open_store
+
+        store = open_store(redis_store) or self._store
         if mesh is not None and not isinstance(mesh, WorkflowEngine):
             raise TypeError(
                 f"mesh must be a weft.WorkflowEngine or None, got {type(mesh).__name__}"
             )
         workflow = self._with_step_timeout(timeout_per_step)
+        if store is not None:
+            if workflow is self.workflow:
+                workflow = copy.copy(workflow)
+            workflow._store = store
         ctx = _context_for(self.workflow_id, context)
         if mesh is not None:
             result = await mesh._run(workflow, ctx)

@@ -11,11 +11,19 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "ApprovalError",
+    "ApprovalRejectedError",
+    "CorruptRecordError",
     "HandoffError",
     "LoopLimitError",
     "PartialFailureError",
     "RouteError",
+    "RunNotFoundError",
+    "SchemaVersionError",
     "StepTimeoutError",
+    "StoreError",
+    "StoreURLError",
+    "StoreUnavailableError",
     "WeftError",
     "WorkflowCancelledError",
     "WorkflowDefinitionError",
@@ -106,3 +114,71 @@ class HandoffError(WeftError):
         self.agent_id = agent_id
         self.target = target
         self.path = list(path)
+
+
+class StoreError(WeftError):
+    """A checkpoint store failed: the base of the store errors below, and itself raised for a
+    backend error (a disk error, a Redis error reply). A store error while a run is executing
+    fails the step whose checkpoint could not be written, with this type; nothing already
+    recorded is lost."""
+
+
+class StoreURLError(StoreError, ValueError):
+    """A store URL with an unknown scheme or a malformed path. Accepted: ``memory://``,
+    ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` and
+    ``redis://host:port/db``."""
+
+
+class StoreUnavailableError(StoreError, ConnectionError):
+    """The store cannot be opened or reached (an unreachable Redis server fails within a few
+    seconds; a SQLite file that cannot be created). The message names the URL and the cause."""
+
+
+class RunNotFoundError(StoreError, KeyError):
+    """No run with this id is in the store (``resume``, ``approve``, ``get_workflow_status``...).
+
+    Attributes:
+        run_id: the id asked for.
+    """
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SchemaVersionError(StoreError):
+    """The store was written by a weft with an incompatible schema version; weft refuses to read
+    or write it rather than misread it."""
+
+
+class CorruptRecordError(StoreError):
+    """A record in the store cannot be decoded (invalid JSON, a missing field); the message
+    names the run and the record."""
+
+
+class ApprovalError(WeftError):
+    """``approve``/``reject`` was refused: the step is not waiting for approval (it never was,
+    it was already decided, or its approval timed out), or ``by`` is not one of the step's
+    ``approvers``."""
+
+
+class ApprovalRejectedError(WeftError):
+    """A :class:`~weft.HumanApprovalStep` was rejected; it fails the step, so error handlers,
+    fallbacks and compensation apply. Never retried.
+
+    Attributes:
+        step_id: the approval step's id (its path inside composites).
+        by: who rejected it, if given.
+        comment: the reviewer's comment, if given.
+    """
+
+    def __init__(
+        self, message: str, *, step_id: str, by: str | None = None, comment: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+        self.by = by
+        self.comment = comment

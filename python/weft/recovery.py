@@ -80,7 +80,8 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
                     metadata=meta,
                     skipped=first.status == StepStatus.SKIPPED,
                 )
-            if first.status == StepStatus.CANCELLED:
+            if first.status == StepStatus.CANCELLED or first.error_type == "ApprovalPending":
+                # A cancelled step, or an approval still waiting, is not a failure to recover.
                 raise_failed(first, Nested(children=children, attempts=attempts), step_id)
 
             recovery: Step | None = None

@@ -172,6 +172,7 @@ class Step:
     # it the instance dicts. Subclasses without __slots__ still get a __dict__.
     __slots__ = (
         "_version",
+        "cache",
         "compensation",
         "conditions",
         "fallback",
@@ -192,6 +193,8 @@ class Step:
         self.conditions: tuple[Callable[[Any], Any], ...] = ()
         self.fallback: Step | None = None
         self.compensation: Step | None = None
+        #: ``(ttl_seconds, key_fn)`` set by ``with_cache``; ``None``: not cached.
+        self.cache: tuple[float, Callable[[Any], Any] | None] | None = None
         self._version = 0
 
     def _changed(self) -> None:
@@ -253,6 +256,39 @@ class Step:
                 f"got {seconds!r}"
             )
         self.timeout = float(seconds)
+        self._changed()
+        return self
+
+    def with_cache(self, ttl: float, key: Callable[[Any], Any] | None = None) -> Self:
+        """Reuses this step's output across runs (seed 002's result caching): a later run
+        whose cache key matches within ``ttl`` seconds gets the stored output without running
+        the step, and the step's result says so (``metadata["cached"] is True``).
+
+        Args:
+            ttl: seconds (float, > 0) a cached output stays valid.
+            key: ``key(context) -> str`` (any JSON-able value), e.g.
+                ``lambda ctx: ctx["user_id"]``. Default: the step's id with its context's
+                variables and the results it depends on, hashed.
+
+        Outputs are cached in the run's store (``Workflow.with_store``), so other processes
+        sharing it reuse them; without a store, in this process. Only JSON outputs are
+        cached; a step whose output is not JSON simply runs each time. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``ttl`` is not a positive number, or ``key`` is not
+                callable.
+        """
+        ok = isinstance(ttl, int | float) and not isinstance(ttl, bool)
+        if not ok or not math.isfinite(ttl) or ttl <= 0:
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': cache ttl must be a positive number of seconds, "
+                f"got {ttl!r}"
+            )
+        if key is not None and not callable(key):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': cache key must be callable(context), got {key!r:.80}"
+            )
+        self.cache = (float(ttl), key)
         self._changed()
         return self
 

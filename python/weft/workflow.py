@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,9 @@ class Workflow:
         self.max_parallel_steps = max_parallel_steps
         self.continue_on_error = bool(continue_on_error)
         self.max_total_retries = max_total_retries
+        self._store: Any = None
+        self._serializer: Any = None
+        self._durability: str = "sync"
         self._steps: list[Step] = []
         self._deps: list[list[str]] = []
         self._error_handlers: dict[str, list[StepErrorHandler]] = {}
@@ -397,12 +401,47 @@ class Workflow:
         """
         self._compiled()
 
+    def with_store(
+        self, store: Any, *, serializer: Any = None, durability: str = "sync"
+    ) -> Workflow:
+        """Makes this workflow's runs durable: each is recorded in ``store`` and every step is
+        checkpointed as it changes status, so ``resume(run_id)`` finishes a run whose process
+        died (DESIGN §4 "Durability"). Returns the workflow.
+
+        Args:
+            store: a :class:`~weft.Store` or a URL (``"sqlite:///runs.db"``,
+                ``"redis://host:6379/0"``, ``"memory://"``); ``None`` turns durability off.
+            serializer: stores outputs that are not JSON, e.g. the ``pickle`` module (any
+                object with ``dumps(obj) -> bytes`` and ``loads(bytes)``). Default ``None``: a
+                step returning something JSON cannot hold fails with a ``TypeError`` naming
+                the step and the type.
+            durability: ``"sync"`` (default): each checkpoint is written before the next step
+                starts. ``"batch"``: checkpoints are buffered and written every 256 events and
+                at the run's end (a crash re-runs the steps still buffered).
+
+        Raises:
+            TypeError: ``store`` is neither a Store nor a str.
+            StoreURLError, StoreUnavailableError, SchemaVersionError: the store cannot be
+                opened.
+            WorkflowDefinitionError: an unknown ``durability``.
+        """
+        from weft.durable import _check_durability
+        from weft.store import open_store
+
+        _check_durability(durability)
+        self._store = open_store(store)
+        self._serializer = serializer
+        self._durability = durability
+        return self
+
     async def execute(
         self,
         context: WorkflowContext | None = None,
         *,
         timeout: float | None = None,
         max_concurrency: int | None = None,
+        store: Any = None,
+        run_id: str | None = None,
     ) -> WorkflowResult:
         """Runs the workflow on the running event loop and returns its result.
 
@@ -413,18 +452,138 @@ class Workflow:
                 and the run ends ``FAILED``.
             max_concurrency: at most this many steps in flight (the smaller of it and
                 ``max_parallel_steps`` applies).
+            store: makes this run durable in this store (object or URL), overriding
+                ``with_store``'s; ``None`` (default): the workflow's store, if any.
+            run_id: the durable run's id (default: a new uuid4 hex); must be new to the store.
 
         Step failures never raise: they are recorded on the result. Cancelling the task that
         awaits ``execute`` cancels every running step and waits for their tasks to unwind
-        before re-raising ``CancelledError``.
+        before re-raising ``CancelledError``. A durable run may also end ``PAUSED``
+        (``weft.pause``) or ``WAITING_APPROVAL`` (a :class:`~weft.HumanApprovalStep`); resume
+        it with ``resume(result.run_id)``.
 
         Raises:
             WorkflowDefinitionError: the workflow is malformed (before any step runs), or a
                 bad ``timeout`` / ``max_concurrency``.
-            TypeError: ``context`` is not a WorkflowContext.
+            TypeError: ``context`` is not a WorkflowContext, or (durable run) the context
+                cannot be stored as JSON.
+            StoreError: (durable run) the run cannot be recorded, e.g. ``run_id`` exists.
         """
+        context, durable = self._begin_durable(context, store, run_id)
         return await self._execute(
-            context, timeout=timeout, max_concurrency=max_concurrency, on_event=None, base=None
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=None,
+            base=None,
+            durable=durable,
+        )
+
+    def _begin_durable(
+        self, context: WorkflowContext | None, store: Any, run_id: str | None
+    ) -> tuple[WorkflowContext | None, Any]:
+        """``(context, DurableRun)`` recorded in the store for a durable run (``store`` given
+        or set by ``with_store``), else ``(context, None)``. Checks the workflow first."""
+        st = self._store if store is None else store
+        if st is None and run_id is None:
+            return context, None
+        from weft.durable import DurableRun, require_store
+
+        self._compiled()  # a malformed workflow is reported before anything is recorded
+        if context is None:
+            context = WorkflowContext(self.workflow_id)
+        elif not isinstance(context, WorkflowContext):
+            raise TypeError(f"context must be a weft.WorkflowContext, got {type(context).__name__}")
+        durable = DurableRun.begin(
+            self,
+            context,
+            require_store(st),
+            run_id,
+            self._serializer,
+            self._durability,  # type: ignore[arg-type]
+        )
+        return context, durable
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        store: Any = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> WorkflowResult:
+        """Continues durable run ``run_id`` from its store (Temporal's and DBOS's recovery).
+
+        Completed steps are not run again: their outputs and state deltas are restored. Steps
+        that were running when the run's process died run again with the same
+        ``context.idempotency_key``, so side-effecting tools can de-duplicate. Approval steps
+        see their decisions. A run that already finished (completed, failed, cancelled,
+        compensated) is not run again: its stored result is returned.
+
+        Args:
+            run_id: the run's id (``WorkflowResult.run_id`` of the run that started it).
+            store: the store holding it (object or URL); default: the workflow's
+                ``with_store`` store, else the ``WEFT_STORE`` environment variable.
+            timeout, max_concurrency: as ``execute``, for this stretch of the run.
+
+        Raises:
+            RunNotFoundError: no such run in the store.
+            WorkflowDefinitionError: the run belongs to another workflow, or this workflow is
+                malformed.
+            CorruptRecordError, SchemaVersionError, StoreUnavailableError: the store cannot
+                be read.
+        """
+        return await self._resume(
+            run_id, store=store, timeout=timeout, max_concurrency=max_concurrency, base=None
+        )
+
+    async def _resume(
+        self,
+        run_id: str,
+        *,
+        store: Any,
+        timeout: float | None,
+        max_concurrency: int | None,
+        base: CompileOptions | None,
+    ) -> WorkflowResult:
+        """``resume`` with the compile options of a WorkflowEngine."""
+        from weft.durable import DurableRun, is_finished, require_store, stored_steps
+
+        st = require_store(self._store if store is None else store)
+        self._compiled(base)
+        durable, context, info = DurableRun.reopen(
+            self,
+            st,
+            run_id,
+            self._serializer,
+            self._durability,  # type: ignore[arg-type]
+        )
+        native = st._native
+        control = native.control(run_id)
+        if is_finished(info.status) or control == "cancel":
+            if not is_finished(info.status):
+                native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
+                info = st.get_run(run_id)
+            return WorkflowResult(
+                workflow_id=self.workflow_id,
+                run_id=run_id,
+                status=info.status,
+                steps=stored_steps(st.history(run_id)),
+                final_output=info.result,
+                error=info.error,
+                total_execution_time_ms=(info.updated_at - info.created_at) * 1000.0,
+                context=context,
+                total_steps=len(self._steps),
+            )
+        native.set_control(run_id, None)
+        native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
+        return await self._execute(
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=None,
+            base=base,
+            durable=durable,
         )
 
     async def _execute(
@@ -435,6 +594,7 @@ class Workflow:
         max_concurrency: int | None,
         on_event: EventSink | None,
         base: CompileOptions | None,
+        durable: Any = None,
     ) -> WorkflowResult:
         """``execute`` with an event subscriber and the compile options of a WorkflowEngine."""
         _check_limit("max_concurrency", max_concurrency)
@@ -450,12 +610,22 @@ class Workflow:
 
             on_event = events.subscriber(self, on_event)
         out = await run_plan(
-            plan, context, timeout=timeout, max_concurrency=max_concurrency, on_event=on_event
+            plan,
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=on_event,
+            journal=durable.journal if durable is not None else None,
+            on_run=durable.on_run if durable is not None else None,
         )
         status = WorkflowStatus(out.status)
         steps, error = out.steps, out.error
+        if durable is not None:
+            status, steps, error = durable.finish(out, status)
         if status == WorkflowStatus.FAILED:
             status, steps, error = await self._compensate(out, base, on_event)
+        if durable is not None:
+            durable.record_end(status, error, out.final_output)
         result = WorkflowResult(
             workflow_id=self.workflow_id,
             run_id=out.run_id,

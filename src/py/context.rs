@@ -182,6 +182,9 @@ pub struct WorkflowContext {
     pub results: Map<Val>,
     pub run_id: Option<Arc<str>>,
     pub step_id: Option<Arc<str>>,
+    /// A durable run's path prefix for this step (`"parent/"` inside a composite), so the
+    /// idempotency key names the step's full path.
+    pub scope: Option<Arc<str>>,
     /// True when no other object holds these values' `Arc`s, so `__traverse__` may report them:
     /// contexts built by the caller and a run's final context. A step's context shares the
     /// run's values and reports none.
@@ -225,6 +228,7 @@ impl WorkflowContext {
             results: Map::new(),
             run_id: None,
             step_id: None,
+            scope: None,
             owns_values: true,
         })
     }
@@ -284,12 +288,14 @@ impl WorkflowContext {
         self.step_id.as_deref()
     }
 
-    /// ``"{run_id}:{step_id}"``: stable for a run and step across attempts, so side-effecting tools
-    /// can de-duplicate retried work. ``None`` outside a step.
+    /// ``"{run_id}:{step_path}"``: stable for a run and step across attempts and, in a durable
+    /// run, across ``resume`` (a step interrupted mid-flight runs again with the same key), so
+    /// side-effecting tools can de-duplicate. Inside a composite of a durable run the path is
+    /// ``"parent/step"`` and the run id is the durable run's. ``None`` outside a step.
     #[getter]
     fn idempotency_key(&self) -> Option<String> {
         match (&self.run_id, &self.step_id) {
-            (Some(r), Some(s)) => Some(format!("{r}:{s}")),
+            (Some(r), Some(s)) => Some(format!("{r}:{}{s}", self.scope.as_deref().unwrap_or(""))),
             _ => None,
         }
     }

@@ -12,3 +12,26 @@ pyo3::import_exception!(weft.errors, WorkflowTimeoutError);
 pub fn definition_error(err: DefinitionError) -> PyErr {
     WorkflowDefinitionError::new_err(err.to_string())
 }
+
+pyo3::import_exception!(weft.errors, StoreError);
+pyo3::import_exception!(weft.errors, StoreURLError);
+pyo3::import_exception!(weft.errors, StoreUnavailableError);
+pyo3::import_exception!(weft.errors, RunNotFoundError);
+pyo3::import_exception!(weft.errors, SchemaVersionError);
+pyo3::import_exception!(weft.errors, CorruptRecordError);
+pyo3::import_exception!(weft.errors, ApprovalError);
+
+/// Maps a store error to its `weft.errors` class (`StoreError` and subclasses).
+pub fn store_error(err: crate::store::StoreError) -> PyErr {
+    use crate::store::StoreError as E;
+    let msg = err.to_string();
+    match err {
+        E::Url(_) => StoreURLError::new_err(msg),
+        E::Unreachable(_) => StoreUnavailableError::new_err(msg),
+        E::RunNotFound(id) => RunNotFoundError::new_err((msg, id)),
+        E::SchemaVersion { .. } => SchemaVersionError::new_err(msg),
+        E::Corrupt { .. } => CorruptRecordError::new_err(msg),
+        E::AlreadyDecided { .. } => ApprovalError::new_err(msg),
+        E::RunExists(_) | E::Backend(_) => StoreError::new_err(msg),
+    }
+}

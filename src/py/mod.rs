@@ -5,10 +5,12 @@ use pyo3::prelude::*;
 mod classify;
 pub mod context;
 pub mod errors;
+pub mod journal;
 pub mod plan;
 pub mod pool;
 pub mod results;
 pub mod run;
+pub mod store;
 
 /// Stops weft's timer thread and joins its worker threads; `weft` registers it with `atexit`.
 #[pyfunction]
@@ -31,6 +33,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::Nested>()?;
     m.add_class::<plan::Plan>()?;
     m.add_class::<run::Run>()?;
+    m.add_class::<store::PyStore>()?;
+    m.add_class::<journal::Journal>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     Ok(())
 }

@@ -271,7 +271,9 @@ impl Plan {
     /// `max_parallel` wins).
     /// `on_event(kind, step_id, attempt, payload)` (optional) is called with each engine event
     /// as it happens, on the thread where it happens (see `run::Event`).
-    #[pyo3(signature = (context, event_loop, pycontext, done, timeout=None, max_concurrency=None, on_event=None))]
+    /// `journal` (a `Journal`) makes the run durable: it checkpoints each step to the journal's
+    /// store and restores the steps the journal holds as completed.
+    #[pyo3(signature = (context, event_loop, pycontext, done, timeout=None, max_concurrency=None, on_event=None, journal=None))]
     #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
@@ -283,6 +285,7 @@ impl Plan {
         timeout: Option<f64>,
         max_concurrency: Option<usize>,
         on_event: Option<Py<PyAny>>,
+        journal: Option<Bound<'_, crate::py::journal::Journal>>,
     ) -> PyResult<Run> {
         let plan = self
             .inner
@@ -305,6 +308,7 @@ impl Plan {
             timeout,
             max_concurrency,
             on_event.filter(|cb| !cb.is_none(py)),
+            journal.map(|j| j.get().clone()),
         )
     }
 

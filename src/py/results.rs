@@ -8,7 +8,7 @@ use crate::engine::scheduler::StepState;
 
 static STEP_STATUS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
 
-const STATES: [StepState; 9] = [
+const STATES: [StepState; 10] = [
     StepState::Pending,
     StepState::Running,
     StepState::Retrying,
@@ -18,6 +18,7 @@ const STATES: [StepState; 9] = [
     StepState::Skipped,
     StepState::Blocked,
     StepState::Cancelled,
+    StepState::WaitingApproval,
 ];
 
 /// The `weft.StepStatus` member for an engine state. The enum is defined in Python so users get

@@ -86,6 +86,12 @@ impl Run {
         Ok(Some(fut))
     }
 
+    /// Pauses the run (call on the loop thread): running steps finish, nothing new starts, and
+    /// the run ends with status `paused` once nothing is in flight.
+    fn pause(&self, py: Python<'_>) {
+        self.inner.pause(py);
+    }
+
     /// `(status, steps, final_output, error, total_execution_time_ms, context)`.
     fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         self.inner.outcome(py)

@@ -26,11 +26,13 @@ use crate::engine::state::StateViews;
 use crate::py::classify::{cancelled_error, facts};
 use crate::py::context::{owned_copy, Val, WorkflowContext};
 use crate::py::errors::StepTimeoutError;
+use crate::py::journal::Journal;
 use crate::py::plan::PlanInner;
 use crate::py::pool::{self, Job};
 use crate::py::results::{status_member, Nested, StepResult};
 
 mod callback;
+mod durable;
 mod events;
 mod outcome;
 mod record;
@@ -187,6 +189,8 @@ pub struct RunInner {
     /// (re-entrant) leaves its events to the flush already running.
     emit_lock: Mutex<()>,
     flushing: Mutex<Option<std::thread::ThreadId>>,
+    /// A durable run's checkpoint writer (see `journal`); `None`: nothing is stored.
+    journal: Option<Journal>,
     st: Mutex<RunState>,
 }
 
@@ -240,6 +244,7 @@ impl RunInner {
         timeout: Option<f64>,
         max_concurrency: Option<usize>,
         on_event: Option<Py<PyAny>>,
+        journal: Option<Journal>,
     ) -> PyResult<Run> {
         let limit = match (plan.max_parallel, max_concurrency) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -247,8 +252,14 @@ impl RunInner {
         };
         let n = plan.steps.len();
         let mut rng = fastrand::Rng::new();
+        // A durable run, nested runs included, has its store id: its steps' idempotency keys
+        // are `{run_id}:{path}`, the same after a resume.
+        let run_id = match &journal {
+            Some(j) => Arc::clone(&j.shared.run_id),
+            None => Arc::from(uuid4_hex(&mut rng)),
+        };
         let inner = Arc::new(RunInner {
-            run_id: Arc::from(uuid4_hex(&mut rng)),
+            run_id,
             workflow_id: Arc::clone(&ctx.workflow_id),
             user_context: ctx.user_context.clone_ref(py),
             metadata: ctx.metadata.clone_ref(py),
@@ -260,6 +271,7 @@ impl RunInner {
             on_event,
             emit_lock: Mutex::new(()),
             flushing: Mutex::new(None),
+            journal,
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run
@@ -292,6 +304,7 @@ impl RunInner {
                 .call_method1(py, intern!(py, "call_later"), (t, cb))?;
             inner.lock(py).run_timer = Some(h);
         }
+        inner.restore(py)?;
         inner.pump(py, Where::Loop);
         Ok(Run { inner })
     }
@@ -330,6 +343,13 @@ impl RunInner {
                                 .map_or_else(|_| py.None(), |c| c.into_any().unbind()),
                         });
                     }
+                }
+                if let Some(j) = &self.journal {
+                    let events = batch
+                        .iter()
+                        .map(|d| j.event(&self.plan.steps[d.step].id, "running", d.attempt))
+                        .collect();
+                    j.write_lazy(events);
                 }
                 let finish = batch.is_empty() && st.take_finish();
                 (batch, finish)
@@ -382,8 +402,11 @@ impl RunInner {
 
     /// On the loop thread, once every step is terminal and no task is left: resolve the futures.
     fn complete(&self, py: Python<'_>) {
-        // Every event is out before the run's end is announced.
+        // Every event is out (and every checkpoint written) before the run's end is announced.
         self.flush(py);
+        if let Some(j) = &self.journal {
+            let _ = j.flush_pending(py);
+        }
         let (timer, waiters, outcome) = {
             let mut st = self.lock(py);
             let outcome = st.sched.outcome();
@@ -434,6 +457,7 @@ impl RunInner {
             results: view.results,
             run_id: Some(Arc::clone(&self.run_id)),
             step_id: Some(Arc::clone(&self.plan.steps[step].id)),
+            scope: self.journal.as_ref().map(|j| Arc::clone(&j.scope)),
             owns_values: false,
         }
     }
@@ -679,8 +703,11 @@ impl RunInner {
                     rec.abandoned = true;
                 }
             }
+            let ended = st.sched.completion_order()[before..].to_vec();
+            if let Some(j) = &self.journal {
+                j.write_lazy(self.journal_terminal(st, &ended));
+            }
             if self.on_event.is_some() {
-                let ended = st.sched.completion_order()[before..].to_vec();
                 events.extend(
                     ended
                         .into_iter()

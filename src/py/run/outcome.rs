@@ -19,6 +19,7 @@ impl RunInner {
             RunOutcome::Completed => "completed",
             RunOutcome::Failed => "failed",
             RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Paused => "paused",
         };
         let graph = &self.plan.graph;
         let final_output = graph
@@ -49,6 +50,7 @@ impl RunInner {
             results: owned_copy(py, &fin.results),
             run_id: Some(Arc::clone(&self.run_id)),
             step_id: None,
+            scope: None,
             owns_values: true,
         };
         PyTuple::new(

@@ -1,8 +1,33 @@
 //! Recording an attempt's outcome (success, skip, retry or failure) and settling a run
 //! early under its failure policy.
 use super::*;
+use crate::py::errors::store_error;
+
+/// An attempt's outcome, prepared before the run's lock is taken.
+pub(super) enum Prep {
+    Value(Val, Vec<(Arc<str>, Val)>),
+    Skip,
+    Error(StepError, Retryability, bool),
+}
 
 impl RunInner {
+    /// The failure `exc` of `spec`'s attempt, classified for retry.
+    fn error_prep(
+        &self,
+        spec: &crate::py::plan::StepSpec,
+        exc: &Bound<'_, pyo3::exceptions::PyBaseException>,
+        is_timeout: bool,
+    ) -> Prep {
+        let verdict = classify(&facts(
+            exc.as_any(),
+            spec.retry_on.as_ref(),
+            spec.non_retryable.as_ref(),
+        ));
+        // A step that raises StepTimeoutError (a nested run's step timed out) timed out.
+        let is_timeout = is_timeout || exc.is_instance_of::<StepTimeoutError>();
+        Prep::Error(StepError::from_exc(exc.as_any()), verdict, is_timeout)
+    }
+
     /// Records an attempt's outcome: success, skip, retry (now or after a backoff) or failure.
     pub(super) fn record(
         self: &Arc<Self>,
@@ -11,14 +36,12 @@ impl RunInner {
         outcome: Outcome,
         here: Where,
     ) {
-        enum Prep {
-            Value(Val, Vec<(Arc<str>, Val)>),
-            Skip,
-            Error(StepError, Retryability, bool),
-        }
         let spec = &self.plan.steps[d.step];
         let mut nested = None;
-        let prep = match outcome {
+        // A durable run stores the output as JSON before anything else sees it; an output
+        // that cannot be stored fails the step (never retried: it would fail the same way).
+        let mut stored = None;
+        let mut prep = match outcome {
             Outcome::Value(v) => match v.bind(py).cast::<Nested>() {
                 Ok(n) => {
                     let n = n.get();
@@ -30,13 +53,24 @@ impl RunInner {
                             Some(delta) => dict_delta(delta.bind(py).as_any()),
                             None => dict_delta(n.output.bind(py)),
                         };
-                        Prep::Value(Arc::new(n.output.clone_ref(py)), delta)
+                        let output = n.output.clone_ref(py);
+                        match self.encode(py, d.step, output.bind(py), n.delta.as_ref()) {
+                            Ok(enc) => {
+                                stored = enc;
+                                Prep::Value(Arc::new(output), delta)
+                            }
+                            Err(e) => self.error_prep(spec, e.into_value(py).bind(py), false),
+                        }
                     }
                 }
-                Err(_) => {
-                    let delta = dict_delta(v.bind(py));
-                    Prep::Value(Arc::new(v), delta)
-                }
+                Err(_) => match self.encode(py, d.step, v.bind(py), None) {
+                    Ok(enc) => {
+                        stored = enc;
+                        let delta = dict_delta(v.bind(py));
+                        Prep::Value(Arc::new(v), delta)
+                    }
+                    Err(e) => self.error_prep(spec, e.into_value(py).bind(py), false),
+                },
             },
             Outcome::Skipped => Prep::Skip,
             Outcome::Error(err, is_timeout) => {
@@ -49,14 +83,7 @@ impl RunInner {
                         let _ = exc.delattr(intern!(py, "_weft_nested"));
                     }
                 }
-                let verdict = classify(&facts(
-                    exc.as_any(),
-                    spec.retry_on.as_ref(),
-                    spec.non_retryable.as_ref(),
-                ));
-                // A step that raises StepTimeoutError (a nested run's step timed out) timed out.
-                let is_timeout = is_timeout || exc.is_instance_of::<StepTimeoutError>();
-                Prep::Error(StepError::from_exc(exc.as_any()), verdict, is_timeout)
+                self.error_prep(spec, exc, is_timeout)
             }
         };
         let mut retry_after = None;
@@ -68,6 +95,21 @@ impl RunInner {
                 return;
             }
             let now = Instant::now();
+            let mut journal_events = Vec::new();
+            if let (Some(j), Prep::Value(..), Some((output, delta))) =
+                (&self.journal, &prep, stored.take())
+            {
+                // Checkpointed before the step counts as done, so no dependent starts first.
+                let mut e = j.event(&spec.id, "completed", d.attempt);
+                e.output = Some(output);
+                e.delta = delta;
+                e.duration_ms = st.recs[d.step]
+                    .first_start
+                    .map(|t| now.duration_since(t).as_secs_f64() * 1000.0);
+                if let Err(err) = j.write(py, vec![e]) {
+                    prep = self.error_prep(spec, store_error(err).value(py), false);
+                }
+            }
             let rec = &mut st.recs[d.step];
             let timer = rec.timer.take();
             if let Some(n) = nested {
@@ -115,6 +157,13 @@ impl RunInner {
                                     .map_or_else(|_| py.None(), |t| t.into_any().unbind()),
                             });
                         }
+                        if let Some(j) = &self.journal {
+                            let mut ev = j.event(&spec.id, "retrying", d.attempt);
+                            ev.error_type = Some(e.type_name.clone());
+                            ev.error = Some(e.message.clone());
+                            ev.detail = Some(serde_json::json!({ "delay_s": delay.as_secs_f64() }));
+                            journal_events.push(ev);
+                        }
                         rec.error = Some(e);
                         st.sched.retrying(d.step);
                         if delay.is_zero() {
@@ -159,6 +208,18 @@ impl RunInner {
                         rec.error = Some(StepError::from_exc(&err));
                         finished.push(other);
                     }
+                }
+            }
+            if self.journal.is_some() {
+                let done = (st.sched.state(d.step) == StepState::Completed).then_some(d.step);
+                let ended: Vec<usize> = finished
+                    .iter()
+                    .copied()
+                    .filter(|&s| Some(s) != done)
+                    .collect();
+                journal_events.extend(self.journal_terminal(st, &ended));
+                if let Some(j) = &self.journal {
+                    j.write_lazy(journal_events);
                 }
             }
             if self.on_event.is_some() {

@@ -1,0 +1,427 @@
+//! `Journal`: how a durable run writes its checkpoints and what a resumed run restores.
+//!
+//! A run started with a journal appends one event per step status change to the store
+//! (append-only: a completed step's output and state delta, never the whole state again). A
+//! nested run (a composite's steps) writes through a child journal whose `scope` prefixes its
+//! step ids (`"parallel/branch"`), so every step of the run has one path. Resuming reads the
+//! events back and restores each step whose last event is `completed`.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::py::errors::store_error;
+use crate::py::store::{from_json, now, to_json, PyStore};
+use crate::store::{StepEvent, Store, StoreError};
+
+/// Events buffered in `batch` mode before they are written together.
+const BATCH: usize = 256;
+/// How long a lazy event (a start, a retry, a failure) may wait for a checkpoint to carry it
+/// before it is written on its own.
+const LAZY_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+/// The key of an output stored through the workflow's serializer instead of as JSON.
+const CODEC_KEY: &str = "__weft_serialized__";
+
+/// A step restored from the store: its output and, when it differed from the output's own
+/// items, its state delta.
+pub struct Restored {
+    pub output: serde_json::Value,
+    pub delta: Option<serde_json::Value>,
+}
+
+/// A restored step as Python objects: its output and its explicit state delta, if any.
+pub type RestoredPy<'py> = (Bound<'py, PyAny>, Option<Bound<'py, PyAny>>);
+
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub run_id: Arc<str>,
+    serializer: Option<Py<PyAny>>,
+    batch: bool,
+    /// Events not written yet (lazy ones; everything in `batch` mode). Held while writing, so
+    /// events reach the store in the order they were recorded.
+    buffer: Mutex<Vec<StepEvent>>,
+    /// A timer will write the lazy events (see `LAZY_DELAY`).
+    flush_armed: std::sync::atomic::AtomicBool,
+    restored: HashMap<String, Restored>,
+    error: Mutex<Option<String>>,
+}
+
+/// The checkpoint writer of one durable run (private: `weft.durable` makes them).
+#[pyclass(frozen, skip_from_py_object, module = "weft._core")]
+pub struct Journal {
+    pub shared: Arc<Shared>,
+    /// Prefix of this (nested) run's step paths: `""` at the top, `"parent/"` inside.
+    pub scope: Arc<str>,
+}
+
+impl Clone for Journal {
+    fn clone(&self) -> Self {
+        Journal {
+            shared: Arc::clone(&self.shared),
+            scope: Arc::clone(&self.scope),
+        }
+    }
+}
+
+impl Journal {
+    /// The store path of `step_id` in this run.
+    pub fn path(&self, step_id: &str) -> String {
+        format!("{}{}", self.scope, step_id)
+    }
+
+    /// The restored output of `step_id`, decoded, with its delta (or `None` if not restored).
+    pub fn restored<'py>(
+        &self,
+        py: Python<'py>,
+        step_id: &str,
+    ) -> PyResult<Option<RestoredPy<'py>>> {
+        let Some(r) = self.shared.restored.get(&self.path(step_id)) else {
+            return Ok(None);
+        };
+        let output = self.decode(py, &r.output)?;
+        let delta = r.delta.as_ref().map(|d| self.decode(py, d)).transpose()?;
+        Ok(Some((output, delta)))
+    }
+
+    /// `obj` as stored JSON: as itself when it is JSON, through the serializer otherwise; a
+    /// `TypeError` naming the step and the type when neither works.
+    pub fn encode(
+        &self,
+        py: Python<'_>,
+        step_id: &str,
+        obj: &Bound<'_, PyAny>,
+    ) -> PyResult<serde_json::Value> {
+        match to_json(obj) {
+            Ok(v) => Ok(v),
+            Err(why) => match &self.shared.serializer {
+                Some(ser) => {
+                    let bytes = ser.bind(py).call_method1(intern!(py, "dumps"), (obj,))?;
+                    let b64 = py
+                        .import(intern!(py, "binascii"))?
+                        .call_method1(intern!(py, "b2a_base64"), (bytes,))?;
+                    let text: String = b64
+                        .call_method1(intern!(py, "decode"), ("ascii",))?
+                        .extract()?;
+                    Ok(serde_json::json!({ CODEC_KEY: text.trim_end() }))
+                }
+                None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "step '{}': its output of type {} cannot be checkpointed as JSON ({why}); \
+                     return JSON-serialisable data (dict, list, str, int, float, bool, None) or \
+                     give the workflow a serializer (e.g. `serializer=pickle`)",
+                    self.path(step_id),
+                    obj.get_type()
+                        .qualname()
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|_| "?".into()),
+                ))),
+            },
+        }
+    }
+
+    /// The inverse of `encode`.
+    pub fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        v: &serde_json::Value,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(text) = v
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.get(CODEC_KEY))
+            .and_then(|t| t.as_str())
+        {
+            let Some(ser) = &self.shared.serializer else {
+                return Err(crate::py::errors::StoreError::new_err(format!(
+                    "run '{}': a checkpointed output was written with a serializer; resume \
+                     with the same `serializer=`",
+                    self.shared.run_id
+                )));
+            };
+            let bytes = py
+                .import(intern!(py, "binascii"))?
+                .call_method1(intern!(py, "a2b_base64"), (text,))?;
+            let bytes = bytes.cast_into::<PyBytes>()?;
+            return ser.bind(py).call_method1(intern!(py, "loads"), (bytes,));
+        }
+        from_json(py, v)
+    }
+
+    /// Writes `events` (detached from Python), with the lazy events waiting before them, in one
+    /// append: a checkpoint (a completed step's output) must be stored before dependents start.
+    /// In `batch` mode they are buffered instead. The first error is also kept in `error`.
+    pub fn write(&self, py: Python<'_>, events: Vec<StepEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let sh = &*self.shared;
+        let res = py.detach(|| {
+            let mut buf = sh.buffer.lock();
+            buf.extend(events);
+            if sh.batch && buf.len() < BATCH {
+                return Ok(());
+            }
+            let all = std::mem::take(&mut *buf);
+            sh.store.append(&sh.run_id, &all).map(drop)
+        });
+        self.note(res)
+    }
+
+    /// Queues events that need not be stored before the run goes on (a step's start, a retry,
+    /// a failure): the next checkpoint carries them, or a timer writes them within
+    /// `LAZY_DELAY`, so a chain of steps pays one store write per step, not two.
+    /// NOTE: writing starts at once cost W1 with a SQLite store ~2x (two commits per step).
+    pub fn write_lazy(&self, events: Vec<StepEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let sh = &self.shared;
+        sh.buffer.lock().extend(events);
+        if sh.batch
+            || sh
+                .flush_armed
+                .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let shared = Arc::clone(sh);
+        let armed = crate::py::pool::after(LAZY_DELAY, move || {
+            shared
+                .flush_armed
+                .store(false, std::sync::atomic::Ordering::Release);
+            let mut buf = shared.buffer.lock();
+            let all = std::mem::take(&mut *buf);
+            if !all.is_empty() {
+                if let Err(e) = shared.store.append(&shared.run_id, &all) {
+                    shared.error.lock().get_or_insert_with(|| e.to_string());
+                }
+            }
+        });
+        if armed.is_none() {
+            // No timer (interpreter exit): the run's end writes them.
+            sh.flush_armed
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn note(&self, res: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = &res {
+            self.shared
+                .error
+                .lock()
+                .get_or_insert_with(|| e.to_string());
+        }
+        res
+    }
+
+    /// One event for `step_id` of this run, stamped now.
+    pub fn event(&self, step_id: &str, status: &str, attempt: u32) -> StepEvent {
+        StepEvent {
+            seq: 0,
+            step_id: self.path(step_id),
+            status: status.to_string(),
+            attempt,
+            at: now(),
+            duration_ms: None,
+            error_type: None,
+            error: None,
+            output: None,
+            delta: None,
+            detail: None,
+        }
+    }
+
+    /// Writes every buffered event now.
+    pub fn flush_pending(&self, py: Python<'_>) -> Result<(), StoreError> {
+        let sh = &*self.shared;
+        let res = py.detach(|| {
+            let mut buf = sh.buffer.lock();
+            let all = std::mem::take(&mut *buf);
+            if all.is_empty() {
+                return Ok(());
+            }
+            sh.store.append(&sh.run_id, &all).map(drop)
+        });
+        self.note(res)
+    }
+}
+
+#[pymethods]
+impl Journal {
+    /// A journal writing run `run_id`'s checkpoints to `store`.
+    ///
+    /// `serializer` (e.g. the `pickle` module: `dumps(obj) -> bytes`, `loads(bytes)`) stores
+    /// outputs that are not JSON; `batch=True` buffers events (written every 256 and at the
+    /// run's end) instead of writing each before the next step starts. `resume=True` reads the
+    /// run's events and restores every step whose last event is `completed`.
+    #[new]
+    #[pyo3(signature = (store, run_id, *, serializer=None, batch=false, resume=false))]
+    fn new(
+        py: Python<'_>,
+        store: &Bound<'_, PyStore>,
+        run_id: String,
+        serializer: Option<Py<PyAny>>,
+        batch: bool,
+        resume: bool,
+    ) -> PyResult<Self> {
+        let store = Arc::clone(&store.get().inner);
+        let mut restored = HashMap::new();
+        if resume {
+            let events = py
+                .detach(|| store.events(&run_id, 0))
+                .map_err(store_error)?;
+            // The last verdict per path wins: a step completed in an earlier process is
+            // restored; a failure, cancellation or approval wait after it means it runs again.
+            for e in events {
+                match e.status.as_str() {
+                    "running" | "retrying" => {}
+                    "completed" => {
+                        if let Some(output) = e.output {
+                            let delta = e.delta;
+                            restored.insert(e.step_id, Restored { output, delta });
+                        }
+                    }
+                    _ => {
+                        restored.remove(&e.step_id);
+                    }
+                }
+            }
+        }
+        Ok(Journal {
+            shared: Arc::new(Shared {
+                store,
+                run_id: Arc::from(run_id),
+                serializer: serializer.filter(|s| !s.is_none(py)),
+                batch,
+                buffer: Mutex::new(Vec::new()),
+                flush_armed: std::sync::atomic::AtomicBool::new(false),
+                restored,
+                error: Mutex::new(None),
+            }),
+            scope: Arc::from(""),
+        })
+    }
+
+    /// The journal of a nested run inside step `prefix` of this one (paths `"prefix/..."`).
+    fn child(&self, prefix: &str) -> Journal {
+        Journal {
+            shared: Arc::clone(&self.shared),
+            scope: Arc::from(format!("{}{}/", self.scope, prefix)),
+        }
+    }
+
+    /// The journal of the top-level run (scope `""`), to write events by full path.
+    fn root(&self) -> Journal {
+        Journal {
+            shared: Arc::clone(&self.shared),
+            scope: Arc::from(""),
+        }
+    }
+
+    /// The durable run's id.
+    #[getter]
+    fn run_id(&self) -> &str {
+        &self.shared.run_id
+    }
+
+    /// The store this journal writes to (a `weft._core.Store`).
+    #[getter]
+    fn store(&self) -> PyStore {
+        PyStore {
+            inner: Arc::clone(&self.shared.store),
+        }
+    }
+
+    /// This journal's path prefix (`""` for the top-level run).
+    #[getter]
+    fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The first store error a write hit, or `None`.
+    #[getter]
+    fn error(&self) -> Option<String> {
+        self.shared.error.lock().clone()
+    }
+
+    /// Paths of the steps restored from the store, sorted.
+    fn restored_paths(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.shared.restored.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Writes buffered events now (batch mode). Raises `StoreError` (and subclasses).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.flush_pending(py).map_err(store_error)
+    }
+
+    /// Appends one event for `step_id` (a path under this journal's scope) from Python:
+    /// approval waits and decisions. Buffered events are written first, so order holds.
+    #[pyo3(signature = (step_id, status, attempt=1, *, detail=None, error_type=None, error=None, output=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        py: Python<'_>,
+        step_id: &str,
+        status: &str,
+        attempt: u32,
+        detail: Option<&Bound<'_, PyAny>>,
+        error_type: Option<String>,
+        error: Option<String>,
+        output: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let mut e = self.event(step_id, status, attempt);
+        e.detail = detail
+            .filter(|d| !d.is_none())
+            .map(|d| self.encode(py, step_id, d))
+            .transpose()?;
+        e.output = output
+            .filter(|d| !d.is_none())
+            .map(|d| self.encode(py, step_id, d))
+            .transpose()?;
+        e.error_type = error_type;
+        e.error = error;
+        let sh = &*self.shared;
+        py.detach(|| {
+            let mut buf = sh.buffer.lock();
+            buf.push(e);
+            let all = std::mem::take(&mut *buf);
+            sh.store.append(&sh.run_id, &all).map(drop)
+        })
+        .map_err(store_error)
+    }
+
+    /// Encodes `obj` as this journal stores outputs (JSON, or the serializer's form); a
+    /// `TypeError` naming `step_id` when it cannot be stored.
+    fn encode_output<'py>(
+        &self,
+        py: Python<'py>,
+        step_id: &str,
+        obj: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.encode(py, step_id, obj)?;
+        from_json(py, &v)
+    }
+
+    /// Decodes a stored output (the inverse of `encode_output`).
+    fn decode_output<'py>(
+        &self,
+        py: Python<'py>,
+        value: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let v = to_json(value).map_err(pyo3::exceptions::PyTypeError::new_err)?;
+        self.decode(py, &v)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<weft._core.Journal run={} scope={:?} store={}>",
+            self.shared.run_id,
+            self.scope,
+            self.shared.store.url()
+        )
+    }
+}

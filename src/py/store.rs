@@ -1,0 +1,376 @@
+//! `Store`: the Python handle on a checkpoint store (`crate::store`), and JSON conversion.
+//!
+//! Every call detaches from Python while the store does its I/O, so a slow Redis round trip
+//! never holds the GIL. Store errors become `weft.errors.StoreError` and its subclasses.
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::py::errors::store_error;
+use crate::store::{self, Control, Decision, RunRecord, StepEvent, Store};
+
+/// A Python object as JSON (`None`, bool, int, float, str, list/tuple, dict with str keys).
+pub fn to_json(obj: &Bound<'_, PyAny>) -> Result<serde_json::Value, String> {
+    pythonize::depythonize::<serde_json::Value>(obj).map_err(|e| e.to_string())
+}
+
+/// JSON as a Python object (objects become dicts, arrays lists).
+pub fn from_json<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    pythonize::pythonize(py, v)
+        .map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))
+}
+
+fn json_arg(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    to_json(obj).map_err(|e| {
+        pyo3::exceptions::PyTypeError::new_err(format!("{what} must be JSON-serialisable: {e}"))
+    })
+}
+
+/// Seconds since the Unix epoch.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A checkpoint store opened from a URL. Private: `weft.store` wraps it.
+#[pyclass(frozen, module = "weft._core", name = "Store")]
+pub struct PyStore {
+    pub inner: Arc<dyn Store>,
+}
+
+fn run_dict<'py>(py: Python<'py>, r: &RunRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("run_id", &r.run_id)?;
+    d.set_item("workflow_id", &r.workflow_id)?;
+    d.set_item("name", &r.name)?;
+    d.set_item("version", &r.version)?;
+    d.set_item("status", &r.status)?;
+    d.set_item("created_at", r.created_at)?;
+    d.set_item("updated_at", r.updated_at)?;
+    d.set_item("input", from_json(py, &r.input)?)?;
+    d.set_item("error", &r.error)?;
+    let result = match &r.result {
+        Some(v) => from_json(py, v)?,
+        None => py.None().into_bound(py),
+    };
+    d.set_item("result", result)?;
+    Ok(d)
+}
+
+fn opt_json<'py>(py: Python<'py>, v: &Option<serde_json::Value>) -> PyResult<Bound<'py, PyAny>> {
+    match v {
+        Some(v) => from_json(py, v),
+        None => Ok(py.None().into_bound(py)),
+    }
+}
+
+pub fn event_dict<'py>(py: Python<'py>, e: &StepEvent) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("seq", e.seq)?;
+    d.set_item("step_id", &e.step_id)?;
+    d.set_item("status", &e.status)?;
+    d.set_item("attempt", e.attempt)?;
+    d.set_item("at", e.at)?;
+    d.set_item("duration_ms", e.duration_ms)?;
+    d.set_item("error_type", &e.error_type)?;
+    d.set_item("error", &e.error)?;
+    d.set_item("output", opt_json(py, &e.output)?)?;
+    d.set_item("delta", opt_json(py, &e.delta)?)?;
+    d.set_item("detail", opt_json(py, &e.detail)?)?;
+    Ok(d)
+}
+
+fn event_from_dict(d: &Bound<'_, PyDict>) -> PyResult<StepEvent> {
+    let item = |k: &str| -> PyResult<Option<Bound<'_, PyAny>>> {
+        Ok(d.get_item(k)?.filter(|v| !v.is_none()))
+    };
+    let string = |k: &str| -> PyResult<Option<String>> {
+        item(k)?.map(|v| v.extract::<String>()).transpose()
+    };
+    let json = |k: &str| -> PyResult<Option<serde_json::Value>> {
+        match d.get_item(k)? {
+            Some(v) if !v.is_none() => Ok(Some(json_arg(k, &v)?)),
+            _ => Ok(None),
+        }
+    };
+    Ok(StepEvent {
+        seq: 0,
+        step_id: string("step_id")?.ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err("a store event needs a 'step_id'")
+        })?,
+        status: string("status")?.ok_or_else(|| {
+            pyo3::exceptions::PyValueError::new_err("a store event needs a 'status'")
+        })?,
+        attempt: item("attempt")?
+            .map(|v| v.extract::<u32>())
+            .transpose()?
+            .unwrap_or(0),
+        at: item("at")?
+            .map(|v| v.extract::<f64>())
+            .transpose()?
+            .unwrap_or_else(now),
+        duration_ms: item("duration_ms")?
+            .map(|v| v.extract::<f64>())
+            .transpose()?,
+        error_type: string("error_type")?,
+        error: string("error")?,
+        output: json("output")?,
+        delta: json("delta")?,
+        detail: json("detail")?,
+    })
+}
+
+fn decision_dict<'py>(py: Python<'py>, x: &Decision) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("step_id", &x.step_id)?;
+    d.set_item("approved", x.approved)?;
+    d.set_item("by", &x.by)?;
+    d.set_item("comment", &x.comment)?;
+    d.set_item("at", x.at)?;
+    Ok(d)
+}
+
+impl PyStore {
+    fn call<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&dyn Store) -> Result<T, store::StoreError> + Send,
+    ) -> PyResult<T> {
+        let s = &*self.inner;
+        py.detach(|| f(s)).map_err(store_error)
+    }
+}
+
+#[pymethods]
+impl PyStore {
+    /// Opens the store at `url` (`memory://`, `sqlite:///rel.db`, `sqlite:////abs.db`,
+    /// `redis://host:port/db`). Raises `StoreURLError`, `StoreUnavailableError`,
+    /// `SchemaVersionError`.
+    #[new]
+    fn new(py: Python<'_>, url: &str) -> PyResult<Self> {
+        let url = url.to_string();
+        let inner = py.detach(|| store::open(&url)).map_err(store_error)?;
+        Ok(PyStore { inner })
+    }
+
+    /// The URL it was opened from.
+    #[getter]
+    fn url(&self) -> String {
+        self.inner.url().to_string()
+    }
+
+    /// Records a new run (`StoreError` if the id exists).
+    #[pyo3(signature = (run_id, workflow_id, name, version, status, input, created_at))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_run(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        workflow_id: String,
+        name: String,
+        version: String,
+        status: String,
+        input: &Bound<'_, PyAny>,
+        created_at: f64,
+    ) -> PyResult<()> {
+        let rec = RunRecord {
+            run_id,
+            workflow_id,
+            name,
+            version,
+            status,
+            created_at,
+            updated_at: created_at,
+            input: json_arg("the run's input context", input)?,
+            error: None,
+            result: None,
+        };
+        self.call(py, |s| s.create_run(&rec))
+    }
+
+    /// The run's record as a dict (`RunNotFoundError` if absent).
+    fn get_run<'py>(&self, py: Python<'py>, run_id: String) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.call(py, |s| s.get_run(&run_id))?;
+        run_dict(py, &r)
+    }
+
+    /// Sets the run's status (and its error / result summary when given).
+    #[pyo3(signature = (run_id, status, at, error=None, result=None))]
+    fn finish_status(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        status: String,
+        at: f64,
+        error: Option<String>,
+        result: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let result = match result {
+            Some(r) if !r.is_none() => Some(json_arg("the run's result", r)?),
+            _ => None,
+        };
+        self.call(py, |s| {
+            s.finish_status(&run_id, &status, at, error.as_deref(), result.as_ref())
+        })
+    }
+
+    /// Run records, newest first, filtered by status and workflow id.
+    #[pyo3(signature = (status=None, workflow_id=None, limit=1000))]
+    fn list_runs<'py>(
+        &self,
+        py: Python<'py>,
+        status: Option<String>,
+        workflow_id: Option<String>,
+        limit: usize,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let runs = self.call(py, |s| {
+            s.list_runs(status.as_deref(), workflow_id.as_deref(), limit)
+        })?;
+        let out = PyList::empty(py);
+        for r in &runs {
+            out.append(run_dict(py, r)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Appends step events (dicts with `step_id`, `status`, `attempt`, `at`, `duration_ms`,
+    /// `error_type`, `error`, `output`, `delta`, `detail`); returns their sequence numbers.
+    fn append(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        events: Vec<Bound<'_, PyDict>>,
+    ) -> PyResult<Vec<u64>> {
+        let events = events
+            .iter()
+            .map(event_from_dict)
+            .collect::<PyResult<Vec<_>>>()?;
+        self.call(py, |s| s.append(&run_id, &events))
+    }
+
+    /// The run's step events after sequence number `after`, oldest first, as dicts.
+    #[pyo3(signature = (run_id, after=0))]
+    fn events<'py>(
+        &self,
+        py: Python<'py>,
+        run_id: String,
+        after: u64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let events = self.call(py, |s| s.events(&run_id, after))?;
+        let out = PyList::empty(py);
+        for e in &events {
+            out.append(event_dict(py, e)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Requests `"pause"` or `"cancel"` for a run (`None` clears the request).
+    #[pyo3(signature = (run_id, control=None))]
+    fn set_control(&self, py: Python<'_>, run_id: String, control: Option<&str>) -> PyResult<()> {
+        let control = match control {
+            None => None,
+            Some("pause") => Some(Control::Pause),
+            Some("cancel") => Some(Control::Cancel),
+            Some(other) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "control must be 'pause', 'cancel' or None, got {other:?}"
+                )))
+            }
+        };
+        self.call(py, |s| s.set_control(&run_id, control))
+    }
+
+    /// The pending control request of a run: `"pause"`, `"cancel"` or `None`.
+    fn control(&self, py: Python<'_>, run_id: String) -> PyResult<Option<&'static str>> {
+        let c = self.call(py, |s| s.control(&run_id))?;
+        Ok(c.map(|c| match c {
+            Control::Pause => "pause",
+            Control::Cancel => "cancel",
+        }))
+    }
+
+    /// Records a decision on an approval step (`ApprovalError` if it already has one).
+    #[pyo3(signature = (run_id, step_id, approved, by=None, comment=None, at=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        run_id: String,
+        step_id: String,
+        approved: bool,
+        by: Option<String>,
+        comment: Option<String>,
+        at: Option<f64>,
+    ) -> PyResult<()> {
+        let d = Decision {
+            step_id,
+            approved,
+            by,
+            comment,
+            at: at.unwrap_or_else(now),
+        };
+        self.call(py, |s| s.decide(&run_id, &d))
+    }
+
+    /// The run's approval decisions, as dicts.
+    fn decisions<'py>(&self, py: Python<'py>, run_id: String) -> PyResult<Bound<'py, PyList>> {
+        let ds = self.call(py, |s| s.decisions(&run_id))?;
+        let out = PyList::empty(py);
+        for d in &ds {
+            out.append(decision_dict(py, d)?)?;
+        }
+        Ok(out)
+    }
+
+    /// `(True, value)` for a live cache entry, `(False, None)` otherwise.
+    fn cache_get<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        now: f64,
+    ) -> PyResult<(bool, Bound<'py, PyAny>)> {
+        match self.call(py, |s| s.cache_get(&key, now))? {
+            Some(v) => Ok((true, from_json(py, &v)?)),
+            None => Ok((false, py.None().into_bound(py))),
+        }
+    }
+
+    /// Stores a JSON value under `key` until `expires_at` (unix seconds).
+    fn cache_put(
+        &self,
+        py: Python<'_>,
+        key: String,
+        value: &Bound<'_, PyAny>,
+        expires_at: f64,
+    ) -> PyResult<()> {
+        let v = json_arg("a cached output", value)?;
+        self.call(py, |s| s.cache_put(&key, &v, expires_at))
+    }
+
+    /// Records (replaces) a workflow's definition.
+    fn put_workflow(
+        &self,
+        py: Python<'_>,
+        workflow_id: String,
+        definition: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let v = json_arg("a workflow definition", definition)?;
+        self.call(py, |s| s.put_workflow(&workflow_id, &v))
+    }
+
+    /// A workflow's recorded definition, or `None`.
+    fn get_workflow<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let v = self.call(py, |s| s.get_workflow(&workflow_id))?;
+        opt_json(py, &v)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<weft._core.Store {}>", self.inner.url())
+    }
+}
