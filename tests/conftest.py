@@ -72,3 +72,84 @@ class Clock:
 def clock() -> Clock:
     """A :class:`Clock` started when the test asks for it."""
     return Clock()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real ``redis-server`` started for the session on a free local port; yields its URL
+    (``redis://127.0.0.1:PORT``, no db). ``.ci/run`` installs the server from the OS packages;
+    set ``WEFT_TEST_REDIS_URL`` to use a running one instead. Skips when neither exists."""
+    import os
+    import shutil
+    import subprocess
+
+    given = os.environ.get("WEFT_TEST_REDIS_URL")
+    if given:
+        yield given.rstrip("/").rsplit("/", 1)[0] if given.count("/") > 2 else given
+        return
+    exe = shutil.which("redis-server")
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (.ci/run installs it)")
+        pytest.skip("redis-server is not installed")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import socket
+
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+_DB = [0]
+
+
+@pytest.fixture
+def redis_store_url(redis_url: str) -> str:
+    """A Redis URL on a db index of its own (1..15, cycling) flushed before use."""
+    import socket
+
+    _DB[0] = _DB[0] % 15 + 1
+    db = _DB[0]
+    host, port = redis_url.removeprefix("redis://").split(":")
+    with socket.create_connection((host, int(port)), timeout=2) as s:
+        s.sendall(f"SELECT {db}\r\nFLUSHDB\r\n".encode())
+        s.recv(100)
+    return f"{redis_url}/{db}"
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """One URL per backend (memory, a SQLite file in tmp_path, a flushed Redis db): tests
+    taking it form the shared store suite."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return "sqlite:///" + str(tmp_path / "runs.db")
+    return str(request.getfixturevalue("redis_store_url"))

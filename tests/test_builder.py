@@ -459,14 +459,14 @@ def test_execute_context_variables_reach_the_agents():
     assert results[0]["output"] == "hello Ada"
 
 
-def test_register_returns_the_workflow_id_and_rejects_stores():
+def test_register_returns_the_workflow_id_and_rejects_what_is_not_a_store():
     wf = WorkflowBuilder().step("a", "analyst", "x").build()
 
     assert asyncio.run(wf.register()) == wf.workflow_id
     assert asyncio.run(wf.register(None)) == wf.workflow_id
-    with pytest.raises(WorkflowDefinitionError, match="durable runs"):
+    with pytest.raises(TypeError, match=r"weft\.Store or a URL"):
         asyncio.run(wf.register(object()))
-    with pytest.raises(WorkflowDefinitionError, match="durable runs"):
+    with pytest.raises(TypeError, match=r"weft\.Store or a URL"):
         asyncio.run(wf.execute(redis_store=object()))
 
 

@@ -148,6 +148,15 @@ WORKLOADS: dict[str, Workload] = {
             reps=5,
         ),
         Workload(
+            "C",
+            "W1 with every step checkpointed to a SQLite store (sync: before the next step "
+            "starts; batch: buffered)",
+            "µs/step",
+            lambda s: 1e6 / s.w1_steps,
+            # DESIGN §5: <= 20 µs/step added to W1 (whose goal is 2).
+            Goal(22),
+        ),
+        Workload(
             "M",
             "peak RSS of a fresh process running W2 once",
             "MB",

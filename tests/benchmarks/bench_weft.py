@@ -63,6 +63,32 @@ def w1(s: Sizes) -> Runner:
     return run
 
 
+def _durable_w1(s: Sizes, durability: str) -> Runner:
+    import os
+    import tempfile
+
+    import weft
+
+    path = os.path.join(tempfile.mkdtemp(prefix="weft-bench-"), "runs.db")
+    workflow = chain("c", inc, s.w1_steps).with_store(weft.SqliteStore(path), durability=durability)
+
+    async def run() -> None:
+        result = await workflow.execute(counter_context("c"))
+        expect(completed(result, s.w1_steps).context["counter"], s.w1_steps)
+
+    return run
+
+
+@suite.workload("C", "sync")
+def c_sync(s: Sizes) -> Runner:
+    return _durable_w1(s, "sync")
+
+
+@suite.workload("C", "batch")
+def c_batch(s: Sizes) -> Runner:
+    return _durable_w1(s, "batch")
+
+
 @suite.workload("W1a")
 def w1a(s: Sizes) -> Runner:
     workflow = chain("w1a", ainc, s.w1_steps)

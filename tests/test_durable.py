@@ -1,0 +1,585 @@
+"""Durable runs: checkpoints, resume, idempotency keys, serializers, pause and cancel, status and
+history, caching, and bad input. Tests taking ``store_url`` form the shared store suite and run
+against the memory, SQLite and Redis stores (a real redis-server, see conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import weft
+from weft import (
+    AgentStep,
+    ParallelStep,
+    StepStatus,
+    ToolStep,
+    Workflow,
+    WorkflowContext,
+    WorkflowStatus,
+)
+
+
+@pytest.fixture
+def store(store_url: str) -> weft.Store:
+    """The store under test, opened once (a memory store lives as long as its object)."""
+    return weft.Store(store_url)
+
+
+def _chain(wf_id: str, calls: list[str], n: int = 3, store: Any = None) -> Workflow:
+    wf = Workflow(wf_id)
+    if store is not None:
+        wf.with_store(store)
+    for i in range(n):
+
+        def step(context: Any, i: int = i) -> dict[str, int]:
+            calls.append(f"s{i}")
+            return {f"v{i}": context.variables.get(f"v{i - 1}", 0) + 1}
+
+        wf.add_step(ToolStep(f"s{i}", step))
+    return wf
+
+
+# ---- the shared store suite -------------------------------------------------------------
+
+
+def test_a_durable_run_records_the_run_and_every_status_change(store: weft.Store) -> None:
+    calls: list[str] = []
+    wf = _chain("chain", calls, store=store)
+    ctx = WorkflowContext("chain", {"user": "ada"}, {"seed": 1})
+    result = asyncio.run(wf.execute(ctx))
+
+    assert result.status == WorkflowStatus.COMPLETED
+    info = weft.get_workflow_status(result.run_id, store=store)
+    assert info.status == WorkflowStatus.COMPLETED
+    assert info.workflow_id == "chain" and info.version == "1.0.0"
+    assert info.input["variables"] == {"seed": 1}
+    assert info.input["user_context"] == {"user": "ada"}
+    assert info.result == {"v2": 3}
+    history = weft.run_history(result.run_id, store=store)
+    assert [(h.step_id, h.status) for h in history] == [
+        ("s0", StepStatus.RUNNING),
+        ("s0", StepStatus.COMPLETED),
+        ("s1", StepStatus.RUNNING),
+        ("s1", StepStatus.COMPLETED),
+        ("s2", StepStatus.RUNNING),
+        ("s2", StepStatus.COMPLETED),
+    ]
+    assert [h.seq for h in history] == [1, 2, 3, 4, 5, 6]
+    assert history[1].output == {"v0": 1} and history[1].duration_ms is not None
+
+
+def test_resume_restores_completed_steps_and_runs_the_rest(store: weft.Store) -> None:
+    calls: list[str] = []
+    gate = {"open": False}
+    wf = Workflow("gated").with_store(store)
+    wf.add_step(ToolStep("a", lambda: calls.append("a") or {"x": 20}))
+    wf.add_step(weft.HumanApprovalStep("gate", "go?"))
+
+    def b(context: Any) -> int:
+        calls.append("b")
+        assert gate["open"]
+        return int(context.variables["x"]) + int(context.results["a"]["x"]) + 2
+
+    wf.add_step(ToolStep("b", b))
+    first = asyncio.run(wf.execute())
+    assert first.status == WorkflowStatus.WAITING_APPROVAL
+    assert first.step("gate").status == StepStatus.WAITING_APPROVAL
+    assert first.step("b").status == StepStatus.BLOCKED
+    assert first.errors == []
+    assert weft.get_workflow_status(first.run_id, store=store).status == (
+        WorkflowStatus.WAITING_APPROVAL
+    )
+
+    gate["open"] = True
+    weft.approve(first.run_id, "gate", by="ops", comment="fine", store=store)
+    second = asyncio.run(wf.resume(first.run_id))
+    assert second.status == WorkflowStatus.COMPLETED
+    assert second.final_output == 42
+    assert calls == ["a", "b"], "a completed before: restored, not run again"
+    assert second.step("a").metadata == {"restored": True}
+    assert second.step("gate").output["approved"] is True
+    assert second.step("gate").output["by"] == "ops"
+    assert second.context.variables["x"] == 20, "restored outputs merge into the state"
+
+    again = asyncio.run(wf.resume(first.run_id))
+    assert again.status == WorkflowStatus.COMPLETED and again.final_output == 42
+    assert calls == ["a", "b"], "resuming a finished run returns its result"
+
+
+def test_parallel_approvals_are_decided_in_any_order(store: weft.Store) -> None:
+    wf = Workflow("two-gates").with_store(store)
+    wf.add_step(ToolStep("start", lambda: 1))
+    wf.add_step(weft.HumanApprovalStep("legal", "legal ok?", approvers=["lee"]), ["start"])
+    wf.add_step(weft.HumanApprovalStep("money", "budget ok?"), ["start"])
+    wf.add_step(ToolStep("ship", lambda context: sorted(context.results)), ["legal", "money"])
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.WAITING_APPROVAL
+    assert {s.step_id for s in r.steps if s.status == StepStatus.WAITING_APPROVAL} == {
+        "legal",
+        "money",
+    }
+
+    weft.approve(r.run_id, "money", store=store)
+    r2 = asyncio.run(wf.resume(r.run_id))
+    assert r2.status == WorkflowStatus.WAITING_APPROVAL
+    assert r2.step("money").status == StepStatus.COMPLETED
+    assert r2.step("legal").status == StepStatus.WAITING_APPROVAL
+
+    with pytest.raises(weft.ApprovalError, match="lee"):
+        weft.approve(r.run_id, "legal", by="mallory", store=store)
+    weft.approve(r.run_id, "legal", by="lee", store=store)
+    with pytest.raises(weft.ApprovalError, match="already has a decision"):
+        weft.approve(r.run_id, "legal", by="lee", store=store)
+    r3 = asyncio.run(wf.resume(r.run_id))
+    assert r3.status == WorkflowStatus.COMPLETED
+    assert r3.final_output == ["legal", "money", "start"]
+    history = weft.run_history(r.run_id, store=store)
+    decisions = [h.detail for h in history if h.detail and h.detail.get("decision")]
+    assert [(d["by"], d["approved"]) for d in decisions] == [(None, True), ("lee", True)]
+
+
+def test_a_rejection_fails_the_step_so_fallbacks_and_compensation_apply(
+    store: weft.Store,
+) -> None:
+    undone: list[str] = []
+    wf = Workflow("reject").with_store(store)
+    wf.add_step(
+        ToolStep("book", lambda: "booked").with_compensation(
+            ToolStep("unbook", lambda: undone.append("unbook"))
+        )
+    )
+    wf.add_step(weft.HumanApprovalStep("sign", "sign off?"))
+    r = asyncio.run(wf.execute())
+    weft.reject(r.run_id, "sign", by="boss", comment="too pricey", store=store)
+    r2 = asyncio.run(wf.resume(r.run_id))
+    assert r2.step("sign").status == StepStatus.FAILED
+    assert r2.step("sign").error_type == "ApprovalRejectedError"
+    assert "too pricey" in (r2.step("sign").error or "")
+    assert r2.status == WorkflowStatus.COMPENSATED
+    assert undone == ["unbook"]
+
+    wf2 = Workflow("reject-fallback").with_store(store)
+    wf2.add_step(
+        weft.HumanApprovalStep("sign", "sign off?").with_fallback(
+            ToolStep("auto", lambda: "auto-approved")
+        )
+    )
+    r = asyncio.run(wf2.execute())
+    assert r.status == WorkflowStatus.WAITING_APPROVAL, "waiting is not a failure to recover"
+    weft.reject(r.run_id, "sign", store=store)
+    r2 = asyncio.run(wf2.resume(r.run_id))
+    assert r2.status == WorkflowStatus.COMPLETED
+    assert r2.final_output == "auto-approved"
+
+
+def test_an_approval_that_times_out_ends_the_step_timeout(store: weft.Store) -> None:
+    wf = Workflow("late").with_store(store)
+    wf.add_step(weft.HumanApprovalStep("ok", "ok?", timeout=0.2))
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.WAITING_APPROVAL
+    time.sleep(0.3)
+    with pytest.raises(weft.ApprovalError, match="timed out"):
+        weft.approve(r.run_id, "ok", store=store)
+    r2 = asyncio.run(wf.resume(r.run_id))
+    assert r2.step("ok").status == StepStatus.TIMEOUT
+    assert r2.status == WorkflowStatus.FAILED
+
+
+def test_pause_lets_running_steps_finish_and_resume_continues(store: weft.Store) -> None:
+    ran: list[str] = []
+
+    async def slow(context: Any) -> str:
+        await asyncio.sleep(0.3)
+        ran.append(context.step_id)
+        return context.step_id
+
+    wf = Workflow("pausable").with_store(store)
+    for i in range(3):
+        wf.add_step(ToolStep(f"s{i}", slow))
+
+    async def main() -> Any:
+        task = asyncio.create_task(wf.execute(run_id="pause-me"))
+        await asyncio.sleep(0.1)
+        weft.pause("pause-me", store=store)
+        return await task
+
+    r = asyncio.run(main())
+    assert r.status == WorkflowStatus.PAUSED
+    assert r.step("s0").status == StepStatus.COMPLETED, "the running step finished"
+    assert ran == ["s0"]
+    assert weft.get_workflow_status("pause-me", store=store).status == WorkflowStatus.PAUSED
+    assert [i.run_id for i in weft.list_runs(store=store, status="paused")] == ["pause-me"]
+
+    r2 = asyncio.run(wf.resume("pause-me"))
+    assert r2.status == WorkflowStatus.COMPLETED
+    assert ran == ["s0", "s1", "s2"]
+
+
+def test_cancel_stops_running_steps(store: weft.Store) -> None:
+    cleaned: list[str] = []
+
+    async def long(context: Any) -> None:
+        try:
+            await asyncio.sleep(30)
+        finally:
+            cleaned.append(context.step_id)
+
+    wf = Workflow("cancellable").with_store(store)
+    wf.add_step(ToolStep("long", long))
+    wf.add_step(ToolStep("after", lambda: "never"))
+
+    async def main() -> Any:
+        task = asyncio.create_task(wf.execute(run_id="cancel-me"))
+        await asyncio.sleep(0.1)
+        weft.cancel("cancel-me", store=store)
+        return await asyncio.wait_for(task, 10)
+
+    started = time.monotonic()
+    r = asyncio.run(main())
+    assert time.monotonic() - started < 5
+    assert r.status == WorkflowStatus.CANCELLED
+    assert cleaned == ["long"]
+    assert weft.get_workflow_status("cancel-me", store=store).status == WorkflowStatus.CANCELLED
+    again = asyncio.run(wf.resume("cancel-me"))
+    assert again.status == WorkflowStatus.CANCELLED
+
+
+def test_step_caching_reuses_outputs_within_the_ttl(store: weft.Store) -> None:
+    calls: list[str] = []
+
+    def fetch(context: Any) -> dict[str, Any]:
+        calls.append(context.variables["city"])
+        return {"forecast": f"sun in {context.variables['city']}"}
+
+    step = ToolStep("fetch", fetch).with_cache(ttl=0.5, key=lambda c: c.variables["city"])
+    wf = Workflow("cached").with_store(store)
+    wf.add_step(step)
+
+    def run(city: str) -> Any:
+        return asyncio.run(wf.execute(WorkflowContext("cached", variables={"city": city})))
+
+    first = run("Oslo")
+    second = run("Oslo")
+    third = run("Rome")
+    assert calls == ["Oslo", "Rome"]
+    assert second.step("fetch").metadata == {"cached": True}
+    assert second.final_output == first.final_output == {"forecast": "sun in Oslo"}
+    assert "cached" not in third.step("fetch").metadata
+    time.sleep(0.6)
+    run("Oslo")
+    assert calls == ["Oslo", "Rome", "Oslo"], "expired after the ttl"
+
+
+def test_register_records_the_dag_and_execute_writes_step_statuses(store: weft.Store) -> None:
+    @weft.agent(name="durable_researcher")
+    def researcher(task: str) -> str:
+        return f"notes on {task}"
+
+    dag = (
+        weft.WorkflowBuilder()
+        .step("research", "durable_researcher", "tides")
+        .step("report", "durable_researcher", "{research.result}", depends_on=["research"])
+        .build(title="Tides")
+    )
+    wid = asyncio.run(dag.register(store))
+    assert wid == dag.workflow_id
+    assert store._native.get_workflow(wid)["steps"] == [
+        {"step_id": "research", "agent": "durable_researcher", "depends_on": []},
+        {"step_id": "report", "agent": "durable_researcher", "depends_on": ["research"]},
+    ]
+    results = asyncio.run(dag.execute())
+    assert [r["status"] for r in results] == ["success", "success"]
+    runs = weft.list_runs(store=store, workflow_id=wid)
+    assert len(runs) == 1 and runs[0].status == WorkflowStatus.COMPLETED
+    statuses = [(h.step_id, h.status) for h in weft.run_history(runs[0].run_id, store=store)]
+    assert statuses[-1] == ("report", StepStatus.COMPLETED)
+
+
+def test_engine_with_a_store_resumes_by_run_id(store: weft.Store) -> None:
+    engine = weft.WorkflowEngine(store=store)
+    wf = Workflow("eng")
+    wf.add_step(ToolStep("a", lambda: 1))
+    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    wf.add_step(ToolStep("b", lambda context: context.results["a"] + 1))
+    r = asyncio.run(engine.execute_workflow(wf))
+    assert r.status == WorkflowStatus.WAITING_APPROVAL
+    assert engine.get_workflow_status(r.run_id)["status"] == WorkflowStatus.WAITING_APPROVAL
+    weft.approve(r.run_id, "ok", store=store)
+    r2 = asyncio.run(engine.resume(r.run_id))
+    assert r2.status == WorkflowStatus.COMPLETED and r2.final_output == 2
+
+    other = weft.WorkflowEngine(store=store)  # a fresh engine knows the run from the store
+    assert other.get_workflow_status(r.run_id)["status"] == WorkflowStatus.COMPLETED
+
+
+def test_nested_steps_are_checkpointed_under_their_parent(store: weft.Store) -> None:
+    keys: list[str] = []
+
+    def branch(context: Any) -> str:
+        keys.append(context.idempotency_key)
+        return context.step_id
+
+    par = ParallelStep("fan", [ToolStep("x", branch), ToolStep("y", branch)])
+    wf = Workflow("nested").with_store(store)
+    wf.add_step(par)
+    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    r = asyncio.run(wf.execute())
+    assert sorted(keys) == [f"{r.run_id}:fan/x", f"{r.run_id}:fan/y"]
+    paths = {h.step_id for h in weft.run_history(r.run_id, store=store)}
+    assert {"fan", "fan/x", "fan/y", "ok"} <= paths
+    weft.approve(r.run_id, "ok", store=store)
+    r2 = asyncio.run(wf.resume(r.run_id))
+    assert r2.status == WorkflowStatus.COMPLETED
+    assert r2.step("fan").output == ["x", "y"]
+    assert len(keys) == 2, "the completed composite was restored whole"
+
+
+# ---- outputs and serializers ------------------------------------------------------------
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+
+def test_a_non_json_output_fails_the_step_naming_it_and_the_type(tmp_path: Any) -> None:
+    wf = Workflow("nojson").with_store(weft.SqliteStore(tmp_path / "r.db"))
+    wf.add_step(ToolStep("make", lambda: Point(1)))
+    wf.add_step(ToolStep("use", lambda: "never"))
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.FAILED
+    assert r.step("make").error_type == "TypeError"
+    assert "step 'make'" in (r.step("make").error or "")
+    assert "Point" in (r.step("make").error or "")
+    assert r.step("make").attempts == 1, "not retried: it would fail the same way"
+    assert r.step("use").status == StepStatus.BLOCKED
+
+
+def test_a_serializer_stores_and_restores_other_outputs(tmp_path: Any) -> None:
+    store = weft.SqliteStore(tmp_path / "r.db")
+    made: list[int] = []
+    wf = Workflow("pickled").with_store(store, serializer=pickle)
+    wf.add_step(ToolStep("make", lambda: made.append(1) or Point(7)))
+    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    wf.add_step(ToolStep("use", lambda context: context.results["make"].x * 6))
+    r = asyncio.run(wf.execute())
+    weft.approve(r.run_id, "ok", store=store)
+    r2 = asyncio.run(wf.resume(r.run_id))
+    assert r2.final_output == 42 and made == [1]
+    assert isinstance(r2.step("make").output, Point)
+
+
+def test_batch_durability_writes_everything_by_the_end(tmp_path: Any) -> None:
+    store = weft.SqliteStore(tmp_path / "r.db")
+    calls: list[str] = []
+    wf = _chain("batched", calls, n=300)
+    wf.with_store(store, durability="batch")
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.COMPLETED
+    history = store.history(r.run_id)
+    assert len(history) == 600
+    assert history[-1].output == {"v299": 300}
+
+
+def test_the_store_grows_linearly_with_the_work(tmp_path: Any) -> None:
+    path = tmp_path / "r.db"
+    store = weft.SqliteStore(path)
+    wf = _chain("big", [], n=1000).with_store(store)
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.COMPLETED
+    del store
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (pages,) = db.execute("PRAGMA page_count").fetchone()
+        (page,) = db.execute("PRAGMA page_size").fetchone()
+    size = pages * page
+    # 2,000 events with a one-key dict each: ~100-200 bytes a row. The whole state again per
+    # step (1,000 growing dicts) would be ~1,000 x 1,000 x 12 bytes = 12 MB.
+    assert size < 2000 * 300 + 64 * 1024, size
+
+
+# ---- across processes -------------------------------------------------------------------
+
+_PAUSER = """
+import sys, time, weft
+url, run_id, what = sys.argv[1:4]
+store = weft.Store(url)
+deadline = time.time() + 20
+while time.time() < deadline:
+    try:
+        store.get_run(run_id)
+        break
+    except weft.RunNotFoundError:
+        time.sleep(0.02)
+time.sleep(0.3)
+getattr(weft, what)(run_id, store=store)
+"""
+
+
+@pytest.mark.parametrize("what", ["pause", "cancel"])
+def test_pause_and_cancel_from_another_process_are_honoured(tmp_path: Any, what: str) -> None:
+    url = "sqlite:///" + str(tmp_path / "r.db")
+    store = weft.Store(url)
+    ran: list[str] = []
+
+    async def slow(context: Any) -> str:
+        await asyncio.sleep(0.25)
+        ran.append(context.step_id)
+        return context.step_id
+
+    wf = Workflow("remote").with_store(store)
+    for i in range(12):
+        wf.add_step(ToolStep(f"s{i}", slow))
+    proc = subprocess.Popen([sys.executable, "-c", _PAUSER, url, "r1", what])
+    r = asyncio.run(wf.execute(run_id="r1"))
+    assert proc.wait(timeout=30) == 0
+    want = WorkflowStatus.PAUSED if what == "pause" else WorkflowStatus.CANCELLED
+    assert r.status == want
+    assert 0 < len(ran) < 12
+    assert weft.Store(url).get_run("r1").status == want
+
+
+def test_another_process_sees_step_progress(tmp_path: Any) -> None:
+    url = "sqlite:///" + str(tmp_path / "r.db")
+    seen: list[list[str]] = []
+    reader = weft.Store(url)
+
+    def watch(context: Any) -> None:
+        # What another process reading the store sees while this step runs.
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, weft; s = weft.Store(sys.argv[1]); "
+                "print(','.join(f'{h.step_id}={h.status}' for h in s.history(sys.argv[2])))",
+                url,
+                context.run_id,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seen.append(out.stdout.strip().split(","))
+
+    wf = Workflow("progress").with_store(reader)
+    wf.add_step(ToolStep("first", lambda: 1))
+    wf.add_step(ToolStep("watch", watch))
+    asyncio.run(wf.execute())
+    assert seen == [["first=running", "first=completed", "watch=running"]]
+
+
+# ---- bad input --------------------------------------------------------------------------
+
+
+def test_an_unknown_store_scheme_is_a_clear_error() -> None:
+    with pytest.raises(weft.StoreURLError, match="postgres"):
+        weft.Store("postgres://localhost/db")
+    with pytest.raises(weft.StoreURLError):
+        Workflow("x").with_store("runs.db")
+    with pytest.raises(TypeError, match=r"weft\.Store or a URL"):
+        Workflow("x").with_store(42)
+
+
+def test_an_unreachable_redis_fails_fast() -> None:
+    started = time.monotonic()
+    with pytest.raises(weft.StoreUnavailableError, match=r"127\.0\.0\.1:1"):
+        weft.Store("redis://127.0.0.1:1/0")
+    assert time.monotonic() - started < 5
+
+
+def test_an_unknown_run_id_is_a_clear_error(store: weft.Store) -> None:
+    wf = _chain("c", [], store=store)
+    with pytest.raises(weft.RunNotFoundError, match="nope"):
+        asyncio.run(wf.resume("nope"))
+    with pytest.raises(weft.RunNotFoundError):
+        weft.approve("nope", "x", store=store)
+    with pytest.raises(weft.RunNotFoundError):
+        weft.get_workflow_status("nope", store=store)
+    with pytest.raises(KeyError):  # RunNotFoundError is a KeyError too
+        weft.pause("nope", store=store)
+
+
+def test_approving_a_step_that_is_not_waiting_is_refused(store: weft.Store) -> None:
+    wf = _chain("c", [], store=store)
+    r = asyncio.run(wf.execute())
+    with pytest.raises(weft.ApprovalError, match="not waiting"):
+        weft.approve(r.run_id, "s1", store=store)
+    with pytest.raises(weft.ApprovalError, match="not waiting"):
+        weft.reject(r.run_id, "no-such-step", store=store)
+
+
+def test_a_run_id_already_in_the_store_is_refused(store: weft.Store) -> None:
+    wf = _chain("c", [], store=store)
+    asyncio.run(wf.execute(run_id="same"))
+    with pytest.raises(weft.StoreError, match="same"):
+        asyncio.run(wf.execute(run_id="same"))
+    assert weft.get_workflow_status("same", store=store).status == WorkflowStatus.COMPLETED
+
+
+def test_resuming_with_another_workflow_is_refused(store: weft.Store) -> None:
+    r = asyncio.run(_chain("c", [], store=store).execute())
+    with pytest.raises(weft.WorkflowDefinitionError, match="belongs to workflow 'c'"):
+        asyncio.run(_chain("d", [], store=store).resume(r.run_id))
+
+
+def test_an_approval_step_without_a_store_fails_naming_the_step() -> None:
+    wf = Workflow("nostore")
+    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.FAILED
+    assert r.step("ok").error_type == "WorkflowDefinitionError"
+    assert "step 'ok'" in (r.step("ok").error or "") and "store" in (r.step("ok").error or "")
+
+
+def test_a_store_of_another_schema_version_is_refused(tmp_path: Any) -> None:
+    path = tmp_path / "r.db"
+    weft.SqliteStore(path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(weft.SchemaVersionError, match="99"):
+        weft.SqliteStore(path)
+
+
+def test_a_corrupt_row_is_reported_and_nothing_else_is_lost(tmp_path: Any) -> None:
+    path = tmp_path / "r.db"
+    store = weft.SqliteStore(path)
+    r = asyncio.run(_chain("c", [], store=store).execute(run_id="bad"))
+    assert r.status == WorkflowStatus.COMPLETED
+    with sqlite3.connect(path) as db:
+        (key,) = db.execute("SELECT id FROM run_events WHERE run_id = 'bad' AND seq = 2").fetchone()
+        db.execute("UPDATE events SET output = '{not json' WHERE id = ?", (key,))
+    with pytest.raises(weft.CorruptRecordError, match=r"run 'bad' event 2"):
+        store.history("bad")
+    with pytest.raises(weft.CorruptRecordError):
+        asyncio.run(_chain("c", [], store=store).resume("bad"))
+    assert store.get_run("bad").status == WorkflowStatus.COMPLETED, "the run record is intact"
+
+
+def test_a_context_that_is_not_json_is_refused_before_anything_runs(tmp_path: Any) -> None:
+    store = weft.SqliteStore(tmp_path / "r.db")
+    calls: list[str] = []
+    wf = _chain("c", calls, store=store)
+    with pytest.raises(TypeError, match="input context"):
+        asyncio.run(wf.execute(WorkflowContext("c", variables={"p": Point(1)})))
+    assert calls == [] and store.list_runs() == []
+
+
+def test_a_bad_durability_is_a_definition_error() -> None:
+    with pytest.raises(weft.WorkflowDefinitionError, match="durability"):
+        Workflow("x").with_store("memory://", durability="often")
+
+
+def test_agent_steps_checkpoint_too(tmp_path: Any) -> None:
+    store = weft.SqliteStore(tmp_path / "r.db")
+    wf = Workflow("agents").with_store(store)
+    wf.add_step(AgentStep("greet", lambda msg: f"hi {msg}", "ada"))
+    r = asyncio.run(wf.execute())
+    assert store.history(r.run_id)[-1].output == "hi ada"
+    assert os.path.getsize(tmp_path / "r.db") > 0
