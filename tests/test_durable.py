@@ -181,7 +181,7 @@ def test_a_rejection_fails_the_step_so_fallbacks_and_compensation_apply(
 
 def test_an_approval_that_times_out_ends_the_step_timeout(store: weft.Store) -> None:
     wf = Workflow("late").with_store(store)
-    wf.add_step(weft.HumanApprovalStep("ok", "ok?", timeout=0.2))
+    wf.add_step(weft.HumanApprovalStep("ok", "ok?").with_timeout(0.2))
     r = asyncio.run(wf.execute())
     assert r.status == WorkflowStatus.WAITING_APPROVAL
     time.sleep(0.3)
@@ -529,6 +529,14 @@ def test_resuming_with_another_workflow_is_refused(store: weft.Store) -> None:
         asyncio.run(_chain("d", [], store=store).resume(r.run_id))
 
 
+def test_resuming_with_another_version_of_the_workflow_is_refused(store: weft.Store) -> None:
+    r = asyncio.run(_chain("c", [], store=store).execute())
+    newer = _chain("c", [], store=store)
+    newer.version = "2.0.0"
+    with pytest.raises(weft.WorkflowDefinitionError, match=r"version '1\.0\.0'"):
+        asyncio.run(newer.resume(r.run_id))
+
+
 def test_an_approval_step_without_a_store_fails_naming_the_step() -> None:
     wf = Workflow("nostore")
     wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
@@ -583,3 +591,48 @@ def test_agent_steps_checkpoint_too(tmp_path: Any) -> None:
     r = asyncio.run(wf.execute())
     assert store.history(r.run_id)[-1].output == "hi ada"
     assert os.path.getsize(tmp_path / "r.db") > 0
+
+
+def test_streaming_a_workflow_with_a_store_is_durable(store: weft.Store) -> None:
+    wf = _chain("streamed", [], store=store)
+
+    async def main() -> Any:
+        return [e async for e in wf.stream()]
+
+    events = asyncio.run(main())
+    run_id = events[-1].result.run_id
+    assert weft.get_workflow_status(run_id, store=store).status == WorkflowStatus.COMPLETED
+    assert len(weft.run_history(run_id, store=store)) == 6
+
+
+_APPROVER = """
+import sys, weft
+weft.approve(sys.argv[2], "gate", by="ann", comment="from afar", store=sys.argv[1])
+"""
+
+
+def test_an_approval_from_another_process_releases_the_run(tmp_path: Any) -> None:
+    url = "sqlite:///" + str(tmp_path / "r.db")
+    wf = Workflow("remote-approval").with_store(url)
+    wf.add_step(weft.HumanApprovalStep("gate", "ship it?"))
+    wf.add_step(ToolStep("ship", lambda context: context.results["gate"]["comment"]))
+    r = asyncio.run(wf.execute())
+    subprocess.run([sys.executable, "-c", _APPROVER, url, r.run_id], check=True, timeout=60)
+    resumed = asyncio.run(wf.resume(r.run_id))
+    assert resumed.status == WorkflowStatus.COMPLETED
+    assert resumed.final_output == "from afar"
+    audit = [h.detail for h in weft.run_history(r.run_id, store=url) if h.detail]
+    assert {"approved": True, "by": "ann", "comment": "from afar", "decision": True} in audit
+
+
+def test_approval_step_arguments_are_checked() -> None:
+    step = weft.HumanApprovalStep("ok", "ok?", approvers=["a"], timeout=5)
+    assert (step.approval_timeout, step.approvers, step.timeout) == (5.0, ["a"], None)
+    with pytest.raises(weft.WorkflowDefinitionError, match="step 'ok': prompt"):
+        weft.HumanApprovalStep("ok", 3)  # type: ignore[arg-type]
+    with pytest.raises(weft.WorkflowDefinitionError, match="approvers"):
+        weft.HumanApprovalStep("ok", "ok?", approvers="boss")
+    with pytest.raises(weft.WorkflowDefinitionError, match="timeout"):
+        weft.HumanApprovalStep("ok", "ok?", timeout=-1)
+    with pytest.raises(weft.WorkflowDefinitionError, match="cache ttl"):
+        ToolStep("t", lambda: 1).with_cache(ttl=0)

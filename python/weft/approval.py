@@ -109,6 +109,17 @@ class HumanApprovalStep(Step):
         self.approvers: list[str] | None = list(approvers) if approvers is not None else None
         self.approval_timeout: float | None = float(timeout) if timeout is not None else None
 
+    def with_timeout(self, seconds: float) -> HumanApprovalStep:
+        """Sets the approval timeout (seconds from the first wait), as the ``timeout``
+        argument does. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``seconds`` is not a positive finite number.
+        """
+        super().with_timeout(seconds)
+        self.approval_timeout, self.timeout = self.timeout, None
+        return self
+
     def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
         from weft.steps import render, template_refs
 

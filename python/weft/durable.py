@@ -153,6 +153,12 @@ class DurableRun:
                 f"run '{run_id}' belongs to workflow '{info.workflow_id}', not "
                 f"'{workflow.workflow_id}'"
             )
+        if info.version != str(workflow.version):
+            raise WorkflowDefinitionError(
+                f"run '{run_id}' was started by version {info.version!r} of workflow "
+                f"'{info.workflow_id}'; this is version {workflow.version!r} (its steps may "
+                "differ, so its checkpoints do not apply)"
+            )
         journal = _core.Journal(
             native, run_id, serializer=serializer, batch=durability == "batch", resume=True
         )

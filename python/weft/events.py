@@ -292,9 +292,16 @@ async def stream(
             queue.put_nowait(event)
 
     sink = _on_loop(deliver, lambda: live)
+    # A workflow with a store (``with_store``) streams a durable run, as ``execute`` would.
+    context, durable = workflow._begin_durable(context, None, None)
     task = asyncio.create_task(
         workflow._execute(
-            context, timeout=timeout, max_concurrency=max_concurrency, on_event=sink, base=base
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=sink,
+            base=base,
+            durable=durable,
         )
     )
     # Done callbacks run after the callbacks already queued, so every event reported before the

@@ -218,19 +218,7 @@ impl Journal {
 
     /// One event for `step_id` of this run, stamped now.
     pub fn event(&self, step_id: &str, status: &str, attempt: u32) -> StepEvent {
-        StepEvent {
-            seq: 0,
-            step_id: self.path(step_id),
-            status: status.to_string(),
-            attempt,
-            at: now(),
-            duration_ms: None,
-            error_type: None,
-            error: None,
-            output: None,
-            delta: None,
-            detail: None,
-        }
+        StepEvent::new(self.path(step_id), status, attempt, now())
     }
 
     /// Writes every buffered event now.

@@ -90,10 +90,7 @@ fn event_from_dict(d: &Bound<'_, PyDict>) -> PyResult<StepEvent> {
         item(k)?.map(|v| v.extract::<String>()).transpose()
     };
     let json = |k: &str| -> PyResult<Option<serde_json::Value>> {
-        match d.get_item(k)? {
-            Some(v) if !v.is_none() => Ok(Some(json_arg(k, &v)?)),
-            _ => Ok(None),
-        }
+        item(k)?.map(|v| json_arg(k, &v)).transpose()
     };
     Ok(StepEvent {
         seq: 0,
