@@ -414,13 +414,19 @@ fn measure_append_cost() {
         store.append("bench", std::slice::from_ref(&event)).unwrap();
     }
     let per_append = start.elapsed() / N;
+    let pair = [event.clone(), event.clone()];
+    let start = Instant::now();
+    for _ in 0..N {
+        store.append("bench", &pair).unwrap();
+    }
+    let per_pair = start.elapsed() / N;
     let batch: Vec<StepEvent> = (0..100).map(|_| event.clone()).collect();
     let start = Instant::now();
     for _ in 0..100 {
         store.append("bench", &batch).unwrap();
     }
     let per_batched_event = start.elapsed() / (100 * 100);
-    let last = 1_000 + u64::from(N) + 100 * 100;
+    let last = 1_000 + 3 * u64::from(N) + 100 * 100;
     let start = Instant::now();
     for _ in 0..N {
         assert_eq!(store.events("bench", last - 1).unwrap().len(), 1);
@@ -432,7 +438,7 @@ fn measure_append_cost() {
     }
     let per_control = start.elapsed() / N;
     eprintln!(
-        "SQLite: {per_append:?} per single-event append, {per_batched_event:?} per event in batches \
-         of 100, {per_tail_read:?} per events(after) of the last one, {per_control:?} per control()"
+        "SQLite: {per_append:?} per single-event append, {per_pair:?} per two-event append, \
+         {per_batched_event:?} per event in batches of 100, {per_tail_read:?} per events(after) of the last one, {per_control:?} per control()"
     );
 }
