@@ -2,6 +2,7 @@
 //! Payloads (Python objects) are generic parameters; `crate::py` instantiates them.
 pub mod error;
 pub mod graph;
+pub mod limits;
 pub mod retry;
 pub mod scheduler;
 pub mod state;
