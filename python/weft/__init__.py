@@ -28,6 +28,7 @@ from weft.engine import WorkflowEngine
 from weft.errors import (
     ApprovalError,
     ApprovalRejectedError,
+    CircuitOpenError,
     CorruptRecordError,
     HandoffError,
     LoopLimitError,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from weft.approval import HumanApprovalStep, approve, reject
     from weft.durable import cancel, get_workflow_status, list_runs, pause, run_history
     from weft.events import (
+        CircuitStateChanged,
         RunFinished,
         StepBlocked,
         StepCancelled,
@@ -69,6 +71,7 @@ if TYPE_CHECKING:
         execute_workflow_stream,
     )
     from weft.store import MemoryStore, RedisStore, RunInfo, SqliteStore, StepRecord, Store
+    from weft.traffic import CircuitBreaker, RateLimit
 
 __version__: str = _core.__version__
 
@@ -87,6 +90,7 @@ _LAZY = {
         "StepSkipped",
         "StepStarted",
         "StepTimedOut",
+        "CircuitStateChanged",
         "WorkflowEvent",
         "WorkflowLogger",
         "execute_workflow_stream",
@@ -94,6 +98,7 @@ _LAZY = {
 }
 # NOTE: durable runs' names load on first use too, keeping `import weft` lean.
 _LAZY.update(dict.fromkeys(("HumanApprovalStep", "approve", "reject"), "weft.approval"))
+_LAZY.update(dict.fromkeys(("CircuitBreaker", "RateLimit"), "weft.traffic"))
 _LAZY.update(
     dict.fromkeys(
         ("cancel", "get_workflow_status", "list_runs", "pause", "run_history"), "weft.durable"
@@ -123,6 +128,9 @@ __all__ = [
     "AgentStep",
     "ApprovalError",
     "ApprovalRejectedError",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "CircuitStateChanged",
     "ConditionalStep",
     "CorruptRecordError",
     "DagWorkflow",
@@ -137,6 +145,7 @@ __all__ = [
     "MemoryStore",
     "ParallelStep",
     "PartialFailureError",
+    "RateLimit",
     "RedisStore",
     "Registry",
     "RetryPolicy",

@@ -148,7 +148,47 @@ def compile_plan(
     if nested:
         ids = {s.step_id for s in steps}
         specs = [(*sp[:2], [r for r in sp[2] if r in ids], *sp[3:]) for sp in specs]
+    controls = {}
+    for s in steps:
+        found = traffic_controls(s, opts)
+        if found is not None:
+            controls[s.step_id] = found
+    if controls:
+        policy["controls"] = controls
     return _core.Plan(plan_id, specs, max_parallel, **policy)
+
+
+def traffic_controls(step: Step, opts: CompileOptions) -> tuple[list[Any], list[Any]] | None:
+    """The native rate limiters and breakers guarding ``step``'s attempts: its own and those
+    attached to its agent or tool (``weft.traffic``). A ``MapStep``'s apply to its items."""
+    from weft import traffic
+    from weft.steps import _Invocable
+
+    if not step.traffic and not traffic._ATTACHED:
+        return None
+    if getattr(step, "_is_composite", False) and hasattr(step, "item_arg"):
+        return None  # a MapStep: its items get them (see MapStep)
+    return traffic.controls_for(
+        step, invocable_targets(step, opts) if isinstance(step, _Invocable) else ()
+    )
+
+
+def invocable_targets(step: Any, opts: CompileOptions) -> tuple[Any, ...]:
+    """An agent/tool step's target object and, when given by name, the name and the object
+    it resolves to."""
+    target = step._target()
+    if target is None or isinstance(target, str):
+        name = target or step.step_id
+        reg = opts.registry
+        if reg is None:
+            from weft.registry import global_registry
+
+            reg = global_registry()
+        try:
+            return (name, reg.resolve(step._role, name, step.step_id))
+        except WorkflowDefinitionError:
+            return (name,)
+    return (target,)
 
 
 def inner_refs(steps: Sequence[Step], opts: CompileOptions) -> tuple[str, ...]:

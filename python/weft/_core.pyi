@@ -4,9 +4,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Self, final
 
 __all__ = [
+    "Breaker",
     "Journal",
     "Nested",
     "Plan",
+    "RateLimiter",
     "Run",
     "StateMap",
     "StepResult",
@@ -229,6 +231,7 @@ class Plan:
         min_success: int | None = None,
         continue_on_error: bool = False,
         max_total_retries: int | None = None,
+        controls: dict[str, tuple[list[RateLimiter], list[Breaker]]] | None = None,
     ) -> Self: ...
     @staticmethod
     def fan_out(
@@ -246,6 +249,8 @@ class Plan:
         fail_fast: bool = False,
         first_success: bool = False,
         min_success: int | None = None,
+        limiters: Sequence[RateLimiter] | None = None,
+        breakers: Sequence[Breaker] | None = None,
     ) -> Plan:
         """A fan-out plan (``MapStep``): one independent step per item, ``"{step_id}[{i}]"``,
         each calling ``invoke(item)`` (plus ``context=`` when ``wants_context``).
@@ -420,6 +425,39 @@ class Journal:
         cannot be stored."""
     def decode_output(self, value: Any) -> Any:
         """Decodes a stored output (the inverse of ``encode_output``)."""
+
+@final
+class RateLimiter:
+    """A rate limiter shared by every step that holds it. Private: ``weft.RateLimit`` wraps
+    it. ``None`` leaves a dimension unlimited."""
+
+    def __new__(
+        cls,
+        key: str,
+        requests_per_second: float | None = None,
+        tokens_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> Self: ...
+    @property
+    def in_flight(self) -> int:
+        """Attempts holding a concurrency slot now."""
+
+@final
+class Breaker:
+    """A circuit breaker shared by every step that holds it. Private: ``weft.CircuitBreaker``
+    wraps it. ``recovery_timeout`` in seconds."""
+
+    def __new__(
+        cls,
+        key: str,
+        failure_threshold: int,
+        recovery_timeout: float,
+        half_open_max_calls: int,
+        wait: bool = False,
+    ) -> Self: ...
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``."""
 
 def _shutdown() -> None:
     """Stops weft's timer thread and joins its worker threads; ``weft`` registers it with

@@ -58,6 +58,8 @@ def cached_call(
         return key, found, value
 
     def remember(key: str, output: Any) -> None:
+        if isinstance(output, Nested):  # an adapter's output with its metadata
+            output = output.output
         try:
             _store().cache_put(key, output, time.time() + ttl)
         except TypeError:

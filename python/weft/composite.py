@@ -386,6 +386,27 @@ class ParallelStep(_FanOut):
         return invoke
 
 
+def _item_controls(
+    map_step: Step, inner: Step | Callable[..., Any], opts: CompileOptions
+) -> tuple[list[Any], list[Any]] | None:
+    """Rate limits and breakers for a map's items: the map step's own, the inner step's, and
+    those attached to the inner agent/tool (or callable)."""
+    from weft import traffic
+    from weft._compile import invocable_targets
+    from weft.steps import _Invocable
+
+    own = [*map_step.traffic]
+    targets: tuple[Any, ...] = (inner,)
+    if isinstance(inner, Step):
+        own.extend(inner.traffic)
+        targets = invocable_targets(inner, opts) if isinstance(inner, _Invocable) else ()
+    if not own and not traffic._ATTACHED:
+        return None
+    probe = Step.__new__(Step)
+    probe.traffic = tuple(own)
+    return traffic.controls_for(probe, targets)
+
+
 class MapStep(_FanOut):
     """Runs one step per item of a list computed at run time (fan-out; seed 001's
     orchestrator-worker pattern, LangGraph's ``Send`` map-reduce).
@@ -458,6 +479,9 @@ class MapStep(_FanOut):
             policy = opts.default_policy or RetryPolicy.no_retry()
         plan_id = f"{opts.workflow_id}/{step_id}"
         max_parallel, run_policy, settle = self.max_concurrency, self._policy(), self._settle
+        controls = _item_controls(self, inner, opts)
+        if controls is not None:
+            run_policy = {**run_policy, "limiters": controls[0], "breakers": controls[1]}
 
         async def invoke(context: WorkflowContext) -> Nested:
             source = items_src

@@ -13,6 +13,7 @@ from typing import Any
 __all__ = [
     "ApprovalError",
     "ApprovalRejectedError",
+    "CircuitOpenError",
     "CorruptRecordError",
     "HandoffError",
     "LoopLimitError",
@@ -182,3 +183,10 @@ class ApprovalRejectedError(WeftError):
         self.step_id = step_id
         self.by = by
         self.comment = comment
+
+
+class CircuitOpenError(WeftError):
+    """A step was refused because its :class:`~weft.CircuitBreaker` is open (seed 001's fault
+    tolerance): the agent or tool failed ``failure_threshold`` times in a row and its
+    ``recovery_timeout`` has not passed. The step fails fast instead of calling it; never
+    retried (give the breaker ``wait=True`` to have steps wait for the circuit instead)."""

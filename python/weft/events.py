@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from weft.workflow import Workflow, WorkflowResult
 
 __all__ = [
+    "CircuitStateChanged",
     "RunFinished",
     "StepBlocked",
     "StepCancelled",
@@ -171,6 +172,29 @@ class RunFinished(WorkflowEvent):
     kind: ClassVar[str] = "finished"
 
 
+@dataclass(frozen=True, slots=True)
+class CircuitStateChanged(WorkflowEvent):
+    """A :class:`~weft.CircuitBreaker` changed state (seed 001's fault tolerance): ``closed``
+    → ``open`` after its failure threshold, ``open`` → ``half_open`` once its recovery
+    timeout passed, ``half_open`` → ``closed`` after a successful trial call (or back to
+    ``open`` after a failed one).
+
+    Attributes:
+        step_id: the step whose attempt caused the change (or asked while it happened).
+        attempt: that attempt's number.
+        breaker: the breaker's key.
+        old: the state it left: ``"closed"``, ``"open"`` or ``"half_open"``.
+        new: the state it entered.
+    """
+
+    step_id: str
+    attempt: int
+    breaker: str
+    old: str
+    new: str
+    kind: ClassVar[str] = "circuit"
+
+
 _FINISHED: dict[str, type[StepFinished]] = {
     cls.kind: cls
     for cls in (StepCompleted, StepFailed, StepTimedOut, StepSkipped, StepBlocked, StepCancelled)
@@ -188,6 +212,9 @@ def _event(raw: _Raw) -> WorkflowEvent | None:
     if kind == "retrying":
         delay, error = payload
         return StepRetrying(step_id, attempt, float(delay), error)
+    if kind == "circuit":
+        breaker, old, new = payload
+        return CircuitStateChanged(step_id, attempt, breaker, old, new)
     finished = _FINISHED.get(kind)
     return None if finished is None else finished(step_id, payload)
 

@@ -91,7 +91,13 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 
 
 def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
-    """Returns ``(callable, single_input)`` for an agent or tool."""
+    """Returns ``(callable, single_input)`` for an agent or tool: a framework's object through
+    its adapter (``weft.adapters``), else the callable or its first call method."""
+    from weft.adapters import ACCEPTS, adapt
+
+    adapted = adapt(target, role, step_id)
+    if adapted is not None:
+        return adapted
     plain = (
         inspect.isfunction(target)
         or inspect.ismethod(target)
@@ -106,8 +112,8 @@ def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], 
     if callable(target):
         return target, False
     raise WorkflowDefinitionError(
-        f"step '{step_id}': the {role} must be a sync or async callable or an object with one of "
-        f"{', '.join(CALL_METHODS)}; got {type(target).__name__} {target!r:.80}"
+        f"step '{step_id}': the {role} must be one of: {ACCEPTS}; got {type(target).__name__} "
+        f"{target!r:.80}"
     )
 
 
@@ -179,6 +185,7 @@ class Step:
         "retry_policy",
         "step_id",
         "timeout",
+        "traffic",
     )
 
     #: True for steps that run other steps (``weft.composite``).
@@ -195,6 +202,8 @@ class Step:
         self.compensation: Step | None = None
         #: ``(ttl_seconds, key_fn)`` set by ``with_cache``; ``None``: not cached.
         self.cache: tuple[float, Callable[[Any], Any] | None] | None = None
+        #: The step's own ``RateLimit``s and ``CircuitBreaker``s.
+        self.traffic: tuple[Any, ...] = ()
         self._version = 0
 
     def _changed(self) -> None:
@@ -256,6 +265,45 @@ class Step:
                 f"got {seconds!r}"
             )
         self.timeout = float(seconds)
+        self._changed()
+        return self
+
+    def with_rate_limit(self, limit: Any) -> Self:
+        """Holds each attempt of this step to ``limit`` (a :class:`~weft.RateLimit`): the
+        attempt waits before it starts until the limit allows it; it never fails for it. For
+        a ``MapStep`` the limit applies to each item. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``limit`` is not a ``RateLimit``.
+        """
+        from weft.traffic import RateLimit
+
+        if not isinstance(limit, RateLimit):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_rate_limit expects a weft.RateLimit, got "
+                f"{limit!r:.80}"
+            )
+        self.traffic = (*self.traffic, limit)
+        self._changed()
+        return self
+
+    def with_circuit_breaker(self, breaker: Any) -> Self:
+        """Guards this step with ``breaker`` (a :class:`~weft.CircuitBreaker`): while it is
+        open the step fails fast with ``CircuitOpenError`` (or waits, with ``wait=True``), and
+        each attempt's outcome counts towards it. For a ``MapStep`` it guards each item.
+        Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``breaker`` is not a ``CircuitBreaker``.
+        """
+        from weft.traffic import CircuitBreaker
+
+        if not isinstance(breaker, CircuitBreaker):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_circuit_breaker expects a weft.CircuitBreaker, "
+                f"got {breaker!r:.80}"
+            )
+        self.traffic = (*self.traffic, breaker)
         self._changed()
         return self
 

@@ -20,6 +20,7 @@ pyo3::import_exception!(weft.errors, RunNotFoundError);
 pyo3::import_exception!(weft.errors, SchemaVersionError);
 pyo3::import_exception!(weft.errors, CorruptRecordError);
 pyo3::import_exception!(weft.errors, ApprovalError);
+pyo3::import_exception!(weft.errors, CircuitOpenError);
 
 /// Maps a store error to its `weft.errors` class (`StoreError` and subclasses).
 pub fn store_error(err: crate::store::StoreError) -> PyErr {

@@ -11,6 +11,7 @@ pub mod pool;
 pub mod results;
 pub mod run;
 pub mod store;
+pub mod traffic;
 
 /// Stops weft's timer thread and joins its worker threads; `weft` registers it with `atexit`.
 #[pyfunction]
@@ -35,6 +36,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<run::Run>()?;
     m.add_class::<store::PyStore>()?;
     m.add_class::<journal::Journal>()?;
+    m.add_class::<traffic::PyRateLimiter>()?;
+    m.add_class::<traffic::PyBreaker>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
     Ok(())
 }

@@ -14,6 +14,11 @@ use crate::engine::scheduler::RunPolicy;
 use crate::py::context::WorkflowContext;
 use crate::py::errors::definition_error;
 use crate::py::run::{Run, RunInner};
+use crate::py::traffic::{Controls, PyBreaker, PyRateLimiter};
+
+/// `{step_id: (rate_limiters, breakers)}` from Python.
+type ControlMap<'py> =
+    std::collections::HashMap<String, (Vec<Bound<'py, PyRateLimiter>>, Vec<Bound<'py, PyBreaker>>)>;
 
 /// How to call one step, decided once in Python at step creation.
 pub struct StepSpec {
@@ -29,6 +34,8 @@ pub struct StepSpec {
     pub retry_on: Option<Py<PyTuple>>,
     pub non_retryable: Option<Py<PyTuple>>,
     pub conditions: Vec<Py<PyAny>>,
+    /// Rate limits and circuit breakers checked before each attempt starts.
+    pub controls: Controls,
 }
 
 impl StepSpec {
@@ -138,14 +145,15 @@ impl Plan {
     /// Validates and compiles `specs` (see `SpecArgs`).
     ///
     /// `fail_fast`, `first_success`, `min_success` and `continue_on_error` set the run's
-    /// `RunPolicy`; `max_total_retries` bounds retries across the run. Specs sharing one
+    /// `RunPolicy`; `max_total_retries` bounds retries across the run; `controls` maps step ids
+    /// to their `(rate_limiters, breakers)`. Specs sharing one
     /// `RetryPolicy` object (a `MapStep`'s items) convert it once.
     ///
     /// Raises:
     ///     WorkflowDefinitionError: duplicate ids, unknown dependencies, a cycle, a template
     ///         reference to a non-ancestor, a bad timeout or retry policy.
     #[new]
-    #[pyo3(signature = (workflow_id, specs, max_parallel=None, *, fail_fast=false, first_success=false, min_success=None, continue_on_error=false, max_total_retries=None))]
+    #[pyo3(signature = (workflow_id, specs, max_parallel=None, *, fail_fast=false, first_success=false, min_success=None, continue_on_error=false, max_total_retries=None, controls=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -157,7 +165,9 @@ impl Plan {
         min_success: Option<usize>,
         continue_on_error: bool,
         max_total_retries: Option<u32>,
+        controls: Option<ControlMap<'_>>,
     ) -> PyResult<Self> {
+        let mut controls = controls.unwrap_or_default();
         let mut decls = Vec::with_capacity(specs.len());
         let mut steps = Vec::with_capacity(specs.len());
         let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
@@ -184,6 +194,10 @@ impl Plan {
                 retry_on: non_empty(py, retry_on),
                 non_retryable: non_empty(py, non_retryable),
                 conditions,
+                controls: controls
+                    .remove(&id)
+                    .map(|(l, b)| Controls::from_py(l, b))
+                    .unwrap_or_default(),
             });
             decls.push(StepDecl { id, deps, refs });
         }
@@ -210,7 +224,8 @@ impl Plan {
     /// Raises:
     ///     WorkflowDefinitionError: a bad timeout or retry policy.
     #[staticmethod]
-    #[pyo3(signature = (plan_id, step_id, invoke, items, is_async, wants_context, timeout, retry_policy, conditions, max_parallel=None, *, fail_fast=false, first_success=false, min_success=None))]
+    /// `limiters` / `breakers` apply to every item.
+    #[pyo3(signature = (plan_id, step_id, invoke, items, is_async, wants_context, timeout, retry_policy, conditions, max_parallel=None, *, fail_fast=false, first_success=false, min_success=None, limiters=None, breakers=None))]
     #[allow(clippy::too_many_arguments)]
     fn fan_out(
         py: Python<'_>,
@@ -227,7 +242,11 @@ impl Plan {
         fail_fast: bool,
         first_success: bool,
         min_success: Option<usize>,
+        limiters: Option<Vec<Bound<'_, PyRateLimiter>>>,
+        breakers: Option<Vec<Bound<'_, PyBreaker>>>,
     ) -> PyResult<Self> {
+        let controls =
+            Controls::from_py(limiters.unwrap_or_default(), breakers.unwrap_or_default());
         let timeout = step_timeout(&step_id, timeout)?;
         let (policy, retry_on, non_retryable) = policy_from_py(&step_id, &retry_policy)?;
         let retry_on = non_empty(py, retry_on);
@@ -247,6 +266,7 @@ impl Plan {
                 retry_on: retry_on.as_ref().map(|t| t.clone_ref(py)),
                 non_retryable: non_retryable.as_ref().map(|t| t.clone_ref(py)),
                 conditions: conditions.iter().map(|c| c.clone_ref(py)).collect(),
+                controls: controls.clone(),
             });
             decls.push(StepDecl {
                 id,

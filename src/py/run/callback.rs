@@ -10,6 +10,8 @@ pub(super) enum CbKind {
     RunDeadline,
     Settle,
     Finish,
+    /// A parked attempt may start (its wait passed, or a limiter freed a slot).
+    Unpark,
 }
 
 /// A callable handed to asyncio (done-callbacks, `call_later`, `call_soon_threadsafe`).
@@ -50,6 +52,15 @@ impl Callback {
             }
             CbKind::Settle => run.settle_tasks(py),
             CbKind::Finish => run.complete(py),
+            CbKind::Unpark => {
+                {
+                    let mut st = run.lock(py);
+                    if st.wake_at.is_some_and(|w| w <= Instant::now()) {
+                        st.wake_at = None;
+                    }
+                }
+                run.pump(py, Where::Loop);
+            }
         }
         Ok(())
     }

@@ -37,6 +37,7 @@ mod events;
 mod outcome;
 mod record;
 mod timers;
+mod traffic;
 
 pub use callback::Run;
 use callback::{Callback, CbKind};
@@ -157,6 +158,12 @@ struct RunState {
     retries_used: u32,
     /// Events recorded under this lock, in the order they happened, waiting for `flush`.
     events: Vec<Event>,
+    /// Dispatched attempts waiting for a rate limit or an open circuit (see `traffic`).
+    parked: Vec<Dispatch>,
+    /// The rate limiters each started attempt holds a slot of, until it ends.
+    held: HashMap<(usize, u32), Vec<Arc<crate::engine::limits::RateLimiter>>>,
+    /// When the run's wake-up timer for parked attempts fires.
+    wake_at: Option<Instant>,
 }
 
 impl RunState {
@@ -294,6 +301,9 @@ impl RunInner {
                 ended: None,
                 retries_used: 0,
                 events: Vec::new(),
+                parked: Vec::new(),
+                held: HashMap::new(),
+                wake_at: None,
             }),
             plan,
         });
@@ -316,18 +326,40 @@ impl RunInner {
         }
     }
 
-    /// Dispatches every ready step; returns one sync step for a worker to run inline.
+    /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
+    /// any); returns one sync step for a worker to run inline.
     fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
         let mut inline = None;
         loop {
-            let (batch, finish) = {
+            let (batch, refused, finish) = {
                 let mut st = self.lock(py);
                 let st = &mut *st;
                 let mut batch = std::mem::take(&mut st.immediate);
+                if !st.parked.is_empty() {
+                    batch.append(&mut st.parked);
+                }
                 while let Some(d) = st.sched.next_ready() {
                     batch.push(d);
                 }
                 let now = Instant::now();
+                let mut refused = Vec::new();
+                if batch
+                    .iter()
+                    .any(|d| !self.plan.steps[d.step].controls.is_empty())
+                {
+                    let mut admitted = Vec::with_capacity(batch.len());
+                    for d in batch {
+                        if !st.sched.is_live(d) {
+                            continue;
+                        }
+                        match self.admit(py, st, d, now) {
+                            traffic::Admit::Go => admitted.push(d),
+                            traffic::Admit::Park(until) => self.park(st, d, until),
+                            traffic::Admit::Refuse(msg) => refused.push((d, msg)),
+                        }
+                    }
+                    batch = admitted;
+                }
                 for d in &batch {
                     st.recs[d.step].first_start.get_or_insert(now);
                 }
@@ -351,13 +383,22 @@ impl RunInner {
                         .collect();
                     j.write_lazy(events);
                 }
-                let finish = batch.is_empty() && st.take_finish();
-                (batch, finish)
+                let finish = batch.is_empty() && refused.is_empty() && st.take_finish();
+                (batch, refused, finish)
             };
             self.flush(py);
+            let any_refused = !refused.is_empty();
+            for (d, msg) in refused {
+                let err = crate::py::errors::CircuitOpenError::new_err(msg);
+                self.record(py, d, Outcome::Error(err, false), here);
+            }
             if batch.is_empty() {
                 if finish {
                     self.signal_finish(py, here);
+                    return inline;
+                }
+                if any_refused {
+                    continue; // the refusals may have readied, blocked or ended steps
                 }
                 return inline;
             }
@@ -407,6 +448,7 @@ impl RunInner {
         if let Some(j) = &self.journal {
             let _ = j.flush_pending(py);
         }
+        self.release_all(py);
         let (timer, waiters, outcome) = {
             let mut st = self.lock(py);
             let outcome = st.sched.outcome();
@@ -723,6 +765,7 @@ impl RunInner {
         for (d, t) in tasks {
             cancel_and_watch(self, py, t.bind(py), d);
         }
+        self.release_all(py);
         self.pump(py, Where::Loop);
     }
 }

@@ -36,6 +36,7 @@ impl RunInner {
         outcome: Outcome,
         here: Where,
     ) {
+        self.release_held(py, d);
         let spec = &self.plan.steps[d.step];
         let mut nested = None;
         // A durable run stores the output as JSON before anything else sees it; an output
@@ -110,6 +111,19 @@ impl RunInner {
                     prep = self.error_prep(spec, store_error(err).value(py), false);
                 }
             }
+            let failed = match &prep {
+                Prep::Value(..) => Some(false),
+                Prep::Skip => None,
+                // A breaker's own refusal and a cancellation say nothing about the callee.
+                Prep::Error(e, ..) => {
+                    Some(e.type_name != "CircuitOpenError" && e.type_name != "CancelledError")
+                }
+            };
+            let usage = match (&prep, &nested) {
+                (Prep::Value(..), Some(n)) => traffic::reported_tokens(py, n.metadata.as_ref()),
+                _ => None,
+            };
+            self.report_traffic(py, st, d, failed, usage);
             let rec = &mut st.recs[d.step];
             let timer = rec.timer.take();
             if let Some(n) = nested {

@@ -1,0 +1,94 @@
+"""Adapters: agents and tools of other frameworks run as ``AgentStep`` / ``ToolStep``.
+
+An object is recognised by the modules of its type (and its bases), so a framework is imported
+only when the user already handed weft one of its objects: ``import weft`` never imports
+LangChain, the OpenAI Agents SDK, JAF or pydantic-ai. Each framework is an optional extra
+(``weft[langchain]``, ``weft[openai-agents]``, ``weft[jaf]``, ``weft[pydantic-ai]``).
+
+An adapter module exports ``adapt(obj, role, step_id)`` returning ``(callable, single_input)``
+or ``None`` when it does not handle ``obj``:
+
+- for ``role == "agent"`` the callable is called with the step's message (``fn(message)``);
+- for ``role == "tool"`` with the step's arguments: ``fn(args_dict)`` when ``single_input``,
+  else ``fn(**args)``;
+- either may be ``async def`` and may take a ``context`` keyword (the step's
+  ``WorkflowContext``);
+- it returns the framework's final output (text or structured), or ``weft._core.Nested(output,
+  metadata={...})`` to put ``"framework"``, ``"model"`` and ``"usage"`` (``input_tokens``,
+  ``output_tokens``, ``total_tokens``) into the ``StepResult``'s metadata.
+
+Exceptions from the framework propagate unchanged, so the step's retry policy classifies them
+(an ``openai.RateLimitError`` raised inside an agent is retried like any HTTP 429).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ACCEPTS", "adapt"]
+
+#: Top-level package names of a framework's types -> the adapter module for them.
+_ADAPTERS: tuple[tuple[frozenset[str], str], ...] = (
+    (
+        frozenset({"langchain_core", "langchain", "langgraph", "langchain_community"}),
+        "weft.adapters.langchain",
+    ),
+    (frozenset({"agents"}), "weft.adapters.openai_agents"),
+    (frozenset({"jaf"}), "weft.adapters.jaf"),
+    (frozenset({"pydantic_ai"}), "weft.adapters.pydantic_ai"),
+)
+
+#: What ``AgentStep`` / ``ToolStep`` accept, for error messages.
+ACCEPTS = (
+    "a sync or async callable; an object with arun/ainvoke/run/invoke/execute; a LangChain or "
+    "LangGraph Runnable (chat model, chain, compiled graph) or BaseTool; an OpenAI Agents SDK "
+    "Agent or FunctionTool; a JAF Agent or Tool; a pydantic-ai Agent or Tool"
+)
+
+
+def _packages(obj: Any) -> set[str]:
+    """Top-level package names of the modules defining ``type(obj)`` and its bases."""
+    found: set[str] = set()
+    for cls in type(obj).__mro__:
+        module = getattr(cls, "__module__", None) or ""
+        found.add(module.partition(".")[0])
+    return found
+
+
+def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] | None:
+    """``(callable, single_input)`` running ``obj`` (an agent or tool of a supported
+    framework) for a step, or ``None`` when no adapter recognises it (see the module docs).
+
+    Raises:
+        WorkflowDefinitionError: a framework object of a kind weft cannot run (the message
+            says what is accepted).
+    """
+    if obj is None or isinstance(obj, str | int | float | bool | bytes):
+        return None
+    packages = _packages(obj)
+    for names, module in _ADAPTERS:
+        if packages & names:
+            adapter = importlib.import_module(module)
+            found: tuple[Callable[..., Any], bool] | None = adapter.adapt(obj, role, step_id)
+            if found is not None:
+                return found
+    if _looks_like_jaf_tool(obj):
+        # JAF's function tools and users' own tool classes are defined outside the `jaf`
+        # package; they are recognised by JAF's tool protocol (a schema and `execute`).
+        jaf = importlib.import_module("weft.adapters.jaf")
+        tool: tuple[Callable[..., Any], bool] | None = jaf.adapt(obj, role, step_id)
+        if tool is not None:
+            return tool
+    return None
+
+
+def _looks_like_jaf_tool(obj: Any) -> bool:
+    schema = getattr(obj, "schema", None)
+    return (
+        not isinstance(obj, type)
+        and hasattr(schema, "name")
+        and hasattr(schema, "parameters")
+        and callable(getattr(obj, "execute", None))
+    )
