@@ -23,11 +23,14 @@ Exceptions from the framework propagate unchanged, so the step's retry policy cl
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["ACCEPTS", "adapt"]
+from weft.errors import WorkflowDefinitionError
+
+__all__ = ["ACCEPTS", "adapt", "cannot_run", "jsonable"]
 
 #: Top-level package names of a framework's types -> the adapter module for them.
 _ADAPTERS: tuple[tuple[frozenset[str], str], ...] = (
@@ -91,4 +94,32 @@ def _looks_like_jaf_tool(obj: Any) -> bool:
         and hasattr(schema, "name")
         and hasattr(schema, "parameters")
         and callable(getattr(obj, "execute", None))
+    )
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON-able data for a step's output (so a durable run can checkpoint it):
+    pydantic models as ``model_dump(mode="json")``, dataclass instances as ``asdict``, inside
+    dicts, lists and tuples too; anything else as is."""
+    if isinstance(value, type):
+        return value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json")
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def cannot_run(framework: str, obj: Any, role: str, step_id: str, hint: str) -> Exception:
+    """The ``WorkflowDefinitionError`` for a ``framework`` object weft cannot run as the
+    ``role`` of step ``step_id``: names the step and the type, gives ``hint`` and lists what
+    is accepted."""
+    return WorkflowDefinitionError(
+        f"step '{step_id}': weft cannot run a {framework} {type(obj).__name__} as the {role} "
+        f"({hint}); the {role} must be one of: {ACCEPTS}"
     )

@@ -22,9 +22,10 @@ import inspect
 import json
 import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, is_dataclass, replace
+from dataclasses import replace
 from typing import Any
 
+from weft.adapters import cannot_run, jsonable
 from weft.errors import WorkflowDefinitionError
 
 __all__ = [
@@ -278,17 +279,6 @@ def _observed(provider: Any) -> _ObservedProvider:
     return _ObservedProvider(provider)
 
 
-def _jsonable(value: Any) -> Any:
-    """A pydantic model as ``model_dump(mode="json")``, a dataclass as ``asdict``, else as is."""
-    if isinstance(value, type):
-        return value
-    if callable(getattr(value, "model_dump", None)):
-        return value.model_dump(mode="json")
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    return value
-
-
 def _outcome_error(error: Any) -> JafRunError:
     """The exception for a JAF error value (``ErrorOutcome.error``)."""
     kind = str(getattr(error, "_tag", None) or type(error).__name__)
@@ -360,7 +350,7 @@ async def _run_agent(agent: Any, config: Any, message: Any, jaf_context: Any) ->
             "approval steps instead",
             interruptions,
         )
-    output = _jsonable(getattr(outcome, "output", None))
+    output = jsonable(getattr(outcome, "output", None))
     metadata: dict[str, Any] = {"framework": "jaf"}
     model_config = getattr(agent, "model_config", None)
     model = config.model_override or getattr(model_config, "name", None) or provider.model
@@ -400,7 +390,7 @@ def _tool_output(tool: Any, result: Any) -> Any:
     tool_results = _import("jaf.core.tool_results")
     if isinstance(result, tool_results.ToolResult):
         if result.status == "success":
-            return _jsonable(result.data)
+            return jsonable(result.data)
         info = result.error
         kind = str(result.status)
         message = getattr(info, "message", None) or "the tool failed"
@@ -409,7 +399,7 @@ def _tool_output(tool: Any, result: Any) -> Any:
         raise cls(
             kind, f"tool {tool.schema.name!r}: {message}" + (f" ({code})" if code else ""), result
         )
-    return _jsonable(result)
+    return jsonable(result)
 
 
 def _tool_callable(tool: Any) -> Callable[..., Any]:
@@ -431,15 +421,6 @@ def _tool_callable(tool: Any) -> Callable[..., Any]:
         return Nested(_tool_output(tool, result), metadata={"framework": "jaf"})
 
     return call_jaf_tool
-
-
-def _cannot_run(obj: Any, role: str, step_id: str, hint: str) -> WorkflowDefinitionError:
-    from weft.adapters import ACCEPTS
-
-    return WorkflowDefinitionError(
-        f"step '{step_id}': weft cannot run a JAF {type(obj).__name__} as the {role}: {hint}. "
-        f"The {role} must be one of: {ACCEPTS}"
-    )
 
 
 def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] | None:
@@ -486,11 +467,11 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
         return None
     if isinstance(obj, JafAgent):
         if role != "agent":
-            raise _cannot_run(obj.agent, role, step_id, "a JAF agent is run by an AgentStep")
+            raise _cannot_run_jaf(obj.agent, role, step_id, "a JAF agent is run by an AgentStep")
         return obj.arun, False
     if isinstance(obj, types.Agent):
         if role != "agent":
-            raise _cannot_run(
+            raise _cannot_run_jaf(
                 obj,
                 role,
                 step_id,
@@ -514,7 +495,7 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
         return run_jaf_agent, False
     if _is_tool(obj):
         if role != "tool":
-            raise _cannot_run(
+            raise _cannot_run_jaf(
                 obj,
                 role,
                 step_id,
@@ -523,11 +504,11 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
             )
         return _tool_callable(obj), True
     if _is_run_config(obj):
-        raise _cannot_run(
+        raise _cannot_run_jaf(
             obj, role, step_id, "give the agent with its config: `JafAgent(agent, run_config)`"
         )
     if _is_provider(obj):
-        raise _cannot_run(
+        raise _cannot_run_jaf(
             obj,
             role,
             step_id,
@@ -537,4 +518,8 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
 
     if callable(obj) or any(callable(getattr(obj, m, None)) for m in CALL_METHODS):
         return None  # the generic path calls it
-    raise _cannot_run(obj, role, step_id, "it is neither an Agent nor a Tool")
+    raise _cannot_run_jaf(obj, role, step_id, "it is neither an Agent nor a Tool")
+
+
+def _cannot_run_jaf(obj: Any, role: str, step_id: str, hint: str) -> Exception:
+    return cannot_run("JAF", obj, role, step_id, hint)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import json
 import os
 import sys
@@ -44,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 from weft._core import Nested
-from weft.adapters import ACCEPTS
+from weft.adapters import cannot_run, jsonable
 from weft.errors import WorkflowDefinitionError
 
 __all__ = ["FRAMEWORK", "adapt"]
@@ -86,39 +85,35 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
     if isinstance(obj, Agent):
         if role == "agent":
             return _agent_callable(obj, Runner), True
-        raise _cannot_run(
-            step_id,
+        raise cannot_run(
+            "OpenAI Agents SDK",
             obj,
             role,
+            step_id,
             "an Agent runs as an AgentStep; for a ToolStep pass agent.as_tool(tool_name=..., "
             "tool_description=...)",
         )
     if isinstance(obj, FunctionTool):
         if role != "tool":
-            raise _cannot_run(
-                step_id,
+            raise cannot_run(
+                "OpenAI Agents SDK",
                 obj,
                 role,
+                step_id,
                 "a FunctionTool runs as a ToolStep, or give it to an Agent(tools=[...])",
             )
         _check_tool_runs_standalone(obj, step_id)
         return _tool_callable(obj, step_id), True
     if _defined_by_sdk(obj, sdk):
-        raise _cannot_run(
-            step_id,
+        raise cannot_run(
+            "OpenAI Agents SDK",
             obj,
             role,
+            step_id,
             "of the OpenAI Agents SDK only an Agent (as an agent) or a FunctionTool (as a tool) "
             "can run as a step",
         )
     return None
-
-
-def _cannot_run(step_id: str, obj: Any, role: str, hint: str) -> WorkflowDefinitionError:
-    return WorkflowDefinitionError(
-        f"step '{step_id}': an OpenAI Agents SDK {type(obj).__name__} cannot run as the {role} "
-        f"({hint}); the {role} must be one of: {ACCEPTS}"
-    )
 
 
 def _defined_by_sdk(obj: Any, sdk: Any) -> bool:
@@ -182,7 +177,7 @@ def _agent_callable(agent: Any, runner: Any) -> Callable[..., Any]:
         usage = _usage(getattr(getattr(result, "context_wrapper", None), "usage", None))
         if usage:
             metadata["usage"] = usage
-        return Nested(_jsonable(result.final_output), metadata=metadata)
+        return Nested(jsonable(result.final_output), metadata=metadata)
 
     return run_openai_agent
 
@@ -212,21 +207,6 @@ def _usage(usage: Any) -> dict[str, int]:
         if isinstance(value, int) and not isinstance(value, bool):
             found[key] = value
     return found
-
-
-def _jsonable(value: Any) -> Any:
-    """``value`` with pydantic models dumped (``model_dump(mode="json")``) and dataclass
-    instances turned into dicts, inside lists, tuples and dicts too."""
-    dump = getattr(value, "model_dump", None)
-    if callable(dump) and not isinstance(value, type):
-        return dump(mode="json")
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 def _tool_callable(tool: Any, step_id: str) -> Callable[..., Any]:
@@ -270,7 +250,7 @@ def _tool_callable(tool: Any, step_id: str) -> Callable[..., Any]:
             output = await asyncio.wait_for(invocation, timeout)
         else:
             output = await invocation
-        return Nested(_jsonable(output), metadata={"framework": FRAMEWORK, "tool": tool.name})
+        return Nested(jsonable(output), metadata={"framework": FRAMEWORK, "tool": tool.name})
 
     return run_openai_tool
 
