@@ -99,6 +99,9 @@ impl RunInner {
 
     /// Attempt `d` ended: release its rate limiters' slots and wake whoever waits for them.
     pub(super) fn release_held(&self, py: Python<'_>, d: Dispatch) {
+        if self.plan.steps[d.step].controls.limiters.is_empty() {
+            return; // the common case: no lock taken
+        }
         let held = self.lock(py).held.remove(&(d.step, d.attempt));
         for l in held.into_iter().flatten() {
             for w in l.release() {
