@@ -636,3 +636,28 @@ def test_approval_step_arguments_are_checked() -> None:
         weft.HumanApprovalStep("ok", "ok?", timeout=-1)
     with pytest.raises(weft.WorkflowDefinitionError, match="cache ttl"):
         ToolStep("t", lambda: 1).with_cache(ttl=0)
+
+
+def test_approvals_in_parallel_step_branches_all_wait_and_resume_in_any_order(
+    store: weft.Store,
+) -> None:
+    wf = Workflow("parallel-gates").with_store(store)
+    wf.add_step(
+        ParallelStep(
+            "gates",
+            [weft.HumanApprovalStep("legal", "legal ok?"), weft.HumanApprovalStep("money", "ok?")],
+        )
+    )
+    wf.add_step(ToolStep("ship", lambda context: len(context.results["gates"])))
+    r = asyncio.run(wf.execute())
+    assert r.status == WorkflowStatus.WAITING_APPROVAL
+    # fail_fast does not cancel a sibling branch for a pending approval: both reach theirs.
+    assert StepStatus.CANCELLED not in [c.status for c in r.step("gates").children]
+    waiting = {h.step_id for h in store.history(r.run_id) if h.status == "waiting_approval"}
+    assert waiting == {"gates/legal", "gates/money"}
+    weft.approve(r.run_id, "gates/money", store=store)
+    assert asyncio.run(wf.resume(r.run_id)).status == WorkflowStatus.WAITING_APPROVAL
+    weft.approve(r.run_id, "gates/legal", store=store)
+    done = asyncio.run(wf.resume(r.run_id))
+    assert done.status == WorkflowStatus.COMPLETED
+    assert done.final_output == 2

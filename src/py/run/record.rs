@@ -111,6 +111,8 @@ impl RunInner {
                     prep = self.error_prep(spec, store_error(err).value(py), false);
                 }
             }
+            let awaiting_approval =
+                matches!(&prep, Prep::Error(e, ..) if e.type_name == "ApprovalPending");
             let failed = match &prep {
                 Prep::Value(..) => Some(false),
                 Prep::Skip => None,
@@ -201,7 +203,9 @@ impl RunInner {
                 }
             }
             if let Some(&s) = finished.first() {
-                if st.sched.settles(st.sched.state(s)) {
+                // A human approval still waiting (weft.approval) is not a failure that ends
+                // its siblings: parallel branches must all reach their approvals.
+                if st.sched.settles(st.sched.state(s)) && !awaiting_approval {
                     // The run's policy is met (fail_fast's first failure, wait_for_all=False's
                     // first success): end every other step now; `settle_tasks` stops their work.
                     settled = true;
