@@ -2,10 +2,12 @@
 //! each backend: `memory::*`, `sqlite::*` and `redis::*` (the last only when `WEFT_TEST_REDIS_URL`
 //! names a server, e.g. `redis://127.0.0.1:6379/0`; the tests use unique ids, so they can share it).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod common;
+
+use common::{unique, TempDir};
 use serde_json::json;
 use weft::store::{self, Control, Decision, RunRecord, StepEvent, Store, StoreError};
 
@@ -16,30 +18,8 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// An id no other test (or earlier run against the same Redis) uses.
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
-}
-
 fn run(run_id: &str, workflow_id: &str, created_at: f64) -> RunRecord {
-    RunRecord {
-        run_id: run_id.to_string(),
-        workflow_id: workflow_id.to_string(),
-        name: "review".to_string(),
-        version: "1.2".to_string(),
-        status: "RUNNING".to_string(),
-        created_at,
-        updated_at: created_at,
-        input: json!({"topic": "stores", "n": 3, "tags": ["a", "b"]}),
-        error: None,
-        result: None,
-    }
+    common::run_record(run_id, workflow_id, created_at)
 }
 
 fn new_run(store: &dyn Store) -> String {
@@ -497,22 +477,6 @@ fn a_workflow_definition_is_upserted(store: &dyn Store) {
 }
 
 // --- the backends ---
-
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("weft-store-test"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A store, and the directory to delete once the test is done with it.
 type Opened = (Arc<dyn Store>, Option<TempDir>);

@@ -7,21 +7,13 @@
 //! themselves. `cargo test --release --no-default-features --test store_redis -- --ignored
 //! --nocapture` prints the cost of one append.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+mod common;
+
+use common::unique;
 use serde_json::json;
 use weft::store::{self, RedisStore, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION};
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
-}
 
 /// The test server's URL, or `None` (with a note) when none is configured.
 fn server_url() -> Option<String> {
@@ -46,18 +38,7 @@ fn raw(url: &str) -> redis::Connection {
 }
 
 fn run(run_id: &str) -> RunRecord {
-    RunRecord {
-        run_id: run_id.to_string(),
-        workflow_id: "wf".to_string(),
-        name: "flow".to_string(),
-        version: "1".to_string(),
-        status: "RUNNING".to_string(),
-        created_at: 1_700_000_000.0,
-        updated_at: 1_700_000_000.0,
-        input: json!({}),
-        error: None,
-        result: None,
-    }
+    common::run_record(run_id, "wf", 1_700_000_000.0)
 }
 
 fn completed(step_id: &str) -> StepEvent {

@@ -4,55 +4,17 @@
 //! `cargo test --release --no-default-features --test store_sqlite -- --ignored --nocapture` prints
 //! the cost of one append.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::Instant;
 
+mod common;
+
+use common::TempDir;
 use serde_json::json;
 use weft::store::{self, RunRecord, SqliteStore, StepEvent, Store, StoreError, SCHEMA_VERSION};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "weft-sqlite-test-{}-{nanos}-{n}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn db(&self) -> PathBuf {
-        self.0.join("runs.db")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn run(run_id: &str) -> RunRecord {
-    RunRecord {
-        run_id: run_id.to_string(),
-        workflow_id: "wf".to_string(),
-        name: "flow".to_string(),
-        version: "1".to_string(),
-        status: "RUNNING".to_string(),
-        created_at: 1_700_000_000.0,
-        updated_at: 1_700_000_000.0,
-        input: json!({}),
-        error: None,
-        result: None,
-    }
+    common::run_record(run_id, "wf", 1_700_000_000.0)
 }
 
 fn completed(step_id: &str, output: serde_json::Value) -> StepEvent {
