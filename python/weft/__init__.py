@@ -42,6 +42,7 @@ from weft.errors import (
     StoreURLError,
     WeftError,
     WorkflowCancelledError,
+    WorkflowConfigError,
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
@@ -53,6 +54,7 @@ from weft.workflow import Workflow, WorkflowResult, _close_runners
 
 if TYPE_CHECKING:
     from weft.approval import HumanApprovalStep, approve, reject
+    from weft.config import load_workflow
     from weft.durable import cancel, get_workflow_status, list_runs, pause, run_history
     from weft.events import (
         CircuitStateChanged,
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
         WorkflowLogger,
         execute_workflow_stream,
     )
+    from weft.factory import create_workflow, list_workflow_factories, register_workflow_factory
     from weft.store import MemoryStore, RedisStore, RunInfo, SqliteStore, StepRecord, Store
     from weft.traffic import CircuitBreaker, RateLimit
 
@@ -99,6 +102,13 @@ _LAZY = {
 # NOTE: durable runs' names load on first use too, keeping `import weft` lean.
 _LAZY.update(dict.fromkeys(("HumanApprovalStep", "approve", "reject"), "weft.approval"))
 _LAZY.update(dict.fromkeys(("CircuitBreaker", "RateLimit"), "weft.traffic"))
+_LAZY["load_workflow"] = "weft.config"
+_LAZY.update(
+    dict.fromkeys(
+        ("create_workflow", "list_workflow_factories", "register_workflow_factory"),
+        "weft.factory",
+    )
+)
 _LAZY.update(
     dict.fromkeys(
         ("cancel", "get_workflow_status", "list_runs", "pause", "run_history"), "weft.durable"
@@ -181,6 +191,7 @@ __all__ = [
     "Workflow",
     "WorkflowBuilder",
     "WorkflowCancelledError",
+    "WorkflowConfigError",
     "WorkflowContext",
     "WorkflowDefinitionError",
     "WorkflowEngine",
@@ -193,10 +204,14 @@ __all__ = [
     "agent",
     "approve",
     "cancel",
+    "create_workflow",
     "execute_workflow_stream",
     "get_workflow_status",
     "list_runs",
+    "list_workflow_factories",
+    "load_workflow",
     "pause",
+    "register_workflow_factory",
     "reject",
     "run_history",
     "tool",

@@ -62,7 +62,8 @@ class HumanApprovalStep(Step):
     Args:
         step_id: the step's id.
         prompt: what the approver is asked; ``{step.result}`` references are filled from the
-            step's context, as in an ``AgentStep`` message.
+            step's context, as in an ``AgentStep`` message, and ``{inputs.name}`` ones from
+            the run's variables (workflow files' inputs).
         approvers: who may decide (``approve(..., by=...)`` must name one of them); ``None``
             (default): anyone.
         timeout: seconds from when the step first waited; a decision that has not come by
@@ -121,6 +122,7 @@ class HumanApprovalStep(Step):
         return self
 
     def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        from weft.config.refs import render_inputs
         from weft.steps import render, template_refs
 
         step_id, prompt, approvers, limit = (
@@ -130,6 +132,7 @@ class HumanApprovalStep(Step):
             self.approval_timeout,
         )
         refs = template_refs(prompt)
+        uses_inputs = "{inputs." in prompt
 
         async def invoke(context: Any) -> Any:
             journal = JOURNAL.get()
@@ -146,6 +149,8 @@ class HumanApprovalStep(Step):
                 scope = scope[: -len(step_id) - 1]
             path = scope + step_id
             text = render(prompt, context.results, step_id) if refs else prompt
+            if uses_inputs:
+                text = render_inputs(text, context.variables)
             decision = next(
                 (d for d in native.decisions(journal.run_id) if d["step_id"] == path), None
             )

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from weft import _core
 from weft._compile import (
+    EVENT_SINK,
     CompileOptions,
     Outcome,
     check_positive_int,
@@ -499,6 +500,9 @@ class MapStep(_FanOut):
                     f"got {type(source).__name__}"
                 )
             items = list(source)
+            sink = EVENT_SINK.get()
+            if sink is not None:  # progress displays size the map (weft run)
+                sink("fanout", step_id, 0, len(items))
             if not items:
                 return Nested([], metadata={"items": 0, "succeeded": 0, "failed": 0})
             plan = _core.Plan.fan_out(

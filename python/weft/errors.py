@@ -27,6 +27,7 @@ __all__ = [
     "StoreUnavailableError",
     "WeftError",
     "WorkflowCancelledError",
+    "WorkflowConfigError",
     "WorkflowDefinitionError",
     "WorkflowTimeoutError",
 ]
@@ -48,6 +49,48 @@ class WorkflowDefinitionError(WeftError, ValueError):
     that is not an ancestor). The message names the offending step and what was expected. Also a
     ``ValueError``, so code written against JAF's plain ``ValueError`` still catches it.
     """
+
+
+class WorkflowConfigError(WorkflowDefinitionError):
+    """A workflow file or config dict is malformed (``weft.load_workflow``,
+    ``Workflow.from_config``, ``weft validate``).
+
+    The message reads ``file:line: field: what was expected`` (``workflow.yaml:12:
+    steps[2].retry.max_attempts: 0 is less than the minimum of 1``); the parts are also
+    attributes.
+
+    Attributes:
+        reason: what is wrong (str), without the location.
+        file: the file's path as given (str), or ``None`` for a dict.
+        line: the 1-based line in ``file`` (int), or ``None`` when unknown.
+        field: the offending field's path (``"steps[2].retry"``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        where = ":".join(str(p) for p in (self.file, self.line) if p is not None)
+        if self.file is None and self.line is not None:
+            where = f"line {self.line}"
+        parts = [p for p in (where, self.field, self.reason) if p]
+        return ": ".join(parts)
+
+    def refresh(self) -> WorkflowConfigError:
+        """Rebuilds the message after ``file``/``line``/``field`` changed. Returns the error."""
+        self.args = (self._text(),)
+        return self
 
 
 class StepTimeoutError(WeftError, TimeoutError):

@@ -69,6 +69,10 @@ class Agent:
     def __call__(self, message: Any, **kwargs: Any) -> Any:
         return self.fn(message, **kwargs)
 
+    def _weft_target(self) -> Callable[..., Any]:
+        """What a step runs for this agent: ``fn`` itself, so an async one runs as async."""
+        return self.fn
+
     def __repr__(self) -> str:
         return f"Agent({self.agent_id!r}, handoffs={self.handoffs})"
 

@@ -95,6 +95,11 @@ def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], 
     its adapter (``weft.adapters``), else the callable or its first call method."""
     from weft.adapters import ACCEPTS, adapt
 
+    # A weft.Agent found by name in the registry: call its function, not its sync __call__
+    # (which would hide an async function's coroutine from the engine).
+    unwrap = getattr(type(target), "_weft_target", None)
+    if unwrap is not None:
+        target = unwrap(target)
     adapted = adapt(target, role, step_id)
     if adapted is not None:
         return adapted

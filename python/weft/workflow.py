@@ -6,7 +6,8 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from weft._compile import (
@@ -26,6 +27,7 @@ from weft.steps import Step, bump_epoch, mutation_epoch
 
 if TYPE_CHECKING:
     from weft.events import WorkflowEvent
+    from weft.registry import Registry
 
 __all__ = ["Workflow", "WorkflowResult"]
 
@@ -85,6 +87,11 @@ class Workflow:
             once. ``None`` (default): each step's own policy only.
         version: the workflow's version string (seed 002), default ``"1.0.0"``.
 
+    Attributes set by a workflow file (:meth:`from_config`, :func:`weft.load_workflow`):
+    ``inputs`` (``{name: {"type", "default", "required", "description"}}``, the declared
+    inputs; ``{}`` otherwise), ``source`` (the file's absolute path, or ``None``) and
+    ``output_options`` (seed 002's ``output`` section, ``{}`` otherwise).
+
     Steps start as soon as all their dependencies have completed (no waves), a failed step
     blocks only its dependents, and sync steps run on weft's worker threads while async steps
     run as tasks on the caller's event loop.
@@ -121,6 +128,9 @@ class Workflow:
         self.max_parallel_steps = max_parallel_steps
         self.continue_on_error = bool(continue_on_error)
         self.max_total_retries = max_total_retries
+        self.inputs: dict[str, dict[str, Any]] = {}
+        self.source: str | None = None
+        self.output_options: dict[str, Any] = {}
         self._store: Any = None
         self._serializer: Any = None
         self._durability: str = "sync"
@@ -135,6 +145,40 @@ class Workflow:
         self._loggers: list[Any] = []
         self._plans: dict[tuple[Any, ...], Any] = {}
         self._default_options = CompileOptions(workflow_id=workflow_id)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        base_dir: str | Path | None = None,
+        registry: Registry | None = None,
+    ) -> Workflow:
+        """A workflow from a config dict: weft's format 1 (the JSON Schema
+        ``weft/config/workflow.schema.json``; ``name``, ``inputs``, ``steps`` with ``id``,
+        ``kind``, ``tool``/``agent`` as ``module:attribute`` or a registered name, ``args``,
+        ``message``, ``depends_on``, ``retry``, ``timeout``, ``condition``, map / parallel /
+        condition / approval / loop blocks) or seed 002's ``WORKFLOW_CONFIG`` (``phases``
+        with ``agent``, ``timeout``, ``retries``, ``depends_on``; ``error_handling``;
+        ``output``), loaded unchanged. :func:`weft.load_workflow` reads the same from a YAML
+        or JSON file.
+
+        Args:
+            config: the document (dict).
+            base_dir: a directory put first on ``sys.path`` while importing
+                ``module:attribute`` references (default: none).
+            registry: where agent and tool names are looked up (default: the process-wide
+                registry of ``@weft.agent`` / ``@weft.tool``).
+
+        Raises:
+            WorkflowConfigError: the config breaks the schema, names something that cannot be
+                imported or is not registered, or describes an invalid graph; the message
+                names the field (``steps[2].retry.max_attempts``).
+            TypeError: ``config`` is not a mapping.
+        """
+        from weft.config import workflow_from_config
+
+        return workflow_from_config(config, base_dir=base_dir, registry=registry)
 
     @property
     def steps(self) -> list[Step]:
@@ -436,8 +480,10 @@ class Workflow:
         timeout: float | None,
         max_concurrency: int | None,
         base: CompileOptions | None,
+        on_event: EventSink | None = None,
     ) -> WorkflowResult:
-        """``resume`` with the compile options of a WorkflowEngine."""
+        """``resume`` with the compile options of a WorkflowEngine and an event subscriber
+        (``weft resume`` shows progress with it)."""
         from weft.durable import DurableRun, is_finished, require_store, stored_steps
 
         st = require_store(self._store if store is None else store)
@@ -472,7 +518,7 @@ class Workflow:
             context,
             timeout=timeout,
             max_concurrency=max_concurrency,
-            on_event=None,
+            on_event=on_event,
             base=base,
             durable=durable,
         )
@@ -632,6 +678,32 @@ class Workflow:
             raise outcome
         assert isinstance(outcome, WorkflowResult)
         return outcome
+
+    def to_mermaid(self, *, direction: str = "TD") -> str:
+        """This workflow as a Mermaid ``flowchart`` (see :func:`weft.display.to_mermaid`);
+        ``weft graph FILE`` prints it.
+
+        Args:
+            direction: ``"TD"`` (default), ``"LR"``, ``"BT"`` or ``"RL"``.
+
+        Raises:
+            ValueError: an unknown ``direction``.
+        """
+        from weft.display import to_mermaid
+
+        return to_mermaid(self, direction=direction)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's HTML view: the graph, drawn by Mermaid (:func:`weft.display.workflow_html`)."""
+        from weft.display import workflow_html
+
+        return workflow_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter's MIME bundle: ``repr``, HTML and a markdown ``mermaid`` block."""
+        from weft.display import workflow_mimebundle
+
+        return workflow_mimebundle(self)
 
     def __repr__(self) -> str:
         return f"Workflow({self.workflow_id!r}, {self.name!r}, steps={len(self._steps)})"

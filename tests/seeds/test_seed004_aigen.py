@@ -4,8 +4,9 @@ the import lines, with the behaviour the seed documents asserted.
 aigen's ``create_agent("research")`` builds an LLM agent; here it is a small stand-in (below)
 that returns a :class:`weft.Agent` whose function transforms its input in a
 checkable way. The seed's tracing section is aigen's own implementation (OpenAI Agents SDK
-traces inside ``execute_deterministic``), not user code, so it has no test here; the workflow
-factory is a later weft issue and its examples are skipped.
+traces inside ``execute_deterministic``), not user code, so it has no test here. aigen's
+``agent.execute(context, input) -> response`` (used by the branching example) is part of the
+same stand-in.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import types
 
 import pytest
+import weft
 from weft import (
     Agent,
     DeterministicWorkflow,
@@ -22,10 +25,15 @@ from weft import (
     HandoffError,
     HandoffWorkflow,
     StepStatus,
+    WorkflowDefinitionError,
     WorkflowEngine,
     WorkflowStatus,
+    create_workflow,
+    list_workflow_factories,
+    register_workflow_factory,
 )
 from weft import WorkflowContext as Context
+from weft.registry import global_registry
 
 # -- stand-ins for aigen's agent factory ----------------------------------------------------------
 
@@ -45,6 +53,10 @@ BEHAVIOUR = {
     "editor": lambda m: f"EDITED<{m}>",
     "technical_writer": lambda m: f"SPEC<{m}>",
     "creative_writer": lambda m: f"STORY<{m}>",
+    # the branching example's classifier
+    "strategy": lambda m: (
+        "technical" if "API" in m else "creative" if "poem" in m.lower() else "general"
+    ),
 }
 
 
@@ -72,8 +84,22 @@ def create_agent(kind, instructions=None, delay=0.0):
             return Handoff(target, output)
         return output
 
+    if kind == "strategy":
+        return _Analyst(kind, transform)
     agent = Agent(kind, run, description=instructions or "")
     return agent
+
+
+class _Analyst:
+    """aigen's agent call outside a workflow: ``await agent.execute(context, input)`` returns a
+    response whose ``content`` is the text (used by the seed's branching example)."""
+
+    def __init__(self, kind, transform):
+        self.kind, self.transform = kind, transform
+
+    async def execute(self, context, input_text):
+        CALLS.append((self.kind, input_text))
+        return types.SimpleNamespace(content=self.transform(input_text))
 
 
 # -- Engine Core -------------------------------------------------------------------------------
@@ -283,21 +309,131 @@ def test_handoff_to_an_undeclared_agent_fails_the_run():
 # -- Workflow Factory ------------------------------------------------------------------------------
 
 
-def test_workflow_factory():
-    pytest.skip(
-        "aigen's workflow factory (create_workflow by name, from a list of agent names or from "
-        "a YAML file; register_workflow_factory) is a later weft issue"
+@pytest.fixture
+def aigen_agents():
+    """aigen's agents by name (its ``create_agent`` registry), as an app registers them at
+    start-up; removed again afterwards."""
+    reg = global_registry()
+    saved = dict(reg._entries["agent"])
+    for kind in (*BEHAVIOUR, "technical_editor", "creative_research", "creative_editor"):
+        weft.agent(create_agent(kind), name=kind)
+    yield
+    reg._entries["agent"] = saved
+
+
+def test_workflow_factory(aigen_agents, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "workflows").mkdir()
+    (tmp_path / "workflows" / "my_workflow.yaml").write_text(
+        "name: my_workflow\n"
+        "inputs: {input: {default: ''}}\n"
+        "steps:\n"
+        "  - {id: research, kind: agent, message: '{inputs.input}'}\n"
+        "  - {id: writer, kind: agent, message: '{research.result}'}\n"
     )
+
+    # fmt: off
+    # Verbatim from the seed (its `agents=[...]` placeholder filled in).
+    # Register custom workflow
+    register_workflow_factory(
+        "my_workflow",
+        lambda **kwargs: DeterministicWorkflow(agents=[create_agent("editor")], **kwargs),
+        {"description": "Custom workflow implementation"}
+    )
+
+    # Create a workflow by name
+    workflow = create_workflow("content_generation")
+    by_name = workflow
+
+    # Create from agent list
+    workflow = create_workflow(["research", "writer", "editor"])
+    from_list = workflow
+
+    # Create from config file
+    workflow = create_workflow("workflows/my_workflow.yaml")
+    # fmt: on
+
+    engine = WorkflowEngine()
+
+    def run(wf, text="Explain tides"):
+        return asyncio.run(engine.execute(wf, Context(), text))
+
+    assert run(by_name)["result"] == "EDITED<DRAFT<NOTES<Explain tides>>>"
+    assert run(from_list)["result"] == "EDITED<DRAFT<NOTES<Explain tides>>>"
+    assert from_list.workflow_id == "research-writer-editor"
+    assert run(workflow)["result"] == "DRAFT<NOTES<Explain tides>>"
+    assert workflow.workflow_id == "my_workflow"
+    custom = create_workflow("my_workflow", name="custom")
+    assert isinstance(custom, DeterministicWorkflow) and custom.workflow_id == "custom"
+    assert run(custom)["result"] == "EDITED<Explain tides>"
+    assert list_workflow_factories()["my_workflow"] == {
+        "description": "Custom workflow implementation"
+    }
+    with pytest.raises(WorkflowDefinitionError, match="content_generation, my_workflow"):
+        create_workflow("no_such_workflow")
 
 
 # -- Specialized Workflow Patterns: Branching Workflows ----------------------------------------
 
 
-def test_branching_workflow():
-    pytest.skip(
-        "needs aigen's workflow factory (create_workflow from an agent list / by name, a later "
-        "weft issue) and aigen's agent.execute(context, input) -> response.content"
-    )
+async def execute_branching_workflow(context: Context, input_text: str) -> str:
+    """Execute a workflow with conditional branching based on content type."""
+
+    # fmt: off
+    # Verbatim from the seed.
+    # First, analyze the input to determine the content type
+    analysis_agent = create_agent("strategy",
+                                 instructions="Analyze the input and classify it as technical, creative, or general.")  # noqa: E501
+
+    analysis_response = await analysis_agent.execute(context, input_text)
+    content_type = _extract_content_type(analysis_response.content)
+
+    # Create different workflow paths based on content type
+    if content_type == "technical":
+        workflow = create_workflow([
+            "research",
+            "technical_writer",  # Specialized technical writer
+            "technical_editor"   # Specialized technical editor
+        ])
+    elif content_type == "creative":
+        workflow = create_workflow([
+            "creative_research",  # More open-ended research
+            "writer",
+            "creative_editor"     # Focus on style and engagement
+        ])
+    else:  # General content
+        workflow = create_workflow("content_generation")  # Standard workflow
+
+    # Execute the selected workflow
+    engine = WorkflowEngine()
+    result = await engine.execute(workflow, context, input_text)
+
+    return result["result"]
+
+
+def _extract_content_type(analysis_text: str) -> str:
+    """Extract content type from analysis text."""
+    analysis_text = analysis_text.lower()
+
+    if "technical" in analysis_text:
+        return "technical"
+    elif "creative" in analysis_text:
+        return "creative"
+    else:
+        return "general"
+    # fmt: on
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        ("Document the REST API", "TECHNICAL_EDITOR<SPEC<NOTES<Document the REST API>>>"),
+        ("A poem about rain", "CREATIVE_EDITOR<DRAFT<CREATIVE_RESEARCH<A poem about rain>>>"),
+        ("Plan a garden", "EDITED<DRAFT<NOTES<Plan a garden>>>"),
+    ],
+)
+def test_branching_workflow(aigen_agents, request_text, expected):
+    assert asyncio.run(execute_branching_workflow(Context(), request_text)) == expected
 
 
 # -- Specialized Workflow Patterns: Parallel Workflows with Aggregation ------------------------
@@ -311,17 +447,20 @@ def create_domain_workflow(domain):
     )
 
 
-def create_workflow(name):
-    # Stand-in for aigen's factory (a later weft issue): the one workflow this example names.
-    assert name == "content_generation"
-    return DeterministicWorkflow(
+# aigen ships a "content_generation" workflow; on weft an app registers it once at start-up.
+register_workflow_factory(
+    "content_generation",
+    lambda **kwargs: DeterministicWorkflow(
         agents=[
             create_agent("research", delay=0.1),
             create_agent("writer", delay=0.1),
             create_agent("editor", delay=0.1),
         ],
-        name=name,
-    )
+        name="content_generation",
+        **kwargs,
+    ),
+    {"description": "research -> writer -> editor"},
+)
 
 
 async def execute_parallel_workflows(context: Context, input_text: str) -> str:

@@ -1,0 +1,122 @@
+"""``module:attribute`` references in workflow files, and ``{inputs.name}`` templates."""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import re
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+_INPUT = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
+
+
+@contextmanager
+def on_path(directory: Path | None) -> Iterator[None]:
+    """Puts ``directory`` first on ``sys.path`` while resolving, so modules next to the
+    workflow file import by their plain name. It is left there afterwards only if it was
+    already there."""
+    if directory is None:
+        yield
+        return
+    entry = str(directory)
+    present = entry in sys.path
+    if not present:
+        sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if not present:
+            # Modules imported from it stay imported; their later lazy imports of siblings
+            # need the entry, so keep it (appended, so it does not shadow anything).
+            sys.path.remove(entry)
+            sys.path.append(entry)
+
+
+def is_import_ref(text: str) -> bool:
+    """Whether ``text`` has the ``module:attribute`` form (else it is a registry name)."""
+    return ":" in text
+
+
+def import_ref(text: str) -> Any:
+    """The object ``module:attr.sub`` names.
+
+    Raises:
+        LookupError: the module cannot be imported or has no such attribute; the message says
+            which (an ImportError raised *inside* the module is reported with its own text).
+    """
+    module_name, _, attr = text.partition(":")
+    if not module_name or not attr:
+        raise LookupError(f"'{text}' is not of the form module:attribute")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and module_name.startswith(exc.name):
+            raise LookupError(f"no module named '{module_name}' (looked in sys.path)") from None
+        raise LookupError(f"importing '{module_name}' failed: {exc}") from None
+    except Exception as exc:
+        raise LookupError(
+            f"importing '{module_name}' failed: {type(exc).__name__}: {exc}"
+        ) from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise LookupError(f"module '{module_name}' has no attribute '{attr}'") from None
+    return obj
+
+
+def exception_class(text: str) -> type[BaseException]:
+    """An exception class by builtin name (``"ValueError"``) or ``module:Class``.
+
+    Raises:
+        LookupError: nothing of that name, or it is not an exception class.
+    """
+    obj = import_ref(text) if is_import_ref(text) else getattr(builtins, text, None)
+    if not (isinstance(obj, type) and issubclass(obj, BaseException)):
+        raise LookupError(f"'{text}' is not an exception class (a builtin name or module:Class)")
+    return obj
+
+
+def input_refs(value: Any) -> set[str]:
+    """The input names referenced as ``{inputs.name}`` anywhere in the strings of ``value``."""
+    found: set[str] = set()
+    if isinstance(value, str):
+        found.update(m.group(1) for m in _INPUT.finditer(value))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            found |= input_refs(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found |= input_refs(v)
+    return found
+
+
+def render_inputs(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Replaces ``{inputs.name}`` by the variable ``name``: a string that is exactly one
+    reference becomes the value itself, references inside longer strings its ``str``.
+
+    Raises:
+        KeyError: the run has no variable ``name``.
+    """
+    if isinstance(value, str):
+        whole = _INPUT.fullmatch(value)
+        if whole:
+            return _variable(variables, whole.group(1))
+        if "{inputs." not in value:
+            return value
+        return _INPUT.sub(lambda m: str(_variable(variables, m.group(1))), value)
+    if isinstance(value, Mapping):
+        return {k: render_inputs(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_inputs(v, variables) for v in value]
+    return value
+
+
+def _variable(variables: Mapping[str, Any], name: str) -> Any:
+    if name not in variables:
+        raise KeyError(f"the run has no input '{name}' (pass it with --input {name}=...)")
+    return variables[name]
