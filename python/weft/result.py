@@ -105,6 +105,13 @@ class WorkflowResult:
         """True when the run's status is ``COMPLETED``."""
         return self.status == WorkflowStatus.COMPLETED
 
+    def _repr_html_(self) -> str:
+        """Jupyter's HTML view: a table of the steps (status, attempts, time, error); see
+        :func:`weft.display.result_html`."""
+        from weft.display import result_html
+
+        return result_html(self)
+
     def step(self, step_id: str) -> StepResult:
         """The result of step ``step_id``.
 

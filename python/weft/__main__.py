@@ -1,0 +1,5 @@
+"""``python -m weft``: the ``weft`` command line."""
+
+from weft.cli import run
+
+run()
