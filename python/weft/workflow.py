@@ -445,6 +445,7 @@ class Workflow:
         store: Any = None,
         timeout: float | None = None,
         max_concurrency: int | None = None,
+        retry_failed: bool = False,
     ) -> WorkflowResult:
         """Continues durable run ``run_id`` from its store (Temporal's and DBOS's recovery).
 
@@ -459,6 +460,10 @@ class Workflow:
             store: the store holding it (object or URL); default: the workflow's
                 ``with_store`` store, else the ``WEFT_STORE`` environment variable.
             timeout, max_concurrency: as ``execute``, for this stretch of the run.
+            retry_failed: also continue a run that ended ``FAILED`` (after its cause was
+                fixed, as Prefect's flow-run retry): its completed steps are restored and the
+                failed and blocked ones run again. Default ``False``: a failed run's stored
+                result is returned. Compensated and cancelled runs are never continued.
 
         Raises:
             RunNotFoundError: no such run in the store.
@@ -469,7 +474,12 @@ class Workflow:
                 be read.
         """
         return await self._resume(
-            run_id, store=store, timeout=timeout, max_concurrency=max_concurrency, base=None
+            run_id,
+            store=store,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            base=None,
+            retry_failed=retry_failed,
         )
 
     async def _resume(
@@ -481,6 +491,7 @@ class Workflow:
         max_concurrency: int | None,
         base: CompileOptions | None,
         on_event: EventSink | None = None,
+        retry_failed: bool = False,
     ) -> WorkflowResult:
         """``resume`` with the compile options of a WorkflowEngine and an event subscriber
         (``weft resume`` shows progress with it)."""
@@ -497,7 +508,8 @@ class Workflow:
         )
         native = st._native
         control = native.control(run_id)
-        if is_finished(info.status) or control == "cancel":
+        retrying = retry_failed and info.status == WorkflowStatus.FAILED
+        if (is_finished(info.status) and not retrying) or control == "cancel":
             if not is_finished(info.status):
                 native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
                 info = st.get_run(run_id)

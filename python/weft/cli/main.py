@@ -61,8 +61,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The console script's entry point: ``sys.exit(main())``."""
-    sys.exit(main())
+    """The console script's entry point: ``sys.exit(main())``.
+
+    A sync step abandoned at a timeout or a cancel keeps its worker thread until it returns
+    (Python cannot stop a thread) and the interpreter's exit would wait for it; its outcome is
+    already recorded, so after such a run the command exits at once (``os._exit``, after
+    flushing).
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _ABANDONED:
+        os._exit(code)
+    sys.exit(code)
+
+
+#: Set when a step of this process's run timed out or was cancelled (see ``run``).
+_ABANDONED: list[bool] = []
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -362,13 +377,21 @@ def _drive(
 
     progress = None
     if not args.quiet:
-        progress = Progress([s.step_id for s in workflow.steps], title=workflow.name)
+        progress = Progress(
+            [s.step_id for s in workflow.steps], title=workflow.name, stream=sys.stderr
+        )
 
     async def go() -> Any:
         from weft.approval import approve
         from weft.events import _on_loop
 
-        sink = _on_loop(lambda raw: progress.sink(*raw), lambda: True) if progress else None
+        def deliver(raw: tuple[str, str, int, Any]) -> None:
+            if raw[0] in ("timeout", "cancelled") and not _ABANDONED:
+                _ABANDONED.append(True)
+            if progress is not None:
+                progress.sink(*raw)
+
+        sink = _on_loop(deliver, lambda: True)
         opts: dict[str, Any] = {"timeout": args.timeout, "max_concurrency": args.max_concurrency}
         if resume is None:
             ctx, durable = workflow._begin_durable(context, store, run_id)
@@ -376,7 +399,9 @@ def _drive(
             result = await workflow._execute(ctx, on_event=sink, base=None, durable=durable, **opts)
         else:
             _err(f"resuming run {resume} of {workflow.name}")
-            result = await workflow._resume(resume, store=store, base=None, on_event=sink, **opts)
+            result = await workflow._resume(
+                resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
+            )
         while args.yes and result.status == WorkflowStatus.WAITING_APPROVAL:
             for path in _waiting_steps(store.history(result.run_id)):
                 approve(result.run_id, path, by=_APPROVER, comment="--yes", store=store)
@@ -476,6 +501,8 @@ def _waiting_steps(history: Sequence[Any]) -> list[str]:
     """Paths of the approval steps whose latest history entry is a wait."""
     last: dict[str, Any] = {}
     for record in history:
+        if record.error_type == "ApprovalPending":
+            continue  # the run's end while the step waits, not a failure of the step
         last[record.step_id] = record
     return [p for p, r in last.items() if str(r.status) == "waiting_approval"]
 

@@ -76,12 +76,12 @@ class Progress:
         steps: Sequence[str],
         *,
         title: str,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
         live: bool | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._title = title
-        self._stream = stream
+        self._stream = stream = stream if stream is not None else sys.stderr
         self._clock = clock
         self._start = clock()
         self._top: set[str] = set(steps)
