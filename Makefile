@@ -52,5 +52,9 @@ test: test-rust test-python ## Every test: cargo test, then pytest
 bench: ## Benchmarks vs plain asyncio, LangGraph and jaf-py; rewrites BENCHMARKS.md (needs .[bench])
 	$(PYTHON) tests/benchmarks/run.py
 
+.PHONY: bench-review
+bench-review: ## examples/code_review on idlelib (125 files): weft run vs plain asyncio (needs .[examples])
+	$(PYTHON) tests/benchmarks/code_review.py
+
 .PHONY: all
 all: lint test ## Lint and test

@@ -345,7 +345,7 @@ def test_live_bar_redraws_at_most_every_tenth_of_a_second() -> None:
         end(progress, f"a/x[{i}]")
     assert stream.getvalue() == drawn  # the clock stood still: nothing redrawn
     clock.now += 0.2
-    progress.sink("started", "a/x[0]", 2, None)
+    progress.sink("started", "a/other", 1, None)
     assert "1000/1001" in stream.getvalue()[len(drawn) :]
 
 
@@ -372,3 +372,23 @@ def test_live_shortens_long_names() -> None:
     text = stream.getvalue()
     assert long not in text
     assert "…" + long[-31:] in text
+
+
+def test_an_approval_wait_is_not_a_failure_and_steps_run_again_after_resume() -> None:
+    from types import SimpleNamespace
+
+    stream = io.StringIO()
+    progress = Progress(["gate", "publish"], title="t", stream=stream, live=False)
+    progress.sink("started", "gate", 1, None)
+    pending = SimpleNamespace(
+        error_type="ApprovalPending", error="waiting", execution_time_ms=1.0, status="failed"
+    )
+    progress.sink("failed", "gate", 1, pending)
+    progress.sink("blocked", "publish", 0, SimpleNamespace(error=None, execution_time_ms=0.0))
+    assert (progress.failed, progress.done) == (0, 1)
+    assert "waiting for approval: gate" in stream.getvalue()
+    # resumed after the approval: both run and complete
+    for path in ("gate", "publish"):
+        progress.sink("started", path, 1, None)
+        progress.sink("completed", path, 1, SimpleNamespace(error=None, execution_time_ms=1.0))
+    assert (progress.done, progress.total, progress.failed) == (2, 2, 0)

@@ -158,3 +158,38 @@ def test_a_run_killed_mid_map_is_finished_by_weft_resume(cwd, capsys):
     for path in done_before:  # finished before the kill: not analysed again
         assert starts_after[path] == starts_before[path], path
     assert item_done(run_id) == all_items
+
+
+def test_with_an_api_key_the_reviewer_is_an_llm_agent_run_through_the_adapter(
+    cwd, capsys, monkeypatch
+):
+    pytest.importorskip("agents")
+    from agents.testing import ModelStep, ScriptedModel, assistant_message
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
+    monkeypatch.setenv("WEFT_REVIEWER", "")
+    monkeypatch.syspath_prepend(str(WORKFLOW.parent))
+    for name in ("reviewers", "review_tools", "review_report"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import reviewers
+    from agents import Agent, set_tracing_disabled
+
+    set_tracing_disabled(True)
+    try:
+        assert reviewers.reviewer_mode() == "llm"
+        assert isinstance(reviewers.summary_reviewer, Agent)
+        # the SDK's own offline test model instead of the network; the rest is real
+        verdict = "**Verdict:** approve with comments\n\nThe JSON package is in good shape."
+        for agent in (reviewers.summary_reviewer, reviewers.security_reviewer):
+            agent.model = ScriptedModel([ModelStep(output=[assistant_message(verdict)])])
+        code, _, err = cli(
+            capsys, "run", WORKFLOW, "--input", f"target={STDLIB / 'json'}", "--yes", "-q"
+        )
+        assert code == 0, err
+        report = (cwd / "review-report" / "report.md").read_text()
+        assert "The JSON package is in good shape." in report
+        data = json.loads((cwd / "review-report" / "report.json").read_text())
+        assert data["review"] == verdict
+    finally:
+        for name in ("reviewers", "review_tools", "review_report"):
+            sys.modules.pop(name, None)

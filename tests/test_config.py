@@ -563,3 +563,12 @@ def test_seed_002_phases_from_a_yaml_file(phase_agents, tmp_path):
         weft.load_workflow(path)
     line = text.splitlines().index("  retries: three") + 1
     assert (info.value.line, info.value.field) == (line, "phases[1].retries")
+
+
+def test_the_readme_yaml_examples_follow_the_schema():
+    import re
+
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert blocks
+    for block in blocks:
+        jsonschema.Draft202012Validator(schema()).validate(yaml.safe_load(block))

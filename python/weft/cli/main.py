@@ -381,6 +381,12 @@ def _drive(
             [s.step_id for s in workflow.steps], title=workflow.name, stream=sys.stderr
         )
 
+    def say(text: str) -> None:
+        if progress is not None:
+            progress.note(text)
+        else:
+            _err(text)
+
     async def go() -> Any:
         from weft.approval import approve
         from weft.events import _on_loop
@@ -395,17 +401,17 @@ def _drive(
         opts: dict[str, Any] = {"timeout": args.timeout, "max_concurrency": args.max_concurrency}
         if resume is None:
             ctx, durable = workflow._begin_durable(context, store, run_id)
-            _err(f"run {durable.run_id} of {workflow.name} (store {store.url})")
+            say(f"run {durable.run_id} of {workflow.name} (store {store.url})")
             result = await workflow._execute(ctx, on_event=sink, base=None, durable=durable, **opts)
         else:
-            _err(f"resuming run {resume} of {workflow.name}")
+            say(f"resuming run {resume} of {workflow.name}")
             result = await workflow._resume(
                 resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
             )
         while args.yes and result.status == WorkflowStatus.WAITING_APPROVAL:
             for path in _waiting_steps(store.history(result.run_id)):
                 approve(result.run_id, path, by=_APPROVER, comment="--yes", store=store)
-                _err(f"approved {path} (--yes)")
+                say(f"approved {path} (--yes)")
             result = await workflow._resume(
                 result.run_id, store=store, base=None, on_event=sink, **opts
             )

@@ -149,9 +149,16 @@ class Progress:
         loop's thread. Unknown kinds are ignored."""
         if self._finished:
             return
-        if kind in _TERMINAL:
+        if kind == "failed" and getattr(payload, "error_type", None) == "ApprovalPending":
+            # The run stops here until someone decides: not a failure, and not done.
+            self._running.pop(step_id, None)
+            self._note(f"waiting for approval: {step_id}")
+        elif kind in _TERMINAL:
             self._ended(kind, step_id, payload)
         elif kind == "started":
+            # A step that ended (blocked behind an approval, or failed) and runs again on
+            # resume is not done any more.
+            self._done.discard(step_id)
             self._running.pop(step_id, None)
             self._running[step_id] = None
             if step_id in self._top or "/" not in step_id:
@@ -256,6 +263,14 @@ class Progress:
     def _line(self, text: str) -> None:
         self._stream.write(text + "\n")
         self._stream.flush()
+
+    def note(self, text: str) -> None:
+        """Prints a line of the caller's (``weft run``'s own messages) without breaking the
+        bar: above it when live, as a plain line otherwise (no counter)."""
+        if self._live:
+            self._bar.write(text, file=self._stream)
+        else:
+            self._line(text)
 
     def _note(self, text: str) -> None:
         """Prints a retry or failure: above the bar when live, as a line otherwise."""
