@@ -122,8 +122,7 @@ class HumanApprovalStep(Step):
         return self
 
     def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
-        from weft.config.refs import render_inputs
-        from weft.steps import render, template_refs
+        from weft.steps import render, render_inputs, template_refs
 
         step_id, prompt, approvers, limit = (
             self.step_id,

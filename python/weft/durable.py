@@ -29,6 +29,7 @@ from weft.store import RunInfo, StepRecord, Store, open_store
 
 if TYPE_CHECKING:
     from weft._compile import Outcome
+    from weft.result import WorkflowResult
 
 __all__ = [
     "Durability",
@@ -253,6 +254,28 @@ def stored_steps(history: Sequence[StepRecord]) -> list[StepResult]:
         )
         for r in last.values()
     ]
+
+
+def stored_result(
+    info: RunInfo,
+    history: Sequence[StepRecord],
+    context: WorkflowContext | None,
+    total_steps: int,
+) -> WorkflowResult:
+    """A run's result as its store holds it (a finished run's, or a run's so far)."""
+    from weft.result import WorkflowResult
+
+    return WorkflowResult(
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        status=info.status,
+        steps=stored_steps(history),
+        final_output=info.result,
+        error=info.error,
+        total_execution_time_ms=(info.updated_at - info.created_at) * 1000.0,
+        context=context,  # type: ignore[arg-type]
+        total_steps=total_steps,
+    )
 
 
 def pause(run_id: str, *, store: Store | str | None = None) -> None:

@@ -37,6 +37,8 @@ CALL_METHODS = ("arun", "ainvoke", "run", "invoke", "execute")
 _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 
 _REF = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
+#: ``{inputs.name}``: a run variable, as workflow files name their inputs.
+_INPUT = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
 
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
 
@@ -120,6 +122,47 @@ def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], 
         f"step '{step_id}': the {role} must be one of: {ACCEPTS}; got {type(target).__name__} "
         f"{target!r:.80}"
     )
+
+
+def input_refs(value: Any) -> set[str]:
+    """The input names referenced as ``{inputs.name}`` anywhere in the strings of ``value``."""
+    found: set[str] = set()
+    if isinstance(value, str):
+        found.update(m.group(1) for m in _INPUT.finditer(value))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            found |= input_refs(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found |= input_refs(v)
+    return found
+
+
+def render_inputs(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Replaces ``{inputs.name}`` by the variable ``name``: a string that is exactly one
+    reference becomes the value itself, references inside longer strings its ``str``.
+
+    Raises:
+        KeyError: the run has no variable ``name``.
+    """
+    if isinstance(value, str):
+        whole = _INPUT.fullmatch(value)
+        if whole:
+            return _variable(variables, whole.group(1))
+        if "{inputs." not in value:
+            return value
+        return _INPUT.sub(lambda m: str(_variable(variables, m.group(1))), value)
+    if isinstance(value, Mapping):
+        return {k: render_inputs(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_inputs(v, variables) for v in value]
+    return value
+
+
+def _variable(variables: Mapping[str, Any], name: str) -> Any:
+    if name not in variables:
+        raise KeyError(f"the run has no input '{name}' (pass it with --input {name}=...)")
+    return variables[name]
 
 
 def template_refs(value: Any) -> tuple[str, ...]:

@@ -495,7 +495,7 @@ class Workflow:
     ) -> WorkflowResult:
         """``resume`` with the compile options of a WorkflowEngine and an event subscriber
         (``weft resume`` shows progress with it)."""
-        from weft.durable import DurableRun, is_finished, require_store, stored_steps
+        from weft.durable import DurableRun, is_finished, require_store, stored_result
 
         st = require_store(self._store if store is None else store)
         self._compiled(base)
@@ -513,17 +513,7 @@ class Workflow:
             if not is_finished(info.status):
                 native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
                 info = st.get_run(run_id)
-            return WorkflowResult(
-                workflow_id=self.workflow_id,
-                run_id=run_id,
-                status=info.status,
-                steps=stored_steps(st.history(run_id)),
-                final_output=info.result,
-                error=info.error,
-                total_execution_time_ms=(info.updated_at - info.created_at) * 1000.0,
-                context=context,
-                total_steps=len(self._steps),
-            )
+            return stored_result(info, st.history(run_id), context, len(self._steps))
         native.set_control(run_id, None)
         native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
         return await self._execute(

@@ -261,11 +261,13 @@ def cmd_decide(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """``weft status RUN_ID``: exit code as the run's status (0, 1, 3; 0 while running)."""
     from weft.display import result_text
+    from weft.durable import stored_result
 
     store = _store(args)
     info = store.get_run(args.run_id)
     history = store.history(args.run_id)
-    result = _stored_result(info, history)
+    top = {r.step_id for r in history if "/" not in r.step_id}
+    result = stored_result(info, history, None, len(top))
     if args.json:
         print(json.dumps(_result_json(result, info.name), indent=2, default=str))
     else:
@@ -511,20 +513,3 @@ def _waiting_steps(history: Sequence[Any]) -> list[str]:
             continue  # the run's end while the step waits, not a failure of the step
         last[record.step_id] = record
     return [p for p, r in last.items() if str(r.status) == "waiting_approval"]
-
-
-def _stored_result(info: Any, history: Sequence[Any]) -> Any:
-    from weft.durable import stored_steps
-    from weft.result import WorkflowResult
-
-    return WorkflowResult(
-        workflow_id=info.workflow_id,
-        run_id=info.run_id,
-        status=info.status,
-        steps=stored_steps(history),
-        final_output=info.result,
-        error=info.error,
-        total_execution_time_ms=(info.updated_at - info.created_at) * 1000.0,
-        context=None,  # type: ignore[arg-type]
-        total_steps=len({r.step_id for r in history if "/" not in r.step_id}),
-    )

@@ -18,19 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from weft.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
-from weft.config.refs import (
-    exception_class,
-    import_ref,
-    input_refs,
-    is_import_ref,
-    on_path,
-    render_inputs,
-)
+from weft.config.refs import exception_class, import_ref, is_import_ref, on_path
 from weft.config.source import DocPath, LineMap
 from weft.errors import WorkflowConfigError, WorkflowDefinitionError
 from weft.registry import Registry, global_registry
 from weft.retry import RetryPolicy
-from weft.steps import AgentStep, Step, ToolStep, render, template_refs
+from weft.steps import (
+    AgentStep,
+    Step,
+    ToolStep,
+    input_refs,
+    render,
+    render_inputs,
+    template_refs,
+)
 from weft.workflow import Workflow
 
 INPUT_TYPES = ("string", "integer", "number", "boolean", "json")

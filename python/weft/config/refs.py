@@ -1,17 +1,14 @@
-"""``module:attribute`` references in workflow files, and ``{inputs.name}`` templates."""
+"""``module:attribute`` references in workflow files."""
 
 from __future__ import annotations
 
 import builtins
 import importlib
-import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-_INPUT = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
 
 
 @contextmanager
@@ -79,44 +76,3 @@ def exception_class(text: str) -> type[BaseException]:
     if not (isinstance(obj, type) and issubclass(obj, BaseException)):
         raise LookupError(f"'{text}' is not an exception class (a builtin name or module:Class)")
     return obj
-
-
-def input_refs(value: Any) -> set[str]:
-    """The input names referenced as ``{inputs.name}`` anywhere in the strings of ``value``."""
-    found: set[str] = set()
-    if isinstance(value, str):
-        found.update(m.group(1) for m in _INPUT.finditer(value))
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            found |= input_refs(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            found |= input_refs(v)
-    return found
-
-
-def render_inputs(value: Any, variables: Mapping[str, Any]) -> Any:
-    """Replaces ``{inputs.name}`` by the variable ``name``: a string that is exactly one
-    reference becomes the value itself, references inside longer strings its ``str``.
-
-    Raises:
-        KeyError: the run has no variable ``name``.
-    """
-    if isinstance(value, str):
-        whole = _INPUT.fullmatch(value)
-        if whole:
-            return _variable(variables, whole.group(1))
-        if "{inputs." not in value:
-            return value
-        return _INPUT.sub(lambda m: str(_variable(variables, m.group(1))), value)
-    if isinstance(value, Mapping):
-        return {k: render_inputs(v, variables) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_inputs(v, variables) for v in value]
-    return value
-
-
-def _variable(variables: Mapping[str, Any], name: str) -> Any:
-    if name not in variables:
-        raise KeyError(f"the run has no input '{name}' (pass it with --input {name}=...)")
-    return variables[name]
