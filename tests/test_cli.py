@@ -142,6 +142,7 @@ def test_a_failed_run_exits_1_and_resume_finishes_it_after_the_fix(cwd, capsys):
         (["status", "no-such-run"], "no-such-run"),
         (["resume", "no-such-run"], "no-such-run"),
         (["approve", "no-such-run", "gate"], "no-such-run"),
+        (["cancel", "no-such-run"], "no-such-run"),
         (["run", "wf.yaml", "--input", "name=a", "--store", "ftp://x"], "ftp"),
     ],
 )
@@ -158,6 +159,9 @@ def test_argument_errors_exit_2(cwd, capsys):
     assert info.value.code == 2
     with pytest.raises(SystemExit) as info:
         main(["run", "wf.yaml", "--max-concurrency", "0"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["runs", "--status", "bogus"])
     assert info.value.code == 2
 
 

@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Run, resume and inspect weft workflow files (YAML/JSON).",
         epilog="Exit codes: 0 completed, 1 failed, 2 bad input, 3 waiting for approval/paused.",
     )
-    from weft import __version__
+    from weft import WorkflowStatus, __version__
 
     parser.add_argument("--version", action="version", version=f"weft {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -143,7 +143,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("runs", help="list runs, newest first")
     store_arg(p)
-    p.add_argument("--status", help="only runs with this status (completed, failed, ...)")
+    p.add_argument(
+        "--status",
+        choices=[s.value for s in WorkflowStatus],
+        metavar="STATUS",
+        help="only runs with this status (completed, failed, waiting_approval, paused, ...)",
+    )
     p.add_argument("--workflow", help="only runs of this workflow id")
     p.add_argument("--limit", type=_positive_int, default=20)
     p.add_argument("--json", action="store_true")
