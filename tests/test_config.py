@@ -572,3 +572,17 @@ def test_the_readme_yaml_examples_follow_the_schema():
     assert blocks
     for block in blocks:
         jsonschema.Draft202012Validator(schema()).validate(yaml.safe_load(block))
+
+
+def test_import_weft_loads_no_file_format_or_cli_machinery():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, weft\n"
+        "wf = weft.Workflow('w'); wf.add_step(weft.ToolStep('t', lambda: 1)); wf.run()\n"
+        "bad = [m for m in ('yaml', 'jsonschema', 'tqdm', 'weft.config', 'weft.cli',"
+        " 'weft.display') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

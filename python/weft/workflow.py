@@ -7,7 +7,6 @@ import contextvars
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from weft._compile import (
@@ -26,6 +25,8 @@ from weft.result import WorkflowResult
 from weft.steps import Step, bump_epoch, mutation_epoch
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from weft.events import WorkflowEvent
     from weft.registry import Registry
 
