@@ -531,9 +531,40 @@ def test_seed_002_errors_point_at_the_phase(phase_agents):
     with pytest.raises(WorkflowConfigError, match=r"phases\[1\].retries: retries must be"):
         Workflow.from_config(bad)
     bad = json.loads(json.dumps(WORKFLOW_CONFIG))
-    bad["error_handling"]["fallback_workflow"] = "other"
-    with pytest.raises(WorkflowConfigError, match="no workflow-level fallback"):
+    bad["error_handling"]["fallback_workflow"] = "no_such_workflow"
+    with pytest.raises(WorkflowConfigError) as info:
         Workflow.from_config(bad)
+    assert info.value.field == "error_handling.fallback_workflow"
+    assert "no workflow factory named 'no_such_workflow'" in str(info.value)
+
+
+def test_seed_002_fallback_workflow_runs_when_the_phases_fail(phase_agents):
+    calls = []
+
+    def apologise(message):
+        calls.append(message)
+        return "sorry: " + message
+
+    def apology() -> Workflow:
+        say = weft.AgentStep("say", apologise).with_input_function(lambda c: c["requirements"])
+        return Workflow("apology").add_step(say)
+
+    weft.register_workflow_factory("apology", apology)
+    config = json.loads(json.dumps(WORKFLOW_CONFIG))
+    config["phases"][1]["retries"] = 1  # the designer's one failure fails the run
+    config["error_handling"]["fallback_workflow"] = "apology"
+    wf = Workflow.from_config(config)
+    assert wf.fallback_workflow is not None and wf.fallback_workflow.workflow_id == "apology"
+    ctx = WorkflowContext(wf.workflow_id, variables={"requirements": "r"})
+    result = asyncio.run(wf.execute(ctx))
+    assert result.status == WorkflowStatus.COMPLETED
+    assert result.step("design").status == StepStatus.FAILED
+    fallback = result.step("fallback_workflow")
+    assert fallback.metadata["workflow_id"] == "apology"
+    assert "model overloaded" in fallback.metadata["cause"]
+    assert [s.step_id for s in fallback.children] == ["say"]
+    assert calls == ["r"]  # the fallback started from the run's inputs
+    assert result.final_output == "sorry: r" and result.error is None
 
 
 def test_seed_002_result_contains_condition_and_continue_on_error(phase_agents):

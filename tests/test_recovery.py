@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+import weft
 from weft import (
     AgentStep,
     RetryPolicy,
     StepStatus,
     ToolStep,
     Workflow,
+    WorkflowContext,
     WorkflowDefinitionError,
     WorkflowStatus,
 )
@@ -235,3 +239,77 @@ def test_max_total_retries_budget_is_shared_across_steps(execute):
 def test_max_total_retries_validation():
     with pytest.raises(WorkflowDefinitionError, match="max_total_retries"):
         Workflow("w", "w", max_total_retries=-1)
+
+
+# -- a workflow-level fallback (seed 002's error_handling.fallback_workflow) -------------------
+
+
+def _failing(name: str = "main") -> Workflow:
+    def boom() -> None:
+        raise ValueError("primary broke")
+
+    wf = Workflow(name)
+    wf.add_step(ToolStep("ok", lambda: "fine"))
+    wf.add_step(ToolStep("boom", boom), depends_on=["ok"])
+    return wf
+
+
+def test_fallback_workflow_runs_from_the_inputs_and_its_outcome_is_the_runs() -> None:
+    seen = []
+
+    def backup(context) -> str:
+        seen.append(dict(context.variables))
+        return "backup answer"
+
+    fallback = Workflow("backup")
+    fallback.add_step(ToolStep("answer", backup))
+    wf = _failing().with_fallback_workflow(fallback)
+    events = []
+
+    async def go():
+        from weft.events import stream
+
+        async for event in stream(wf, WorkflowContext("main", variables={"q": 1})):
+            events.append((event.kind, event.step_id))
+        return event.result
+
+    result = asyncio.run(go())
+    assert result.status == WorkflowStatus.COMPLETED
+    assert result.final_output == "backup answer" and result.error is None
+    assert seen == [{"q": 1}]  # the initial inputs, not the failed run's state
+    assert result.step("boom").status == StepStatus.FAILED
+    record = result.step("fallback_workflow")
+    assert record.metadata == {"workflow_id": "backup", "cause": "boom: ValueError: primary broke"}
+    assert [c.step_id for c in record.children] == ["answer"]
+    assert ("completed", "fallback_workflow/answer") in events
+
+
+def test_a_failing_fallback_workflow_fails_the_run_with_both_errors() -> None:
+    wf = _failing().with_fallback_workflow(_failing("backup"))
+    result = wf.run()
+    assert result.status == WorkflowStatus.FAILED
+    assert result.error.startswith("boom: ValueError: primary broke; fallback workflow 'backup'")
+    assert result.step("fallback_workflow").status == StepStatus.FAILED
+
+
+def test_fallback_workflow_after_compensation_and_in_a_durable_run(tmp_path) -> None:
+    undone = []
+    wf = _failing()
+    wf.steps[0].with_compensation(ToolStep("undo", lambda: undone.append(1)))
+    fallback = Workflow("backup").add_step(ToolStep("answer", lambda: {"from": "backup"}))
+    wf.with_fallback_workflow(fallback)
+    store = f"sqlite:///{tmp_path}/runs.db"
+    result = asyncio.run(wf.execute(store=store))
+    assert undone == [1]  # the saga ran first
+    assert result.status == WorkflowStatus.COMPLETED
+    info = weft.get_workflow_status(result.run_id, store=store)
+    assert info.status == WorkflowStatus.COMPLETED and info.result == {"from": "backup"}
+
+
+def test_fallback_workflow_must_be_another_workflow() -> None:
+    wf = Workflow("w")
+    with pytest.raises(WorkflowDefinitionError, match=r"must be a weft\.Workflow"):
+        wf.with_fallback_workflow("backup")  # type: ignore[arg-type]
+    with pytest.raises(WorkflowDefinitionError, match="its own fallback"):
+        wf.with_fallback_workflow(wf)
+    assert wf.with_fallback_workflow(None).fallback_workflow is None

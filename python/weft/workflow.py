@@ -91,7 +91,8 @@ class Workflow:
     Attributes set by a workflow file (:meth:`from_config`, :func:`weft.load_workflow`):
     ``inputs`` (``{name: {"type", "default", "required", "description"}}``, the declared
     inputs; ``{}`` otherwise), ``source`` (the file's absolute path, or ``None``) and
-    ``output_options`` (seed 002's ``output`` section, ``{}`` otherwise).
+    ``output_options`` (seed 002's ``output`` section, ``{}`` otherwise). ``fallback_workflow``
+    is the workflow run when a run fails (:meth:`with_fallback_workflow`; default ``None``).
 
     Steps start as soon as all their dependencies have completed (no waves), a failed step
     blocks only its dependents, and sync steps run on weft's worker threads while async steps
@@ -132,6 +133,7 @@ class Workflow:
         self.inputs: dict[str, dict[str, Any]] = {}
         self.source: str | None = None
         self.output_options: dict[str, Any] = {}
+        self.fallback_workflow: Workflow | None = None
         self._store: Any = None
         self._serializer: Any = None
         self._durability: str = "sync"
@@ -325,6 +327,35 @@ class Workflow:
             self._plans[key] = plan
         self._plans = {key: plan, fast: plan}
         return plan
+
+    def with_fallback_workflow(self, workflow: Workflow | None) -> Workflow:
+        """Runs ``workflow`` when a run of this one fails (seed 002's
+        ``error_handling.fallback_workflow``). Returns this workflow.
+
+        After a run ends ``FAILED`` (or ``COMPENSATED``: compensations run first), the fallback
+        workflow runs from the run's initial context (its inputs). Its outcome becomes the
+        run's: ``COMPLETED`` with the fallback's ``final_output`` (the run's error cleared), or
+        ``FAILED`` with both errors. The result's steps end with one ``"fallback_workflow"``
+        step whose ``children`` are the fallback's steps and whose ``metadata`` holds
+        ``workflow_id`` and ``cause`` (the error it replaced). Its events are reported as
+        ``"fallback_workflow/<step>"``. In a durable run the fallback's steps are not
+        checkpointed one by one (as compensations): a crash during it re-runs the failed
+        steps on resume, then the fallback if they fail again. ``None`` removes it.
+
+        Raises:
+            WorkflowDefinitionError: ``workflow`` is not a Workflow, or is this workflow.
+        """
+        if workflow is not None and not isinstance(workflow, Workflow):
+            raise WorkflowDefinitionError(
+                f"workflow '{self.workflow_id}': the fallback workflow must be a weft.Workflow, "
+                f"got {type(workflow).__name__}"
+            )
+        if workflow is self:
+            raise WorkflowDefinitionError(
+                f"workflow '{self.workflow_id}' cannot be its own fallback workflow"
+            )
+        self.fallback_workflow = workflow
+        return self
 
     def validate(self) -> None:
         """Checks the workflow without running it.
@@ -564,14 +595,20 @@ class Workflow:
             status, steps, error = durable.finish(out, status)
         if status == WorkflowStatus.FAILED:
             status, steps, error = await self._compensate(out, base, on_event)
+        final_output = out.final_output
+        failed = status in (WorkflowStatus.FAILED, WorkflowStatus.COMPENSATED)
+        if failed and self.fallback_workflow is not None:
+            status, steps, error, final_output = await self._run_fallback(
+                context, steps, error, base, on_event
+            )
         if durable is not None:
-            durable.record_end(status, error, out.final_output)
+            durable.record_end(status, error, final_output)
         result = WorkflowResult(
             workflow_id=self.workflow_id,
             run_id=out.run_id,
             status=status,
             steps=steps,
-            final_output=out.final_output,
+            final_output=final_output,
             error=error,
             total_execution_time_ms=out.elapsed_ms,
             context=out.context,
@@ -582,6 +619,45 @@ class Workflow:
 
             await events.notify_completed(self._completion_callbacks, result, self._loggers)
         return result
+
+    async def _run_fallback(
+        self,
+        context: WorkflowContext,
+        steps: list[StepResult],
+        error: str | None,
+        base: CompileOptions | None,
+        on_event: EventSink | None,
+    ) -> tuple[WorkflowStatus, list[StepResult], str | None, Any]:
+        """Runs the fallback workflow from the run's initial ``context`` (see
+        ``with_fallback_workflow``); returns the run's ``(status, steps, error, output)``."""
+        fallback = self.fallback_workflow
+        assert fallback is not None
+        plan = fallback._compiled(base, nested=True)
+        sink: EventSink | None = None
+        if on_event is not None:
+            parent = on_event
+
+            def sink(kind: str, step_id: str, attempt: int, payload: Any) -> None:
+                parent(kind, f"fallback_workflow/{step_id}", attempt, payload)
+
+        out = await run_plan(plan, context, on_event=sink)
+        ok = out.status == WorkflowStatus.COMPLETED.value
+        record = StepResult(
+            "fallback_workflow",
+            StepStatus.COMPLETED.value if ok else StepStatus.FAILED.value,
+            out.final_output if ok else None,
+            None if ok else out.error,
+            None if ok else "FallbackWorkflowFailed",
+            None,
+            1,
+            out.elapsed_ms,
+            {"workflow_id": fallback.workflow_id, "cause": error},
+            list(out.steps),
+        )
+        if ok:
+            return WorkflowStatus.COMPLETED, [*steps, record], None, out.final_output
+        both = f"{error}; fallback workflow '{fallback.workflow_id}' failed: {out.error}"
+        return WorkflowStatus.FAILED, [*steps, record], both, None
 
     async def _compensate(
         self, out: Outcome, base: CompileOptions | None, on_event: EventSink | None

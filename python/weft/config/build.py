@@ -167,6 +167,8 @@ class Builder:
                 path: DocPath = ("steps", i)
                 step = self.step(spec, path, top=True)
                 wf.add_step(step, depends_on=self._depends_on(spec, path))
+        if data.get("fallback_workflow"):
+            wf.with_fallback_workflow(self._fallback(data["fallback_workflow"]))
         wf.inputs = self.inputs
         wf.source = lines.source
         try:
@@ -178,6 +180,28 @@ class Builder:
         return wf
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _fallback(self, spec: str) -> Workflow:
+        """The fallback workflow: a registered factory's name, else a file beside this one."""
+        from weft.factory import _factories, create_workflow
+
+        path = ("fallback_workflow",)
+        file = self.base_dir / spec if self.base_dir is not None else None
+        is_file = file is not None and (
+            file.suffix.lower() in (".yaml", ".yml", ".json") or file.is_file()
+        )
+        try:
+            if spec in _factories or not is_file:
+                made = create_workflow(spec)
+            else:
+                made = create_workflow(str(file), registry=self.registry)
+        except WorkflowConfigError:
+            raise
+        except WorkflowDefinitionError as exc:
+            raise self.lines.error(path, str(exc)) from None
+        if not isinstance(made, Workflow):
+            raise self.lines.error(path, f"'{spec}' is not a weft.Workflow")
+        return made
 
     def _import(self, module: str, path: DocPath) -> None:
         try:

@@ -16,11 +16,12 @@ Each phase becomes an :class:`~weft.AgentStep` named after the phase:
   phase runs only if that phase's result contains the value; otherwise it is ``SKIPPED``, the
   seed's ``phase_skipped``) or a ``module:attribute`` callable taking the context.
 
-``error_handling.continue_on_error`` and ``max_total_retries`` become the Workflow's own;
-``fallback_workflow`` must be ``None`` (weft has no workflow-level fallback yet; give steps a
-``fallback`` in a format-1 file instead). ``output`` is kept as ``workflow.output_options``
-and honoured by ``weft run`` (``save_to_file`` writes the result as JSON under
-``.weft/results/``; ``include_agent_outputs`` adds every phase's output to it).
+``error_handling.continue_on_error``, ``max_total_retries`` and ``fallback_workflow`` (a
+registered workflow factory's name or a workflow file, run when this workflow fails; see
+:meth:`weft.Workflow.with_fallback_workflow`) become the Workflow's own. ``output`` is kept
+as ``workflow.output_options`` and honoured by ``weft run`` (``save_to_file`` writes the
+result as JSON under ``.weft/results/``; ``include_agent_outputs`` adds every phase's output
+to it).
 """
 
 from __future__ import annotations
@@ -91,13 +92,6 @@ def to_native(
             ("error_handling", key),
             f"unknown key '{key}' (known: continue_on_error, fallback_workflow, max_total_retries)",
         )
-    _need(
-        handling.get("fallback_workflow") is None,
-        lines,
-        ("error_handling", "fallback_workflow"),
-        "weft has no workflow-level fallback yet: set fallback_workflow to None and give the "
-        "phases that may fail a fallback step instead",
-    )
     steps: list[dict[str, Any]] = []
     contexts: dict[str, list[str]] = {}
     conditions: dict[str, Any] = {}
@@ -179,10 +173,13 @@ def to_native(
         native["continue_on_error"] = handling["continue_on_error"]
     if handling.get("max_total_retries") is not None:
         native["max_total_retries"] = handling["max_total_retries"]
+    if handling.get("fallback_workflow") is not None:
+        native["fallback_workflow"] = handling["fallback_workflow"]
     for key in ("name", "version", "description"):
         remap[(key,)] = (key,)
     remap[("continue_on_error",)] = ("error_handling", "continue_on_error")
     remap[("max_total_retries",)] = ("error_handling", "max_total_retries")
+    remap[("fallback_workflow",)] = ("error_handling", "fallback_workflow")
     extras = {
         "contexts": contexts,
         "conditions": conditions,

@@ -34,9 +34,20 @@ class LineMap:
     def __init__(self, source: str | None, lines: dict[DocPath, int] | None = None) -> None:
         self.source = source
         self.lines: dict[DocPath, int] = lines or {}
+        #: For a rewritten document: new path prefix -> the original document's (see remap).
+        self._origins: dict[DocPath, DocPath] = {}
+
+    def original(self, path: DocPath) -> DocPath:
+        """``path`` in the terms of the document as written (the longest remapped prefix)."""
+        for end in range(len(path), -1, -1):
+            old = self._origins.get(path[:end])
+            if old is not None:
+                return old + path[end:]
+        return path
 
     def line(self, path: DocPath) -> int | None:
         """The 1-based line of ``path`` or of its nearest ancestor that has one (``None``)."""
+        path = self.original(path)
         for end in range(len(path), -1, -1):
             found = self.lines.get(path[:end])
             if found is not None:
@@ -44,21 +55,17 @@ class LineMap:
         return None
 
     def error(self, path: DocPath, message: str) -> WorkflowConfigError:
-        """A :class:`~weft.WorkflowConfigError` for the value at ``path``."""
+        """A :class:`~weft.WorkflowConfigError` for the value at ``path``, named as written."""
         return WorkflowConfigError(
-            message, file=self.source, line=self.line(path), field=field_name(path)
+            message, file=self.source, line=self.line(path), field=field_name(self.original(path))
         )
 
     def remap(self, mapping: Mapping[DocPath, DocPath]) -> LineMap:
         """A LineMap for a rewritten document: ``mapping`` sends each new path prefix to the
-        original path prefix it came from (the longest matching prefix wins)."""
-        out = LineMap(self.source)
-        prefixes = sorted(mapping, key=len, reverse=True)
-        for new in prefixes:
-            old = mapping[new]
-            for path, line in self.lines.items():
-                if path[: len(old)] == old:
-                    out.lines.setdefault(new + path[len(old) :], line)
+        original path prefix it came from (the longest matching prefix wins), so errors about
+        the rewritten document name the lines and fields as written."""
+        out = LineMap(self.source, self.lines)
+        out._origins = dict(mapping)
         return out
 
 
