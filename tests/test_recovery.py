@@ -313,3 +313,19 @@ def test_fallback_workflow_must_be_another_workflow() -> None:
     with pytest.raises(WorkflowDefinitionError, match="its own fallback"):
         wf.with_fallback_workflow(wf)
     assert wf.with_fallback_workflow(None).fallback_workflow is None
+
+
+def test_retry_failed_refuses_a_run_whose_compensations_ran(tmp_path) -> None:
+    def undo_fails() -> None:
+        raise RuntimeError("cannot undo")
+
+    wf = _failing()
+    wf.steps[0].with_compensation(ToolStep("undo", undo_fails))
+    store = f"sqlite:///{tmp_path}/runs.db"
+    result = asyncio.run(wf.execute(store=store))
+    assert result.status == WorkflowStatus.FAILED and "compensation failed" in result.error
+    with pytest.raises(WorkflowDefinitionError, match="its compensations ran"):
+        asyncio.run(wf.resume(result.run_id, store=store, retry_failed=True))
+    # without retry_failed the stored result comes back, as before
+    again = asyncio.run(wf.resume(result.run_id, store=store))
+    assert again.status == WorkflowStatus.FAILED

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Workflow", "WorkflowResult"]
 
+#: Joins a failed run's error and its failed compensation's (``retry_failed`` reads it).
+_COMPENSATION_FAILED = "; compensation failed: "
+
 
 _runners = threading.local()
 _all_runners: list[asyncio.Runner] = []
@@ -495,7 +498,8 @@ class Workflow:
             retry_failed: also continue a run that ended ``FAILED`` (after its cause was
                 fixed, as Prefect's flow-run retry): its completed steps are restored and the
                 failed and blocked ones run again. Default ``False``: a failed run's stored
-                result is returned. Compensated and cancelled runs are never continued.
+                result is returned. Compensated and cancelled runs are never continued, nor a
+                failed run whose compensations ran (``WorkflowDefinitionError``).
 
         Raises:
             RunNotFoundError: no such run in the store.
@@ -541,6 +545,11 @@ class Workflow:
         native = st._native
         control = native.control(run_id)
         retrying = retry_failed and info.status == WorkflowStatus.FAILED
+        if retrying and _COMPENSATION_FAILED in (info.error or ""):
+            raise WorkflowDefinitionError(
+                f"run '{run_id}' cannot be continued: its compensations ran (and one failed), "
+                "so its completed steps were undone; start a new run"
+            )
         if (is_finished(info.status) and not retrying) or control == "cancel":
             if not is_finished(info.status):
                 native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
@@ -688,7 +697,7 @@ class Workflow:
         )
         comp_out = await run_plan(plan, out.context, on_event=on_event)
         ok = all(s.status == StepStatus.COMPLETED for s in comp_out.steps)
-        error = out.error if ok else f"{out.error}; compensation failed: {comp_out.error}"
+        error = out.error if ok else f"{out.error}{_COMPENSATION_FAILED}{comp_out.error}"
         status = WorkflowStatus.COMPENSATED if ok else WorkflowStatus.FAILED
         return status, [*out.steps, *comp_out.steps], error
 
