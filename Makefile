@@ -1,4 +1,4 @@
-# weft's front door. `make help` lists the targets.
+# batten's front door. `make help` lists the targets.
 .DEFAULT_GOAL := help
 PYTHON ?= python
 export CARGO_TERM_COLOR ?= never
@@ -32,7 +32,7 @@ lint-python: ## ruff check, ruff format --check, mypy, stubtest of the native mo
 	$(PYTHON) -m ruff check python tests examples
 	$(PYTHON) -m ruff format --check python tests examples
 	$(PYTHON) -m mypy
-	$(PYTHON) -m mypy.stubtest weft._core --allowlist stubtest-allowlist.txt
+	$(PYTHON) -m mypy.stubtest batten._core --allowlist stubtest-allowlist.txt
 
 .PHONY: lint
 lint: lint-rust lint-python ## All lints
@@ -53,7 +53,7 @@ bench: ## Benchmarks vs plain asyncio, LangGraph and jaf-py; rewrites BENCHMARKS
 	$(PYTHON) tests/benchmarks/run.py
 
 .PHONY: bench-review
-bench-review: ## examples/code_review on idlelib (125 files): weft run vs plain asyncio (needs .[examples])
+bench-review: ## examples/code_review on idlelib (125 files): batten run vs plain asyncio (needs .[examples])
 	$(PYTHON) tests/benchmarks/code_review.py
 
 .PHONY: all

@@ -1,5 +1,5 @@
 """An order pipeline: a DAG with parallel branches, a flaky step that is retried and a hanging
-attempt that times out, run by weft's native engine.
+attempt that times out, run by batten's native engine.
 
     validate ──┬── check_inventory (async) ──┬── charge_payment (flaky: retried) ── confirm
                │                   └── recommend (async: first attempt hangs, times out, retried)
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from weft import AgentStep, RetryPolicy, ToolStep, Workflow, WorkflowContext
+from batten import AgentStep, RetryPolicy, ToolStep, Workflow, WorkflowContext
 
 
 def validate_order(context):
@@ -31,7 +31,7 @@ async def check_inventory(skus):
 
 
 def score_fraud(total):
-    """Sync (CPU or blocking) tool: runs on a weft worker thread, not on the event loop."""
+    """Sync (CPU or blocking) tool: runs on a batten worker thread, not on the event loop."""
     time.sleep(0.05)
     return {"fraud_score": 0.02 if total < 500 else 0.4}
 

@@ -1,4 +1,4 @@
-"""ReAct (reason, act, observe) with weft: seed 001's fifth pattern.
+"""ReAct (reason, act, observe) with batten: seed 001's fifth pattern.
 
 One iteration of the loop is a small sub-workflow:
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 import operator
 
-from weft import (
+from batten import (
     AgentStep,
     LoopStep,
     RouterStep,

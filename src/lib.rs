@@ -1,4 +1,4 @@
-//! weft: a native engine for workflows of Python agent and tool steps.
+//! batten: a native engine for workflows of Python agent and tool steps.
 //!
 //! `engine` is pure Rust (no pyo3) and is tested with `cargo test --no-default-features`;
 //! `py` is the only module that touches Python; this file only registers the module.

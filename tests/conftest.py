@@ -1,4 +1,4 @@
-"""Shared fixtures for weft's test-suite.
+"""Shared fixtures for batten's test-suite.
 
 The tests use real asyncio (``asyncio.run``), real threads and real ``time.sleep``; there is no
 pytest-asyncio. Helpers are exposed as fixtures (not importable functions) because pytest may load
@@ -86,12 +86,12 @@ def _free_port() -> int:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real ``redis-server`` started for the session on a free local port; yields its URL
     (``redis://127.0.0.1:PORT``, no db). ``.ci/run`` installs the server from the OS packages;
-    set ``WEFT_TEST_REDIS_URL`` to use a running one instead. Skips when neither exists."""
+    set ``BATTEN_TEST_REDIS_URL`` to use a running one instead. Skips when neither exists."""
     import os
     import shutil
     import subprocess
 
-    given = os.environ.get("WEFT_TEST_REDIS_URL")
+    given = os.environ.get("BATTEN_TEST_REDIS_URL")
     if given:
         yield given.rstrip("/").rsplit("/", 1)[0] if given.count("/") > 2 else given
         return

@@ -33,8 +33,8 @@ import sys
 import time
 from typing import Any
 
-import weft
-from weft import ToolStep, Workflow, WorkflowContext
+import batten
+from batten import ToolStep, Workflow, WorkflowContext
 
 WORK_S = 0.02
 SEQ_A = [f"s0{i}" for i in range(1, 6)]
@@ -121,7 +121,7 @@ def _async_step(step_id: str) -> Any:
 
 
 def build(store_url: str) -> Workflow:
-    wf = Workflow("crash").with_store(weft.Store(store_url))
+    wf = Workflow("crash").with_store(batten.Store(store_url))
     for n, step_id in enumerate(STEPS):
         make = _async_step if n % 2 else _sync_step
         step = ToolStep(step_id, make(step_id))
@@ -142,9 +142,9 @@ async def main(mode: str, store_url: str, run_id: str) -> int:
         result = await wf.resume(run_id)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
-    status = weft.WorkflowStatus(result.status)
+    status = batten.WorkflowStatus(result.status)
     print(json.dumps({"status": status.value, "final_output": result.final_output}), flush=True)
-    return 0 if status == weft.WorkflowStatus.COMPLETED else 1
+    return 0 if status == batten.WorkflowStatus.COMPLETED else 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 //! The behaviour every checkpoint store shares, written once against `&dyn Store` and run against
-//! each backend: `memory::*`, `sqlite::*` and `redis::*` (the last only when `WEFT_TEST_REDIS_URL`
+//! each backend: `memory::*`, `sqlite::*` and `redis::*` (the last only when `BATTEN_TEST_REDIS_URL`
 //! names a server, e.g. `redis://127.0.0.1:6379/0`; the tests use unique ids, so they can share it).
 
 use std::sync::Arc;
@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod common;
 
+use batten::store::{self, Control, Decision, RunRecord, StepEvent, Store, StoreError};
 use common::{unique, TempDir};
 use serde_json::json;
-use weft::store::{self, Control, Decision, RunRecord, StepEvent, Store, StoreError};
 
 fn now() -> f64 {
     SystemTime::now()
@@ -492,8 +492,8 @@ fn sqlite_store() -> Option<Opened> {
 }
 
 fn redis_store() -> Option<Opened> {
-    let Ok(url) = std::env::var("WEFT_TEST_REDIS_URL") else {
-        eprintln!("skipped: set WEFT_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
+    let Ok(url) = std::env::var("BATTEN_TEST_REDIS_URL") else {
+        eprintln!("skipped: set BATTEN_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
         return None;
     };
     Some((store::open(&url).unwrap(), None))

@@ -2,7 +2,7 @@
 //! values, calls from inside a tokio runtime, reconnecting. (The shared behaviour is in
 //! store_conformance.rs.)
 //!
-//! All but the first test need a server: set `WEFT_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`).
+//! All but the first test need a server: set `BATTEN_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`).
 //! They use unique ids, and databases 13-15 of that server for the tests that need one to
 //! themselves. `cargo test --release --no-default-features --test store_redis -- --ignored
 //! --nocapture` prints the cost of one append.
@@ -11,15 +11,15 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use batten::store::{self, RedisStore, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION};
 use common::unique;
 use serde_json::json;
-use weft::store::{self, RedisStore, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION};
 
 /// The test server's URL, or `None` (with a note) when none is configured.
 fn server_url() -> Option<String> {
-    let url = std::env::var("WEFT_TEST_REDIS_URL").ok();
+    let url = std::env::var("BATTEN_TEST_REDIS_URL").ok();
     if url.is_none() {
-        eprintln!("skipped: set WEFT_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
+        eprintln!("skipped: set BATTEN_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
     }
     url
 }
@@ -93,17 +93,17 @@ fn a_different_schema_version_is_refused_and_left_alone() {
     let url = with_db(&url, 15);
     let mut conn = raw(&url);
     redis::cmd("SET")
-        .arg("weft:schema")
+        .arg("batten:schema")
         .arg("999")
         .exec(&mut conn)
         .unwrap();
     let err = RedisStore::open(&url).unwrap_err();
     let kept: String = redis::cmd("GET")
-        .arg("weft:schema")
+        .arg("batten:schema")
         .query(&mut conn)
         .unwrap();
     redis::cmd("DEL")
-        .arg("weft:schema")
+        .arg("batten:schema")
         .exec(&mut conn)
         .unwrap();
     assert_eq!(
@@ -121,7 +121,7 @@ fn an_empty_database_gets_the_schema_version() {
     let Some(url) = server_url() else { return };
     let store = RedisStore::open(&url).unwrap();
     let version: String = redis::cmd("GET")
-        .arg("weft:schema")
+        .arg("batten:schema")
         .query(&mut raw(&url))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION.to_string());
@@ -140,7 +140,7 @@ fn an_event_whose_json_is_corrupt_is_reported_with_its_run_and_seq() {
         .append(&run_id, &[completed("a"), completed("b")])
         .unwrap();
     redis::cmd("LSET")
-        .arg(format!("weft:run:{run_id}:events"))
+        .arg(format!("batten:run:{run_id}:events"))
         .arg(1)
         .arg("{\"step_id\": ")
         .exec(&mut raw(&url))
@@ -164,7 +164,7 @@ fn a_run_missing_a_field_is_corrupt() {
     let run_id = unique("run");
     store.create_run(&run(&run_id)).unwrap();
     redis::cmd("HDEL")
-        .arg(format!("weft:run:{run_id}"))
+        .arg(format!("batten:run:{run_id}"))
         .arg("status")
         .exec(&mut raw(&url))
         .unwrap();

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 mod common;
 
+use batten::store::{self, RunRecord, SqliteStore, StepEvent, Store, StoreError, SCHEMA_VERSION};
 use common::TempDir;
 use serde_json::json;
-use weft::store::{self, RunRecord, SqliteStore, StepEvent, Store, StoreError, SCHEMA_VERSION};
 
 fn run(run_id: &str) -> RunRecord {
     common::run_record(run_id, "wf", 1_700_000_000.0)
@@ -155,7 +155,7 @@ fn a_different_schema_version_is_refused_and_left_alone() {
     );
     assert_eq!(
         err.to_string(),
-        format!("the store was written with schema version 999; this weft reads version {SCHEMA_VERSION}")
+        format!("the store was written with schema version 999; this batten reads version {SCHEMA_VERSION}")
     );
     let kept: String = raw(&dir.db())
         .query_row(

@@ -9,16 +9,16 @@ import inspect
 import re
 import time
 
+import batten
 import pytest
-import weft
-from weft import (
+from batten import (
     AgentStep,
+    BattenError,
     RetryPolicy,
     StepResult,
     StepStatus,
     StepTimeoutError,
     ToolStep,
-    WeftError,
     Workflow,
     WorkflowContext,
     WorkflowDefinitionError,
@@ -37,7 +37,7 @@ PUBLIC_NAMES = [
     "StepResult",
     "WorkflowStatus",
     "StepStatus",
-    "WeftError",
+    "BattenError",
     "WorkflowDefinitionError",
     "StepTimeoutError",
     "WorkflowTimeoutError",
@@ -71,12 +71,12 @@ STEP_STATUSES = [
 
 @pytest.mark.parametrize("name", PUBLIC_NAMES)
 def test_public_name_is_exported_and_listed_in_all(name):
-    assert hasattr(weft, name)
-    assert name in weft.__all__
+    assert hasattr(batten, name)
+    assert name in batten.__all__
 
 
 def test_every_name_in_all_exists():
-    missing = [name for name in weft.__all__ if not hasattr(weft, name)]
+    missing = [name for name in batten.__all__ if not hasattr(batten, name)]
     assert missing == []
 
 
@@ -111,7 +111,7 @@ def test_statuses_round_trip_from_their_string_values():
 
 @pytest.mark.parametrize("name", PUBLIC_NAMES)
 def test_public_object_has_a_docstring(name):
-    doc = inspect.getdoc(getattr(weft, name))
+    doc = inspect.getdoc(getattr(batten, name))
     assert doc and doc.strip()
 
 
@@ -136,18 +136,18 @@ def test_public_method_has_a_docstring(cls, method):
 
 
 def test_module_has_a_docstring():
-    assert weft.__doc__ and weft.__doc__.strip()
+    assert batten.__doc__ and batten.__doc__.strip()
 
 
 # -- exceptions --------------------------------------------------------------------------------
 
 
 def test_exception_hierarchy():
-    assert issubclass(WeftError, Exception)
-    assert issubclass(WorkflowDefinitionError, WeftError)
+    assert issubclass(BattenError, Exception)
+    assert issubclass(WorkflowDefinitionError, BattenError)
     assert issubclass(WorkflowDefinitionError, ValueError)
-    assert issubclass(StepTimeoutError, WeftError)
-    assert issubclass(WorkflowTimeoutError, WeftError)
+    assert issubclass(StepTimeoutError, BattenError)
+    assert issubclass(WorkflowTimeoutError, BattenError)
 
 
 # -- WorkflowContext ---------------------------------------------------------------------------

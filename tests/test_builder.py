@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from weft import (
+from batten import (
     AgentStep,
     StepStatus,
     ToolStep,
@@ -17,8 +17,8 @@ from weft import (
     WorkflowDefinitionError,
     WorkflowStatus,
 )
-from weft.builder import DagWorkflow, WorkflowBuilder
-from weft.engine import WorkflowEngine
+from batten.builder import DagWorkflow, WorkflowBuilder
+from batten.engine import WorkflowEngine
 
 # -- JAF form ----------------------------------------------------------------------------------
 
@@ -464,9 +464,9 @@ def test_register_returns_the_workflow_id_and_rejects_what_is_not_a_store():
 
     assert asyncio.run(wf.register()) == wf.workflow_id
     assert asyncio.run(wf.register(None)) == wf.workflow_id
-    with pytest.raises(TypeError, match=r"weft\.Store or a URL"):
+    with pytest.raises(TypeError, match=r"batten\.Store or a URL"):
         asyncio.run(wf.register(object()))
-    with pytest.raises(TypeError, match=r"weft\.Store or a URL"):
+    with pytest.raises(TypeError, match=r"batten\.Store or a URL"):
         asyncio.run(wf.execute(redis_store=object()))
 
 

@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from weft import (
+from batten import (
     RetryPolicy,
     StepStatus,
     ToolStep,

@@ -1,5 +1,5 @@
-"""The ``weft`` command: every subcommand and every exit code (0 completed, 1 failed, 2 bad
-input, 3 waiting), run in-process through ``weft.cli.main`` and, for the installed entry
+"""The ``batten`` command: every subcommand and every exit code (0 completed, 1 failed, 2 bad
+input, 3 waiting), run in-process through ``batten.cli.main`` and, for the installed entry
 point, cancellation and a crash, as real subprocesses."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import batten
 import pytest
-import weft
-from weft.cli import main
+from batten.cli import main
 
 TOOLS = """
 import os, time
@@ -61,7 +61,7 @@ steps:
 def cwd(tmp_path, monkeypatch):
     (tmp_path / "clitools.py").write_text(TOOLS)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WEFT_STORE", raising=False)
+    monkeypatch.delenv("BATTEN_STORE", raising=False)
     return tmp_path
 
 
@@ -70,7 +70,7 @@ def write(text: str, name: str = "wf.yaml") -> str:
     return name
 
 
-def weft_cli(capsys, *argv: str) -> tuple[int, str, str]:
+def batten_cli(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
@@ -84,21 +84,21 @@ def run_id_of(err: str) -> str:
 
 
 def test_run_completes_with_exit_0_and_prints_the_output(cwd, capsys):
-    code, out, err = weft_cli(capsys, "run", write(GREET), "--input", "name=ada")
+    code, out, err = batten_cli(capsys, "run", write(GREET), "--input", "name=ada")
     assert code == 0
     assert out.splitlines()[-1] == "HELLO ADA"
     assert " completed" in out.splitlines()[0]
     # not a terminal: plain progress lines, no carriage returns
     assert "completed hello" in err and "\r" not in err
-    assert (cwd / ".weft" / "runs.db").is_file()  # the default store
+    assert (cwd / ".batten" / "runs.db").is_file()  # the default store
     run_id = run_id_of(err)
-    info = weft.get_workflow_status(run_id, store="sqlite:///.weft/runs.db")
+    info = batten.get_workflow_status(run_id, store="sqlite:///.batten/runs.db")
     assert info.status == "completed" and info.input["variables"] == {"name": "ada", "times": 1}
 
 
 def test_json_output_and_input_file(cwd, capsys):
     Path("inputs.json").write_text(json.dumps({"name": "bob", "times": 2}))
-    code, out, _ = weft_cli(
+    code, out, _ = batten_cli(
         capsys, "run", write(GREET), "--input-file", "inputs.json", "--json", "-q"
     )
     assert code == 0
@@ -118,16 +118,16 @@ def test_a_failed_run_exits_1_and_resume_finishes_it_after_the_fix(cwd, capsys):
           - {id: second, kind: tool, tool: clitools:until_fixed, args: {text: "{first.result}"}}
         """)
     Path("broken").touch()
-    code, out, err = weft_cli(capsys, "run", wf)
+    code, out, err = batten_cli(capsys, "run", wf)
     assert code == 1
     assert "error: second: ValueError: still broken" in out
     run_id = run_id_of(err)
-    assert f"weft resume {run_id}" in out
+    assert f"batten resume {run_id}" in out
     Path("broken").unlink()
-    code, out, _ = weft_cli(capsys, "resume", run_id)
+    code, out, _ = batten_cli(capsys, "resume", run_id)
     assert code == 0 and out.splitlines()[-1] == "a!"
     assert Path("calls.log").read_text() == "a\n"  # the completed step did not run again
-    code, out, _ = weft_cli(capsys, "status", run_id)
+    code, out, _ = batten_cli(capsys, "status", run_id)
     assert code == 0 and "completed" in out
 
 
@@ -148,7 +148,7 @@ def test_a_failed_run_exits_1_and_resume_finishes_it_after_the_fix(cwd, capsys):
 )
 def test_bad_input_exits_2_with_a_message(cwd, capsys, argv, text):
     write(GREET)
-    code, _, err = weft_cli(capsys, *argv)
+    code, _, err = batten_cli(capsys, *argv)
     assert code == 2
     assert text in err
 
@@ -166,7 +166,7 @@ def test_argument_errors_exit_2(cwd, capsys):
 
 
 def test_validate_reports_the_line_of_a_broken_file(cwd, capsys):
-    code, out, _ = weft_cli(capsys, "validate", write(GREET))
+    code, out, _ = batten_cli(capsys, "validate", write(GREET))
     assert code == 0 and "valid (2 steps" in out
     broken = write(
         """\
@@ -179,10 +179,10 @@ def test_validate_reports_the_line_of_a_broken_file(cwd, capsys):
         """,
         "broken.yaml",
     )
-    code, _, err = weft_cli(capsys, "validate", broken)
+    code, _, err = batten_cli(capsys, "validate", broken)
     assert code == 2
     assert "broken.yaml:6: steps[0].retry.max_attempts: 0 is less than the minimum of 1" in err
-    code, out, _ = weft_cli(capsys, "validate", broken, "--json")
+    code, out, _ = batten_cli(capsys, "validate", broken, "--json")
     assert code == 2
     assert json.loads(out) == {
         "valid": False,
@@ -203,63 +203,67 @@ steps:
 """
 
 
-def test_an_approval_waits_with_exit_3_and_weft_approve_releases_it(cwd, capsys):
-    code, out, err = weft_cli(capsys, "run", write(APPROVAL))
+def test_an_approval_waits_with_exit_3_and_batten_approve_releases_it(cwd, capsys):
+    code, out, err = batten_cli(capsys, "run", write(APPROVAL))
     assert code == 3
     run_id = run_id_of(err)
     assert "waiting for approval: gate" in out
-    assert f"weft approve {run_id} gate" in out
-    code, out, _ = weft_cli(capsys, "status", run_id)
+    assert f"batten approve {run_id} gate" in out
+    code, out, _ = batten_cli(capsys, "status", run_id)
     assert code == 3 and "waiting_approval" in out
-    code, out, _ = weft_cli(capsys, "runs", "--status", "waiting_approval")
+    code, out, _ = batten_cli(capsys, "runs", "--status", "waiting_approval")
     assert run_id in out
-    code, out, err = weft_cli(capsys, "approve", run_id, "gate", "-m", "looks good", "--by", "ann")
+    code, out, err = batten_cli(
+        capsys, "approve", run_id, "gate", "-m", "looks good", "--by", "ann"
+    )
     assert code == 0, err
     assert out.splitlines()[-1] == "DRAFT"
     assert Path("calls.log").read_text() == "draft\n"  # draft ran once across both processes
-    decision = [r for r in weft.run_history(run_id, store="sqlite:///.weft/runs.db") if r.detail]
+    decision = [
+        r for r in batten.run_history(run_id, store="sqlite:///.batten/runs.db") if r.detail
+    ]
     assert any(
         r.detail.get("by") == "ann" and r.detail.get("comment") == "looks good" for r in decision
     )
 
 
 def test_reject_fails_the_run_with_exit_1(cwd, capsys):
-    _, _, err = weft_cli(capsys, "run", write(APPROVAL))
+    _, _, err = batten_cli(capsys, "run", write(APPROVAL))
     run_id = run_id_of(err)
-    code, out, _ = weft_cli(capsys, "reject", run_id, "gate", "-m", "no")
+    code, out, _ = batten_cli(capsys, "reject", run_id, "gate", "-m", "no")
     assert code == 1
     assert "ApprovalRejectedError" in out
 
 
 def test_yes_approves_and_records_who(cwd, capsys):
-    code, out, err = weft_cli(capsys, "run", write(APPROVAL), "--yes")
+    code, out, err = batten_cli(capsys, "run", write(APPROVAL), "--yes")
     assert code == 0 and out.splitlines()[-1] == "DRAFT"
     assert "approved gate (--yes)" in err
-    history = weft.run_history(run_id_of(err), store="sqlite:///.weft/runs.db")
-    assert any((r.detail or {}).get("by") == "weft-cli (--yes)" for r in history)
+    history = batten.run_history(run_id_of(err), store="sqlite:///.batten/runs.db")
+    assert any((r.detail or {}).get("by") == "batten-cli (--yes)" for r in history)
 
 
 def test_graph_prints_mermaid(cwd, capsys):
-    code, out, _ = weft_cli(capsys, "graph", write(APPROVAL), "--direction", "LR")
+    code, out, _ = batten_cli(capsys, "graph", write(APPROVAL), "--direction", "LR")
     assert code == 0
     assert out.startswith("flowchart LR")
     assert "gate" in out and "-->" in out
 
 
 def test_runs_lists_newest_first_and_filters(cwd, capsys):
-    weft_cli(capsys, "run", write(GREET), "-i", "name=a", "-q")
-    weft_cli(capsys, "run", "wf.yaml", "-i", "name=b", "-q")
-    code, out, _ = weft_cli(capsys, "runs", "--json")
+    batten_cli(capsys, "run", write(GREET), "-i", "name=a", "-q")
+    batten_cli(capsys, "run", "wf.yaml", "-i", "name=b", "-q")
+    code, out, _ = batten_cli(capsys, "runs", "--json")
     rows = json.loads(out)
     assert code == 0 and len(rows) == 2 and all(r["status"] == "completed" for r in rows)
-    code, out, _ = weft_cli(capsys, "runs", "--status", "failed")
+    code, out, _ = batten_cli(capsys, "runs", "--status", "failed")
     assert out.strip() == "no runs"
 
 
 def test_seed_002_output_options_are_honoured(cwd, capsys):
     Path("agents002.py").write_text(
-        "import weft\n"
-        "@weft.agent(name='cli_planner')\n"
+        "import batten\n"
+        "@batten.agent(name='cli_planner')\n"
         "def plan(message):\n    return 'plan for ' + message\n"
     )
     write(
@@ -278,24 +282,24 @@ def test_seed_002_output_options_are_honoured(cwd, capsys):
     sys.path.insert(0, str(cwd))
     try:
         importlib.import_module("agents002")
-        code, out, err = weft_cli(
+        code, out, err = batten_cli(
             capsys, "run", "wf.yaml", "-i", "requirements=a CLI", "--json", "-q"
         )
     finally:
         sys.path.remove(str(cwd))
-        weft.registry.global_registry()._entries["agent"].pop("cli_planner", None)
+        batten.registry.global_registry()._entries["agent"].pop("cli_planner", None)
     assert code == 0, err
     doc = json.loads(out)
     assert doc["outputs"] == {"planning": "plan for a CLI"}
-    saved = cwd / ".weft" / "results" / f"{doc['run_id']}.json"
+    saved = cwd / ".batten" / "results" / f"{doc['run_id']}.json"
     assert json.loads(saved.read_text())["final_output"] == "plan for a CLI"
 
 
 # -- as real processes ------------------------------------------------------------------------
 
 
-def weft_process(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    exe = Path(sys.executable).with_name("weft")
+def batten_process(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("batten")
     return subprocess.Popen(
         [str(exe), *argv],
         cwd=cwd,
@@ -309,8 +313,8 @@ def weft_process(*argv: str, cwd: Path, env: dict[str, str] | None = None) -> su
 def wait_for_run(cwd: Path, status: str = "running", timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if (cwd / ".weft" / "runs.db").exists():
-            runs = weft.list_runs(store=f"sqlite:///{cwd}/.weft/runs.db", status=status)
+        if (cwd / ".batten" / "runs.db").exists():
+            runs = batten.list_runs(store=f"sqlite:///{cwd}/.batten/runs.db", status=status)
             if runs:
                 return runs[0].run_id
         time.sleep(0.05)
@@ -324,13 +328,13 @@ def wait_until(predicate, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def test_the_installed_entry_point_and_python_m_weft(cwd):
+def test_the_installed_entry_point_and_python_m_batten(cwd):
     write(GREET)
-    proc = weft_process("--version", cwd=cwd)
+    proc = batten_process("--version", cwd=cwd)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and out.strip() == f"weft {weft.__version__}"
+    assert proc.returncode == 0 and out.strip() == f"batten {batten.__version__}"
     done = subprocess.run(
-        [sys.executable, "-m", "weft", "validate", "wf.yaml"],
+        [sys.executable, "-m", "batten", "validate", "wf.yaml"],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -348,37 +352,37 @@ steps:
 """
 
 
-def test_weft_cancel_stops_a_running_process(cwd, capsys):
+def test_batten_cancel_stops_a_running_process(cwd, capsys):
     write(SLOW)
-    proc = weft_process("run", "wf.yaml", cwd=cwd, env={"SLOW": "30"})
+    proc = batten_process("run", "wf.yaml", cwd=cwd, env={"SLOW": "30"})
     try:
         run_id = wait_for_run(cwd)
         wait_until(lambda: (cwd / "calls.log").exists())
-        code, _, err = weft_cli(capsys, "cancel", run_id)
+        code, _, err = batten_cli(capsys, "cancel", run_id)
         assert code == 0 and "cancel requested" in err
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 1, err
     assert "cancelled" in out
-    code, out, _ = weft_cli(capsys, "status", run_id)
+    code, out, _ = batten_cli(capsys, "status", run_id)
     assert code == 1 and "cancelled" in out
 
 
-def test_a_killed_run_is_finished_by_weft_resume(cwd, capsys):
+def test_a_killed_run_is_finished_by_batten_resume(cwd, capsys):
     write(SLOW)
-    proc = weft_process("run", "wf.yaml", cwd=cwd, env={"SLOW": "30"})
+    proc = batten_process("run", "wf.yaml", cwd=cwd, env={"SLOW": "30"})
     try:
         run_id = wait_for_run(cwd)
-        history = lambda: weft.run_history(run_id, store="sqlite:///.weft/runs.db")  # noqa: E731
+        history = lambda: batten.run_history(run_id, store="sqlite:///.batten/runs.db")  # noqa: E731
         wait_until(lambda: any(r.step_id == "wait" for r in history()))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=20)
-    assert weft.get_workflow_status(run_id, store="sqlite:///.weft/runs.db").status == "running"
+    assert batten.get_workflow_status(run_id, store="sqlite:///.batten/runs.db").status == "running"
     os.environ["SLOW"] = "0"
     try:
-        code, out, err = weft_cli(capsys, "resume", run_id)
+        code, out, err = batten_cli(capsys, "resume", run_id)
     finally:
         del os.environ["SLOW"]
     assert code == 0, err

@@ -1,4 +1,4 @@
-"""The CLI's run progress (``weft.cli.progress.Progress``), driven by synthetic engine events."""
+"""The CLI's run progress (``batten.cli.progress.Progress``), driven by synthetic engine events."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import io
 import re
 
 import pytest
-from weft import StepResult
-from weft.cli.progress import Progress
+from batten import StepResult
+from batten.cli.progress import Progress
 
 
 class Clock:

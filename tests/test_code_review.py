@@ -1,6 +1,6 @@
-"""examples/code_review end to end, through the ``weft`` command, on real standard-library
+"""examples/code_review end to end, through the ``batten`` command, on real standard-library
 source: the analysers really run, the report is written, the approval gate holds, and a run
-killed in the middle of its maps is finished by ``weft resume`` without analysing again the
+killed in the middle of its maps is finished by ``batten resume`` without analysing again the
 files already done."""
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import batten
 import pytest
-import weft
-from weft.cli import main
+from batten.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / "examples" / "code_review" / "workflow.yaml"
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
-STORE = "sqlite:///.weft/runs.db"
+STORE = "sqlite:///.batten/runs.db"
 
 pytestmark = pytest.mark.skipif(
     not (STDLIB / "json").is_dir() or not (STDLIB / "email").is_dir(),
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WEFT_STORE", raising=False)
+    monkeypatch.delenv("BATTEN_STORE", raising=False)
     # The local reviewer, whatever the environment says.
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
@@ -77,13 +77,13 @@ def test_reviews_a_standard_library_package_end_to_end(cwd, capsys):
     assert "approved approve (--yes)" in err
 
 
-def test_without_yes_the_report_waits_for_weft_approve(cwd, capsys):
+def test_without_yes_the_report_waits_for_batten_approve(cwd, capsys):
     target = STDLIB / "json"
     code, out, err = cli(capsys, "run", WORKFLOW, "--input", f"target={target}", "-q")
     assert code == 3
     assert not (cwd / "review-report").exists()  # nothing published before the approval
     run_id = next(line.split()[1] for line in err.splitlines() if line.startswith("run "))
-    assert f"weft approve {run_id} approve" in out
+    assert f"batten approve {run_id} approve" in out
     code, out, err = cli(capsys, "approve", run_id, "approve", "-m", "ship it", "-q")
     assert code == 0, err
     assert (cwd / "review-report" / "report.md").is_file()
@@ -97,21 +97,21 @@ def test_a_bad_target_is_exit_1_and_a_missing_one_exit_2(cwd, capsys):
 
 
 def item_starts(run_id: str) -> Counter[str]:
-    history = weft.run_history(run_id, store=STORE)
+    history = batten.run_history(run_id, store=STORE)
     return Counter(r.step_id for r in history if r.status == "running" and "[" in r.step_id)
 
 
 def item_done(run_id: str) -> set[str]:
-    history = weft.run_history(run_id, store=STORE)
+    history = batten.run_history(run_id, store=STORE)
     return {r.step_id for r in history if r.status == "completed" and "[" in r.step_id}
 
 
-def test_a_run_killed_mid_map_is_finished_by_weft_resume(cwd, capsys):
+def test_a_run_killed_mid_map_is_finished_by_batten_resume(cwd, capsys):
     target = STDLIB / "email"
     files = 12
     proc = subprocess.Popen(
         [
-            str(Path(sys.executable).with_name("weft")),
+            str(Path(sys.executable).with_name("batten")),
             "run",
             str(WORKFLOW),
             "--input",
@@ -129,8 +129,8 @@ def test_a_run_killed_mid_map_is_finished_by_weft_resume(cwd, capsys):
         deadline = time.monotonic() + 60
         run_id = None
         while time.monotonic() < deadline:
-            if run_id is None and (cwd / ".weft" / "runs.db").exists():
-                runs = weft.list_runs(store=STORE)
+            if run_id is None and (cwd / ".batten" / "runs.db").exists():
+                runs = batten.list_runs(store=STORE)
                 run_id = runs[0].run_id if runs else None
             bandit_done = (
                 {p for p in item_done(run_id) if p.startswith("bandit/")} if run_id else set()
@@ -149,7 +149,7 @@ def test_a_run_killed_mid_map_is_finished_by_weft_resume(cwd, capsys):
     starts_before = item_starts(run_id)
     all_items = {f"{m}/run_{m}[{i}]" for m in ("ruff", "radon", "bandit") for i in range(files)}
     assert done_before < all_items  # killed mid-map: some items done, some not
-    assert weft.get_workflow_status(run_id, store=STORE).status == "running"
+    assert batten.get_workflow_status(run_id, store=STORE).status == "running"
 
     code, out, err = cli(capsys, "resume", run_id, "--yes", "--json", "-q")
     assert code == 0, err
@@ -167,7 +167,7 @@ def test_with_an_api_key_the_reviewer_is_an_llm_agent_run_through_the_adapter(
     from agents.testing import ModelStep, ScriptedModel, assistant_message
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-used")
-    monkeypatch.setenv("WEFT_REVIEWER", "")
+    monkeypatch.setenv("BATTEN_REVIEWER", "")
     monkeypatch.syspath_prepend(str(WORKFLOW.parent))
     for name in ("reviewers", "review_tools", "review_report"):
         monkeypatch.delitem(sys.modules, name, raising=False)

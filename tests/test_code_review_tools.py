@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from weft import AgentStep, ConditionalStep, ToolStep, Workflow, WorkflowContext
+from batten import AgentStep, ConditionalStep, ToolStep, Workflow, WorkflowContext
 
 EXAMPLE_DIR = str(Path(__file__).parents[1] / "examples" / "code_review")
 sys.path.insert(0, EXAMPLE_DIR)
@@ -335,7 +335,7 @@ def test_analyser_crash_raises_analyser_error(
     with pytest.raises(AnalyserError, match="kaboom") as info:
         asyncio.run(run_bandit(str(tmp_path), "m.py"))
     error = info.value
-    assert isinstance(error, RuntimeError)  # so weft's default retry policy retries it
+    assert isinstance(error, RuntimeError)  # so batten's default retry policy retries it
     assert (error.tool, error.path) == ("bandit", "m.py")
     assert "exit code 2" in str(error)
     again = pickle.loads(pickle.dumps(error))
@@ -570,7 +570,7 @@ def test_rank_findings_by_severity_then_file_complexity() -> None:
 
 
 class FakeContext:
-    """What a reviewer or condition reads from a weft.WorkflowContext."""
+    """What a reviewer or condition reads from a batten.WorkflowContext."""
 
     def __init__(self, results: dict[str, Any], variables: dict[str, Any] | None = None) -> None:
         self.results = results
@@ -656,7 +656,7 @@ def test_local_review_without_collect_result_uses_the_message() -> None:
     assert "the digest" in result["text"]
 
 
-def test_triage_in_a_weft_workflow(analysed: dict[str, Any]) -> None:
+def test_triage_in_a_batten_workflow(analysed: dict[str, Any]) -> None:
     summary = collect(analysed["files"], analysed["ruff"], analysed["radon"], analysed["bandit"])
 
     def run(threshold: str) -> Any:
@@ -692,7 +692,7 @@ def test_triage_in_a_weft_workflow(analysed: dict[str, Any]) -> None:
 def test_reviewer_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     agents = pytest.importorskip("agents")
     try:
-        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "WEFT_REVIEWER"):
+        for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "BATTEN_REVIEWER"):
             monkeypatch.delenv(name, raising=False)
         importlib.reload(reviewers)
         assert reviewers.reviewer_mode() == "local"
@@ -700,7 +700,7 @@ def test_reviewer_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) 
         assert reviewers.summary_reviewer is reviewers.local_summary_review
 
         monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
-        monkeypatch.setenv("WEFT_REVIEW_MODEL", "local-model")
+        monkeypatch.setenv("BATTEN_REVIEW_MODEL", "local-model")
         importlib.reload(reviewers)
         assert reviewers.reviewer_mode() == "llm"
         for agent in (reviewers.security_reviewer, reviewers.summary_reviewer):
@@ -709,7 +709,7 @@ def test_reviewer_mode_follows_the_environment(monkeypatch: pytest.MonkeyPatch) 
             assert agent.model.model == "local-model"
         assert reviewers.security_reviewer.instructions == reviewers.SECURITY_INSTRUCTIONS
 
-        monkeypatch.setenv("WEFT_REVIEWER", "local")
+        monkeypatch.setenv("BATTEN_REVIEWER", "local")
         importlib.reload(reviewers)
         assert reviewers.reviewer_mode() == "local"
     finally:

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from weft import (
+from batten import (
     AgentStep,
     ConditionalStep,
     LoopStep,
@@ -24,7 +24,7 @@ from weft import (
     WorkflowDefinitionError,
     WorkflowStatus,
 )
-from weft.errors import LoopLimitError
+from batten.errors import LoopLimitError
 
 
 def wf_of(*steps, **kwargs):
@@ -232,7 +232,7 @@ def test_parallel_bad_input_is_typed_and_names_the_step():
         ParallelStep("p").with_failure_policy("whatever")
     with pytest.raises(WorkflowDefinitionError, match=r"'p'.*minimum_success_count"):
         ParallelStep("p").with_minimum_success_count(0)
-    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*weft step"):
+    with pytest.raises(WorkflowDefinitionError, match=r"'p'.*batten step"):
         ParallelStep("p").add_branch(lambda: 1)
 
 

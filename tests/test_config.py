@@ -1,4 +1,4 @@
-"""Workflows from YAML/JSON files and config dicts (weft.load_workflow, Workflow.from_config),
+"""Workflows from YAML/JSON files and config dicts (batten.load_workflow, Workflow.from_config),
 seed 002's WORKFLOW_CONFIG, and the JSON Schema shipped with the package."""
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ import json
 import textwrap
 from pathlib import Path
 
+import batten
 import jsonschema
 import pytest
-import weft
 import yaml
-from weft import StepStatus, Workflow, WorkflowConfigError, WorkflowContext, WorkflowStatus
-from weft.config import initial_variables, schema
-from weft.registry import global_registry
+from batten import StepStatus, Workflow, WorkflowConfigError, WorkflowContext, WorkflowStatus
+from batten.config import initial_variables, schema
+from batten.registry import global_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,7 +108,7 @@ DEMO = """\
 
 
 def test_a_yaml_workflow_runs_with_inputs_references_maps_and_conditions(folder):
-    wf = weft.load_workflow(folder(DEMO))
+    wf = batten.load_workflow(folder(DEMO))
     assert (wf.workflow_id, wf.name, wf.version) == ("demo", "demo", "2.1")
     assert wf.source == str(Path("wf.yaml").resolve())
     assert wf.inputs["a"] == {"type": "integer", "default": 2, "required": False, "description": ""}
@@ -125,7 +125,7 @@ def test_a_yaml_workflow_runs_with_inputs_references_maps_and_conditions(folder)
 
 
 def test_defaults_and_retry_policies_apply_to_steps(folder):
-    wf = weft.load_workflow(
+    wf = batten.load_workflow(
         folder("""\
         name: r
         defaults: {timeout: 7, retry: {max_attempts: 4, initial_interval: 0.01, jitter: 0}}
@@ -149,7 +149,7 @@ def test_defaults_and_retry_policies_apply_to_steps(folder):
 
 
 def test_parallel_approval_loop_and_skip_conditions_build_their_step_types(folder):
-    wf = weft.load_workflow(
+    wf = batten.load_workflow(
         folder("""\
         name: kinds
         steps:
@@ -194,18 +194,18 @@ def test_json_files_load_the_same(folder):
         "name": "j",
         "steps": [{"id": "add", "kind": "tool", "tool": "TOOLS:add", "args": {"a": 1, "b": 2}}],
     }
-    wf = weft.load_workflow(folder(json.dumps(doc, indent=2), "wf.json"))
+    wf = batten.load_workflow(folder(json.dumps(doc, indent=2), "wf.json"))
     assert run(wf).final_output == 3
 
 
 def test_registered_tools_and_agents_are_found_by_name_and_imports_run_first(folder):
     (Path.cwd() / "regmod.py").write_text(
-        "import weft\n@weft.tool(name='cfg_triple')\ndef triple(x):\n    return 3 * x\n"
+        "import batten\n@batten.tool(name='cfg_triple')\ndef triple(x):\n    return 3 * x\n"
     )
     reg = global_registry()
     saved = dict(reg._entries["tool"])
     try:
-        wf = weft.load_workflow(
+        wf = batten.load_workflow(
             folder("""\
             name: named
             imports: [regmod]
@@ -325,7 +325,7 @@ def test_errors_name_the_file_the_line_and_the_field(folder, body, line, field, 
         body = "name: bad\n" + body
     path = folder(body, "bad.yaml")
     with pytest.raises(WorkflowConfigError) as info:
-        weft.load_workflow(path)
+        batten.load_workflow(path)
     err = info.value
     assert err.file == str(path)
     assert err.line == line, str(err)
@@ -334,7 +334,7 @@ def test_errors_name_the_file_the_line_and_the_field(folder, body, line, field, 
     assert str(err).startswith(f"{path}:{line}: ")
     if text is not None:
         assert text in str(err)
-    assert isinstance(err, weft.WorkflowDefinitionError)  # one except catches every definition
+    assert isinstance(err, batten.WorkflowDefinitionError)  # one except catches every definition
 
 
 def test_a_cycle_is_reported_before_anything_runs(folder):
@@ -345,28 +345,28 @@ def test_a_cycle_is_reported_before_anything_runs(folder):
           - {id: b, kind: tool, tool: TOOLS:add, args: {a: 1, b: 1}, depends_on: [a]}
         """)
     with pytest.raises(WorkflowConfigError, match="cycle: a -> b -> a"):
-        weft.load_workflow(path)
+        batten.load_workflow(path)
 
 
 def test_missing_and_unreadable_files_and_non_mapping_documents(tmp_path):
     with pytest.raises(WorkflowConfigError, match="no such workflow file"):
-        weft.load_workflow(tmp_path / "nope.yaml")
+        batten.load_workflow(tmp_path / "nope.yaml")
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(WorkflowConfigError, match="holds a mapping"):
-        weft.load_workflow(tmp_path / "list.yaml")
+        batten.load_workflow(tmp_path / "list.yaml")
     (tmp_path / "empty.yaml").write_text("")
     with pytest.raises(WorkflowConfigError, match="empty"):
-        weft.load_workflow(tmp_path / "empty.yaml")
+        batten.load_workflow(tmp_path / "empty.yaml")
     (tmp_path / "dup.yaml").write_text("name: a\nname: b\nsteps: []\n")
     with pytest.raises(WorkflowConfigError, match=r"dup.yaml:2: name: duplicate key 'name'"):
-        weft.load_workflow(tmp_path / "dup.yaml")
+        batten.load_workflow(tmp_path / "dup.yaml")
     (tmp_path / "bad.json").write_text('{"name": "x",\n "steps": [}')
     with pytest.raises(WorkflowConfigError, match=r"bad.json:2: invalid"):
-        weft.load_workflow(tmp_path / "bad.json")
+        batten.load_workflow(tmp_path / "bad.json")
 
 
 def test_inputs_are_checked_against_their_declarations(folder):
-    wf = weft.load_workflow(folder(DEMO))
+    wf = batten.load_workflow(folder(DEMO))
     with pytest.raises(WorkflowConfigError, match="input 'label' is required"):
         initial_variables(wf, {})
     with pytest.raises(WorkflowConfigError, match="input 'a' must be of type integer"):
@@ -400,7 +400,7 @@ def test_the_shipped_schema_is_valid_and_accepts_the_code_review_example():
     jsonschema.Draft202012Validator.check_schema(doc)
     example = yaml.safe_load((ROOT / "examples" / "code_review" / "workflow.yaml").read_text())
     jsonschema.Draft202012Validator(doc).validate(example)
-    shipped = Path(weft.__file__).parent / "config" / "workflow.schema.json"
+    shipped = Path(batten.__file__).parent / "config" / "workflow.schema.json"
     assert json.loads(shipped.read_text()) == doc
 
 
@@ -480,7 +480,7 @@ def phase_agents():
         return agent
 
     for name in WORKFLOW_CONFIG["agents"]:
-        weft.agent(make(name), name=name)
+        batten.agent(make(name), name=name)
     yield seen
     reg._entries["agent"] = saved
 
@@ -546,10 +546,10 @@ def test_seed_002_fallback_workflow_runs_when_the_phases_fail(phase_agents):
         return "sorry: " + message
 
     def apology() -> Workflow:
-        say = weft.AgentStep("say", apologise).with_input_function(lambda c: c["requirements"])
+        say = batten.AgentStep("say", apologise).with_input_function(lambda c: c["requirements"])
         return Workflow("apology").add_step(say)
 
-    weft.register_workflow_factory("apology", apology)
+    batten.register_workflow_factory("apology", apology)
     config = json.loads(json.dumps(WORKFLOW_CONFIG))
     config["phases"][1]["retries"] = 1  # the designer's one failure fails the run
     config["error_handling"]["fallback_workflow"] = "apology"
@@ -586,12 +586,12 @@ def test_seed_002_result_contains_condition_and_continue_on_error(phase_agents):
 def test_seed_002_phases_from_a_yaml_file(phase_agents, tmp_path):
     path = tmp_path / "phases.yaml"
     path.write_text(yaml.safe_dump(WORKFLOW_CONFIG, sort_keys=False))
-    wf = weft.load_workflow(path)
+    wf = batten.load_workflow(path)
     assert [s.step_id for s in wf.steps] == ["planning", "design", "implementation", "review"]
     text = path.read_text().replace("retries: 3", "retries: three", 1)
     path.write_text(text)
     with pytest.raises(WorkflowConfigError) as info:
-        weft.load_workflow(path)
+        batten.load_workflow(path)
     line = text.splitlines().index("  retries: three") + 1
     assert (info.value.line, info.value.field) == (line, "phases[1].retries")
 
@@ -605,15 +605,15 @@ def test_the_readme_yaml_examples_follow_the_schema():
         jsonschema.Draft202012Validator(schema()).validate(yaml.safe_load(block))
 
 
-def test_import_weft_loads_no_file_format_or_cli_machinery():
+def test_import_batten_loads_no_file_format_or_cli_machinery():
     import subprocess
     import sys
 
     code = (
-        "import sys, weft\n"
-        "wf = weft.Workflow('w'); wf.add_step(weft.ToolStep('t', lambda: 1)); wf.run()\n"
-        "bad = [m for m in ('yaml', 'jsonschema', 'tqdm', 'weft.config', 'weft.cli',"
-        " 'weft.display') if m in sys.modules]\n"
+        "import sys, batten\n"
+        "wf = batten.Workflow('w'); wf.add_step(batten.ToolStep('t', lambda: 1)); wf.run()\n"
+        "bad = [m for m in ('yaml', 'jsonschema', 'tqdm', 'batten.config', 'batten.cli',"
+        " 'batten.display') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

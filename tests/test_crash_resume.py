@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import batten
 import pytest
-import weft
 
 pytestmark = pytest.mark.slow
 
@@ -113,7 +113,7 @@ def effects(log: Path) -> dict[str, int]:
     return {key.split(":", 1)[1]: int(pid) for key, pid in rows}
 
 
-def last_status(history: list[Any]) -> dict[str, weft.StepStatus]:
+def last_status(history: list[Any]) -> dict[str, batten.StepStatus]:
     last: dict[str, Any] = {}
     for rec in sorted(history, key=lambda r: r.seq):
         last[rec.step_id] = rec
@@ -178,20 +178,20 @@ def check_kill_point(url: str, workdir: Path, kind: str, value: float) -> tuple[
     start_pid = start.pid
 
     # The store as the crash left it.
-    store = weft.Store(url)
+    store = batten.Store(url)
     before = store.history(run_id)
     before_last = last_status(before)
-    completed_before = {s for s, st in before_last.items() if st == weft.StepStatus.COMPLETED}
-    in_flight = {s for s, st in before_last.items() if st == weft.StepStatus.RUNNING}
+    completed_before = {s for s, st in before_last.items() if st == batten.StepStatus.COMPLETED}
+    in_flight = {s for s, st in before_last.items() if st == batten.StepStatus.RUNNING}
     max_seq_before = max((r.seq for r in before), default=0)
     run_before = store.get_run(run_id).status
     del store
-    if fate == "finished" or run_before == weft.WorkflowStatus.COMPLETED:
+    if fate == "finished" or run_before == batten.WorkflowStatus.COMPLETED:
         # (a kill may land after the run's end was recorded, before the process exited)
-        assert run_before == weft.WorkflowStatus.COMPLETED, run_before
+        assert run_before == batten.WorkflowStatus.COMPLETED, run_before
         assert completed_before == set(STEPS), completed_before
     else:
-        assert run_before == weft.WorkflowStatus.RUNNING, run_before
+        assert run_before == batten.WorkflowStatus.RUNNING, run_before
 
     resume = run_script("resume", url, run_id, log)
     try:
@@ -206,7 +206,7 @@ def check_kill_point(url: str, workdir: Path, kind: str, value: float) -> tuple[
     resume_pid = resume.pid
     assert resume_pid != start_pid, "pid reused: the log cannot tell the processes apart"
     printed = json.loads(out.strip().splitlines()[-1])
-    assert printed["status"] == weft.WorkflowStatus.COMPLETED.value, printed
+    assert printed["status"] == batten.WorkflowStatus.COMPLETED.value, printed
 
     lines = read_log(log, run_id)
     committed = effects(log)
@@ -254,21 +254,21 @@ def check_kill_point(url: str, workdir: Path, kind: str, value: float) -> tuple[
         assert committed[step] == start_pid, f"step {step} completed without its effect"
 
     # (c) The store: the run and every step completed, completed steps not restarted.
-    store = weft.Store(url)
+    store = batten.Store(url)
     run = store.get_run(run_id)
     history = store.history(run_id)
     del store
-    assert run.status == weft.WorkflowStatus.COMPLETED, run.status
+    assert run.status == batten.WorkflowStatus.COMPLETED, run.status
     after_last = last_status(history)
     assert set(after_last) == set(STEPS), sorted(after_last)
-    not_completed = {s: st for s, st in after_last.items() if st != weft.StepStatus.COMPLETED}
+    not_completed = {s: st for s, st in after_last.items() if st != batten.StepStatus.COMPLETED}
     assert not not_completed, f"steps whose last event is not COMPLETED: {not_completed}"
     restarted = {
         r.step_id
         for r in history
         if r.seq > max_seq_before
         and r.step_id in completed_before
-        and r.status == weft.StepStatus.RUNNING
+        and r.status == batten.StepStatus.RUNNING
     }
     assert not restarted, f"completed steps restarted in the store: {sorted(restarted)}"
 

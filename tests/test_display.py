@@ -1,7 +1,7 @@
-"""weft.display: Mermaid diagrams of workflows, Jupyter HTML, and tables of run results.
+"""batten.display: Mermaid diagrams of workflows, Jupyter HTML, and tables of run results.
 
 No Mermaid parser runs offline, so ``check_flowchart`` checks the structure each diagram must
-have for Mermaid to read it: every line is one of the forms weft emits, ids are plain
+have for Mermaid to read it: every line is one of the forms batten emits, ids are plain
 ``n<k>`` / ``g<k>``, labels are quoted with no raw quote inside, subgraphs are balanced, edges
 come after every node (outside any subgraph) and join ids that exist.
 """
@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from weft import (
+from batten import (
     AgentStep,
     ConditionalStep,
     HumanApprovalStep,
@@ -31,7 +31,7 @@ from weft import (
     WorkflowBuilder,
     WorkflowStatus,
 )
-from weft.display import (
+from batten.display import (
     MERMAID_CDN,
     _format_ms,
     result_html,
@@ -67,7 +67,7 @@ class Chart:
 
 
 def check_flowchart(text: str, direction: str = "TD") -> Chart:
-    """Checks ``text`` is a flowchart weft could have emitted and Mermaid can parse."""
+    """Checks ``text`` is a flowchart batten could have emitted and Mermaid can parse."""
     lines = text.split("\n")
     assert lines[0] == f"flowchart {direction}"
     chart = Chart(text)
@@ -199,7 +199,7 @@ def test_direction() -> None:
 
 
 def test_rejects_non_workflows() -> None:
-    with pytest.raises(TypeError, match=r"weft\.Workflow"):
+    with pytest.raises(TypeError, match=r"batten\.Workflow"):
         to_mermaid([ToolStep("a", fetch)])
     with pytest.raises(TypeError):
         workflow_html("wf")
@@ -572,7 +572,7 @@ def test_result_html_statuses_and_output() -> None:
     assert 'color:#1a7f37;font-weight:bold">completed</span>' in out
     assert "error:" not in out
     assert "<summary>final output</summary><pre>{&#x27;k&#x27;: &#x27;&lt;v&gt;&#x27;}</pre>" in out
-    with pytest.raises(TypeError, match=r"weft\.WorkflowResult"):
+    with pytest.raises(TypeError, match=r"batten\.WorkflowResult"):
         result_html({"status": "completed"})
 
 

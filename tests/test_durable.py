@@ -13,9 +13,9 @@ import sys
 import time
 from typing import Any
 
+import batten
 import pytest
-import weft
-from weft import (
+from batten import (
     AgentStep,
     ParallelStep,
     StepStatus,
@@ -27,9 +27,9 @@ from weft import (
 
 
 @pytest.fixture
-def store(store_url: str) -> weft.Store:
+def store(store_url: str) -> batten.Store:
     """The store under test, opened once (a memory store lives as long as its object)."""
-    return weft.Store(store_url)
+    return batten.Store(store_url)
 
 
 def _chain(wf_id: str, calls: list[str], n: int = 3, store: Any = None) -> Workflow:
@@ -49,20 +49,20 @@ def _chain(wf_id: str, calls: list[str], n: int = 3, store: Any = None) -> Workf
 # ---- the shared store suite -------------------------------------------------------------
 
 
-def test_a_durable_run_records_the_run_and_every_status_change(store: weft.Store) -> None:
+def test_a_durable_run_records_the_run_and_every_status_change(store: batten.Store) -> None:
     calls: list[str] = []
     wf = _chain("chain", calls, store=store)
     ctx = WorkflowContext("chain", {"user": "ada"}, {"seed": 1})
     result = asyncio.run(wf.execute(ctx))
 
     assert result.status == WorkflowStatus.COMPLETED
-    info = weft.get_workflow_status(result.run_id, store=store)
+    info = batten.get_workflow_status(result.run_id, store=store)
     assert info.status == WorkflowStatus.COMPLETED
     assert info.workflow_id == "chain" and info.version == "1.0.0"
     assert info.input["variables"] == {"seed": 1}
     assert info.input["user_context"] == {"user": "ada"}
     assert info.result == {"v2": 3}
-    history = weft.run_history(result.run_id, store=store)
+    history = batten.run_history(result.run_id, store=store)
     assert [(h.step_id, h.status) for h in history] == [
         ("s0", StepStatus.RUNNING),
         ("s0", StepStatus.COMPLETED),
@@ -75,12 +75,12 @@ def test_a_durable_run_records_the_run_and_every_status_change(store: weft.Store
     assert history[1].output == {"v0": 1} and history[1].duration_ms is not None
 
 
-def test_resume_restores_completed_steps_and_runs_the_rest(store: weft.Store) -> None:
+def test_resume_restores_completed_steps_and_runs_the_rest(store: batten.Store) -> None:
     calls: list[str] = []
     gate = {"open": False}
     wf = Workflow("gated").with_store(store)
     wf.add_step(ToolStep("a", lambda: calls.append("a") or {"x": 20}))
-    wf.add_step(weft.HumanApprovalStep("gate", "go?"))
+    wf.add_step(batten.HumanApprovalStep("gate", "go?"))
 
     def b(context: Any) -> int:
         calls.append("b")
@@ -93,12 +93,12 @@ def test_resume_restores_completed_steps_and_runs_the_rest(store: weft.Store) ->
     assert first.step("gate").status == StepStatus.WAITING_APPROVAL
     assert first.step("b").status == StepStatus.BLOCKED
     assert first.errors == []
-    assert weft.get_workflow_status(first.run_id, store=store).status == (
+    assert batten.get_workflow_status(first.run_id, store=store).status == (
         WorkflowStatus.WAITING_APPROVAL
     )
 
     gate["open"] = True
-    weft.approve(first.run_id, "gate", by="ops", comment="fine", store=store)
+    batten.approve(first.run_id, "gate", by="ops", comment="fine", store=store)
     second = asyncio.run(wf.resume(first.run_id))
     assert second.status == WorkflowStatus.COMPLETED
     assert second.final_output == 42
@@ -113,11 +113,11 @@ def test_resume_restores_completed_steps_and_runs_the_rest(store: weft.Store) ->
     assert calls == ["a", "b"], "resuming a finished run returns its result"
 
 
-def test_parallel_approvals_are_decided_in_any_order(store: weft.Store) -> None:
+def test_parallel_approvals_are_decided_in_any_order(store: batten.Store) -> None:
     wf = Workflow("two-gates").with_store(store)
     wf.add_step(ToolStep("start", lambda: 1))
-    wf.add_step(weft.HumanApprovalStep("legal", "legal ok?", approvers=["lee"]), ["start"])
-    wf.add_step(weft.HumanApprovalStep("money", "budget ok?"), ["start"])
+    wf.add_step(batten.HumanApprovalStep("legal", "legal ok?", approvers=["lee"]), ["start"])
+    wf.add_step(batten.HumanApprovalStep("money", "budget ok?"), ["start"])
     wf.add_step(ToolStep("ship", lambda context: sorted(context.results)), ["legal", "money"])
     r = asyncio.run(wf.execute())
     assert r.status == WorkflowStatus.WAITING_APPROVAL
@@ -126,27 +126,27 @@ def test_parallel_approvals_are_decided_in_any_order(store: weft.Store) -> None:
         "money",
     }
 
-    weft.approve(r.run_id, "money", store=store)
+    batten.approve(r.run_id, "money", store=store)
     r2 = asyncio.run(wf.resume(r.run_id))
     assert r2.status == WorkflowStatus.WAITING_APPROVAL
     assert r2.step("money").status == StepStatus.COMPLETED
     assert r2.step("legal").status == StepStatus.WAITING_APPROVAL
 
-    with pytest.raises(weft.ApprovalError, match="lee"):
-        weft.approve(r.run_id, "legal", by="mallory", store=store)
-    weft.approve(r.run_id, "legal", by="lee", store=store)
-    with pytest.raises(weft.ApprovalError, match="already has a decision"):
-        weft.approve(r.run_id, "legal", by="lee", store=store)
+    with pytest.raises(batten.ApprovalError, match="lee"):
+        batten.approve(r.run_id, "legal", by="mallory", store=store)
+    batten.approve(r.run_id, "legal", by="lee", store=store)
+    with pytest.raises(batten.ApprovalError, match="already has a decision"):
+        batten.approve(r.run_id, "legal", by="lee", store=store)
     r3 = asyncio.run(wf.resume(r.run_id))
     assert r3.status == WorkflowStatus.COMPLETED
     assert r3.final_output == ["legal", "money", "start"]
-    history = weft.run_history(r.run_id, store=store)
+    history = batten.run_history(r.run_id, store=store)
     decisions = [h.detail for h in history if h.detail and h.detail.get("decision")]
     assert [(d["by"], d["approved"]) for d in decisions] == [(None, True), ("lee", True)]
 
 
 def test_a_rejection_fails_the_step_so_fallbacks_and_compensation_apply(
-    store: weft.Store,
+    store: batten.Store,
 ) -> None:
     undone: list[str] = []
     wf = Workflow("reject").with_store(store)
@@ -155,9 +155,9 @@ def test_a_rejection_fails_the_step_so_fallbacks_and_compensation_apply(
             ToolStep("unbook", lambda: undone.append("unbook"))
         )
     )
-    wf.add_step(weft.HumanApprovalStep("sign", "sign off?"))
+    wf.add_step(batten.HumanApprovalStep("sign", "sign off?"))
     r = asyncio.run(wf.execute())
-    weft.reject(r.run_id, "sign", by="boss", comment="too pricey", store=store)
+    batten.reject(r.run_id, "sign", by="boss", comment="too pricey", store=store)
     r2 = asyncio.run(wf.resume(r.run_id))
     assert r2.step("sign").status == StepStatus.FAILED
     assert r2.step("sign").error_type == "ApprovalRejectedError"
@@ -167,32 +167,32 @@ def test_a_rejection_fails_the_step_so_fallbacks_and_compensation_apply(
 
     wf2 = Workflow("reject-fallback").with_store(store)
     wf2.add_step(
-        weft.HumanApprovalStep("sign", "sign off?").with_fallback(
+        batten.HumanApprovalStep("sign", "sign off?").with_fallback(
             ToolStep("auto", lambda: "auto-approved")
         )
     )
     r = asyncio.run(wf2.execute())
     assert r.status == WorkflowStatus.WAITING_APPROVAL, "waiting is not a failure to recover"
-    weft.reject(r.run_id, "sign", store=store)
+    batten.reject(r.run_id, "sign", store=store)
     r2 = asyncio.run(wf2.resume(r.run_id))
     assert r2.status == WorkflowStatus.COMPLETED
     assert r2.final_output == "auto-approved"
 
 
-def test_an_approval_that_times_out_ends_the_step_timeout(store: weft.Store) -> None:
+def test_an_approval_that_times_out_ends_the_step_timeout(store: batten.Store) -> None:
     wf = Workflow("late").with_store(store)
-    wf.add_step(weft.HumanApprovalStep("ok", "ok?").with_timeout(0.2))
+    wf.add_step(batten.HumanApprovalStep("ok", "ok?").with_timeout(0.2))
     r = asyncio.run(wf.execute())
     assert r.status == WorkflowStatus.WAITING_APPROVAL
     time.sleep(0.3)
-    with pytest.raises(weft.ApprovalError, match="timed out"):
-        weft.approve(r.run_id, "ok", store=store)
+    with pytest.raises(batten.ApprovalError, match="timed out"):
+        batten.approve(r.run_id, "ok", store=store)
     r2 = asyncio.run(wf.resume(r.run_id))
     assert r2.step("ok").status == StepStatus.TIMEOUT
     assert r2.status == WorkflowStatus.FAILED
 
 
-def test_pause_lets_running_steps_finish_and_resume_continues(store: weft.Store) -> None:
+def test_pause_lets_running_steps_finish_and_resume_continues(store: batten.Store) -> None:
     ran: list[str] = []
 
     async def slow(context: Any) -> str:
@@ -207,22 +207,22 @@ def test_pause_lets_running_steps_finish_and_resume_continues(store: weft.Store)
     async def main() -> Any:
         task = asyncio.create_task(wf.execute(run_id="pause-me"))
         await asyncio.sleep(0.1)
-        weft.pause("pause-me", store=store)
+        batten.pause("pause-me", store=store)
         return await task
 
     r = asyncio.run(main())
     assert r.status == WorkflowStatus.PAUSED
     assert r.step("s0").status == StepStatus.COMPLETED, "the running step finished"
     assert ran == ["s0"]
-    assert weft.get_workflow_status("pause-me", store=store).status == WorkflowStatus.PAUSED
-    assert [i.run_id for i in weft.list_runs(store=store, status="paused")] == ["pause-me"]
+    assert batten.get_workflow_status("pause-me", store=store).status == WorkflowStatus.PAUSED
+    assert [i.run_id for i in batten.list_runs(store=store, status="paused")] == ["pause-me"]
 
     r2 = asyncio.run(wf.resume("pause-me"))
     assert r2.status == WorkflowStatus.COMPLETED
     assert ran == ["s0", "s1", "s2"]
 
 
-def test_cancel_stops_running_steps(store: weft.Store) -> None:
+def test_cancel_stops_running_steps(store: batten.Store) -> None:
     cleaned: list[str] = []
 
     async def long(context: Any) -> None:
@@ -238,7 +238,7 @@ def test_cancel_stops_running_steps(store: weft.Store) -> None:
     async def main() -> Any:
         task = asyncio.create_task(wf.execute(run_id="cancel-me"))
         await asyncio.sleep(0.1)
-        weft.cancel("cancel-me", store=store)
+        batten.cancel("cancel-me", store=store)
         return await asyncio.wait_for(task, 10)
 
     started = time.monotonic()
@@ -246,12 +246,12 @@ def test_cancel_stops_running_steps(store: weft.Store) -> None:
     assert time.monotonic() - started < 5
     assert r.status == WorkflowStatus.CANCELLED
     assert cleaned == ["long"]
-    assert weft.get_workflow_status("cancel-me", store=store).status == WorkflowStatus.CANCELLED
+    assert batten.get_workflow_status("cancel-me", store=store).status == WorkflowStatus.CANCELLED
     again = asyncio.run(wf.resume("cancel-me"))
     assert again.status == WorkflowStatus.CANCELLED
 
 
-def test_step_caching_reuses_outputs_within_the_ttl(store: weft.Store) -> None:
+def test_step_caching_reuses_outputs_within_the_ttl(store: batten.Store) -> None:
     calls: list[str] = []
 
     def fetch(context: Any) -> dict[str, Any]:
@@ -277,13 +277,13 @@ def test_step_caching_reuses_outputs_within_the_ttl(store: weft.Store) -> None:
     assert calls == ["Oslo", "Rome", "Oslo"], "expired after the ttl"
 
 
-def test_register_records_the_dag_and_execute_writes_step_statuses(store: weft.Store) -> None:
-    @weft.agent(name="durable_researcher")
+def test_register_records_the_dag_and_execute_writes_step_statuses(store: batten.Store) -> None:
+    @batten.agent(name="durable_researcher")
     def researcher(task: str) -> str:
         return f"notes on {task}"
 
     dag = (
-        weft.WorkflowBuilder()
+        batten.WorkflowBuilder()
         .step("research", "durable_researcher", "tides")
         .step("report", "durable_researcher", "{research.result}", depends_on=["research"])
         .build(title="Tides")
@@ -296,30 +296,30 @@ def test_register_records_the_dag_and_execute_writes_step_statuses(store: weft.S
     ]
     results = asyncio.run(dag.execute())
     assert [r["status"] for r in results] == ["success", "success"]
-    runs = weft.list_runs(store=store, workflow_id=wid)
+    runs = batten.list_runs(store=store, workflow_id=wid)
     assert len(runs) == 1 and runs[0].status == WorkflowStatus.COMPLETED
-    statuses = [(h.step_id, h.status) for h in weft.run_history(runs[0].run_id, store=store)]
+    statuses = [(h.step_id, h.status) for h in batten.run_history(runs[0].run_id, store=store)]
     assert statuses[-1] == ("report", StepStatus.COMPLETED)
 
 
-def test_engine_with_a_store_resumes_by_run_id(store: weft.Store) -> None:
-    engine = weft.WorkflowEngine(store=store)
+def test_engine_with_a_store_resumes_by_run_id(store: batten.Store) -> None:
+    engine = batten.WorkflowEngine(store=store)
     wf = Workflow("eng")
     wf.add_step(ToolStep("a", lambda: 1))
-    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    wf.add_step(batten.HumanApprovalStep("ok", "ok?"))
     wf.add_step(ToolStep("b", lambda context: context.results["a"] + 1))
     r = asyncio.run(engine.execute_workflow(wf))
     assert r.status == WorkflowStatus.WAITING_APPROVAL
     assert engine.get_workflow_status(r.run_id)["status"] == WorkflowStatus.WAITING_APPROVAL
-    weft.approve(r.run_id, "ok", store=store)
+    batten.approve(r.run_id, "ok", store=store)
     r2 = asyncio.run(engine.resume(r.run_id))
     assert r2.status == WorkflowStatus.COMPLETED and r2.final_output == 2
 
-    other = weft.WorkflowEngine(store=store)  # a fresh engine knows the run from the store
+    other = batten.WorkflowEngine(store=store)  # a fresh engine knows the run from the store
     assert other.get_workflow_status(r.run_id)["status"] == WorkflowStatus.COMPLETED
 
 
-def test_nested_steps_are_checkpointed_under_their_parent(store: weft.Store) -> None:
+def test_nested_steps_are_checkpointed_under_their_parent(store: batten.Store) -> None:
     keys: list[str] = []
 
     def branch(context: Any) -> str:
@@ -329,12 +329,12 @@ def test_nested_steps_are_checkpointed_under_their_parent(store: weft.Store) -> 
     par = ParallelStep("fan", [ToolStep("x", branch), ToolStep("y", branch)])
     wf = Workflow("nested").with_store(store)
     wf.add_step(par)
-    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    wf.add_step(batten.HumanApprovalStep("ok", "ok?"))
     r = asyncio.run(wf.execute())
     assert sorted(keys) == [f"{r.run_id}:fan/x", f"{r.run_id}:fan/y"]
-    paths = {h.step_id for h in weft.run_history(r.run_id, store=store)}
+    paths = {h.step_id for h in batten.run_history(r.run_id, store=store)}
     assert {"fan", "fan/x", "fan/y", "ok"} <= paths
-    weft.approve(r.run_id, "ok", store=store)
+    batten.approve(r.run_id, "ok", store=store)
     r2 = asyncio.run(wf.resume(r.run_id))
     assert r2.status == WorkflowStatus.COMPLETED
     assert r2.step("fan").output == ["x", "y"]
@@ -350,7 +350,7 @@ class Point:
 
 
 def test_a_non_json_output_fails_the_step_naming_it_and_the_type(tmp_path: Any) -> None:
-    wf = Workflow("nojson").with_store(weft.SqliteStore(tmp_path / "r.db"))
+    wf = Workflow("nojson").with_store(batten.SqliteStore(tmp_path / "r.db"))
     wf.add_step(ToolStep("make", lambda: Point(1)))
     wf.add_step(ToolStep("use", lambda: "never"))
     r = asyncio.run(wf.execute())
@@ -363,21 +363,21 @@ def test_a_non_json_output_fails_the_step_naming_it_and_the_type(tmp_path: Any) 
 
 
 def test_a_serializer_stores_and_restores_other_outputs(tmp_path: Any) -> None:
-    store = weft.SqliteStore(tmp_path / "r.db")
+    store = batten.SqliteStore(tmp_path / "r.db")
     made: list[int] = []
     wf = Workflow("pickled").with_store(store, serializer=pickle)
     wf.add_step(ToolStep("make", lambda: made.append(1) or Point(7)))
-    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    wf.add_step(batten.HumanApprovalStep("ok", "ok?"))
     wf.add_step(ToolStep("use", lambda context: context.results["make"].x * 6))
     r = asyncio.run(wf.execute())
-    weft.approve(r.run_id, "ok", store=store)
+    batten.approve(r.run_id, "ok", store=store)
     r2 = asyncio.run(wf.resume(r.run_id))
     assert r2.final_output == 42 and made == [1]
     assert isinstance(r2.step("make").output, Point)
 
 
 def test_batch_durability_writes_everything_by_the_end(tmp_path: Any) -> None:
-    store = weft.SqliteStore(tmp_path / "r.db")
+    store = batten.SqliteStore(tmp_path / "r.db")
     calls: list[str] = []
     wf = _chain("batched", calls, n=300)
     wf.with_store(store, durability="batch")
@@ -390,7 +390,7 @@ def test_batch_durability_writes_everything_by_the_end(tmp_path: Any) -> None:
 
 def test_the_store_grows_linearly_with_the_work(tmp_path: Any) -> None:
     path = tmp_path / "r.db"
-    store = weft.SqliteStore(path)
+    store = batten.SqliteStore(path)
     wf = _chain("big", [], n=1000).with_store(store)
     r = asyncio.run(wf.execute())
     assert r.status == WorkflowStatus.COMPLETED
@@ -408,25 +408,25 @@ def test_the_store_grows_linearly_with_the_work(tmp_path: Any) -> None:
 # ---- across processes -------------------------------------------------------------------
 
 _PAUSER = """
-import sys, time, weft
+import sys, time, batten
 url, run_id, what = sys.argv[1:4]
-store = weft.Store(url)
+store = batten.Store(url)
 deadline = time.time() + 20
 while time.time() < deadline:
     try:
         store.get_run(run_id)
         break
-    except weft.RunNotFoundError:
+    except batten.RunNotFoundError:
         time.sleep(0.02)
 time.sleep(0.3)
-getattr(weft, what)(run_id, store=store)
+getattr(batten, what)(run_id, store=store)
 """
 
 
 @pytest.mark.parametrize("what", ["pause", "cancel"])
 def test_pause_and_cancel_from_another_process_are_honoured(tmp_path: Any, what: str) -> None:
     url = "sqlite:///" + str(tmp_path / "r.db")
-    store = weft.Store(url)
+    store = batten.Store(url)
     ran: list[str] = []
 
     async def slow(context: Any) -> str:
@@ -443,13 +443,13 @@ def test_pause_and_cancel_from_another_process_are_honoured(tmp_path: Any, what:
     want = WorkflowStatus.PAUSED if what == "pause" else WorkflowStatus.CANCELLED
     assert r.status == want
     assert 0 < len(ran) < 12
-    assert weft.Store(url).get_run("r1").status == want
+    assert batten.Store(url).get_run("r1").status == want
 
 
 def test_another_process_sees_step_progress(tmp_path: Any) -> None:
     url = "sqlite:///" + str(tmp_path / "r.db")
     seen: list[list[str]] = []
-    reader = weft.Store(url)
+    reader = batten.Store(url)
 
     def watch(context: Any) -> None:
         # What another process reading the store sees while this step runs.
@@ -457,7 +457,7 @@ def test_another_process_sees_step_progress(tmp_path: Any) -> None:
             [
                 sys.executable,
                 "-c",
-                "import sys, weft; s = weft.Store(sys.argv[1]); "
+                "import sys, batten; s = batten.Store(sys.argv[1]); "
                 "print(','.join(f'{h.step_id}={h.status}' for h in s.history(sys.argv[2])))",
                 url,
                 context.run_id,
@@ -479,67 +479,67 @@ def test_another_process_sees_step_progress(tmp_path: Any) -> None:
 
 
 def test_an_unknown_store_scheme_is_a_clear_error() -> None:
-    with pytest.raises(weft.StoreURLError, match="postgres"):
-        weft.Store("postgres://localhost/db")
-    with pytest.raises(weft.StoreURLError):
+    with pytest.raises(batten.StoreURLError, match="postgres"):
+        batten.Store("postgres://localhost/db")
+    with pytest.raises(batten.StoreURLError):
         Workflow("x").with_store("runs.db")
-    with pytest.raises(TypeError, match=r"weft\.Store or a URL"):
+    with pytest.raises(TypeError, match=r"batten\.Store or a URL"):
         Workflow("x").with_store(42)
 
 
 def test_an_unreachable_redis_fails_fast() -> None:
     started = time.monotonic()
-    with pytest.raises(weft.StoreUnavailableError, match=r"127\.0\.0\.1:1"):
-        weft.Store("redis://127.0.0.1:1/0")
+    with pytest.raises(batten.StoreUnavailableError, match=r"127\.0\.0\.1:1"):
+        batten.Store("redis://127.0.0.1:1/0")
     assert time.monotonic() - started < 5
 
 
-def test_an_unknown_run_id_is_a_clear_error(store: weft.Store) -> None:
+def test_an_unknown_run_id_is_a_clear_error(store: batten.Store) -> None:
     wf = _chain("c", [], store=store)
-    with pytest.raises(weft.RunNotFoundError, match="nope"):
+    with pytest.raises(batten.RunNotFoundError, match="nope"):
         asyncio.run(wf.resume("nope"))
-    with pytest.raises(weft.RunNotFoundError):
-        weft.approve("nope", "x", store=store)
-    with pytest.raises(weft.RunNotFoundError):
-        weft.get_workflow_status("nope", store=store)
+    with pytest.raises(batten.RunNotFoundError):
+        batten.approve("nope", "x", store=store)
+    with pytest.raises(batten.RunNotFoundError):
+        batten.get_workflow_status("nope", store=store)
     with pytest.raises(KeyError):  # RunNotFoundError is a KeyError too
-        weft.pause("nope", store=store)
+        batten.pause("nope", store=store)
 
 
-def test_approving_a_step_that_is_not_waiting_is_refused(store: weft.Store) -> None:
+def test_approving_a_step_that_is_not_waiting_is_refused(store: batten.Store) -> None:
     wf = _chain("c", [], store=store)
     r = asyncio.run(wf.execute())
-    with pytest.raises(weft.ApprovalError, match="not waiting"):
-        weft.approve(r.run_id, "s1", store=store)
-    with pytest.raises(weft.ApprovalError, match="not waiting"):
-        weft.reject(r.run_id, "no-such-step", store=store)
+    with pytest.raises(batten.ApprovalError, match="not waiting"):
+        batten.approve(r.run_id, "s1", store=store)
+    with pytest.raises(batten.ApprovalError, match="not waiting"):
+        batten.reject(r.run_id, "no-such-step", store=store)
 
 
-def test_a_run_id_already_in_the_store_is_refused(store: weft.Store) -> None:
+def test_a_run_id_already_in_the_store_is_refused(store: batten.Store) -> None:
     wf = _chain("c", [], store=store)
     asyncio.run(wf.execute(run_id="same"))
-    with pytest.raises(weft.StoreError, match="same"):
+    with pytest.raises(batten.StoreError, match="same"):
         asyncio.run(wf.execute(run_id="same"))
-    assert weft.get_workflow_status("same", store=store).status == WorkflowStatus.COMPLETED
+    assert batten.get_workflow_status("same", store=store).status == WorkflowStatus.COMPLETED
 
 
-def test_resuming_with_another_workflow_is_refused(store: weft.Store) -> None:
+def test_resuming_with_another_workflow_is_refused(store: batten.Store) -> None:
     r = asyncio.run(_chain("c", [], store=store).execute())
-    with pytest.raises(weft.WorkflowDefinitionError, match="belongs to workflow 'c'"):
+    with pytest.raises(batten.WorkflowDefinitionError, match="belongs to workflow 'c'"):
         asyncio.run(_chain("d", [], store=store).resume(r.run_id))
 
 
-def test_resuming_with_another_version_of_the_workflow_is_refused(store: weft.Store) -> None:
+def test_resuming_with_another_version_of_the_workflow_is_refused(store: batten.Store) -> None:
     r = asyncio.run(_chain("c", [], store=store).execute())
     newer = _chain("c", [], store=store)
     newer.version = "2.0.0"
-    with pytest.raises(weft.WorkflowDefinitionError, match=r"version '1\.0\.0'"):
+    with pytest.raises(batten.WorkflowDefinitionError, match=r"version '1\.0\.0'"):
         asyncio.run(newer.resume(r.run_id))
 
 
 def test_an_approval_step_without_a_store_fails_naming_the_step() -> None:
     wf = Workflow("nostore")
-    wf.add_step(weft.HumanApprovalStep("ok", "ok?"))
+    wf.add_step(batten.HumanApprovalStep("ok", "ok?"))
     r = asyncio.run(wf.execute())
     assert r.status == WorkflowStatus.FAILED
     assert r.step("ok").error_type == "WorkflowDefinitionError"
@@ -548,30 +548,30 @@ def test_an_approval_step_without_a_store_fails_naming_the_step() -> None:
 
 def test_a_store_of_another_schema_version_is_refused(tmp_path: Any) -> None:
     path = tmp_path / "r.db"
-    weft.SqliteStore(path)
+    batten.SqliteStore(path)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(weft.SchemaVersionError, match="99"):
-        weft.SqliteStore(path)
+    with pytest.raises(batten.SchemaVersionError, match="99"):
+        batten.SqliteStore(path)
 
 
 def test_a_corrupt_row_is_reported_and_nothing_else_is_lost(tmp_path: Any) -> None:
     path = tmp_path / "r.db"
-    store = weft.SqliteStore(path)
+    store = batten.SqliteStore(path)
     r = asyncio.run(_chain("c", [], store=store).execute(run_id="bad"))
     assert r.status == WorkflowStatus.COMPLETED
     with sqlite3.connect(path) as db:
         (key,) = db.execute("SELECT id FROM run_events WHERE run_id = 'bad' AND seq = 2").fetchone()
         db.execute("UPDATE events SET output = '{not json' WHERE id = ?", (key,))
-    with pytest.raises(weft.CorruptRecordError, match=r"run 'bad' event 2"):
+    with pytest.raises(batten.CorruptRecordError, match=r"run 'bad' event 2"):
         store.history("bad")
-    with pytest.raises(weft.CorruptRecordError):
+    with pytest.raises(batten.CorruptRecordError):
         asyncio.run(_chain("c", [], store=store).resume("bad"))
     assert store.get_run("bad").status == WorkflowStatus.COMPLETED, "the run record is intact"
 
 
 def test_a_context_that_is_not_json_is_refused_before_anything_runs(tmp_path: Any) -> None:
-    store = weft.SqliteStore(tmp_path / "r.db")
+    store = batten.SqliteStore(tmp_path / "r.db")
     calls: list[str] = []
     wf = _chain("c", calls, store=store)
     with pytest.raises(TypeError, match="input context"):
@@ -580,12 +580,12 @@ def test_a_context_that_is_not_json_is_refused_before_anything_runs(tmp_path: An
 
 
 def test_a_bad_durability_is_a_definition_error() -> None:
-    with pytest.raises(weft.WorkflowDefinitionError, match="durability"):
+    with pytest.raises(batten.WorkflowDefinitionError, match="durability"):
         Workflow("x").with_store("memory://", durability="often")
 
 
 def test_agent_steps_checkpoint_too(tmp_path: Any) -> None:
-    store = weft.SqliteStore(tmp_path / "r.db")
+    store = batten.SqliteStore(tmp_path / "r.db")
     wf = Workflow("agents").with_store(store)
     wf.add_step(AgentStep("greet", lambda msg: f"hi {msg}", "ada"))
     r = asyncio.run(wf.execute())
@@ -593,7 +593,7 @@ def test_agent_steps_checkpoint_too(tmp_path: Any) -> None:
     assert os.path.getsize(tmp_path / "r.db") > 0
 
 
-def test_streaming_a_workflow_with_a_store_is_durable(store: weft.Store) -> None:
+def test_streaming_a_workflow_with_a_store_is_durable(store: batten.Store) -> None:
     wf = _chain("streamed", [], store=store)
 
     async def main() -> Any:
@@ -601,51 +601,54 @@ def test_streaming_a_workflow_with_a_store_is_durable(store: weft.Store) -> None
 
     events = asyncio.run(main())
     run_id = events[-1].result.run_id
-    assert weft.get_workflow_status(run_id, store=store).status == WorkflowStatus.COMPLETED
-    assert len(weft.run_history(run_id, store=store)) == 6
+    assert batten.get_workflow_status(run_id, store=store).status == WorkflowStatus.COMPLETED
+    assert len(batten.run_history(run_id, store=store)) == 6
 
 
 _APPROVER = """
-import sys, weft
-weft.approve(sys.argv[2], "gate", by="ann", comment="from afar", store=sys.argv[1])
+import sys, batten
+batten.approve(sys.argv[2], "gate", by="ann", comment="from afar", store=sys.argv[1])
 """
 
 
 def test_an_approval_from_another_process_releases_the_run(tmp_path: Any) -> None:
     url = "sqlite:///" + str(tmp_path / "r.db")
     wf = Workflow("remote-approval").with_store(url)
-    wf.add_step(weft.HumanApprovalStep("gate", "ship it?"))
+    wf.add_step(batten.HumanApprovalStep("gate", "ship it?"))
     wf.add_step(ToolStep("ship", lambda context: context.results["gate"]["comment"]))
     r = asyncio.run(wf.execute())
     subprocess.run([sys.executable, "-c", _APPROVER, url, r.run_id], check=True, timeout=60)
     resumed = asyncio.run(wf.resume(r.run_id))
     assert resumed.status == WorkflowStatus.COMPLETED
     assert resumed.final_output == "from afar"
-    audit = [h.detail for h in weft.run_history(r.run_id, store=url) if h.detail]
+    audit = [h.detail for h in batten.run_history(r.run_id, store=url) if h.detail]
     assert {"approved": True, "by": "ann", "comment": "from afar", "decision": True} in audit
 
 
 def test_approval_step_arguments_are_checked() -> None:
-    step = weft.HumanApprovalStep("ok", "ok?", approvers=["a"], timeout=5)
+    step = batten.HumanApprovalStep("ok", "ok?", approvers=["a"], timeout=5)
     assert (step.approval_timeout, step.approvers, step.timeout) == (5.0, ["a"], None)
-    with pytest.raises(weft.WorkflowDefinitionError, match="step 'ok': prompt"):
-        weft.HumanApprovalStep("ok", 3)  # type: ignore[arg-type]
-    with pytest.raises(weft.WorkflowDefinitionError, match="approvers"):
-        weft.HumanApprovalStep("ok", "ok?", approvers="boss")
-    with pytest.raises(weft.WorkflowDefinitionError, match="timeout"):
-        weft.HumanApprovalStep("ok", "ok?", timeout=-1)
-    with pytest.raises(weft.WorkflowDefinitionError, match="cache ttl"):
+    with pytest.raises(batten.WorkflowDefinitionError, match="step 'ok': prompt"):
+        batten.HumanApprovalStep("ok", 3)  # type: ignore[arg-type]
+    with pytest.raises(batten.WorkflowDefinitionError, match="approvers"):
+        batten.HumanApprovalStep("ok", "ok?", approvers="boss")
+    with pytest.raises(batten.WorkflowDefinitionError, match="timeout"):
+        batten.HumanApprovalStep("ok", "ok?", timeout=-1)
+    with pytest.raises(batten.WorkflowDefinitionError, match="cache ttl"):
         ToolStep("t", lambda: 1).with_cache(ttl=0)
 
 
 def test_approvals_in_parallel_step_branches_all_wait_and_resume_in_any_order(
-    store: weft.Store,
+    store: batten.Store,
 ) -> None:
     wf = Workflow("parallel-gates").with_store(store)
     wf.add_step(
         ParallelStep(
             "gates",
-            [weft.HumanApprovalStep("legal", "legal ok?"), weft.HumanApprovalStep("money", "ok?")],
+            [
+                batten.HumanApprovalStep("legal", "legal ok?"),
+                batten.HumanApprovalStep("money", "ok?"),
+            ],
         )
     )
     wf.add_step(ToolStep("ship", lambda context: len(context.results["gates"])))
@@ -655,9 +658,9 @@ def test_approvals_in_parallel_step_branches_all_wait_and_resume_in_any_order(
     assert StepStatus.CANCELLED not in [c.status for c in r.step("gates").children]
     waiting = {h.step_id for h in store.history(r.run_id) if h.status == "waiting_approval"}
     assert waiting == {"gates/legal", "gates/money"}
-    weft.approve(r.run_id, "gates/money", store=store)
+    batten.approve(r.run_id, "gates/money", store=store)
     assert asyncio.run(wf.resume(r.run_id)).status == WorkflowStatus.WAITING_APPROVAL
-    weft.approve(r.run_id, "gates/legal", store=store)
+    batten.approve(r.run_id, "gates/legal", store=store)
     done = asyncio.run(wf.resume(r.run_id))
     assert done.status == WorkflowStatus.COMPLETED
     assert done.final_output == 2

@@ -8,7 +8,7 @@ import time
 import uuid
 
 import pytest
-from weft import (
+from batten import (
     AgentStep,
     RetryPolicy,
     StepStatus,
@@ -18,8 +18,8 @@ from weft import (
     WorkflowDefinitionError,
     WorkflowStatus,
 )
-from weft.engine import WorkflowEngine
-from weft.registry import global_registry, tool
+from batten.engine import WorkflowEngine
+from batten.registry import global_registry, tool
 
 
 def run(coro):
@@ -224,7 +224,7 @@ def test_execute_accepts_a_dict_of_variables_or_no_context():
 
 def test_execute_rejects_what_is_not_a_workflow_or_context():
     engine = WorkflowEngine()
-    with pytest.raises(TypeError, match=r"weft\.Workflow"):
+    with pytest.raises(TypeError, match=r"batten\.Workflow"):
         run(engine.execute_workflow("not a workflow"))
     with pytest.raises(TypeError, match="context"):
         run(engine.execute(Workflow("w").add_step(ToolStep("t", lambda: 1)), ["x"], "in"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from weft import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
+from batten import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
 
 
 class InventoryError(Exception):

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from weft import (
+from batten import (
     ParallelStep,
     RetryPolicy,
     Step,
@@ -24,7 +24,7 @@ from weft import (
     WorkflowResult,
     WorkflowStatus,
 )
-from weft.events import (
+from batten.events import (
     RunFinished,
     StepBlocked,
     StepCancelled,
@@ -532,12 +532,12 @@ def test_a_raising_callback_is_logged_and_the_run_completes(
     wf.on_step_completed(raises).on_step_completed(async_raises).on_workflow_completed(raises)
     seen: list[str] = []
     wf.on_workflow_completed(lambda r: seen.append("after the raising one"))
-    with caplog.at_level(logging.ERROR, logger="weft"):
+    with caplog.at_level(logging.ERROR, logger="batten"):
         result = execute(wf)
     assert result.status == WorkflowStatus.COMPLETED
     assert result.steps_completed == 2
     assert seen == ["after the raising one"]
-    errors = [r for r in caplog.records if r.name == "weft" and r.levelno == logging.ERROR]
+    errors = [r for r in caplog.records if r.name == "batten" and r.levelno == logging.ERROR]
     messages = [str(r.exc_info[1]) for r in errors if r.exc_info]
     assert messages.count("sync callback") == 3  # two steps, one run
     assert sorted(m for m in messages if m.startswith("async")) == [

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from weft import StepStatus, WorkflowContext
+from batten import StepStatus, WorkflowContext
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

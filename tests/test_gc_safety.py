@@ -1,4 +1,4 @@
-"""The GC must never be told about references a weft object does not own.
+"""The GC must never be told about references a batten object does not own.
 
 Persistent maps share their values between every context of a run, and each value holds one Python
 reference however many maps share it. An object may report a value in ``tp_traverse`` only if it
@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import sys
 
-from weft import ToolStep, Workflow, WorkflowContext
+from batten import ToolStep, Workflow, WorkflowContext
 
 
 def reports(obj: object, value: object) -> bool:

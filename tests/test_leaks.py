@@ -8,7 +8,7 @@ import os
 import weakref
 
 import pytest
-from weft import AgentStep, RetryPolicy, ToolStep, Workflow, WorkflowContext, WorkflowStatus
+from batten import AgentStep, RetryPolicy, ToolStep, Workflow, WorkflowContext, WorkflowStatus
 
 pytestmark = pytest.mark.slow
 

@@ -6,9 +6,9 @@ import asyncio
 import threading
 
 import pytest
-from weft import StepStatus, WeftError, Workflow, WorkflowDefinitionError, WorkflowStatus
-from weft.engine import WorkflowEngine
-from weft.patterns import Agent, DeterministicWorkflow, Handoff, HandoffError, HandoffWorkflow
+from batten import BattenError, StepStatus, Workflow, WorkflowDefinitionError, WorkflowStatus
+from batten.engine import WorkflowEngine
+from batten.patterns import Agent, DeterministicWorkflow, Handoff, HandoffError, HandoffWorkflow
 
 
 def run(workflow, input, engine=None):
@@ -203,7 +203,7 @@ def test_a_handoff_error_is_not_retried_by_the_engine_default():
 
     assert result.step("h").attempts == 1
     assert calls == ["x"]
-    assert issubclass(HandoffError, WeftError)
+    assert issubclass(HandoffError, BattenError)
 
 
 def test_an_agent_that_raises_fails_the_step_with_its_exception_and_keeps_the_path():

@@ -21,7 +21,7 @@ WORKFLOW_SCRIPT = textwrap.dedent(
     import asyncio
     import time
 
-    from weft import AgentStep, RetryPolicy, ToolStep, Workflow
+    from batten import AgentStep, RetryPolicy, ToolStep, Workflow
 
     attempts = []
 
@@ -109,7 +109,7 @@ ABANDONED_SCRIPT = textwrap.dedent(
     import sys
     import time
 
-    from weft import ToolStep, Workflow
+    from batten import ToolStep, Workflow
 
 
     def sleepy():
@@ -148,7 +148,7 @@ INTERRUPT_SCRIPT = textwrap.dedent(
     """
     import asyncio
 
-    from weft import ToolStep, Workflow
+    from batten import ToolStep, Workflow
 
 
     async def forever():
@@ -190,14 +190,15 @@ def test_ctrl_c_interrupts_a_blocking_run(tmp_path):
     assert stdout == "interrupted\n"
 
 
-def test_import_weft_is_fast(tmp_path):
+def test_import_batten_is_fast(tmp_path):
     timings = []
     for _ in range(5):
         proc = subprocess.run(
             [
                 sys.executable,
                 "-c",
-                "import time; t = time.perf_counter(); import weft; print(time.perf_counter() - t)",
+                "import time; t = time.perf_counter(); import batten; "
+                "print(time.perf_counter() - t)",
             ],
             capture_output=True,
             text=True,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import batten
 import pytest
-import weft
-from weft import (
+from batten import (
     AgentStep,
     RetryPolicy,
     StepStatus,
@@ -267,7 +267,7 @@ def test_fallback_workflow_runs_from_the_inputs_and_its_outcome_is_the_runs() ->
     events = []
 
     async def go():
-        from weft.events import stream
+        from batten.events import stream
 
         async for event in stream(wf, WorkflowContext("main", variables={"q": 1})):
             events.append((event.kind, event.step_id))
@@ -302,13 +302,13 @@ def test_fallback_workflow_after_compensation_and_in_a_durable_run(tmp_path) -> 
     result = asyncio.run(wf.execute(store=store))
     assert undone == [1]  # the saga ran first
     assert result.status == WorkflowStatus.COMPLETED
-    info = weft.get_workflow_status(result.run_id, store=store)
+    info = batten.get_workflow_status(result.run_id, store=store)
     assert info.status == WorkflowStatus.COMPLETED and info.result == {"from": "backup"}
 
 
 def test_fallback_workflow_must_be_another_workflow() -> None:
     wf = Workflow("w")
-    with pytest.raises(WorkflowDefinitionError, match=r"must be a weft\.Workflow"):
+    with pytest.raises(WorkflowDefinitionError, match=r"must be a batten\.Workflow"):
         wf.with_fallback_workflow("backup")  # type: ignore[arg-type]
     with pytest.raises(WorkflowDefinitionError, match="its own fallback"):
         wf.with_fallback_workflow(wf)

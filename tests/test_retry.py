@@ -6,7 +6,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from weft import RetryPolicy, StepStatus, ToolStep, WeftError, Workflow, WorkflowStatus
+from batten import BattenError, RetryPolicy, StepStatus, ToolStep, Workflow, WorkflowStatus
 
 NO_WAIT = {"initial_interval": 0.0, "jitter": 0.0}
 
@@ -106,7 +106,7 @@ def test_a_retried_step_succeeding_lets_the_run_complete(execute):
         AttributeError("no attr"),
         NameError("no name"),
         NotImplementedError("todo"),
-        WeftError("weft"),
+        BattenError("batten"),
         HTTPError("not found", status_code=404),
         HTTPError("bad request", status=400),
         HTTPError("forbidden", response=SimpleNamespace(status_code=403, headers={})),
@@ -118,7 +118,7 @@ def test_a_retried_step_succeeding_lets_the_run_complete(execute):
         "AttributeError",
         "NameError",
         "NotImplementedError",
-        "WeftError",
+        "BattenError",
         "status_code-404",
         "status-400",
         "response-403",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from weft import RetryPolicy, ToolStep, Workflow, WorkflowStatus
+from batten import RetryPolicy, ToolStep, Workflow, WorkflowStatus
 
 FAST = RetryPolicy(max_attempts=3, initial_interval=0, jitter=0)
 

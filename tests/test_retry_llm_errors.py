@@ -11,7 +11,7 @@ import time
 import httpx
 import openai
 import pytest
-from weft import RetryPolicy, StepStatus, ToolStep, Workflow
+from batten import RetryPolicy, StepStatus, ToolStep, Workflow
 
 REQUEST = httpx.Request("POST", "https://api.openai.com/v1/chat/completions")
 

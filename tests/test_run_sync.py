@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import threading
 
-from weft import ToolStep, Workflow, WorkflowStatus
+from batten import ToolStep, Workflow, WorkflowStatus
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="unset")
 

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from weft import (
+from batten import (
     AgentStep,
     StepStatus,
     ToolStep,
@@ -325,12 +325,12 @@ def test_message_template_inserts_the_upstream_output(execute):
 def test_message_template_inserts_a_key_of_a_dict_output(execute):
     received = []
     wf = Workflow("tmpl", "template")
-    wf.add_step(ToolStep("fetch", lambda: {"title": "Weft", "words": 1200}))
+    wf.add_step(ToolStep("fetch", lambda: {"title": "Batten", "words": 1200}))
     wf.add_step(
         AgentStep("summarize", received.append, "{fetch.result.title} ({fetch.result.words})")
     )
     execute(wf)
-    assert received == ["Weft (1200)"]
+    assert received == ["Batten (1200)"]
 
 
 def test_message_template_uses_str_of_non_string_outputs(execute):

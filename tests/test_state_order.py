@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from weft import ToolStep, Workflow, WorkflowContext
+from batten import ToolStep, Workflow, WorkflowContext
 
 KEYS = [f"{c}{i}" for i in range(30) for c in string.ascii_lowercase[:5]][::-1]
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from weft import (
+from batten import (
     RetryPolicy,
     StepStatus,
     StepTimeoutError,

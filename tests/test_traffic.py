@@ -7,9 +7,9 @@ import threading
 import time
 from typing import Any
 
+import batten
 import pytest
-import weft
-from weft import MapStep, StepStatus, ToolStep, Workflow, WorkflowStatus
+from batten import MapStep, StepStatus, ToolStep, Workflow, WorkflowStatus
 
 _N = [0]
 
@@ -33,7 +33,7 @@ def test_fifty_steps_under_ten_per_second_wait_and_never_burst() -> None:
         await asyncio.sleep(0.01)
         return 1
 
-    limit = weft.RateLimit(_key("llm"), requests_per_second=10)
+    limit = batten.RateLimit(_key("llm"), requests_per_second=10)
     wf = Workflow("rl")
     for i in range(50):
         wf.add_step(ToolStep(f"s{i}", call).with_rate_limit(limit), depends_on=[])
@@ -53,7 +53,7 @@ def test_a_limit_attached_to_a_tool_holds_every_step_and_run_using_it() -> None:
         starts.append(time.monotonic())
         return q
 
-    weft.RateLimit(_key("tool"), requests_per_second=20).attach(lookup)
+    batten.RateLimit(_key("tool"), requests_per_second=20).attach(lookup)
     wf1, wf2 = Workflow("a"), Workflow("b")
     for wf in (wf1, wf2):
         for i in range(10):
@@ -77,7 +77,7 @@ def test_a_map_over_items_is_rate_limited_per_item() -> None:
         starts.append(time.monotonic())
         return item * 2
 
-    limit = weft.RateLimit(_key("map"), requests_per_second=20)
+    limit = batten.RateLimit(_key("map"), requests_per_second=20)
     wf = Workflow("m")
     wf.add_step(MapStep("scores", list(range(10)), score).with_rate_limit(limit))
     began = time.monotonic()
@@ -99,7 +99,7 @@ def test_max_concurrency_is_shared_across_runs() -> None:
         with lock:
             now[0] -= 1
 
-    limit = weft.RateLimit(_key("conc"), max_concurrency=2)
+    limit = batten.RateLimit(_key("conc"), max_concurrency=2)
     wfs = []
     for n in range(3):
         wf = Workflow(f"c{n}")
@@ -121,13 +121,13 @@ def _token_run(key: str, first_call_tokens: int) -> float:
     marks: dict[str, float] = {}
 
     async def llm(context: Any) -> Any:
-        from weft._core import Nested
+        from batten._core import Nested
 
         marks[context.step_id] = time.monotonic()
         tokens = first_call_tokens if context.step_id == "a" else 10
         return Nested("ok", metadata={"usage": {"total_tokens": tokens}})
 
-    limit = weft.RateLimit(key, tokens_per_minute=6000)
+    limit = batten.RateLimit(key, tokens_per_minute=6000)
     wf = Workflow("tpm")
     wf.add_step(ToolStep("a", llm).with_rate_limit(limit))
     wf.add_step(ToolStep("b", llm).with_rate_limit(limit))
@@ -146,15 +146,15 @@ def test_reported_token_usage_spends_the_per_minute_budget() -> None:
 
 
 def test_rate_limit_arguments_are_checked() -> None:
-    with pytest.raises(weft.WorkflowDefinitionError, match="requests_per_second"):
-        weft.RateLimit(_key("bad"), requests_per_second=0)
-    with pytest.raises(weft.WorkflowDefinitionError, match="max_concurrency"):
-        weft.RateLimit(_key("bad"), max_concurrency=1.5)  # type: ignore[arg-type]
+    with pytest.raises(batten.WorkflowDefinitionError, match="requests_per_second"):
+        batten.RateLimit(_key("bad"), requests_per_second=0)
+    with pytest.raises(batten.WorkflowDefinitionError, match="max_concurrency"):
+        batten.RateLimit(_key("bad"), max_concurrency=1.5)  # type: ignore[arg-type]
     key = _key("same")
-    assert weft.RateLimit(key, 5) is weft.RateLimit(key, 5)
-    with pytest.raises(weft.WorkflowDefinitionError, match="exists"):
-        weft.RateLimit(key, 6)
-    with pytest.raises(weft.WorkflowDefinitionError, match="with_rate_limit"):
+    assert batten.RateLimit(key, 5) is batten.RateLimit(key, 5)
+    with pytest.raises(batten.WorkflowDefinitionError, match="exists"):
+        batten.RateLimit(key, 6)
+    with pytest.raises(batten.WorkflowDefinitionError, match="with_rate_limit"):
         ToolStep("t", lambda: 1).with_rate_limit("10/s")
 
 
@@ -172,7 +172,7 @@ def _flaky(fail_times: int) -> tuple[Any, list[int]]:
 
 def test_an_open_circuit_fails_steps_fast_and_the_stream_shows_it() -> None:
     call, calls = _flaky(100)
-    breaker = weft.CircuitBreaker(failure_threshold=3, recovery_timeout=60, key=_key("cb"))
+    breaker = batten.CircuitBreaker(failure_threshold=3, recovery_timeout=60, key=_key("cb"))
     wf = Workflow("cb", continue_on_error=True)
     for i in range(5):
         wf.add_step(ToolStep(f"c{i}", call).with_circuit_breaker(breaker))
@@ -198,7 +198,7 @@ def test_an_open_circuit_fails_steps_fast_and_the_stream_shows_it() -> None:
 
 def test_a_circuit_half_opens_after_its_timeout_and_a_success_closes_it() -> None:
     call, calls = _flaky(2)
-    breaker = weft.CircuitBreaker(failure_threshold=2, recovery_timeout=0.2, key=_key("cb2"))
+    breaker = batten.CircuitBreaker(failure_threshold=2, recovery_timeout=0.2, key=_key("cb2"))
     wf = Workflow("cb2", continue_on_error=True)
     wf.add_step(ToolStep("a", call).with_circuit_breaker(breaker))
     wf.add_step(ToolStep("b", call).with_circuit_breaker(breaker))
@@ -225,7 +225,7 @@ def test_a_circuit_half_opens_after_its_timeout_and_a_success_closes_it() -> Non
 
 def test_a_waiting_breaker_holds_steps_until_it_half_opens() -> None:
     call, calls = _flaky(1)
-    breaker = weft.CircuitBreaker(
+    breaker = batten.CircuitBreaker(
         failure_threshold=1, recovery_timeout=0.3, wait=True, key=_key("cbw")
     )
     wf = Workflow("cbw", continue_on_error=True)
@@ -246,10 +246,10 @@ def test_a_breaker_attached_to_an_agent_guards_every_step_using_it() -> None:
         calls.append(msg)
         raise TimeoutError("slow model")
 
-    weft.CircuitBreaker(failure_threshold=2, recovery_timeout=60, key=_key("ag")).attach(agent)
+    batten.CircuitBreaker(failure_threshold=2, recovery_timeout=60, key=_key("ag")).attach(agent)
     wf = Workflow("ag", continue_on_error=True)
     for i in range(4):
-        wf.add_step(weft.AgentStep(f"a{i}", agent, f"m{i}"))
+        wf.add_step(batten.AgentStep(f"a{i}", agent, f"m{i}"))
     r = asyncio.run(wf.execute())
     assert calls == ["m0", "m1"]
     assert r.step("a3").error_type == "CircuitOpenError"
@@ -257,9 +257,9 @@ def test_a_breaker_attached_to_an_agent_guards_every_step_using_it() -> None:
 
 
 def test_breaker_arguments_are_checked() -> None:
-    with pytest.raises(weft.WorkflowDefinitionError, match="failure_threshold"):
-        weft.CircuitBreaker(failure_threshold=0)
-    with pytest.raises(weft.WorkflowDefinitionError, match="recovery_timeout"):
-        weft.CircuitBreaker(recovery_timeout=-1)
-    with pytest.raises(weft.WorkflowDefinitionError, match="with_circuit_breaker"):
+    with pytest.raises(batten.WorkflowDefinitionError, match="failure_threshold"):
+        batten.CircuitBreaker(failure_threshold=0)
+    with pytest.raises(batten.WorkflowDefinitionError, match="recovery_timeout"):
+        batten.CircuitBreaker(recovery_timeout=-1)
+    with pytest.raises(batten.WorkflowDefinitionError, match="with_circuit_breaker"):
         ToolStep("t", lambda: 1).with_circuit_breaker(object())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from weft import AgentStep, RetryPolicy, ToolStep, WeftError, Workflow, WorkflowDefinitionError
+from batten import AgentStep, BattenError, RetryPolicy, ToolStep, Workflow, WorkflowDefinitionError
 
 
 @pytest.fixture
@@ -24,8 +24,8 @@ def step(ran):
     return make
 
 
-def test_definition_error_is_a_weft_error_and_a_value_error():
-    assert issubclass(WorkflowDefinitionError, WeftError)
+def test_definition_error_is_a_batten_error_and_a_value_error():
+    assert issubclass(WorkflowDefinitionError, BattenError)
     assert issubclass(WorkflowDefinitionError, ValueError)
 
 

@@ -1,6 +1,6 @@
-"""A JAF (jaf-py) agent and tool as weft steps (``pip install weft[jaf]``).
+"""A JAF (jaf-py) agent and tool as batten steps (``pip install batten[jaf]``).
 
-``build_agent()`` returns ``weft.adapters.jaf.JafAgent(agent, run_config)``: a ``jaf.Agent``
+``build_agent()`` returns ``batten.adapters.jaf.JafAgent(agent, run_config)``: a ``jaf.Agent``
 with one tool, ``word_count``, bound to the ``jaf.RunConfig`` JAF runs it with. With
 ``OPENAI_API_KEY`` set the config's model provider is JAF's own
 ``make_litellm_provider(base_url, api_key)`` pointed at OpenAI's OpenAI-compatible endpoint
@@ -9,7 +9,7 @@ it, an offline scripted provider that calls the tool on the user's message and t
 with its result, so the example runs anywhere (JAF's real engine still runs: ``jaf.run``
 executes the tool call and feeds its output back to the model).
 
-weft runs the agent as an ``AgentStep`` (through ``jaf.run``; the step's metadata holds the
+batten runs the agent as an ``AgentStep`` (through ``jaf.run``; the step's metadata holds the
 framework, the model name and the token usage) and the JAF tool itself as a ``ToolStep``.
 
 Run it with ``python examples/agents/jaf_agent.py``.
@@ -25,9 +25,9 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import jaf
+from batten import AgentStep, ToolStep, Workflow
+from batten.adapters.jaf import JafAgent
 from pydantic import BaseModel
-from weft import AgentStep, ToolStep, Workflow
-from weft.adapters.jaf import JafAgent
 
 REAL_MODEL = "gpt-4o-mini"
 
@@ -102,7 +102,7 @@ def build_agent() -> JafAgent:
     return JafAgent(agent, config)
 
 
-def build_workflow(message: str = "weft runs agents of many frameworks") -> Workflow:
+def build_workflow(message: str = "batten runs agents of many frameworks") -> Workflow:
     """``count`` (the agent, as an ``AgentStep``) and ``direct`` (the tool, as a
     ``ToolStep``), independent of each other."""
     wf = Workflow("jaf-demo")

@@ -1,4 +1,4 @@
-"""A LangGraph agent for weft's examples: a code reviewer.
+"""A LangGraph agent for batten's examples: a code reviewer.
 
 ``build_agent()`` returns a compiled LangGraph graph (one model node over ``MessagesState``,
 with a system prompt) that ``AgentStep`` runs as it is::
@@ -39,7 +39,7 @@ def build_model() -> Any:
         except ImportError:
             print("OPENAI_API_KEY is set but langchain-openai is not installed: offline model")
         else:
-            # max_retries=0: the step's weft retry policy handles 429s and 5xx, not the client.
+            # max_retries=0: the step's batten retry policy handles 429s and 5xx, not the client.
             return ChatOpenAI(model=os.environ.get("OPENAI_MODEL", "gpt-4o-mini"), max_retries=0)
     answer = AIMessage(
         content=OFFLINE_REVIEW,
@@ -51,7 +51,7 @@ def build_model() -> Any:
 
 def build_agent(instructions: str = REVIEWER) -> Any:
     """A compiled LangGraph graph: ``review`` calls the model with ``instructions`` as the
-    system prompt before the conversation. Its input is ``{"messages": [...]}``, which weft's
+    system prompt before the conversation. Its input is ``{"messages": [...]}``, which batten's
     LangChain adapter builds from the step's message."""
     model = build_model()
 
@@ -66,7 +66,7 @@ def build_agent(instructions: str = REVIEWER) -> Any:
 
 
 if __name__ == "__main__":
-    from weft import AgentStep, Workflow
+    from batten import AgentStep, Workflow
 
     wf = Workflow("langchain-review")
     wf.add_step(AgentStep("review", build_agent(), "Review: retry now waits 0.01 s between tries."))

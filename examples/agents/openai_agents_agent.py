@@ -1,4 +1,4 @@
-"""An OpenAI Agents SDK agent and tool as weft steps (``pip install weft[openai-agents]``).
+"""An OpenAI Agents SDK agent and tool as batten steps (``pip install batten[openai-agents]``).
 
 ``build_agent()`` returns an ``agents.Agent`` with one function tool, ``word_count``. With
 ``OPENAI_API_KEY`` set the agent uses a real model (``gpt-4o-mini``); without it, an offline
@@ -6,7 +6,7 @@ scripted model that calls the tool on the user's message and then answers with i
 the example runs anywhere (the SDK's real agent loop still runs: ``Runner.run`` executes the tool
 call and feeds its output back to the model).
 
-weft runs the agent as an ``AgentStep`` (through ``Runner.run``; the step's metadata holds the
+batten runs the agent as an ``AgentStep`` (through ``Runner.run``; the step's metadata holds the
 framework, the model name and the token usage) and the ``FunctionTool`` itself as a
 ``ToolStep``.
 
@@ -22,12 +22,12 @@ from typing import Any
 
 from agents import Agent, ModelResponse, Usage, function_tool, set_tracing_disabled
 from agents.models.interface import Model
+from batten import AgentStep, ToolStep, Workflow
 from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
 )
-from weft import AgentStep, ToolStep, Workflow
 
 REAL_MODEL = "gpt-4o-mini"
 
@@ -96,7 +96,7 @@ def build_agent() -> Agent[Any]:
     )
 
 
-def build_workflow(message: str = "weft runs agents of many frameworks") -> Workflow:
+def build_workflow(message: str = "batten runs agents of many frameworks") -> Workflow:
     """``count`` (the agent, as an ``AgentStep``) and ``direct`` (the tool, as a
     ``ToolStep``), independent of each other."""
     wf = Workflow("openai-agents-demo")

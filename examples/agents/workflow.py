@@ -1,5 +1,5 @@
 """One workflow, three agent frameworks: a LangGraph reviewer, an OpenAI Agents SDK agent and
-a JAF agent run as ordinary weft steps, under one rate limit and one circuit breaker.
+a JAF agent run as ordinary batten steps, under one rate limit and one circuit breaker.
 
 Offline by default: each framework's scripted test model answers. With ``OPENAI_API_KEY`` set
 the agents call the real models (see each ``*_agent.py``). Run it with::
@@ -18,11 +18,11 @@ from typing import Any
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no network fetch at import
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import batten
 import jaf_agent
 import langchain_agent
 import openai_agents_agent
-import weft
-from weft import AgentStep, RetryPolicy, ToolStep, Workflow
+from batten import AgentStep, RetryPolicy, ToolStep, Workflow
 
 DIFF = "Replace the hard-coded 0.01 backoff with RetryPolicy(initial_interval=0.01)."
 
@@ -50,8 +50,8 @@ def build_workflow() -> Workflow:
     run in parallel, each retried on transient errors and held to one shared rate limit;
     ``summary`` joins them."""
     _quiet_offline()
-    llm = weft.RateLimit("examples-llm", requests_per_second=5)
-    breaker = weft.CircuitBreaker(failure_threshold=3, recovery_timeout=30, key="examples")
+    llm = batten.RateLimit("examples-llm", requests_per_second=5)
+    breaker = batten.CircuitBreaker(failure_threshold=3, recovery_timeout=30, key="examples")
     retry = RetryPolicy(max_attempts=3, initial_interval=0.5)
     wf = Workflow("agents-demo", "Three frameworks, one workflow")
     agents = {
@@ -71,7 +71,7 @@ def build_workflow() -> Workflow:
     return wf
 
 
-async def main() -> weft.WorkflowResult:
+async def main() -> batten.WorkflowResult:
     result = await build_workflow().execute()
     for step in result.steps:
         meta = step.metadata

@@ -60,7 +60,7 @@ def _markdown(summary: Mapping[str, Any], review: Any, target: str, generated_at
     out = [
         f"# Code review: `{target}`",
         "",
-        f"Generated {generated_at} by the weft `code_review` example (ruff, radon, bandit).",
+        f"Generated {generated_at} by the batten `code_review` example (ruff, radon, bandit).",
         "",
         "## Totals",
         "",

@@ -1,6 +1,6 @@
 """Tools of the code-review workflow: find the Python files, run real analysers on each, merge.
 
-The analysers run as subprocesses, one file per call, so weft's ``MapStep`` bounds how many run
+The analysers run as subprocesses, one file per call, so batten's ``MapStep`` bounds how many run
 at once and its per-item timeout and retry apply to each file:
 
 - ``ruff check`` (lint; JSON output, ``--isolated`` so the reviewed project's own ruff
@@ -8,7 +8,7 @@ at once and its per-item timeout and retry apply to each file:
 - ``radon cc`` (cyclomatic complexity per function, method and class),
 - ``bandit`` (security issues).
 
-Every result is a JSON-able dict (weft checkpoints step outputs as JSON), and paths in results
+Every result is a JSON-able dict (batten checkpoints step outputs as JSON), and paths in results
 stay relative to the reviewed root (POSIX separators).
 
 Ruff severity mapping (``ruff_severity``), from "breaks at run time" to "style":
@@ -78,7 +78,7 @@ _STDERR_EXCERPT = 600  # characters of a failing analyser's stderr kept in Analy
 
 class AnalyserError(RuntimeError):
     """An analyser crashed on one file: an unexpected exit code, a signal, or output that is
-    not the JSON it promises. A ``RuntimeError``, so weft's default retry policy retries it.
+    not the JSON it promises. A ``RuntimeError``, so batten's default retry policy retries it.
 
     Args:
         tool: ``"ruff"``, ``"radon"`` or ``"bandit"``.
@@ -253,7 +253,7 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
 
 async def _run(tool: str, path: str, argv: list[str], ok: Iterable[int]) -> Any:
     """Runs ``argv``, returns its stdout parsed as JSON; kills and reaps the child if the
-    caller is cancelled (weft cancels a step at its timeout)."""
+    caller is cancelled (batten cancels a step at its timeout)."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,

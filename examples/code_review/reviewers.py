@@ -3,12 +3,12 @@
 ``security_reviewer`` and ``summary_reviewer`` are chosen when this module is imported:
 
 - with ``OPENAI_API_KEY`` or ``OPENAI_BASE_URL`` set (and the ``openai-agents`` package
-  installed), OpenAI Agents SDK ``agents.Agent`` objects, which weft runs through its adapter
+  installed), OpenAI Agents SDK ``agents.Agent`` objects, which batten runs through its adapter
   (``Runner.run(agent, message)``; the step's output is the reply text). The model is
-  ``$WEFT_REVIEW_MODEL`` (default ``gpt-4o-mini``); with ``OPENAI_BASE_URL`` the agents talk to
+  ``$BATTEN_REVIEW_MODEL`` (default ``gpt-4o-mini``); with ``OPENAI_BASE_URL`` the agents talk to
   that OpenAI-compatible server through the Chat Completions API (``OPENAI_API_KEY`` optional
   there) and the SDK's tracing, which would upload to OpenAI, is turned off;
-- otherwise (or with ``WEFT_REVIEWER=local``) deterministic local reviewers,
+- otherwise (or with ``BATTEN_REVIEWER=local``) deterministic local reviewers,
   ``local_security_review`` and ``local_summary_review``, which rank the ``collect`` step's
   findings by severity, then by the complexity of their file, and write a markdown review.
 
@@ -38,7 +38,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: The model when ``WEFT_REVIEW_MODEL`` is not set.
+#: The model when ``BATTEN_REVIEW_MODEL`` is not set.
 DEFAULT_MODEL = "gpt-4o-mini"
 #: How many findings a local review lists.
 TOP_FINDINGS = 15
@@ -72,7 +72,7 @@ def needs_security_review(context: Any) -> bool:
     """The triage condition: whether the high-severity findings reach the threshold.
 
     Args:
-        context: the condition's ``weft.WorkflowContext`` (or anything with a ``results``
+        context: the condition's ``batten.WorkflowContext`` (or anything with a ``results``
             mapping and ``get``): ``context.results["collect"]["totals"]["high_severity"]``
             (int) is compared with the variable ``security_threshold`` (int or numeric str;
             default 1 when missing or empty).
@@ -192,7 +192,7 @@ async def local_security_review(message: str, context: Any = None) -> dict[str, 
     Args:
         message: the digest (``collect``'s ``digest``); used only when the context holds no
             ``collect`` result.
-        context: the step's ``weft.WorkflowContext``; ``context.results["collect"]`` is read.
+        context: the step's ``batten.WorkflowContext``; ``context.results["collect"]`` is read.
 
     Returns:
         ``{"reviewer": "local", "kind": "security", "verdict": "request changes" |
@@ -211,7 +211,7 @@ async def local_summary_review(message: str, context: Any = None) -> dict[str, A
     Args:
         message: the digest (``collect``'s ``digest``); used only when the context holds no
             ``collect`` result.
-        context: the step's ``weft.WorkflowContext``; ``context.results["collect"]`` is read.
+        context: the step's ``batten.WorkflowContext``; ``context.results["collect"]`` is read.
 
     Returns:
         As ``local_security_review`` with ``"kind": "summary"``, ranking every finding.
@@ -233,7 +233,7 @@ def _llm_agents() -> tuple[Any, Any] | None:
             "(pip install openai-agents): using the local reviewers"
         )
         return None
-    model_name = os.environ.get("WEFT_REVIEW_MODEL") or DEFAULT_MODEL
+    model_name = os.environ.get("BATTEN_REVIEW_MODEL") or DEFAULT_MODEL
     model: Any = model_name
     base_url = os.environ.get("OPENAI_BASE_URL")
     if base_url:
@@ -253,7 +253,7 @@ def _llm_agents() -> tuple[Any, Any] | None:
 
 def _choose() -> tuple[str, Any, Any]:
     wants_llm = bool(os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"))
-    if wants_llm and os.environ.get("WEFT_REVIEWER", "").lower() != "local":
+    if wants_llm and os.environ.get("BATTEN_REVIEWER", "").lower() != "local":
         pair = _llm_agents()
         if pair is not None:
             return "llm", pair[0], pair[1]

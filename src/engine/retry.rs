@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 /// When and how often a failed step is attempted again. Intervals are in seconds.
-/// Deserialized (serde) from the Python `weft.RetryPolicy`'s numeric fields.
+/// Deserialized (serde) from the Python `batten.RetryPolicy`'s numeric fields.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
@@ -139,7 +139,7 @@ pub struct ErrorFacts {
     /// Whether the exception is one of the policy's `non_retryable` classes.
     pub matches_non_retryable: bool,
     /// A bug rather than a transient failure: TypeError, ValueError, AttributeError, NameError,
-    /// KeyError, NotImplementedError or a WeftError.
+    /// KeyError, NotImplementedError or a BattenError.
     pub is_programming_error: bool,
     /// The step was cancelled (`asyncio.CancelledError`).
     pub is_cancellation: bool,

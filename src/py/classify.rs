@@ -11,7 +11,7 @@ use pyo3::types::PyTuple;
 use crate::engine::retry::ErrorFacts;
 
 static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static WEFT_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static BATTEN_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn cached<'py>(
     py: Python<'py>,
@@ -117,7 +117,7 @@ pub fn facts(
             || is_type(py.get_type::<PyNameError>())
             || is_type(py.get_type::<PyKeyError>())
             || is_type(py.get_type::<PyNotImplementedError>())
-            || cached(py, &WEFT_ERROR, "weft.errors", "WeftError").is_ok_and(|c| is(&c)),
+            || cached(py, &BATTEN_ERROR, "batten.errors", "BattenError").is_ok_and(|c| is(&c)),
         is_cancellation: cancelled_error(py).is_ok_and(|c| is(&c)),
     }
 }

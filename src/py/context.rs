@@ -79,7 +79,7 @@ fn lookup(py: Python<'_>, map: &Map<Val>, key: &Bound<'_, PyAny>) -> PyResult<Op
 /// A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
 /// context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
 /// depends on which sibling finished first.
-#[pyclass(module = "weft", name = "StateMap", frozen, mapping)]
+#[pyclass(module = "batten", name = "StateMap", frozen, mapping)]
 pub struct StateMap {
     pub map: Map<Val>,
     /// The context whose values these are, when that context owns them: holding it keeps them
@@ -173,7 +173,7 @@ impl StateMap {
 /// those steps' ids to their outputs. The context is itself a read-only mapping over its
 /// variables, so ``lambda state: state["order_id"]`` and
 /// ``lambda ctx: ctx.variables.get("priority")`` both work.
-#[pyclass(module = "weft", name = "WorkflowContext", frozen, mapping)]
+#[pyclass(module = "batten", name = "WorkflowContext", frozen, mapping)]
 pub struct WorkflowContext {
     pub workflow_id: Arc<str>,
     pub user_context: Py<PyAny>,

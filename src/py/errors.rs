@@ -1,28 +1,28 @@
 //! The one place engine errors become Python exceptions. The classes live in
-//! `weft/errors.py` (as pyca/cryptography does), so Python users and Rust raise the same types.
+//! `batten/errors.py` (as pyca/cryptography does), so Python users and Rust raise the same types.
 use pyo3::prelude::*;
 
 use crate::engine::error::DefinitionError;
 
-pyo3::import_exception!(weft.errors, WorkflowDefinitionError);
-pyo3::import_exception!(weft.errors, StepTimeoutError);
-pyo3::import_exception!(weft.errors, WorkflowTimeoutError);
+pyo3::import_exception!(batten.errors, WorkflowDefinitionError);
+pyo3::import_exception!(batten.errors, StepTimeoutError);
+pyo3::import_exception!(batten.errors, WorkflowTimeoutError);
 
-/// Maps an engine definition error to `weft.errors.WorkflowDefinitionError`.
+/// Maps an engine definition error to `batten.errors.WorkflowDefinitionError`.
 pub fn definition_error(err: DefinitionError) -> PyErr {
     WorkflowDefinitionError::new_err(err.to_string())
 }
 
-pyo3::import_exception!(weft.errors, StoreError);
-pyo3::import_exception!(weft.errors, StoreURLError);
-pyo3::import_exception!(weft.errors, StoreUnavailableError);
-pyo3::import_exception!(weft.errors, RunNotFoundError);
-pyo3::import_exception!(weft.errors, SchemaVersionError);
-pyo3::import_exception!(weft.errors, CorruptRecordError);
-pyo3::import_exception!(weft.errors, ApprovalError);
-pyo3::import_exception!(weft.errors, CircuitOpenError);
+pyo3::import_exception!(batten.errors, StoreError);
+pyo3::import_exception!(batten.errors, StoreURLError);
+pyo3::import_exception!(batten.errors, StoreUnavailableError);
+pyo3::import_exception!(batten.errors, RunNotFoundError);
+pyo3::import_exception!(batten.errors, SchemaVersionError);
+pyo3::import_exception!(batten.errors, CorruptRecordError);
+pyo3::import_exception!(batten.errors, ApprovalError);
+pyo3::import_exception!(batten.errors, CircuitOpenError);
 
-/// Maps a store error to its `weft.errors` class (`StoreError` and subclasses).
+/// Maps a store error to its `batten.errors` class (`StoreError` and subclasses).
 pub fn store_error(err: crate::store::StoreError) -> PyErr {
     use crate::store::StoreError as E;
     let msg = err.to_string();

@@ -23,7 +23,7 @@ const BATCH: usize = 256;
 /// before it is written on its own.
 const LAZY_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 /// The key of an output stored through the workflow's serializer instead of as JSON.
-const CODEC_KEY: &str = "__weft_serialized__";
+const CODEC_KEY: &str = "__batten_serialized__";
 
 /// A step restored from the store: its output and, when it differed from the output's own
 /// items, its state delta.
@@ -49,8 +49,8 @@ pub struct Shared {
     error: Mutex<Option<String>>,
 }
 
-/// The checkpoint writer of one durable run (private: `weft.durable` makes them).
-#[pyclass(frozen, skip_from_py_object, module = "weft._core")]
+/// The checkpoint writer of one durable run (private: `batten.durable` makes them).
+#[pyclass(frozen, skip_from_py_object, module = "batten._core")]
 pub struct Journal {
     pub shared: Arc<Shared>,
     /// Prefix of this (nested) run's step paths: `""` at the top, `"parent/"` inside.
@@ -314,7 +314,7 @@ impl Journal {
         &self.shared.run_id
     }
 
-    /// The store this journal writes to (a `weft._core.Store`).
+    /// The store this journal writes to (a `batten._core.Store`).
     #[getter]
     fn store(&self) -> PyStore {
         PyStore {
@@ -406,7 +406,7 @@ impl Journal {
 
     fn __repr__(&self) -> String {
         format!(
-            "<weft._core.Journal run={} scope={:?} store={}>",
+            "<batten._core.Journal run={} scope={:?} store={}>",
             self.shared.run_id,
             self.scope,
             self.shared.store.url()

@@ -1,5 +1,5 @@
 //! The only code that touches pyo3: pyclasses, the asyncio bridge, the worker pool and the
-//! mapping of engine errors to `weft.errors`.
+//! mapping of engine errors to `batten.errors`.
 use pyo3::prelude::*;
 
 mod classify;
@@ -13,7 +13,7 @@ pub mod run;
 pub mod store;
 pub mod traffic;
 
-/// Stops weft's timer thread and joins its worker threads; `weft` registers it with `atexit`.
+/// Stops batten's timer thread and joins its worker threads; `batten` registers it with `atexit`.
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
     pool::shutdown(py);
@@ -21,8 +21,8 @@ fn _shutdown(py: Python<'_>) {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Engine events (the `tracing` crate, emitted as `log` records) reach Python's `logging` as
-    // `weft.py.run` etc., children of the `weft` logger. Levels are not cached: a user who calls
-    // `logging.basicConfig(level=DEBUG)` after `import weft` still gets them, for ~1 µs per event
+    // `batten.py.run` etc., children of the `batten` logger. Levels are not cached: a user who calls
+    // `logging.basicConfig(level=DEBUG)` after `import batten` still gets them, for ~1 µs per event
     // (about one per run).
     if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers) {
         let _ = logger.install();

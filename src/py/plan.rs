@@ -56,7 +56,7 @@ pub struct PlanInner {
 }
 
 /// One step from Python: `(step_id, depends_on, template_refs, invoke, is_async, wants_context,
-/// timeout_seconds, retry_policy, conditions)`; `retry_policy` is a `weft.RetryPolicy`.
+/// timeout_seconds, retry_policy, conditions)`; `retry_policy` is a `batten.RetryPolicy`.
 #[derive(FromPyObject)]
 struct SpecArgs<'py>(
     String,
@@ -134,8 +134,8 @@ fn non_empty(py: Python<'_>, t: Py<PyTuple>) -> Option<Py<PyTuple>> {
     (!t.bind(py).is_empty()).then_some(t)
 }
 
-/// A compiled workflow. Private: built by `weft.Workflow`.
-#[pyclass(module = "weft._core", name = "Plan")]
+/// A compiled workflow. Private: built by `batten.Workflow`.
+#[pyclass(module = "batten._core", name = "Plan")]
 pub struct Plan {
     inner: Option<Arc<PlanInner>>,
 }

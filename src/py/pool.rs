@@ -10,7 +10,7 @@
 //! Timers (sync-step timeouts and retry backoff off the loop thread) live on a one-thread tokio
 //! runtime: arming one is a channel send with no GIL and no hop to the event loop.
 //!
-//! At interpreter exit `shutdown` (registered with `atexit` by `weft/__init__.py`) stops the
+//! At interpreter exit `shutdown` (registered with `atexit` by `batten/__init__.py`) stops the
 //! timers and joins every worker, waiting for abandoned sync steps to return, as
 //! `concurrent.futures.ThreadPoolExecutor` does. A thread still inside CPython during finalization
 //! is killed with `pthread_exit`, which cannot unwind through Rust frames and aborts the process
@@ -61,9 +61,9 @@ impl Queue {
         self.threads += 1;
         let n = self.threads;
         let handle = std::thread::Builder::new()
-            .name(format!("weft-worker-{n}"))
+            .name(format!("batten-worker-{n}"))
             .spawn(worker)
-            .expect("weft: cannot spawn a worker thread");
+            .expect("batten: cannot spawn a worker thread");
         self.handles.push(handle);
     }
 
@@ -114,9 +114,9 @@ pub fn submit(job: Job) {
     }
     if q.monitor.is_none() && !q.shutdown {
         let handle = std::thread::Builder::new()
-            .name("weft-pool-monitor".into())
+            .name("batten-pool-monitor".into())
             .spawn(monitor)
-            .expect("weft: cannot spawn the pool monitor thread");
+            .expect("batten: cannot spawn the pool monitor thread");
         q.monitor = Some(handle);
     }
     p.monitor_cv.notify_one();
@@ -189,7 +189,7 @@ pub fn after(
     if guard.is_none() {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("weft-timer")
+            .thread_name("batten-timer")
             .enable_time()
             .build()
             .ok()?;

@@ -21,13 +21,13 @@ const STATES: [StepState; 10] = [
     StepState::WaitingApproval,
 ];
 
-/// The `weft.StepStatus` member for an engine state. The enum is defined in Python so users get
+/// The `batten.StepStatus` member for an engine state. The enum is defined in Python so users get
 /// a real `StrEnum`; its members are looked up once per process.
 /// NOTE: calling `StepStatus(value)` per result cost ~1.8 µs a step in W1, over twice the
 /// engine's own cost.
 pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     let members = STEP_STATUS.get_or_try_init(py, || -> PyResult<_> {
-        let cls = py.import("weft._status")?.getattr("StepStatus")?;
+        let cls = py.import("batten._status")?.getattr("StepStatus")?;
         STATES
             .iter()
             .map(|s| Ok(cls.call1((s.as_str(),))?.unbind()))
@@ -62,7 +62,7 @@ fn parse_state(s: &str) -> Option<StepState> {
 ///         of a ``ParallelStep``, the items of a ``MapStep``, a sub-workflow's steps, the
 ///         iterations of a ``LoopStep``, a step and its fallback), in completion order; empty for
 ///         a plain step.
-#[pyclass(module = "weft", name = "StepResult", frozen)]
+#[pyclass(module = "batten", name = "StepResult", frozen)]
 pub struct StepResult {
     #[pyo3(get)]
     pub step_id: String,
@@ -189,16 +189,16 @@ impl StepResult {
 }
 
 /// What a composite step (``ParallelStep``, ``MapStep``, ...) returns to the engine instead of a
-/// bare output. Private: built by ``weft``'s composite steps.
+/// bare output. Private: built by ``batten``'s composite steps.
 ///
 /// ``output`` is the step's output; ``delta`` (dict or ``None``) the variables it adds to the
 /// state, merged as a dict output would be (``None``: the output itself, if a dict);
 /// ``children`` the nested step results; ``metadata`` facts merged into the step's metadata;
 /// ``skipped`` ends the step ``SKIPPED`` (a ``ConditionalStep`` with no branch to take);
 /// ``attempts`` replaces the step's attempt count (a step run inside a recovery wrapper).
-/// A composite that fails raises with a ``Nested`` in the exception's ``_weft_nested``
+/// A composite that fails raises with a ``Nested`` in the exception's ``_batten_nested``
 /// attribute, so its children are kept.
-#[pyclass(module = "weft._core", name = "Nested", frozen)]
+#[pyclass(module = "batten._core", name = "Nested", frozen)]
 pub struct Nested {
     pub output: Py<PyAny>,
     pub delta: Option<Py<PyDict>>,

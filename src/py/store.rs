@@ -1,7 +1,7 @@
 //! `Store`: the Python handle on a checkpoint store (`crate::store`), and JSON conversion.
 //!
 //! Every call detaches from Python while the store does its I/O, so a slow Redis round trip
-//! never holds the GIL. Store errors become `weft.errors.StoreError` and its subclasses.
+//! never holds the GIL. Store errors become `batten.errors.StoreError` and its subclasses.
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -34,8 +34,8 @@ pub fn now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A checkpoint store opened from a URL. Private: `weft.store` wraps it.
-#[pyclass(frozen, module = "weft._core", name = "Store")]
+/// A checkpoint store opened from a URL. Private: `batten.store` wraps it.
+#[pyclass(frozen, module = "batten._core", name = "Store")]
 pub struct PyStore {
     pub inner: Arc<dyn Store>,
 }
@@ -368,6 +368,6 @@ impl PyStore {
     }
 
     fn __repr__(&self) -> String {
-        format!("<weft._core.Store {}>", self.inner.url())
+        format!("<batten._core.Store {}>", self.inner.url())
     }
 }

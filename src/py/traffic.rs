@@ -1,4 +1,4 @@
-//! The native handles of `weft.RateLimit` and `weft.CircuitBreaker` (`crate::engine::limits`),
+//! The native handles of `batten.RateLimit` and `batten.CircuitBreaker` (`crate::engine::limits`),
 //! and a step's traffic controls as a plan holds them.
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,15 +7,15 @@ use pyo3::prelude::*;
 
 use crate::engine::limits::{CircuitBreaker, RateLimiter};
 
-/// A rate limiter shared by every step that holds it. Private: `weft.RateLimit` wraps it.
-#[pyclass(frozen, module = "weft._core", name = "RateLimiter")]
+/// A rate limiter shared by every step that holds it. Private: `batten.RateLimit` wraps it.
+#[pyclass(frozen, module = "batten._core", name = "RateLimiter")]
 pub struct PyRateLimiter {
     pub inner: Arc<RateLimiter>,
 }
 
 #[pymethods]
 impl PyRateLimiter {
-    /// `None` leaves a dimension unlimited; values are checked by `weft.RateLimit`.
+    /// `None` leaves a dimension unlimited; values are checked by `batten.RateLimit`.
     #[new]
     #[pyo3(signature = (key, requests_per_second=None, tokens_per_minute=None, max_concurrency=None))]
     fn new(
@@ -41,16 +41,16 @@ impl PyRateLimiter {
     }
 }
 
-/// A circuit breaker shared by every step that holds it. Private: `weft.CircuitBreaker`
+/// A circuit breaker shared by every step that holds it. Private: `batten.CircuitBreaker`
 /// wraps it.
-#[pyclass(frozen, module = "weft._core", name = "Breaker")]
+#[pyclass(frozen, module = "batten._core", name = "Breaker")]
 pub struct PyBreaker {
     pub inner: Arc<CircuitBreaker>,
 }
 
 #[pymethods]
 impl PyBreaker {
-    /// `recovery_timeout` in seconds; values are checked by `weft.CircuitBreaker`.
+    /// `recovery_timeout` in seconds; values are checked by `batten.CircuitBreaker`.
     #[new]
     #[pyo3(signature = (key, failure_threshold, recovery_timeout, half_open_max_calls, wait=false))]
     fn new(

@@ -22,9 +22,9 @@ pub enum StoreError {
     #[error("run '{0}' already exists in the store")]
     RunExists(String),
 
-    /// The store was written by a weft with another schema; nothing was changed.
+    /// The store was written by a batten with another schema; nothing was changed.
     #[error(
-        "the store was written with schema version {found}; this weft reads version {expected}"
+        "the store was written with schema version {found}; this batten reads version {expected}"
     )]
     SchemaVersion {
         /// The version found, as stored (it may not even be a number).

@@ -28,7 +28,7 @@ pub use record::{Control, Decision, RunRecord, StepEvent};
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
-/// The layout of the data this weft writes. A store written with another version is refused with
+/// The layout of the data this batten writes. A store written with another version is refused with
 /// [`StoreError::SchemaVersion`] rather than misread.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -131,7 +131,7 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         "sqlite" => open_sqlite(url, rest),
         "redis" | "redis+unix" | "unix" => Ok(Arc::new(RedisStore::open(url)?)),
         "rediss" => Err(StoreError::Url(format!(
-            "'{}': rediss:// (Redis over TLS) is not supported by this build of weft; {ACCEPTED_URLS}",
+            "'{}': rediss:// (Redis over TLS) is not supported by this build of batten; {ACCEPTED_URLS}",
             redact(url)
         ))),
         _ => Err(StoreError::Url(format!(

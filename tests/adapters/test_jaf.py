@@ -1,4 +1,4 @@
-"""JAF (jaf-py) objects run as weft steps (``weft.adapters.jaf``).
+"""JAF (jaf-py) objects run as batten steps (``batten.adapters.jaf``).
 
 JAF's real engine (``jaf.run``) runs offline against a scripted model provider: an object with
 JAF's ``ModelProvider`` method ``async get_completion(state, agent, config)`` returning the dict
@@ -13,19 +13,19 @@ import json
 import os
 from typing import Any
 
+import batten
 import httpx
 import openai
 import pytest
-import weft
+from batten import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
+from batten.errors import WorkflowDefinitionError
 from pydantic import BaseModel
-from weft import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
-from weft.errors import WorkflowDefinitionError
 
 # Before JAF imports LiteLLM: use the bundled model cost map instead of fetching it.
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 jaf = pytest.importorskip("jaf")
-from weft.adapters import jaf as jaf_adapter  # noqa: E402
-from weft.adapters.jaf import (  # noqa: E402
+from batten.adapters import jaf as jaf_adapter  # noqa: E402
+from batten.adapters.jaf import (  # noqa: E402
     JafAgent,
     JafNonRetryableError,
     JafRunError,
@@ -33,7 +33,7 @@ from weft.adapters.jaf import (  # noqa: E402
     with_config,
 )
 
-FAST = weft.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
+FAST = batten.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
 MODEL = "gpt-test"
 
 
@@ -316,7 +316,7 @@ def test_function_tool_via_adapt() -> None:
     assert single is True
     out = asyncio.run(fn({"a": 1, "b": 2}, context={"user": "u1"}))
     assert (out.output, calls) == ("3", [(1, 2)])
-    with pytest.raises(ValueError):  # pydantic's ValidationError: weft does not retry it
+    with pytest.raises(ValueError):  # pydantic's ValidationError: batten does not retry it
         asyncio.run(fn({"a": "x", "b": 2}))
 
 
@@ -364,10 +364,10 @@ def test_structured_output_is_a_json_dict() -> None:
     assert step.output == {"value": 4, "explanation": "2 + 2"}
 
 
-# 6. JAF objects weft cannot run
+# 6. JAF objects batten cannot run
 
 
-def test_objects_weft_cannot_run() -> None:
+def test_objects_batten_cannot_run() -> None:
     with pytest.raises(WorkflowDefinitionError, match=r"step 'bare'.*set_default_run_config"):
         AgentStep("bare", make_agent(), "hi")
     with pytest.raises(WorkflowDefinitionError, match=r"step 'cfg'.*RunConfig.*JafAgent"):
@@ -388,7 +388,7 @@ def test_objects_weft_cannot_run() -> None:
 
 
 def test_durable_workflow_checkpoints_the_agent_output() -> None:
-    store = weft.MemoryStore()
+    store = batten.MemoryStore()
     wf = Workflow("x").with_store(store)
     provider = ScriptedProvider(answer('{"value": 4, "explanation": "sum"}'))
     wf.add_step(

@@ -1,4 +1,4 @@
-"""LangChain / LangGraph objects as weft steps (weft.adapters.langchain).
+"""LangChain / LangGraph objects as batten steps (batten.adapters.langchain).
 
 The real LangChain Runnable machinery and the real LangGraph agent loop (``StateGraph`` +
 ``ToolNode`` + ``tools_condition``) run offline on LangChain's own fake chat models
@@ -15,10 +15,12 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+import batten
 import httpx
 import openai
 import pytest
-import weft
+from batten import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
+from batten.errors import WorkflowDefinitionError
 from langchain_core.documents import Document
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.language_models.fake_chat_models import (
@@ -36,10 +38,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from pydantic import BaseModel, Field
-from weft import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
-from weft.errors import WorkflowDefinitionError
 
-FAST = weft.RetryPolicy(max_attempts=3, initial_interval=0.01)
+FAST = batten.RetryPolicy(max_attempts=3, initial_interval=0.01)
 REQUEST = httpx.Request("POST", "https://api.openai.com/v1/chat/completions")
 
 
@@ -196,11 +196,11 @@ def test_config_carries_the_step_identity() -> None:
     result = asyncio.run(wf.execute())
     assert result.step("shout").output == "HELLO"
     (config,) = seen
-    assert "weft" in config["tags"]
+    assert "batten" in config["tags"]
     meta = config["metadata"]
-    assert meta["weft_step_id"] == "shout"
-    assert meta["weft_workflow_id"] == "cfg-wf"
-    assert meta["weft_idempotency_key"].endswith(":shout")
+    assert meta["batten_step_id"] == "shout"
+    assert meta["batten_workflow_id"] == "cfg-wf"
+    assert meta["batten_idempotency_key"].endswith(":shout")
 
 
 # 2. the agent calls a tool
@@ -336,7 +336,7 @@ def test_structured_output_with_raw_reports_usage() -> None:
     assert r.metadata["model"] == "fake-model-1"
 
 
-# 6. objects weft cannot run
+# 6. objects batten cannot run
 
 
 def test_document_is_refused_naming_the_step() -> None:
@@ -362,7 +362,7 @@ def test_uncompiled_graph_is_refused_with_a_hint() -> None:
 def test_graph_agent_in_a_durable_workflow() -> None:
     log: list[tuple[int, int]] = []
     model = ToolCallingFakeModel(responses=[call("add", {"a": 1, "b": 2}), reply("3")])
-    wf = Workflow("durable-lc").with_store(weft.MemoryStore())
+    wf = Workflow("durable-lc").with_store(batten.MemoryStore())
     wf.add_step(AgentStep("math", react_graph(model, [adder(log)]), "1+2?"))
     result = asyncio.run(wf.execute())
     assert result.status == WorkflowStatus.COMPLETED

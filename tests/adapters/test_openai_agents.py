@@ -1,4 +1,4 @@
-"""OpenAI Agents SDK objects run as weft steps (``weft.adapters.openai_agents``).
+"""OpenAI Agents SDK objects run as batten steps (``batten.adapters.openai_agents``).
 
 The SDK's real agent loop (``Runner.run``) runs offline against the SDK's own test double,
 ``agents.testing.ScriptedModel`` (a ``Model`` returning scripted ``ModelResponse``s or raising
@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import batten
 import httpx
 import openai
 import pytest
-import weft
+from batten import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
 from pydantic import BaseModel
-from weft import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
 
 agents = pytest.importorskip("agents")
 from agents import Agent, ModelSettings, RunConfig, Usage, function_tool  # noqa: E402
@@ -28,7 +28,7 @@ from agents.testing import (  # noqa: E402
 )
 from agents.tool_context import ToolContext  # noqa: E402
 
-FAST = weft.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
+FAST = batten.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -309,7 +309,7 @@ def test_structured_output_is_a_dict() -> None:
 
 def test_durable_workflow_checkpoints_the_outputs() -> None:
     model = ScriptedModel([answer('{"city": "Oslo", "temp_c": 3}'), answer("Wear a coat.")])
-    wf = Workflow("durable").with_store(weft.MemoryStore())
+    wf = Workflow("durable").with_store(batten.MemoryStore())
     wf.add_step(AgentStep("forecast", Agent(name="f", model=model, output_type=Forecast), "Oslo"))
     wf.add_step(
         AgentStep(
@@ -327,7 +327,7 @@ def test_durable_workflow_checkpoints_the_outputs() -> None:
     assert call is not None and call.input[0]["content"] == "Advice for 3 C"
 
 
-# 6. SDK objects weft cannot run -------------------------------------------------------------------
+# 6. SDK objects batten cannot run ---------------------------------------------------------------
 
 
 @function_tool
@@ -353,7 +353,7 @@ def _delete_everything() -> str:
     ],
 )
 def test_sdk_objects_that_cannot_run_are_refused(make: Any, needle: str) -> None:
-    with pytest.raises(weft.WorkflowDefinitionError) as raised:
+    with pytest.raises(batten.WorkflowDefinitionError) as raised:
         make()
     message = str(raised.value)
     assert message.startswith("step 'bad_")

@@ -1,4 +1,4 @@
-"""pydantic-ai agents and tools run as weft steps.
+"""pydantic-ai agents and tools run as batten steps.
 
 pydantic-ai's real agent loop is driven offline by its own test models: ``TestModel`` (answers,
 or calls every tool with generated arguments) and ``FunctionModel`` (a scripted function decides
@@ -11,10 +11,13 @@ import asyncio
 import inspect
 from typing import Any
 
+import batten
 import httpx
 import openai
 import pytest
-import weft
+from batten import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
+from batten.adapters.pydantic_ai import _prompt, adapt
+from batten.errors import WorkflowDefinitionError
 from pydantic import BaseModel
 from pydantic_ai import Agent, RunContext, Tool
 from pydantic_ai.exceptions import ModelHTTPError
@@ -30,11 +33,8 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.models.test import TestModel
-from weft import AgentStep, StepStatus, ToolStep, Workflow, WorkflowStatus
-from weft.adapters.pydantic_ai import _prompt, adapt
-from weft.errors import WorkflowDefinitionError
 
-FAST = weft.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0.0)
+FAST = batten.RetryPolicy(max_attempts=3, initial_interval=0.01, jitter=0.0)
 OPENAI_URL = "https://api.openai.com/v1/chat/completions"
 
 
@@ -289,7 +289,7 @@ def test_structured_output_is_a_dict() -> None:
     assert step.metadata["framework"] == "pydantic-ai"
 
 
-# -- 6. pydantic-ai objects weft cannot run ---------------------------------------------------
+# -- 6. pydantic-ai objects batten cannot run ---------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -324,7 +324,7 @@ def test_durable_workflow_checkpoints_agent_output() -> None:
         TestModel(custom_output_args={"name": "Lyon", "population": 500_000}),
         output_type=City,
     )
-    wf = Workflow("durable").with_store(weft.MemoryStore())
+    wf = Workflow("durable").with_store(batten.MemoryStore())
     wf.add_step(AgentStep("ask", city_agent, "A city?"))
     # A message that is exactly one reference receives the upstream dict itself; pydantic-ai
     # refuses a dict prompt, so the adapter sends it as JSON.

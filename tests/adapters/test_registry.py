@@ -1,4 +1,4 @@
-"""How weft recognises framework objects: lazily, by type, with a clear error otherwise; and
+"""How batten recognises framework objects: lazily, by type, with a clear error otherwise; and
 the example that mixes three frameworks in one workflow."""
 
 from __future__ import annotations
@@ -10,17 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import batten
 import pytest
-import weft
-from weft import AgentStep, StepStatus, ToolStep, WorkflowStatus
+from batten import AgentStep, StepStatus, ToolStep, WorkflowStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_import_weft_imports_no_framework() -> None:
+def test_import_batten_imports_no_framework() -> None:
     code = (
-        "import sys, weft, weft.adapters\n"
-        "wf = weft.Workflow('w'); wf.add_step(weft.ToolStep('t', lambda: 1)); wf.run()\n"
+        "import sys, batten, batten.adapters\n"
+        "wf = batten.Workflow('w'); wf.add_step(batten.ToolStep('t', lambda: 1)); wf.run()\n"
         "bad = [m for m in ('langchain_core', 'langgraph', 'agents', 'jaf', 'pydantic_ai', "
         "'openai', 'litellm') if m in sys.modules]\n"
         "assert not bad, bad\n"
@@ -28,17 +28,17 @@ def test_import_weft_imports_no_framework() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
-def test_an_object_weft_cannot_run_is_refused_with_what_it_accepts() -> None:
+def test_an_object_batten_cannot_run_is_refused_with_what_it_accepts() -> None:
     class Opaque:
         pass
 
-    with pytest.raises(weft.WorkflowDefinitionError) as err:
+    with pytest.raises(batten.WorkflowDefinitionError) as err:
         AgentStep("a", Opaque())
     message = str(err.value)
     assert "step 'a'" in message
     for accepted in ("LangChain", "OpenAI Agents SDK", "JAF", "pydantic-ai", "callable"):
         assert accepted in message
-    with pytest.raises(weft.WorkflowDefinitionError, match="step 't'"):
+    with pytest.raises(batten.WorkflowDefinitionError, match="step 't'"):
         ToolStep("t", 42)
 
 
@@ -46,7 +46,7 @@ def test_a_user_module_named_like_a_framework_takes_the_generic_path() -> None:
     ns: dict[str, object] = {"__name__": "agents.mine"}
     exec("class Bot:\n    def run(self, message):\n        return message.upper()\n", ns)
     bot = ns["Bot"]()  # type: ignore[operator]
-    wf = weft.Workflow("w")
+    wf = batten.Workflow("w")
     wf.add_step(AgentStep("a", bot, "hi"))
     assert wf.run().final_output == "HI"
 

@@ -52,7 +52,7 @@ QUICK = Sizes(w1_steps=100, w2_fanout=500, w3_nodes=100, w4_steps=20, w5_runs=10
 
 @dataclass(frozen=True)
 class Goal:
-    """weft's goal for a workload: an absolute bound, or a bound on the ratio to plain asyncio.
+    """batten's goal for a workload: an absolute bound, or a bound on the ratio to plain asyncio.
 
     ``design_asyncio`` is DESIGN.md §5's plain-asyncio figure for the workload (same unit). An
     absolute goal is also judged scaled to this machine: ``limit * asyncio_here / design_asyncio``,

@@ -1,6 +1,6 @@
-"""Benchmark: examples/code_review on a real package, weft against plain asyncio.
+"""Benchmark: examples/code_review on a real package, batten against plain asyncio.
 
-weft: ``weft run examples/code_review/workflow.yaml --yes`` (in-process, default SQLite store,
+batten: ``batten run examples/code_review/workflow.yaml --yes`` (in-process, default SQLite store,
 progress off). Baseline, in the same process and run: the same analyser coroutines over the
 same files with the same concurrency (2 per analyser, the three analysers at once) under
 ``asyncio.gather`` and a semaphore, then the same collect/review/report functions -- what a
@@ -48,7 +48,7 @@ async def plain(target: str, out_dir: str) -> dict[str, Any]:
     summary = review_tools.collect(files, *[list(r) for r in results])
 
     class Ctx(dict[str, Any]):
-        """The two things the reviewers read of a weft context."""
+        """The two things the reviewers read of a batten context."""
 
         results: ClassVar[dict[str, Any]] = {"collect": summary}
 
@@ -61,8 +61,8 @@ async def plain(target: str, out_dir: str) -> dict[str, Any]:
     return report
 
 
-def weft_run(target: str) -> int:
-    from weft.cli import main
+def batten_run(target: str) -> int:
+    from batten.cli import main
 
     return main(["run", str(EXAMPLE / "workflow.yaml"), "--input", f"target={target}", "--yes",
                  "-q"])  # fmt: skip
@@ -74,21 +74,21 @@ def main() -> None:
     parser.add_argument("--target", default=str(default))
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    os.environ["WEFT_REVIEWER"] = "local"
+    os.environ["BATTEN_REVIEWER"] = "local"
     target = str(Path(args.target).resolve())
     files = sum(1 for _ in Path(target).rglob("*.py"))
     print(f"code review of {target} ({files} .py files), {os.cpu_count()} CPUs")
-    timings: dict[str, list[float]] = {"weft": [], "plain asyncio": []}
+    timings: dict[str, list[float]] = {"batten": [], "plain asyncio": []}
     for i in range(args.rounds):
-        for name in ("weft", "plain asyncio"):  # alternate, so drift hits both
-            work = tempfile.mkdtemp(prefix="weft-bench-review-")
+        for name in ("batten", "plain asyncio"):  # alternate, so drift hits both
+            work = tempfile.mkdtemp(prefix="batten-bench-review-")
             cwd = os.getcwd()
             os.chdir(work)
             try:
                 started = time.perf_counter()
-                if name == "weft":
-                    code = weft_run(target)
-                    assert code == 0, f"weft run exited {code}"
+                if name == "batten":
+                    code = batten_run(target)
+                    assert code == 0, f"batten run exited {code}"
                 else:
                     asyncio.run(plain(target, "review-report"))
                 took = time.perf_counter() - started
@@ -97,8 +97,8 @@ def main() -> None:
                 shutil.rmtree(work, ignore_errors=True)
             timings[name].append(took)
             print(f"  round {i + 1}: {name:<13} {took:6.2f} s", flush=True)
-    w, p = (statistics.median(timings[k]) for k in ("weft", "plain asyncio"))
-    print(f"median: weft {w:.2f} s, plain asyncio {p:.2f} s, ratio {w / p:.3f}")
+    w, p = (statistics.median(timings[k]) for k in ("batten", "plain asyncio"))
+    print(f"median: batten {w:.2f} s, plain asyncio {p:.2f} s, ratio {w / p:.3f}")
     print(f"goal: under 60 s for ~100 files: {'met' if w < 60 else 'NOT met'}")
 
 

@@ -1,8 +1,8 @@
-"""Run weft's benchmark suite (DESIGN.md §5) against plain asyncio, LangGraph and jaf-py.
+"""Run batten's benchmark suite (DESIGN.md §5) against plain asyncio, LangGraph and jaf-py.
 
     python tests/benchmarks/run.py                    # everything (~10 min); rewrites BENCHMARKS.md
     python tests/benchmarks/run.py --quick            # smoke run (< 60 s); writes nothing
-    python tests/benchmarks/run.py --only weft,asyncio --workloads W1,W5
+    python tests/benchmarks/run.py --only batten,asyncio --workloads W1,W5
 
 Every (system, workload) runs in a fresh worker process (``bench_<system>.py``), so imports and
 memory do not bleed between them; M and I take a fresh process per repetition. A value is the
@@ -50,7 +50,7 @@ SYSTEMS = {
     s.name: s
     for s in (
         System("asyncio", "bench_asyncio.py", None, "import asyncio"),
-        System("weft", "bench_weft.py", "weft", "import weft"),
+        System("batten", "bench_batten.py", "batten", "import batten"),
         System("langgraph", "bench_langgraph.py", "langgraph", "import langgraph.graph"),
         System("jaf", "bench_jaf.py", "jaf-py", "import jaf"),
     )
@@ -198,11 +198,11 @@ def results_table(records: list[Record], sizes: Sizes) -> list[str]:
 
 
 def goals_table(records: list[Record]) -> list[str]:
-    """weft's goals, each judged on weft's first variant of the workload."""
+    """batten's goals, each judged on batten's first variant of the workload."""
     head = (
         "workload",
         "goal",
-        "weft",
+        "batten",
         "plain asyncio",
         "met?",
         "goal scaled to this machine",
@@ -210,7 +210,7 @@ def goals_table(records: list[Record]) -> list[str]:
     )
     lines = [row(*head), row(*["---"] * len(head))]
     for wid, w in WORKLOADS.items():
-        mine = next((r for r in records if r.system == "weft" and r.workload == wid), None)
+        mine = next((r for r in records if r.system == "batten" and r.workload == wid), None)
         if mine is None:
             continue
         base = baseline(records, wid)
@@ -300,23 +300,23 @@ Do not edit by hand: rerun it.
 
 The workloads are DESIGN.md §5's: W1/W1a N={s.w1_steps}; W2 N={s.w2_fanout} steps of
 `await asyncio.sleep({s.w2_sleep:g})`; W3 {s.w3_nodes} nodes (`random.Random(42)`);
-W4 {s.w4_steps} steps; W5 {s.w5_runs} runs; W6 (weft's `MapStep`, not in DESIGN) {s.w6_items} items
-computed at run time, each `await asyncio.sleep({s.w2_sleep:g})`, against `asyncio.gather`
-(LangGraph and jaf-py have no run-time fan-out written for it yet). Each (system, workload) runs
-in a fresh process
+W4 {s.w4_steps} steps; W5 {s.w5_runs} runs; W6 (batten's `MapStep`, not in DESIGN)
+{s.w6_items} items computed at run time, each `await asyncio.sleep({s.w2_sleep:g})`, against
+`asyncio.gather` (LangGraph and jaf-py have no run-time fan-out written for it yet). Each
+(system, workload) runs in a fresh process
 (`tests/benchmarks/bench_<system>.py`); M and I take a fresh process per repetition. Building the
 workflow is not timed. A repetition is the median of as many runs as fill ~0.25 s (a single run for
 W2, W6); the tables show the median, min and max over repetitions (W2, W6, M, I: 5; the others:
 7).
 Ratios are to the plain asyncio row of the same workload (for W3 its `tasks` variant). Async
-workloads are awaited on one event loop per process; sync ones (LangGraph's `invoke`, weft's
+workloads are awaited on one event loop per process; sync ones (LangGraph's `invoke`, batten's
 `run`) are called with no event loop running.
 
 ## Results
 
 {results}
 
-## weft's goals (DESIGN.md §5)
+## batten's goals (DESIGN.md §5)
 
 DESIGN's absolute goals were set beside plain-asyncio figures from a faster interpreter (its
 one-Task-per-step W1a is 5 µs). The last two columns scale each absolute goal by this run's plain
@@ -326,7 +326,7 @@ asyncio. Both verdicts are shown; neither is the only truth.
 
 {goals}
 
-C is W1 with a SQLite store (weft only): `sync` writes each checkpoint before the next step
+C is W1 with a SQLite store (batten only): `sync` writes each checkpoint before the next step
 starts, `batch` buffers them; DESIGN's goal is ≤ 20 µs/step added to W1, judged here as ≤ 22
 µs/step in all (W1's own goal is 2).
 
@@ -350,7 +350,7 @@ def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seco
         row(s.dist or "python", version(s.dist) or "not installed") for s in SYSTEMS.values()
     ]
     versions.append(row("langchain-core", version("langchain-core") or "not installed"))
-    versions.append(row("weft checkout (git)", git_revision() or "unknown"))
+    versions.append(row("batten checkout (git)", git_revision() or "unknown"))
     na = [f"- {r.system} {r.workload}: {r.reason}" for r in records if r.status == "n/a"]
     return REPORT_TEMPLATE.format(
         date=f"{started:%Y-%m-%d %H:%M}",
@@ -416,7 +416,7 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     seconds = time.perf_counter() - clock
     print("\n".join(results_table(records, sizes)))
-    if any(r.system == "weft" for r in records):
+    if any(r.system == "batten" for r in records):
         print("\n" + "\n".join(goals_table(records)))
     print(f"\n{len(jobs)} worker jobs in {seconds:.0f} s", file=sys.stderr)
     if args.quick or args.only or args.workloads:

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use batten::store::RunRecord;
 use serde_json::json;
-use weft::store::RunRecord;
 
 /// An id no other test (or earlier run against the same Redis) uses.
 pub fn unique(prefix: &str) -> String {
@@ -41,7 +41,7 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("weft-store-test"));
+        let dir = std::env::temp_dir().join(unique("batten-store-test"));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }

@@ -1,10 +1,10 @@
-"""Seed 000 (JAF's workflow orchestration docs): every code example runs on weft as written,
+"""Seed 000 (JAF's workflow orchestration docs): every code example runs on batten as written,
 apart from the import lines, and does what the docs say it does.
 
 The agents and tools the docs leave undefined are small real functions below, registered by
-name with ``@weft.tool`` / ``@weft.agent`` where the docs refer to them by name only
+name with ``@batten.tool`` / ``@batten.agent`` where the docs refer to them by name only
 (``ToolStep("validate_order")``). JAF's own ``Agent(...)`` / ``Tool(...)`` classes are not
-weft's: where the docs build one, a plain callable with the same name stands in.
+batten's: where the docs build one, a plain callable with the same name stands in.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import logging
 import re
 import time
 
+import batten
 import pytest
-import weft
-from weft import (
+from batten import (
     AgentStep,
     ConditionalStep,
     LoopStep,
@@ -46,7 +46,7 @@ DOWN: set[str] = set()
 USERS: dict[str, str] = {}
 
 
-#: The tools and agents below registered by name with @weft.tool / @weft.agent.
+#: The tools and agents below registered by name with @batten.tool / @batten.agent.
 NAMED_TOOLS = (
     "create_user_account",
     "update_crm",
@@ -72,9 +72,9 @@ def _fresh_state():
     USERS.clear()
     # Names are process-wide: make sure another test module has not replaced ours.
     for name in NAMED_TOOLS:
-        weft.tool(globals()[name])
+        batten.tool(globals()[name])
     for name in NAMED_AGENTS:
-        weft.agent(globals()[name])
+        batten.agent(globals()[name])
 
 
 def _called(name):
@@ -88,7 +88,7 @@ def _fault(name):
 
 
 class ServiceError(Exception):
-    """An HTTP error from a back-office service (weft reads ``status_code``: 4xx are final)."""
+    """An HTTP error from a back-office service (batten reads ``status_code``: 4xx are final)."""
 
     def __init__(self, message, status_code):
         super().__init__(message)
@@ -267,7 +267,7 @@ def make_customer_service_step():
         return "You are a helpful customer service agent."
 
     # JAF's `Agent(name="CustomerServiceAgent", instructions=instructions, tools=[])` is jaf's
-    # own class; weft runs any callable as an agent, so this function stands in for it.
+    # own class; batten runs any callable as an agent, so this function stands in for it.
     def customer_agent(message):
         CALLS.append(("customer_agent", message))
         return f"[{instructions(None)}] {message}: resolved"
@@ -531,7 +531,7 @@ def test_payment_succeeds_without_the_error_handler(execute):
 
 
 def test_payment_timeout_is_recovered_by_the_handlers_retry_step(execute):
-    # An HTTP 408 from the gateway is final for weft's default retry classification, so the
+    # An HTTP 408 from the gateway is final for batten's default retry classification, so the
     # step fails at once (no backoff waits) and its error handler takes over.
     FAULTS["payment_tool"] = [ServiceError("gateway timeout after 30s", status_code=408)]
 
@@ -654,7 +654,7 @@ def test_streaming_reports_a_failed_step_with_its_error(capsys):
 # -- Best Practices 1: Design for Idempotency ----------------------------------------------------
 
 
-@weft.tool
+@batten.tool
 def create_user_account(user_id=None, email=None, upsert=False, context=None):
     user_id = user_id or context["user_id"]
     email = email or context["email"]
@@ -726,23 +726,23 @@ def test_check_before_action_creates_only_a_missing_user(execute):
 
 def _back_office(system, key):
     if system in DOWN:
-        # A 4xx is final for weft's default retry classification: the branch fails at once.
+        # A 4xx is final for batten's default retry classification: the branch fails at once.
         raise ServiceError(f"{system} rejected the update", status_code=409)
     CALLS.append((f"update_{system}", key))
     return {f"{system}_updated": key}
 
 
-@weft.tool
+@batten.tool
 def update_crm(customer_id="CUST-0", order_value=None):
     return _back_office("crm", customer_id)
 
 
-@weft.tool
+@batten.tool
 async def update_billing():
     return _back_office("billing", True)
 
 
-@weft.tool
+@batten.tool
 async def update_analytics():
     return _back_office("analytics", True)
 
@@ -799,18 +799,18 @@ def test_partial_failure_with_two_of_three_failing_fails(execute):
 # -- Best Practices 3: Use Timeouts Appropriately ------------------------------------------------
 
 
-@weft.tool
+@batten.tool
 def quick_validation():
     return {"valid": True}
 
 
-@weft.tool
+@batten.tool
 async def heavy_computation():
     await asyncio.sleep(0.05)
     return {"rows": 1_000}
 
 
-@weft.agent
+@batten.agent
 def human_review(message):
     return "approved"
 
@@ -908,33 +908,33 @@ KNOWN_ORDERS = {"ORD-12345"}
 STOCK = {"ITEM-001": 10, "ITEM-002": 3}
 
 
-@weft.tool
+@batten.tool
 def validate_order(order_id):
     CALLS.append(("validate_order", order_id))
     return {"order_valid": order_id in KNOWN_ORDERS}
 
 
-@weft.tool
+@batten.tool
 async def check_inventory(items):
     CALLS.append(("check_inventory", [i["sku"] for i in items]))
     return {"inventory_available": all(STOCK.get(i["sku"], 0) >= i["quantity"] for i in items)}
 
 
-@weft.tool
+@batten.tool
 async def process_payment(amount, payment_method):
     CALLS.append(("process_payment", (amount, payment_method)))
     _fault("process_payment")
     return {"payment_successful": True, "charged": amount}
 
 
-@weft.tool
+@batten.tool
 def update_inventory(items):
-    time.sleep(0.1)  # a blocking warehouse client, run on a weft worker thread
+    time.sleep(0.1)  # a blocking warehouse client, run on a batten worker thread
     CALLS.append(("update_inventory", [i["sku"] for i in items]))
     return {"inventory_reserved": sum(i["quantity"] for i in items)}
 
 
-@weft.tool
+@batten.tool
 async def create_shipping_label(address, items):
     await asyncio.sleep(0.1)
     CALLS.append(("create_shipping_label", address["zip"]))
@@ -944,26 +944,26 @@ async def create_shipping_label(address, items):
     }
 
 
-@weft.tool
+@batten.tool
 async def send_confirmation_email(customer_email, order_id):
     await asyncio.sleep(0.1)
     CALLS.append(("send_confirmation_email", (customer_email, order_id)))
     return {"confirmation_sent_to": customer_email}
 
 
-@weft.agent
+@batten.agent
 def order_validation_agent(message):
     CALLS.append(("order_validation_agent", message))
     return "order rejected: unknown order id"
 
 
-@weft.agent
+@batten.agent
 def inventory_agent(message):
     CALLS.append(("inventory_agent", message))
     return "backorder created"
 
 
-@weft.agent
+@batten.agent
 async def fulfillment_agent(message):
     CALLS.append(("fulfillment_agent", message))
     return f"done: {message.splitlines()[0]}"

@@ -1,9 +1,9 @@
 """Seed 001 (a course chapter on enterprise agent-workflow engines): its five patterns --
 sequential, parallel, orchestrator-worker, conditional routing, ReAct -- and its
-``WorkflowStatus`` lifecycle, each written as a weft workflow whose behaviour is asserted.
+``WorkflowStatus`` lifecycle, each written as a batten workflow whose behaviour is asserted.
 
 The seed's own code is its engine's skeleton (LangGraph, its own step executor), not an API to
-call, so each pattern is written here the way a weft user would write it. Human approval is not
+call, so each pattern is written here the way a batten user would write it. Human approval is not
 in scope here.
 """
 
@@ -13,7 +13,7 @@ import asyncio
 import time
 
 import pytest
-from weft import (
+from batten import (
     AgentStep,
     LoopLimitError,
     LoopStep,

@@ -1,8 +1,8 @@
-"""Seed 003 (JarvisCore workflow DAGs): its code examples run on weft as written, apart from the
+"""Seed 003 (JarvisCore workflow DAGs): its code examples run on batten as written, apart from the
 import lines, with the behaviour the seed documents asserted.
 
-JarvisCore dispatches each step to the agent whose ``role`` matches; weft's
-:class:`~weft.WorkflowEngine` plays JarvisCore's ``Mesh`` here (its ``agents=`` registry resolves
+JarvisCore dispatches each step to the agent whose ``role`` matches; batten's
+:class:`~batten.WorkflowEngine` plays JarvisCore's ``Mesh`` here (its ``agents=`` registry resolves
 the roles). The agents are small real functions whose outputs are checkable strings.
 """
 
@@ -15,8 +15,8 @@ import time
 import types
 
 import pytest
-from weft import WorkflowBuilder
-from weft import WorkflowEngine as Mesh
+from batten import WorkflowBuilder
+from batten import WorkflowEngine as Mesh
 
 logger = logging.getLogger("seed003")
 
@@ -311,7 +311,7 @@ def test_a_step_past_timeout_per_step_is_marked_timeout(mesh):
 
 
 class CustomAgent:
-    """Stand-in for ``jarviscore.CustomAgent`` (not part of weft: weft's agents are plain
+    """Stand-in for ``jarviscore.CustomAgent`` (not part of batten: batten's agents are plain
     callables): the Mesh injects itself, the Redis store and a logger into the agent."""
 
     def __init__(self, mesh, redis_store=None):

@@ -1,8 +1,8 @@
-"""Seed 004 (aigen's workflow system): its code examples run on weft as written, apart from
+"""Seed 004 (aigen's workflow system): its code examples run on batten as written, apart from
 the import lines, with the behaviour the seed documents asserted.
 
 aigen's ``create_agent("research")`` builds an LLM agent; here it is a small stand-in (below)
-that returns a :class:`weft.Agent` whose function transforms its input in a
+that returns a :class:`batten.Agent` whose function transforms its input in a
 checkable way. The seed's tracing section is aigen's own implementation (OpenAI Agents SDK
 traces inside ``execute_deterministic``), not user code, so it has no test here. aigen's
 ``agent.execute(context, input) -> response`` (used by the branching example) is part of the
@@ -16,9 +16,9 @@ import itertools
 import time
 import types
 
+import batten
 import pytest
-import weft
-from weft import (
+from batten import (
     Agent,
     DeterministicWorkflow,
     Handoff,
@@ -32,8 +32,8 @@ from weft import (
     list_workflow_factories,
     register_workflow_factory,
 )
-from weft import WorkflowContext as Context
-from weft.registry import global_registry
+from batten import WorkflowContext as Context
+from batten.registry import global_registry
 
 # -- stand-ins for aigen's agent factory ----------------------------------------------------------
 
@@ -68,7 +68,7 @@ def _hands_off(kind, message):
 
 def create_agent(kind, instructions=None, delay=0.0):
     """Stand-in for ``aigen.agents.create_agent(kind, instructions=...)`` (an LLM agent): a
-    weft Agent whose output is a checkable function of its input. An agent given a handoff
+    batten Agent whose output is a checkable function of its input. An agent given a handoff
     (``add_handoff``) passes its output on to it: as a ``{"handoff_to": ...}`` dict from the
     orchestrator, as a ``Handoff`` from the others."""
     transform = BEHAVIOUR.get(kind, lambda m: f"{kind.upper()}<{m}>")
@@ -316,7 +316,7 @@ def aigen_agents():
     reg = global_registry()
     saved = dict(reg._entries["agent"])
     for kind in (*BEHAVIOUR, "technical_editor", "creative_research", "creative_editor"):
-        weft.agent(create_agent(kind), name=kind)
+        batten.agent(create_agent(kind), name=kind)
     yield
     reg._entries["agent"] = saved
 
@@ -447,7 +447,7 @@ def create_domain_workflow(domain):
     )
 
 
-# aigen ships a "content_generation" workflow; on weft an app registers it once at start-up.
+# aigen ships a "content_generation" workflow; on batten an app registers it once at start-up.
 register_workflow_factory(
     "content_generation",
     lambda **kwargs: DeterministicWorkflow(

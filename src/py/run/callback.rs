@@ -1,4 +1,4 @@
-//! The callables handed to asyncio, and `Run`, the handle `weft.Workflow` holds.
+//! The callables handed to asyncio, and `Run`, the handle `batten.Workflow` holds.
 use super::*;
 
 pub(super) enum CbKind {
@@ -15,7 +15,7 @@ pub(super) enum CbKind {
 }
 
 /// A callable handed to asyncio (done-callbacks, `call_later`, `call_soon_threadsafe`).
-#[pyclass(module = "weft._core", frozen)]
+#[pyclass(module = "batten._core", frozen)]
 pub(super) struct Callback {
     run: Arc<RunInner>,
     kind: CbKind,
@@ -66,8 +66,8 @@ impl Callback {
     }
 }
 
-/// A started run. Private: `weft.Workflow.execute` awaits it and builds the `WorkflowResult`.
-#[pyclass(module = "weft._core", name = "Run", frozen)]
+/// A started run. Private: `batten.Workflow.execute` awaits it and builds the `WorkflowResult`.
+#[pyclass(module = "batten._core", name = "Run", frozen)]
 pub struct Run {
     pub(super) inner: Arc<RunInner>,
 }

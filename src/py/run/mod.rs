@@ -429,7 +429,7 @@ impl RunInner {
             .event_loop
             .call_method1(py, intern!(py, "call_soon_threadsafe"), (cb,))
         {
-            tracing::error!(run_id = %self.run_id, "weft: cannot reach the event loop: {e}");
+            tracing::error!(run_id = %self.run_id, "batten: cannot reach the event loop: {e}");
         }
     }
 
@@ -560,7 +560,7 @@ impl RunInner {
         }
     }
 
-    /// Runs `awaitable` as a task (inside `weft._drive.drive`) with its deadline.
+    /// Runs `awaitable` as a task (inside `batten._drive.drive`) with its deadline.
     /// `Ok(false)`: it is not awaitable (a sync callable mistaken for async), so it is the output.
     fn launch(
         self: &Arc<Self>,
@@ -573,7 +573,7 @@ impl RunInner {
         }
         let lp = self.event_loop.bind(py);
         let drive = DRIVE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("weft._drive")?.getattr("drive")?.unbind())
+            Ok(py.import("batten._drive")?.getattr("drive")?.unbind())
         })?;
         let coro = drive
             .bind(py)
@@ -621,7 +621,7 @@ impl RunInner {
                     Outcome::Error(
                         PyTypeError::new_err(format!(
                             "step '{}': a sync callable returned a coroutine; declare it `async def` \
-                             so weft runs it as an async step",
+                             so batten runs it as an async step",
                             self.plan.steps[d.step].id
                         )),
                         false,

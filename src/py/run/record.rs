@@ -76,12 +76,12 @@ impl RunInner {
             Outcome::Skipped => Prep::Skip,
             Outcome::Error(err, is_timeout) => {
                 let exc = err.value(py);
-                if let Ok(n) = exc.getattr(intern!(py, "_weft_nested")) {
+                if let Ok(n) = exc.getattr(intern!(py, "_batten_nested")) {
                     if let Ok(n) = n.cast::<Nested>() {
                         nested = Some(nested_parts(py, n.get()));
                         // Consumed: the same exception object raised again later by another
                         // step (a shared failed future) must not inherit these results.
-                        let _ = exc.delattr(intern!(py, "_weft_nested"));
+                        let _ = exc.delattr(intern!(py, "_batten_nested"));
                     }
                 }
                 self.error_prep(spec, exc, is_timeout)
@@ -203,7 +203,7 @@ impl RunInner {
                 }
             }
             if let Some(&s) = finished.first() {
-                // A human approval still waiting (weft.approval) is not a failure that ends
+                // A human approval still waiting (batten.approval) is not a failure that ends
                 // its siblings: parallel branches must all reach their approvals.
                 if st.sched.settles(st.sched.state(s)) && !awaiting_approval {
                     // The run's policy is met (fail_fast's first failure, wait_for_all=False's

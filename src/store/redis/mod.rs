@@ -5,17 +5,17 @@
 //! is spawned onto it and the caller waits on a std channel. Every wait is bounded: connecting by
 //! [`CONNECT_TIMEOUT`], each round trip by [`RESPONSE_TIMEOUT`].
 //!
-//! Keys, all under `weft:`:
-//! - `weft:schema`: the [`SCHEMA_VERSION`] the data was written with;
-//! - `weft:run:{id}` (`%` and `:` in the id percent-encoded): a hash of the run's fields (strings as-is, times as decimal seconds, `input`
-//!   and `result` as JSON text); `weft:runs` and `weft:workflow_runs:{workflow_id}`: sorted sets of
+//! Keys, all under `batten:`:
+//! - `batten:schema`: the [`SCHEMA_VERSION`] the data was written with;
+//! - `batten:run:{id}` (`%` and `:` in the id percent-encoded): a hash of the run's fields (strings as-is, times as decimal seconds, `input`
+//!   and `result` as JSON text); `batten:runs` and `batten:workflow_runs:{workflow_id}`: sorted sets of
 //!   run ids scored by `created_at`;
-//! - `weft:run:{id}:events`: a list of events as JSON objects; an event's seq is its 1-based
+//! - `batten:run:{id}:events`: a list of events as JSON objects; an event's seq is its 1-based
 //!   position, so it is not stored;
-//! - `weft:run:{id}:control`: "pause" or "cancel"; `weft:run:{id}:decisions`: a hash from step id to
+//! - `batten:run:{id}:control`: "pause" or "cancel"; `batten:run:{id}:decisions`: a hash from step id to
 //!   the decision as JSON;
-//! - `weft:cache:{key}`: `{"expires_at": seconds or null, "value": ...}`, expiring in Redis too;
-//! - `weft:workflow:{id}`: the definition as JSON.
+//! - `batten:cache:{key}`: `{"expires_at": seconds or null, "value": ...}`, expiring in Redis too;
+//! - `batten:workflow:{id}`: the definition as JSON.
 //!
 //! Writes that must check the run exists first are Lua scripts, so check and write are one atomic
 //! round trip.
@@ -49,14 +49,14 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// 9999-12-31 in unix milliseconds: a later cache expiry is left to the stored `expires_at` alone.
 const MAX_PXAT_MS: f64 = 253_402_214_400_000.0;
 
-const SCHEMA_KEY: &str = "weft:schema";
-const RUNS_KEY: &str = "weft:runs";
+const SCHEMA_KEY: &str = "batten:schema";
+const RUNS_KEY: &str = "batten:runs";
 
-/// `weft:run:{id}`, with `%` and `:` in the id percent-encoded, so that no run's key is another
+/// `batten:run:{id}`, with `%` and `:` in the id percent-encoded, so that no run's key is another
 /// run's `...:events` key.
 fn run_key(run_id: &str) -> String {
     let mut key = String::with_capacity(9 + run_id.len());
-    key.push_str("weft:run:");
+    key.push_str("batten:run:");
     for c in run_id.chars() {
         match c {
             '%' => key.push_str("%25"),
@@ -67,14 +67,14 @@ fn run_key(run_id: &str) -> String {
     key
 }
 
-/// One of the run's other keys: `weft:run:{id}:{part}`.
+/// One of the run's other keys: `batten:run:{id}:{part}`.
 fn run_part_key(run_id: &str, part: &str) -> String {
     format!("{}:{part}", run_key(run_id))
 }
 
 /// A sorted set of the workflow's run ids, scored by `created_at`.
 fn workflow_runs_key(workflow_id: &str) -> String {
-    format!("weft:workflow_runs:{workflow_id}")
+    format!("batten:workflow_runs:{workflow_id}")
 }
 
 /// A [`Store`] on a Redis server (`redis://host:port/db`).
@@ -184,7 +184,7 @@ impl RedisStore {
         let client = Client::open(url).map_err(|e| StoreError::Url(format!("'{shown}': {e}")))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
-            .thread_name("weft-redis")
+            .thread_name("batten-redis")
             .enable_all()
             .build()
             .map_err(|e| {
@@ -492,7 +492,7 @@ impl Store for RedisStore {
         let key = key.to_string();
         self.call(move |mut conn| async move {
             let text: Option<String> = ::redis::cmd("GET")
-                .arg(format!("weft:cache:{key}"))
+                .arg(format!("batten:cache:{key}"))
                 .query_async(&mut conn)
                 .await?;
             Ok(match text {
@@ -503,7 +503,7 @@ impl Store for RedisStore {
     }
 
     fn cache_put(&self, key: &str, value: &Value, expires_at: f64) -> Result<(), StoreError> {
-        let redis_key = format!("weft:cache:{key}");
+        let redis_key = format!("batten:cache:{key}");
         let text = encode_cache(value, expires_at);
         // PXAT: the absolute expiry in unix milliseconds, rounded up so Redis never drops an entry
         // before `expires_at`. Past the year 9999 (or infinite), Redis keeps it for good.
@@ -528,7 +528,7 @@ impl Store for RedisStore {
     }
 
     fn put_workflow(&self, workflow_id: &str, definition: &Value) -> Result<(), StoreError> {
-        let key = format!("weft:workflow:{workflow_id}");
+        let key = format!("batten:workflow:{workflow_id}");
         let text = definition.to_string();
         self.call(move |mut conn| async move {
             ::redis::cmd("SET")
@@ -544,7 +544,7 @@ impl Store for RedisStore {
         let workflow_id = workflow_id.to_string();
         self.call(move |mut conn| async move {
             let text: Option<String> = ::redis::cmd("GET")
-                .arg(format!("weft:workflow:{workflow_id}"))
+                .arg(format!("batten:workflow:{workflow_id}"))
                 .query_async(&mut conn)
                 .await?;
             Ok(text

@@ -1,7 +1,7 @@
 //! The Lua scripts behind the writes that must check that the run exists: check and write in one
 //! atomic round trip. Each returns an integer.
 
-// KEYS[1] = run hash, KEYS[2] = weft:runs, KEYS[3] = the workflow's run index; ARGV = run_id,
+// KEYS[1] = run hash, KEYS[2] = batten:runs, KEYS[3] = the workflow's run index; ARGV = run_id,
 // created_at, then the hash's field/value pairs. 0: the run exists.
 pub(super) const CREATE_RUN: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end

@@ -39,7 +39,7 @@ impl Checkpointer {
         let (wake, woken) = sync_channel(1);
         let url = url.to_string();
         let thread = std::thread::Builder::new()
-            .name("weft-sqlite-checkpoint".to_string())
+            .name("batten-sqlite-checkpoint".to_string())
             .spawn(move || run(&conn, &woken, &url))
             .map_err(|e| StoreError::Backend(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Self {

@@ -56,7 +56,7 @@ impl SqliteStore {
     ///
     /// [`StoreError::Unreachable`] if the file cannot be created or is not a SQLite database;
     /// [`StoreError::SchemaVersion`] if it was written with another
-    /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION) (or is not a weft store).
+    /// [`SCHEMA_VERSION`](super::SCHEMA_VERSION) (or is not a batten store).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         // An absolute path brings its own slash: sqlite:////abs/runs.db, as SQLAlchemy spells it.

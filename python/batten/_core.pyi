@@ -1,0 +1,464 @@
+"""Type stubs for batten's native module (private; the public API is re-exported by ``batten``)."""
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Self, final
+
+__all__ = [
+    "Breaker",
+    "Journal",
+    "Nested",
+    "Plan",
+    "RateLimiter",
+    "Run",
+    "StateMap",
+    "StepResult",
+    "Store",
+    "WorkflowContext",
+    "__version__",
+    "_shutdown",
+]
+
+__version__: str
+
+@final
+class StateMap:
+    """A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
+    context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
+    depends on which sibling finished first."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def get(self, key: str, default: Any = None) -> Any:
+        """``get(key, default=None)``: the value for ``key`` or ``default``."""
+    def keys(self) -> list[str]:
+        """The keys, as a list (sorted)."""
+    def values(self) -> list[Any]:
+        """The values, as a list, in key order."""
+    def items(self) -> list[tuple[str, Any]]:
+        """``(key, value)`` pairs, as a list, in key order."""
+    def to_dict(self) -> dict[str, Any]:
+        """A new ``dict`` copy of the mapping."""
+
+@final
+class WorkflowContext:
+    """The state of a workflow run as one step sees it (JAF's ``WorkflowContext``).
+
+    Create one to start a run: ``WorkflowContext(workflow_id="workflow", user_context=None,
+    variables=None, metadata=None)`` (``initial_data=`` is accepted as an alias of
+    ``variables``, as in JAF's e-commerce example). A step that declares a ``context``
+    parameter, and every condition, gets a context whose ``variables`` are the initial variables
+    plus the dict outputs of the steps it depends on (directly or transitively), merged in
+    declaration order, and whose ``results`` map those steps' ids to their outputs. The context
+    is itself a read-only mapping over its variables, so ``lambda state: state["order_id"]`` and
+    ``lambda ctx: ctx.variables.get("priority")`` both work.
+
+    Raises:
+        TypeError: ``variables`` is not a mapping with str keys, or both ``variables`` and
+            ``initial_data`` are given.
+    """
+
+    def __new__(
+        cls,
+        workflow_id: str | None = None,
+        user_context: dict[str, Any] | None = None,
+        variables: Any = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        initial_data: Any = None,
+    ) -> Self: ...
+    @property
+    def workflow_id(self) -> str:
+        """The workflow id given when the context was created (str)."""
+    @property
+    def user_context(self) -> dict[str, Any]:
+        """Caller-supplied data about the user or request (a dict, shared by every step)."""
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Caller-supplied metadata (a dict, shared by every step)."""
+    @property
+    def variables(self) -> StateMap:
+        """The variables this step sees, as a read-only mapping (see the class docs)."""
+    @property
+    def initial_data(self) -> StateMap:
+        """Alias of ``variables`` (JAF's ``initial_data``)."""
+    @property
+    def data(self) -> StateMap:
+        """Alias of ``variables`` (the ``state.data`` JAF's ``WorkflowLogger`` example reads)."""
+    @property
+    def results(self) -> StateMap:
+        """Outputs of the steps this step depends on (all completed steps in a final context),
+        as a read-only mapping of step id to output."""
+    @property
+    def run_id(self) -> str | None:
+        """The run's id (a uuid4 hex string) inside a run; ``None`` on a context built by the
+        caller."""
+    @property
+    def step_id(self) -> str | None:
+        """The id of the step this context was made for; ``None`` for a caller's or final
+        context."""
+    @property
+    def idempotency_key(self) -> str | None:
+        """``"{run_id}:{step_path}"``: stable for a run and step across attempts and, in a durable
+        run, across ``resume`` (a step interrupted mid-flight runs again with the same key), so
+        side-effecting tools can de-duplicate. Inside a composite of a durable run the path is
+        ``"parent/step"``. ``None`` outside a step."""
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def get(self, key: str, default: Any = None) -> Any:
+        """``get(key, default=None)``: the variable ``key`` or ``default``."""
+    def keys(self) -> list[str]:
+        """The variable names, as a list (sorted)."""
+    def values(self) -> list[Any]:
+        """The variable values, as a list, in key order."""
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs, as a list, in key order."""
+    def to_dict(self) -> dict[str, Any]:
+        """A plain-dict snapshot: ``{"workflow_id", "user_context", "variables", "metadata",
+        "results"}``."""
+
+@final
+class StepResult:
+    """What happened to one step in one run (JAF's ``StepResult``).
+
+    Attributes:
+        step_id (str): the step's id.
+        status (StepStatus): its final status.
+        output: the step's return value (``None`` unless ``COMPLETED``).
+        error (str | None): the message of the exception that ended the last attempt.
+        error_type (str | None): that exception's class name, e.g. ``"ValueError"``, or
+            ``"StepTimeoutError"`` for a timeout.
+        exception (BaseException | None): the exception object itself.
+        attempts (int): attempts started (0 for a step that never ran).
+        execution_time_ms (float): milliseconds from the first attempt's start to the end of the
+            last, backoff waits included.
+        metadata (dict): extra facts, e.g. ``{"abandoned": True}`` for a sync step left running
+            after its timeout, ``{"cancel_ignored": True}`` for an async step that swallowed
+            cancellation, ``{"iterations": 3}`` for a ``LoopStep``, ``{"branch": "b"}`` for a
+            ``ConditionalStep`` or ``RouterStep``.
+        children (list[StepResult]): the results of the steps a composite step ran (the
+            branches of a ``ParallelStep``, the items of a ``MapStep``, a sub-workflow's steps,
+            the iterations of a ``LoopStep``, a step and its fallback), in completion order;
+            empty for a plain step.
+    """
+
+    def __new__(
+        cls,
+        step_id: str,
+        status: str,
+        output: Any = None,
+        error: str | None = None,
+        error_type: str | None = None,
+        exception: BaseException | None = None,
+        attempts: int = 0,
+        execution_time_ms: float = 0.0,
+        metadata: dict[str, Any] | None = None,
+        children: list[StepResult] | None = None,
+    ) -> Self:
+        """Builds a result by hand (adapters and tests); the engine makes its own.
+
+        Raises:
+            ValueError: ``status`` is not a ``StepStatus`` value.
+        """
+    @property
+    def step_id(self) -> str: ...
+    @property
+    def status(self) -> Any: ...
+    @property
+    def output(self) -> Any: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def error_type(self) -> str | None: ...
+    @property
+    def exception(self) -> BaseException | None: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def execution_time_ms(self) -> float: ...
+    @property
+    def metadata(self) -> dict[str, Any]: ...
+    @property
+    def children(self) -> list[StepResult]: ...
+    @property
+    def is_success(self) -> bool:
+        """True when the step completed."""
+    @property
+    def success(self) -> bool:
+        """Alias of ``is_success`` (the name JAF's ``WorkflowLogger`` example reads)."""
+    @property
+    def is_failure(self) -> bool:
+        """True when the step failed or timed out (blocked, skipped and cancelled steps are
+        neither)."""
+
+@final
+class Run:
+    """A started run. Private: ``batten.Workflow.execute`` awaits it and builds the
+    ``WorkflowResult``."""
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (uuid4 hex)."""
+    def cancel(self) -> Any:
+        """Cancels the run (call on the loop thread); returns a future that resolves once every
+        cancelled task has finished unwinding, or ``None`` when none is left."""
+    def pause(self) -> None:
+        """Pauses the run (call on the loop thread): running steps finish, nothing new starts,
+        and the run ends with status ``paused`` once nothing is in flight."""
+    def outcome(self) -> tuple[str, list[StepResult], Any, str | None, float, WorkflowContext]:
+        """``(status, steps, final_output, error, total_execution_time_ms, context)``."""
+
+@final
+class Plan:
+    """A compiled workflow. Private: built by ``batten.Workflow``.
+
+    Raises:
+        WorkflowDefinitionError: duplicate ids, unknown dependencies, a cycle, a template
+            reference to a non-ancestor, a bad timeout or retry policy.
+    """
+
+    def __new__(
+        cls,
+        workflow_id: str,
+        specs: Sequence[tuple[Any, ...]],
+        max_parallel: int | None = None,
+        *,
+        fail_fast: bool = False,
+        first_success: bool = False,
+        min_success: int | None = None,
+        continue_on_error: bool = False,
+        max_total_retries: int | None = None,
+        controls: dict[str, tuple[list[RateLimiter], list[Breaker]]] | None = None,
+    ) -> Self: ...
+    @staticmethod
+    def fan_out(
+        plan_id: str,
+        step_id: str,
+        invoke: Any,
+        items: Sequence[Any],
+        is_async: bool,
+        wants_context: bool,
+        timeout: float | None,
+        retry_policy: Any,
+        conditions: Sequence[Any],
+        max_parallel: int | None = None,
+        *,
+        fail_fast: bool = False,
+        first_success: bool = False,
+        min_success: int | None = None,
+        limiters: Sequence[RateLimiter] | None = None,
+        breakers: Sequence[Breaker] | None = None,
+    ) -> Plan:
+        """A fan-out plan (``MapStep``): one independent step per item, ``"{step_id}[{i}]"``,
+        each calling ``invoke(item)`` (plus ``context=`` when ``wants_context``).
+
+        Raises:
+            WorkflowDefinitionError: a bad timeout or retry policy.
+        """
+    def start(
+        self,
+        context: WorkflowContext,
+        event_loop: Any,
+        pycontext: Any,
+        done: Any,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        on_event: Any = None,
+        journal: Journal | None = None,
+    ) -> Run:
+        """Starts a run on the running event loop ``event_loop`` (call from its thread).
+        ``journal`` makes it durable: each step is checkpointed to the journal's store and the
+        steps the journal restores are completed without running."""
+    @property
+    def workflow_id(self) -> str:
+        """The id of the workflow this plan was compiled from."""
+    def __len__(self) -> int:
+        """Number of steps."""
+
+@final
+class Nested:
+    """What a composite step returns to the engine instead of a bare output (private).
+
+    ``output`` is the step's output; ``delta`` the variables it adds (``None``: the output
+    itself, if a dict); ``children`` the nested step results; ``metadata`` facts merged into
+    the step's metadata; ``skipped`` ends the step ``SKIPPED``; ``attempts`` replaces its
+    attempt count."""
+
+    def __new__(
+        cls,
+        output: Any = None,
+        *,
+        delta: dict[str, Any] | None = None,
+        children: list[StepResult] | None = None,
+        metadata: dict[str, Any] | None = None,
+        skipped: bool = False,
+        attempts: int | None = None,
+    ) -> Self: ...
+    @property
+    def output(self) -> Any:
+        """The step's output."""
+
+@final
+class Store:
+    """A checkpoint store opened from a URL. Private: ``batten.Store`` wraps it.
+
+    Raises:
+        StoreURLError, StoreUnavailableError, SchemaVersionError: on opening.
+    """
+
+    def __new__(cls, url: str) -> Self: ...
+    @property
+    def url(self) -> str:
+        """The URL it was opened from."""
+    def create_run(
+        self,
+        run_id: str,
+        workflow_id: str,
+        name: str,
+        version: str,
+        status: str,
+        input: Any,
+        created_at: float,
+    ) -> None:
+        """Records a new run (``StoreError`` if the id exists)."""
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """The run's record as a dict (``RunNotFoundError`` if absent)."""
+    def finish_status(
+        self,
+        run_id: str,
+        status: str,
+        at: float,
+        error: str | None = None,
+        result: Any = None,
+    ) -> None:
+        """Sets the run's status (and its error / result summary when given)."""
+    def list_runs(
+        self, status: str | None = None, workflow_id: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Run records, newest first, filtered by status and workflow id."""
+    def append(self, run_id: str, events: list[dict[str, Any]]) -> list[int]:
+        """Appends step events (dicts with ``step_id``, ``status``, ``attempt``, ``at``,
+        ``duration_ms``, ``error_type``, ``error``, ``output``, ``delta``, ``detail``); returns
+        their sequence numbers."""
+    def events(self, run_id: str, after: int = 0) -> list[dict[str, Any]]:
+        """The run's step events after sequence number ``after``, oldest first, as dicts."""
+    def set_control(self, run_id: str, control: str | None = None) -> None:
+        """Requests ``"pause"`` or ``"cancel"`` for a run (``None`` clears the request)."""
+    def control(self, run_id: str) -> str | None:
+        """The pending control request of a run: ``"pause"``, ``"cancel"`` or ``None``."""
+    def decide(
+        self,
+        run_id: str,
+        step_id: str,
+        approved: bool,
+        by: str | None = None,
+        comment: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Records a decision on an approval step (``ApprovalError`` if it already has one)."""
+    def decisions(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's approval decisions, as dicts."""
+    def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
+        """``(True, value)`` for a live cache entry, ``(False, None)`` otherwise."""
+    def cache_put(self, key: str, value: Any, expires_at: float) -> None:
+        """Stores a JSON value under ``key`` until ``expires_at`` (unix seconds)."""
+    def put_workflow(self, workflow_id: str, definition: Any) -> None:
+        """Records (replaces) a workflow's definition."""
+    def get_workflow(self, workflow_id: str) -> Any:
+        """A workflow's recorded definition, or ``None``."""
+
+@final
+class Journal:
+    """The checkpoint writer of one durable run. Private: ``batten.durable`` makes them.
+
+    ``serializer`` (e.g. the ``pickle`` module) stores outputs that are not JSON; ``batch``
+    buffers events (written every 256 and at the run's end); ``resume`` reads the run's events
+    and restores every step whose last event is ``completed``.
+    """
+
+    def __new__(
+        cls,
+        store: Store,
+        run_id: str,
+        *,
+        serializer: Any = None,
+        batch: bool = False,
+        resume: bool = False,
+    ) -> Self: ...
+    def child(self, prefix: str) -> Journal:
+        """The journal of a nested run inside step ``prefix`` (paths ``"prefix/..."``)."""
+    def root(self) -> Journal:
+        """The journal of the top-level run (scope ``""``)."""
+    @property
+    def run_id(self) -> str:
+        """The durable run's id."""
+    @property
+    def store(self) -> Store:
+        """The store this journal writes to."""
+    @property
+    def scope(self) -> str:
+        """This journal's path prefix (``""`` for the top-level run)."""
+    @property
+    def error(self) -> str | None:
+        """The first store error a write hit, or ``None``."""
+    def restored_paths(self) -> list[str]:
+        """Paths of the steps restored from the store, sorted."""
+    def flush(self) -> None:
+        """Writes buffered events now (batch mode). Raises ``StoreError``."""
+    def record(
+        self,
+        step_id: str,
+        status: str,
+        attempt: int = 1,
+        *,
+        detail: Any = None,
+        error_type: str | None = None,
+        error: str | None = None,
+        output: Any = None,
+    ) -> None:
+        """Appends one event for ``step_id`` (a path under this journal's scope)."""
+    def encode_output(self, step_id: str, obj: Any) -> Any:
+        """``obj`` as this journal stores outputs; ``TypeError`` naming ``step_id`` if it
+        cannot be stored."""
+    def decode_output(self, value: Any) -> Any:
+        """Decodes a stored output (the inverse of ``encode_output``)."""
+
+@final
+class RateLimiter:
+    """A rate limiter shared by every step that holds it. Private: ``batten.RateLimit`` wraps
+    it. ``None`` leaves a dimension unlimited."""
+
+    def __new__(
+        cls,
+        key: str,
+        requests_per_second: float | None = None,
+        tokens_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> Self: ...
+    @property
+    def in_flight(self) -> int:
+        """Attempts holding a concurrency slot now."""
+
+@final
+class Breaker:
+    """A circuit breaker shared by every step that holds it. Private: ``batten.CircuitBreaker``
+    wraps it. ``recovery_timeout`` in seconds."""
+
+    def __new__(
+        cls,
+        key: str,
+        failure_threshold: int,
+        recovery_timeout: float,
+        half_open_max_calls: int,
+        wait: bool = False,
+    ) -> Self: ...
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``."""
+
+def _shutdown() -> None:
+    """Stops batten's timer thread and joins its worker threads; ``batten`` registers it with
+    ``atexit``."""

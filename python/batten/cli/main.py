@@ -1,0 +1,520 @@
+"""The ``batten`` command: run, resume and inspect workflow files.
+
+Runs are durable: each is recorded in a store (``--store URL``, else the ``BATTEN_STORE``
+environment variable, else the SQLite file ``.batten/runs.db`` in the working directory), so a
+crashed, paused or waiting run can be resumed or inspected from another shell. The workflow
+file's path is recorded with the run (context metadata ``batten.source``), so ``batten resume
+RUN_ID`` needs no file.
+
+Exit codes: 0 the run completed; 1 it failed (failed, cancelled, compensated); 2 bad input
+(a malformed file, an unknown run or input, a bad argument); 3 it is waiting (for an approval,
+or paused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING = 0, 1, 2, 3
+
+#: The store used when neither ``--store`` nor ``BATTEN_STORE`` names one.
+DEFAULT_STORE = "sqlite:///.batten/runs.db"
+
+#: Context metadata key holding the workflow file's absolute path.
+SOURCE_KEY = "batten.source"
+
+_APPROVER = "batten-cli (--yes)"
+
+
+class UsageError(Exception):
+    """Bad input from the command line (exit code 2)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the ``batten`` command with ``argv`` (default: ``sys.argv[1:]``) and returns its exit
+    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval or paused). The
+    ``batten`` console script exits with it.
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from batten.errors import BattenError, RunNotFoundError, StoreError, WorkflowDefinitionError
+
+    try:
+        code: int = args.func(args)
+        return code
+    except (UsageError, WorkflowDefinitionError, RunNotFoundError) as exc:
+        _err(f"batten: error: {exc}")
+        return EXIT_BAD_INPUT
+    except (StoreError, BattenError) as exc:
+        _err(f"batten: error: {type(exc).__name__}: {exc}")
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("batten: interrupted; the run stays recorded: batten resume RUN_ID continues it")
+        return 130
+
+
+def run() -> NoReturn:
+    """The console script's entry point: ``sys.exit(main())``.
+
+    A sync step abandoned at a timeout or a cancel keeps its worker thread until it returns
+    (Python cannot stop a thread) and the interpreter's exit would wait for it; its outcome is
+    already recorded, so after such a run the command exits at once (``os._exit``, after
+    flushing).
+    """
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if _ABANDONED:
+        os._exit(code)
+    sys.exit(code)
+
+
+#: Set when a step of this process's run timed out or was cancelled (see ``run``).
+_ABANDONED: list[bool] = []
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batten",
+        description="Run, resume and inspect batten workflow files (YAML/JSON).",
+        epilog="Exit codes: 0 completed, 1 failed, 2 bad input, 3 waiting for approval/paused.",
+    )
+    from batten import WorkflowStatus, __version__
+
+    parser.add_argument("--version", action="version", version=f"batten {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def store_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--store",
+            metavar="URL",
+            help="sqlite:///path.db, redis://host:port/db or memory:// (default: $BATTEN_STORE, "
+            f"else {DEFAULT_STORE})",
+        )
+
+    def run_args(p: argparse.ArgumentParser) -> None:
+        store_arg(p)
+        p.add_argument(
+            "--max-concurrency", type=_positive_int, metavar="N", help="steps in flight at most"
+        )
+        p.add_argument("--timeout", type=float, metavar="SECONDS", help="for the whole run")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument(
+            "--yes", "-y", action="store_true", help="approve every approval step as it waits"
+        )
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+    p = sub.add_parser("run", help="run a workflow file")
+    p.add_argument("file", help="the workflow file (.yaml, .yml or .json)")
+    p.add_argument(
+        "--input",
+        "-i",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an input of the workflow (repeatable)",
+    )
+    p.add_argument("--input-file", metavar="JSON", help="a JSON file holding an object of inputs")
+    p.add_argument("--run-id", metavar="ID", help="the run's id (default: a new one)")
+    run_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a run that crashed, paused or waited")
+    p.add_argument("run_id")
+    p.add_argument("--file", help="the workflow file (default: the one the run recorded)")
+    run_args(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("status", help="a run's status and steps")
+    p.add_argument("run_id")
+    store_arg(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("runs", help="list runs, newest first")
+    store_arg(p)
+    p.add_argument(
+        "--status",
+        choices=[s.value for s in WorkflowStatus],
+        metavar="STATUS",
+        help="only runs with this status (completed, failed, waiting_approval, paused, ...)",
+    )
+    p.add_argument("--workflow", help="only runs of this workflow id")
+    p.add_argument("--limit", type=_positive_int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_runs)
+
+    for name, helptext in (("approve", "approve a waiting step"), ("reject", "reject it")):
+        p = sub.add_parser(name, help=f"{helptext}, then continue the run")
+        p.add_argument("run_id")
+        p.add_argument("step", help="the approval step's id (path)")
+        p.add_argument("--comment", "-m", help="kept in the run's history")
+        p.add_argument("--by", default=os.environ.get("USER"), help="who decides (default $USER)")
+        p.add_argument(
+            "--no-resume", action="store_true", help="record the decision only; do not continue"
+        )
+        run_args(p)
+        p.set_defaults(func=cmd_decide, approved=name == "approve")
+
+    p = sub.add_parser("cancel", help="cancel a run (a running process stops within 0.1 s)")
+    p.add_argument("run_id")
+    store_arg(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("graph", help="print a workflow file's graph as Mermaid")
+    p.add_argument("file")
+    p.add_argument("--direction", default="TD", choices=("TD", "LR", "BT", "RL"))
+    p.set_defaults(func=cmd_graph)
+
+    p = sub.add_parser("validate", help="check a workflow file without running it")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from batten.store import open_store
+
+    url = args.store or os.environ.get("BATTEN_STORE") or DEFAULT_STORE
+    if url == DEFAULT_STORE:
+        Path(".batten").mkdir(exist_ok=True)
+    return open_store(url)
+
+
+def _inputs(args: argparse.Namespace) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    if args.input_file:
+        try:
+            loaded = json.loads(Path(args.input_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--input-file {args.input_file}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"--input-file {args.input_file}: expected a JSON object")
+        given.update(loaded)
+    for item in args.input:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--input expects KEY=VALUE, got {item!r}")
+        given[key] = value
+    return given
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``batten run FILE``."""
+    from batten import WorkflowContext, load_workflow
+    from batten.config import initial_variables
+
+    workflow = load_workflow(args.file)
+    variables = initial_variables(workflow, _inputs(args))
+    store = _store(args)
+    context = WorkflowContext(
+        workflow.workflow_id, variables=variables, metadata={SOURCE_KEY: workflow.source}
+    )
+    return _drive(workflow, store, args, context=context, run_id=args.run_id)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """``batten resume RUN_ID``."""
+    store = _store(args)
+    workflow = _workflow_of(store, args.run_id, args.file)
+    return _drive(workflow, store, args, resume=args.run_id)
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    """``batten approve|reject RUN_ID STEP``: records the decision, then resumes the run."""
+    from batten.approval import approve, reject
+
+    store = _store(args)
+    decide = approve if args.approved else reject
+    decide(args.run_id, args.step, by=args.by, comment=args.comment, store=store)
+    verb = "approved" if args.approved else "rejected"
+    _err(f"{verb} {args.step} of run {args.run_id}")
+    if args.no_resume:
+        return EXIT_OK
+    workflow = _workflow_of(store, args.run_id, None)
+    return _drive(workflow, store, args, resume=args.run_id)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``batten status RUN_ID``: exit code as the run's status (0, 1, 3; 0 while running)."""
+    from batten.display import result_text
+    from batten.durable import stored_result
+
+    store = _store(args)
+    info = store.get_run(args.run_id)
+    history = store.history(args.run_id)
+    top = {r.step_id for r in history if "/" not in r.step_id}
+    result = stored_result(info, history, None, len(top))
+    if args.json:
+        print(json.dumps(_result_json(result, info.name), indent=2, default=str))
+    else:
+        print(f"{info.name} ({info.workflow_id} {info.version}) run {info.run_id}: {info.status}")
+        print(result_text(result))
+        for path in _waiting_steps(history):
+            print(f"waiting for approval: {path}  ->  batten approve {info.run_id} {path}")
+    return _exit_code(info.status)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """``batten runs``."""
+    import datetime
+
+    store = _store(args)
+    runs = store.list_runs(status=args.status, workflow_id=args.workflow, limit=args.limit)
+    if args.json:
+        rows = [
+            {
+                "run_id": r.run_id,
+                "workflow_id": r.workflow_id,
+                "status": str(r.status),
+                "created_at": r.created_at,
+                "updated_at": r.updated_at,
+                "error": r.error,
+            }
+            for r in runs
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not runs:
+        print("no runs")
+        return EXIT_OK
+    print(f"{'RUN ID':<34} {'WORKFLOW':<20} {'STATUS':<17} {'STARTED':<19} SECONDS")
+    for r in runs:
+        started = datetime.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
+        took = f"{r.updated_at - r.created_at:.1f}"
+        print(f"{r.run_id:<34} {r.workflow_id[:20]:<20} {r.status!s:<17} {started:<19} {took}")
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """``batten cancel RUN_ID``."""
+    from batten.durable import cancel
+
+    store = _store(args)
+    cancel(args.run_id, store=store)
+    _err(f"cancel requested for run {args.run_id}")
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """``batten graph FILE``: the Mermaid flowchart on stdout."""
+    from batten import load_workflow
+
+    print(load_workflow(args.file).to_mermaid(direction=args.direction))
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``batten validate FILE``: 0 when valid, 2 (with ``file:line: field: problem``) if not."""
+    from batten import WorkflowConfigError, load_workflow
+
+    try:
+        workflow = load_workflow(args.file)
+    except WorkflowConfigError as exc:
+        if args.json:
+            err = {"file": exc.file, "line": exc.line, "field": exc.field, "error": exc.reason}
+            print(json.dumps({"valid": False, **err}))
+        else:
+            _err(f"invalid: {exc}")
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps({"valid": True, "workflow_id": workflow.workflow_id}))
+    else:
+        print(f"{args.file}: valid ({len(workflow.steps)} steps, workflow '{workflow.name}')")
+    return EXIT_OK
+
+
+# -- running --------------------------------------------------------------------------------
+
+
+def _workflow_of(store: Any, run_id: str, file: str | None) -> Any:
+    from batten import load_workflow
+
+    if file is None:
+        info = store.get_run(run_id)
+        file = (info.input.get("metadata") or {}).get(SOURCE_KEY)
+        if not file:
+            raise UsageError(
+                f"run {run_id} was not started by `batten run` (it records no workflow file); "
+                "pass --file"
+            )
+    return load_workflow(file)
+
+
+def _drive(
+    workflow: Any,
+    store: Any,
+    args: argparse.Namespace,
+    *,
+    context: Any = None,
+    run_id: str | None = None,
+    resume: str | None = None,
+) -> int:
+    """Runs (or resumes) to the end, approving waits with ``--yes``; prints and exits."""
+    from batten import WorkflowStatus
+    from batten.cli.progress import Progress
+
+    progress = None
+    if not args.quiet:
+        progress = Progress(
+            [s.step_id for s in workflow.steps], title=workflow.name, stream=sys.stderr
+        )
+
+    def say(text: str) -> None:
+        if progress is not None:
+            progress.note(text)
+        else:
+            _err(text)
+
+    async def go() -> Any:
+        from batten.approval import approve
+        from batten.events import _on_loop
+
+        def deliver(raw: tuple[str, str, int, Any]) -> None:
+            if raw[0] in ("timeout", "cancelled") and not _ABANDONED:
+                _ABANDONED.append(True)
+            if progress is not None:
+                progress.sink(*raw)
+
+        sink = _on_loop(deliver, lambda: True)
+        opts: dict[str, Any] = {"timeout": args.timeout, "max_concurrency": args.max_concurrency}
+        if resume is None:
+            ctx, durable = workflow._begin_durable(context, store, run_id)
+            say(f"run {durable.run_id} of {workflow.name} (store {store.url})")
+            result = await workflow._execute(ctx, on_event=sink, base=None, durable=durable, **opts)
+        else:
+            say(f"resuming run {resume} of {workflow.name}")
+            result = await workflow._resume(
+                resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
+            )
+        while args.yes and result.status == WorkflowStatus.WAITING_APPROVAL:
+            for path in _waiting_steps(store.history(result.run_id)):
+                approve(result.run_id, path, by=_APPROVER, comment="--yes", store=store)
+                say(f"approved {path} (--yes)")
+            result = await workflow._resume(
+                result.run_id, store=store, base=None, on_event=sink, **opts
+            )
+        return result
+
+    result = asyncio.run(go())
+    if progress is not None:
+        progress.finish(str(result.status))
+    _report(result, workflow, args, store)
+    return _exit_code(result.status)
+
+
+def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) -> None:
+    from batten import WorkflowStatus
+
+    payload = _result_json(result, workflow.name)
+    options = getattr(workflow, "output_options", {}) or {}
+    if options.get("include_agent_outputs"):
+        payload["outputs"] = {s.step_id: s.output for s in result.steps}
+    if options.get("save_to_file"):
+        out = Path(".batten") / "results" / f"{result.run_id}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
+        _err(f"result saved to {out}")
+    if args.json:
+        print(json.dumps(payload, indent=2, default=str))
+        return
+    out_stream: TextIO = sys.stdout
+    status = result.status
+    print(f"run {result.run_id}: {status}", file=out_stream)
+    if status == WorkflowStatus.COMPLETED:
+        print(_pretty(result.final_output), file=out_stream)
+    elif status == WorkflowStatus.WAITING_APPROVAL:
+        for path in _waiting_steps(store.history(result.run_id)):
+            print(
+                f"waiting for approval: {path}\n"
+                f"  approve: batten approve {result.run_id} {path}\n"
+                f"  reject:  batten reject {result.run_id} {path}",
+                file=out_stream,
+            )
+    elif status == WorkflowStatus.PAUSED:
+        print(f"paused; continue with: batten resume {result.run_id}", file=out_stream)
+    else:
+        print(f"error: {result.error}", file=out_stream)
+        if status == WorkflowStatus.FAILED:
+            print(f"after fixing the cause: batten resume {result.run_id}", file=out_stream)
+
+
+def _pretty(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, indent=2, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _result_json(result: Any, name: str) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "workflow_id": result.workflow_id,
+        "name": name,
+        "status": str(result.status),
+        "error": result.error,
+        "final_output": result.final_output,
+        "total_execution_time_ms": result.total_execution_time_ms,
+        "steps": [
+            {
+                "step_id": s.step_id,
+                "status": str(s.status),
+                "attempts": s.attempts,
+                "execution_time_ms": s.execution_time_ms,
+                "error": s.error,
+            }
+            for s in result.steps
+        ],
+    }
+
+
+def _exit_code(status: Any) -> int:
+    from batten import WorkflowStatus
+
+    if status == WorkflowStatus.COMPLETED:
+        return EXIT_OK
+    if status in (WorkflowStatus.WAITING_APPROVAL, WorkflowStatus.PAUSED):
+        return EXIT_WAITING
+    if status in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING, WorkflowStatus.INITIALIZING):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def _waiting_steps(history: Sequence[Any]) -> list[str]:
+    """Paths of the approval steps whose latest history entry is a wait."""
+    last: dict[str, Any] = {}
+    for record in history:
+        if record.error_type == "ApprovalPending":
+            continue  # the run's end while the step waits, not a failure of the step
+        last[record.step_id] = record
+    return [p for p, r in last.items() if str(r.status) == "waiting_approval"]

@@ -1,0 +1,554 @@
+"""Building a :class:`~batten.Workflow` from the data of a workflow file (format 1).
+
+Checks run in this order, each error naming the file, the line and the field: the JSON Schema
+(``workflow.schema.json``), the ``imports``, then every step (references resolved, ids unique,
+``depends_on`` and ``{x.result}`` / ``{inputs.x}`` references known), and last the workflow's
+own ``validate()`` (cycles, ancestors). Nothing runs and nothing is recorded before all pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from batten.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
+from batten.config.refs import exception_class, import_ref, is_import_ref, on_path
+from batten.config.source import DocPath, LineMap
+from batten.errors import WorkflowConfigError, WorkflowDefinitionError
+from batten.registry import Registry, global_registry
+from batten.retry import RetryPolicy
+from batten.steps import (
+    AgentStep,
+    Step,
+    ToolStep,
+    input_refs,
+    render,
+    render_inputs,
+    template_refs,
+)
+from batten.workflow import Workflow
+
+INPUT_TYPES = ("string", "integer", "number", "boolean", "json")
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of workflow files, as shipped in the package."""
+    text = resources.files("batten.config").joinpath("workflow.schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+@functools.cache
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(schema())
+
+
+def check_schema(data: Any, lines: LineMap) -> None:
+    """Validates ``data`` against the schema.
+
+    Raises:
+        WorkflowConfigError: the most relevant violation (jsonschema's ``best_match``), at the
+            line of the offending value.
+    """
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator().iter_errors(data))
+    if error is None:
+        return
+    # An if/then failure inside a step is reported at the deepest error it holds.
+    while error.context:
+        deeper = best_match(error.context)
+        if deeper is None:
+            break
+        error = deeper
+    path: DocPath = tuple(error.absolute_path)
+    message = error.message
+    if error.validator in ("unevaluatedProperties", "additionalProperties"):
+        match = re.search(r"'([^']+)' (?:was|were) unexpected", message)
+        if match and isinstance(error.instance, dict):
+            key = match.group(1)
+            path = (*path, key)
+            known = sorted(k for k in _known_fields(error.instance) if k not in error.instance)
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            what = (
+                f"a step of kind '{error.instance['kind']}'"
+                if "kind" in error.instance
+                else "the workflow"
+            )
+            message = f"unknown field '{key}' for {what}{hint}"
+    raise lines.error(path, message)
+
+
+def _known_fields(instance: dict[str, Any]) -> list[str]:
+    """The fields the schema allows beside those of ``instance`` (for "did you mean")."""
+    defs = schema()["$defs"]
+    kind = instance.get("kind")
+    if kind is None:
+        return list(schema()["properties"])
+    name = "conditional" if kind == "condition" else kind
+    fields = list(defs["common"]["properties"])
+    fields += list(defs.get(name, {}).get("properties", {}))
+    if kind in ("map", "parallel"):
+        fields += list(defs["fanout"]["properties"])
+    return fields
+
+
+class Builder:
+    """Turns checked data into a Workflow (one use).
+
+    Args:
+        data: the document (a dict of format 1).
+        lines: where each value was written.
+        base_dir: the directory put on ``sys.path`` while resolving ``module:attribute``
+            references (the file's directory), or ``None``.
+        registry: where agent and tool names are looked up (default: the process-wide one).
+    """
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        lines: LineMap,
+        base_dir: Path | None,
+        registry: Registry | None,
+    ) -> None:
+        self.data = data
+        self.lines = lines
+        self.base_dir = base_dir
+        self.registry = registry or global_registry()
+        self.inputs: dict[str, dict[str, Any]] = {}
+        self.top_ids: dict[str, int] = {}
+        self.all_ids: set[str] = set()
+
+    def build(self) -> Workflow:
+        """The workflow.
+
+        Raises:
+            WorkflowConfigError: anything wrong, with the file, line and field.
+        """
+        data, lines = self.data, self.lines
+        check_schema(data, lines)
+        with on_path(self.base_dir):
+            for i, module in enumerate(data.get("imports", ())):
+                self._import(module, ("imports", i))
+            self.inputs = {
+                name: self._input(name, spec or {}, ("inputs", name))
+                for name, spec in (data.get("inputs") or {}).items()
+            }
+            steps = data["steps"]
+            for i, spec in enumerate(steps):
+                sid = spec["id"]
+                if sid in self.top_ids:
+                    raise lines.error(
+                        ("steps", i, "id"),
+                        f"step id '{sid}' is used twice (first at steps[{self.top_ids[sid]}])",
+                    )
+                self.top_ids[sid] = i
+                self._collect_ids(spec)
+            wf = Workflow(
+                str(data.get("id") or data["name"]),
+                data["name"],
+                data.get("description", ""),
+                max_parallel_steps=data.get("max_parallel_steps"),
+                continue_on_error=data.get("continue_on_error", False),
+                max_total_retries=data.get("max_total_retries"),
+                version=str(data.get("version", "1.0.0")),
+            )
+            for i, spec in enumerate(steps):
+                path: DocPath = ("steps", i)
+                step = self.step(spec, path, top=True)
+                wf.add_step(step, depends_on=self._depends_on(spec, path))
+        if data.get("fallback_workflow"):
+            wf.with_fallback_workflow(self._fallback(data["fallback_workflow"]))
+        wf.inputs = self.inputs
+        wf.source = lines.source
+        try:
+            wf.validate()
+        except WorkflowConfigError:
+            raise
+        except WorkflowDefinitionError as exc:
+            raise self._located(str(exc)) from None
+        return wf
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _fallback(self, spec: str) -> Workflow:
+        """The fallback workflow: a registered factory's name, else a file beside this one."""
+        from batten.factory import _factories, create_workflow
+
+        path = ("fallback_workflow",)
+        file = self.base_dir / spec if self.base_dir is not None else None
+        is_file = file is not None and (
+            file.suffix.lower() in (".yaml", ".yml", ".json") or file.is_file()
+        )
+        try:
+            if spec in _factories or not is_file:
+                made = create_workflow(spec)
+            else:
+                made = create_workflow(str(file), registry=self.registry)
+        except WorkflowConfigError:
+            raise
+        except WorkflowDefinitionError as exc:
+            raise self.lines.error(path, str(exc)) from None
+        if not isinstance(made, Workflow):
+            raise self.lines.error(path, f"'{spec}' is not a batten.Workflow")
+        return made
+
+    def _import(self, module: str, path: DocPath) -> None:
+        try:
+            import_ref(f"{module}:__name__")
+        except LookupError as exc:
+            raise self.lines.error(path, str(exc)) from None
+
+    def _input(self, name: str, spec: Mapping[str, Any], path: DocPath) -> dict[str, Any]:
+        has_default = "default" in spec
+        kind = spec.get("type")
+        if kind is None:
+            kind = _type_of(spec["default"]) if has_default else "string"
+        if has_default and spec["default"] is not None:
+            try:
+                coerce_input(name, kind, spec["default"])
+            except ValueError as exc:
+                raise self.lines.error((*path, "default"), str(exc)) from None
+        return {
+            "type": kind,
+            "default": spec.get("default"),
+            "required": bool(spec.get("required", not has_default)),
+            "description": spec.get("description", ""),
+        }
+
+    def _collect_ids(self, spec: Mapping[str, Any]) -> None:
+        self.all_ids.add(spec["id"])
+        for key in ("step", "if_true", "if_false", "fallback"):
+            if isinstance(spec.get(key), Mapping):
+                self._collect_ids(spec[key])
+        for branch in spec.get("branches", ()):
+            self._collect_ids(branch)
+
+    def _depends_on(self, spec: Mapping[str, Any], path: DocPath) -> list[str]:
+        """``depends_on`` plus the top-level steps referenced as ``{x.result}``."""
+        deps: list[str] = []
+        for j, dep in enumerate(spec.get("depends_on", ())):
+            if dep not in self.top_ids:
+                raise self.lines.error(
+                    (*path, "depends_on", j),
+                    f"step '{spec['id']}' depends on '{dep}', which is not a step of this "
+                    f"workflow (steps: {', '.join(self.top_ids)})",
+                )
+            deps.append(dep)
+        for ref in _all_refs(spec):
+            if ref in self.top_ids and ref != spec["id"] and ref not in deps:
+                deps.append(ref)
+        return deps
+
+    def _located(self, message: str) -> WorkflowConfigError:
+        """An engine validation message, placed at the line of the step it names."""
+        match = re.search(r"step '([^']+)'", message)
+        if match and match.group(1) in self.top_ids:
+            return self.lines.error(("steps", self.top_ids[match.group(1)]), message)
+        return self.lines.error(("steps",), message)
+
+    def _ref(self, kind: str, value: str | None, spec: Mapping[str, Any], path: DocPath) -> Any:
+        """The agent/tool a step names: imported (``module:attr``) or checked in the registry
+        (a name is kept as a name, so the engine's registry can also supply it)."""
+        if value is None:
+            value = spec["id"]
+            path = (*path, "id")
+        else:
+            path = (*path, kind)
+        if is_import_ref(value):
+            try:
+                return import_ref(value)
+            except LookupError as exc:
+                raise self.lines.error(path, str(exc)) from None
+        if self.registry.get(kind, value) is None:  # type: ignore[arg-type]
+            known = ", ".join(self.registry.names(kind)) or "none"  # type: ignore[arg-type]
+            raise self.lines.error(
+                path,
+                f"no {kind} named '{value}' is registered (registered {kind}s: {known}); "
+                f"give module:attribute, or register it with @batten.{kind} in a module listed "
+                "in imports",
+            )
+        return value
+
+    def _callable(self, value: str, path: DocPath) -> Callable[..., Any]:
+        try:
+            fn = import_ref(value)
+        except LookupError as exc:
+            raise self.lines.error(path, str(exc)) from None
+        if not callable(fn):
+            raise self.lines.error(path, f"'{value}' is not callable ({type(fn).__name__})")
+        return fn  # type: ignore[no-any-return]
+
+    def _check_refs(self, spec: Mapping[str, Any], path: DocPath, *fields: str) -> None:
+        for field in fields:
+            if field not in spec:
+                continue
+            for name in sorted(input_refs(spec[field])):
+                if name not in self.inputs:
+                    known = ", ".join(self.inputs) or "none"
+                    raise self.lines.error(
+                        (*path, field),
+                        f"'{{inputs.{name}}}' names an input the workflow does not declare "
+                        f"(inputs: {known})",
+                    )
+            for ref in template_refs(spec[field]):
+                if ref not in self.all_ids:
+                    raise self.lines.error(
+                        (*path, field),
+                        f"'{{{ref}.result}}' names no step of this workflow",
+                    )
+
+    def _retry(self, value: Any, path: DocPath) -> RetryPolicy:
+        if isinstance(value, int):
+            return RetryPolicy(max_attempts=value)
+        fields = dict(value)
+        for key in ("retry_on", "non_retryable"):
+            if key in fields:
+                classes = []
+                for j, name in enumerate(fields[key]):
+                    try:
+                        classes.append(exception_class(name))
+                    except LookupError as exc:
+                        raise self.lines.error((*path, key, j), str(exc)) from None
+                fields[key] = tuple(classes)
+        try:
+            return RetryPolicy(**fields)
+        except WorkflowDefinitionError as exc:
+            raise self.lines.error(path, str(exc)) from None
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def step(self, spec: Mapping[str, Any], path: DocPath, *, top: bool = False) -> Step:
+        """One step (and the steps it holds).
+
+        Raises:
+            WorkflowConfigError: as :meth:`build`.
+        """
+        kind = spec["kind"]
+        try:
+            step = getattr(self, f"_{kind}")(spec, path)
+            self._common(step, spec, path)
+        except WorkflowConfigError:
+            raise
+        except WorkflowDefinitionError as exc:
+            raise self.lines.error(path, str(exc)) from None
+        return step  # type: ignore[no-any-return]
+
+    def _common(self, step: Step, spec: Mapping[str, Any], path: DocPath) -> None:
+        defaults = self.data.get("defaults") or {}
+        invocable = isinstance(step, ToolStep | AgentStep)
+        timeout = spec.get("timeout", defaults.get("timeout") if invocable else None)
+        if timeout is not None and spec["kind"] != "approval":
+            step.with_timeout(timeout)
+        retry = spec.get("retry", defaults.get("retry") if invocable else None)
+        if retry is not None:
+            where = (*path, "retry") if "retry" in spec else ("defaults", "retry")
+            step.with_retry(policy=self._retry(retry, where))
+        if "condition" in spec and spec["kind"] != "condition":
+            step.add_condition(self._callable(spec["condition"], (*path, "condition")))
+        if "fallback" in spec:
+            step.with_fallback(self.step(spec["fallback"], (*path, "fallback")))
+
+    def _tool(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        self._check_refs(spec, path, "args")
+        tool = self._ref("tool", spec.get("tool"), spec, path)
+        args = spec.get("args") or {}
+        step = ToolStep(spec["id"], tool, args)
+        if input_refs(args):
+            sid = spec["id"]
+
+            def params(context: Any) -> dict[str, Any]:
+                filled = render_inputs(args, context.variables)
+                rendered: dict[str, Any] = render(filled, context.results, sid)
+                return rendered
+
+            step.with_params_function(params)
+        return step
+
+    def _agent(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        self._check_refs(spec, path, "message")
+        agent = self._ref("agent", spec.get("agent"), spec, path)
+        message = spec.get("message", "")
+        step = AgentStep(spec["id"], agent, message)
+        if input_refs(message):
+            sid = spec["id"]
+
+            def text(context: Any) -> Any:
+                return render(render_inputs(message, context.variables), context.results, sid)
+
+            step.with_input_function(text)
+        return step
+
+    def _map(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        self._check_refs(spec, path, "items")
+        inner_spec = spec["step"]
+        if inner_spec["kind"] not in ("tool", "agent"):
+            raise self.lines.error(
+                (*path, "step", "kind"),
+                f"a map runs a tool or agent step per item, got kind '{inner_spec['kind']}'",
+            )
+        inner = self.step(inner_spec, (*path, "step"))
+        step = MapStep(
+            spec["id"],
+            _items_source(spec["id"], spec["items"], self.lines, (*path, "items")),
+            inner,
+            spec.get("max_concurrency"),
+            item_arg=spec.get("item_arg", "item"),
+        )
+        _fanout(step, spec)
+        return step
+
+    def _parallel(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        seen: dict[str, int] = {}
+        branches = []
+        for j, branch in enumerate(spec["branches"]):
+            if branch["id"] in seen:
+                raise self.lines.error(
+                    (*path, "branches", j, "id"),
+                    f"branch id '{branch['id']}' is used twice in step '{spec['id']}'",
+                )
+            seen[branch["id"]] = j
+            branches.append(self.step(branch, (*path, "branches", j)))
+        step = ParallelStep(
+            spec["id"],
+            branches,
+            wait_for_all=spec.get("wait_for_all", True),
+            max_concurrency=spec.get("max_concurrency"),
+        )
+        _fanout(step, spec)
+        return step
+
+    def _condition(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        cond = self._callable(spec["condition"], (*path, "condition"))
+        true_step = self.step(spec["if_true"], (*path, "if_true")) if "if_true" in spec else None
+        false_step = (
+            self.step(spec["if_false"], (*path, "if_false")) if "if_false" in spec else None
+        )
+        return ConditionalStep(spec["id"], cond, true_step, false_step)
+
+    def _approval(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        from batten.approval import HumanApprovalStep
+
+        self._check_refs(spec, path, "prompt")
+        return HumanApprovalStep(
+            spec["id"], spec["prompt"], spec.get("approvers"), spec.get("timeout")
+        )
+
+    def _loop(self, spec: Mapping[str, Any], path: DocPath) -> Step:
+        body = self.step(spec["step"], (*path, "step"))
+        cond = self._callable(spec["while"], (*path, "while"))
+        return LoopStep(
+            spec["id"],
+            body,
+            cond,
+            spec.get("max_iterations", 10),
+            on_max_iterations=spec.get("on_max_iterations", "complete"),
+        )
+
+
+def _fanout(step: MapStep | ParallelStep, spec: Mapping[str, Any]) -> None:
+    if "failure_policy" in spec:
+        step.with_failure_policy(spec["failure_policy"])
+    if "minimum_success_count" in spec:
+        step.with_minimum_success_count(spec["minimum_success_count"])
+
+
+def _all_refs(spec: Mapping[str, Any]) -> list[str]:
+    """Every ``{x.result}`` step id referenced in a step's texts, nested steps included."""
+    found: list[str] = []
+    for key in ("args", "message", "prompt", "items"):
+        if key in spec:
+            found.extend(template_refs(spec[key]))
+    for key in ("step", "if_true", "if_false", "fallback"):
+        if isinstance(spec.get(key), Mapping):
+            found.extend(_all_refs(spec[key]))
+    for branch in spec.get("branches", ()):
+        found.extend(_all_refs(branch))
+    return found
+
+
+_WHOLE_REF = re.compile(r"\{(?:[A-Za-z_][\w\-]*\.result(?:\.[\w\-]+)*|inputs\.[A-Za-z_][\w\-]*)\}")
+
+
+def _items_source(step_id: str, items: Any, lines: LineMap, path: DocPath) -> Any:
+    """A MapStep's items: a literal list, or a function reading one reference."""
+    if isinstance(items, list):
+        return items
+    if not _WHOLE_REF.fullmatch(items):
+        raise lines.error(
+            path,
+            f"items must be a list or exactly one reference such as '{{discover.result}}' or "
+            f"'{{inputs.files}}', got {items!r}",
+        )
+
+    def source(context: Any) -> Any:
+        return render(render_inputs(items, context.variables), context.results, step_id)
+
+    return source
+
+
+def _type_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "json"
+
+
+_TRUE = {"true", "yes", "1", "on"}
+_FALSE = {"false", "no", "0", "off"}
+
+
+def coerce_input(name: str, kind: str, value: Any) -> Any:
+    """``value`` as input ``name`` of type ``kind`` (``"string"``, ``"integer"``, ``"number"``,
+    ``"boolean"``, ``"json"``); text (from a command line) is parsed, other values checked.
+
+    Raises:
+        ValueError: the value does not fit the type; the message names the input.
+    """
+    try:
+        if kind == "string":
+            if isinstance(value, str):
+                return value
+            raise TypeError
+        if kind == "integer":
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, str):
+                return int(value)
+            if isinstance(value, int):
+                return value
+            raise TypeError
+        if kind == "number":
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, str):
+                return float(value)
+            if isinstance(value, int | float):
+                return value
+            raise TypeError
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+                return value.lower() in _TRUE
+            raise TypeError
+        if kind == "json":
+            return json.loads(value) if isinstance(value, str) else value
+    except (TypeError, ValueError):
+        pass
+    raise ValueError(f"input '{name}' must be of type {kind}, got {value!r}")

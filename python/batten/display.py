@@ -1,0 +1,708 @@
+"""Pictures of workflows and tables of runs: Mermaid diagrams, Jupyter HTML, terminal text.
+
+:func:`to_mermaid` draws a :class:`~batten.Workflow` as a Mermaid ``flowchart``: one node per
+step labelled with its id and kind, an edge from each dependency to its dependent, and the
+composite steps drawn as what they do (a ``ConditionalStep`` is a rhombus with ``true`` /
+``false`` edges, a ``ParallelStep`` a subgraph of its branches, a ``MapStep`` a subroutine
+node ``[[...]]``, a ``HumanApprovalStep`` a hexagon, fallbacks and compensations dotted edges).
+:func:`workflow_html` and :func:`workflow_mimebundle` wrap the diagram for Jupyter, VS Code and
+JupyterLab; :func:`result_html` and :func:`result_text` tabulate a
+:class:`~batten.WorkflowResult` (each step's status, attempts, time and error).
+
+Everything here only reads the objects it is given; the output depends on nothing but them
+(no ids drawn from counters shared between calls, no clocks), so equal workflows give equal
+text.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import math
+import re
+import reprlib
+from collections.abc import Iterator, Sized
+from contextlib import contextmanager
+from typing import Any
+
+from batten._status import StepStatus, WorkflowStatus
+
+__all__ = [
+    "result_html",
+    "result_text",
+    "to_mermaid",
+    "workflow_html",
+    "workflow_mimebundle",
+]
+
+#: Flowchart directions :func:`to_mermaid` accepts (top-down, left-right, bottom-top,
+#: right-left).
+DIRECTIONS: tuple[str, ...] = ("TD", "LR", "BT", "RL")
+
+#: The Mermaid ES module :func:`workflow_html` loads.
+MERMAID_CDN = "https://cdn.jsdelivr.net/npm/mermaid@11/dist/mermaid.esm.min.mjs"
+
+#: Longest text kept from a prompt, a name or an error before it is cut with "…".
+_NAME_MAX = 60
+_PROMPT_MAX = 60
+_ERROR_MAX = 200
+_STEP_ID_MAX = 40  # result_text's step column
+_TOOLTIP_MAX = 2000
+
+#: ``(open, close)`` of each Mermaid node shape used; the label goes between, in quotes.
+_SHAPES: dict[str, tuple[str, str]] = {
+    "box": ("[", "]"),
+    "rhombus": ("{", "}"),
+    "hexagon": ("{{", "}}"),
+    "subroutine": ("[[", "]]"),
+}
+
+_PLAIN_EDGE_LABEL = re.compile(r"[A-Za-z0-9_ ]+")
+
+# Characters Mermaid could read as syntax inside a quoted label (the closing quote, an entity,
+# HTML, a markdown string, a ``%%`` comment), and the entity codes that print them instead.
+# ``#`` comes first: the others introduce one.
+_MERMAID_ENTITIES = (
+    ("#", "#35;"),
+    ('"', "#quot;"),
+    ("&", "#amp;"),
+    ("<", "#lt;"),
+    (">", "#gt;"),
+    ("`", "#96;"),
+    ("%", "#37;"),
+)
+# Mermaid's lexer reads a line holding "direction LR" (TB, BT, RL) as a direction statement,
+# even inside a quoted label; an entity for the "d" defuses it.
+_DIRECTION_WORD = re.compile(r"direction(?=\s+(?:TB|BT|RL|LR))")
+
+
+# --------------------------------------------------------------------------------------------
+# Small text helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    """``text`` with runs of whitespace (newlines included) as one space and other control
+    characters dropped."""
+    text = " ".join(text.split())
+    return "".join(ch for ch in text if ch.isprintable())
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mermaid_text(text: str) -> str:
+    """``text`` as it may stand inside a quoted Mermaid label: one line, with the characters
+    Mermaid would parse written as entity codes (``"`` is ``#quot;``)."""
+    text = _one_line(text)
+    for char, entity in _MERMAID_ENTITIES:
+        text = text.replace(char, entity)
+    return _DIRECTION_WORD.sub("#100;irection", text)
+
+
+def _label(lines: list[str]) -> str:
+    """A quoted Mermaid label of ``lines`` (escaped, joined by line breaks)."""
+    return '"' + "<br/>".join(_mermaid_text(line) for line in lines if line) + '"'
+
+
+def _name(obj: Any) -> str:
+    """A short name for an agent, tool, condition or route: a str as is, a function or class
+    by its ``__qualname__``, a ``functools.partial`` by its function's name, any other object
+    by its type's name (with its ``name`` / ``agent_id`` when it has a str one)."""
+    if isinstance(obj, str):
+        return _shorten(obj, _NAME_MAX)
+    if isinstance(obj, functools.partial):
+        return f"partial({_name(obj.func)})"
+    if inspect.isroutine(obj) or inspect.isclass(obj):
+        name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+        if isinstance(name, str) and name:
+            return _shorten(name.rpartition("<locals>.")[2], _NAME_MAX)
+    kind = type(obj).__name__
+    for attr in ("name", "agent_id"):
+        own = getattr(obj, attr, None)
+        if isinstance(own, str) and own:
+            return _shorten(f"{kind}({own})", _NAME_MAX)
+    return kind
+
+
+def _seconds(value: float) -> str:
+    """``value`` seconds as ``"5s"``, ``"0.5s"``."""
+    return f"{value:g}s"
+
+
+def _format_ms(ms: float | None) -> str:
+    """Formats a duration for a table: ``"12.3 ms"`` below a second, ``"1.52 s"`` below a
+    minute, then ``"2 min 5.0 s"`` and ``"1 h 2 min"``.
+
+    Args:
+        ms: milliseconds (float); ``None``, NaN or a negative value prints ``"-"``.
+
+    Returns:
+        str: the formatted duration.
+    """
+    if ms is None or not isinstance(ms, int | float) or not math.isfinite(ms) or ms < 0:
+        return "-"
+    if ms < 1000:
+        return f"{ms:.1f} ms"
+    seconds = ms / 1000
+    if seconds < 60:
+        return f"{seconds:.2f} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {seconds:.1f} s"
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours} h {minutes} min"
+
+
+# --------------------------------------------------------------------------------------------
+# Mermaid
+# --------------------------------------------------------------------------------------------
+
+
+def _as_workflow(workflow: Any) -> Any:
+    """The :class:`~batten.Workflow` to draw: ``workflow`` itself, or the one a
+    :class:`~batten.DagWorkflow` holds.
+
+    Raises:
+        TypeError: ``workflow`` is neither.
+    """
+    from batten.builder import DagWorkflow
+    from batten.workflow import Workflow
+
+    if isinstance(workflow, DagWorkflow):
+        workflow = workflow.workflow
+    if not isinstance(workflow, Workflow):
+        raise TypeError(f"expected a batten.Workflow, got {type(workflow).__name__}")
+    return workflow
+
+
+def _kind(step: Any) -> str:
+    """``"tool: name"`` / ``"agent: name"`` for a ToolStep / AgentStep (a target given by
+    name, or by none, is looked up in the registry under that name or the step's id), else
+    the step's type name."""
+    from batten.steps import AgentStep, ToolStep
+
+    if isinstance(step, ToolStep | AgentStep):
+        role = "tool" if isinstance(step, ToolStep) else "agent"
+        target = step.tool if isinstance(step, ToolStep) else step.agent
+        return f"{role}: {_name(step.step_id if target is None else target)}"
+    return type(step).__name__
+
+
+def _extras(step: Any) -> str:
+    """The step's non-default settings on one line: retries, timeout, conditions, cache."""
+    parts: list[str] = []
+    policy = getattr(step, "retry_policy", None)
+    attempts = getattr(policy, "max_attempts", 1)
+    if isinstance(attempts, int) and attempts > 1:
+        parts.append(f"up to {attempts} attempts")
+    timeout = getattr(step, "timeout", None)
+    if isinstance(timeout, int | float):
+        parts.append(f"timeout {_seconds(timeout)}")
+    conditions = getattr(step, "conditions", ())
+    if conditions:
+        n = len(conditions)
+        parts.append(f"{n} condition{'s' if n != 1 else ''}")
+    if getattr(step, "cache", None) is not None:
+        parts.append("cached")
+    return ", ".join(parts)
+
+
+def _items_text(items: Any) -> str:
+    """What a MapStep maps over: a variable's name, ``fn()``, ``N items`` or ``an iterable``."""
+    if isinstance(items, str):
+        return items
+    if callable(items):
+        return f"{_name(items)}()"
+    if isinstance(items, Sized):
+        n = len(items)
+        return f"{n} item{'s' if n != 1 else ''}"
+    return "an iterable"
+
+
+class _Renderer:
+    """Builds one flowchart: node and subgraph lines in declaration order (indented by
+    nesting) and the edges, kept apart and written after every node, outside any subgraph:
+    Mermaid puts every node an edge line names inside a subgraph's block into that subgraph,
+    so only node definitions may go there."""
+
+    def __init__(self) -> None:
+        self.body: list[str] = []
+        self.edges: dict[str, None] = {}  # ordered set: a repeated depends_on is one edge
+        self.missing: list[str] = []
+        self._count = 0
+        self._indent = 1
+        self._active: list[int] = []  # ids of the steps and workflows being drawn
+
+    def _emit(self, text: str) -> None:
+        self.body.append("    " * self._indent + text)
+
+    def _new_id(self, prefix: str) -> str:
+        ident = f"{prefix}{self._count}"
+        self._count += 1
+        return ident
+
+    def node(self, shape: str, lines: list[str]) -> str:
+        """Adds a node; returns its id."""
+        ident = self._new_id("n")
+        opening, closing = _SHAPES[shape]
+        self._emit(f"{ident}{opening}{_label(lines)}{closing}")
+        return ident
+
+    def edge(self, src: str, dst: str, label: str | None = None, *, dotted: bool = False) -> None:
+        """Adds an edge ``src --> dst`` (``-.->`` when dotted), labelled when ``label`` is
+        given."""
+        arrow = "-.->" if dotted else "-->"
+        if label is None:
+            text = ""
+        elif _PLAIN_EDGE_LABEL.fullmatch(label):
+            text = f"|{label}|"
+        else:
+            text = f"|{_label([label])}|"
+        self.edges[f"{src} {arrow}{text} {dst}"] = None
+
+    @contextmanager
+    def subgraph(self, title: str) -> Iterator[str]:
+        """Opens a subgraph (its nodes are those added inside the ``with``); yields its id."""
+        ident = self._new_id("g")
+        self._emit(f"subgraph {ident}[{_label([title])}]")
+        self._indent += 1
+        try:
+            yield ident
+        finally:
+            self._indent -= 1
+            self._emit("end")
+
+    def workflow(self, workflow: Any) -> None:
+        """Adds ``workflow``'s steps and their dependency edges to the current subgraph."""
+        self._active.append(id(workflow))
+        try:
+            ends: dict[str, tuple[str, str]] = {}
+            drawn: list[tuple[str, str]] = []
+            for step in workflow._steps:
+                drawn.append(self.step(step))
+                ends.setdefault(step.step_id, drawn[-1])
+            for (entry, _), deps in zip(drawn, workflow._deps, strict=True):
+                for dep in deps:
+                    if dep not in ends:
+                        ident = self.node("box", [dep, "unknown step"])
+                        self.missing.append(ident)
+                        ends[dep] = (ident, ident)
+                    self.edge(ends[dep][1], entry)
+        finally:
+            self._active.pop()
+
+    def step(self, step: Any) -> tuple[str, str]:
+        """Adds ``step`` (with its fallback and compensation); returns ``(entry, exit)``: the
+        ids its incoming and outgoing dependency edges attach to."""
+        if id(step) in self._active:  # a step that is its own fallback, directly or not
+            ident = self.node("box", [step.step_id, "(drawn above)"])
+            return ident, ident
+        self._active.append(id(step))
+        try:
+            entry, exit_ = self._body(step)
+            for attr in ("fallback", "compensation"):
+                other = getattr(step, attr, None)
+                if other is not None:
+                    other_entry, _ = self.step(other)
+                    self.edge(exit_, other_entry, attr, dotted=True)
+        finally:
+            self._active.pop()
+        return entry, exit_
+
+    def _body(self, step: Any) -> tuple[str, str]:
+        from batten.approval import HumanApprovalStep
+        from batten.composite import (
+            ConditionalStep,
+            LoopStep,
+            MapStep,
+            ParallelStep,
+            RouterStep,
+            SubWorkflowStep,
+        )
+        from batten.steps import Step
+
+        sid: str = step.step_id
+        extras = _extras(step)
+        suffix = f", {extras}" if extras else ""
+        if isinstance(step, ConditionalStep):
+            with self.subgraph(f"{sid} (conditional{suffix})") as group:
+                condition = step._condition
+                test = self.node(
+                    "rhombus",
+                    [sid, f"if {_name(condition)}" if condition is not None else "no condition"],
+                )
+                for flag, branch in (("true", step.true_step), ("false", step.false_step)):
+                    if branch is not None:
+                        branch_entry, _ = self.step(branch)
+                        self.edge(test, branch_entry, flag)
+            return test, group
+        if isinstance(step, ParallelStep):
+            how = ["parallel"]
+            if not step.wait_for_all:
+                how.append("first success wins")
+            elif step.failure_policy != "fail_fast":
+                how.append(f"at least {step.minimum_success_count or 1} must succeed")
+            if step.max_concurrency is not None:
+                how.append(f"{step.max_concurrency} at once")
+            with self.subgraph(f"{sid} ({', '.join(how)}{suffix})") as group:
+                for branch in step.branches:
+                    self.step(branch)
+                if not step.branches:
+                    self.node("box", ["no branches"])
+            return group, group
+        if isinstance(step, MapStep):
+            inner = step.step
+            if isinstance(inner, Step):
+                each = f"{inner.step_id} ({_kind(inner)})"
+                inner_extras = _extras(inner)
+            else:
+                each, inner_extras = _name(inner), ""
+            lines = [sid, f"map over {_items_text(step.items)} → {each}"]
+            per_item = [inner_extras] if inner_extras else []
+            if step.max_concurrency is not None:
+                per_item.append(f"{step.max_concurrency} at once")
+            if per_item:
+                lines.append(f"per item: {', '.join(per_item)}")
+            lines.append(extras)
+            ident = self.node("subroutine", lines)
+            return ident, ident
+        if isinstance(step, LoopStep):
+            title = f"{sid} (loop, at most {step.max_iterations} iterations{suffix})"
+            with self.subgraph(title) as group:
+                test = self.node("rhombus", [f"while {_name(step._condition)}"])
+                body_entry, body_exit = self.step(step.step)
+                self.edge(test, body_entry, "repeat")
+                self.edge(body_exit, test)
+            return test, group
+        if isinstance(step, SubWorkflowStep):
+            sub = step.workflow
+            with self.subgraph(f"{sid} (sub-workflow {sub.workflow_id}{suffix})") as group:
+                if id(sub) in self._active:
+                    self.node("box", [sub.workflow_id, "(recursive: drawn above)"])
+                elif not sub._steps:
+                    self.node("box", ["no steps"])
+                else:
+                    self.workflow(sub)
+            return group, group
+        if isinstance(step, RouterStep):
+            with self.subgraph(f"{sid} (router{suffix})") as group:
+                route = step.route
+                if isinstance(route, Step):
+                    entry, route_exit = self.step(route)
+                    choice = self.node("rhombus", ["route by its output"])
+                    self.edge(route_exit, choice)
+                else:
+                    choice = entry = self.node("rhombus", [f"route: {_name(route)}"])
+                for key, branch in step.branches.items():
+                    branch_entry, _ = self.step(branch)
+                    self.edge(choice, branch_entry, key)
+            return entry, group
+        if isinstance(step, HumanApprovalStep):
+            lines = [sid, f"approval: {_shorten(_one_line(step.prompt), _PROMPT_MAX)}"]
+            if step.approvers:
+                lines.append(f"approvers: {_shorten(', '.join(step.approvers), _NAME_MAX)}")
+            if step.approval_timeout is not None:
+                lines.append(f"waits at most {_seconds(step.approval_timeout)}")
+            ident = self.node("hexagon", lines)
+            return ident, ident
+        children = step._children() if getattr(step, "_is_composite", False) else []
+        if children:  # a composite this module does not know: its steps in a subgraph
+            with self.subgraph(f"{sid} ({type(step).__name__}{suffix})") as group:
+                for child in children:
+                    self.step(child)
+            return group, group
+        ident = self.node("box", [sid, _kind(step), extras])
+        return ident, ident
+
+
+def to_mermaid(workflow: Any, *, direction: str = "TD") -> str:
+    """Draws ``workflow`` as a Mermaid ``flowchart``.
+
+    One node per step, in declaration order, labelled with the step id and its kind
+    (``tool: name`` / ``agent: name``, or the step's type) and its non-default settings
+    (attempts, timeout, conditions, cache); an edge ``dependency --> step`` for each
+    ``depends_on``. Composite steps show their inner steps: a ``ConditionalStep`` is a subgraph
+    holding a rhombus with ``true`` / ``false`` edges to its branches; a ``ParallelStep`` a
+    subgraph of its branches; a ``MapStep`` a subroutine node ``[["id<br/>map over items →
+    inner"]]``; a ``LoopStep`` a subgraph whose ``while`` rhombus leads to the body and back; a
+    ``SubWorkflowStep`` a subgraph of the inner workflow; a ``RouterStep`` a subgraph whose
+    rhombus has an edge per branch labelled with its key. A ``HumanApprovalStep`` is a hexagon
+    ``{{...}}``. Fallbacks and compensations hang off their step by dotted edges labelled
+    ``fallback`` / ``compensation``. A ``depends_on`` naming no step gets an ``unknown step``
+    node (dashed).
+
+    Node ids are ``n0``, ``n1``, ... and subgraph ids ``g0``, ``g1``, ... in drawing order, so
+    any step id (``a-b``, ``x.y``, ``has space``, ``end``) is safe; labels are quoted, with
+    ``"`` written ``#quot;`` and Mermaid's other special characters as entity codes.
+
+    Args:
+        workflow: a :class:`~batten.Workflow` (or a :class:`~batten.DagWorkflow`).
+        direction: ``"TD"`` (default, top-down), ``"LR"``, ``"BT"`` or ``"RL"``.
+
+    Returns:
+        str: the flowchart source (no trailing newline); equal workflows give equal text.
+
+    Raises:
+        ValueError: ``direction`` is not one of the four.
+        TypeError: ``workflow`` is not a Workflow.
+    """
+    if not isinstance(direction, str) or direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}; got {direction!r}")
+    wf = _as_workflow(workflow)
+    renderer = _Renderer()
+    renderer.workflow(wf)
+    lines = [f"flowchart {direction}", *renderer.body]
+    lines.extend("    " + edge for edge in renderer.edges)
+    if renderer.missing:
+        lines.append("    classDef missing stroke-dasharray:5 5")
+        lines.extend(f"    class {ident} missing" for ident in renderer.missing)
+    return "\n".join(lines)
+
+
+def workflow_html(workflow: Any) -> str:
+    """HTML showing ``workflow`` in Jupyter: a header (name, id, version, number of steps),
+    the :func:`to_mermaid` diagram in a ``<pre class="mermaid">`` drawn by Mermaid loaded from
+    the jsDelivr CDN (an ES module script), and the diagram's source in a ``<details>`` as a
+    text fallback where scripts do not run (an untrusted notebook).
+
+    Args:
+        workflow: a :class:`~batten.Workflow` (or a :class:`~batten.DagWorkflow`).
+
+    Returns:
+        str: an HTML fragment; every text from the workflow is escaped with ``html.escape``.
+
+    Raises:
+        TypeError: ``workflow`` is not a Workflow.
+    """
+    wf = _as_workflow(workflow)
+    source = html.escape(to_mermaid(wf))
+    n = len(wf._steps)
+    name = html.escape(str(wf.name))
+    ident = html.escape(str(wf.workflow_id))
+    version = html.escape(str(getattr(wf, "version", "")))
+    return (
+        '<div class="batten-workflow">'
+        f'<div class="batten-workflow-header"><strong>{name}</strong> '
+        f"<code>{ident}</code> v{version} &middot; {n} step{'s' if n != 1 else ''}</div>"
+        f'<pre class="mermaid">\n{source}\n</pre>'
+        f"<details><summary>Mermaid source</summary><pre>{source}</pre></details>"
+        '<script type="module">'
+        f'import mermaid from "{MERMAID_CDN}"; '
+        "mermaid.initialize({startOnLoad:true}); mermaid.run();"
+        "</script>"
+        "</div>"
+    )
+
+
+def workflow_mimebundle(workflow: Any) -> dict[str, str]:
+    """The MIME bundle for ``Workflow._repr_mimebundle_``: ``text/plain`` (its ``repr``),
+    ``text/html`` (:func:`workflow_html`) and ``text/markdown`` (a fenced ``mermaid`` block,
+    which VS Code and JupyterLab draw without loading scripts).
+
+    Args:
+        workflow: a :class:`~batten.Workflow` (or a :class:`~batten.DagWorkflow`).
+
+    Returns:
+        dict[str, str]: MIME type to content.
+
+    Raises:
+        TypeError: ``workflow`` is not a Workflow.
+    """
+    wf = _as_workflow(workflow)
+    return {
+        "text/plain": repr(workflow),
+        "text/html": workflow_html(wf),
+        "text/markdown": f"```mermaid\n{to_mermaid(wf)}\n```",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+_GREEN, _RED, _GREY, _AMBER, _BLUE = "#1a7f37", "#cf222e", "#6e7781", "#9a6700", "#0969da"
+
+_STEP_COLOURS: dict[str, str] = {
+    StepStatus.COMPLETED: _GREEN,
+    StepStatus.FAILED: _RED,
+    StepStatus.TIMEOUT: _RED,
+    StepStatus.SKIPPED: _GREY,
+    StepStatus.CANCELLED: _GREY,
+    StepStatus.BLOCKED: _GREY,
+    StepStatus.WAITING_APPROVAL: _AMBER,
+    StepStatus.PENDING: _BLUE,
+    StepStatus.RUNNING: _BLUE,
+    StepStatus.RETRYING: _BLUE,
+}
+
+_RUN_COLOURS: dict[str, str] = {
+    WorkflowStatus.COMPLETED: _GREEN,
+    WorkflowStatus.FAILED: _RED,
+    WorkflowStatus.COMPENSATED: _AMBER,
+    WorkflowStatus.WAITING_APPROVAL: _AMBER,
+    WorkflowStatus.PAUSED: _AMBER,
+    WorkflowStatus.CANCELLED: _GREY,
+}
+
+_HEADERS = ("step", "status", "attempts", "time", "error")
+
+_output_repr = reprlib.Repr()
+_output_repr.maxstring = 200
+_output_repr.maxother = 200
+
+
+def _status_text(status: Any) -> str:
+    """A status enum's value (``"completed"``), or ``str`` of anything else."""
+    value = getattr(status, "value", status)
+    return str(value)
+
+
+def _as_result(result: Any) -> Any:
+    from batten.result import WorkflowResult
+
+    if not isinstance(result, WorkflowResult):
+        raise TypeError(f"expected a batten.WorkflowResult, got {type(result).__name__}")
+    return result
+
+
+def _error_text(step: Any) -> str:
+    """``"ErrorType: message"`` of a step result (one line, uncut), or ``""``."""
+    if step.error is None and step.error_type is None:
+        return ""
+    message = _one_line(str(step.error or ""))
+    return f"{step.error_type}: {message}" if step.error_type else message
+
+
+def _tooltip(text: str) -> str:
+    """A ``title`` attribute holding ``text`` when a cell shows it cut, else ``""``."""
+    if len(text) <= _ERROR_MAX:
+        return ""
+    return f' title="{html.escape(_shorten(text, _TOOLTIP_MAX))}"'
+
+
+def _nested(step: Any) -> int:
+    """How many results a composite step's result holds."""
+    return len(step.children or ())
+
+
+def _header(result: Any) -> tuple[str, str, str, str]:
+    """``(workflow_id, run_id, status, total time)`` as text."""
+    return (
+        str(result.workflow_id),
+        str(result.run_id),
+        _status_text(result.status),
+        _format_ms(result.total_execution_time_ms),
+    )
+
+
+def result_html(result: Any) -> str:
+    """An HTML table of ``result``'s steps, for ``WorkflowResult._repr_html_``.
+
+    A header line gives the workflow id, run id, status (coloured) and total time, then the
+    run's error if any; the table has one row per step result in ``result.steps`` order: step
+    id (with the number of nested results of a composite step), status (completed green,
+    failed and timeout red, skipped, cancelled and blocked grey, waiting for approval amber),
+    attempts, time (``"12.3 ms"`` / ``"1.52 s"``) and error (``"ErrorType: message"`` cut to
+    200 characters, the whole message then in the cell's tooltip). The final output follows in a
+    ``<details>`` (its ``repr``, abridged). All text is escaped with ``html.escape``.
+
+    Args:
+        result: a :class:`~batten.WorkflowResult`.
+
+    Returns:
+        str: an HTML fragment.
+
+    Raises:
+        TypeError: ``result`` is not a WorkflowResult.
+    """
+    res = _as_result(result)
+    esc = html.escape
+    workflow_id, run_id, status, total = _header(res)
+    colour = _RUN_COLOURS.get(status, _BLUE)
+    parts = [
+        '<div class="batten-result">',
+        f"<div><strong>{esc(workflow_id)}</strong> &middot; run <code>{esc(run_id)}</code>"
+        f' &middot; <span style="color:{colour};font-weight:bold">{esc(status)}</span>'
+        f" &middot; {esc(total)}</div>",
+    ]
+    if res.error:
+        message = _one_line(str(res.error))
+        parts.append(
+            f'<div style="color:{_RED}"{_tooltip(message)}>'
+            f"error: {esc(_shorten(message, _ERROR_MAX))}</div>"
+        )
+    cell = 'style="text-align:left;padding:2px 8px"'
+    parts.append('<table class="batten-steps" style="border-collapse:collapse">')
+    parts.append(
+        "<thead><tr>"
+        + "".join(f"<th {cell}>{name.capitalize()}</th>" for name in _HEADERS)
+        + "</tr></thead><tbody>"
+    )
+    for step in res.steps:
+        st = _status_text(step.status)
+        nested = _nested(step)
+        more = f" <small>(+{nested} nested)</small>" if nested else ""
+        error = _error_text(step)
+        parts.append(
+            "<tr>"
+            f"<td {cell}><code>{esc(str(step.step_id))}</code>{more}</td>"
+            f'<td {cell}><span style="color:{_STEP_COLOURS.get(st, _BLUE)}">{esc(st)}</span></td>'
+            f"<td {cell}>{step.attempts}</td>"
+            f"<td {cell}>{esc(_format_ms(step.execution_time_ms))}</td>"
+            f"<td {cell}{_tooltip(error)}>{esc(_shorten(error, _ERROR_MAX))}</td>"
+            "</tr>"
+        )
+    parts.append("</tbody></table>")
+    if res.final_output is not None:
+        try:
+            shown = _output_repr.repr(res.final_output)
+        except Exception as exc:  # a repr that raises must not break the display
+            shown = f"<unprintable {type(res.final_output).__name__}: {type(exc).__name__}>"
+        parts.append(f"<details><summary>final output</summary><pre>{esc(shown)}</pre></details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def result_text(result: Any) -> str:
+    """``result``'s steps as a plain-text table for terminals: the header line of
+    :func:`result_html` (``workflow 'id' · run … · status · time``), the run's error if any,
+    then fixed-width columns STEP, STATUS, ATTEMPTS, TIME, ERROR (a step id cut to 40
+    characters, the error to 200; ``(+N nested)`` after a composite step's id).
+
+    Args:
+        result: a :class:`~batten.WorkflowResult`.
+
+    Returns:
+        str: the table (lines joined by ``\\n``, no trailing newline or trailing spaces).
+
+    Raises:
+        TypeError: ``result`` is not a WorkflowResult.
+    """
+    res = _as_result(result)
+    workflow_id, run_id, status, total = _header(res)
+    lines = [f"workflow {workflow_id!r} · run {run_id} · {status} · {total}"]
+    if res.error:
+        lines.append(f"error: {_shorten(_one_line(str(res.error)), _ERROR_MAX)}")
+    rows = [[h.upper() for h in _HEADERS]]
+    for step in res.steps:
+        nested = _nested(step)
+        sid = _shorten(_one_line(str(step.step_id)), _STEP_ID_MAX)
+        rows.append(
+            [
+                f"{sid} (+{nested} nested)" if nested else sid,
+                _status_text(step.status),
+                str(step.attempts),
+                _format_ms(step.execution_time_ms),
+                _shorten(_error_text(step), _ERROR_MAX),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADERS) - 1)]
+    rows.insert(1, ["-" * w for w in widths] + ["-" * len(_HEADERS[-1])])
+    for row in rows:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,716 @@
+"""Step definitions: what to call, with which input, under which timeout, retry and conditions.
+
+A step is a description; the native engine decides when it runs. Everything that can be decided
+once (which method of an agent object to call, whether it is async, whether it takes a
+``context`` parameter, which ``{step_id.result}`` references its input holds) is decided here, at
+step creation, never per call.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import re
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Self
+
+if TYPE_CHECKING:
+    from batten._compile import CompileOptions
+
+from batten.errors import WorkflowDefinitionError
+from batten.registry import global_registry
+from batten.retry import RetryPolicy
+
+__all__ = ["AgentStep", "Step", "ToolStep"]
+
+#: Methods looked up on an agent or tool object that is not a plain function, in this order:
+#: async methods first, so an object offering both (LangChain's ``ainvoke``/``invoke``) runs on
+#: the event loop instead of a worker thread.
+CALL_METHODS = ("arun", "ainvoke", "run", "invoke", "execute")
+
+# `ainvoke`/`invoke` take their input as one positional argument (LangChain's Runnable protocol);
+# the others take a tool's args as keyword arguments.
+_SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
+
+_REF = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
+#: ``{inputs.name}``: a run variable, as workflow files name their inputs.
+_INPUT = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
+
+_NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
+
+#: ``(invoke, is_async, wants_context, template_refs)``: how the engine calls one step.
+CallSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]
+
+#: Bumped by every change to any step or workflow after creation; a workflow whose compiled
+#: plan is newer than the last bump reuses it without re-reading each step's version (NOTE:
+#: that scan cost ~0.37 µs a step per run, a tenth of W1's whole per-step cost).
+_EPOCH = [0]
+
+
+def mutation_epoch() -> int:
+    """The current value of the step-change counter (see ``_EPOCH``)."""
+    return _EPOCH[0]
+
+
+def bump_epoch() -> None:
+    """Records a change that compiled plans may depend on (a workflow's steps or handlers)."""
+    _EPOCH[0] += 1
+
+
+_accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def _accepts_context(fn: Callable[..., Any]) -> bool:
+    key = getattr(fn, "__func__", fn)
+    try:
+        return _accepts_context_cache[key]
+    except (KeyError, TypeError):
+        pass
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        answer = False
+    else:
+        p = params.get("context")
+        answer = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    try:
+        _accepts_context_cache[key] = answer
+    except TypeError:
+        pass
+    return answer
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    # A callable object whose class defines `async def __call__`.
+    dunder_call = type(fn).__dict__.get("__call__")
+    return dunder_call is not None and inspect.iscoroutinefunction(dunder_call)
+
+
+def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
+    """Returns ``(callable, single_input)`` for an agent or tool: a framework's object through
+    its adapter (``batten.adapters``), else the callable or its first call method."""
+    from batten.adapters import ACCEPTS, adapt
+
+    # A batten.Agent found by name in the registry: call its function, not its sync __call__
+    # (which would hide an async function's coroutine from the engine).
+    unwrap = getattr(type(target), "_batten_target", None)
+    if unwrap is not None:
+        target = unwrap(target)
+    adapted = adapt(target, role, step_id)
+    if adapted is not None:
+        return adapted
+    plain = (
+        inspect.isfunction(target)
+        or inspect.ismethod(target)
+        or inspect.isbuiltin(target)
+        or isinstance(target, functools.partial)
+    )
+    if not plain:
+        for name in CALL_METHODS:
+            method = getattr(target, name, None)
+            if callable(method):
+                return method, name in _SINGLE_INPUT
+    if callable(target):
+        return target, False
+    raise WorkflowDefinitionError(
+        f"step '{step_id}': the {role} must be one of: {ACCEPTS}; got {type(target).__name__} "
+        f"{target!r:.80}"
+    )
+
+
+def input_refs(value: Any) -> set[str]:
+    """The input names referenced as ``{inputs.name}`` anywhere in the strings of ``value``."""
+    found: set[str] = set()
+    if isinstance(value, str):
+        found.update(m.group(1) for m in _INPUT.finditer(value))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            found |= input_refs(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found |= input_refs(v)
+    return found
+
+
+def render_inputs(value: Any, variables: Mapping[str, Any]) -> Any:
+    """Replaces ``{inputs.name}`` by the variable ``name``: a string that is exactly one
+    reference becomes the value itself, references inside longer strings its ``str``.
+
+    Raises:
+        KeyError: the run has no variable ``name``.
+    """
+    if isinstance(value, str):
+        whole = _INPUT.fullmatch(value)
+        if whole:
+            return _variable(variables, whole.group(1))
+        if "{inputs." not in value:
+            return value
+        return _INPUT.sub(lambda m: str(_variable(variables, m.group(1))), value)
+    if isinstance(value, Mapping):
+        return {k: render_inputs(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_inputs(v, variables) for v in value]
+    return value
+
+
+def _variable(variables: Mapping[str, Any], name: str) -> Any:
+    if name not in variables:
+        raise KeyError(f"the run has no input '{name}' (pass it with --input {name}=...)")
+    return variables[name]
+
+
+def template_refs(value: Any) -> tuple[str, ...]:
+    """Step ids referenced as ``{step_id.result...}`` anywhere in the strings of ``value``."""
+    found: list[str] = []
+    if isinstance(value, str):
+        found.extend(m.group(1) for m in _REF.finditer(value))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            found.extend(template_refs(v))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            found.extend(template_refs(v))
+    return tuple(dict.fromkeys(found)) if found else ()
+
+
+def _lookup(results: Mapping[str, Any], step_id: str, ref: str, path: str) -> Any:
+    if ref not in results:
+        raise KeyError(
+            f"step '{step_id}' references '{{{ref}.result{path}}}' but '{ref}' has no result "
+            "(it was skipped)"
+        )
+    value = results[ref]
+    for key in filter(None, path.split(".")):
+        value = value[key] if isinstance(value, Mapping) else getattr(value, key)
+    return value
+
+
+def render(value: Any, results: Mapping[str, Any], step_id: str) -> Any:
+    """Replaces ``{x.result}`` / ``{x.result.key}`` in the strings of ``value``.
+
+    A string that is exactly one reference becomes the referenced value itself (so a dict output
+    passes through as a dict); references inside longer strings are replaced by ``str(value)``.
+    Other braces (JSON in a prompt) are left alone.
+    """
+    if isinstance(value, str):
+        whole = _REF.fullmatch(value)
+        if whole:
+            return _lookup(results, step_id, whole.group(1), whole.group(2))
+        return _REF.sub(lambda m: str(_lookup(results, step_id, m.group(1), m.group(2))), value)
+    if isinstance(value, Mapping):
+        return {k: render(v, results, step_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, results, step_id) for v in value]
+    if isinstance(value, tuple):
+        return tuple(render(v, results, step_id) for v in value)
+    return value
+
+
+class Step:
+    """Base class of every step: an id plus timeout, retry policy and conditions.
+
+    Args:
+        step_id: unique within its workflow; non-empty str.
+
+    Raises:
+        WorkflowDefinitionError: ``step_id`` is not a non-empty str.
+    """
+
+    # NOTE: slots, not a __dict__: a 10,000-step fan-out (W2) held ~500 bytes per step, most of
+    # it the instance dicts. Subclasses without __slots__ still get a __dict__.
+    __slots__ = (
+        "_version",
+        "cache",
+        "compensation",
+        "conditions",
+        "fallback",
+        "retry_policy",
+        "step_id",
+        "timeout",
+        "traffic",
+    )
+
+    #: True for steps that run other steps (``batten.composite``).
+    _is_composite = False
+
+    def __init__(self, step_id: str) -> None:
+        if not isinstance(step_id, str) or not step_id:
+            raise WorkflowDefinitionError(f"step_id must be a non-empty str, got {step_id!r}")
+        self.step_id: str = step_id
+        self.timeout: float | None = None
+        self.retry_policy: RetryPolicy = _NO_RETRY
+        self.conditions: tuple[Callable[[Any], Any], ...] = ()
+        self.fallback: Step | None = None
+        self.compensation: Step | None = None
+        #: ``(ttl_seconds, key_fn)`` set by ``with_cache``; ``None``: not cached.
+        self.cache: tuple[float, Callable[[Any], Any] | None] | None = None
+        #: The step's own ``RateLimit``s and ``CircuitBreaker``s.
+        self.traffic: tuple[Any, ...] = ()
+        self._version = 0
+
+    def _changed(self) -> None:
+        self._version += 1
+        _EPOCH[0] += 1
+
+    def _step_arg(self, what: str, step: Any) -> Step:
+        if not isinstance(step, Step):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': {what} must be a batten step (AgentStep, ToolStep, ...), "
+                f"got {step!r:.80}"
+            )
+        return step
+
+    def with_fallback(self, step: Step) -> Self:
+        """Runs ``step`` when this step fails after its retries (or times out); the fallback's
+        output stands in for this step's, and the step ends ``COMPLETED`` with
+        ``metadata["recovered_by"]`` naming the fallback and both results in ``children``. A
+        fallback that fails too fails the step. As LangChain's ``with_fallbacks``. Returns the
+        step.
+
+        Raises:
+            WorkflowDefinitionError: ``step`` is not a batten step.
+        """
+        self.fallback = self._step_arg("a fallback", step)
+        self._changed()
+        return self
+
+    def with_compensation(self, step: Step) -> Self:
+        """Registers the saga compensation that undoes this step (seed 001's rollback).
+
+        When a run fails, the compensations of the steps that completed run in reverse
+        completion order, each recorded as a step result (id ``"<compensation id>"``), and the
+        run ends ``COMPENSATED`` (``FAILED`` if a compensation fails too). The compensation
+        sees the final context, this step's output included. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``step`` is not a batten step.
+        """
+        self.compensation = self._step_arg("a compensation", step)
+        self._changed()
+        return self
+
+    def with_timeout(self, seconds: float) -> Self:
+        """Bounds each attempt to ``seconds`` (float, > 0), as JAF's ``with_timeout``.
+
+        An async step past its timeout is cancelled (its ``finally`` blocks run); a sync step is
+        abandoned (its thread finishes on its own, its result is discarded). Either ends the
+        attempt with :class:`~batten.StepTimeoutError`, which the retry policy may retry; the
+        step's final status is ``TIMEOUT``. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``seconds`` is not a positive finite number.
+        """
+        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+        if not ok or not math.isfinite(seconds) or seconds <= 0:
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': timeout must be a positive number of seconds, "
+                f"got {seconds!r}"
+            )
+        self.timeout = float(seconds)
+        self._changed()
+        return self
+
+    def with_rate_limit(self, limit: Any) -> Self:
+        """Holds each attempt of this step to ``limit`` (a :class:`~batten.RateLimit`): the
+        attempt waits before it starts until the limit allows it; it never fails for it. For
+        a ``MapStep`` the limit applies to each item. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``limit`` is not a ``RateLimit``.
+        """
+        from batten.traffic import RateLimit
+
+        if not isinstance(limit, RateLimit):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_rate_limit expects a batten.RateLimit, got "
+                f"{limit!r:.80}"
+            )
+        self.traffic = (*self.traffic, limit)
+        self._changed()
+        return self
+
+    def with_circuit_breaker(self, breaker: Any) -> Self:
+        """Guards this step with ``breaker`` (a :class:`~batten.CircuitBreaker`): while it is
+        open the step fails fast with ``CircuitOpenError`` (or waits, with ``wait=True``), and
+        each attempt's outcome counts towards it. For a ``MapStep`` it guards each item.
+        Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``breaker`` is not a ``CircuitBreaker``.
+        """
+        from batten.traffic import CircuitBreaker
+
+        if not isinstance(breaker, CircuitBreaker):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_circuit_breaker expects a batten.CircuitBreaker, "
+                f"got {breaker!r:.80}"
+            )
+        self.traffic = (*self.traffic, breaker)
+        self._changed()
+        return self
+
+    def with_cache(self, ttl: float, key: Callable[[Any], Any] | None = None) -> Self:
+        """Reuses this step's output across runs (seed 002's result caching): a later run
+        whose cache key matches within ``ttl`` seconds gets the stored output without running
+        the step, and the step's result says so (``metadata["cached"] is True``).
+
+        Args:
+            ttl: seconds (float, > 0) a cached output stays valid.
+            key: ``key(context) -> str`` (any JSON-able value), e.g.
+                ``lambda ctx: ctx["user_id"]``. Default: the step's id with its context's
+                variables and the results it depends on, hashed.
+
+        Outputs are cached in the run's store (``Workflow.with_store``), so other processes
+        sharing it reuse them; without a store, in this process. Only JSON outputs are
+        cached; a step whose output is not JSON simply runs each time. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``ttl`` is not a positive number, or ``key`` is not
+                callable.
+        """
+        ok = isinstance(ttl, int | float) and not isinstance(ttl, bool)
+        if not ok or not math.isfinite(ttl) or ttl <= 0:
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': cache ttl must be a positive number of seconds, "
+                f"got {ttl!r}"
+            )
+        if key is not None and not callable(key):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': cache key must be callable(context), got {key!r:.80}"
+            )
+        self.cache = (float(ttl), key)
+        self._changed()
+        return self
+
+    def with_retry(
+        self,
+        max_retries: int | None = None,
+        *,
+        max_attempts: int | None = None,
+        policy: RetryPolicy | None = None,
+    ) -> Self:
+        """Retries the step on failure. Returns the step.
+
+        ``with_retry(3)`` allows 3 retries after the first attempt (4 attempts), as JAF's
+        ``with_retry(max_retries)``; ``with_retry(max_attempts=3)`` allows 3 attempts in all, as
+        JAF's e-commerce example and Temporal's ``maximum_attempts``. ``policy`` sets backoff,
+        jitter and which exceptions retry (default: ``RetryPolicy()``, i.e. 1 s initial
+        interval doubling up to 100 s); a count given beside it overrides its ``max_attempts``.
+
+        Raises:
+            WorkflowDefinitionError: both counts given, a count below its minimum (0 retries,
+                1 attempt), or ``policy`` is not a RetryPolicy.
+        """
+        if max_retries is not None and max_attempts is not None:
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_retry takes max_retries or max_attempts, not both"
+            )
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': policy must be a batten.RetryPolicy, "
+                f"got {type(policy).__name__}"
+            )
+        base = policy if policy is not None else RetryPolicy()
+        for name, value, least in (
+            ("max_retries", max_retries, 0),
+            ("max_attempts", max_attempts, 1),
+        ):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least
+            ):
+                raise WorkflowDefinitionError(
+                    f"step '{self.step_id}': {name} must be an int >= {least}, got {value!r}"
+                )
+        if max_retries is not None:
+            base = replace(base, max_attempts=max_retries + 1)
+        elif max_attempts is not None:
+            base = replace(base, max_attempts=max_attempts)
+        self.retry_policy = base
+        self._changed()
+        return self
+
+    def add_condition(self, condition: Callable[[Any], Any]) -> Self:
+        """Adds ``condition(context) -> bool``, checked just before the step runs.
+
+        All conditions must be true or the step is ``SKIPPED``; a skipped step does not block
+        its dependents (JAF's ``add_condition``). ``context`` is the step's
+        :class:`~batten.WorkflowContext`. A condition that raises fails the step with that
+        exception. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``condition`` is not callable.
+        """
+        if not callable(condition):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': a condition must be callable, got {condition!r}"
+            )
+        self.conditions = (*self.conditions, condition)
+        self._changed()
+        return self
+
+    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        """``(invoke, is_async, wants_context, template_refs)`` for the engine; names are
+        resolved in ``opts.registry`` (default: the process-wide one).
+
+        Raises:
+            WorkflowDefinitionError: a named agent or tool is not registered.
+        """
+        raise TypeError(f"{type(self).__name__} cannot be run by the core engine")
+
+    def _version_key(self) -> Any:
+        """Changes whenever the step, or a step it holds, changes (plan cache key)."""
+        parts = (self.fallback, self.compensation)
+        if not any(parts):
+            return self._version
+        return (self._version, *(p._version_key() if p else None for p in parts))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.step_id!r})"
+
+
+def _check_callable(step_id: str, what: str, fn: Any) -> None:
+    if not callable(fn):
+        raise WorkflowDefinitionError(f"step '{step_id}': {what} must be callable, got {fn!r:.80}")
+
+
+class _Invocable(Step):
+    """A step that calls one agent or tool object (``AgentStep``, ``ToolStep``)."""
+
+    __slots__ = ("_input_fn",)
+    _role: str = "tool"
+
+    def __init__(self, step_id: str) -> None:
+        super().__init__(step_id)
+        self._input_fn: Callable[[Any], Any] | None = None
+
+    def _target(self) -> Any:
+        return getattr(self, self._role)
+
+    def _resolved(self, opts: CompileOptions | None) -> tuple[Callable[..., Any], bool, bool, bool]:
+        """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
+        was given as one."""
+        target = self._target()
+        if target is None or isinstance(target, str):
+            name = target or self.step_id
+            reg = getattr(opts, "registry", None) or global_registry()
+            target = reg.resolve(self._role, name, self.step_id)  # type: ignore[arg-type]
+        fn, single = _resolve(target, self._role, self.step_id)
+        return fn, single, _is_async(fn), _accepts_context(fn)
+
+
+class AgentStep(_Invocable):
+    """Runs an agent on a message (JAF's ``AgentStep``).
+
+    Args:
+        step_id: unique id within the workflow.
+        agent: a sync or async callable called as ``agent(message)``; an object with one of
+            ``arun``, ``ainvoke``, ``run``, ``invoke``, ``execute`` (looked up in that order and
+            called with the message); or a name (str) looked up in the registry (see
+            :mod:`batten.registry`). ``None`` (default) looks up the ``step_id`` itself, as JAF's
+            ``AgentStep("fulfillment_agent")``. If the callable declares a ``context``
+            parameter it also gets ``context=`` (the step's :class:`~batten.WorkflowContext`).
+        message: the input text; ``{step_id.result}`` and ``{step_id.result.key}`` are replaced
+            by upstream outputs when the step runs (the referenced step must be an ancestor).
+
+    Raises:
+        WorkflowDefinitionError: ``agent`` cannot be called, or ``message`` is not a str. A name
+            that is not registered is reported when the workflow is compiled, before it runs.
+    """
+
+    __slots__ = ("_context_fn", "agent", "message")
+    _role = "agent"
+
+    def __init__(self, step_id: str, agent: Any = None, message: str = "") -> None:
+        super().__init__(step_id)
+        if not isinstance(message, str):
+            raise WorkflowDefinitionError(
+                f"step '{step_id}': message must be a str, got {type(message).__name__}"
+            )
+        if agent is not None and not isinstance(agent, str):
+            _resolve(agent, "agent", step_id)  # a bad object fails here, at creation
+        self.agent = agent
+        self.message = message
+        self._context_fn: Callable[[Any], Any] | None = None
+
+    def with_input(self, message: str) -> Self:
+        """Sets the message (str, may hold ``{step_id.result}`` references), as JAF's
+        e-commerce example. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``message`` is not a str.
+        """
+        if not isinstance(message, str):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_input expects a str, got {type(message).__name__}"
+            )
+        self.message = message
+        self._changed()
+        return self
+
+    def with_input_function(self, fn: Callable[[Any], Any]) -> Self:
+        """Computes the message when the step runs: ``fn(context) -> str`` (JAF's
+        ``with_input_function``). Replaces ``message``. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``fn`` is not callable.
+        """
+        _check_callable(self.step_id, "the input function", fn)
+        self._input_fn = fn
+        self._changed()
+        return self
+
+    def with_context_function(self, fn: Callable[[Any], Any]) -> Self:
+        """Adds context for the agent, computed when the step runs: ``fn(context) -> dict``
+        (JAF's ``with_context_function``). The dict is appended to the message as
+        ``"\\n\\nContext: <json>"`` (non-JSON values via ``str``). Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``fn`` is not callable.
+        """
+        _check_callable(self.step_id, "the context function", fn)
+        self._context_fn = fn
+        self._changed()
+        return self
+
+    def _message_for(self, context: Any) -> Any:
+        if self._input_fn is not None:
+            text = self._input_fn(context)
+        else:
+            text = render(self.message, context.results, self.step_id)
+        if self._context_fn is not None:
+            extra = json.dumps(self._context_fn(context), default=str, sort_keys=True)
+            text = f"{text}\n\nContext: {extra}"
+        return text
+
+    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        fn, _single, is_async, wants = self._resolved(opts)
+        refs = template_refs(self.message) if self._input_fn is None else ()
+        if not refs and self._input_fn is None and self._context_fn is None:
+            return functools.partial(fn, self.message), is_async, wants, ()
+        message_for = self._message_for
+
+        def invoke(context: Any) -> Any:
+            text = message_for(context)
+            return fn(text, context=context) if wants else fn(text)
+
+        return invoke, is_async, True, refs
+
+    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+        """For ``MapStep``: ``(invoke, is_async, wants_context, refs)`` where
+        ``invoke(item, context=...)`` runs the step for one item: ``{item}`` in the message is
+        replaced by ``str(item)``; with no message the item itself is the message."""
+        fn, _single, is_async, wants = self._resolved(opts)
+        message_for = self._message_for
+        placeholder = "{" + item_arg + "}"
+
+        def invoke(item: Any, context: Any) -> Any:
+            text = message_for(context)
+            if isinstance(text, str) and placeholder in text:
+                text = text.replace(placeholder, str(item))
+            elif text == "":
+                text = item
+            return fn(text, context=context) if wants else fn(text)
+
+        refs = template_refs(self.message) if self._input_fn is None else ()
+        return invoke, is_async, True, refs
+
+
+class ToolStep(_Invocable):
+    """Calls a tool with arguments (JAF's ``ToolStep``).
+
+    Args:
+        step_id: unique id within the workflow.
+        tool: a sync or async callable called as ``tool(**args)``; an object with one of
+            ``arun``, ``ainvoke``, ``run``, ``invoke``, ``execute`` (in that order;
+            ``ainvoke``/``invoke`` get ``args`` as one dict, the others ``**args``); or a name
+            (str) looked up in the registry. ``None`` (default) looks up the ``step_id``, as
+            JAF's ``ToolStep("validate_order")``. If it declares a ``context`` parameter it
+            also gets ``context=``.
+        args: keyword arguments (dict with str keys, default none). String values may hold
+            ``{step_id.result}`` / ``{step_id.result.key}`` references; a value that is exactly
+            one reference receives the referenced object itself.
+
+    Raises:
+        WorkflowDefinitionError: ``tool`` cannot be called, or ``args`` is not a dict. A name
+            that is not registered is reported when the workflow is compiled, before it runs.
+    """
+
+    __slots__ = ("args", "tool")
+
+    def __init__(
+        self, step_id: str, tool: Any = None, args: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__(step_id)
+        if args is not None and not isinstance(args, Mapping):
+            raise WorkflowDefinitionError(
+                f"step '{step_id}': args must be a dict, got {type(args).__name__}"
+            )
+        if tool is not None and not isinstance(tool, str):
+            _resolve(tool, "tool", step_id)
+        self.tool = tool
+        self.args: dict[str, Any] = dict(args or {})
+
+    def with_params_function(self, fn: Callable[[Any], Mapping[str, Any]]) -> Self:
+        """Computes the tool's arguments when the step runs: ``fn(context) -> dict`` (JAF's
+        ``with_params_function``); they are merged over ``args``. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``fn`` is not callable. A non-dict return value fails the
+                step with ``TypeError``.
+        """
+        _check_callable(self.step_id, "the params function", fn)
+        self._input_fn = fn
+        self._changed()
+        return self
+
+    def _args_for(self, context: Any) -> dict[str, Any]:
+        args = render(self.args, context.results, self.step_id) if self.args else {}
+        if self._input_fn is not None:
+            extra = self._input_fn(context)
+            if not isinstance(extra, Mapping):
+                raise TypeError(
+                    f"step '{self.step_id}': the params function must return a dict, "
+                    f"got {type(extra).__name__}"
+                )
+            args = {**args, **extra}
+        return args
+
+    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+        fn, single, is_async, wants = self._resolved(opts)
+        refs = template_refs(self.args)
+        if not refs and self._input_fn is None:
+            args = self.args
+            invoke = functools.partial(fn, args) if single else functools.partial(fn, **args)
+            return invoke, is_async, wants, ()
+        args_for = self._args_for
+
+        def invoke_rendered(context: Any) -> Any:
+            rendered = args_for(context)
+            extra = {"context": context} if wants else {}
+            return fn(rendered, **extra) if single else fn(**rendered, **extra)
+
+        return invoke_rendered, is_async, True, refs
+
+    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+        """For ``MapStep``: ``invoke(item, context=...)`` calls the tool with ``args`` plus
+        ``{item_arg: item}``."""
+        fn, single, is_async, wants = self._resolved(opts)
+        args_for = self._args_for
+
+        def invoke(item: Any, context: Any) -> Any:
+            rendered = {**args_for(context), item_arg: item}
+            extra = {"context": context} if wants else {}
+            return fn(rendered, **extra) if single else fn(**rendered, **extra)
+
+        return invoke, is_async, True, template_refs(self.args)
+
+
+#: ``(invoke, is_async, wants_context, template_refs)``: ``invoke(item[, context=])`` runs one
+#: item of a ``MapStep``.
+ItemSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]

@@ -1,0 +1,215 @@
+"""Checkpoint stores: where durable runs live (issue "durable runs"; DESIGN §4 "Durability").
+
+A store holds, append-only, each run's record (run id, workflow id, name and version, status,
+timestamps, the input context) and each step's status changes, attempts, errors, outputs and
+state deltas, plus approval decisions, pause/cancel requests and cached step outputs. The
+stores themselves are native (``src/store``): SQLite (embedded, the default) and Redis (several
+processes or hosts sharing runs), and an in-process memory store.
+
+Give a store to ``Workflow.execute(store=...)`` / ``Workflow.with_store`` as an object or a URL:
+
+- ``"sqlite:///runs.db"`` (relative path) or ``"sqlite:////var/lib/app/runs.db"`` (absolute, as
+  SQLAlchemy), or ``SqliteStore(path)``;
+- ``"redis://host:6379/0"`` or ``RedisStore(url)``;
+- ``"memory://"`` or ``MemoryStore()`` (lives as long as the object).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from batten import _core
+from batten._status import StepStatus, WorkflowStatus
+
+__all__ = [
+    "MemoryStore",
+    "RedisStore",
+    "RunInfo",
+    "SqliteStore",
+    "StepRecord",
+    "Store",
+    "open_store",
+]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A durable run's record, as ``get_workflow_status`` and ``list_runs`` return it.
+
+    Attributes:
+        run_id: the run's id.
+        workflow_id, name, version: the workflow's, when the run started.
+        status: the run's ``WorkflowStatus`` (``RUNNING`` while a process executes it, or if
+            that process died: ``resume`` finishes it).
+        created_at, updated_at: unix seconds.
+        input: the input context (``workflow_id``, ``user_context``, ``variables``,
+            ``metadata``) as JSON.
+        error: the first failure's ``"step: ErrorType: message"``, if any.
+        result: the final output as stored (JSON), once finished.
+    """
+
+    run_id: str
+    workflow_id: str
+    name: str
+    version: str
+    status: WorkflowStatus
+    created_at: float
+    updated_at: float
+    input: dict[str, Any]
+    error: str | None
+    result: Any
+
+    @classmethod
+    def _from(cls, d: dict[str, Any]) -> RunInfo:
+        return cls(**{**d, "status": WorkflowStatus(d["status"])})
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One entry of a run's step history (the audit trail of seed 001).
+
+    Attributes:
+        seq: the entry's sequence number in the run (1-based, increasing).
+        step_id: the step's path (``"parent/child"`` inside composites).
+        status: the ``StepStatus`` it entered (``RUNNING`` per attempt, then its outcome;
+            ``WAITING_APPROVAL`` for an approval step waiting).
+        attempt: the attempt number (0 for steps that never ran).
+        at: unix seconds.
+        duration_ms: milliseconds from the step's first start to this outcome, if it ended.
+        error_type, error: the exception's class name and message, for failures and retries.
+        output: the stored output of a completed step.
+        detail: extra facts: ``{"delay_s": ...}`` for a retry; the prompt and approvers of an
+            approval wait; ``{"approved": ..., "by": ..., "comment": ...}`` of a decision.
+    """
+
+    seq: int
+    step_id: str
+    status: StepStatus
+    attempt: int
+    at: float
+    duration_ms: float | None
+    error_type: str | None
+    error: str | None
+    output: Any
+    detail: Any
+
+    @classmethod
+    def _from(cls, d: dict[str, Any]) -> StepRecord:
+        d = dict(d)
+        d.pop("delta", None)
+        return cls(**{**d, "status": StepStatus(d["status"])})
+
+
+class Store:
+    """A checkpoint store opened from a URL (see the module docs for the URL forms).
+
+    Args:
+        url: ``"memory://"``, ``"sqlite:///relative.db"``, ``"sqlite:////absolute.db"`` or
+            ``"redis://host:port/db"``.
+
+    Raises:
+        StoreURLError: an unknown scheme or a malformed URL.
+        StoreUnavailableError: the store cannot be opened (a Redis server that does not answer
+            fails within about 2 seconds, never hangs).
+        SchemaVersionError: the store was written by an incompatible batten.
+    """
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str):
+            raise TypeError(f"a store URL must be a str, got {type(url).__name__}")
+        self._native = _core.Store(url)
+
+    @property
+    def url(self) -> str:
+        """The URL the store was opened from."""
+        return str(self._native.url)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        """The record of run ``run_id``.
+
+        Raises:
+            RunNotFoundError: no such run.
+        """
+        return RunInfo._from(self._native.get_run(run_id))
+
+    def list_runs(
+        self,
+        *,
+        status: WorkflowStatus | str | None = None,
+        workflow_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[RunInfo]:
+        """Runs newest first, optionally only those with ``status`` and/or ``workflow_id``;
+        at most ``limit`` (default 1000).
+
+        Raises:
+            ValueError: ``status`` is not a ``WorkflowStatus`` value.
+        """
+        st = None if status is None else WorkflowStatus(status).value
+        return [RunInfo._from(d) for d in self._native.list_runs(st, workflow_id, limit)]
+
+    def history(self, run_id: str) -> list[StepRecord]:
+        """Every step event of run ``run_id`` in order: starts, retries (with their errors and
+        delays), outcomes (with durations, outputs and errors), approval waits and decisions.
+
+        Raises:
+            RunNotFoundError: no such run.
+            CorruptRecordError: a stored event cannot be decoded (named in the message).
+        """
+        self._native.get_run(run_id)
+        return [StepRecord._from(d) for d in self._native.events(run_id, 0)]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+
+class MemoryStore(Store):
+    """An in-process store: approvals, pause and cancel within one process, and tests. Its
+    runs live as long as the object."""
+
+    def __init__(self) -> None:
+        super().__init__("memory://")
+
+
+class SqliteStore(Store):
+    """The embedded store: one SQLite file (WAL mode; durable against a killed process),
+    shareable by several processes on one host.
+
+    Args:
+        path: the database file (``str`` or ``os.PathLike``); created with its parent
+            directories if missing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__("sqlite:///" + os.path.abspath(os.fspath(path)))
+
+
+class RedisStore(Store):
+    """The shared store: a Redis server reached by several processes or hosts.
+
+    Args:
+        url: ``"redis://host:port/db"`` (default ``"redis://127.0.0.1:6379/0"``).
+    """
+
+    def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
+        if not url.startswith("redis://"):
+            from batten.errors import StoreURLError
+
+            raise StoreURLError(f"RedisStore needs a redis:// URL, got {url!r}")
+        super().__init__(url)
+
+
+def open_store(store: Store | str | None) -> Store | None:
+    """``store`` as a :class:`Store`: a store object as is, a URL opened, ``None`` as is.
+
+    Raises:
+        TypeError: neither a ``Store`` nor a ``str``.
+        StoreURLError, StoreUnavailableError, SchemaVersionError: as :class:`Store`.
+    """
+    if store is None or isinstance(store, Store):
+        return store
+    if isinstance(store, str):
+        return Store(store)
+    raise TypeError(f"store must be a batten.Store or a URL str, got {type(store).__name__}")

@@ -1,0 +1,802 @@
+"""``Workflow``: a DAG of steps (its runs' results are ``batten.result.WorkflowResult``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from batten._compile import (
+    CompileOptions,
+    EventSink,
+    Outcome,
+    StepErrorHandler,
+    compile_plan,
+    run_plan,
+)
+from batten._core import StepResult, WorkflowContext
+from batten._status import StepStatus, WorkflowStatus
+from batten.errors import WorkflowDefinitionError
+from batten.recovery import check_handler
+from batten.result import WorkflowResult
+from batten.steps import Step, bump_epoch, mutation_epoch
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from batten.events import WorkflowEvent
+    from batten.registry import Registry
+
+__all__ = ["Workflow", "WorkflowResult"]
+
+#: Joins a failed run's error and its failed compensation's (``retry_failed`` reads it).
+_COMPENSATION_FAILED = "; compensation failed: "
+
+
+_runners = threading.local()
+_all_runners: list[asyncio.Runner] = []
+_runners_lock = threading.Lock()
+
+
+def _thread_runner() -> asyncio.Runner:
+    """This thread's ``asyncio.Runner`` for ``Workflow.run`` (created on first use)."""
+    runner: asyncio.Runner | None = getattr(_runners, "runner", None)
+    if runner is None:
+        runner = asyncio.Runner()
+        _runners.runner = runner
+        with _runners_lock:
+            _all_runners.append(runner)
+    return runner
+
+
+def _close_runners() -> None:
+    """Closes every ``Workflow.run`` loop; ``batten`` registers it with ``atexit``."""
+    with _runners_lock:
+        runners, _all_runners[:] = list(_all_runners), []
+    for runner in runners:
+        try:
+            runner.close()
+        except Exception:  # a runner closed elsewhere, or one whose loop is still running
+            pass
+
+
+def _check_callable(what: str, fn: Any) -> None:
+    if not callable(fn):
+        raise WorkflowDefinitionError(f"{what} expects a callable, got {fn!r:.80}")
+
+
+def _check_limit(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise WorkflowDefinitionError(f"{name} must be an int >= 1 or None, got {value!r}")
+
+
+class Workflow:
+    """A DAG of steps, run by the native engine (JAF's ``Workflow``).
+
+    Args:
+        workflow_id: the workflow's id (str).
+        name: a human-readable name.
+        description: free text.
+        max_parallel_steps: at most this many steps in flight at once (``None``: unbounded), as
+            seed 001's ``WorkflowConfiguration.max_parallel_steps``.
+        continue_on_error: a failed step no longer blocks its dependents (they run without its
+            output) and the run ends ``COMPLETED`` with the failures in ``result.errors``
+            (seed 002's ``error_handling.continue_on_error``; default ``False``: a failure
+            blocks its dependents and fails the run).
+        max_total_retries: retries allowed across the whole run, all steps together (seed
+            002's ``error_handling.max_total_retries``); once spent, a failing step fails at
+            once. ``None`` (default): each step's own policy only.
+        version: the workflow's version string (seed 002), default ``"1.0.0"``.
+
+    Attributes set by a workflow file (:meth:`from_config`, :func:`batten.load_workflow`):
+    ``inputs`` (``{name: {"type", "default", "required", "description"}}``, the declared
+    inputs; ``{}`` otherwise), ``source`` (the file's absolute path, or ``None``) and
+    ``output_options`` (seed 002's ``output`` section, ``{}`` otherwise). ``fallback_workflow``
+    is the workflow run when a run fails (:meth:`with_fallback_workflow`; default ``None``).
+
+    Steps start as soon as all their dependencies have completed (no waves), a failed step
+    blocks only its dependents, and sync steps run on batten's worker threads while async steps
+    run as tasks on the caller's event loop.
+
+    Raises:
+        WorkflowDefinitionError: ``max_parallel_steps`` is not a positive int, or
+            ``max_total_retries`` is not an int >= 0.
+    """
+
+    def __init__(
+        self,
+        workflow_id: str,
+        name: str | None = None,
+        description: str = "",
+        *,
+        max_parallel_steps: int | None = None,
+        continue_on_error: bool = False,
+        max_total_retries: int | None = None,
+        version: str = "1.0.0",
+    ) -> None:
+        _check_limit("max_parallel_steps", max_parallel_steps)
+        if max_total_retries is not None and (
+            isinstance(max_total_retries, bool)
+            or not isinstance(max_total_retries, int)
+            or max_total_retries < 0
+        ):
+            raise WorkflowDefinitionError(
+                f"max_total_retries must be an int >= 0 or None, got {max_total_retries!r}"
+            )
+        self.workflow_id = workflow_id
+        self.name = name if name is not None else workflow_id
+        self.description = description
+        self.version = version
+        self.max_parallel_steps = max_parallel_steps
+        self.continue_on_error = bool(continue_on_error)
+        self.max_total_retries = max_total_retries
+        self.inputs: dict[str, dict[str, Any]] = {}
+        self.source: str | None = None
+        self.output_options: dict[str, Any] = {}
+        self.fallback_workflow: Workflow | None = None
+        self._store: Any = None
+        self._serializer: Any = None
+        self._durability: str = "sync"
+        self._steps: list[Step] = []
+        self._deps: list[list[str]] = []
+        self._error_handlers: dict[str, list[StepErrorHandler]] = {}
+        self._workflow_handler: Any = None
+        #: Subscribers (see ``batten.events``): ``fn(step_result)`` per finished step,
+        #: ``fn(workflow_result)`` per finished run, and ``WorkflowLogger`` objects.
+        self._step_callbacks: list[Callable[[StepResult], Any]] = []
+        self._completion_callbacks: list[Callable[[WorkflowResult], Any]] = []
+        self._loggers: list[Any] = []
+        self._plans: dict[tuple[Any, ...], Any] = {}
+        self._default_options = CompileOptions(workflow_id=workflow_id)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, Any],
+        *,
+        base_dir: str | Path | None = None,
+        registry: Registry | None = None,
+    ) -> Workflow:
+        """A workflow from a config dict: batten's format 1 (the JSON Schema
+        ``batten/config/workflow.schema.json``; ``name``, ``inputs``, ``steps`` with ``id``,
+        ``kind``, ``tool``/``agent`` as ``module:attribute`` or a registered name, ``args``,
+        ``message``, ``depends_on``, ``retry``, ``timeout``, ``condition``, map / parallel /
+        condition / approval / loop blocks) or seed 002's ``WORKFLOW_CONFIG`` (``phases``
+        with ``agent``, ``timeout``, ``retries``, ``depends_on``; ``error_handling``;
+        ``output``), loaded unchanged. :func:`batten.load_workflow` reads the same from a YAML
+        or JSON file.
+
+        Args:
+            config: the document (dict).
+            base_dir: a directory put first on ``sys.path`` while importing
+                ``module:attribute`` references (default: none).
+            registry: where agent and tool names are looked up (default: the process-wide
+                registry of ``@batten.agent`` / ``@batten.tool``).
+
+        Raises:
+            WorkflowConfigError: the config breaks the schema, names something that cannot be
+                imported or is not registered, or describes an invalid graph; the message
+                names the field (``steps[2].retry.max_attempts``).
+            TypeError: ``config`` is not a mapping.
+        """
+        from batten.config import workflow_from_config
+
+        return workflow_from_config(config, base_dir=base_dir, registry=registry)
+
+    @property
+    def steps(self) -> list[Step]:
+        """The steps, in declaration order (a copy)."""
+        return list(self._steps)
+
+    def add_step(self, step: Step, depends_on: list[str] | None = None) -> Workflow:
+        """Adds ``step``; returns the workflow for chaining.
+
+        Args:
+            step: the step to add.
+            depends_on: ``None`` (default) runs it after the previously added step, as JAF's
+                sequential ``add_step``; a list of step ids runs it once exactly those have
+                completed; ``[]`` makes it a root that starts at once. Ids may name steps added
+                later; they are checked when the workflow runs.
+
+        Raises:
+            WorkflowDefinitionError: ``step`` is not a step or ``depends_on`` not a list of str.
+        """
+        if not isinstance(step, Step):
+            raise WorkflowDefinitionError(
+                f"add_step expects a batten step (AgentStep, ToolStep, ...), got {step!r:.80}"
+            )
+        if depends_on is None:
+            deps = [self._steps[-1].step_id] if self._steps else []
+        elif isinstance(depends_on, list | tuple) and all(isinstance(d, str) for d in depends_on):
+            deps = list(depends_on)
+        else:
+            raise WorkflowDefinitionError(
+                f"step '{step.step_id}': depends_on must be a list of step ids, got {depends_on!r}"
+            )
+        self._steps.append(step)
+        self._deps.append(deps)
+        self._plans.clear()
+        bump_epoch()
+        return self
+
+    def add_error_handler(self, step_id: str, handler: StepErrorHandler) -> Workflow:
+        """Recovers step ``step_id`` when it fails after its retries (JAF's
+        ``add_error_handler``).
+
+        ``handler(step_result, context)`` gets the failed :class:`~batten.StepResult` and the
+        step's :class:`~batten.WorkflowContext` and returns a recovery step (run at once; its
+        output stands in for the failed step's, and the step ends ``COMPLETED`` with
+        ``metadata["recovered_by"]``) or ``None`` (the step stays failed). Several handlers
+        for one step are asked in the order added; a step's own ``with_fallback`` comes first.
+        A handler that raises, or returns something else, fails the step with that error.
+        Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``handler`` is not callable (an unknown ``step_id`` is
+                reported when the workflow is compiled).
+        """
+        check_handler(step_id, handler)
+        self._error_handlers.setdefault(step_id, []).append(handler)
+        self._plans.clear()
+        bump_epoch()
+        return self
+
+    def on_step_completed(self, callback: Callable[[StepResult], Any]) -> Workflow:
+        """Calls ``callback(step_result)`` (sync or async) as each step of each run finishes
+        (completed, failed, timed out, skipped, blocked or cancelled), on the event loop's
+        thread (JAF's ``with_step_callback``). A callback that raises is logged on the
+        ``batten`` logger and does not affect the run. Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``callback`` is not callable.
+        """
+        _check_callable("on_step_completed", callback)
+        self._step_callbacks.append(callback)
+        return self
+
+    def on_workflow_completed(self, callback: Callable[[WorkflowResult], Any]) -> Workflow:
+        """Calls ``callback(workflow_result)`` (sync or async) when a run ends, before
+        ``execute`` returns (JAF's ``with_completion_callback``). A callback that raises is
+        logged and does not change the result. Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``callback`` is not callable.
+        """
+        _check_callable("on_workflow_completed", callback)
+        self._completion_callbacks.append(callback)
+        return self
+
+    def add_logger(self, logger: Any) -> Workflow:
+        """Attaches a :class:`~batten.WorkflowLogger` (JAF's ``with_logger``): its
+        ``log_step_start(step_name, state)`` runs as each step starts and
+        ``log_step_complete(step_name, result, duration_ms)`` as each ends,
+        ``log_step_retry(step_name, attempt, delay, error)`` before each retry and
+        ``log_workflow_complete(result)`` when the run ends. Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``logger`` has neither hook.
+        """
+        if not (hasattr(logger, "log_step_start") or hasattr(logger, "log_step_complete")):
+            raise WorkflowDefinitionError(
+                f"workflow '{self.workflow_id}': a logger needs log_step_start or "
+                f"log_step_complete, got {logger!r:.80}"
+            )
+        self._loggers.append(logger)
+        return self
+
+    def _options(self, base: CompileOptions | None = None) -> CompileOptions:
+        if base is None and not self._error_handlers and self._workflow_handler is None:
+            return self._default_options
+        base = base or self._default_options
+        return CompileOptions(
+            registry=base.registry,
+            default_policy=base.default_policy,
+            error_handlers=self._error_handlers,
+            workflow_handler=self._workflow_handler,
+            workflow_id=self.workflow_id,
+        )
+
+    def _compiled(self, base: CompileOptions | None = None, *, nested: bool = False) -> Any:
+        opts = self._options(base)
+        okey = opts.key()
+        fast = ("epoch", nested, okey, id(self._workflow_handler), mutation_epoch())
+        plan = self._plans.get(fast)
+        if plan is not None:
+            return plan
+        key = (nested, okey, *(s._version_key() for s in self._steps))
+        plan = self._plans.get(key)
+        if plan is None:
+            ids = {s.step_id for s in self._steps}
+            unknown = sorted(set(self._error_handlers) - ids)
+            if unknown:
+                raise WorkflowDefinitionError(
+                    f"workflow '{self.workflow_id}': error handler for unknown step "
+                    f"{', '.join(map(repr, unknown))}"
+                )
+            plan = compile_plan(
+                self.workflow_id,
+                self._steps,
+                self._deps,
+                opts,
+                max_parallel=self.max_parallel_steps,
+                nested=nested,
+                continue_on_error=self.continue_on_error,
+                max_total_retries=self.max_total_retries,
+            )
+            self._plans.clear()  # only the newest compile per workflow is kept
+            self._plans[key] = plan
+        self._plans = {key: plan, fast: plan}
+        return plan
+
+    def with_fallback_workflow(self, workflow: Workflow | None) -> Workflow:
+        """Runs ``workflow`` when a run of this one fails (seed 002's
+        ``error_handling.fallback_workflow``). Returns this workflow.
+
+        After a run ends ``FAILED`` (or ``COMPENSATED``: compensations run first), the fallback
+        workflow runs from the run's initial context (its inputs). Its outcome becomes the
+        run's: ``COMPLETED`` with the fallback's ``final_output`` (the run's error cleared), or
+        ``FAILED`` with both errors. The result's steps end with one ``"fallback_workflow"``
+        step whose ``children`` are the fallback's steps and whose ``metadata`` holds
+        ``workflow_id`` and ``cause`` (the error it replaced). Its events are reported as
+        ``"fallback_workflow/<step>"``. In a durable run the fallback's steps are not
+        checkpointed one by one (as compensations): a crash during it re-runs the failed
+        steps on resume, then the fallback if they fail again. ``None`` removes it.
+
+        Raises:
+            WorkflowDefinitionError: ``workflow`` is not a Workflow, or is this workflow.
+        """
+        if workflow is not None and not isinstance(workflow, Workflow):
+            raise WorkflowDefinitionError(
+                f"workflow '{self.workflow_id}': the fallback workflow must be a batten.Workflow, "
+                f"got {type(workflow).__name__}"
+            )
+        if workflow is self:
+            raise WorkflowDefinitionError(
+                f"workflow '{self.workflow_id}' cannot be its own fallback workflow"
+            )
+        self.fallback_workflow = workflow
+        return self
+
+    def validate(self) -> None:
+        """Checks the workflow without running it.
+
+        Raises:
+            WorkflowDefinitionError: duplicate step ids, an unknown ``depends_on``, a cycle
+                (the message lists it, e.g. ``a -> b -> a``), or a ``{x.result}`` reference to
+                a step that is not an ancestor.
+        """
+        self._compiled()
+
+    def with_store(
+        self, store: Any, *, serializer: Any = None, durability: str = "sync"
+    ) -> Workflow:
+        """Makes this workflow's runs durable: each is recorded in ``store`` and every step is
+        checkpointed as it changes status, so ``resume(run_id)`` finishes a run whose process
+        died (DESIGN §4 "Durability"). Returns the workflow.
+
+        Args:
+            store: a :class:`~batten.Store` or a URL (``"sqlite:///runs.db"``,
+                ``"redis://host:6379/0"``, ``"memory://"``); ``None`` turns durability off.
+            serializer: stores outputs that are not JSON, e.g. the ``pickle`` module (any
+                object with ``dumps(obj) -> bytes`` and ``loads(bytes)``). Default ``None``: a
+                step returning something JSON cannot hold fails with a ``TypeError`` naming
+                the step and the type.
+            durability: ``"sync"`` (default): each checkpoint is written before the next step
+                starts. ``"batch"``: checkpoints are buffered and written every 256 events and
+                at the run's end (a crash re-runs the steps still buffered).
+
+        Raises:
+            TypeError: ``store`` is neither a Store nor a str.
+            StoreURLError, StoreUnavailableError, SchemaVersionError: the store cannot be
+                opened.
+            WorkflowDefinitionError: an unknown ``durability``.
+        """
+        from batten.durable import _check_durability
+        from batten.store import open_store
+
+        _check_durability(durability)
+        self._store = open_store(store)
+        self._serializer = serializer
+        self._durability = durability
+        return self
+
+    async def execute(
+        self,
+        context: WorkflowContext | None = None,
+        *,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        store: Any = None,
+        run_id: str | None = None,
+    ) -> WorkflowResult:
+        """Runs the workflow on the running event loop and returns its result.
+
+        Args:
+            context: the initial state (default: an empty ``WorkflowContext(workflow_id)``).
+            timeout: seconds for the whole run; at the deadline running steps are cancelled
+                (async) or abandoned (sync) and end ``TIMEOUT``, unstarted ones ``CANCELLED``,
+                and the run ends ``FAILED``.
+            max_concurrency: at most this many steps in flight (the smaller of it and
+                ``max_parallel_steps`` applies).
+            store: makes this run durable in this store (object or URL), overriding
+                ``with_store``'s; ``None`` (default): the workflow's store, if any.
+            run_id: the durable run's id (default: a new uuid4 hex); must be new to the store.
+
+        Step failures never raise: they are recorded on the result. Cancelling the task that
+        awaits ``execute`` cancels every running step and waits for their tasks to unwind
+        before re-raising ``CancelledError``. A durable run may also end ``PAUSED``
+        (``batten.pause``) or ``WAITING_APPROVAL`` (a :class:`~batten.HumanApprovalStep`); resume
+        it with ``resume(result.run_id)``.
+
+        Raises:
+            WorkflowDefinitionError: the workflow is malformed (before any step runs), or a
+                bad ``timeout`` / ``max_concurrency``.
+            TypeError: ``context`` is not a WorkflowContext, or (durable run) the context
+                cannot be stored as JSON.
+            StoreError: (durable run) the run cannot be recorded, e.g. ``run_id`` exists.
+        """
+        context, durable = self._begin_durable(context, store, run_id)
+        return await self._execute(
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=None,
+            base=None,
+            durable=durable,
+        )
+
+    def _begin_durable(
+        self, context: WorkflowContext | None, store: Any, run_id: str | None
+    ) -> tuple[WorkflowContext | None, Any]:
+        """``(context, DurableRun)`` recorded in the store for a durable run (``store`` given
+        or set by ``with_store``), else ``(context, None)``. Checks the workflow first."""
+        st = self._store if store is None else store
+        if st is None and run_id is None:
+            return context, None
+        from batten.durable import DurableRun, require_store
+
+        self._compiled()  # a malformed workflow is reported before anything is recorded
+        if context is None:
+            context = WorkflowContext(self.workflow_id)
+        elif not isinstance(context, WorkflowContext):
+            raise TypeError(
+                f"context must be a batten.WorkflowContext, got {type(context).__name__}"
+            )
+        durable = DurableRun.begin(
+            self,
+            context,
+            require_store(st),
+            run_id,
+            self._serializer,
+            self._durability,  # type: ignore[arg-type]
+        )
+        return context, durable
+
+    async def resume(
+        self,
+        run_id: str,
+        *,
+        store: Any = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        retry_failed: bool = False,
+    ) -> WorkflowResult:
+        """Continues durable run ``run_id`` from its store (Temporal's and DBOS's recovery).
+
+        Completed steps are not run again: their outputs and state deltas are restored. Steps
+        that were running when the run's process died run again with the same
+        ``context.idempotency_key``, so side-effecting tools can de-duplicate. Approval steps
+        see their decisions. A run that already finished (completed, failed, cancelled,
+        compensated) is not run again: its stored result is returned.
+
+        Args:
+            run_id: the run's id (``WorkflowResult.run_id`` of the run that started it).
+            store: the store holding it (object or URL); default: the workflow's
+                ``with_store`` store, else the ``BATTEN_STORE`` environment variable.
+            timeout, max_concurrency: as ``execute``, for this stretch of the run.
+            retry_failed: also continue a run that ended ``FAILED`` (after its cause was
+                fixed, as Prefect's flow-run retry): its completed steps are restored and the
+                failed and blocked ones run again. Default ``False``: a failed run's stored
+                result is returned. Compensated and cancelled runs are never continued, nor a
+                failed run whose compensations ran (``WorkflowDefinitionError``).
+
+        Raises:
+            RunNotFoundError: no such run in the store.
+            WorkflowDefinitionError: the run belongs to another workflow or another
+                ``version`` of this one (bump ``version`` when the steps change), or this
+                workflow is malformed.
+            CorruptRecordError, SchemaVersionError, StoreUnavailableError: the store cannot
+                be read.
+        """
+        return await self._resume(
+            run_id,
+            store=store,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            base=None,
+            retry_failed=retry_failed,
+        )
+
+    async def _resume(
+        self,
+        run_id: str,
+        *,
+        store: Any,
+        timeout: float | None,
+        max_concurrency: int | None,
+        base: CompileOptions | None,
+        on_event: EventSink | None = None,
+        retry_failed: bool = False,
+    ) -> WorkflowResult:
+        """``resume`` with the compile options of a WorkflowEngine and an event subscriber
+        (``batten resume`` shows progress with it)."""
+        from batten.durable import DurableRun, is_finished, require_store, stored_result
+
+        st = require_store(self._store if store is None else store)
+        self._compiled(base)
+        durable, context, info = DurableRun.reopen(
+            self,
+            st,
+            run_id,
+            self._serializer,
+            self._durability,  # type: ignore[arg-type]
+        )
+        native = st._native
+        control = native.control(run_id)
+        retrying = retry_failed and info.status == WorkflowStatus.FAILED
+        if retrying and _COMPENSATION_FAILED in (info.error or ""):
+            raise WorkflowDefinitionError(
+                f"run '{run_id}' cannot be continued: its compensations ran (and one failed), "
+                "so its completed steps were undone; start a new run"
+            )
+        if (is_finished(info.status) and not retrying) or control == "cancel":
+            if not is_finished(info.status):
+                native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
+                info = st.get_run(run_id)
+            return stored_result(info, st.history(run_id), context, len(self._steps))
+        native.set_control(run_id, None)
+        native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
+        return await self._execute(
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=on_event,
+            base=base,
+            durable=durable,
+        )
+
+    async def _execute(
+        self,
+        context: WorkflowContext | None,
+        *,
+        timeout: float | None,
+        max_concurrency: int | None,
+        on_event: EventSink | None,
+        base: CompileOptions | None,
+        durable: Any = None,
+    ) -> WorkflowResult:
+        """``execute`` with an event subscriber and the compile options of a WorkflowEngine."""
+        _check_limit("max_concurrency", max_concurrency)
+        plan = self._compiled(base)
+        if context is None:
+            context = WorkflowContext(self.workflow_id)
+        elif not isinstance(context, WorkflowContext):
+            raise TypeError(
+                f"context must be a batten.WorkflowContext, got {type(context).__name__}"
+            )
+        listening = bool(self._step_callbacks or self._loggers or self._completion_callbacks)
+        if listening:
+            # NOTE: imported on first use: its event classes cost ~15 ms of `import batten`.
+            from batten import events
+
+            on_event = events.subscriber(self, on_event)
+        out = await run_plan(
+            plan,
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=on_event,
+            journal=durable.journal if durable is not None else None,
+            on_run=durable.on_run if durable is not None else None,
+        )
+        status = WorkflowStatus(out.status)
+        steps, error = out.steps, out.error
+        if durable is not None:
+            status, steps, error = durable.finish(out, status)
+        if status == WorkflowStatus.FAILED:
+            status, steps, error = await self._compensate(out, base, on_event)
+        final_output = out.final_output
+        failed = status in (WorkflowStatus.FAILED, WorkflowStatus.COMPENSATED)
+        if failed and self.fallback_workflow is not None:
+            status, steps, error, final_output = await self._run_fallback(
+                context, steps, error, base, on_event
+            )
+        if durable is not None:
+            durable.record_end(status, error, final_output)
+        result = WorkflowResult(
+            workflow_id=self.workflow_id,
+            run_id=out.run_id,
+            status=status,
+            steps=steps,
+            final_output=final_output,
+            error=error,
+            total_execution_time_ms=out.elapsed_ms,
+            context=out.context,
+            total_steps=len(self._steps),
+        )
+        if listening:
+            from batten import events
+
+            await events.notify_completed(self._completion_callbacks, result, self._loggers)
+        return result
+
+    async def _run_fallback(
+        self,
+        context: WorkflowContext,
+        steps: list[StepResult],
+        error: str | None,
+        base: CompileOptions | None,
+        on_event: EventSink | None,
+    ) -> tuple[WorkflowStatus, list[StepResult], str | None, Any]:
+        """Runs the fallback workflow from the run's initial ``context`` (see
+        ``with_fallback_workflow``); returns the run's ``(status, steps, error, output)``."""
+        fallback = self.fallback_workflow
+        assert fallback is not None
+        plan = fallback._compiled(base, nested=True)
+        sink: EventSink | None = None
+        if on_event is not None:
+            parent = on_event
+
+            def sink(kind: str, step_id: str, attempt: int, payload: Any) -> None:
+                parent(kind, f"fallback_workflow/{step_id}", attempt, payload)
+
+        out = await run_plan(plan, context, on_event=sink)
+        ok = out.status == WorkflowStatus.COMPLETED.value
+        record = StepResult(
+            "fallback_workflow",
+            StepStatus.COMPLETED.value if ok else StepStatus.FAILED.value,
+            out.final_output if ok else None,
+            None if ok else out.error,
+            None if ok else "FallbackWorkflowFailed",
+            None,
+            1,
+            out.elapsed_ms,
+            {"workflow_id": fallback.workflow_id, "cause": error},
+            list(out.steps),
+        )
+        if ok:
+            return WorkflowStatus.COMPLETED, [*steps, record], None, out.final_output
+        both = f"{error}; fallback workflow '{fallback.workflow_id}' failed: {out.error}"
+        return WorkflowStatus.FAILED, [*steps, record], both, None
+
+    async def _compensate(
+        self, out: Outcome, base: CompileOptions | None, on_event: EventSink | None
+    ) -> tuple[WorkflowStatus, list[StepResult], str | None]:
+        """Runs the compensations of the completed steps in reverse completion order (saga).
+
+        Returns the run's status (``COMPENSATED`` when every compensation completed, else
+        ``FAILED``), its step results with the compensations' appended, and its error.
+        """
+        by_id = {s.step_id: s for s in self._steps}
+        comps: list[Step] = []
+        for r in reversed(out.steps):
+            comp = by_id[r.step_id].compensation if r.step_id in by_id else None
+            if r.status == StepStatus.COMPLETED and comp is not None:
+                comps.append(comp)
+        if not comps:
+            return WorkflowStatus.FAILED, out.steps, out.error
+        deps: list[list[str]] = [[]] + [[c.step_id] for c in comps[:-1]]
+        opts = base or self._default_options
+        # Best effort, as a saga: a failed compensation does not stop the ones after it.
+        plan = compile_plan(
+            f"{self.workflow_id}:compensation",
+            comps,
+            deps,
+            opts,
+            nested=True,
+            continue_on_error=True,
+        )
+        comp_out = await run_plan(plan, out.context, on_event=on_event)
+        ok = all(s.status == StepStatus.COMPLETED for s in comp_out.steps)
+        error = out.error if ok else f"{out.error}{_COMPENSATION_FAILED}{comp_out.error}"
+        status = WorkflowStatus.COMPENSATED if ok else WorkflowStatus.FAILED
+        return status, [*out.steps, *comp_out.steps], error
+
+    def stream(
+        self,
+        context: WorkflowContext | None = None,
+        *,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> AsyncGenerator[WorkflowEvent, None]:
+        """Runs the workflow on the running event loop, yielding its events as the engine emits
+        them and last a :class:`~batten.RunFinished` with the result (seed 002's streamed phase
+        events); same arguments as ``execute``. See :func:`batten.events.stream` for the events,
+        their order, and leaving early (``async with contextlib.aclosing(wf.stream()) as
+        events:``).
+
+        Raises:
+            WorkflowDefinitionError, TypeError: as ``execute``, from the first ``__anext__``.
+        """
+        from batten import events
+
+        return events.stream(self, context, timeout=timeout, max_concurrency=max_concurrency)
+
+    def run(
+        self,
+        context: WorkflowContext | None = None,
+        *,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> WorkflowResult:
+        """Runs the workflow to completion from synchronous code; same arguments as ``execute``.
+
+        With no event loop running in this thread it runs on an ``asyncio.Runner`` kept for this
+        thread (NOTE: ``asyncio.run`` builds a new loop per call, ~0.5 ms, which was 80% of a
+        3-step workflow's ``run()``); the runner's loop is closed at interpreter exit. Under a
+        running loop (a Jupyter cell) it cannot block that loop's thread on itself, so it runs
+        the workflow with ``asyncio.run`` in a helper thread and waits; contextvars are carried
+        over. In async code prefer ``await workflow.execute(...)``.
+
+        Raises:
+            WorkflowDefinitionError, TypeError: as ``execute``.
+        """
+        kwargs: dict[str, Any] = {"timeout": timeout, "max_concurrency": max_concurrency}
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # Runner.run defaults to the context captured when the runner was made; pass the
+            # caller's current one so contextvars set since then reach the steps.
+            return _thread_runner().run(
+                self.execute(context, **kwargs), context=contextvars.copy_context()
+            )
+        box: list[Any] = []
+
+        def target() -> None:
+            try:
+                box.append(asyncio.run(self.execute(context, **kwargs)))
+            except BaseException as exc:
+                box.append(exc)
+
+        caller = contextvars.copy_context()
+        thread = threading.Thread(target=caller.run, args=(target,), name="batten-run")
+        thread.start()
+        thread.join()
+        outcome = box[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        assert isinstance(outcome, WorkflowResult)
+        return outcome
+
+    def to_mermaid(self, *, direction: str = "TD") -> str:
+        """This workflow as a Mermaid ``flowchart`` (see :func:`batten.display.to_mermaid`);
+        ``batten graph FILE`` prints it.
+
+        Args:
+            direction: ``"TD"`` (default), ``"LR"``, ``"BT"`` or ``"RL"``.
+
+        Raises:
+            ValueError: an unknown ``direction``.
+        """
+        from batten.display import to_mermaid
+
+        return to_mermaid(self, direction=direction)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's HTML view: the graph, drawn by Mermaid (see
+        :func:`batten.display.workflow_html`)."""
+        from batten.display import workflow_html
+
+        return workflow_html(self)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter's MIME bundle: ``repr``, HTML and a markdown ``mermaid`` block."""
+        from batten.display import workflow_mimebundle
+
+        return workflow_mimebundle(self)
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.workflow_id!r}, {self.name!r}, steps={len(self._steps)})"

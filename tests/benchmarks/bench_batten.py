@@ -1,0 +1,210 @@
+"""batten: each workload as a ``Workflow`` of ``ToolStep``s, written against /work/api-spec.md.
+
+Runs are awaited with ``await workflow.execute(ctx)`` on one event loop per process; W5 also times
+the blocking ``workflow.run(ctx)`` a script would call (it reuses one event loop per thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from _harness import Runner, Sizes, Suite, Tally, expect, flaky, random_dag, triangle
+from batten import (
+    MapStep,
+    RetryPolicy,
+    ToolStep,
+    Workflow,
+    WorkflowContext,
+    WorkflowResult,
+    WorkflowStatus,
+)
+
+
+def inc(context: Mapping[str, int]) -> dict[str, int]:
+    return {"counter": context["counter"] + 1}
+
+
+async def ainc(context: Mapping[str, int]) -> dict[str, int]:
+    return {"counter": context["counter"] + 1}
+
+
+def chain(name: str, tool: Callable[..., Any], n: int) -> Workflow:
+    """`n` steps of `tool`, each after the previous one (add_step's default)."""
+    workflow = Workflow(name, name)
+    for i in range(n):
+        workflow.add_step(ToolStep(f"s{i}", tool))
+    return workflow
+
+
+def counter_context(name: str) -> WorkflowContext:
+    return WorkflowContext(name, variables={"counter": 0})
+
+
+def completed(result: WorkflowResult, steps: int) -> WorkflowResult:
+    """Check that a run completed every one of its `steps`."""
+    expect((result.status, result.error), (WorkflowStatus.COMPLETED, None))
+    expect(result.steps_completed, steps)
+    return result
+
+
+suite = Suite("batten")
+
+
+@suite.workload("W1")
+def w1(s: Sizes) -> Runner:
+    workflow = chain("w1", inc, s.w1_steps)
+
+    async def run() -> None:
+        result = await workflow.execute(counter_context("w1"))
+        expect(completed(result, s.w1_steps).context["counter"], s.w1_steps)
+
+    return run
+
+
+def _durable_w1(s: Sizes, durability: str) -> Runner:
+    import os
+    import tempfile
+
+    import batten
+
+    path = os.path.join(tempfile.mkdtemp(prefix="batten-bench-"), "runs.db")
+    workflow = chain("c", inc, s.w1_steps).with_store(
+        batten.SqliteStore(path), durability=durability
+    )
+
+    async def run() -> None:
+        result = await workflow.execute(counter_context("c"))
+        expect(completed(result, s.w1_steps).context["counter"], s.w1_steps)
+
+    return run
+
+
+@suite.workload("C", "sync")
+def c_sync(s: Sizes) -> Runner:
+    return _durable_w1(s, "sync")
+
+
+@suite.workload("C", "batch")
+def c_batch(s: Sizes) -> Runner:
+    return _durable_w1(s, "batch")
+
+
+@suite.workload("W1a")
+def w1a(s: Sizes) -> Runner:
+    workflow = chain("w1a", ainc, s.w1_steps)
+
+    async def run() -> None:
+        result = await workflow.execute(counter_context("w1a"))
+        expect(completed(result, s.w1_steps).context["counter"], s.w1_steps)
+
+    return run
+
+
+@suite.workload("W2")
+def w2(s: Sizes) -> Runner:
+    async def sleeper(i: int) -> int:
+        await asyncio.sleep(s.w2_sleep)
+        return i
+
+    workers = [f"w{i}" for i in range(s.w2_fanout)]
+
+    def total(context: WorkflowContext) -> int:
+        return sum(context.results[w] for w in workers)
+
+    workflow = Workflow("w2", "w2")
+    for i, worker in enumerate(workers):
+        workflow.add_step(ToolStep(worker, sleeper, {"i": i}), depends_on=[])
+    workflow.add_step(ToolStep("total", total), depends_on=workers)
+
+    async def run() -> None:
+        result = completed(await workflow.execute(), s.w2_fanout + 1)
+        expect(result.final_output, triangle(s.w2_fanout))
+
+    return run
+
+
+@suite.workload("W6")
+def w6(s: Sizes) -> Runner:
+    async def sleeper(item: int) -> int:
+        await asyncio.sleep(s.w2_sleep)
+        return item
+
+    workflow = Workflow("w6", "w6")
+    workflow.add_step(ToolStep("plan", lambda: {"items": list(range(s.w6_items))}))
+    workflow.add_step(MapStep("map", "items", sleeper))
+    workflow.add_step(ToolStep("total", lambda context: sum(context.results["map"])))
+
+    async def run() -> None:
+        result = completed(await workflow.execute(), 3)
+        expect(result.final_output, triangle(s.w6_items))
+
+    return run
+
+
+@suite.workload("W3")
+def w3(s: Sizes) -> Runner:
+    tally = Tally()
+    workflow = Workflow("w3", "w3")
+    for i, deps in enumerate(random_dag(s.w3_nodes)):
+        workflow.add_step(ToolStep(f"n{i}", tally.noop), depends_on=[f"n{d}" for d in deps])
+
+    async def run() -> None:
+        completed(await workflow.execute(), s.w3_nodes)
+        expect(tally.take(), s.w3_nodes)
+
+    return run
+
+
+@suite.workload("W4")
+def w4(s: Sizes) -> Runner:
+    policy = RetryPolicy(max_attempts=3, initial_interval=0)
+    workflow = Workflow("w4", "w4")
+    for i in range(s.w4_steps):
+        workflow.add_step(ToolStep(f"s{i}", flaky()).with_retry(policy=policy), depends_on=[])
+
+    async def run() -> None:
+        result = completed(await workflow.execute(), s.w4_steps)
+        expect({step.attempts for step in result.steps}, {3})
+
+    return run
+
+
+def w5_execute(s: Sizes, tool: Callable[..., Any]) -> Runner:
+    """Awaits a pre-built 3-step chain of `tool` `s.w5_runs` times."""
+    workflow = chain("w5", tool, 3)
+
+    async def run() -> None:
+        for _ in range(s.w5_runs):
+            result = await workflow.execute(counter_context("w5"))
+            expect(completed(result, 3).context["counter"], 3)
+
+    return run
+
+
+@suite.workload("W5", "execute")
+def w5(s: Sizes) -> Runner:
+    return w5_execute(s, inc)
+
+
+@suite.workload("W5", "execute, async steps")
+def w5_async(s: Sizes) -> Runner:
+    """The same chain with `async def` steps: like plain asyncio's baseline, every step runs on
+    the loop thread (batten runs sync steps on worker threads: a thread round trip per run)."""
+    return w5_execute(s, ainc)
+
+
+@suite.workload("W5", "run")
+def w5_run(s: Sizes) -> Runner:
+    workflow = chain("w5", inc, 3)
+
+    def run() -> None:
+        for _ in range(s.w5_runs):
+            expect(completed(workflow.run(counter_context("w5")), 3).context["counter"], 3)
+
+    return run
+
+
+if __name__ == "__main__":
+    suite.main()
