@@ -299,14 +299,3 @@ def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
 def is_done_ok(status: StepStatus | str) -> bool:
     """True for ``COMPLETED`` and ``SKIPPED``: the statuses that do not fail a run."""
     return status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
-
-
-def check_positive_int(step_id: str, name: str, value: Any, *, allow_none: bool = True) -> None:
-    """Raises ``WorkflowDefinitionError`` unless ``value`` is an int >= 1 (or ``None``)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WorkflowDefinitionError(
-            f"step '{step_id}': {name} must be an int >= 1{' or None' if allow_none else ''}, "
-            f"got {value!r}"
-        )

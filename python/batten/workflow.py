@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from batten._checks import check_callable, check_count, check_run_options
 from batten._compile import (
     CompileOptions,
     EventSink,
@@ -63,16 +64,6 @@ def _close_runners() -> None:
             pass
 
 
-def _check_callable(what: str, fn: Any) -> None:
-    if not callable(fn):
-        raise WorkflowDefinitionError(f"{what} expects a callable, got {fn!r:.80}")
-
-
-def _check_limit(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise WorkflowDefinitionError(f"{name} must be an int >= 1 or None, got {value!r}")
-
-
 class Workflow:
     """A DAG of steps, run by the native engine (JAF's ``Workflow``).
 
@@ -80,15 +71,17 @@ class Workflow:
         workflow_id: the workflow's id (str).
         name: a human-readable name.
         description: free text.
-        max_parallel_steps: at most this many steps in flight at once (``None``: unbounded), as
-            seed 001's ``WorkflowConfiguration.max_parallel_steps``.
+        max_parallel_steps: at most this many steps in flight at once (an int from 1 to
+            ``2**31 - 1``; ``None``: unbounded), as seed 001's
+            ``WorkflowConfiguration.max_parallel_steps``.
         continue_on_error: a failed step no longer blocks its dependents (they run without its
             output) and the run ends ``COMPLETED`` with the failures in ``result.errors``
             (seed 002's ``error_handling.continue_on_error``; default ``False``: a failure
             blocks its dependents and fails the run).
         max_total_retries: retries allowed across the whole run, all steps together (seed
-            002's ``error_handling.max_total_retries``); once spent, a failing step fails at
-            once. ``None`` (default): each step's own policy only.
+            002's ``error_handling.max_total_retries``; an int from 0 to ``2**31 - 1``); once
+            spent, a failing step fails at once. ``None`` (default): each step's own policy
+            only.
         version: the workflow's version string (seed 002), default ``"1.0.0"``.
 
     Attributes set by a workflow file (:meth:`from_config`, :func:`batten.load_workflow`):
@@ -102,8 +95,8 @@ class Workflow:
     run as tasks on the caller's event loop.
 
     Raises:
-        WorkflowDefinitionError: ``max_parallel_steps`` is not a positive int, or
-            ``max_total_retries`` is not an int >= 0.
+        WorkflowDefinitionError: ``max_parallel_steps`` or ``max_total_retries`` is not such an
+            int or ``None``.
     """
 
     def __init__(
@@ -117,15 +110,9 @@ class Workflow:
         max_total_retries: int | None = None,
         version: str = "1.0.0",
     ) -> None:
-        _check_limit("max_parallel_steps", max_parallel_steps)
-        if max_total_retries is not None and (
-            isinstance(max_total_retries, bool)
-            or not isinstance(max_total_retries, int)
-            or max_total_retries < 0
-        ):
-            raise WorkflowDefinitionError(
-                f"max_total_retries must be an int >= 0 or None, got {max_total_retries!r}"
-            )
+        owner = f"workflow '{workflow_id}'"
+        check_count(max_parallel_steps, "max_parallel_steps", owner=owner, allow_none=True)
+        check_count(max_total_retries, "max_total_retries", owner=owner, minimum=0, allow_none=True)
         self.workflow_id = workflow_id
         self.name = name if name is not None else workflow_id
         self.description = description
@@ -253,7 +240,7 @@ class Workflow:
         Raises:
             WorkflowDefinitionError: ``callback`` is not callable.
         """
-        _check_callable("on_step_completed", callback)
+        check_callable(callback, "on_step_completed's callback", owner=self._owner)
         self._step_callbacks.append(callback)
         return self
 
@@ -265,9 +252,14 @@ class Workflow:
         Raises:
             WorkflowDefinitionError: ``callback`` is not callable.
         """
-        _check_callable("on_workflow_completed", callback)
+        check_callable(callback, "on_workflow_completed's callback", owner=self._owner)
         self._completion_callbacks.append(callback)
         return self
+
+    @property
+    def _owner(self) -> str:
+        """How argument errors name this workflow."""
+        return f"workflow '{self.workflow_id}'"
 
     def add_logger(self, logger: Any) -> Workflow:
         """Attaches a :class:`~batten.WorkflowLogger` (JAF's ``with_logger``): its
@@ -416,10 +408,12 @@ class Workflow:
 
         Args:
             context: the initial state (default: an empty ``WorkflowContext(workflow_id)``).
-            timeout: seconds for the whole run; at the deadline running steps are cancelled
-                (async) or abandoned (sync) and end ``TIMEOUT``, unstarted ones ``CANCELLED``,
-                and the run ends ``FAILED``.
-            max_concurrency: at most this many steps in flight (the smaller of it and
+            timeout: seconds for the whole run (> 0, at most 365 days; default ``None``: no
+                bound); at the deadline running steps are cancelled (async) or abandoned
+                (sync) and end ``TIMEOUT``, unstarted ones ``CANCELLED``, and the run ends
+                ``FAILED``.
+            max_concurrency: at most this many steps in flight (an int from 1 to
+                ``2**31 - 1``; default ``None``: unbounded; the smaller of it and
                 ``max_parallel_steps`` applies).
             store: makes this run durable in this store (object or URL), overriding
                 ``with_store``'s; ``None`` (default): the workflow's store, if any.
@@ -433,11 +427,12 @@ class Workflow:
 
         Raises:
             WorkflowDefinitionError: the workflow is malformed (before any step runs), or a
-                bad ``timeout`` / ``max_concurrency``.
+                bad ``timeout`` / ``max_concurrency`` (before the run is recorded).
             TypeError: ``context`` is not a WorkflowContext, or (durable run) the context
                 cannot be stored as JSON.
             StoreError: (durable run) the run cannot be recorded, e.g. ``run_id`` exists.
         """
+        check_run_options(timeout, max_concurrency)
         context, durable = self._begin_durable(context, store, run_id)
         return await self._execute(
             context,
@@ -535,6 +530,7 @@ class Workflow:
         (``batten resume`` shows progress with it)."""
         from batten.durable import DurableRun, is_finished, require_store, stored_result
 
+        check_run_options(timeout, max_concurrency)
         st = require_store(self._store if store is None else store)
         self._compiled(base)
         durable, context, info = DurableRun.reopen(
@@ -579,7 +575,7 @@ class Workflow:
         durable: Any = None,
     ) -> WorkflowResult:
         """``execute`` with an event subscriber and the compile options of a WorkflowEngine."""
-        _check_limit("max_concurrency", max_concurrency)
+        check_run_options(timeout, max_concurrency)
         plan = self._compiled(base)
         if context is None:
             context = WorkflowContext(self.workflow_id)
