@@ -20,6 +20,8 @@ from batten import (
     ParallelStep,
     RateLimit,
     RetryPolicy,
+    RouterStep,
+    SubWorkflowStep,
     ToolStep,
     Workflow,
     WorkflowBuilder,
@@ -50,6 +52,61 @@ def workflow_of(*steps, workflow_id="w", **kwargs):
     for s in steps:
         wf.add_step(s)
     return wf
+
+
+# --- step ids ----------------------------------------------------------------------------------
+
+STEP_KINDS = {
+    "AgentStep": lambda sid: AgentStep(sid, echo, "hi"),
+    "ToolStep": lambda sid: ToolStep(sid, noop),
+    "ParallelStep": lambda sid: ParallelStep(sid, [ToolStep("b", noop)]),
+    "ConditionalStep": lambda sid: ConditionalStep(sid, bool, ToolStep("b", noop)),
+    "MapStep": lambda sid: MapStep(sid, [1, 2], echo),
+    "LoopStep": lambda sid: LoopStep(sid, ToolStep("b", noop), lambda ctx, i: False),
+    "SubWorkflowStep": lambda sid: SubWorkflowStep(sid, workflow_of(ToolStep("b", noop))),
+    "RouterStep": lambda sid: RouterStep(sid, lambda ctx: "b", [ToolStep("b", noop)]),
+    "HumanApprovalStep": lambda sid: HumanApprovalStep(sid, "ok?"),
+    "WorkflowBuilder.step": lambda sid: WorkflowBuilder().step(sid, echo, "hi"),
+    "WorkflowBuilder.add_tool_step": lambda sid: WorkflowBuilder("w").add_tool_step(sid, noop),
+    "WorkflowBuilder.add_parallel_step": lambda sid: WorkflowBuilder("w").add_parallel_step(
+        sid, [ToolStep("b", noop)]
+    ),
+}
+
+
+@pytest.mark.parametrize("make", STEP_KINDS.values(), ids=STEP_KINDS.keys())
+def test_a_slash_in_a_step_id_is_refused_when_the_step_is_made(make):
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'a/b': .*'/'"):
+        make("a/b")
+
+
+@pytest.mark.parametrize("make", STEP_KINDS.values(), ids=STEP_KINDS.keys())
+@pytest.mark.parametrize("bad", ["", None, 3, b"a"], ids=["empty", "None", "int", "bytes"])
+def test_an_empty_or_non_str_step_id_is_refused_when_the_step_is_made(make, bad):
+    with pytest.raises(WorkflowDefinitionError, match="step_id must be a non-empty str"):
+        make(bad)
+
+
+def test_a_slash_id_beside_a_composite_of_the_same_path_cannot_be_defined(ran):
+    """``a/b`` would be the path of the parallel step ``a``'s branch ``b``: checkpoints and
+    ``batten status`` could not tell them apart."""
+    branch = ToolStep("b", lambda: ran.append("branch"))
+    parallel = ParallelStep("a", [branch])
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'a/b'"):
+        workflow_of(parallel, ToolStep("a/b", lambda: ran.append("top")))
+    assert ran == []
+
+
+def test_a_slash_in_an_inner_step_id_is_refused_before_it_joins_a_composite():
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'x/y'"):
+        ParallelStep("p", [ToolStep("x/y", noop)])
+
+
+def test_ids_with_spaces_and_dots_stay_accepted():
+    """Only ``/`` has a meaning in paths; agent names such as ``Research Assistant`` are ids
+    of ``DeterministicWorkflow`` steps."""
+    wf = workflow_of(ToolStep("fetch data", noop), ToolStep("v1.2", noop))
+    assert wf.run().status == WorkflowStatus.COMPLETED
 
 
 # --- seconds -------------------------------------------------------------------------------------

@@ -37,6 +37,10 @@ MAX_SECONDS: Final = 31_536_000
 #: The most any count argument takes (``2**31 - 1``: it fits every integer type of the engine).
 MAX_COUNT: Final = 2**31 - 1
 
+#: The one character a step id may not hold: it joins a composite's id to its inner steps' ids
+#: in the paths that checkpoints, events and ``batten status`` use (``"parallel/branch"``).
+PATH_SEPARATOR: Final = "/"
+
 
 def _fail(owner: str | None, name: str, expected: str, value: Any) -> WorkflowDefinitionError:
     subject = f"{owner}: {name}" if owner else name
@@ -55,13 +59,23 @@ def is_finite_number(value: object) -> TypeGuard[int | float]:
 
 
 def check_step_id(step_id: object) -> str:
-    """Returns ``step_id`` if it can name a step: a non-empty str.
+    """Returns ``step_id`` if it can name a step: a non-empty str without ``/``.
+
+    ``/`` is refused because a composite's inner step is addressed as ``"<composite>/<inner>"``:
+    a top-level ``"a/b"`` beside a ``ParallelStep("a", [ToolStep("b")])`` would share its
+    checkpoints and its line in ``batten status``. Workflow files are stricter (the schema's
+    ``identifier`` pattern); the Python API also takes spaces and dots, as agent names have them.
 
     Raises:
-        WorkflowDefinitionError: ``step_id`` is not a non-empty str.
+        WorkflowDefinitionError: ``step_id`` is not a non-empty str, or holds ``/``.
     """
     if not isinstance(step_id, str) or not step_id:
         raise WorkflowDefinitionError(f"step_id must be a non-empty str, got {step_id!r:.80}")
+    if PATH_SEPARATOR in step_id:
+        raise WorkflowDefinitionError(
+            f"step '{step_id}': a step id may not contain '/', which separates a composite "
+            "step's id from its inner steps' ids ('parallel/branch'); use '-' or '_'"
+        )
     return step_id
 
 

@@ -216,10 +216,11 @@ class Step:
     """Base class of every step: an id plus timeout, retry policy and conditions.
 
     Args:
-        step_id: unique within its workflow; non-empty str.
+        step_id: unique within its workflow; a non-empty str without ``/`` (which joins a
+            composite step's id to its inner steps' ids in paths such as ``"parallel/branch"``).
 
     Raises:
-        WorkflowDefinitionError: ``step_id`` is not a non-empty str.
+        WorkflowDefinitionError: ``step_id`` is not a non-empty str, or holds ``/``.
     """
 
     # NOTE: slots, not a __dict__: a 10,000-step fan-out (W2) held ~500 bytes per step, most of
