@@ -109,6 +109,48 @@ def test_ids_with_spaces_and_dots_stay_accepted():
     assert wf.run().status == WorkflowStatus.COMPLETED
 
 
+# --- workflows containing themselves -----------------------------------------------------------
+
+
+def test_a_workflow_containing_itself_is_refused_naming_the_cycle():
+    wf = workflow_of(ToolStep("s", noop), workflow_id="a")
+    wf.add_step(SubWorkflowStep("again", wf))
+    with pytest.raises(WorkflowDefinitionError, match=r"workflow 'a' contains itself: a -> a"):
+        wf.validate()
+
+
+def test_two_workflows_containing_each_other_are_refused_before_anything_runs(ran):
+    a = workflow_of(ToolStep("first", lambda: ran.append("first")), workflow_id="a")
+    b = workflow_of(ToolStep("second", lambda: ran.append("second")), workflow_id="b")
+    a.add_step(SubWorkflowStep("run_b", b))
+    b.add_step(SubWorkflowStep("run_a", a))
+    with pytest.raises(WorkflowDefinitionError, match=r"workflow 'a' contains itself: a -> b -> a"):
+        a.run()
+    assert ran == []
+
+
+def test_a_cycle_of_workflows_deep_inside_composites_is_refused(ran):
+    a = workflow_of(ToolStep("first", lambda: ran.append("first")), workflow_id="a")
+    b = workflow_of(ParallelStep("p", [SubWorkflowStep("back", a)]), workflow_id="b")
+    a.add_step(LoopStep("loop", SubWorkflowStep("run_b", b), lambda ctx, i: i < 1))
+    with pytest.raises(WorkflowDefinitionError, match=r"contains itself: a -> b -> a"):
+        asyncio.run(a.execute())
+    assert ran == []
+
+
+def test_a_workflow_reached_twice_without_a_cycle_is_accepted():
+    shared = workflow_of(ToolStep("s", lambda: {"n": 1}), workflow_id="shared")
+    wf = workflow_of(SubWorkflowStep("one", shared), SubWorkflowStep("two", shared))
+    assert wf.run().status == WorkflowStatus.COMPLETED
+
+
+def test_a_composite_holding_itself_is_refused_naming_the_step():
+    parallel = ParallelStep("p", [ToolStep("b", noop)])
+    parallel.add_branch(parallel)
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'p' contains itself"):
+        workflow_of(parallel).validate()
+
+
 # --- seconds -------------------------------------------------------------------------------------
 
 TOO_MANY_SECONDS = [2e19, MAX_SECONDS + 1, 10**400, math.inf, math.nan, -1.0, "30", True]

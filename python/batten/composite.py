@@ -78,10 +78,6 @@ class _Composite(Step):
     __slots__ = ()
     _is_composite = True
 
-    def _children(self) -> list[Step]:
-        """The steps this composite holds (for references, compile errors and cache keys)."""
-        return []
-
     def _version_key(self) -> Any:
         return (super()._version_key(), *(c._version_key() for c in self._children()))
 
@@ -633,7 +629,7 @@ class SubWorkflowStep(_Composite):
 
     Raises:
         WorkflowDefinitionError: ``workflow`` is not a Workflow (or, when compiled, is
-            malformed).
+            malformed or contains the workflow this step is in).
     """
 
     __slots__ = ("workflow",)

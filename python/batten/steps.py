@@ -257,6 +257,11 @@ class Step:
         self._version += 1
         _EPOCH[0] += 1
 
+    def _children(self) -> list[Step]:
+        """The steps this step runs inside itself (a composite's branches, body, route...);
+        none for a plain step."""
+        return []
+
     def _step_arg(self, what: str, step: Any) -> Step:
         if not isinstance(step, Step):
             raise WorkflowDefinitionError(
