@@ -151,6 +151,41 @@ def test_a_composite_holding_itself_is_refused_naming_the_step():
         workflow_of(parallel).validate()
 
 
+# --- references ----------------------------------------------------------------------------------
+
+
+def test_a_reference_to_no_step_of_the_workflow_says_so(ran):
+    wf = workflow_of(AgentStep("x", lambda m: ran.append(m), "Use {nope.result}"))
+    with pytest.raises(WorkflowDefinitionError) as info:
+        wf.validate()
+    assert str(info.value) == (
+        "step 'x' references '{nope.result}', but 'nope' names no step of this workflow"
+    )
+    assert ran == []
+
+
+def test_a_reference_to_a_step_that_is_not_an_ancestor_still_says_so():
+    wf = Workflow("w")
+    wf.add_step(ToolStep("late", noop), depends_on=[])
+    wf.add_step(AgentStep("x", echo, "Use {late.result}"), depends_on=[])
+    with pytest.raises(WorkflowDefinitionError, match=r"'late' is not one of its dependencies"):
+        wf.validate()
+
+
+def test_a_reference_from_inside_a_composite_to_no_step_names_the_inner_step():
+    inner = ToolStep("fetch", echo, {"message": "{ghost.result.id}"})
+    wf = workflow_of(ParallelStep("p", [inner]))
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'p/fetch' references '\{ghost"):
+        wf.validate()
+
+
+def test_a_reference_to_a_step_nested_in_a_composite_is_not_called_unknown():
+    """``b`` exists (inside ``p``); it is just not a dependency a top-level step can use."""
+    wf = workflow_of(ParallelStep("p", [ToolStep("b", noop)]), AgentStep("x", echo, "{b.result}"))
+    with pytest.raises(WorkflowDefinitionError, match=r"'b' is not one of its dependencies"):
+        wf.validate()
+
+
 # --- seconds -------------------------------------------------------------------------------------
 
 TOO_MANY_SECONDS = [2e19, MAX_SECONDS + 1, 10**400, math.inf, math.nan, -1.0, "30", True]

@@ -433,8 +433,10 @@ class Workflow:
 
         Raises:
             WorkflowDefinitionError: duplicate step ids, an unknown ``depends_on``, a cycle
-                (the message lists it, e.g. ``a -> b -> a``), or a ``{x.result}`` reference to
-                a step that is not an ancestor.
+                (the message lists it, e.g. ``a -> b -> a``), a ``{x.result}`` reference naming
+                no step of the workflow or a step that is not an ancestor, or a workflow that
+                contains itself through ``SubWorkflowStep`` (``workflow 'a' contains itself:
+                a -> b -> a``) or a composite step among its own inner steps.
         """
         self._compiled()
 
