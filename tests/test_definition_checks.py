@@ -460,3 +460,15 @@ CALLABLE_ARGUMENTS = {
 def test_a_non_callable_where_a_callable_is_expected_is_refused_naming_it(call, named):
     with pytest.raises(WorkflowDefinitionError, match=named + " must be callable, got 3"):
         call()
+
+
+# --- approvers -----------------------------------------------------------------------------------
+
+
+def test_an_empty_approvers_list_is_refused_since_nobody_could_approve():
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'ok': approvers is empty"):
+        HumanApprovalStep("ok", "Ship it?", approvers=[])
+
+
+def test_approvers_none_still_means_anyone():
+    assert HumanApprovalStep("ok", "Ship it?", approvers=None).approvers is None

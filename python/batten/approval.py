@@ -65,8 +65,9 @@ class HumanApprovalStep(Step):
         prompt: what the approver is asked; ``{step.result}`` references are filled from the
             step's context, as in an ``AgentStep`` message, and ``{inputs.name}`` ones from
             the run's variables (workflow files' inputs).
-        approvers: who may decide (``approve(..., by=...)`` must name one of them); ``None``
-            (default): anyone.
+        approvers: who may decide (a non-empty list of str; ``approve(..., by=...)`` must
+            name one of them); ``None`` (default): anyone. An empty list is refused: it would
+            mean nobody may decide, so the run could never go on.
         timeout: seconds (> 0, at most 365 days) from when the step first waited; a decision
             that has not come by then ends the step ``TIMEOUT`` (checked when the run resumes,
             and ``approve`` after it is refused). ``None`` (default): wait forever.
@@ -76,8 +77,8 @@ class HumanApprovalStep(Step):
     run fails with a ``WorkflowDefinitionError`` naming the step.
 
     Raises:
-        WorkflowDefinitionError: ``prompt`` is not a str, ``approvers`` not a list of str, or
-            ``timeout`` not a positive number of seconds up to 365 days.
+        WorkflowDefinitionError: ``prompt`` is not a str, ``approvers`` not a non-empty list
+            of str, or ``timeout`` not a positive number of seconds up to 365 days.
     """
 
     __slots__ = ("approval_timeout", "approvers", "prompt")
@@ -102,6 +103,11 @@ class HumanApprovalStep(Step):
                 raise WorkflowDefinitionError(
                     f"step '{step_id}': approvers must be a list of str or None, "
                     f"got {approvers!r:.80}"
+                )
+            if not names:
+                raise WorkflowDefinitionError(
+                    f"step '{step_id}': approvers is empty, so nobody could approve; name who "
+                    "may decide, or pass approvers=None to let anyone"
                 )
         check_seconds(timeout, "timeout", owner=f"step '{step_id}'", allow_none=True)
         self.prompt = prompt
