@@ -143,11 +143,19 @@ def compile_plan(
     **policy: Any,
 ) -> Any:
     """A native ``Plan`` for ``steps``. ``nested`` drops template references to steps outside
-    ``steps`` (the enclosing composite's own references were checked one level up)."""
+    ``steps`` (the enclosing composite's own references were checked one level up).
+
+    Raises:
+        WorkflowDefinitionError: a step is malformed; at the top level (not ``nested``), also a
+            ``{x.result}`` reference naming no step at any depth (the engine itself checks that
+            a reference names an ancestor).
+    """
     specs = [spec_for(s, d, opts, recover=recover) for s, d in zip(steps, deps, strict=True)]
     if nested:
         ids = {s.step_id for s in steps}
         specs = [(*sp[:2], [r for r in sp[2] if r in ids], *sp[3:]) for sp in specs]
+    else:
+        _check_references_exist(steps, [sp[2] for sp in specs], opts)
     controls = {}
     for s in steps:
         found = traffic_controls(s, opts)
@@ -156,6 +164,55 @@ def compile_plan(
     if controls:
         policy["controls"] = controls
     return _core.Plan(plan_id, specs, max_parallel, **policy)
+
+
+def _step_ids(steps: Sequence[Step]) -> set[str]:
+    """The ids of ``steps`` and of every step they hold, at any depth."""
+    ids: set[str] = set()
+    seen: set[int] = set()
+    pending = list(steps)
+    while pending:
+        step = pending.pop()
+        if id(step) in seen:
+            continue
+        seen.add(id(step))
+        ids.add(step.step_id)
+        if step._is_composite:
+            pending.extend(step._children())
+    return ids
+
+
+def _check_references_exist(
+    steps: Sequence[Step], refs: Sequence[Sequence[str]], opts: CompileOptions
+) -> None:
+    """Raises when a top-level step's references (its own, or bubbled up from the steps it
+    holds) name no step of the workflow at all: the engine would only say "not one of its
+    dependencies", which sends the reader looking for a missing ``depends_on``."""
+    if not any(refs):
+        return
+    known = _step_ids(steps)
+    for step, step_refs in zip(steps, refs, strict=True):
+        for ref in step_refs:
+            if ref not in known:
+                where = _holder_of(step, ref, opts) or step.step_id
+                raise WorkflowDefinitionError(
+                    f"step '{where}' references '{{{ref}.result}}', but '{ref}' names no step "
+                    "of this workflow"
+                )
+
+
+def _holder_of(step: Step, ref: str, opts: CompileOptions, prefix: str = "") -> str | None:
+    """The path (``"parallel/branch"``) of the innermost step under ``step`` whose own template
+    references include ``ref``, or ``None``. Only called to word an error."""
+    path = prefix + step.step_id
+    if not step._is_composite:
+        _invoke, _a, _w, refs = step._call_spec(opts)
+        return path if ref in refs else None
+    for child in step._children():
+        found = _holder_of(child, ref, opts, path + "/")
+        if found is not None:
+            return found
+    return None
 
 
 def traffic_controls(step: Step, opts: CompileOptions) -> tuple[list[Any], list[Any]] | None:
@@ -299,14 +356,3 @@ def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
 def is_done_ok(status: StepStatus | str) -> bool:
     """True for ``COMPLETED`` and ``SKIPPED``: the statuses that do not fail a run."""
     return status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
-
-
-def check_positive_int(step_id: str, name: str, value: Any, *, allow_none: bool = True) -> None:
-    """Raises ``WorkflowDefinitionError`` unless ``value`` is an int >= 1 (or ``None``)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise WorkflowDefinitionError(
-            f"step '{step_id}': {name} must be an int >= 1{' or None' if allow_none else ''}, "
-            f"got {value!r}"
-        )

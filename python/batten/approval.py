@@ -12,9 +12,10 @@ decided in any order.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from batten._checks import check_seconds
 from batten._compile import JOURNAL
 from batten.errors import (
     ApprovalError,
@@ -64,19 +65,20 @@ class HumanApprovalStep(Step):
         prompt: what the approver is asked; ``{step.result}`` references are filled from the
             step's context, as in an ``AgentStep`` message, and ``{inputs.name}`` ones from
             the run's variables (workflow files' inputs).
-        approvers: who may decide (``approve(..., by=...)`` must name one of them); ``None``
-            (default): anyone.
-        timeout: seconds from when the step first waited; a decision that has not come by
-            then ends the step ``TIMEOUT`` (checked when the run resumes, and ``approve``
-            after it is refused). ``None`` (default): wait forever.
+        approvers: who may decide (a non-empty list of str; ``approve(..., by=...)`` must
+            name one of them); ``None`` (default): anyone. An empty list is refused: it would
+            mean nobody may decide, so the run could never go on.
+        timeout: seconds (> 0, at most 365 days) from when the step first waited; a decision
+            that has not come by then ends the step ``TIMEOUT`` (checked when the run resumes,
+            and ``approve`` after it is refused). ``None`` (default): wait forever.
 
     The step's output on approval is ``{"approved": True, "by": ..., "comment": ...,
     "prompt": ...}``. It needs a durable run (``execute(store=...)``); without a store the
     run fails with a ``WorkflowDefinitionError`` naming the step.
 
     Raises:
-        WorkflowDefinitionError: ``prompt`` is not a str, ``approvers`` not a list of str, or
-            ``timeout`` not a positive number.
+        WorkflowDefinitionError: ``prompt`` is not a str, ``approvers`` not a non-empty list
+            of str, or ``timeout`` not a positive number of seconds up to 365 days.
     """
 
     __slots__ = ("approval_timeout", "approvers", "prompt")
@@ -93,21 +95,23 @@ class HumanApprovalStep(Step):
             raise WorkflowDefinitionError(
                 f"step '{step_id}': prompt must be a str, got {type(prompt).__name__}"
             )
-        if approvers is not None and (
-            isinstance(approvers, str) or not all(isinstance(a, str) for a in approvers)
-        ):
-            raise WorkflowDefinitionError(
-                f"step '{step_id}': approvers must be a list of str or None, got {approvers!r}"
-            )
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
-        ):
-            raise WorkflowDefinitionError(
-                f"step '{step_id}': timeout must be a positive number of seconds or None, "
-                f"got {timeout!r}"
-            )
+        names: list[str] | None = None
+        if approvers is not None:
+            listed = isinstance(approvers, Iterable) and not isinstance(approvers, str | bytes)
+            names = list(approvers) if listed else []
+            if not listed or not all(isinstance(a, str) for a in names):
+                raise WorkflowDefinitionError(
+                    f"step '{step_id}': approvers must be a list of str or None, "
+                    f"got {approvers!r:.80}"
+                )
+            if not names:
+                raise WorkflowDefinitionError(
+                    f"step '{step_id}': approvers is empty, so nobody could approve; name who "
+                    "may decide, or pass approvers=None to let anyone"
+                )
+        check_seconds(timeout, "timeout", owner=f"step '{step_id}'", allow_none=True)
         self.prompt = prompt
-        self.approvers: list[str] | None = list(approvers) if approvers is not None else None
+        self.approvers: list[str] | None = names
         self.approval_timeout: float | None = float(timeout) if timeout is not None else None
 
     def with_timeout(self, seconds: float) -> HumanApprovalStep:
@@ -115,7 +119,8 @@ class HumanApprovalStep(Step):
         argument does. Returns the step.
 
         Raises:
-            WorkflowDefinitionError: ``seconds`` is not a positive finite number.
+            WorkflowDefinitionError: ``seconds`` is not a positive number of seconds up to 365
+                days.
         """
         super().with_timeout(seconds)
         self.approval_timeout, self.timeout = self.timeout, None

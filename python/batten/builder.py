@@ -12,18 +12,18 @@
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from batten._checks import check_callable, check_count, check_seconds
 from batten._core import StepResult, WorkflowContext
 from batten._status import StepStatus
 from batten.engine import WorkflowEngine, _context_for
 from batten.errors import WorkflowDefinitionError
 from batten.registry import _name_of
 from batten.steps import _REF, AgentStep, Step, ToolStep, _lookup, template_refs
-from batten.workflow import Workflow, WorkflowResult, _check_callable, _check_limit
+from batten.workflow import Workflow, WorkflowResult
 
 if TYPE_CHECKING:
     from batten._compile import WorkflowErrorHandler
@@ -84,6 +84,11 @@ class WorkflowBuilder:
         self._max_parallel_steps: int | None = None
         self._continue_on_error = False
         self._max_total_retries: int | None = None
+
+    @property
+    def _owner(self) -> str:
+        """How argument errors name this builder's workflow."""
+        return f"workflow '{self.workflow_id}'"
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -300,7 +305,7 @@ class WorkflowBuilder:
         Raises:
             WorkflowDefinitionError: ``fn`` is not callable.
         """
-        _check_callable("with_error_handler", fn)
+        check_callable(fn, "with_error_handler's handler", owner=self._owner)
         self._error_handler = fn
         return self
 
@@ -311,7 +316,7 @@ class WorkflowBuilder:
         Raises:
             WorkflowDefinitionError: ``fn`` is not callable.
         """
-        _check_callable("with_step_callback", fn)
+        check_callable(fn, "with_step_callback's callback", owner=self._owner)
         self._step_callbacks.append(fn)
         return self
 
@@ -322,7 +327,7 @@ class WorkflowBuilder:
         Raises:
             WorkflowDefinitionError: ``fn`` is not callable.
         """
-        _check_callable("with_completion_callback", fn)
+        check_callable(fn, "with_completion_callback's callback", owner=self._owner)
         self._completion_callbacks.append(fn)
         return self
 
@@ -342,12 +347,13 @@ class WorkflowBuilder:
         return self
 
     def with_max_parallel_steps(self, n: int | None) -> WorkflowBuilder:
-        """At most ``n`` steps in flight at once (int >= 1; ``None``: unbounded).
+        """At most ``n`` steps in flight at once (int from 1 to ``2**31 - 1``; ``None``:
+        unbounded).
 
         Raises:
-            WorkflowDefinitionError: ``n`` is not an int >= 1 or ``None``.
+            WorkflowDefinitionError: ``n`` is not such an int or ``None``.
         """
-        _check_limit("max_parallel_steps", n)
+        check_count(n, "max_parallel_steps", owner=self._owner, allow_none=True)
         self._max_parallel_steps = n
         return self
 
@@ -359,16 +365,14 @@ class WorkflowBuilder:
         return self
 
     def with_max_total_retries(self, n: int | None) -> WorkflowBuilder:
-        """Retries allowed across the whole run, all steps together (int >= 0; ``None``: no
-        run-wide cap); see :class:`~batten.Workflow`'s ``max_total_retries``.
+        """Retries allowed across the whole run, all steps together (int from 0 to
+        ``2**31 - 1``; ``None``: no run-wide cap); see :class:`~batten.Workflow`'s
+        ``max_total_retries``.
 
         Raises:
-            WorkflowDefinitionError: ``n`` is not an int >= 0 or ``None``.
+            WorkflowDefinitionError: ``n`` is not such an int or ``None``.
         """
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-            raise WorkflowDefinitionError(
-                f"max_total_retries must be an int >= 0 or None, got {n!r}"
-            )
+        check_count(n, "max_total_retries", owner=self._owner, minimum=0, allow_none=True)
         self._max_total_retries = n
         return self
 
@@ -563,7 +567,7 @@ class DagWorkflow:
                 step's status changes are written as they happen (``batten.run_history``
                 shows them from any process). Default: the store given to ``register``, if
                 any; else in memory.
-            timeout_per_step: seconds (> 0) each attempt of a step without its own
+            timeout_per_step: seconds (> 0, at most 365 days) each attempt of a step without its own
                 ``with_timeout`` may take before it ends ``"timeout"``; default 300. ``None``:
                 no such bound. The step objects are not changed: the run uses copies.
             context: the initial :class:`~batten.WorkflowContext`, a dict of variables, or
@@ -623,11 +627,7 @@ class DagWorkflow:
         a timeout are copies bounded to ``seconds`` (callbacks, loggers and handlers shared)."""
         if seconds is None:
             return self.workflow
-        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-        if not ok or not math.isfinite(seconds) or seconds <= 0:
-            raise WorkflowDefinitionError(
-                f"timeout_per_step must be a positive number of seconds or None, got {seconds!r}"
-            )
+        check_seconds(seconds, "timeout_per_step", owner=f"workflow '{self.workflow_id}'")
         steps = self.workflow._steps
         if all(s.timeout is not None for s in steps):
             return self.workflow

@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from batten import _core
+from batten._checks import check_callable, check_count
 from batten._compile import (
     EVENT_SINK,
     CompileOptions,
     Outcome,
-    check_positive_int,
     compile_plan,
     default_policy,
     inner_refs,
@@ -60,8 +60,7 @@ async def _maybe_await(value: Any) -> Any:
 
 
 def _check_callable(step_id: str, what: str, fn: Any) -> None:
-    if not callable(fn):
-        raise WorkflowDefinitionError(f"step '{step_id}': {what} must be callable, got {fn!r:.80}")
+    check_callable(fn, what, owner=f"step '{step_id}'")
 
 
 def _check_step(step_id: str, what: str, step: Any) -> Step:
@@ -78,10 +77,6 @@ class _Composite(Step):
 
     __slots__ = ()
     _is_composite = True
-
-    def _children(self) -> list[Step]:
-        """The steps this composite holds (for references, compile errors and cache keys)."""
-        return []
 
     def _version_key(self) -> Any:
         return (super()._version_key(), *(c._version_key() for c in self._children()))
@@ -231,7 +226,7 @@ class _FanOut(_Composite):
 
     def __init__(self, step_id: str, wait_for_all: bool, max_concurrency: int | None) -> None:
         super().__init__(step_id)
-        check_positive_int(step_id, "max_concurrency", max_concurrency)
+        check_count(max_concurrency, "max_concurrency", owner=f"step '{step_id}'", allow_none=True)
         self.wait_for_all = bool(wait_for_all)
         self.failure_policy: FailurePolicy = "fail_fast"
         self.minimum_success_count: int | None = None
@@ -265,19 +260,19 @@ class _FanOut(_Composite):
             WorkflowDefinitionError: ``count`` is not an int >= 1 (a count above the number of
                 branches is reported when the workflow is compiled).
         """
-        check_positive_int(self.step_id, "minimum_success_count", count, allow_none=False)
+        check_count(count, "minimum_success_count", owner=f"step '{self.step_id}'")
         self.minimum_success_count = count
         self.failure_policy = "continue_on_partial_failure"
         self._changed()
         return self
 
     def with_max_concurrency(self, n: int) -> Self:
-        """Runs at most ``n`` (int >= 1) branches at once. Returns the step.
+        """Runs at most ``n`` (int from 1 to ``2**31 - 1``) branches at once. Returns the step.
 
         Raises:
-            WorkflowDefinitionError: ``n`` is not an int >= 1.
+            WorkflowDefinitionError: ``n`` is not such an int.
         """
-        check_positive_int(self.step_id, "max_concurrency", n, allow_none=False)
+        check_count(n, "max_concurrency", owner=f"step '{self.step_id}'")
         self.max_concurrency = n
         self._changed()
         return self
@@ -321,7 +316,8 @@ class ParallelStep(_FanOut):
         wait_for_all: ``True`` (default) runs every branch under the failure policy;
             ``False`` completes at the first branch that completes and cancels the rest (the
             step fails only when every branch failed).
-        max_concurrency: at most this many branches at once (default: all).
+        max_concurrency: at most this many branches at once (int from 1 to ``2**31 - 1``;
+            default ``None``: all).
 
     The output is the list of branch outputs in declaration order (``None`` for a branch that
     did not complete); dict outputs are also merged into the variables in declaration order.
@@ -420,7 +416,8 @@ class MapStep(_FanOut):
             it also gets ``context=`` if it declares that parameter), a ``ToolStep`` (called
             with its ``args`` plus ``item=<item>``), or an ``AgentStep`` (``{item}`` in its
             message is replaced by the item; with no message the item is the message).
-        max_concurrency: at most this many items in flight (default: all).
+        max_concurrency: at most this many items in flight (int from 1 to ``2**31 - 1``;
+            default ``None``: all).
         item_arg: the keyword/placeholder name for the item (default ``"item"``).
 
     The output is the list of per-item outputs in item order (``None`` where an item did not
@@ -540,7 +537,8 @@ class LoopStep(_Composite):
             each iteration with the 0-based number of iterations done so far; the loop goes on
             while it is true. ``context`` carries the previous iteration's output: in
             ``context.results[<body id>]`` and, for a dict output, merged into the variables.
-        max_iterations: the most iterations (int >= 1, default 10), so a loop always ends.
+        max_iterations: the most iterations (int from 1 to ``2**31 - 1``, default 10), so a
+            loop always ends.
         on_max_iterations: what reaching ``max_iterations`` with the condition still true
             does: ``"complete"`` (default: the step completes with the last output and
             ``metadata["max_iterations_reached"] = True``) or ``"fail"`` (the step fails with
@@ -551,7 +549,7 @@ class LoopStep(_Composite):
 
     Raises:
         WorkflowDefinitionError: ``step`` is not a step, ``condition`` not callable,
-            ``max_iterations < 1`` or an unknown ``on_max_iterations``.
+            ``max_iterations`` not such an int, or an unknown ``on_max_iterations``.
     """
 
     __slots__ = ("_condition", "max_iterations", "on_max_iterations", "step")
@@ -568,7 +566,7 @@ class LoopStep(_Composite):
         super().__init__(step_id)
         self.step = _check_step(step_id, "the loop body", step)
         _check_callable(step_id, "the loop condition", condition)
-        check_positive_int(step_id, "max_iterations", max_iterations, allow_none=False)
+        check_count(max_iterations, "max_iterations", owner=f"step '{step_id}'")
         if on_max_iterations not in ("complete", "fail"):
             raise WorkflowDefinitionError(
                 f"step '{step_id}': on_max_iterations must be 'complete' or 'fail', "
@@ -631,7 +629,7 @@ class SubWorkflowStep(_Composite):
 
     Raises:
         WorkflowDefinitionError: ``workflow`` is not a Workflow (or, when compiled, is
-            malformed).
+            malformed or contains the workflow this step is in).
     """
 
     __slots__ = ("workflow",)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -19,13 +18,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from batten._checks import MAX_COUNT, check_count, check_seconds
 from batten._compile import CompileOptions
 from batten._core import WorkflowContext
 from batten._status import StepStatus, WorkflowStatus
 from batten.errors import WorkflowDefinitionError
 from batten.registry import Registry, global_registry
 from batten.retry import RetryPolicy
-from batten.workflow import Workflow, WorkflowResult, _check_limit
+from batten.workflow import Workflow, WorkflowResult
 
 __all__ = ["WorkflowEngine"]
 
@@ -99,14 +99,15 @@ class WorkflowEngine:
     (JAF's and aigen's ``WorkflowEngine``, seeds 000 and 004).
 
     Args:
-        max_retries: retries (int >= 0) after the first attempt for every step that has no
-            ``with_retry`` of its own, as aigen's ``WorkflowEngine(max_retries=3)`` (3 retries,
-            4 attempts). ``None`` (default): such steps are not retried.
-        retry_delay: seconds (float >= 0) to wait before each of those retries, a fixed delay
-            with ``RetryPolicy``'s default 10% jitter (aigen's ``retry_delay=5``). Default
-            ``None``: 1 second. Requires ``max_retries``.
-        max_parallel_steps: at most this many steps of one run in flight at once (int >= 1;
-            ``None``, default: only the workflow's own limit applies).
+        max_retries: retries (int from 0 to ``2**31 - 2``) after the first attempt for every
+            step that has no ``with_retry`` of its own, as aigen's
+            ``WorkflowEngine(max_retries=3)`` (3 retries, 4 attempts). ``None`` (default): such
+            steps are not retried.
+        retry_delay: seconds (float, 0 to 365 days) to wait before each of those retries, a
+            fixed delay with ``RetryPolicy``'s default 10% jitter (aigen's ``retry_delay=5``).
+            Default ``None``: 1 second. Requires ``max_retries``.
+        max_parallel_steps: at most this many steps of one run in flight at once (int from 1
+            to ``2**31 - 1``; ``None``, default: only the workflow's own limit applies).
         tools: named tools for ``ToolStep("name")`` steps, ``{name: tool}`` or an iterable of
             tools named by their ``name`` / ``__name__``; found before the process-wide
             ``@batten.tool`` ones, so an engine can override them.
@@ -134,21 +135,13 @@ class WorkflowEngine:
         agents: Mapping[str, Any] | Iterable[Any] | None = None,
         store: Any = None,
     ) -> None:
-        if max_retries is not None and (
-            isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-        ):
-            raise WorkflowDefinitionError(
-                f"max_retries must be an int >= 0 or None, got {max_retries!r}"
-            )
+        # One attempt more than the retries must still fit RetryPolicy.max_attempts.
+        check_count(max_retries, "max_retries", minimum=0, maximum=MAX_COUNT - 1, allow_none=True)
         if retry_delay is not None:
-            ok = isinstance(retry_delay, int | float) and not isinstance(retry_delay, bool)
-            if not ok or not math.isfinite(retry_delay) or retry_delay < 0:
-                raise WorkflowDefinitionError(
-                    f"retry_delay must be a finite number of seconds >= 0, got {retry_delay!r}"
-                )
+            check_seconds(retry_delay, "retry_delay", allow_zero=True)
             if max_retries is None:
                 raise WorkflowDefinitionError("retry_delay needs max_retries (how many retries)")
-        _check_limit("max_parallel_steps", max_parallel_steps)
+        check_count(max_parallel_steps, "max_parallel_steps", allow_none=True)
         self.max_retries = max_retries
         self.retry_delay = retry_delay
         self.max_parallel_steps = max_parallel_steps

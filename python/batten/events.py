@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from batten._checks import check_run_options
 from batten._compile import CompileOptions, EventSink
 from batten._core import StepResult, WorkflowContext
 
@@ -319,6 +320,7 @@ async def stream(
             queue.put_nowait(event)
 
     sink = _on_loop(deliver, lambda: live)
+    check_run_options(timeout, max_concurrency)  # before a durable run is recorded
     # A workflow with a store (``with_store``) streams a durable run, as ``execute`` would.
     context, durable = workflow._begin_durable(context, None, None)
     task = asyncio.create_task(

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from batten._checks import check_callable
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["create_workflow", "list_workflow_factories", "register_workflow_factory"]
@@ -44,10 +45,7 @@ def register_workflow_factory(
         raise WorkflowDefinitionError(
             f"a workflow factory's name must be a non-empty str, got {name!r}"
         )
-    if not callable(factory):
-        raise WorkflowDefinitionError(
-            f"workflow factory '{name}' must be callable, got {type(factory).__name__}"
-        )
+    check_callable(factory, "factory", owner=f"workflow factory '{name}'")
     with _lock:
         _factories[name] = (factory, dict(metadata or {}))
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from batten._checks import check_callable, check_count
 from batten._core import Nested, WorkflowContext
 from batten.errors import HandoffError, WorkflowDefinitionError
 from batten.steps import AgentStep, ToolStep, _accepts_context, _is_async, _resolve
@@ -43,10 +44,7 @@ class Agent:
     def __init__(self, agent_id: str, fn: Callable[..., Any], *, description: str = "") -> None:
         if not isinstance(agent_id, str) or not agent_id:
             raise WorkflowDefinitionError(f"agent_id must be a non-empty str, got {agent_id!r}")
-        if not callable(fn):
-            raise WorkflowDefinitionError(
-                f"agent '{agent_id}': fn must be callable, got {fn!r:.80}"
-            )
+        check_callable(fn, "fn", owner=f"agent '{agent_id}'")
         self.agent_id = agent_id
         self.fn = fn
         self.description = description
@@ -209,7 +207,7 @@ class HandoffWorkflow(Workflow):
             are called as ``agent(message)``, sync (in a thread, ``asyncio.to_thread``) or async,
             with ``context=`` if they declare it.
         name: the workflow's id and name, and the id of its one step (default ``"handoff"``).
-        max_handoffs: handoffs allowed in one run (int >= 0, default 10).
+        max_handoffs: handoffs allowed in one run (int from 0 to ``2**31 - 1``, default 10).
         description: free text.
 
     The workflow has a single step. It calls the entry agent with the run's ``"input"``
@@ -224,7 +222,7 @@ class HandoffWorkflow(Workflow):
 
     Raises:
         WorkflowDefinitionError: ``agents`` is empty or not a list, an agent has no id, two
-            agents share an id, or ``max_handoffs`` is not an int >= 0.
+            agents share an id, or ``max_handoffs`` is not such an int.
     """
 
     def __init__(
@@ -237,10 +235,7 @@ class HandoffWorkflow(Workflow):
     ) -> None:
         what = f"HandoffWorkflow '{name}'"
         self.agents = _check_agents(what, agents)
-        if isinstance(max_handoffs, bool) or not isinstance(max_handoffs, int) or max_handoffs < 0:
-            raise WorkflowDefinitionError(
-                f"{what}: max_handoffs must be an int >= 0, got {max_handoffs!r}"
-            )
+        check_count(max_handoffs, "max_handoffs", owner=what, minimum=0)
         super().__init__(name, name, description)
         self._max_handoffs = max_handoffs
         by_id: dict[str, Any] = {}

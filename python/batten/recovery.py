@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from batten._checks import check_callable
 from batten._compile import (
     CompileOptions,
     Outcome,
@@ -29,7 +30,6 @@ from batten._compile import (
 )
 from batten._core import Nested, StepResult, WorkflowContext
 from batten._status import StepStatus
-from batten.errors import WorkflowDefinitionError
 
 if TYPE_CHECKING:
     from batten.steps import Step
@@ -167,7 +167,4 @@ def _retry_budget(step_id: str, decision: Mapping[str, Any]) -> int:
 
 def check_handler(step_id: str, handler: Any) -> None:
     """Raises ``WorkflowDefinitionError`` unless ``handler`` is callable."""
-    if not callable(handler):
-        raise WorkflowDefinitionError(
-            f"step '{step_id}': an error handler must be callable, got {handler!r:.80}"
-        )
+    check_callable(handler, "an error handler", owner=f"step '{step_id}'")

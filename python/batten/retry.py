@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from batten._checks import check_count, check_seconds, is_finite_number
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["RetryPolicy"]
@@ -18,10 +18,14 @@ class RetryPolicy:
     ``maximum_interval``, ``maximum_attempts``, ``non_retryable_error_types``) with jitter added.
 
     Args:
-        max_attempts: attempts in all, counting the first (``>= 1``). Default 3.
-        initial_interval: seconds to wait after the first failed attempt (``>= 0``). Default 1.0.
-        backoff_coefficient: each further wait is multiplied by this (``>= 1``). Default 2.0.
-        max_interval: cap on any single wait, in seconds (``>= 0``). Default 100.0.
+        max_attempts: attempts in all, counting the first (an int from 1 to ``MAX_COUNT``,
+            ``2**31 - 1``). Default 3.
+        initial_interval: seconds to wait after the first failed attempt (``>= 0``, at most
+            ``MAX_SECONDS``, 365 days). Default 1.0.
+        backoff_coefficient: each further wait is multiplied by this (finite, ``>= 1``).
+            Default 2.0.
+        max_interval: cap on any single wait, in seconds (``>= 0``, at most 365 days).
+            Default 100.0.
         jitter: the wait is multiplied by a uniform random factor in ``[1 - jitter, 1 + jitter]``
             (then capped at ``max_interval``); ``0 <= jitter <= 1``. Default 0.1.
         retry_on: exception classes; when non-empty, only these are retried.
@@ -54,18 +58,13 @@ class RetryPolicy:
             value = getattr(self, field)
             return WorkflowDefinitionError(f"RetryPolicy.{field} must be {expected}, got {value!r}")
 
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
-            raise bad("max_attempts", "an int >= 1")
-        if self.max_attempts < 1:
-            raise bad("max_attempts", "an int >= 1")
+        check_count(self.max_attempts, "RetryPolicy.max_attempts")
         for field in ("initial_interval", "max_interval"):
-            value = getattr(self, field)
-            if not _is_number(value) or not math.isfinite(value) or value < 0:
-                raise bad(field, "a finite number of seconds >= 0")
+            check_seconds(getattr(self, field), f"RetryPolicy.{field}", allow_zero=True)
         coefficient = self.backoff_coefficient
-        if not _is_number(coefficient) or not math.isfinite(coefficient) or coefficient < 1:
+        if not is_finite_number(coefficient) or coefficient < 1:
             raise bad("backoff_coefficient", "a finite number >= 1")
-        if not _is_number(self.jitter) or not 0 <= self.jitter <= 1:
+        if not is_finite_number(self.jitter) or not 0 <= self.jitter <= 1:
             raise bad("jitter", "a number between 0 and 1")
         for field in ("retry_on", "non_retryable"):
             classes = getattr(self, field)
@@ -88,7 +87,3 @@ class RetryPolicy:
     def no_retry(cls) -> RetryPolicy:
         """The policy of a step without ``with_retry``: one attempt, never retried."""
         return cls(max_attempts=1, initial_interval=0.0)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import math
 import re
 import weakref
 from collections.abc import Callable, Mapping
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 if TYPE_CHECKING:
     from batten._compile import CompileOptions
 
+from batten._checks import MAX_COUNT, check_callable, check_count, check_seconds, check_step_id
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
 from batten.retry import RetryPolicy
@@ -216,10 +216,11 @@ class Step:
     """Base class of every step: an id plus timeout, retry policy and conditions.
 
     Args:
-        step_id: unique within its workflow; non-empty str.
+        step_id: unique within its workflow; a non-empty str without ``/`` (which joins a
+            composite step's id to its inner steps' ids in paths such as ``"parallel/branch"``).
 
     Raises:
-        WorkflowDefinitionError: ``step_id`` is not a non-empty str.
+        WorkflowDefinitionError: ``step_id`` is not a non-empty str, or holds ``/``.
     """
 
     # NOTE: slots, not a __dict__: a 10,000-step fan-out (W2) held ~500 bytes per step, most of
@@ -240,9 +241,7 @@ class Step:
     _is_composite = False
 
     def __init__(self, step_id: str) -> None:
-        if not isinstance(step_id, str) or not step_id:
-            raise WorkflowDefinitionError(f"step_id must be a non-empty str, got {step_id!r}")
-        self.step_id: str = step_id
+        self.step_id: str = check_step_id(step_id)
         self.timeout: float | None = None
         self.retry_policy: RetryPolicy = _NO_RETRY
         self.conditions: tuple[Callable[[Any], Any], ...] = ()
@@ -257,6 +256,11 @@ class Step:
     def _changed(self) -> None:
         self._version += 1
         _EPOCH[0] += 1
+
+    def _children(self) -> list[Step]:
+        """The steps this step runs inside itself (a composite's branches, body, route...);
+        none for a plain step."""
+        return []
 
     def _step_arg(self, what: str, step: Any) -> Step:
         if not isinstance(step, Step):
@@ -296,7 +300,8 @@ class Step:
         return self
 
     def with_timeout(self, seconds: float) -> Self:
-        """Bounds each attempt to ``seconds`` (float, > 0), as JAF's ``with_timeout``.
+        """Bounds each attempt to ``seconds`` (float, > 0 and at most ``MAX_SECONDS``, 365
+        days), as JAF's ``with_timeout``.
 
         An async step past its timeout is cancelled (its ``finally`` blocks run); a sync step is
         abandoned (its thread finishes on its own, its result is discarded). Either ends the
@@ -304,14 +309,10 @@ class Step:
         step's final status is ``TIMEOUT``. Returns the step.
 
         Raises:
-            WorkflowDefinitionError: ``seconds`` is not a positive finite number.
+            WorkflowDefinitionError: ``seconds`` is not a positive number of seconds up to
+                365 days.
         """
-        ok = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-        if not ok or not math.isfinite(seconds) or seconds <= 0:
-            raise WorkflowDefinitionError(
-                f"step '{self.step_id}': timeout must be a positive number of seconds, "
-                f"got {seconds!r}"
-            )
+        check_seconds(seconds, "timeout", owner=f"step '{self.step_id}'")
         self.timeout = float(seconds)
         self._changed()
         return self
@@ -361,7 +362,7 @@ class Step:
         the step, and the step's result says so (``metadata["cached"] is True``).
 
         Args:
-            ttl: seconds (float, > 0) a cached output stays valid.
+            ttl: seconds (float, > 0, at most 365 days) a cached output stays valid.
             key: ``key(context) -> str`` (any JSON-able value), e.g.
                 ``lambda ctx: ctx["user_id"]``. Default: the step's id with its context's
                 variables and the results it depends on, hashed.
@@ -371,19 +372,13 @@ class Step:
         cached; a step whose output is not JSON simply runs each time. Returns the step.
 
         Raises:
-            WorkflowDefinitionError: ``ttl`` is not a positive number, or ``key`` is not
-                callable.
+            WorkflowDefinitionError: ``ttl`` is not a positive number of seconds up to 365
+                days, or ``key`` is not callable.
         """
-        ok = isinstance(ttl, int | float) and not isinstance(ttl, bool)
-        if not ok or not math.isfinite(ttl) or ttl <= 0:
-            raise WorkflowDefinitionError(
-                f"step '{self.step_id}': cache ttl must be a positive number of seconds, "
-                f"got {ttl!r}"
-            )
-        if key is not None and not callable(key):
-            raise WorkflowDefinitionError(
-                f"step '{self.step_id}': cache key must be callable(context), got {key!r:.80}"
-            )
+        owner = f"step '{self.step_id}'"
+        check_seconds(ttl, "cache ttl", owner=owner)
+        if key is not None:
+            check_callable(key, "cache key", owner=owner)
         self.cache = (float(ttl), key)
         self._changed()
         return self
@@ -404,8 +399,9 @@ class Step:
         interval doubling up to 100 s); a count given beside it overrides its ``max_attempts``.
 
         Raises:
-            WorkflowDefinitionError: both counts given, a count below its minimum (0 retries,
-                1 attempt), or ``policy`` is not a RetryPolicy.
+            WorkflowDefinitionError: both counts given, a count that is not an int from its
+                minimum (0 retries, 1 attempt) to ``MAX_COUNT`` attempts (``2**31 - 1``), or
+                ``policy`` is not a RetryPolicy.
         """
         if max_retries is not None and max_attempts is not None:
             raise WorkflowDefinitionError(
@@ -417,16 +413,12 @@ class Step:
                 f"got {type(policy).__name__}"
             )
         base = policy if policy is not None else RetryPolicy()
-        for name, value, least in (
-            ("max_retries", max_retries, 0),
-            ("max_attempts", max_attempts, 1),
-        ):
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < least
-            ):
-                raise WorkflowDefinitionError(
-                    f"step '{self.step_id}': {name} must be an int >= {least}, got {value!r}"
-                )
+        owner = f"step '{self.step_id}'"
+        if max_retries is not None:
+            # One attempt more than the retries must still fit RetryPolicy.max_attempts.
+            check_count(max_retries, "max_retries", owner=owner, minimum=0, maximum=MAX_COUNT - 1)
+        if max_attempts is not None:
+            check_count(max_attempts, "max_attempts", owner=owner)
         if max_retries is not None:
             base = replace(base, max_attempts=max_retries + 1)
         elif max_attempts is not None:
@@ -446,10 +438,7 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``condition`` is not callable.
         """
-        if not callable(condition):
-            raise WorkflowDefinitionError(
-                f"step '{self.step_id}': a condition must be callable, got {condition!r}"
-            )
+        check_callable(condition, "a condition", owner=f"step '{self.step_id}'")
         self.conditions = (*self.conditions, condition)
         self._changed()
         return self
@@ -472,11 +461,6 @@ class Step:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.step_id!r})"
-
-
-def _check_callable(step_id: str, what: str, fn: Any) -> None:
-    if not callable(fn):
-        raise WorkflowDefinitionError(f"step '{step_id}': {what} must be callable, got {fn!r:.80}")
 
 
 class _Invocable(Step):
@@ -560,7 +544,7 @@ class AgentStep(_Invocable):
         Raises:
             WorkflowDefinitionError: ``fn`` is not callable.
         """
-        _check_callable(self.step_id, "the input function", fn)
+        check_callable(fn, "the input function", owner=f"step '{self.step_id}'")
         self._input_fn = fn
         self._changed()
         return self
@@ -573,7 +557,7 @@ class AgentStep(_Invocable):
         Raises:
             WorkflowDefinitionError: ``fn`` is not callable.
         """
-        _check_callable(self.step_id, "the context function", fn)
+        check_callable(fn, "the context function", owner=f"step '{self.step_id}'")
         self._context_fn = fn
         self._changed()
         return self
@@ -664,7 +648,7 @@ class ToolStep(_Invocable):
             WorkflowDefinitionError: ``fn`` is not callable. A non-dict return value fails the
                 step with ``TypeError``.
         """
-        _check_callable(self.step_id, "the params function", fn)
+        check_callable(fn, "the params function", owner=f"step '{self.step_id}'")
         self._input_fn = fn
         self._changed()
         return self

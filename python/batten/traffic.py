@@ -8,11 +8,11 @@ step using it gets it (``limit.attach(agent)``; a registered name works too).
 
 from __future__ import annotations
 
-import math
 import threading
 from typing import Any
 
 from batten import _core
+from batten._checks import check_count, check_rate, check_seconds
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["CircuitBreaker", "RateLimit", "controls_for"]
@@ -21,23 +21,6 @@ _LIMITS: dict[str, RateLimit] = {}
 _LOCK = threading.Lock()
 #: Controls attached to agents/tools: ``id(target) -> (target, controls)``; names by name.
 _ATTACHED: dict[Any, tuple[Any, list[_Attachable]]] = {}
-
-
-def _positive(owner: str, name: str, value: Any, *, integer: bool = False) -> None:
-    if value is None:
-        return
-    if integer:
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-    else:
-        ok = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and value > 0
-        )
-    if not ok:
-        kind = "an int >= 1" if integer else "a positive number"
-        raise WorkflowDefinitionError(f"{owner}: {name} must be {kind} or None, got {value!r}")
 
 
 def _key_of(target: Any) -> Any:
@@ -69,13 +52,16 @@ class RateLimit(_Attachable):
     Args:
         key: the limit's name; every ``RateLimit`` made with the same key in this process is
             the same limit (its arguments must then match).
-        requests_per_second: starts at most this often (float, > 0): starts are spaced
-            ``1/requests_per_second`` seconds apart, so no one-second window holds more than
-            that many (GCRA without burst, as ``aiolimiter`` does with ``max_rate=1``).
-        tokens_per_minute: a token budget (float, > 0) refilled continuously; a step starts
-            only while it is positive, and a finished step's ``metadata["usage"]
-            ["total_tokens"]`` (reported by the agent adapters) is taken from it.
-        max_concurrency: at most this many attempts (int >= 1) hold the limit at once.
+        requests_per_second: starts at most this often (float, > 0, at least one start in 365
+            days): starts are spaced ``1/requests_per_second`` seconds apart, so no one-second
+            window holds more than that many (GCRA without burst, as ``aiolimiter`` does with
+            ``max_rate=1``).
+        tokens_per_minute: a token budget (float, > 0, at least one token in 365 days)
+            refilled continuously; a step starts only while it is positive, and a finished
+            step's ``metadata["usage"]["total_tokens"]`` (reported by the agent adapters) is
+            taken from it.
+        max_concurrency: at most this many attempts (int from 1 to ``2**31 - 1``) hold the
+            limit at once.
 
     ``None`` (the default) leaves that dimension unlimited.
 
@@ -96,9 +82,13 @@ class RateLimit(_Attachable):
         if not isinstance(key, str) or not key:
             raise WorkflowDefinitionError(f"RateLimit: key must be a non-empty str, got {key!r}")
         owner = f"RateLimit({key!r})"
-        _positive(owner, "requests_per_second", requests_per_second)
-        _positive(owner, "tokens_per_minute", tokens_per_minute)
-        _positive(owner, "max_concurrency", max_concurrency, integer=True)
+        check_rate(
+            requests_per_second, "requests_per_second", owner=owner, per_seconds=1, allow_none=True
+        )
+        check_rate(
+            tokens_per_minute, "tokens_per_minute", owner=owner, per_seconds=60, allow_none=True
+        )
+        check_count(max_concurrency, "max_concurrency", owner=owner, allow_none=True)
         args = (requests_per_second, tokens_per_minute, max_concurrency)
         with _LOCK:
             existing = _LIMITS.get(key)
@@ -160,9 +150,11 @@ class CircuitBreaker(_Attachable):
     events (:class:`~batten.CircuitStateChanged`) and ``batten`` log records.
 
     Args:
-        failure_threshold: consecutive failed attempts (int >= 1, default 5) that open it.
-        recovery_timeout: seconds (float > 0, default 30) it stays open.
-        half_open_max_calls: trial calls (int >= 1, default 1) when half-open.
+        failure_threshold: consecutive failed attempts (int from 1 to ``2**31 - 1``, default
+            5) that open it.
+        recovery_timeout: seconds (float > 0, at most 365 days, default 30) it stays open.
+        half_open_max_calls: trial calls (int from 1 to ``2**31 - 1``, default 1) when
+            half-open.
         wait: steps wait for the circuit instead of failing (default ``False``).
         key: a name for logs and events (default ``"circuit-<n>"``).
 
@@ -187,9 +179,9 @@ class CircuitBreaker(_Attachable):
             CircuitBreaker._count += 1
             key = f"circuit-{CircuitBreaker._count}"
         owner = f"CircuitBreaker({key!r})"
-        _positive(owner, "failure_threshold", failure_threshold, integer=True)
-        _positive(owner, "recovery_timeout", recovery_timeout)
-        _positive(owner, "half_open_max_calls", half_open_max_calls, integer=True)
+        check_count(failure_threshold, "failure_threshold", owner=owner)
+        check_seconds(recovery_timeout, "recovery_timeout", owner=owner)
+        check_count(half_open_max_calls, "half_open_max_calls", owner=owner)
         self.key = key
         self.failure_threshold = failure_threshold
         self.recovery_timeout = float(recovery_timeout)
