@@ -1,0 +1,231 @@
+"""The ``batten`` command tells one story (issue 15): what the README shows can be pasted, a
+closed pipe ends a command quietly, a run that has ended offers and accepts no actions that
+cannot work, read-only commands create nothing, the progress counts are right and the bar stays
+readable on a real terminal, and an approval records who really decided.
+
+Commands run in-process through ``batten.cli.main`` and, where pipes and terminals matter, as
+real subprocesses of the ``batten`` console script (on a real pty for the live bar).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import batten
+import pytest
+from batten.cli import main
+from batten.errors import ApprovalError
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+STORE = "sqlite:///.batten/runs.db"
+
+TOOLS = """
+import time
+from pathlib import Path
+
+def count(text):
+    with open("calls.log", "a") as f:
+        f.write(text + "\\n")
+    return text
+
+def shout(text):
+    return text.upper()
+
+def until_fixed(text):
+    if Path("broken").exists():
+        raise ValueError("still broken")
+    return text + "!"
+
+def items(n):
+    return list(range(int(n)))
+
+def label(item):
+    return f"x{item}"
+
+def nap(item):
+    time.sleep(0.1)
+    return item
+"""
+
+GATED = """\
+name: gated
+steps:
+  - {id: draft, kind: tool, tool: storytools:count, args: {text: draft}}
+  - {id: gate, kind: approval, prompt: "Publish {draft.result}?", depends_on: [draft]}
+  - {id: publish, kind: tool, tool: storytools:shout, args: {text: "{draft.result}"},
+     depends_on: [gate]}
+"""
+
+FIXABLE = """\
+name: fixable
+steps:
+  - {id: first, kind: tool, tool: storytools:count, args: {text: a}}
+  - {id: second, kind: tool, tool: storytools:until_fixed, args: {text: "{first.result}"}}
+"""
+
+# 1 + 20 items + 4 more top-level steps: 25 units; a gate halfway.
+MAPPED = """\
+name: mapped
+steps:
+  - {id: plan, kind: tool, tool: storytools:items, args: {n: "20"}}
+  - id: each
+    kind: map
+    items: "{plan.result}"
+    step: {id: one, kind: tool, tool: storytools:label}
+  - {id: gate, kind: approval, prompt: "go on?", depends_on: [each]}
+  - {id: publish, kind: tool, tool: storytools:shout, args: {text: "p"}, depends_on: [gate]}
+  - {id: announce, kind: tool, tool: storytools:shout, args: {text: "a"}, depends_on: [publish]}
+"""
+
+# Long step ids running three at a time: their names compete with the bar for the width.
+TERMINAL = """\
+name: progress-on-a-terminal
+steps:
+  - {id: plan, kind: tool, tool: storytools:items, args: {n: "24"}}
+  - id: check_every_file_of_the_package
+    kind: map
+    items: "{plan.result}"
+    max_concurrency: 3
+    step: {id: run_the_linter_on_one_file, kind: tool, tool: storytools:nap,
+           args: {item: "{item}"}}
+  - {id: gate, kind: approval, prompt: "publish?", depends_on: [check_every_file_of_the_package]}
+  - {id: publish_the_report_far_away, kind: tool, tool: storytools:nap, args: {item: "x"},
+     depends_on: [gate]}
+"""
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch):
+    (tmp_path / "storytools.py").write_text(TOOLS)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BATTEN_STORE", raising=False)
+    return tmp_path
+
+
+def write(text: str, name: str = "wf.yaml") -> str:
+    Path(name).write_text(textwrap.dedent(text))
+    return name
+
+
+def cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_id_of(err: str) -> str:
+    for line in err.splitlines():
+        if line.startswith("run ") and " of " in line:
+            return line.split()[1]
+    raise AssertionError(f"no run id in {err!r}")
+
+
+def waiting_run(capsys) -> str:
+    code, _, err = cli(capsys, "run", write(GATED))
+    assert code == 3, err
+    return run_id_of(err)
+
+
+def cancelled_waiting_run(capsys) -> str:
+    run_id = waiting_run(capsys)
+    code, _, err = cli(capsys, "cancel", run_id)
+    assert code == 0, err
+    return run_id
+
+
+def decisions(run_id: str) -> list[dict]:
+    return [
+        r.detail
+        for r in batten.run_history(run_id, store=STORE)
+        if isinstance(r.detail, dict) and r.detail.get("decision")
+    ]
+
+
+def batten_exe() -> str:
+    return str(Path(sys.executable).with_name("batten"))
+
+
+def counters(text: str) -> list[int]:
+    """The ``done`` of every ``[done/total]`` plain progress line, in order."""
+    return [int(m.group(1)) for m in re.finditer(r"^\[\s*(\d+)/\d+\]", text, flags=re.M)]
+
+
+# -- 1. README's commands can be pasted; a closed pipe ends a command quietly ----------------
+
+
+def shell_lines() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+    lines = [line for block in blocks for line in block.splitlines() if line.strip()]
+    return [re.sub(r"\s{2,}#.*$", "", line) for line in lines]
+
+
+def closed_pipe() -> int:
+    """The write end of a pipe whose reader is already gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    return write_end
+
+
+# -- 2. a run that has ended offers and accepts no actions that cannot work ------------------
+
+
+def test_the_python_api_refuses_a_decision_on_a_cancelled_run(cwd, capsys):
+    run_id = cancelled_waiting_run(capsys)
+    with pytest.raises(ApprovalError, match=r"is cancelled: it has ended.*'gate'"):
+        batten.approve(run_id, "gate", by="ann", store=STORE)
+    assert decisions(run_id) == []
+    assert batten.get_workflow_status(run_id, store=STORE).status == "cancelled"
+
+
+# -- 3. read-only commands create nothing; "not found" names the store ----------------------
+
+
+# -- 4. progress: the right counts and words, a readable bar --------------------------------
+
+
+def read_pty(master: int, proc: subprocess.Popen, timeout: float = 120) -> str:
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        elif proc.poll() is not None:
+            break
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+# -- 5. the README's test command is CI's ----------------------------------------------------
+
+
+# -- 6. an approval records who really decided -----------------------------------------------
+
+
+def os_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def test_a_decision_records_the_os_user_and_host_beside_the_asserted_name(cwd, capsys):
+    run_id = waiting_run(capsys)
+    batten.approve(run_id, "gate", by="somebody-else", comment="ok", store=STORE)
+    (detail,) = decisions(run_id)
+    assert detail["by"] == "somebody-else"
+    assert detail["os_user"] == os_user()
+    assert detail["host"] == socket.gethostname()
