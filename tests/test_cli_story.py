@@ -9,12 +9,16 @@ real subprocesses of the ``batten`` console script (on a real pty for the live b
 
 from __future__ import annotations
 
+import fcntl
+import io
 import os
 import re
 import select
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 import batten
 import pytest
 from batten.cli import main
+from batten.cli.progress import Progress
 from batten.errors import ApprovalError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,6 +197,50 @@ def test_the_python_api_refuses_a_decision_on_a_cancelled_run(cwd, capsys):
 # -- 4. progress: the right counts and words, a readable bar --------------------------------
 
 
+def test_a_step_behind_an_undecided_approval_is_waiting_not_blocked(cwd, capsys):
+    _, _, err = cli(capsys, "run", write(GATED))
+    assert "[1/3] waiting publish (behind approval gate)" in err
+    assert "blocked" not in err
+    assert "gated: waiting_approval, 1/3 steps" in err
+
+
+def test_the_plain_counter_never_goes_backwards_through_an_approval(cwd, capsys):
+    code, _, err = cli(capsys, "run", write(MAPPED), "--yes")
+    assert code == 0, err
+    done = counters(err)
+    assert done == sorted(done), err
+    assert "mapped: completed, 25/25 steps" in err
+
+
+def test_a_step_blocked_by_a_real_failure_is_still_blocked_and_done():
+    from types import SimpleNamespace
+
+    stream = io.StringIO()
+    progress = Progress(["gate", "lint", "report"], title="t", stream=stream, live=False)
+    waiting = SimpleNamespace(error_type="ApprovalPending", error="w", execution_time_ms=0.0)
+    broken = SimpleNamespace(error_type="ValueError", error="bad", execution_time_ms=1.0)
+    progress.sink("failed", "gate", 1, waiting)
+    progress.sink("failed", "lint", 1, broken)
+    progress.sink("blocked", "report", 0, SimpleNamespace(error=None, execution_time_ms=0.0))
+    assert (progress.done, progress.failed) == (2, 1)
+    assert "[2/3] blocked report" in stream.getvalue()
+
+
+def test_the_display_goes_quiet_when_its_stream_fails():
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    progress = Progress(["a", "b"], title="t", stream=ClosedPipe(), live=False)  # type: ignore[arg-type]
+    progress.sink("started", "a", 1, None)
+    progress.sink("completed", "a", 1, batten.StepResult("a", "completed"))
+    progress.finish("completed")
+    assert progress.done == 1
+
+
 def read_pty(master: int, proc: subprocess.Popen, timeout: float = 120) -> str:
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -208,6 +257,43 @@ def read_pty(master: int, proc: subprocess.Popen, timeout: float = 120) -> str:
         elif proc.poll() is not None:
             break
     return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_the_live_bar_keeps_its_width_and_never_counts_backwards_on_a_terminal(cwd, columns):
+    write(TERMINAL)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    try:
+        proc = subprocess.Popen(
+            [batten_exe(), "run", "wf.yaml", "--yes"],
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            env=env,
+        )
+        os.close(slave)
+        screen = read_pty(master, proc)
+        proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, screen
+    frames = [
+        m
+        for frame in re.split(r"[\r\n]", screen)
+        if (m := re.fullmatch(r"progress-on-a-terminal:\s+\d+%\|(.*?)\| (\d+)/(\d+) .*", frame))
+    ]
+    assert len(frames) >= 3, screen
+    widths = {len(m.group(1)) for m in frames}
+    assert min(widths) >= 10, screen  # tqdm squeezed it to 1 cell when the postfix was long
+    assert max(len(m.group(0)) for m in frames) <= columns, screen
+    done = [int(m.group(2)) for m in frames]
+    assert done == sorted(done), done
+    assert frames[-1].group(2) == frames[-1].group(3) == "28"
 
 
 # -- 5. the README's test command is CI's ----------------------------------------------------
