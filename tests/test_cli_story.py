@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import re
 import select
@@ -180,7 +181,107 @@ def closed_pipe() -> int:
     return write_end
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["runs"], ["runs", "--json"], ["status", "{run_id}"], ["run", "wf.yaml", "--yes"]],
+    ids=["runs", "runs --json", "status", "run"],
+)
+def test_a_closed_stdout_ends_the_command_quietly_with_141(cwd, capsys, argv):
+    run_id = waiting_run(capsys)
+    stdout = closed_pipe()
+    try:
+        proc = subprocess.run(
+            [batten_exe(), *(a.format(run_id=run_id) for a in argv)],
+            cwd=cwd,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(stdout)
+    assert "Traceback" not in proc.stderr and "BrokenPipeError" not in proc.stderr, proc.stderr
+    assert proc.returncode == 141
+
+
+def test_a_run_whose_progress_reader_went_away_still_completes(cwd):
+    write(GATED)
+    stderr = closed_pipe()
+    try:
+        proc = subprocess.run(
+            [batten_exe(), "run", "wf.yaml", "--yes"],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(stderr)
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines()[-1] == "DRAFT"
+    (run,) = batten.list_runs(store=STORE)
+    assert run.status == "completed"
+
+
+def test_a_run_whose_stdout_reader_went_away_is_recorded_completed(cwd):
+    write(GATED)
+    stdout = closed_pipe()
+    try:
+        proc = subprocess.run(
+            [batten_exe(), "run", "wf.yaml", "--yes"],
+            cwd=cwd,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(stdout)
+    assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr
+    (run,) = batten.list_runs(store=STORE)
+    assert run.status == "completed"
+    assert Path("calls.log").read_text() == "draft\n"
+
+
 # -- 2. a run that has ended offers and accepts no actions that cannot work ------------------
+
+
+def test_status_of_a_cancelled_run_offers_no_approval(cwd, capsys):
+    run_id = cancelled_waiting_run(capsys)
+    code, out, _ = cli(capsys, "status", run_id)
+    assert code == 1
+    assert "batten approve" not in out and "batten reject" not in out
+    assert "waiting for approval" not in out
+    gate = next(line for line in out.splitlines() if line.startswith("gate "))
+    assert "cancelled" in gate and "never decided" in gate
+
+
+def test_approving_a_step_of_a_cancelled_run_is_refused_with_exit_2(cwd, capsys):
+    run_id = cancelled_waiting_run(capsys)
+    code, out, err = cli(capsys, "approve", run_id, "gate")
+    assert code == 2
+    assert f"run '{run_id}' is cancelled" in err and "can no longer be approved" in err
+    assert "approved gate" not in out + err
+    assert decisions(run_id) == []
+
+
+def test_rejecting_a_step_of_a_failed_run_is_refused_with_exit_2(cwd, capsys):
+    write("""\
+        name: half
+        steps:
+          - {id: gate, kind: approval, prompt: "ok?", depends_on: []}
+          - {id: broken, kind: tool, tool: storytools:until_fixed, args: {text: b},
+             depends_on: []}
+        """)
+    Path("broken").touch()
+    code, _, err = cli(capsys, "run", "wf.yaml")
+    assert code == 1, err  # the failure ends the run while the gate waits
+    run_id = run_id_of(err)
+    code, _, err = cli(capsys, "reject", run_id, "gate")
+    assert code == 2
+    assert f"run '{run_id}' is failed" in err
+    assert decisions(run_id) == []
 
 
 def test_the_python_api_refuses_a_decision_on_a_cancelled_run(cwd, capsys):
@@ -191,7 +292,113 @@ def test_the_python_api_refuses_a_decision_on_a_cancelled_run(cwd, capsys):
     assert batten.get_workflow_status(run_id, store=STORE).status == "cancelled"
 
 
+def test_no_command_prints_none_about_a_cancelled_run(cwd, capsys):
+    run_id = cancelled_waiting_run(capsys)
+    for argv in (
+        ["status", run_id],
+        ["status", run_id, "--json"],
+        ["runs"],
+        ["approve", run_id, "gate"],
+        ["reject", run_id, "gate"],
+        ["resume", run_id],
+        ["cancel", run_id],
+    ):
+        _, out, err = cli(capsys, *argv)
+        assert "None" not in out + err, (argv, out + err)
+
+
+def test_cancelling_a_run_that_has_ended_is_refused_and_its_resume_still_works(cwd, capsys):
+    write(FIXABLE)
+    Path("broken").touch()
+    code, _, err = cli(capsys, "run", "wf.yaml")
+    assert code == 1
+    run_id = run_id_of(err)
+    code, _, err = cli(capsys, "cancel", run_id)
+    assert code == 2
+    assert f"run {run_id} is failed: it has ended, nothing to cancel" in err
+    Path("broken").unlink()
+    code, out, err = cli(capsys, "resume", run_id)  # a cancel request left behind would stop it
+    assert code == 0, out + err
+    assert out.splitlines()[-1] == "a!"
+
+
+def test_resuming_a_cancelled_run_is_refused_with_exit_2(cwd, capsys):
+    run_id = cancelled_waiting_run(capsys)
+    code, out, err = cli(capsys, "resume", run_id)
+    assert code == 2
+    assert f"run {run_id} is cancelled: it has ended, so there is nothing to resume" in err
+    assert "resuming" not in err and out == ""
+
+
+def test_status_of_a_waiting_run_shows_the_approval_waiting_and_dependents_pending(cwd, capsys):
+    run_id = waiting_run(capsys)
+    code, out, _ = cli(capsys, "status", run_id)
+    assert code == 3
+    steps = ("draft ", "gate ", "publish ")
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.startswith(steps)}
+    assert rows == {"draft": "completed", "gate": "waiting_approval", "publish": "pending"}
+    assert "ApprovalPending" not in out and "failed" not in out
+    assert f"  approve: batten approve {run_id} gate" in out
+
+
+def test_status_and_the_run_report_offer_the_same_next_steps(cwd, capsys):
+    _, report, err = cli(capsys, "run", write(GATED))
+    run_id = run_id_of(err)
+    _, status, _ = cli(capsys, "status", run_id)
+    offered = [line for line in report.splitlines() if "batten " in line]
+    assert offered and all(line in status.splitlines() for line in offered)
+
+
 # -- 3. read-only commands create nothing; "not found" names the store ----------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["runs"],
+        ["runs", "--json"],
+        ["status", "r1"],
+        ["approve", "r1", "gate"],
+        ["reject", "r1", "gate"],
+        ["cancel", "r1"],
+        ["resume", "r1"],
+    ],
+    ids=lambda argv: " ".join(argv),
+)
+def test_commands_about_recorded_runs_create_no_store(cwd, capsys, argv):
+    cli(capsys, *argv)
+    assert sorted(p.name for p in cwd.iterdir()) == ["storytools.py"]
+
+
+def test_runs_without_a_store_says_which_store_it_looked_in(cwd, capsys):
+    code, out, _ = cli(capsys, "runs")
+    assert code == 0
+    assert out.strip() == (
+        f"no runs in {STORE} ({cwd / '.batten' / 'runs.db'}): no such store yet "
+        "(batten run creates it)"
+    )
+
+
+def test_status_without_a_store_is_not_found_in_that_store(cwd, capsys):
+    code, _, err = cli(capsys, "status", "r1", "--store", "sqlite:///elsewhere/runs.db")
+    assert code == 2
+    where = f"sqlite:///elsewhere/runs.db ({cwd / 'elsewhere' / 'runs.db'})"
+    assert f"run r1 not found in {where}" in err
+    assert not (cwd / "elsewhere").exists()
+
+
+def test_an_unknown_run_in_an_existing_store_is_not_found_in_that_store(cwd, capsys):
+    waiting_run(capsys)
+    code, _, err = cli(capsys, "approve", "no-such-run", "gate")
+    assert code == 2
+    assert f"run no-such-run not found in {STORE} ({cwd / '.batten' / 'runs.db'})" in err
+
+
+def test_no_matching_runs_names_the_store_and_the_filter(cwd, capsys):
+    waiting_run(capsys)
+    code, out, _ = cli(capsys, "runs", "--status", "failed")
+    assert code == 0
+    assert out.strip() == f"no failed runs in {STORE} ({cwd / '.batten' / 'runs.db'})"
 
 
 # -- 4. progress: the right counts and words, a readable bar --------------------------------
@@ -210,6 +417,17 @@ def test_the_plain_counter_never_goes_backwards_through_an_approval(cwd, capsys)
     done = counters(err)
     assert done == sorted(done), err
     assert "mapped: completed, 25/25 steps" in err
+
+
+def test_a_resumed_run_counts_the_steps_it_restored(cwd, capsys):
+    code, _, err = cli(capsys, "run", write(MAPPED))
+    assert code == 3 and "mapped: waiting_approval, 22/25 steps" in err
+    code, _, err = cli(capsys, "approve", run_id_of(err), "gate")
+    assert code == 0, err
+    assert "[22/25] restored 22 from the store" in err
+    assert "mapped: completed, 25/25 steps" in err
+    done = counters(err)
+    assert done == sorted(done), err
 
 
 def test_a_step_blocked_by_a_real_failure_is_still_blocked_and_done():
@@ -315,3 +533,16 @@ def test_a_decision_records_the_os_user_and_host_beside_the_asserted_name(cwd, c
     assert detail["by"] == "somebody-else"
     assert detail["os_user"] == os_user()
     assert detail["host"] == socket.gethostname()
+
+
+def test_status_shows_who_decided_and_from_which_account(cwd, capsys):
+    run_id = waiting_run(capsys)
+    code, _, err = cli(capsys, "approve", run_id, "gate", "--by", "ann", "-m", "looks good")
+    assert code == 0, err
+    code, out, _ = cli(capsys, "status", run_id)
+    line = next(line for line in out.splitlines() if line.startswith("gate approved"))
+    assert f"gate approved by ann (os user {os_user()} on {socket.gethostname()}) at " in line
+    assert line.endswith(": looks good")
+    code, out, _ = cli(capsys, "status", run_id, "--json")
+    (decision,) = json.loads(out)["decisions"]
+    assert decision["by"] == "ann" and decision["os_user"] == os_user()
