@@ -174,6 +174,14 @@ def shell_lines() -> list[str]:
     return [re.sub(r"\s{2,}#.*$", "", line) for line in lines]
 
 
+def test_readme_shell_blocks_hold_one_command_per_line():
+    lines = shell_lines()
+    assert any(line.startswith("batten cancel RUN_ID") for line in lines)
+    # "a | b" would run both at once, piping one into the other: never a way to write "or"
+    piped = [line for line in lines if re.search(r"\|\s*batten\b", line)]
+    assert piped == []
+
+
 def closed_pipe() -> int:
     """The write end of a pipe whose reader is already gone."""
     read_end, write_end = os.pipe()
@@ -515,6 +523,26 @@ def test_the_live_bar_keeps_its_width_and_never_counts_backwards_on_a_terminal(c
 
 
 # -- 5. the README's test command is CI's ----------------------------------------------------
+
+
+def test_ci_runs_the_readme_commands_as_written_with_the_ci_pins():
+    printed = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "run"), "--print-commands"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    lines = shell_lines()
+    test_command = next(line for line in lines if line.startswith('pip install -e ".[test]"'))
+    first = next(line for line in lines if line.startswith('pip install ".[examples]"'))
+    assert printed == [test_command, first]
+    assert "-c .ci/constraints.txt" in test_command
+    assert "PIP_CONSTRAINT" not in [
+        line.split("=")[0].split()[-1]
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.startswith("export ")
+    ]
 
 
 # -- 6. an approval records who really decided -----------------------------------------------
