@@ -252,6 +252,25 @@ def test_a_run_whose_stdout_reader_went_away_is_recorded_completed(cwd):
     assert Path("calls.log").read_text() == "draft\n"
 
 
+def test_an_approval_whose_stderr_reader_went_away_still_continues_the_run(cwd, capsys):
+    run_id = waiting_run(capsys)
+    stderr = closed_pipe()
+    try:
+        proc = subprocess.run(
+            [batten_exe(), "approve", run_id, "gate"],
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(stderr)
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines()[-1] == "DRAFT"
+    assert batten.get_workflow_status(run_id, store=STORE).status == "completed"
+
+
 # -- 2. a run that has ended offers and accepts no actions that cannot work ------------------
 
 

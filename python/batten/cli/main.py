@@ -13,9 +13,10 @@ and every "no runs" or "not found" names the store it looked in.
 Exit codes: 0 the run completed; 1 it failed (failed, cancelled, compensated); 2 bad input
 (a malformed file, an unknown run or input, a bad argument, a request a run's status cannot
 honour, such as approving a step of a run that has ended); 3 it is waiting (for an approval,
-or paused); 130 interrupted (Ctrl-C); 141 the output's reader went away (a closed pipe, as in
+or paused); 130 interrupted (Ctrl-C); 141 stdout's reader went away (a closed pipe, as in
 ``batten runs | head -1``: the command stops quietly, as if killed by SIGPIPE; a run it was
-executing still finishes and is recorded first).
+executing still finishes and is recorded first). A closed stderr only silences the progress
+and messages; the command carries on.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING = 0, 1, 2, 3
-#: The reader of stdout or stderr went away: 128 + SIGPIPE, what a shell reports for a command
-#: that SIGPIPE killed.
+#: The reader of stdout went away: 128 + SIGPIPE, what a shell reports for a command that
+#: SIGPIPE killed.
 EXIT_BROKEN_PIPE = 141
 
 #: The store used when neither ``--store`` nor ``BATTEN_STORE`` names one.
@@ -54,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted). The ``batten`` console script exits with it.
 
     Raises:
-        BrokenPipeError: stdout or stderr is a pipe whose reader went away; :func:`run` turns
-            it into a quiet exit 141.
+        BrokenPipeError: stdout is a pipe whose reader went away; :func:`run` turns it into a
+            quiet exit 141. (A closed stderr raises nothing: progress and messages stop.)
         SystemExit: from argparse, for ``--help``, ``--version`` and malformed arguments (2).
     """
     parser = _parser()
@@ -84,8 +85,8 @@ def run() -> NoReturn:
     already recorded, so after such a run the command exits at once (``os._exit``, after
     flushing).
 
-    When the reader of stdout or stderr goes away (``batten runs | head -1``) the command
-    exits quietly with 141 (``EXIT_BROKEN_PIPE``), without a traceback.
+    When the reader of stdout goes away (``batten runs | head -1``) the command exits quietly
+    with 141 (``EXIT_BROKEN_PIPE``), without a traceback.
     """
     try:
         code = main()
@@ -228,7 +229,12 @@ def _positive_int(text: str) -> int:
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        # stderr's reader went away: these lines only inform, so the command (a run, an
+        # approval and its continuation) carries on; stdout failing still ends it (run()).
+        pass
 
 
 def _store_url(args: argparse.Namespace) -> str:
@@ -522,11 +528,8 @@ def _drive(
     def say(text: str) -> None:
         if progress is not None:
             progress.note(text)
-            return
-        try:
+        else:
             _err(text)
-        except (OSError, ValueError):  # stderr's reader went away: the run goes on regardless
-            pass
 
     async def go() -> Any:
         from batten.approval import approve
