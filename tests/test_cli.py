@@ -257,7 +257,8 @@ def test_runs_lists_newest_first_and_filters(cwd, capsys):
     rows = json.loads(out)
     assert code == 0 and len(rows) == 2 and all(r["status"] == "completed" for r in rows)
     code, out, _ = batten_cli(capsys, "runs", "--status", "failed")
-    assert out.strip() == "no runs"
+    store = f"sqlite:///.batten/runs.db ({cwd / '.batten' / 'runs.db'})"
+    assert out.strip() == f"no failed runs in {store}"
 
 
 def test_seed_002_output_options_are_honoured(cwd, capsys):

@@ -385,7 +385,8 @@ def test_an_approval_wait_is_not_a_failure_and_steps_run_again_after_resume() ->
     )
     progress.sink("failed", "gate", 1, pending)
     progress.sink("blocked", "publish", 0, SimpleNamespace(error=None, execution_time_ms=0.0))
-    assert (progress.failed, progress.done) == (0, 1)
+    # publish is blocked only by the undecided approval: it waits, it is not done
+    assert (progress.failed, progress.done) == (0, 0)
     assert "waiting for approval: gate" in stream.getvalue()
     # resumed after the approval: both run and complete
     for path in ("gate", "publish"):

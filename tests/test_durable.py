@@ -622,7 +622,11 @@ def test_an_approval_from_another_process_releases_the_run(tmp_path: Any) -> Non
     assert resumed.status == WorkflowStatus.COMPLETED
     assert resumed.final_output == "from afar"
     audit = [h.detail for h in batten.run_history(r.run_id, store=url) if h.detail]
-    assert {"approved": True, "by": "ann", "comment": "from afar", "decision": True} in audit
+    # the decision also records the deciding process's os_user and host (issue 15)
+    decided = [
+        {k: d[k] for k in ("approved", "by", "comment", "decision") if k in d} for d in audit
+    ]
+    assert {"approved": True, "by": "ann", "comment": "from afar", "decision": True} in decided
 
 
 def test_approval_step_arguments_are_checked() -> None:

@@ -11,6 +11,8 @@ decided in any order.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -206,6 +208,13 @@ def _decide(
     st = require_store(store)
     native = st._native
     info = native.get_run(run_id)
+    if info["status"] in _ENDED:
+        # A decision recorded now would never be acted on (cancelled: resume returns the run
+        # as it is) while saying "approved".
+        raise ApprovalError(
+            f"run '{run_id}' is {info['status']}: it has ended, so step '{step_id}' is not "
+            "waiting for approval: it can no longer be approved or rejected"
+        )
     events = native.events(run_id, 0)
     since = _waiting_since(events, step_id)
     if since is None:
@@ -232,17 +241,43 @@ def _decide(
             f"{limit}s"
         )
     native.decide(run_id, step_id, approved, by, comment)
+    # `by` is whatever the caller says; the account and host that wrote the decision are facts
+    # of this process, kept beside it so the history shows who really decided.
+    detail = {
+        "approved": approved,
+        "by": by,
+        "comment": comment,
+        "decision": True,
+        "os_user": _os_user(),
+        "host": socket.gethostname(),
+    }
     native.append(
-        run_id,
-        [
-            {
-                "step_id": step_id,
-                "status": "waiting_approval",
-                "attempt": 0,
-                "detail": {"approved": approved, "by": by, "comment": comment, "decision": True},
-            }
-        ],
+        run_id, [{"step_id": step_id, "status": "waiting_approval", "attempt": 0, "detail": detail}]
     )
+
+
+#: Run statuses a run never leaves: its approvals can no longer be decided.
+_ENDED = frozenset({"completed", "failed", "cancelled", "compensated"})
+
+
+def _os_user() -> str:
+    """The account this process runs as: the user name of its real uid (not ``$USER``, which
+    the caller sets), ``"uid N"`` for a uid with no passwd entry (containers), and on Windows
+    what :func:`getpass.getuser` finds."""
+    try:
+        import pwd
+    except ImportError:
+        import getpass
+
+        try:
+            return getpass.getuser()
+        except (OSError, KeyError):
+            return "unknown"
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
 
 
 def approve(
@@ -264,10 +299,17 @@ def approve(
         comment: free text kept in the run's history.
         store: the store (object or URL); default: the ``BATTEN_STORE`` environment variable.
 
+    The decision is kept in the run's history (:func:`batten.run_history`: a
+    ``waiting_approval`` entry whose ``detail`` holds ``approved``, ``by``, ``comment``,
+    ``os_user`` and ``host``). ``by`` is self-asserted: ``approvers`` checks it, while
+    ``os_user`` and ``host`` record the account and machine of the process that wrote the
+    decision. Anyone who can write to the store can decide, so protect the store.
+
     Raises:
         RunNotFoundError: no such run.
-        ApprovalError: the step is not waiting (never was, already decided, timed out), or
-            ``by`` is not an allowed approver.
+        ApprovalError: the run has ended (completed, failed, cancelled or compensated); the
+            step is not waiting (never was, already decided, timed out); or ``by`` is not an
+            allowed approver.
     """
     _decide(run_id, step_id, True, by, comment, store)
 

@@ -204,9 +204,9 @@ class CorruptRecordError(StoreError):
 
 
 class ApprovalError(BattenError):
-    """``approve``/``reject`` was refused: the step is not waiting for approval (it never was,
-    it was already decided, or its approval timed out), or ``by`` is not one of the step's
-    ``approvers``."""
+    """``approve``/``reject`` was refused: the run has ended (completed, failed, cancelled or
+    compensated), the step is not waiting for approval (it never was, it was already decided,
+    or its approval timed out), or ``by`` is not one of the step's ``approvers``."""
 
 
 class ApprovalRejectedError(BattenError):

@@ -6,15 +6,24 @@ crashed, paused or waiting run can be resumed or inspected from another shell. T
 file's path is recorded with the run (context metadata ``batten.source``), so ``batten resume
 RUN_ID`` needs no file.
 
+Only ``run`` creates a store: the commands that need a recorded run (``status``, ``runs``,
+``resume``, ``approve``, ``reject``, ``cancel``) open a SQLite store only if its file exists,
+and every "no runs" or "not found" names the store it looked in.
+
 Exit codes: 0 the run completed; 1 it failed (failed, cancelled, compensated); 2 bad input
-(a malformed file, an unknown run or input, a bad argument); 3 it is waiting (for an approval,
-or paused).
+(a malformed file, an unknown run or input, a bad argument, a request a run's status cannot
+honour, such as approving a step of a run that has ended); 3 it is waiting (for an approval,
+or paused); 130 interrupted (Ctrl-C); 141 stdout's reader went away (a closed pipe, as in
+``batten runs | head -1``: the command stops quietly, as if killed by SIGPIPE; a run it was
+executing still finishes and is recorded first). A closed stderr only silences the progress
+and messages; the command carries on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -23,6 +32,9 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING = 0, 1, 2, 3
+#: The reader of stdout went away: 128 + SIGPIPE, what a shell reports for a command that
+#: SIGPIPE killed.
+EXIT_BROKEN_PIPE = 141
 
 #: The store used when neither ``--store`` nor ``BATTEN_STORE`` names one.
 DEFAULT_STORE = "sqlite:///.batten/runs.db"
@@ -39,8 +51,13 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``batten`` command with ``argv`` (default: ``sys.argv[1:]``) and returns its exit
-    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval or paused). The
-    ``batten`` console script exits with it.
+    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval or paused, 130
+    interrupted). The ``batten`` console script exits with it.
+
+    Raises:
+        BrokenPipeError: stdout is a pipe whose reader went away; :func:`run` turns it into a
+            quiet exit 141. (A closed stderr raises nothing: progress and messages stop.)
+        SystemExit: from argparse, for ``--help``, ``--version`` and malformed arguments (2).
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -67,10 +84,24 @@ def run() -> NoReturn:
     (Python cannot stop a thread) and the interpreter's exit would wait for it; its outcome is
     already recorded, so after such a run the command exits at once (``os._exit``, after
     flushing).
+
+    When the reader of stdout goes away (``batten runs | head -1``) the command exits quietly
+    with 141 (``EXIT_BROKEN_PIPE``), without a traceback.
     """
-    code = main()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        code = main()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        # The recipe of the Python docs (signal module, "Note on SIGPIPE"): Python flushes the
+        # standard streams again at exit, which would fail again, so point them at devnull.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError):  # replaced or closed by the caller: nothing to flush
+                pass
+        code = EXIT_BROKEN_PIPE
     if _ABANDONED:
         os._exit(code)
     sys.exit(code)
@@ -159,7 +190,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("run_id")
         p.add_argument("step", help="the approval step's id (path)")
         p.add_argument("--comment", "-m", help="kept in the run's history")
-        p.add_argument("--by", default=os.environ.get("USER"), help="who decides (default $USER)")
+        p.add_argument(
+            "--by",
+            default=os.environ.get("USER"),
+            help="who decides (default $USER); the history also records the OS user and host",
+        )
         p.add_argument(
             "--no-resume", action="store_true", help="record the decision only; do not continue"
         )
@@ -194,16 +229,80 @@ def _positive_int(text: str) -> int:
 
 
 def _err(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        # stderr's reader went away: these lines only inform, so the command (a run, an
+        # approval and its continuation) carries on; stdout failing still ends it (run()).
+        pass
+
+
+def _store_url(args: argparse.Namespace) -> str:
+    url: str = args.store or os.environ.get("BATTEN_STORE") or DEFAULT_STORE
+    return url
 
 
 def _store(args: argparse.Namespace) -> Any:
+    """The store ``batten run`` records its run in, created if missing."""
     from batten.store import open_store
 
-    url = args.store or os.environ.get("BATTEN_STORE") or DEFAULT_STORE
+    url = _store_url(args)
     if url == DEFAULT_STORE:
         Path(".batten").mkdir(exist_ok=True)
     return open_store(url)
+
+
+def _existing_store(args: argparse.Namespace) -> Any:
+    """The store to read, or ``None`` when it is a SQLite file that does not exist: commands
+    about recorded runs never create a store (opening a SQLite URL creates its file)."""
+    from batten.store import open_store
+
+    url = _store_url(args)
+    path = _sqlite_file(url)
+    if path is not None and not path.is_file():
+        return None
+    return open_store(url)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///relative`` or ``sqlite:////absolute`` URL names; ``None`` for
+    other URLs (in-memory SQLite included; malformed ones are left to the store to refuse)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "sqlite" or rest in ("", ":memory:", "/:memory:"):
+        return None
+    if not rest.startswith("/") or rest.endswith("/"):
+        return None
+    return Path(rest[1:])
+
+
+def _where(args: argparse.Namespace, store: Any = None) -> str:
+    """The store, for messages: its URL (password hidden), and for a relative SQLite path the
+    file it resolves to, so "not found" in the wrong directory says which file was read."""
+    url = store.url if store is not None else _store_url(args)
+    path = _sqlite_file(url)
+    if path is not None and not path.is_absolute():
+        return f"{url} ({path.resolve()})"
+    return str(url)
+
+
+def _no_store(args: argparse.Namespace, run_id: str) -> NoReturn:
+    from batten.errors import RunNotFoundError
+
+    raise RunNotFoundError(
+        f"run {run_id} not found in {_where(args)}: no such store (nothing was created)", run_id
+    )
+
+
+def _run_info(args: argparse.Namespace, store: Any, run_id: str) -> Any:
+    """Run ``run_id``'s record; ``RunNotFoundError`` naming the store when it has no such run."""
+    from batten.errors import RunNotFoundError
+
+    if store is None:
+        _no_store(args, run_id)
+    try:
+        return store.get_run(run_id)
+    except RunNotFoundError:
+        raise RunNotFoundError(f"run {run_id} not found in {_where(args, store)}", run_id) from None
 
 
 def _inputs(args: argparse.Namespace) -> dict[str, Any]:
@@ -242,17 +341,33 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    """``batten resume RUN_ID``."""
-    store = _store(args)
+    """``batten resume RUN_ID``: continues a run that crashed, paused, waited or failed (its
+    failed steps run again). A run that completed, was cancelled or was compensated is refused
+    (exit 2): there is nothing left to run."""
+    from batten import WorkflowStatus
+
+    store = _existing_store(args)
+    info = _run_info(args, store, args.run_id)
+    if info.status in (
+        WorkflowStatus.COMPLETED,
+        WorkflowStatus.CANCELLED,
+        WorkflowStatus.COMPENSATED,
+    ):
+        raise UsageError(
+            f"run {args.run_id} is {info.status}: it has ended, so there is nothing to resume "
+            f"(batten status {args.run_id} shows it)"
+        )
     workflow = _workflow_of(store, args.run_id, args.file)
     return _drive(workflow, store, args, resume=args.run_id)
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    """``batten approve|reject RUN_ID STEP``: records the decision, then resumes the run."""
+    """``batten approve|reject RUN_ID STEP``: records the decision, then resumes the run.
+    Refused (exit 2, ``ApprovalError``) when the run has ended or the step is not waiting."""
     from batten.approval import approve, reject
 
-    store = _store(args)
+    store = _existing_store(args)
+    _run_info(args, store, args.run_id)
     decide = approve if args.approved else reject
     decide(args.run_id, args.step, by=args.by, comment=args.comment, store=store)
     verb = "approved" if args.approved else "rejected"
@@ -268,18 +383,24 @@ def cmd_status(args: argparse.Namespace) -> int:
     from batten.display import result_text
     from batten.durable import stored_result
 
-    store = _store(args)
-    info = store.get_run(args.run_id)
+    store = _existing_store(args)
+    info = _run_info(args, store, args.run_id)
     history = store.history(args.run_id)
     top = {r.step_id for r in history if "/" not in r.step_id}
     result = stored_result(info, history, None, len(top))
+    result = dataclasses.replace(result, steps=_shown_steps(result.steps, info.status))
+    decisions = _decisions(history)
     if args.json:
-        print(json.dumps(_result_json(result, info.name), indent=2, default=str))
+        doc = _result_json(result, info.name)
+        doc["decisions"] = decisions
+        print(json.dumps(doc, indent=2, default=str))
     else:
         print(f"{info.name} ({info.workflow_id} {info.version}) run {info.run_id}: {info.status}")
         print(result_text(result))
-        for path in _waiting_steps(history):
-            print(f"waiting for approval: {path}  ->  batten approve {info.run_id} {path}")
+        for d in decisions:
+            print(_decision_text(d))
+        for line in _next_steps(info.run_id, info.status, info.error, history):
+            print(line)
     return _exit_code(info.status)
 
 
@@ -287,8 +408,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """``batten runs``."""
     import datetime
 
-    store = _store(args)
-    runs = store.list_runs(status=args.status, workflow_id=args.workflow, limit=args.limit)
+    store = _existing_store(args)
+    runs = (
+        []
+        if store is None
+        else store.list_runs(status=args.status, workflow_id=args.workflow, limit=args.limit)
+    )
     if args.json:
         rows = [
             {
@@ -304,7 +429,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
     if not runs:
-        print("no runs")
+        which = f"{args.status} runs" if args.status else "runs"
+        of = f" of workflow {args.workflow}" if args.workflow else ""
+        missing = ": no such store yet (batten run creates it)" if store is None else ""
+        print(f"no {which}{of} in {_where(args, store)}{missing}")
         return EXIT_OK
     print(f"{'RUN ID':<34} {'WORKFLOW':<20} {'STATUS':<17} {'STARTED':<19} SECONDS")
     for r in runs:
@@ -315,12 +443,21 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """``batten cancel RUN_ID``."""
-    from batten.durable import cancel
+    """``batten cancel RUN_ID``: a waiting or paused run is cancelled at once, a running one
+    within 0.1 s. A run that has ended is refused (exit 2): a cancel request left on it would
+    stop its next ``batten resume``."""
+    from batten import WorkflowStatus
+    from batten.durable import cancel, is_finished
 
-    store = _store(args)
+    store = _existing_store(args)
+    info = _run_info(args, store, args.run_id)
+    if is_finished(info.status):
+        raise UsageError(f"run {args.run_id} is {info.status}: it has ended, nothing to cancel")
     cancel(args.run_id, store=store)
-    _err(f"cancel requested for run {args.run_id}")
+    if info.status in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
+        _err(f"cancelled run {args.run_id} (it was {info.status})")
+    else:
+        _err(f"cancel requested for run {args.run_id}")
     return EXIT_OK
 
 
@@ -412,6 +549,8 @@ def _drive(
             result = await workflow._execute(ctx, on_event=sink, base=None, durable=durable, **opts)
         else:
             say(f"resuming run {resume} of {workflow.name}")
+            if progress is not None:
+                progress.restore(*_restored(workflow, store.history(resume)))
             result = await workflow._resume(
                 resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
             )
@@ -451,20 +590,11 @@ def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) ->
     print(f"run {result.run_id}: {status}", file=out_stream)
     if status == WorkflowStatus.COMPLETED:
         print(_pretty(result.final_output), file=out_stream)
-    elif status == WorkflowStatus.WAITING_APPROVAL:
-        for path in _waiting_steps(store.history(result.run_id)):
-            print(
-                f"waiting for approval: {path}\n"
-                f"  approve: batten approve {result.run_id} {path}\n"
-                f"  reject:  batten reject {result.run_id} {path}",
-                file=out_stream,
-            )
-    elif status == WorkflowStatus.PAUSED:
-        print(f"paused; continue with: batten resume {result.run_id}", file=out_stream)
-    else:
+    elif result.error:
         print(f"error: {result.error}", file=out_stream)
-        if status == WorkflowStatus.FAILED:
-            print(f"after fixing the cause: batten resume {result.run_id}", file=out_stream)
+    history = store.history(result.run_id)
+    for line in _next_steps(result.run_id, status, result.error, history):
+        print(line, file=out_stream)
 
 
 def _pretty(value: Any) -> str:
@@ -508,6 +638,130 @@ def _exit_code(status: Any) -> int:
     if status in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING, WorkflowStatus.INITIALIZING):
         return EXIT_OK
     return EXIT_FAILED
+
+
+def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[Any]) -> list[str]:
+    """The commands that can move run ``run_id`` on from ``status``, as lines to print; none
+    for a run that has ended for good (completed, cancelled, compensated, or failed after its
+    compensations ran). ``batten run``'s report and ``batten status`` both print these, so they
+    never disagree. Approvals are offered only while the run waits for them: ``batten approve``
+    continues the run, which a paused run should not do behind its owner's back and a running
+    one must not do twice."""
+    from batten import WorkflowStatus
+    from batten.workflow import _COMPENSATION_FAILED
+
+    lines: list[str] = []
+    if status == WorkflowStatus.WAITING_APPROVAL:
+        for path in _waiting_steps(history):
+            lines += [
+                f"waiting for approval: {path}",
+                f"  approve: batten approve {run_id} {path}",
+                f"  reject:  batten reject {run_id} {path}",
+            ]
+    if status == WorkflowStatus.PAUSED:
+        lines.append(f"paused; continue with: batten resume {run_id}")
+    elif status == WorkflowStatus.FAILED and _COMPENSATION_FAILED not in (error or ""):
+        lines.append(f"after fixing the cause: batten resume {run_id}")
+    return lines
+
+
+def _shown_steps(steps: Sequence[Any], status: Any) -> list[Any]:
+    """The stored steps as ``batten status`` shows them: an approval that waits is
+    ``waiting_approval`` (the store's last word on it is the ``failed`` that ended the run
+    while it waited), and a step blocked behind it is ``pending``; when the run ended while
+    the approval waited, the approval was never decided and shows ``cancelled``."""
+    from batten import StepStatus, WorkflowStatus
+    from batten.durable import is_finished
+
+    ended = is_finished(status)
+    shown: list[Any] = []
+    for s in steps:
+        waits = s.error_type == "ApprovalPending" or s.status == StepStatus.WAITING_APPROVAL
+        if waits and ended:
+            s = _restated(s, StepStatus.CANCELLED, f"never decided: the run ended {status}")
+        elif waits:
+            s = _restated(s, StepStatus.WAITING_APPROVAL, None)
+        elif s.status == StepStatus.BLOCKED and status == WorkflowStatus.WAITING_APPROVAL:
+            # A run ends WAITING_APPROVAL only when nothing failed: only approvals block.
+            s = _restated(s, StepStatus.PENDING, None)
+        shown.append(s)
+    return shown
+
+
+def _restated(step: Any, status: Any, note: str | None) -> Any:
+    from batten import StepResult
+
+    return StepResult(
+        step.step_id,
+        status,
+        None,
+        note,
+        None,
+        None,
+        step.attempts,
+        step.execution_time_ms,
+        dict(step.metadata),
+    )
+
+
+def _decisions(history: Sequence[Any]) -> list[dict[str, Any]]:
+    """The approval decisions in a run's history, oldest first: step, approved, by, comment,
+    os_user, host (the last two ``None`` for decisions recorded before batten kept them) and
+    at (unix seconds)."""
+    found = []
+    for r in history:
+        detail = r.detail if isinstance(r.detail, dict) else {}
+        if detail.get("decision"):
+            found.append(
+                {
+                    "step": r.step_id,
+                    "approved": bool(detail.get("approved")),
+                    "by": detail.get("by"),
+                    "comment": detail.get("comment"),
+                    "os_user": detail.get("os_user"),
+                    "host": detail.get("host"),
+                    "at": r.at,
+                }
+            )
+    return found
+
+
+def _decision_text(d: dict[str, Any]) -> str:
+    import datetime
+
+    when = datetime.datetime.fromtimestamp(d["at"]).strftime("%Y-%m-%d %H:%M:%S")
+    verb = "approved" if d["approved"] else "rejected"
+    who = f" by {d['by']}" if d["by"] else ""
+    account = f" (os user {d['os_user'] or '?'} on {d['host'] or '?'})" if d["os_user"] else ""
+    said = f": {d['comment']}" if d["comment"] else ""
+    return f"{d['step']} {verb}{who}{account} at {when}{said}"
+
+
+def _restored(workflow: Any, history: Sequence[Any]) -> tuple[list[str], dict[str, int]]:
+    """What resuming will restore, for the progress display (the engine reports nothing for
+    restored steps): the paths whose last verdict in ``history`` is ``completed`` (the
+    journal's rule), and each top-level map step's item count as far as the store knows it."""
+    import re
+
+    from batten.composite import MapStep
+    from batten.steps import Step
+
+    last: dict[str, str] = {}
+    for r in history:
+        status = str(getattr(r.status, "value", r.status))
+        if status not in ("running", "retrying"):
+            last[r.step_id] = status
+    done = [path for path, status in last.items() if status == "completed"]
+    items: dict[str, int] = {}
+    for step in workflow.steps:
+        if isinstance(step, MapStep):
+            # A map over a plain callable names its items after itself (composite.MapStep).
+            inner = step.step.step_id if isinstance(step.step, Step) else step.step_id
+            pattern = re.compile(re.escape(f"{step.step_id}/{inner}[") + r"(\d+)\]")
+            seen = [int(m.group(1)) for p in last if (m := pattern.fullmatch(p))]
+            if seen:
+                items[step.step_id] = max(seen) + 1
+    return done, items
 
 
 def _waiting_steps(history: Sequence[Any]) -> list[str]:

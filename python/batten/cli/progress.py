@@ -7,7 +7,7 @@ import asyncio
 import itertools
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 __all__ = ["Progress"]
@@ -28,6 +28,14 @@ _NAME_WIDTH = 32
 _MESSAGE_WIDTH = 200
 #: Lines printed per map step in plain mode, at most (one every 10% of its items).
 _MAP_LINES = 10
+#: Bar cells the live bar keeps on a terminal: the postfix is shortened (fewer running step
+#: names, then shorter counts, then none) before the bar gets narrower than this.
+_MIN_BAR = 20
+#: Longest run title shown as the live bar's description.
+_TITLE_WIDTH = 30
+#: The live bar's layout: tqdm's default without rate and ETA, which mean little for steps of
+#: very different lengths and cost a dozen columns.
+_BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"
 
 
 class _Map:
@@ -52,15 +60,24 @@ class Progress:
     is one more (a ``"fanout"`` event with ``N`` items adds ``N`` to :attr:`total`; the map
     step itself stays one unit). A unit is done when its first terminal event arrives (any of
     ``completed``, ``failed``, ``timeout``, ``skipped``, ``blocked``, ``cancelled``), started
-    or not (a resumed run reports steps it restored); a unit is never counted twice. Other
-    nested steps (parallel or condition branches, steps of sub-workflows) show as running but
-    are not units. A top-level step that is not in ``steps`` becomes a unit when it reports.
+    or not; once done it stays done, so the count never goes backwards, and it is never
+    counted twice. Two things are not done: an approval step waiting for its decision, and a
+    step ``blocked`` only because such an approval is still undecided (it is *waiting*: it
+    runs once the approval is decided; the engine reports it right after the approval's wait).
+    Steps a resumed run restored from its store report no events: :meth:`restore` counts them.
+    Other nested steps (parallel or condition branches, steps of sub-workflows) show as running
+    but are not units. A top-level step that is not in ``steps`` becomes a unit when it
+    reports.
 
     Live mode (a terminal) draws one bar: done/total, elapsed, and ``running n · retries r ·
-    failed f`` with the most recently started running steps; retries and failures are also
+    failed f`` with the most recently started running steps, shortened to fit the terminal's
+    width so the bar keeps at least ``_MIN_BAR`` cells (20); retries and failures are also
     printed above the bar. Plain mode prints one line per event of interest (top-level steps
-    starting and ending, retries, failures of any step, map fan-outs, a map's items every 10%)
-    and never uses carriage returns or ANSI codes.
+    starting, ending and waiting, retries, failures of any step, map fan-outs, a map's items
+    every 10%) and never uses carriage returns or ANSI codes.
+
+    Writing never raises: when the stream fails (a pipe whose reader went away, a terminal
+    that hung up) the display goes quiet and the run goes on.
 
     Args:
         steps: the ids of the workflow's top-level steps.
@@ -92,6 +109,8 @@ class Progress:
         self._retries = 0
         self._failed = 0
         self._finished = False
+        self._quiet = False  # the stream failed: nothing more is written
+        self._gate: str | None = None  # an approval that just started waiting (see sink)
         if live is None:
             isatty = getattr(stream, "isatty", None)
             live = bool(isatty()) if isatty is not None else False
@@ -103,15 +122,21 @@ class Progress:
         if live:
             from tqdm import tqdm
 
-            self._bar = tqdm(
-                desc=title,
-                total=self._total,
-                unit="step",
-                leave=True,
-                file=stream,
-                dynamic_ncols=True,
-                mininterval=_INTERVAL,
-            )
+            options: dict[str, Any] = {
+                "desc": title if len(title) <= _TITLE_WIDTH else title[: _TITLE_WIDTH - 1] + "…",
+                "total": self._total,
+                "unit": "step",
+                "leave": True,
+                "file": stream,
+                "dynamic_ncols": True,
+                "mininterval": _INTERVAL,
+                "bar_format": _BAR_FORMAT,
+            }
+            try:
+                self._bar = tqdm(**options)
+            except (OSError, ValueError):  # tqdm draws at once; the stream is already gone
+                self._quiet = True
+                self._bar = tqdm(**options, disable=True)
         else:
             self._line(f"{title}: {self._total} steps")
 
@@ -149,16 +174,23 @@ class Progress:
         loop's thread. Unknown kinds are ignored."""
         if self._finished:
             return
+        gate, self._gate = self._gate, None
         if kind == "failed" and getattr(payload, "error_type", None) == "ApprovalPending":
             # The run stops here until someone decides: not a failure, and not done.
             self._running.pop(step_id, None)
+            self._gate = step_id
             self._note(f"waiting for approval: {step_id}")
+        elif kind == "blocked" and gate is not None and _scope(step_id) == _scope(gate):
+            # The engine reports the steps a failure blocks right after the failure itself, so
+            # the blocked steps that follow an approval's wait are blocked by that wait alone:
+            # they run once it is decided.
+            self._gate = gate
+            self._waiting(step_id, gate)
         elif kind in _TERMINAL:
             self._ended(kind, step_id, payload)
         elif kind == "started":
-            # A step that ended (blocked behind an approval, or failed) and runs again on
-            # resume is not done any more.
-            self._done.discard(step_id)
+            # A done unit that starts again (a map's items when the map step is retried) stays
+            # counted once, so the count never goes backwards.
             self._running.pop(step_id, None)
             self._running[step_id] = None
             if step_id in self._top or "/" not in step_id:
@@ -190,6 +222,50 @@ class Progress:
             return
         if self._live:
             self._render()
+
+    def restore(self, done: Iterable[str], items: Mapping[str, int] | None = None) -> None:
+        """Counts the units a resumed run restored from its store: the engine reports no
+        events for them, yet they are part of the run (without this a resumed run would end
+        ``completed, 3/6 steps``).
+
+        Args:
+            done: the restored paths: top-level step ids and map items
+                (``"<map path>/<inner id>[<i>]"``); other paths are ignored, as are paths
+                already done.
+            items: map step path -> how many items it had, as the store knows them (int); makes
+                those items units, as a ``"fanout"`` event does (a later ``"fanout"`` of the
+                same map replaces the count). Default: none.
+        """
+        if self._finished:
+            return
+        for path, count in (items or {}).items():
+            if path not in self._maps:
+                self._maps[path] = _Map(max(0, int(count)))
+                self._total += self._maps[path].count
+        restored = 0
+        for path in done:
+            top = path in self._top or "/" not in path
+            known = None if top or not path.endswith("]") else self._maps.get(_scope(path))
+            if (top or known is not None) and path not in self._done:
+                if top:
+                    self._unit(path)
+                self._done.add(path)
+                restored += 1
+                if known is not None:
+                    known.done += 1
+        if self._live:
+            self._bar.total = self._total
+            self._render(force=True)
+        else:
+            self._line(f"{self._counter()} restored {restored} from the store")
+
+    def _waiting(self, path: str, gate: str) -> None:
+        """``path`` is blocked only by the undecided approval ``gate``: waiting, not done."""
+        self._running.pop(path, None)
+        if path in self._top or "/" not in path:
+            self._unit(path)
+            if not self._live:
+                self._line(f"{self._counter()} waiting {path} (behind approval {gate})")
 
     def _unit(self, path: str) -> None:
         """Makes an undeclared top-level step a unit."""
@@ -244,11 +320,11 @@ class Progress:
             bar = self._bar
             bar.total = self._total
             bar.n = self.done
-            bar.set_postfix_str(
-                f"{status} · retries {self._retries} · failed {self._failed}", refresh=False
-            )
-            bar.refresh()
-            bar.close()
+            if not self._quiet:
+                postfix = f"{status} · retries {self._retries} · failed {self._failed}"
+                bar.set_postfix_str(self._fit([postfix, status]), refresh=False)
+            self._guard(bar.refresh)
+            self._guard(bar.close)
         self._line(
             f"{self._title}: {status}, {self.done}/{self._total} steps, "
             f"{self._retries} retries, {self._failed} failed, {elapsed}"
@@ -261,21 +337,37 @@ class Progress:
         return f"[{len(self._done):>{width}}/{self._total}]"
 
     def _line(self, text: str) -> None:
-        self._stream.write(text + "\n")
-        self._stream.flush()
+        def write() -> None:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+        self._guard(write)
+
+    def _guard(self, write: Callable[[], object]) -> None:
+        """Calls ``write`` unless the stream failed before; a failure now (a closed pipe: the
+        reader went away, ``batten run ... | head``; a hung-up terminal) quiets the display for
+        good, so it never stops the run it shows."""
+        if self._quiet:
+            return
+        try:
+            write()
+        except (OSError, ValueError):  # ValueError: the stream was closed
+            self._quiet = True
+            if self._bar is not None:
+                self._bar.disable = True  # tqdm's close (also at exit) then writes nothing
 
     def note(self, text: str) -> None:
         """Prints a line of the caller's (``batten run``'s own messages) without breaking the
         bar: above it when live, as a plain line otherwise (no counter)."""
         if self._live:
-            self._bar.write(text, file=self._stream)
+            self._guard(lambda: self._bar.write(text, file=self._stream))
         else:
             self._line(text)
 
     def _note(self, text: str) -> None:
         """Prints a retry or failure: above the bar when live, as a line otherwise."""
         if self._live:
-            self._bar.write(text, file=self._stream)
+            self._guard(lambda: self._bar.write(text, file=self._stream))
         else:
             self._line(f"{self._counter()} {text}")
 
@@ -289,16 +381,51 @@ class Progress:
             return
         self._last_render = now
         self._dirty = False
+        if self._quiet:
+            return
         running = len(self._running)
-        names = ", ".join(
-            _short(path) for path in itertools.islice(reversed(self._running), _NAMES)
-        )
-        postfix = f"running {running} · retries {self._retries} · failed {self._failed}"
+        names = [_short(path) for path in itertools.islice(reversed(self._running), _NAMES)]
+        counts = f"running {running} · retries {self._retries} · failed {self._failed}"
+        brief = f"running {running}"
+        if self._retries:
+            brief += f" · retries {self._retries}"
+        if self._failed:
+            brief += f" · failed {self._failed}"
+        # Narrower terminals lose the zero counts before the running steps' names, then the
+        # names, then everything; the bar itself never shrinks below _MIN_BAR cells for them.
+        candidates = [
+            f"{words} · {', '.join(names[:k])}"
+            for words in (counts, brief)
+            for k in range(len(names), 0, -1)
+        ]
         bar = self._bar
         bar.n = len(self._done)
-        bar.set_postfix_str(f"{postfix} · {names}" if names else postfix, refresh=False)
-        bar.refresh()
+        bar.set_postfix_str(self._fit([*candidates, counts, brief, ""]), refresh=False)
+        self._guard(bar.refresh)
         self._tick_later()
+
+    def _fit(self, postfixes: Sequence[str]) -> str:
+        """The first of ``postfixes`` (longest first) that leaves the bar ``_MIN_BAR`` cells on
+        the terminal, else the last; the first when the stream's width is unknown (not a
+        terminal). tqdm would otherwise squeeze the bar itself down to a single cell."""
+        from tqdm.utils import disp_len
+
+        bar = self._bar
+        try:
+            shape = bar.format_dict  # asks the terminal for its current width
+        except (OSError, ValueError):
+            return postfixes[0]
+        width = shape.get("ncols")
+        if not width:
+            return postfixes[0]
+        barless = _BAR_FORMAT.replace("{bar}", "")
+        for postfix in postfixes:
+            text = bar.format_meter(
+                **{**shape, "ncols": None, "bar_format": barless, "postfix": postfix}
+            )
+            if width - disp_len(text) >= _MIN_BAR:
+                return postfix
+        return postfixes[-1]
 
     def _tick_later(self) -> None:
         if self._ticker is not None:
@@ -317,6 +444,11 @@ class Progress:
             self._render(force=True)
         else:
             self._tick_later()
+
+
+def _scope(path: str) -> str:
+    """The path of the run ``path`` is a step of (``""`` at the top level)."""
+    return path[: path.rfind("/")] if "/" in path else ""
 
 
 def _short(path: str) -> str:
