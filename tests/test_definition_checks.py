@@ -102,10 +102,28 @@ def test_a_slash_in_an_inner_step_id_is_refused_before_it_joins_a_composite():
         ParallelStep("p", [ToolStep("x/y", noop)])
 
 
+@pytest.mark.parametrize("make", STEP_KINDS.values(), ids=STEP_KINDS.keys())
+def test_an_id_ending_in_an_index_is_refused_when_the_step_is_made(make):
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'l\[0\]': .*'\[<index>\]'"):
+        make("l[0]")
+
+
+def test_an_indexed_id_beside_a_loop_cannot_share_its_iteration_paths(ran):
+    """``l[0]/b`` is the path of loop ``l``'s first iteration of ``b``: a parallel step named
+    ``l[0]`` holding a ``b`` would share its checkpoints."""
+    body = ToolStep("b", lambda: ran.append("loop"))
+    loop = LoopStep("l", body, lambda ctx, i: False)
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'l\[0\]'"):
+        workflow_of(loop, ParallelStep("l[0]", [ToolStep("b", lambda: ran.append("top"))]))
+    assert ran == []
+
+
 def test_ids_with_spaces_and_dots_stay_accepted():
     """Only ``/`` has a meaning in paths; agent names such as ``Research Assistant`` are ids
     of ``DeterministicWorkflow`` steps."""
-    wf = workflow_of(ToolStep("fetch data", noop), ToolStep("v1.2", noop))
+    wf = workflow_of(
+        ToolStep("fetch data", noop), ToolStep("v1.2", noop), ToolStep("tool [beta]", noop)
+    )
     assert wf.run().status == WorkflowStatus.COMPLETED
 
 

@@ -13,6 +13,7 @@ A leaf module: it imports nothing from batten but :mod:`batten.errors`.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from typing import Any, Final, TypeGuard
 
@@ -41,6 +42,11 @@ MAX_COUNT: Final = 2**31 - 1
 #: in the paths that checkpoints, events and ``batten status`` use (``"parallel/branch"``).
 PATH_SEPARATOR: Final = "/"
 
+#: A loop's iteration and a map's item are addressed as ``"<id>[<i>]"`` in the same paths, so
+#: a step id may not end in a bracketed index of its own (a top-level ``ParallelStep("l[0]")``
+#: would share the paths of loop ``l``'s first iteration).
+_INDEX_SUFFIX: Final = re.compile(r"\[[0-9]*\]\Z")
+
 
 def _fail(owner: str | None, name: str, expected: str, value: Any) -> WorkflowDefinitionError:
     subject = f"{owner}: {name}" if owner else name
@@ -59,7 +65,8 @@ def is_finite_number(value: object) -> TypeGuard[int | float]:
 
 
 def check_step_id(step_id: object) -> str:
-    """Returns ``step_id`` if it can name a step: a non-empty str without ``/``.
+    """Returns ``step_id`` if it can name a step: a non-empty str without ``/`` that does not
+    end in a bracketed index such as ``[0]``.
 
     ``/`` is refused because a composite's inner step is addressed as ``"<composite>/<inner>"``:
     a top-level ``"a/b"`` beside a ``ParallelStep("a", [ToolStep("b")])`` would share its
@@ -67,7 +74,8 @@ def check_step_id(step_id: object) -> str:
     ``identifier`` pattern); the Python API also takes spaces and dots, as agent names have them.
 
     Raises:
-        WorkflowDefinitionError: ``step_id`` is not a non-empty str, or holds ``/``.
+        WorkflowDefinitionError: ``step_id`` is not a non-empty str, holds ``/``, or ends in
+            ``[<digits>]`` (the paths of loop iterations and map items).
     """
     if not isinstance(step_id, str) or not step_id:
         raise WorkflowDefinitionError(f"step_id must be a non-empty str, got {step_id!r:.80}")
@@ -75,6 +83,11 @@ def check_step_id(step_id: object) -> str:
         raise WorkflowDefinitionError(
             f"step '{step_id}': a step id may not contain '/', which separates a composite "
             "step's id from its inner steps' ids ('parallel/branch'); use '-' or '_'"
+        )
+    if _INDEX_SUFFIX.search(step_id):
+        raise WorkflowDefinitionError(
+            f"step '{step_id}': a step id may not end in '[<index>]', which addresses a loop's "
+            "iterations and a map's items ('loop[0]'); use '-' or '_'"
         )
     return step_id
 
