@@ -2,6 +2,7 @@
 //! mapping of engine errors to `batten.errors`.
 use pyo3::prelude::*;
 
+mod args;
 mod classify;
 pub mod context;
 pub mod errors;
