@@ -36,6 +36,26 @@ fn event(step_id: &str, status: &str) -> StepEvent {
     StepEvent::new(step_id, status, 1, 1_700_000_000.25)
 }
 
+/// `list_runs`, every listed record expected to be readable.
+fn listed_runs(
+    store: &dyn Store,
+    status: Option<&str>,
+    workflow_id: Option<&str>,
+    limit: usize,
+) -> Vec<RunRecord> {
+    store
+        .list_runs(status, workflow_id, limit)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// `levels` arrays nested in one another around `"leaf"`.
+fn nested(levels: usize) -> serde_json::Value {
+    (0..levels).fold(json!("leaf"), |inner, _| json!([inner]))
+}
+
 // --- runs ---
 
 fn a_created_run_reads_back_unchanged(store: &dyn Store) {
@@ -162,7 +182,7 @@ fn list_runs_is_newest_first_filtered_and_limited(store: &dyn Store) {
         .unwrap();
 
     let listed = |status: Option<&str>, limit: usize| -> Vec<String> {
-        let runs = store.list_runs(status, Some(&workflow), limit).unwrap();
+        let runs = listed_runs(store, status, Some(&workflow), limit);
         runs.into_iter().map(|r| r.run_id).collect()
     };
     assert_eq!(listed(None, 10), [&*ids[2], &ids[0], &ids[3], &ids[1]]);
@@ -172,15 +192,56 @@ fn list_runs_is_newest_first_filtered_and_limited(store: &dyn Store) {
     assert_eq!(listed(Some("CANCELLED"), 10), Vec::<String>::new());
     assert_eq!(listed(None, 0), Vec::<String>::new());
 
-    let all = store.list_runs(None, None, 3).unwrap();
+    let all = listed_runs(store, None, None, 3);
     assert_eq!(all.len(), 3);
     assert!(
         all.windows(2).all(|w| w[0].created_at >= w[1].created_at),
         "{all:?}"
     );
-    let completed = store.list_runs(Some("COMPLETED"), None, 1000).unwrap();
+    let completed = listed_runs(store, Some("COMPLETED"), None, 1000);
     assert!(completed.iter().all(|r| r.status == "COMPLETED"));
     assert!(completed.iter().any(|r| r.run_id == ids[3]));
+}
+
+/// The binding refuses values deeper than `MAX_JSON_DEPTH`; everything up to it must come back
+/// from every kind of record, whatever envelope the backend wraps it in.
+fn a_value_nested_max_json_depth_levels_reads_back_from_every_record(store: &dyn Store) {
+    let deepest = nested(store::MAX_JSON_DEPTH);
+    let run_id = unique("run");
+    let mut record = run(&run_id, &unique("wf"), now());
+    record.input = deepest.clone();
+    store.create_run(&record).unwrap();
+    store
+        .finish_status(&run_id, "COMPLETED", now(), None, Some(&deepest))
+        .unwrap();
+    let mut e = event("a", "COMPLETED");
+    e.output = Some(deepest.clone());
+    e.delta = Some(deepest.clone());
+    e.detail = Some(deepest.clone());
+    store.append(&run_id, &[e]).unwrap();
+    let key = unique("cache");
+    store.cache_put(&key, &deepest, f64::INFINITY).unwrap();
+    let workflow = unique("wf");
+    store.put_workflow(&workflow, &deepest).unwrap();
+
+    let read = store.get_run(&run_id).unwrap();
+    assert_eq!(
+        (read.input, read.result),
+        (deepest.clone(), Some(deepest.clone()))
+    );
+    let events = store.events(&run_id, 0).unwrap();
+    assert_eq!(events[0].output.as_ref(), Some(&deepest));
+    assert_eq!(events[0].delta.as_ref(), Some(&deepest));
+    assert_eq!(events[0].detail.as_ref(), Some(&deepest));
+    assert_eq!(store.cache_get(&key, now()).unwrap(), Some(deepest.clone()));
+    assert_eq!(
+        store.get_workflow(&workflow).unwrap(),
+        Some(deepest.clone())
+    );
+    let listed = store.list_runs(Some("COMPLETED"), None, 1000).unwrap();
+    assert!(listed
+        .iter()
+        .any(|r| matches!(r, Ok(r) if r.run_id == run_id)));
 }
 
 // --- events ---
@@ -529,6 +590,7 @@ conformance!(
     finish_status_sets_status_and_time_and_keeps_what_is_not_given,
     a_null_result_is_kept_apart_from_no_result,
     list_runs_is_newest_first_filtered_and_limited,
+    a_value_nested_max_json_depth_levels_reads_back_from_every_record,
     append_numbers_events_from_one_consecutively_ignoring_the_given_seq,
     appending_no_events_assigns_no_seqs,
     every_event_field_reads_back_unchanged,

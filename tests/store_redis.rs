@@ -186,6 +186,43 @@ fn a_run_missing_a_field_is_corrupt() {
 
 #[test]
 #[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
+fn a_corrupt_run_is_listed_as_its_error_in_its_place_among_the_others() {
+    let url = with_db(&server_url(), 13);
+    let store = RedisStore::open(&url).unwrap();
+    let workflow = unique("wf");
+    let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
+    for (i, run_id) in ids.iter().enumerate() {
+        let record = common::run_record(run_id, &workflow, 1_700_000_000.0 + i as f64);
+        store.create_run(&record).unwrap();
+    }
+    redis::cmd("HSET")
+        .arg(format!("batten:run:{}", ids[1]))
+        .arg("input")
+        .arg("{\"half\": ")
+        .exec(&mut raw(&url))
+        .unwrap();
+    let listed = store.list_runs(None, Some(&workflow), 10).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0].as_ref().unwrap().run_id, ids[2]);
+    let what = format!("run '{}' input", ids[1]);
+    assert!(
+        matches!(&listed[1], Err(StoreError::Corrupt { what: w, .. }) if *w == what),
+        "{:?}",
+        listed[1]
+    );
+    assert_eq!(listed[2].as_ref().unwrap().run_id, ids[0]);
+    let running = store
+        .list_runs(Some("RUNNING"), Some(&workflow), 10)
+        .unwrap();
+    assert_eq!(
+        running.len(),
+        3,
+        "a corrupt run is filtered on its raw status"
+    );
+}
+
+#[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn the_store_works_and_drops_inside_another_tokio_runtime() {
     let url = server_url();
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::engine::error::DefinitionError;
@@ -17,9 +17,24 @@ use crate::py::errors::definition_error;
 use crate::py::run::{Run, RunInner};
 use crate::py::traffic::{Controls, PyBreaker, PyRateLimiter};
 
-/// `{step_id: (rate_limiters, breakers)}` from Python.
-type ControlMap<'py> =
-    std::collections::HashMap<String, (Vec<Bound<'py, PyRateLimiter>>, Vec<Bound<'py, PyBreaker>>)>;
+/// A step's `(rate_limiters, breakers)` from Python.
+type ControlPair<'py> = (Vec<Bound<'py, PyRateLimiter>>, Vec<Bound<'py, PyBreaker>>);
+
+/// The traffic controls `controls` (`{step_id: (rate_limiters, breakers)}`) gives step `id`.
+/// Looked up per step rather than extracted as a map of `String` keys up front, so a step id
+/// that is not valid UTF-8 is reported by `SpecArgs::read` naming it, not by pyo3.
+fn controls_of(controls: Option<&Bound<'_, PyDict>>, id: &str) -> PyResult<Controls> {
+    let Some(found) = controls.map(|c| c.get_item(id)).transpose()?.flatten() else {
+        return Ok(Controls::default());
+    };
+    let (limiters, breakers): ControlPair<'_> = found.extract().map_err(|_| {
+        crate::py::errors::WorkflowDefinitionError::new_err(format!(
+            "step '{id}': traffic controls must be (rate limiters, circuit breakers), got {}",
+            args::shown(&found)
+        ))
+    })?;
+    Ok(Controls::from_py(limiters, breakers))
+}
 
 /// How to call one step, decided once in Python at step creation.
 pub struct StepSpec {
@@ -223,7 +238,7 @@ impl Plan {
         min_success: Option<Bound<'_, PyAny>>,
         continue_on_error: bool,
         max_total_retries: Option<Bound<'_, PyAny>>,
-        controls: Option<ControlMap<'_>>,
+        controls: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         let workflow_id = args::text(workflow_id, || "workflow id".to_string())?;
         let max_parallel = self::max_parallel(&workflow_id, max_parallel.as_ref())?;
@@ -231,7 +246,6 @@ impl Plan {
         let max_total_retries = args::count32(max_total_retries.as_ref(), 0, || {
             format!("workflow '{workflow_id}': max_total_retries")
         })?;
-        let mut controls = controls.unwrap_or_default();
         let mut decls = Vec::with_capacity(specs.len());
         let mut steps = Vec::with_capacity(specs.len());
         let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
@@ -266,10 +280,7 @@ impl Plan {
                 retry_on: non_empty(py, retry_on),
                 non_retryable: non_empty(py, non_retryable),
                 conditions,
-                controls: controls
-                    .remove(&id)
-                    .map(|(l, b)| Controls::from_py(l, b))
-                    .unwrap_or_default(),
+                controls: controls_of(controls.as_ref(), &id)?,
             });
             decls.push(StepDecl { id, deps, refs });
         }
