@@ -86,7 +86,9 @@ def _free_port() -> int:
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real ``redis-server`` started for the session on a free local port; yields its URL
     (``redis://127.0.0.1:PORT``, no db). ``.ci/run`` installs the server from the OS packages;
-    set ``BATTEN_TEST_REDIS_URL`` to use a running one instead. Skips when neither exists."""
+    set ``BATTEN_TEST_REDIS_URL`` to use a running one instead. When neither exists the tests
+    using it are skipped (reported as skipped), or fail when ``BATTEN_REQUIRE_SERVICES`` (a
+    comma-separated list) names ``redis``, as ``.ci/run`` sets it."""
     import os
     import shutil
     import subprocess
@@ -97,9 +99,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
         return
     exe = shutil.which("redis-server")
     if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (.ci/run installs it)")
-        pytest.skip("redis-server is not installed")
+        required = os.environ.get("BATTEN_REQUIRE_SERVICES", "").split(",")
+        if "redis" in (s.strip() for s in required):
+            pytest.fail(
+                "BATTEN_REQUIRE_SERVICES names redis, but redis-server is not installed and "
+                "BATTEN_TEST_REDIS_URL is unset (.ci/run installs it)"
+            )
+        pytest.skip("redis-server is not installed (and BATTEN_TEST_REDIS_URL is unset)")
     port = _free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(

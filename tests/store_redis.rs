@@ -2,10 +2,13 @@
 //! values, calls from inside a tokio runtime, reconnecting. (The shared behaviour is in
 //! store_conformance.rs.)
 //!
-//! All but the first test need a server: set `BATTEN_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`).
-//! They use unique ids, and databases 13-15 of that server for the tests that need one to
-//! themselves. `cargo test --release --no-default-features --test store_redis -- --ignored
-//! --nocapture` prints the cost of one append.
+//! The tests that need a server are `#[ignore]`d, so a `cargo test` without one reports them as
+//! ignored instead of passing them untested; `tests/cargo_test.sh` starts a redis-server (or uses
+//! `BATTEN_TEST_REDIS_URL`, e.g. `redis://127.0.0.1:6379/0`) and runs them with
+//! `--include-ignored`. Run without a server, they fail. They use unique ids, and databases 13-15
+//! of that server for the tests that need one to themselves. `cargo test --release
+//! --no-default-features --test store_redis -- --ignored --nocapture measure` prints the cost of
+//! one append.
 
 use std::time::{Duration, Instant};
 
@@ -15,13 +18,15 @@ use batten::store::{self, RedisStore, RunRecord, StepEvent, Store, StoreError, S
 use common::unique;
 use serde_json::json;
 
-/// The test server's URL, or `None` (with a note) when none is configured.
-fn server_url() -> Option<String> {
-    let url = std::env::var("BATTEN_TEST_REDIS_URL").ok();
-    if url.is_none() {
-        eprintln!("skipped: set BATTEN_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0) to test the Redis store");
-    }
-    url
+/// The test server's URL. A test that needs one fails without it: it was asked to run (it is
+/// ignored unless `--include-ignored` or `--ignored`), so passing it untested would be a lie.
+fn server_url() -> String {
+    std::env::var("BATTEN_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "no Redis server: set BATTEN_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/0), or run \
+             tests/cargo_test.sh, which starts one"
+        )
+    })
 }
 
 /// The test server's URL with another database index (the path of a redis:// URL).
@@ -88,8 +93,9 @@ fn with_db_replaces_or_adds_the_database_index() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn a_different_schema_version_is_refused_and_left_alone() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     let url = with_db(&url, 15);
     let mut conn = raw(&url);
     redis::cmd("SET")
@@ -117,8 +123,9 @@ fn a_different_schema_version_is_refused_and_left_alone() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn an_empty_database_gets_the_schema_version() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     let store = RedisStore::open(&url).unwrap();
     let version: String = redis::cmd("GET")
         .arg("batten:schema")
@@ -129,8 +136,9 @@ fn an_empty_database_gets_the_schema_version() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn an_event_whose_json_is_corrupt_is_reported_with_its_run_and_seq() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     // Database 13 holds the corrupt records, so listing runs elsewhere never meets them.
     let url = with_db(&url, 13);
     let store = RedisStore::open(&url).unwrap();
@@ -157,8 +165,9 @@ fn an_event_whose_json_is_corrupt_is_reported_with_its_run_and_seq() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn a_run_missing_a_field_is_corrupt() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     let url = with_db(&url, 13);
     let store = RedisStore::open(&url).unwrap();
     let run_id = unique("run");
@@ -176,8 +185,46 @@ fn a_run_missing_a_field_is_corrupt() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
+fn a_corrupt_run_is_listed_as_its_error_in_its_place_among_the_others() {
+    let url = with_db(&server_url(), 13);
+    let store = RedisStore::open(&url).unwrap();
+    let workflow = unique("wf");
+    let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
+    for (i, run_id) in ids.iter().enumerate() {
+        let record = common::run_record(run_id, &workflow, 1_700_000_000.0 + i as f64);
+        store.create_run(&record).unwrap();
+    }
+    redis::cmd("HSET")
+        .arg(format!("batten:run:{}", ids[1]))
+        .arg("input")
+        .arg("{\"half\": ")
+        .exec(&mut raw(&url))
+        .unwrap();
+    let listed = store.list_runs(None, Some(&workflow), 10).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0].as_ref().unwrap().run_id, ids[2]);
+    let what = format!("run '{}' input", ids[1]);
+    assert!(
+        matches!(&listed[1], Err(StoreError::Corrupt { what: w, .. }) if *w == what),
+        "{:?}",
+        listed[1]
+    );
+    assert_eq!(listed[2].as_ref().unwrap().run_id, ids[0]);
+    let running = store
+        .list_runs(Some("RUNNING"), Some(&workflow), 10)
+        .unwrap();
+    assert_eq!(
+        running.len(),
+        3,
+        "a corrupt run is filtered on its raw status"
+    );
+}
+
+#[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn the_store_works_and_drops_inside_another_tokio_runtime() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,8 +239,9 @@ fn the_store_works_and_drops_inside_another_tokio_runtime() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn two_stores_interleaving_appends_get_distinct_increasing_seqs() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     let one = RedisStore::open(&url).unwrap();
     let two = RedisStore::open(&url).unwrap();
     let run_id = unique("run");
@@ -225,8 +273,9 @@ fn two_stores_interleaving_appends_get_distinct_increasing_seqs() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
 fn a_dropped_connection_fails_one_call_then_reconnects() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     // Database 14 is this test's alone, so killing its clients disturbs no other test.
     let url = with_db(&url, 14);
     let store = RedisStore::open(&url).unwrap();
@@ -263,7 +312,7 @@ fn a_dropped_connection_fails_one_call_then_reconnects() {
 #[test]
 #[ignore = "a measurement: run with --release --ignored --nocapture"]
 fn measure_append_cost() {
-    let Some(url) = server_url() else { return };
+    let url = server_url();
     let store = RedisStore::open(&url).unwrap();
     let run_id = unique("bench");
     store.create_run(&run(&run_id)).unwrap();

@@ -251,6 +251,38 @@ fn a_run_whose_input_is_corrupt_is_reported_by_name() {
 }
 
 #[test]
+fn a_corrupt_run_is_listed_as_its_error_in_its_place_among_the_others() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    for (i, run_id) in ["old", "bad", "new"].into_iter().enumerate() {
+        let mut record = run(run_id);
+        record.created_at += i as f64;
+        store.create_run(&record).unwrap();
+    }
+    // What serde_json refuses to read back: 128 nested arrays.
+    let too_deep = format!("{}{}", "[".repeat(128), "]".repeat(128));
+    raw(&dir.db())
+        .execute(
+            "UPDATE runs SET result = ?1 WHERE run_id = 'bad'",
+            [&too_deep],
+        )
+        .unwrap();
+    let listed = store.list_runs(None, None, 10).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(listed[0].as_ref().unwrap().run_id, "new");
+    assert!(
+        matches!(&listed[1], Err(StoreError::Corrupt { what, .. }) if what == "run 'bad' result"),
+        "{:?}",
+        listed[1]
+    );
+    assert_eq!(listed[2].as_ref().unwrap().run_id, "old");
+    assert_eq!(
+        store.get_run("bad").unwrap_err(),
+        *listed[1].as_ref().unwrap_err()
+    );
+}
+
+#[test]
 fn a_file_that_is_not_a_database_is_unreachable_naming_it() {
     let dir = TempDir::new();
     std::fs::write(

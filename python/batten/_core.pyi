@@ -3,7 +3,10 @@
 from collections.abc import Iterator, Sequence
 from typing import Any, Self, final
 
+from batten.errors import CorruptRecordError
+
 __all__ = [
+    "MAX_JSON_DEPTH",
     "Breaker",
     "Journal",
     "Nested",
@@ -19,6 +22,8 @@ __all__ = [
 ]
 
 __version__: str
+#: The deepest nesting a checkpointed JSON value may have (``batten.store.MAX_JSON_DEPTH``).
+MAX_JSON_DEPTH: int
 
 @final
 class StateMap:
@@ -55,8 +60,9 @@ class WorkflowContext:
     ``lambda ctx: ctx.variables.get("priority")`` both work.
 
     Raises:
-        TypeError: ``variables`` is not a mapping with str keys, or both ``variables`` and
-            ``initial_data`` are given.
+        TypeError: ``variables`` is not a mapping with str keys, ``workflow_id`` is not a str,
+            or both ``variables`` and ``initial_data`` are given.
+        WorkflowDefinitionError: ``workflow_id`` holds a lone surrogate (not valid UTF-8).
     """
 
     def __new__(
@@ -217,7 +223,9 @@ class Plan:
 
     Raises:
         WorkflowDefinitionError: duplicate ids, unknown dependencies, a cycle, a template
-            reference to a non-ancestor, a bad timeout or retry policy.
+            reference to a non-ancestor, a bad timeout or retry policy, an id that is not valid
+            UTF-8 (a lone surrogate), an int out of range (``max_parallel``, ``min_success``,
+            ``max_total_retries``), a malformed step spec.
     """
 
     def __new__(
@@ -256,7 +264,8 @@ class Plan:
         each calling ``invoke(item)`` (plus ``context=`` when ``wants_context``).
 
         Raises:
-            WorkflowDefinitionError: a bad timeout or retry policy.
+            WorkflowDefinitionError: a bad timeout (seconds) or retry policy, an int out of
+                range (``max_parallel``, ``min_success``).
         """
     def start(
         self,
@@ -270,8 +279,14 @@ class Plan:
         journal: Journal | None = None,
     ) -> Run:
         """Starts a run on the running event loop ``event_loop`` (call from its thread).
-        ``journal`` makes it durable: each step is checkpointed to the journal's store and the
-        steps the journal restores are completed without running."""
+        ``timeout`` in seconds; ``journal`` makes it durable: each step is checkpointed to the
+        journal's store and the steps the journal restores are completed without running.
+
+        Raises:
+            WorkflowDefinitionError: ``timeout`` not a positive number, ``max_concurrency``
+                not an int from 1 to the largest ``usize``.
+            CorruptRecordError: a restored checkpoint cannot be decoded.
+        """
     @property
     def workflow_id(self) -> str:
         """The id of the workflow this plan was compiled from."""
@@ -337,8 +352,10 @@ class Store:
         """Sets the run's status (and its error / result summary when given)."""
     def list_runs(
         self, status: str | None = None, workflow_id: str | None = None, limit: int = 1000
-    ) -> list[dict[str, Any]]:
-        """Run records, newest first, filtered by status and workflow id."""
+    ) -> list[dict[str, Any] | CorruptRecordError]:
+        """Run records, newest first, filtered by status and workflow id. A record that cannot
+        be read is listed in its place as the ``CorruptRecordError`` naming it (an instance,
+        not raised)."""
     def append(self, run_id: str, events: list[dict[str, Any]]) -> list[int]:
         """Appends step events (dicts with ``step_id``, ``status``, ``attempt``, ``at``,
         ``duration_ms``, ``error_type``, ``error``, ``output``, ``delta``, ``detail``); returns
@@ -376,7 +393,8 @@ class Journal:
 
     ``serializer`` (e.g. the ``pickle`` module) stores outputs that are not JSON; ``batch``
     buffers events (written every 256 and at the run's end); ``resume`` reads the run's events
-    and restores every step whose last event is ``completed``.
+    and restores every step whose last event is ``completed`` (``CorruptRecordError`` naming
+    the run and the event for a status no batten writes).
     """
 
     def __new__(
@@ -420,16 +438,19 @@ class Journal:
         output: Any = None,
     ) -> None:
         """Appends one event for ``step_id`` (a path under this journal's scope)."""
-    def encode_output(self, step_id: str, obj: Any) -> Any:
-        """``obj`` as this journal stores outputs; ``TypeError`` naming ``step_id`` if it
-        cannot be stored."""
+    def encode_output(self, step_id: str, obj: Any, *, what: str | None = None) -> Any:
+        """``obj`` as this journal stores outputs (JSON that reads back equal, at most
+        ``MAX_JSON_DEPTH`` levels, else the serializer's form); ``TypeError`` naming
+        ``step_id`` (or ``what``, e.g. ``"the run's input context"``) and why if it cannot be
+        stored."""
     def decode_output(self, value: Any) -> Any:
         """Decodes a stored output (the inverse of ``encode_output``)."""
 
 @final
 class RateLimiter:
     """A rate limiter shared by every step that holds it. Private: ``batten.RateLimit`` wraps
-    it. ``None`` leaves a dimension unlimited."""
+    it. ``None`` leaves a dimension unlimited; a rate that is not a positive finite number or
+    a ``max_concurrency`` out of range raises ``WorkflowDefinitionError``."""
 
     def __new__(
         cls,
@@ -445,7 +466,8 @@ class RateLimiter:
 @final
 class Breaker:
     """A circuit breaker shared by every step that holds it. Private: ``batten.CircuitBreaker``
-    wraps it. ``recovery_timeout`` in seconds."""
+    wraps it. ``recovery_timeout`` in seconds; a value out of range (a count beyond 32 bits, a
+    timeout that is negative, not finite or beyond 1.8e19) raises ``WorkflowDefinitionError``."""
 
     def __new__(
         cls,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from batten import _core
 from batten._core import StepResult, WorkflowContext
 from batten._status import StepStatus, WorkflowStatus
-from batten.errors import WorkflowDefinitionError
+from batten.errors import CorruptRecordError, WorkflowDefinitionError
 from batten.store import RunInfo, StepRecord, Store, open_store
 
 if TYPE_CHECKING:
@@ -85,9 +85,17 @@ def _context_json(context: WorkflowContext) -> dict[str, Any]:
     }
 
 
-def _context_from(journal: Any, stored: dict[str, Any]) -> WorkflowContext:
+def _context_from(journal: Any, run_id: str, stored: Any) -> WorkflowContext:
+    """The input context stored with run ``run_id``; ``CorruptRecordError`` naming the run when
+    it is not the context ``begin`` wrote."""
     d = journal.decode_output(stored)
-    return WorkflowContext(d["workflow_id"], d["user_context"], d["variables"], d["metadata"])
+    try:
+        return WorkflowContext(d["workflow_id"], d["user_context"], d["variables"], d["metadata"])
+    except (KeyError, TypeError) as exc:
+        raise CorruptRecordError(
+            f"corrupt record in the store: run {run_id!r} input: not a workflow context "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _check_durability(durability: Any) -> None:
@@ -121,11 +129,11 @@ class DurableRun:
             store._native, run_id, serializer=serializer, batch=durability == "batch"
         )
         try:
-            data = journal.encode_output("context", _context_json(context))
+            data = journal.encode_output(
+                "context", _context_json(context), what="the run's input context"
+            )
         except TypeError as exc:
-            raise TypeError(
-                f"workflow '{workflow.workflow_id}': the input context cannot be stored: {exc}"
-            ) from None
+            raise TypeError(f"workflow '{workflow.workflow_id}': {exc}") from None
         store._native.create_run(
             run_id,
             workflow.workflow_id,
@@ -165,7 +173,7 @@ class DurableRun:
         journal = _core.Journal(
             native, run_id, serializer=serializer, batch=durability == "batch", resume=True
         )
-        return cls(store, run_id, journal), _context_from(journal, raw["input"]), info
+        return cls(store, run_id, journal), _context_from(journal, run_id, raw["input"]), info
 
     def on_run(self, run: Any) -> None:
         """Watches the store for ``pause``/``cancel`` requests while ``run`` executes."""
@@ -314,6 +322,7 @@ def get_workflow_status(run_id: str, *, store: Store | str | None = None) -> Run
 
     Raises:
         RunNotFoundError: no such run.
+        CorruptRecordError: its record cannot be decoded; the message names the run.
     """
     return require_store(store).get_run(run_id)
 
@@ -325,7 +334,13 @@ def list_runs(
     workflow_id: str | None = None,
     limit: int = 1000,
 ) -> list[RunInfo]:
-    """Runs in the store, newest first, filtered by ``status`` and ``workflow_id``."""
+    """Runs in the store, newest first, filtered by ``status`` and ``workflow_id``; at most
+    ``limit`` (int >= 0). A run whose record cannot be decoded is left out, with a warning on
+    the ``batten.store`` logger naming it (see :meth:`batten.Store.list_runs`).
+
+    Raises:
+        ValueError: ``status`` is not a ``WorkflowStatus`` value, or a bad ``limit``.
+    """
     return require_store(store).list_runs(status=status, workflow_id=workflow_id, limit=limit)
 
 
@@ -335,6 +350,8 @@ def run_history(run_id: str, *, store: Store | str | None = None) -> list[StepRe
 
     Raises:
         RunNotFoundError: no such run.
+        CorruptRecordError: a stored event cannot be decoded; the message names the run and the
+            event.
     """
     return require_store(store).history(run_id)
 

@@ -12,18 +12,27 @@ Give a store to ``Workflow.execute(store=...)`` / ``Workflow.with_store`` as an 
   SQLAlchemy), or ``SqliteStore(path)``;
 - ``"redis://host:6379/0"`` or ``RedisStore(url)``;
 - ``"memory://"`` or ``MemoryStore()`` (lives as long as the object).
+
+Values are stored as JSON only when they read back equal to what was written: ``None``, bool,
+int (64-bit), finite float, str, list and dict with str keys, nested at most
+:data:`MAX_JSON_DEPTH` levels. Anything else (NaN, infinities, tuples, sets, non-str keys, other
+types, deeper nesting) fails the step with a ``TypeError`` unless the workflow has a serializer.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from batten import _core
 from batten._status import StepStatus, WorkflowStatus
+from batten.errors import CorruptRecordError
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "MemoryStore",
     "RedisStore",
     "RunInfo",
@@ -32,6 +41,27 @@ __all__ = [
     "Store",
     "open_store",
 ]
+
+#: The deepest a checkpointed value (a step's output or state delta, the run's input context as
+#: a whole, its result) may nest: ``[[1]]`` is 2 levels, a scalar 0. A deeper one fails the step
+#: with a ``TypeError`` naming it before anything is written (or goes through the workflow's
+#: serializer), because the stores' JSON reader refuses 128 levels and a record written deeper
+#: could never be read back.
+MAX_JSON_DEPTH: int = _core.MAX_JSON_DEPTH
+
+_log = logging.getLogger("batten.store")
+
+
+def _status_of(enum: Any, value: Any, record: str) -> Any:
+    """``enum(value)``; a value that is not one of its members is a corrupt ``record``."""
+    try:
+        return enum(value)
+    except ValueError:
+        expected = ", ".join(m.value for m in enum)
+        raise CorruptRecordError(
+            f"corrupt record in the store: {record}: status {value!r} is not a "
+            f"{'step' if enum is StepStatus else 'run'} status (expected one of {expected})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -63,7 +93,9 @@ class RunInfo:
 
     @classmethod
     def _from(cls, d: dict[str, Any]) -> RunInfo:
-        return cls(**{**d, "status": WorkflowStatus(d["status"])})
+        """Raises ``CorruptRecordError`` (naming the run) for a status no batten writes."""
+        status = _status_of(WorkflowStatus, d["status"], f"run {d['run_id']!r}")
+        return cls(**{**d, "status": status})
 
 
 @dataclass(frozen=True)
@@ -96,10 +128,13 @@ class StepRecord:
     detail: Any
 
     @classmethod
-    def _from(cls, d: dict[str, Any]) -> StepRecord:
+    def _from(cls, d: dict[str, Any], run_id: str) -> StepRecord:
+        """Raises ``CorruptRecordError`` (naming the run, the event and its step) for a status
+        no batten writes."""
         d = dict(d)
         d.pop("delta", None)
-        return cls(**{**d, "status": StepStatus(d["status"])})
+        record = f"run {run_id!r} event {d['seq']} (step {d['step_id']!r})"
+        return cls(**{**d, "status": _status_of(StepStatus, d["status"], record)})
 
 
 class Store:
@@ -131,6 +166,8 @@ class Store:
 
         Raises:
             RunNotFoundError: no such run.
+            CorruptRecordError: its record cannot be decoded (invalid JSON, a status no batten
+                writes); the message names the run and the field.
         """
         return RunInfo._from(self._native.get_run(run_id))
 
@@ -142,13 +179,28 @@ class Store:
         limit: int = 1000,
     ) -> list[RunInfo]:
         """Runs newest first, optionally only those with ``status`` and/or ``workflow_id``;
-        at most ``limit`` (default 1000).
+        at most ``limit`` (an int >= 0, default 1000).
+
+        A run whose record cannot be decoded is left out with a warning logged on the
+        ``batten.store`` logger naming it and why (the ``CorruptRecordError`` message), so one
+        bad record never hides the others; ``get_run`` of that run raises the error.
 
         Raises:
-            ValueError: ``status`` is not a ``WorkflowStatus`` value.
+            ValueError: ``status`` is not a ``WorkflowStatus`` value, or ``limit`` is not an int
+                >= 0.
         """
         st = None if status is None else WorkflowStatus(status).value
-        return [RunInfo._from(d) for d in self._native.list_runs(st, workflow_id, limit)]
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError(f"limit must be an int >= 0, got {limit!r}")
+        runs = []
+        for d in self._native.list_runs(st, workflow_id, min(limit, sys.maxsize)):
+            try:
+                if isinstance(d, CorruptRecordError):
+                    raise d
+                runs.append(RunInfo._from(d))
+            except CorruptRecordError as exc:
+                _log.warning("%s: run left out of the listing: %s", self.url, exc)
+        return runs
 
     def history(self, run_id: str) -> list[StepRecord]:
         """Every step event of run ``run_id`` in order: starts, retries (with their errors and
@@ -156,10 +208,11 @@ class Store:
 
         Raises:
             RunNotFoundError: no such run.
-            CorruptRecordError: a stored event cannot be decoded (named in the message).
+            CorruptRecordError: a stored event cannot be decoded (invalid JSON, a status no
+                batten writes); the message names the run and the event.
         """
         self._native.get_run(run_id)
-        return [StepRecord._from(d) for d in self._native.events(run_id, 0)]
+        return [StepRecord._from(d, run_id) for d in self._native.events(run_id, 0)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"

@@ -57,8 +57,12 @@ pub enum DefinitionError {
         reason: String,
     },
 
-    /// A step's timeout is zero, negative or not a number.
-    #[error("step '{step}': timeout must be a positive number of seconds, got {timeout}")]
+    /// A step's timeout is zero, negative, not a number, or too large for a `Duration`
+    /// (`u64::MAX` seconds, ~5.8e11 years).
+    #[error(
+        "step '{step}': timeout must be a positive number of seconds (finite, below 1.8e19), \
+         got {timeout}"
+    )]
     InvalidTimeout {
         /// The step the timeout belongs to.
         step: String,
@@ -148,7 +152,7 @@ mod tests {
         };
         assert_eq!(
             e.to_string(),
-            "step 's': timeout must be a positive number of seconds, got -1"
+            "step 's': timeout must be a positive number of seconds (finite, below 1.8e19), got -1"
         );
     }
 

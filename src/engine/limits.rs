@@ -10,6 +10,24 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+/// `now + delay`, or, when that overflows the clock (a delay of centuries from a huge or
+/// unvalidated setting), the latest instant ~30 years on: later than any run lasts, and never a
+/// panic.
+fn later(now: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(delay.min(FAR))
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
+}
+
+/// `seconds` as a `Duration`: NaN and negatives are zero, values too large for one saturate.
+fn seconds(seconds: f64) -> Duration {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+}
+
 /// Called when a limiter frees a concurrency slot, so parked steps try again.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
@@ -99,14 +117,14 @@ impl RateLimiter {
             if st.budget <= 0.0 {
                 // Back above zero after this long at tpm/60 tokens a second.
                 let secs = (-st.budget + 1.0) * 60.0 / tpm;
-                return Admission::At(now + Duration::from_secs_f64(secs.min(3600.0)));
+                return Admission::At(later(now, seconds(secs.min(3600.0))));
             }
         }
         if let Some(rps) = self.requests_per_second {
-            let interval = Duration::from_secs_f64(1.0 / rps);
+            let interval = seconds(1.0 / rps);
             match st.next_start {
                 Some(t) if t > now => return Admission::At(t),
-                _ => st.next_start = Some(now + interval),
+                _ => st.next_start = Some(later(now, interval)),
             }
         }
         if self.max_concurrency.is_some() {
@@ -260,16 +278,17 @@ impl CircuitBreaker {
         let answer = match st.state {
             CircuitState::Closed => BreakerAdmission::Go,
             CircuitState::Open => {
-                BreakerAdmission::Open(st.opened_at.unwrap_or(now) + self.recovery_timeout)
+                BreakerAdmission::Open(later(st.opened_at.unwrap_or(now), self.recovery_timeout))
             }
             CircuitState::HalfOpen if st.trials < self.half_open_max_calls => {
                 st.trials += 1;
                 BreakerAdmission::Go
             }
             // Every trial slot is taken: ask again a little later.
-            CircuitState::HalfOpen => {
-                BreakerAdmission::Open(now + self.recovery_timeout.min(Duration::from_millis(100)))
-            }
+            CircuitState::HalfOpen => BreakerAdmission::Open(later(
+                now,
+                self.recovery_timeout.min(Duration::from_millis(100)),
+            )),
         };
         (answer, moved)
     }
@@ -292,7 +311,7 @@ impl CircuitBreaker {
     /// A call failed: a half-open circuit opens again; a closed one opens at the threshold.
     pub fn record_failure(&self, now: Instant) -> Option<Transition> {
         let mut st = self.state.lock();
-        st.failures += 1;
+        st.failures = st.failures.saturating_add(1);
         let from = st.state;
         let open = match st.state {
             CircuitState::HalfOpen => true,
@@ -318,6 +337,44 @@ mod tests {
 
     fn noop() -> Waker {
         Arc::new(|| {})
+    }
+
+    const YEAR: Duration = Duration::from_secs(86_400 * 365);
+
+    #[test]
+    fn a_rate_too_small_for_a_duration_parks_the_next_start_years_away_without_panicking() {
+        let t0 = Instant::now();
+        for rps in [1e-320, 0.0] {
+            let l = RateLimiter::new("k", Some(rps), None, None);
+            assert_eq!(l.try_acquire(t0, &noop()), Admission::Go);
+            match l.try_acquire(t0, &noop()) {
+                Admission::At(t) => assert!(t - t0 >= YEAR, "{rps}: {:?}", t - t0),
+                other => panic!("{rps}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unvalidated_negative_or_nan_rate_never_panics() {
+        let t0 = Instant::now();
+        for rps in [-1.0, f64::NAN, f64::NEG_INFINITY] {
+            let l = RateLimiter::new("k", Some(rps), Some(-5.0), None);
+            for _ in 0..3 {
+                let _ = l.try_acquire(t0, &noop());
+            }
+        }
+    }
+
+    #[test]
+    fn a_breaker_open_for_longer_than_the_clock_reaches_never_panics() {
+        let b = CircuitBreaker::new("k", 1, Duration::MAX, 1, false);
+        let t0 = Instant::now();
+        b.record_failure(t0);
+        match b.admit(t0).0 {
+            BreakerAdmission::Open(t) => assert!(t - t0 >= YEAR, "{:?}", t - t0),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.state(t0), CircuitState::Open);
     }
 
     #[test]

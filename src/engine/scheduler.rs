@@ -54,6 +54,26 @@ impl StepState {
         }
     }
 
+    /// Every state, in declaration order.
+    pub const ALL: [StepState; 10] = [
+        StepState::Pending,
+        StepState::Running,
+        StepState::Retrying,
+        StepState::Completed,
+        StepState::Failed,
+        StepState::Timeout,
+        StepState::Skipped,
+        StepState::Blocked,
+        StepState::Cancelled,
+        StepState::WaitingApproval,
+    ];
+
+    /// The state named `text` (an [`as_str`](Self::as_str) name, exactly), or `None`: a store
+    /// record with any other status is corrupt.
+    pub fn parse(text: &str) -> Option<StepState> {
+        StepState::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     /// True once the step can no longer change state.
     pub fn is_terminal(self) -> bool {
         !matches!(
@@ -438,6 +458,16 @@ mod tests {
         std::iter::from_fn(|| s.next_ready())
             .map(|d| d.step)
             .collect()
+    }
+
+    #[test]
+    fn a_state_parses_from_its_name_and_nothing_else_does() {
+        for state in StepState::ALL {
+            assert_eq!(StepState::parse(state.as_str()), Some(state));
+        }
+        for text in ["bogus", "COMPLETED", "", " completed"] {
+            assert_eq!(StepState::parse(text), None, "{text:?}");
+        }
     }
 
     #[test]

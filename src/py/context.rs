@@ -32,8 +32,12 @@ pub fn map_from_py(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<Map<V
     };
     for (k, v) in dict.iter() {
         let key: String = k.extract().map_err(|_| {
+            let why = match k.is_instance_of::<pyo3::types::PyString>() {
+                true => " (it holds a lone surrogate, which is not valid UTF-8)",
+                false => "",
+            };
             PyTypeError::new_err(format!(
-                "{what} keys must be str, got {}",
+                "{what} keys must be str, got {}{why}",
                 k.repr().map(|r| r.to_string()).unwrap_or_default()
             ))
         })?;
@@ -197,7 +201,7 @@ impl WorkflowContext {
     #[pyo3(signature = (workflow_id=None, user_context=None, variables=None, metadata=None, *, initial_data=None))]
     fn new(
         py: Python<'_>,
-        workflow_id: Option<String>,
+        workflow_id: Option<Bound<'_, PyAny>>,
         user_context: Option<Bound<'_, PyAny>>,
         variables: Option<Bound<'_, PyAny>>,
         metadata: Option<Bound<'_, PyAny>>,
@@ -220,8 +224,18 @@ impl WorkflowContext {
                 _ => PyDict::new(py).into_any().unbind(),
             }
         };
+        let workflow_id = match workflow_id.filter(|w| !w.is_none()) {
+            Some(w) if !w.is_instance_of::<pyo3::types::PyString>() => {
+                return Err(PyTypeError::new_err(format!(
+                    "WorkflowContext: workflow_id must be a str, got {}",
+                    crate::py::args::shown(&w)
+                )))
+            }
+            Some(w) => crate::py::args::text(&w, || "WorkflowContext: workflow id".to_string())?,
+            None => "workflow".to_string(),
+        };
         Ok(WorkflowContext {
-            workflow_id: Arc::from(workflow_id.unwrap_or_else(|| "workflow".to_string())),
+            workflow_id: Arc::from(workflow_id),
             user_context: dict_or_new(user_context),
             metadata: dict_or_new(metadata),
             vars,

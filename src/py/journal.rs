@@ -13,8 +13,10 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::engine::scheduler::StepState;
 use crate::py::errors::store_error;
-use crate::py::store::{from_json, now, to_json, PyStore};
+use crate::py::json::{from_json, to_json, MAX_JSON_DEPTH};
+use crate::py::store::{now, PyStore};
 use crate::store::{StepEvent, Store, StoreError};
 
 /// Events buffered in `batch` mode before they are written together.
@@ -24,6 +26,18 @@ const BATCH: usize = 256;
 const LAZY_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 /// The key of an output stored through the workflow's serializer instead of as JSON.
 const CODEC_KEY: &str = "__batten_serialized__";
+
+/// The serializer's text, when `v` is an output stored through it (`{CODEC_KEY: text}`).
+fn serialized(v: &serde_json::Value) -> Option<&str> {
+    v.as_object()
+        .filter(|o| o.len() == 1)
+        .and_then(|o| o.get(CODEC_KEY))
+        .and_then(|t| t.as_str())
+}
+
+fn is_serialized(v: &serde_json::Value) -> bool {
+    serialized(v).is_some()
+}
 
 /// A step restored from the store: its output and, when it differed from the output's own
 /// items, its state delta.
@@ -86,38 +100,56 @@ impl Journal {
         Ok(Some((output, delta)))
     }
 
-    /// `obj` as stored JSON: as itself when it is JSON, through the serializer otherwise; a
-    /// `TypeError` naming the step and the type when neither works.
+    /// `obj` as stored JSON: as itself when it reads back equal (see `json`), through the
+    /// serializer otherwise; a `TypeError` naming the step, the type and why when neither works.
     pub fn encode(
         &self,
         py: Python<'_>,
         step_id: &str,
         obj: &Bound<'_, PyAny>,
     ) -> PyResult<serde_json::Value> {
-        match to_json(obj) {
-            Ok(v) => Ok(v),
-            Err(why) => match &self.shared.serializer {
-                Some(ser) => {
-                    let bytes = ser.bind(py).call_method1(intern!(py, "dumps"), (obj,))?;
-                    let b64 = py
-                        .import(intern!(py, "binascii"))?
-                        .call_method1(intern!(py, "b2a_base64"), (bytes,))?;
-                    let text: String = b64
-                        .call_method1(intern!(py, "decode"), ("ascii",))?
-                        .extract()?;
-                    Ok(serde_json::json!({ CODEC_KEY: text.trim_end() }))
-                }
-                None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                    "step '{}': its output of type {} cannot be checkpointed as JSON ({why}); \
-                     return JSON-serialisable data (dict, list, str, int, float, bool, None) or \
-                     give the workflow a serializer (e.g. `serializer=pickle`)",
-                    self.path(step_id),
-                    obj.get_type()
-                        .qualname()
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|_| "?".into()),
-                ))),
-            },
+        self.encode_as(
+            py,
+            || format!("step '{}': its output", self.path(step_id)),
+            obj,
+        )
+    }
+
+    /// `encode`, with `what` naming the value in a refusal ("step 'a': its output").
+    fn encode_as(
+        &self,
+        py: Python<'_>,
+        what: impl FnOnce() -> String,
+        obj: &Bound<'_, PyAny>,
+    ) -> PyResult<serde_json::Value> {
+        let why = match to_json(obj) {
+            Ok(v) if !is_serialized(&v) => return Ok(v),
+            // It would be decoded as the serializer's form on resume.
+            Ok(_) => format!("it is a dict whose only key is '{CODEC_KEY}', which batten reserves"),
+            Err(why) => why.to_string(),
+        };
+        match &self.shared.serializer {
+            Some(ser) => {
+                let bytes = ser.bind(py).call_method1(intern!(py, "dumps"), (obj,))?;
+                let b64 = py
+                    .import(intern!(py, "binascii"))?
+                    .call_method1(intern!(py, "b2a_base64"), (bytes,))?;
+                let text: String = b64
+                    .call_method1(intern!(py, "decode"), ("ascii",))?
+                    .extract()?;
+                Ok(serde_json::json!({ CODEC_KEY: text.trim_end() }))
+            }
+            None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "{} of type {} cannot be checkpointed as JSON: {why}; return JSON data (dict \
+                 with str keys, list, str, int, finite float, bool, None; at most \
+                 {MAX_JSON_DEPTH} levels deep) or give the workflow a serializer (e.g. \
+                 `serializer=pickle`)",
+                what(),
+                obj.get_type()
+                    .qualname()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into()),
+            ))),
         }
     }
 
@@ -127,12 +159,7 @@ impl Journal {
         py: Python<'py>,
         v: &serde_json::Value,
     ) -> PyResult<Bound<'py, PyAny>> {
-        if let Some(text) = v
-            .as_object()
-            .filter(|o| o.len() == 1)
-            .and_then(|o| o.get(CODEC_KEY))
-            .and_then(|t| t.as_str())
-        {
+        if let Some(text) = serialized(v) {
             let Some(ser) = &self.shared.serializer else {
                 return Err(crate::py::errors::StoreError::new_err(format!(
                     "run '{}': a checkpointed output was written with a serializer; resume \
@@ -263,9 +290,21 @@ impl Journal {
             // The last verdict per path wins: a step completed in an earlier process is
             // restored; a failure, cancellation or approval wait after it means it runs again.
             for e in events {
-                match e.status.as_str() {
-                    "running" | "retrying" => {}
-                    "completed" => {
+                // A status this batten never writes: guessing what it meant could re-run a
+                // finished side effect or skip an unfinished one.
+                let Some(state) = StepState::parse(&e.status) else {
+                    return Err(store_error(StoreError::Corrupt {
+                        what: format!("run '{run_id}' event {} (step '{}')", e.seq, e.step_id),
+                        detail: format!(
+                            "status '{}' is not a step status (expected one of {})",
+                            e.status,
+                            StepState::ALL.map(StepState::as_str).join(", ")
+                        ),
+                    }));
+                };
+                match state {
+                    StepState::Running | StepState::Retrying => {}
+                    StepState::Completed => {
                         if let Some(output) = e.output {
                             let delta = e.delta;
                             restored.insert(e.step_id, Restored { output, delta });
@@ -383,14 +422,20 @@ impl Journal {
     }
 
     /// Encodes `obj` as this journal stores outputs (JSON, or the serializer's form); a
-    /// `TypeError` naming `step_id` when it cannot be stored.
+    /// `TypeError` naming `step_id` (or `what`, e.g. "the run's input context", when given) and
+    /// why when it cannot be stored.
+    #[pyo3(signature = (step_id, obj, *, what=None))]
     fn encode_output<'py>(
         &self,
         py: Python<'py>,
         step_id: &str,
         obj: &Bound<'py, PyAny>,
+        what: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let v = self.encode(py, step_id, obj)?;
+        let v = match what {
+            Some(what) => self.encode_as(py, || what, obj)?,
+            None => self.encode(py, step_id, obj)?,
+        };
         from_json(py, &v)
     }
 
@@ -400,7 +445,9 @@ impl Journal {
         py: Python<'py>,
         value: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let v = to_json(value).map_err(pyo3::exceptions::PyTypeError::new_err)?;
+        let v = to_json(value).map_err(|e| {
+            pyo3::exceptions::PyTypeError::new_err(format!("a stored output must be JSON: {e}"))
+        })?;
         self.decode(py, &v)
     }
 

@@ -2,10 +2,12 @@
 //! mapping of engine errors to `batten.errors`.
 use pyo3::prelude::*;
 
+mod args;
 mod classify;
 pub mod context;
 pub mod errors;
 pub mod journal;
+pub mod json;
 pub mod plan;
 pub mod pool;
 pub mod results;
@@ -28,6 +30,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         let _ = logger.install();
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_JSON_DEPTH", crate::store::MAX_JSON_DEPTH)?;
     m.add_class::<context::WorkflowContext>()?;
     m.add_class::<context::StateMap>()?;
     m.add_class::<results::StepResult>()?;

@@ -4,21 +4,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::engine::error::DefinitionError;
 use crate::engine::graph::{Graph, StepDecl};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::scheduler::RunPolicy;
+use crate::py::args;
 use crate::py::context::WorkflowContext;
 use crate::py::errors::definition_error;
 use crate::py::run::{Run, RunInner};
 use crate::py::traffic::{Controls, PyBreaker, PyRateLimiter};
 
-/// `{step_id: (rate_limiters, breakers)}` from Python.
-type ControlMap<'py> =
-    std::collections::HashMap<String, (Vec<Bound<'py, PyRateLimiter>>, Vec<Bound<'py, PyBreaker>>)>;
+/// A step's `(rate_limiters, breakers)` from Python.
+type ControlPair<'py> = (Vec<Bound<'py, PyRateLimiter>>, Vec<Bound<'py, PyBreaker>>);
+
+/// The traffic controls `controls` (`{step_id: (rate_limiters, breakers)}`) gives step `id`.
+/// Looked up per step rather than extracted as a map of `String` keys up front, so a step id
+/// that is not valid UTF-8 is reported by `SpecArgs::read` naming it, not by pyo3.
+fn controls_of(controls: Option<&Bound<'_, PyDict>>, id: &str) -> PyResult<Controls> {
+    let Some(found) = controls.map(|c| c.get_item(id)).transpose()?.flatten() else {
+        return Ok(Controls::default());
+    };
+    let (limiters, breakers): ControlPair<'_> = found.extract().map_err(|_| {
+        crate::py::errors::WorkflowDefinitionError::new_err(format!(
+            "step '{id}': traffic controls must be (rate limiters, circuit breakers), got {}",
+            args::shown(&found)
+        ))
+    })?;
+    Ok(Controls::from_py(limiters, breakers))
+}
 
 /// How to call one step, decided once in Python at step creation.
 pub struct StepSpec {
@@ -57,18 +73,61 @@ pub struct PlanInner {
 
 /// One step from Python: `(step_id, depends_on, template_refs, invoke, is_async, wants_context,
 /// timeout_seconds, retry_policy, conditions)`; `retry_policy` is a `batten.RetryPolicy`.
-#[derive(FromPyObject)]
-struct SpecArgs<'py>(
-    String,
-    Vec<String>,
-    Vec<String>,
-    Py<PyAny>,
-    bool,
-    bool,
-    Option<f64>,
-    Bound<'py, PyAny>,
-    Vec<Py<PyAny>>,
-);
+struct SpecArgs<'py> {
+    id: String,
+    deps: Vec<String>,
+    refs: Vec<String>,
+    invoke: Py<PyAny>,
+    is_async: bool,
+    wants_ctx: bool,
+    timeout: Option<Duration>,
+    policy: Bound<'py, PyAny>,
+    conditions: Vec<Py<PyAny>>,
+}
+
+impl<'py> SpecArgs<'py> {
+    /// Reads spec `index`; whatever is wrong is a `WorkflowDefinitionError` naming the step (or,
+    /// for an unusable id, its repr), never pyo3's "failed to extract field".
+    fn read(index: usize, spec: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let bad = |what: String| crate::py::errors::WorkflowDefinitionError::new_err(what);
+        let items: Vec<Bound<'py, PyAny>> = match spec.cast::<PyTuple>() {
+            Ok(t) if t.len() == 9 => t.iter().collect(),
+            _ => {
+                return Err(bad(format!(
+                    "step #{index}: the engine takes a 9-tuple per step, got {}",
+                    args::shown(spec)
+                )))
+            }
+        };
+        let id = args::text(&items[0], || "step id".to_string())?;
+        let field = |name: &str| format!("step '{id}': {name}");
+        let flag = |i: usize, name: &str| -> PyResult<bool> {
+            items[i]
+                .extract::<bool>()
+                .map_err(|_| bad(format!("{} must be a bool", field(name))))
+        };
+        let timeout = match args::number(Some(&items[6]), || field("timeout"))? {
+            None => None,
+            Some(t) => Some(step_timeout(&id, t)?),
+        };
+        Ok(SpecArgs {
+            deps: args::texts(&items[1], || field("depends_on entry"))?,
+            refs: args::texts(&items[2], || field("template reference"))?,
+            invoke: items[3].clone().unbind(),
+            is_async: flag(4, "is_async")?,
+            wants_ctx: flag(5, "wants_context")?,
+            timeout,
+            policy: items[7].clone(),
+            conditions: items[8].extract::<Vec<Py<PyAny>>>().map_err(|_| {
+                bad(format!(
+                    "{} must be a list of callables",
+                    field("conditions")
+                ))
+            })?,
+            id,
+        })
+    }
+}
 
 /// The engine's policy (via pythonize/serde, so a wrong type names its field) and the policy's
 /// `retry_on` / `non_retryable` exception tuples.
@@ -92,16 +151,30 @@ fn policy_from_py(
     Ok((policy, classes("retry_on")?, classes("non_retryable")?))
 }
 
-/// A step's per-attempt timeout in seconds, checked: positive and finite, or `None`.
-fn step_timeout(step: &str, timeout: Option<f64>) -> PyResult<Option<Duration>> {
-    match timeout {
-        None => Ok(None),
-        Some(t) if t.is_finite() && t > 0.0 => Ok(Some(Duration::from_secs_f64(t))),
-        Some(t) => Err(definition_error(DefinitionError::InvalidTimeout {
+/// A step's per-attempt timeout in seconds, checked: positive, finite and within a
+/// `Duration`'s range (a larger one would panic converting).
+fn step_timeout(step: &str, timeout: f64) -> PyResult<Duration> {
+    match args::duration(timeout, 0.0) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => Err(definition_error(DefinitionError::InvalidTimeout {
             step: step.to_string(),
-            timeout: t,
+            timeout,
         })),
     }
+}
+
+/// `max_parallel` (at most this many steps in flight) of plan `plan_id`, checked.
+fn max_parallel(plan_id: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    args::count(obj, 1, || {
+        format!("'{plan_id}': max_parallel (the most steps in flight at once)")
+    })
+}
+
+/// `min_success` (branches that must complete) of plan `plan_id`, checked.
+fn min_success(plan_id: &str, obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<usize>> {
+    args::count(obj, 0, || {
+        format!("'{plan_id}': min_success (the branches that must complete)")
+    })
 }
 
 /// A policy as the engine holds it, with its `retry_on` / `non_retryable` tuples.
@@ -157,24 +230,37 @@ impl Plan {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        workflow_id: String,
+        workflow_id: &Bound<'_, PyAny>,
         specs: Vec<Bound<'_, PyAny>>,
-        max_parallel: Option<usize>,
+        max_parallel: Option<Bound<'_, PyAny>>,
         fail_fast: bool,
         first_success: bool,
-        min_success: Option<usize>,
+        min_success: Option<Bound<'_, PyAny>>,
         continue_on_error: bool,
-        max_total_retries: Option<u32>,
-        controls: Option<ControlMap<'_>>,
+        max_total_retries: Option<Bound<'_, PyAny>>,
+        controls: Option<Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let mut controls = controls.unwrap_or_default();
+        let workflow_id = args::text(workflow_id, || "workflow id".to_string())?;
+        let max_parallel = self::max_parallel(&workflow_id, max_parallel.as_ref())?;
+        let min_success = self::min_success(&workflow_id, min_success.as_ref())?;
+        let max_total_retries = args::count32(max_total_retries.as_ref(), 0, || {
+            format!("workflow '{workflow_id}': max_total_retries")
+        })?;
         let mut decls = Vec::with_capacity(specs.len());
         let mut steps = Vec::with_capacity(specs.len());
         let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
-        for s in specs {
-            let SpecArgs(id, deps, refs, invoke, is_async, wants_ctx, timeout, policy, conditions) =
-                s.extract()?;
-            let timeout = step_timeout(&id, timeout)?;
+        for (index, s) in specs.iter().enumerate() {
+            let SpecArgs {
+                id,
+                deps,
+                refs,
+                invoke,
+                is_async,
+                wants_ctx,
+                timeout,
+                policy,
+                conditions,
+            } = SpecArgs::read(index, s)?;
             let (policy, retry_on, non_retryable) = match &last_policy {
                 Some((obj, (p, r, n))) if obj.is(&policy) => (*p, r.clone_ref(py), n.clone_ref(py)),
                 _ => {
@@ -194,10 +280,7 @@ impl Plan {
                 retry_on: non_empty(py, retry_on),
                 non_retryable: non_empty(py, non_retryable),
                 conditions,
-                controls: controls
-                    .remove(&id)
-                    .map(|(l, b)| Controls::from_py(l, b))
-                    .unwrap_or_default(),
+                controls: controls_of(controls.as_ref(), &id)?,
             });
             decls.push(StepDecl { id, deps, refs });
         }
@@ -229,25 +312,37 @@ impl Plan {
     #[allow(clippy::too_many_arguments)]
     fn fan_out(
         py: Python<'_>,
-        plan_id: String,
-        step_id: String,
+        plan_id: &Bound<'_, PyAny>,
+        step_id: &Bound<'_, PyAny>,
         invoke: Py<PyAny>,
         items: Vec<Py<PyAny>>,
         is_async: bool,
         wants_context: bool,
-        timeout: Option<f64>,
+        timeout: Option<Bound<'_, PyAny>>,
         retry_policy: Bound<'_, PyAny>,
         conditions: Vec<Py<PyAny>>,
-        max_parallel: Option<usize>,
+        max_parallel: Option<Bound<'_, PyAny>>,
         fail_fast: bool,
         first_success: bool,
-        min_success: Option<usize>,
+        min_success: Option<Bound<'_, PyAny>>,
         limiters: Option<Vec<Bound<'_, PyRateLimiter>>>,
         breakers: Option<Vec<Bound<'_, PyBreaker>>>,
     ) -> PyResult<Self> {
+        let plan_id = args::text(plan_id, || "workflow id".to_string())?;
+        let step_id = args::text(step_id, || "step id".to_string())?;
+        let max_parallel = args::count(max_parallel.as_ref(), 1, || {
+            format!("step '{step_id}': max_concurrency (the most items in flight at once)")
+        })?;
+        let min_success = args::count(min_success.as_ref(), 0, || {
+            format!("step '{step_id}': minimum_success_count")
+        })?;
         let controls =
             Controls::from_py(limiters.unwrap_or_default(), breakers.unwrap_or_default());
-        let timeout = step_timeout(&step_id, timeout)?;
+        let timeout = match args::number(timeout.as_ref(), || format!("step '{step_id}': timeout"))?
+        {
+            None => None,
+            Some(t) => Some(step_timeout(&step_id, t)?),
+        };
         let (policy, retry_on, non_retryable) = policy_from_py(&step_id, &retry_policy)?;
         let retry_on = non_empty(py, retry_on);
         let non_retryable = non_empty(py, non_retryable);
@@ -302,8 +397,8 @@ impl Plan {
         event_loop: Bound<'_, PyAny>,
         pycontext: Bound<'_, PyAny>,
         done: Bound<'_, PyAny>,
-        timeout: Option<f64>,
-        max_concurrency: Option<usize>,
+        timeout: Option<Bound<'_, PyAny>>,
+        max_concurrency: Option<Bound<'_, PyAny>>,
         on_event: Option<Py<PyAny>>,
         journal: Option<Bound<'_, crate::py::journal::Journal>>,
     ) -> PyResult<Run> {
@@ -311,6 +406,7 @@ impl Plan {
             .inner
             .clone()
             .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Plan was cleared"))?;
+        let timeout = args::number(timeout.as_ref(), || "execute(timeout=...)".to_string())?;
         if let Some(t) = timeout {
             if !(t.is_finite() && t > 0.0) {
                 return Err(crate::py::errors::WorkflowDefinitionError::new_err(
@@ -318,6 +414,9 @@ impl Plan {
                 ));
             }
         }
+        let max_concurrency = args::count(max_concurrency.as_ref(), 1, || {
+            "execute(max_concurrency=...) (the most steps in flight at once)".to_string()
+        })?;
         RunInner::start(
             py,
             plan,

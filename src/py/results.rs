@@ -8,19 +8,6 @@ use crate::engine::scheduler::StepState;
 
 static STEP_STATUS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
 
-const STATES: [StepState; 10] = [
-    StepState::Pending,
-    StepState::Running,
-    StepState::Retrying,
-    StepState::Completed,
-    StepState::Failed,
-    StepState::Timeout,
-    StepState::Skipped,
-    StepState::Blocked,
-    StepState::Cancelled,
-    StepState::WaitingApproval,
-];
-
 /// The `batten.StepStatus` member for an engine state. The enum is defined in Python so users get
 /// a real `StrEnum`; its members are looked up once per process.
 /// NOTE: calling `StepStatus(value)` per result cost ~1.8 µs a step in W1, over twice the
@@ -28,17 +15,13 @@ const STATES: [StepState; 10] = [
 pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     let members = STEP_STATUS.get_or_try_init(py, || -> PyResult<_> {
         let cls = py.import("batten._status")?.getattr("StepStatus")?;
-        STATES
+        StepState::ALL
             .iter()
             .map(|s| Ok(cls.call1((s.as_str(),))?.unbind()))
             .collect()
     })?;
-    let i = STATES.iter().position(|s| *s == state).unwrap_or(0);
+    let i = StepState::ALL.iter().position(|s| *s == state).unwrap_or(0);
     Ok(members[i].clone_ref(py))
-}
-
-fn parse_state(s: &str) -> Option<StepState> {
-    STATES.into_iter().find(|st| st.as_str() == s)
 }
 
 /// What happened to one step in one run (JAF's ``StepResult``).
@@ -116,7 +99,7 @@ impl StepResult {
         children: Option<Bound<'_, PyList>>,
     ) -> PyResult<Self> {
         let s: String = status.str()?.extract()?;
-        let state = parse_state(&s).ok_or_else(|| {
+        let state = StepState::parse(&s).ok_or_else(|| {
             pyo3::exceptions::PyValueError::new_err(format!(
                 "StepResult.status: unknown status {s:?}"
             ))

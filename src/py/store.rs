@@ -8,22 +8,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
 use crate::py::errors::store_error;
+use crate::py::json::{from_json, to_json};
 use crate::store::{self, Control, Decision, RunRecord, StepEvent, Store};
 
-/// A Python object as JSON (`None`, bool, int, float, str, list/tuple, dict with str keys).
-pub fn to_json(obj: &Bound<'_, PyAny>) -> Result<serde_json::Value, String> {
-    pythonize::depythonize::<serde_json::Value>(obj).map_err(|e| e.to_string())
-}
-
-/// JSON as a Python object (objects become dicts, arrays lists).
-pub fn from_json<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
-    pythonize::pythonize(py, v)
-        .map_err(|e| PyErr::new::<pyo3::exceptions::PyValueError, _>(e.to_string()))
-}
-
+/// `obj` as JSON for the store (see `json`): a `TypeError` naming `what` and why otherwise.
 fn json_arg(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
     to_json(obj).map_err(|e| {
-        pyo3::exceptions::PyTypeError::new_err(format!("{what} must be JSON-serialisable: {e}"))
+        pyo3::exceptions::PyTypeError::new_err(format!("{what} cannot be stored as JSON: {e}"))
     })
 }
 
@@ -213,7 +204,9 @@ impl PyStore {
         })
     }
 
-    /// Run records, newest first, filtered by status and workflow id.
+    /// Run records, newest first, filtered by status and workflow id. A record that cannot be
+    /// read is listed in its place as the `CorruptRecordError` naming it (an instance, not
+    /// raised), so one bad record never hides the others.
     #[pyo3(signature = (status=None, workflow_id=None, limit=1000))]
     fn list_runs<'py>(
         &self,
@@ -226,8 +219,11 @@ impl PyStore {
             s.list_runs(status.as_deref(), workflow_id.as_deref(), limit)
         })?;
         let out = PyList::empty(py);
-        for r in &runs {
-            out.append(run_dict(py, r)?)?;
+        for r in runs {
+            match r {
+                Ok(r) => out.append(run_dict(py, &r)?)?,
+                Err(e) => out.append(store_error(e).into_value(py))?,
+            }
         }
         Ok(out)
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{Control, Decision, RunRecord, StepEvent, Store, StoreError};
+use super::{Control, Decision, ListedRun, RunRecord, StepEvent, Store, StoreError};
 
 /// A [`Store`] in memory (`memory://`): nothing survives the process.
 #[derive(Debug, Default)]
@@ -105,7 +105,7 @@ impl Store for MemoryStore {
         status: Option<&str>,
         workflow_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    ) -> Result<Vec<ListedRun>, StoreError> {
         let inner = self.inner.lock();
         let mut runs: Vec<&RunState> = inner
             .runs
@@ -122,7 +122,7 @@ impl Store for MemoryStore {
         Ok(runs
             .into_iter()
             .take(limit)
-            .map(|run| run.record.clone())
+            .map(|run| Ok(run.record.clone()))
             .collect())
     }
 

@@ -32,6 +32,19 @@ pub use sqlite::SqliteStore;
 /// [`StoreError::SchemaVersion`] rather than misread.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// The deepest nesting of a JSON value given to a store to keep (an output, a delta, a detail, a
+/// run's input or result, a cache entry, a workflow definition): `[[1]]` nests 2 levels, a
+/// scalar 0. The binding refuses a deeper value before anything is written (a step's output
+/// fails the step with a `TypeError`), because the stores' reader, serde_json, refuses to parse
+/// 128 levels or more, and a record written deeper could never be read back. The margin covers
+/// the envelope a backend wraps a value in (a Redis event or cache entry is one more object).
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// One run of a [`Store::list_runs`] listing: its record, or the [`StoreError::Corrupt`] error
+/// saying why that record cannot be read (naming the run), so one bad record never hides the
+/// others.
+pub type ListedRun = Result<RunRecord, StoreError>;
+
 /// A checkpoint store. Every method is synchronous and may be called from any thread (including one
 /// that is running a tokio runtime); a backend that talks to a server does so on its own runtime.
 ///
@@ -61,12 +74,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// At most `limit` runs, newest first (by `created_at`; runs created in the same instant come in
     /// an order the backend chooses), with this status and workflow id when they are `Some`.
+    ///
+    /// A run whose record cannot be decoded is listed in its place as the `Corrupt` error naming
+    /// it ([`ListedRun`]); the whole call fails only when the store itself does.
     fn list_runs(
         &self,
         status: Option<&str>,
         workflow_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError>;
+    ) -> Result<Vec<ListedRun>, StoreError>;
 
     /// Appends `events` to the run's history, all or none (one transaction), and returns the `seq`
     /// each was given: consecutive, following the run's last event, even when several processes
@@ -241,6 +257,18 @@ mod tests {
         assert_eq!(path("sqlite://").unwrap(), None);
         assert!(matches!(path("sqlite://runs.db"), Err(StoreError::Url(_))));
         assert!(matches!(path("sqlite:///runs/"), Err(StoreError::Url(_))));
+    }
+
+    #[test]
+    fn the_reader_takes_max_json_depth_in_an_envelope_and_refuses_128_levels() {
+        let nested = |levels: usize| format!("{}{}", "[".repeat(levels), "]".repeat(levels));
+        // The deepest a store writes: a value at the limit inside one envelope object.
+        assert!(error::parse_json(&nested(MAX_JSON_DEPTH + 1), String::new).is_ok());
+        let err = error::parse_json(&nested(128), || "run 'r' result".to_string()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { what, detail } if what == "run 'r' result" && detail.contains("recursion limit")),
+            "{err:?}"
+        );
     }
 
     #[test]

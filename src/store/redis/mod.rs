@@ -39,7 +39,9 @@ use self::codec::{
 use self::scripts::{APPEND, CREATE_RUN, DECIDE, FINISH_STATUS, SET_CONTROL};
 use super::error::parse_json;
 use super::memory::sort_decisions;
-use super::{redact, Control, Decision, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION};
+use super::{
+    redact, Control, Decision, ListedRun, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION,
+};
 
 /// How long connecting (TCP, AUTH, SELECT) may take before the store is [`StoreError::Unreachable`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -336,7 +338,7 @@ impl Store for RedisStore {
         status: Option<&str>,
         workflow_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    ) -> Result<Vec<ListedRun>, StoreError> {
         let status = status.map(str::to_string);
         // A workflow's runs have their own index; a status filter reads runs until it has `limit`.
         let index = workflow_id.map_or_else(|| RUNS_KEY.to_string(), workflow_runs_key);
@@ -364,8 +366,15 @@ impl Store for RedisStore {
                 }
                 let records: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await?;
                 for (id, fields) in ids.iter().zip(records) {
-                    let run = decode_run(id, fields)?;
-                    if status.as_ref().is_none_or(|s| &run.status == s) && runs.len() < limit {
+                    // A record that cannot be decoded is filtered on its raw status field.
+                    let raw_status = fields.get("status").cloned();
+                    let run = decode_run(id, fields);
+                    let run_status = match &run {
+                        Ok(run) => Some(&run.status),
+                        Err(_) => raw_status.as_ref(),
+                    };
+                    let wanted = status.as_ref().is_none_or(|s| run_status == Some(s));
+                    if wanted && runs.len() < limit {
                         runs.push(run);
                     }
                 }

@@ -26,7 +26,7 @@ use self::checkpoint::{Checkpointer, CHECKPOINT_PAGES};
 use self::schema::{MAX_SEQ, SEQ_BITS};
 use super::error::parse_json;
 use super::memory::sort_decisions;
-use super::{Control, Decision, RunRecord, StepEvent, Store, StoreError};
+use super::{Control, Decision, ListedRun, RunRecord, StepEvent, Store, StoreError};
 
 /// How long a write waits for another process's write to finish before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -271,7 +271,7 @@ impl Store for SqliteStore {
         status: Option<&str>,
         workflow_id: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<RunRecord>, StoreError> {
+    ) -> Result<Vec<ListedRun>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let conn = self.conn.lock();
         let mut stmt = conn
@@ -286,7 +286,7 @@ impl Store for SqliteStore {
             .map_err(|e| self.backend(e))?;
         let mut runs = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.backend(e))? {
-            runs.push(Self::read_run(row)?);
+            runs.push(Self::read_run(row));
         }
         Ok(runs)
     }

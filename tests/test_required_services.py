@@ -1,0 +1,87 @@
+"""Tests that need a service (a redis-server) never pass untested: without the service they are
+reported as skipped (pytest) or ignored (cargo), and where ``BATTEN_REQUIRE_SERVICES`` names the
+service, as ``.ci/run`` sets it, its absence is a failure. Each check runs the real harness in a
+subprocess whose PATH holds no redis-server."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_REDIS_TEST = (
+    "tests/test_durable.py::test_a_durable_run_records_the_run_and_every_status_change[redis]"
+)
+
+
+def _without_redis(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment with an empty PATH (so no redis-server is found) and no server URL."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("BATTEN_TEST_REDIS_URL", "CI")}
+    env.pop("BATTEN_REQUIRE_SERVICES", None)
+    return {**env, "PATH": str(empty), **extra}
+
+
+def _pytest(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", _REDIS_TEST],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_redis_test_without_a_server_is_reported_as_skipped(tmp_path: Path) -> None:
+    done = _pytest(_without_redis(tmp_path))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in summary and "passed" not in summary, summary
+
+
+def test_a_redis_test_without_a_server_fails_where_redis_is_required(tmp_path: Path) -> None:
+    done = _pytest(_without_redis(tmp_path, BATTEN_REQUIRE_SERVICES="redis"))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode != 0, done.stdout
+    assert "BATTEN_REQUIRE_SERVICES names redis" in done.stdout, done.stdout
+    assert "error" in summary and "skipped" not in summary, summary
+
+
+def test_the_cargo_harness_fails_where_redis_is_required_and_missing(tmp_path: Path) -> None:
+    done = subprocess.run(
+        ["/bin/bash", "tests/cargo_test.sh"],
+        cwd=ROOT,
+        env=_without_redis(tmp_path, BATTEN_REQUIRE_SERVICES="redis"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "BATTEN_REQUIRE_SERVICES names redis" in done.stderr, done.stderr
+
+
+def test_ci_requires_redis() -> None:
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^export BATTEN_REQUIRE_SERVICES=redis$", ci, re.MULTILINE), ci
+
+
+def _rust_tests(source: str) -> list[tuple[str, str, str]]:
+    """``(attributes, name, body)`` of every ``#[test]`` function at the top level."""
+    pattern = re.compile(r"((?:#\[[^\n]*\]\n)+)fn (\w+)\(\) \{\n(.*?)\n\}\n", re.DOTALL)
+    return [m.groups() for m in pattern.finditer(source) if "#[test]" in m.group(1)]
+
+
+def test_every_cargo_test_that_needs_a_redis_server_is_ignored_without_one() -> None:
+    source = (ROOT / "tests" / "store_redis.rs").read_text(encoding="utf-8")
+    needing = [t for t in _rust_tests(source) if "server_url()" in t[2]]
+    assert len(needing) >= 8, [name for _attrs, name, _body in needing]
+    unmarked = [name for attrs, name, _body in needing if "#[ignore" not in attrs]
+    assert unmarked == []
+    conformance = (ROOT / "tests" / "store_conformance.rs").read_text(encoding="utf-8")
+    redis_module = conformance.split("mod redis {", 1)[1].split("}\n    };", 1)[0]
+    assert "#[ignore" in redis_module and "redis_store" in redis_module
