@@ -515,6 +515,35 @@ def test_approving_a_step_that_is_not_waiting_is_refused(store: batten.Store) ->
         batten.reject(r.run_id, "no-such-step", store=store)
 
 
+@pytest.mark.parametrize("control", ["pause", "cancel"])
+def test_pausing_or_cancelling_a_run_that_has_ended_is_refused_and_records_nothing(
+    store: batten.Store, control: str
+) -> None:
+    """A cancel request left on a failed run made its later ``resume(retry_failed=True)`` end
+    at once with the old failure instead of running the failed step again."""
+    broken = [True]
+
+    def flaky() -> str:
+        if broken[0]:
+            raise ValueError("still broken")
+        return "fixed"
+
+    wf = Workflow("flaky").with_store(store)
+    wf.add_step(ToolStep("s", flaky))
+    failed = asyncio.run(wf.execute())
+    assert failed.status == WorkflowStatus.FAILED
+    with pytest.raises(batten.RunEndedError, match="is failed: it has ended") as info:
+        getattr(batten, control)(failed.run_id, store=store)
+    assert (info.value.run_id, info.value.status) == (failed.run_id, "failed")
+    assert store._native.control(failed.run_id) is None
+    broken[0] = False
+    again = asyncio.run(wf.resume(failed.run_id, retry_failed=True))
+    assert again.status == WorkflowStatus.COMPLETED
+    assert again.final_output == "fixed"
+    with pytest.raises(batten.RunEndedError, match="is completed"):
+        getattr(batten, control)(failed.run_id, store=store)
+
+
 def test_a_run_id_already_in_the_store_is_refused(store: batten.Store) -> None:
     wf = _chain("c", [], store=store)
     asyncio.run(wf.execute(run_id="same"))

@@ -203,12 +203,12 @@ def _decide(
     comment: str | None,
     store: Store | str | None,
 ) -> None:
-    from batten.durable import require_store
+    from batten.durable import is_finished, require_store
 
     st = require_store(store)
     native = st._native
     info = native.get_run(run_id)
-    if info["status"] in _ENDED:
+    if is_finished(info["status"]):
         # A decision recorded now would never be acted on (cancelled: resume returns the run
         # as it is) while saying "approved".
         raise ApprovalError(
@@ -254,10 +254,6 @@ def _decide(
     native.append(
         run_id, [{"step_id": step_id, "status": "waiting_approval", "attempt": 0, "detail": detail}]
     )
-
-
-#: Run statuses a run never leaves: its approvals can no longer be decided.
-_ENDED = frozenset({"completed", "failed", "cancelled", "compensated"})
 
 
 def _os_user() -> str:

@@ -18,13 +18,13 @@ import asyncio
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from batten import _core
 from batten._core import StepResult, WorkflowContext
 from batten._status import StepStatus, WorkflowStatus
-from batten.errors import CorruptRecordError, WorkflowDefinitionError
+from batten.errors import CorruptRecordError, RunEndedError, WorkflowDefinitionError
 from batten.store import RunInfo, StepRecord, Store, open_store
 
 if TYPE_CHECKING:
@@ -299,19 +299,38 @@ def pause(run_id: str, *, store: Store | str | None = None) -> None:
 
     Raises:
         RunNotFoundError: no such run.
+        RunEndedError: the run has already ended (completed, failed, cancelled or
+            compensated); nothing is recorded.
     """
     native = require_store(store)._native
-    native.get_run(run_id)
+    _refuse_ended(run_id, native.get_run(run_id), "paused")
     native.set_control(run_id, "pause")
+
+
+def _refuse_ended(run_id: str, info: Mapping[str, Any], what: str) -> None:
+    status = info["status"]
+    if is_finished(status):
+        raise RunEndedError(
+            f"run '{run_id}' is {status}: it has ended and cannot be {what}"
+            + (
+                "; `resume(run_id, retry_failed=True)` runs its failed steps again"
+                if status == WorkflowStatus.FAILED.value
+                else ""
+            ),
+            run_id=run_id,
+            status=status,
+        )
 
 
 def cancel(run_id: str, *, store: Store | str | None = None) -> None:
     """Cancels run ``run_id``: running steps are cancelled (async) or abandoned (sync) and the
     run ends ``CANCELLED``. A run executing in another process honours it within
     ``POLL_INTERVAL`` seconds; a paused or waiting run is marked ``CANCELLED`` at once, and
-    ``resume`` then returns it as it is. Arguments and errors as :func:`pause`."""
+    ``resume`` then returns it as it is. Arguments and errors as :func:`pause` (a run that has
+    ended raises :class:`~batten.RunEndedError`)."""
     native = require_store(store)._native
     info = native.get_run(run_id)
+    _refuse_ended(run_id, info, "cancelled")
     native.set_control(run_id, "cancel")
     if info["status"] in (WorkflowStatus.PAUSED.value, WorkflowStatus.WAITING_APPROVAL.value):
         native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time(), None, None)
@@ -356,6 +375,7 @@ def run_history(run_id: str, *, store: Store | str | None = None) -> list[StepRe
     return require_store(store).history(run_id)
 
 
-def is_finished(status: WorkflowStatus) -> bool:
-    """True for the statuses a run never leaves."""
+def is_finished(status: WorkflowStatus | str) -> bool:
+    """True for the statuses a run never leaves (completed, failed, cancelled, compensated):
+    it takes no more pause, cancel or approval."""
     return status in _FINISHED

@@ -20,6 +20,7 @@ __all__ = [
     "LoopLimitError",
     "PartialFailureError",
     "RouteError",
+    "RunEndedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "StepTimeoutError",
@@ -207,6 +208,23 @@ class ApprovalError(BattenError):
     """``approve``/``reject`` was refused: the run has ended (completed, failed, cancelled or
     compensated), the step is not waiting for approval (it never was, it was already decided,
     or its approval timed out), or ``by`` is not one of the step's ``approvers``."""
+
+
+class RunEndedError(BattenError):
+    """``pause``/``cancel`` was refused: the run has already ended (completed, failed, cancelled
+    or compensated), so there is nothing left to pause or cancel. Nothing is recorded: a
+    request left on an ended run would have stopped a later ``resume(retry_failed=True)``
+    (as Temporal refuses to cancel a closed workflow execution).
+
+    Attributes:
+        run_id: the run.
+        status: its final status (a ``WorkflowStatus`` value, e.g. ``"failed"``).
+    """
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
 
 
 class ApprovalRejectedError(BattenError):
