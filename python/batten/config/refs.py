@@ -76,3 +76,35 @@ def exception_class(text: str) -> type[BaseException]:
     if not (isinstance(obj, type) and issubclass(obj, BaseException)):
         raise LookupError(f"'{text}' is not an exception class (a builtin name or module:Class)")
     return obj
+
+
+class Unresolved:
+    """Stands for a ``module:attribute`` callable (a condition, a loop's ``while``) that a
+    load with ``resolve=False`` did not import; shown by its reference in graphs.
+
+    Args:
+        reference: the ``module:attribute`` text as written.
+
+    Calling it raises :class:`~batten.WorkflowDefinitionError`: such a workflow is for
+    inspection (``batten validate --no-import``, ``batten graph``), not for running.
+    """
+
+    def __init__(self, reference: str) -> None:
+        self.name = reference
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from batten.errors import WorkflowDefinitionError
+
+        raise WorkflowDefinitionError(
+            f"'{self.name}' was not imported: the workflow was loaded without importing "
+            "(resolve=False), to be inspected, not run"
+        )
+
+    def __repr__(self) -> str:
+        return f"Unresolved({self.name!r})"
+
+
+def unresolved_exception(reference: str) -> type[BaseException]:
+    """A stand-in exception class for the ``module:Class`` ``reference`` that a load with
+    ``resolve=False`` did not import; no exception is an instance of it, so it matches none."""
+    return type(f"Unresolved[{reference}]", (Exception,), {"__module__": __name__})
