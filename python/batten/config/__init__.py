@@ -122,9 +122,9 @@ def load_workflow(
             that ``@batten.agent`` / ``@batten.tool`` fill).
         resolve: import ``imports`` and ``module:attribute`` references (default ``True``).
             ``False`` imports nothing and runs nothing of the file's: references are checked
-            for form only (see :func:`read_workflow` for the list of them), agents and tools
-            are kept by name, conditions become stand-ins that raise when called; the workflow
-            can be validated and drawn (:meth:`~batten.Workflow.to_mermaid`) but not run.
+            for form only (:func:`read_workflow` lists them), and agents, tools and conditions
+            become stand-ins named as written that raise when called: the workflow can be
+            validated and drawn (:meth:`~batten.Workflow.to_mermaid`) but not run.
 
     Raises:
         WorkflowConfigError: the file is missing or unreadable, larger than 1 MiB, not valid

@@ -20,11 +20,11 @@ from typing import Any
 
 from batten.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
 from batten.config.refs import (
-    Unresolved,
     exception_class,
     import_ref,
     is_import_ref,
     on_path,
+    unresolved,
     unresolved_exception,
 )
 from batten.config.source import DocPath, LineMap
@@ -173,8 +173,8 @@ class Builder:
         resolve: import the ``imports`` and every ``module:attribute`` reference (default
             ``True``). ``False`` imports nothing, so nothing in the file's modules runs: each
             reference is checked for form only and listed in :attr:`unresolved`, agents and
-            tools are kept by name, callables become :class:`~batten.config.refs.Unresolved`
-            stand-ins; the workflow can be validated and drawn, not run.
+            tools and callables become stand-ins (:func:`~batten.config.refs.unresolved`) that
+            raise when called; the workflow can be validated and drawn, not run.
 
     Attributes:
         unresolved: ``[(path, reference)]``, what ``resolve=False`` left unchecked, in file
@@ -368,7 +368,7 @@ class Builder:
         if is_import_ref(value):
             if not self.resolve:
                 self._unresolved(path, value)
-                return value  # kept as a name: shown in graphs, never imported
+                return unresolved(value)
             try:
                 return import_ref(value)
             except LookupError as exc:
@@ -376,7 +376,7 @@ class Builder:
         if self.registry.get(kind, value) is None:  # type: ignore[arg-type]
             if not self.resolve:  # a module in imports may register it
                 self.unresolved.append((path, value))
-                return value
+                return unresolved(value)
             known = ", ".join(self.registry.names(kind)) or "none"  # type: ignore[arg-type]
             raise self.lines.error(
                 path,
@@ -396,7 +396,7 @@ class Builder:
     def _callable(self, value: str, path: DocPath) -> Callable[..., Any]:
         if not self.resolve:
             self._unresolved(path, value)
-            return Unresolved(value)
+            return unresolved(value)
         try:
             fn = import_ref(value)
         except LookupError as exc:
@@ -601,7 +601,7 @@ _WHOLE_REF = re.compile(r"\{(?:[A-Za-z_][\w\-]*\.result(?:\.[\w\-]+)*|inputs\.[A
 
 
 def _items_source(step_id: str, items: Any, lines: LineMap, path: DocPath) -> Any:
-    """A MapStep's items: a literal list, or a function reading one reference."""
+    """A MapStep's items: a literal list, or an :class:`ItemsReference` reading one reference."""
     if isinstance(items, list):
         return items
     if not _WHOLE_REF.fullmatch(items):
@@ -610,11 +610,26 @@ def _items_source(step_id: str, items: Any, lines: LineMap, path: DocPath) -> An
             f"items must be a list or exactly one reference such as '{{discover.result}}' or "
             f"'{{inputs.files}}', got {items!r}",
         )
+    return ItemsReference(step_id, items)
 
-    def source(context: Any) -> Any:
-        return render(render_inputs(items, context.variables), context.results, step_id)
 
-    return source
+class ItemsReference:
+    """A map step's ``items`` written as one reference (``"{discover.result}"``,
+    ``"{inputs.files}"``): called with the step's context, it gives the referenced value.
+
+    Args:
+        step_id: the map step's id (named in errors).
+        expression: the reference as written; graphs show it.
+    """
+
+    def __init__(self, step_id: str, expression: str) -> None:
+        self.step_id = step_id
+        self.expression = expression
+
+    def __call__(self, context: Any) -> Any:
+        """The referenced value in ``context`` (a :class:`~batten.WorkflowContext`)."""
+        filled = render_inputs(self.expression, context.variables)
+        return render(filled, context.results, self.step_id)
 
 
 def _type_of(value: Any) -> str:

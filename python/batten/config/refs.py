@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -78,30 +78,25 @@ def exception_class(text: str) -> type[BaseException]:
     return obj
 
 
-class Unresolved:
-    """Stands for a ``module:attribute`` callable (a condition, a loop's ``while``) that a
-    load with ``resolve=False`` did not import; shown by its reference in graphs.
-
-    Args:
-        reference: the ``module:attribute`` text as written.
+def unresolved(reference: str) -> Callable[..., Any]:
+    """A stand-in for the agent, tool or callable ``reference`` (``module:attribute`` or a
+    registered name) that a load with ``resolve=False`` did not import or look up; its
+    ``__qualname__`` is the reference, so graphs show it as written.
 
     Calling it raises :class:`~batten.WorkflowDefinitionError`: such a workflow is for
     inspection (``batten validate --no-import``, ``batten graph``), not for running.
     """
 
-    def __init__(self, reference: str) -> None:
-        self.name = reference
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
         from batten.errors import WorkflowDefinitionError
 
         raise WorkflowDefinitionError(
-            f"'{self.name}' was not imported: the workflow was loaded without importing "
+            f"'{reference}' was not imported: the workflow was loaded without importing "
             "(resolve=False), to be inspected, not run"
         )
 
-    def __repr__(self) -> str:
-        return f"Unresolved({self.name!r})"
+    stand_in.__name__ = stand_in.__qualname__ = reference
+    return stand_in
 
 
 def unresolved_exception(reference: str) -> type[BaseException]:
