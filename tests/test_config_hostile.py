@@ -151,6 +151,7 @@ TOP = 'name: t\n{}\nsteps:\n  - {{id: a, kind: tool, tool: "os:getcwd"}}\n'
 BAD_YAML = {
     "control character": ("name: t\nsteps: []\ndescription: a\x01b\n", 3, None, "U+0001"),
     "!!int many": (STEP.format("retry: !!int many"), 6, "steps[0].retry", "'many' is not"),
+    "!!timestamp xyz": (STEP.format("retry: !!timestamp xyz"), 6, "steps[0].retry", "'xyz' is"),
     "3000 nested [": ("name: [" + "[" * 3000 + "\n", 1, "name[0][0]", "levels deep"),
     "timeout 1.0e+20": (STEP.format("timeout: 1.0e+20"), 6, "steps[0].timeout", "maximum"),
     "timeout 2**64": (

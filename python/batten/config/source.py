@@ -232,12 +232,12 @@ class _Reader:
             return self.loader.construct_object(node)
         except yaml.MarkedYAMLError:
             raise
-        except (yaml.YAMLError, ValueError, TypeError, ArithmeticError) as exc:
+        except Exception as exc:  # PyYAML's constructors fail in many ways (!!timestamp x:
+            # AttributeError), all meaning the text does not fit its tag
             short = tag.rpartition(":")[2] if tag.startswith("tag:yaml.org") else tag
+            why = f" ({exc})" if isinstance(exc, ValueError) else ""
             raise self.fail(
-                event,
-                f"{event.value!r} is not a valid {short} ({type(exc).__name__}: {exc})",
-                self.path_here(),
+                event, f"{event.value!r} is not a valid {short}{why}", self.path_here()
             ) from None
         finally:
             # The constructor caches every node it built; nothing here needs the cache.
