@@ -212,9 +212,14 @@ def _extras(step: Any) -> str:
 
 
 def _items_text(items: Any) -> str:
-    """What a MapStep maps over: a variable's name, ``fn()``, ``N items`` or ``an iterable``."""
+    """What a MapStep maps over: a variable's name, a workflow file's items reference as
+    written (a callable with a str ``expression``, such as ``{discover.result}``), ``fn()``,
+    ``N items`` or ``an iterable``."""
     if isinstance(items, str):
         return items
+    expression = getattr(items, "expression", None)
+    if callable(items) and isinstance(expression, str):
+        return expression
     if callable(items):
         return f"{_name(items)}()"
     if isinstance(items, Sized):

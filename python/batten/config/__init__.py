@@ -14,49 +14,159 @@ Two formats are read:
   :mod:`batten.config.phases` for how each key maps.
 
 Every error is a :class:`~batten.WorkflowConfigError` naming the file, the line and the field,
-raised before anything runs.
+raised before anything runs. Reading is bounded in time and memory whatever the file holds (at
+most 1 MiB, 50 levels of nesting and 100,000 values with YAML aliases expanded; see
+:mod:`batten.config.source`); a config dict is held to the same nesting and value bounds.
+
+**A workflow file is code.** ``imports`` runs its modules' code while the file loads, and a
+``module:attribute`` reference names any callable (``tool: os:system`` runs shell commands when
+the step runs), so load only files you trust. ``resolve=False`` (``batten graph``, ``batten
+validate --no-import``) imports nothing: references are checked for form only and listed as
+unresolved, and the workflow can be inspected but not run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batten.config.build import Builder, coerce_input, schema
-from batten.config.source import LineMap, read
+from batten.config.source import DocPath, LineMap, bounds_problem, field_name, read
 from batten.errors import WorkflowConfigError
 
 if TYPE_CHECKING:
     from batten.registry import Registry
     from batten.workflow import Workflow
 
-__all__ = ["coerce_input", "initial_variables", "load_workflow", "schema", "workflow_from_config"]
+__all__ = [
+    "LoadedWorkflow",
+    "UnresolvedReference",
+    "coerce_input",
+    "initial_variables",
+    "load_workflow",
+    "read_workflow",
+    "schema",
+    "workflow_from_config",
+]
+
+#: The workflow files being loaded in this context, outermost first (fallback files nest).
+_LOADING: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "batten_config_loading", default=()
+)
 
 
-def load_workflow(path: str | Path, *, registry: Registry | None = None) -> Workflow:
+def loading() -> tuple[str, ...]:
+    """The absolute paths of the workflow files being loaded here, outermost first."""
+    return _LOADING.get()
+
+
+@contextmanager
+def _loading(path: str) -> Iterator[None]:
+    token = _LOADING.set((*_LOADING.get(), path))
+    try:
+        yield
+    finally:
+        _LOADING.reset(token)
+
+
+@dataclass(frozen=True)
+class UnresolvedReference:
+    """A reference a load with ``resolve=False`` did not import or look up.
+
+    Attributes:
+        file: the workflow file (str).
+        line: the 1-based line where it is written (int), or ``None``.
+        field: its field's path (``"steps[2].tool"``, ``"imports[0]"``).
+        reference: the text as written (``"os:system"``, a module name, a registered name).
+    """
+
+    file: str | None
+    line: int | None
+    field: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class LoadedWorkflow:
+    """What :func:`read_workflow` read.
+
+    Attributes:
+        workflow: the :class:`~batten.Workflow`.
+        unresolved: the references left unchecked (empty when loaded with ``resolve=True``).
+    """
+
+    workflow: Workflow
+    unresolved: tuple[UnresolvedReference, ...]
+
+
+def load_workflow(
+    path: str | Path, *, registry: Registry | None = None, resolve: bool = True
+) -> Workflow:
     """Reads the workflow file at ``path`` (YAML, or JSON for ``.json``).
 
     ``module:attribute`` references are imported with the file's directory first on
     ``sys.path``, so modules next to the file need no packaging. The workflow's ``source`` is
     the file's absolute path (``batten resume`` reloads it from there).
 
+    A workflow file is code: loading it imports the modules it lists in ``imports`` (their code
+    runs), and its steps call whatever callables it names. Load only files you trust, or pass
+    ``resolve=False``.
+
     Args:
         path: the file (str or Path).
         registry: where agent and tool names are looked up (default: the process-wide one
             that ``@batten.agent`` / ``@batten.tool`` fill).
+        resolve: import ``imports`` and ``module:attribute`` references (default ``True``).
+            ``False`` imports nothing and runs nothing of the file's: references are checked
+            for form only (:func:`read_workflow` lists them), and agents, tools and conditions
+            become stand-ins named as written that raise when called: the workflow can be
+            validated and drawn (:meth:`~batten.Workflow.to_mermaid`) but not run.
 
     Raises:
-        WorkflowConfigError: the file is missing or unreadable, not valid YAML/JSON, breaks
-            the schema, names something that cannot be imported or is not registered, or
+        WorkflowConfigError: the file is missing or unreadable, larger than 1 MiB, not valid
+            YAML/JSON, breaks the schema or a bound of :mod:`batten.config.source`, names
+            something that cannot be imported or is not registered (with ``resolve=True``), or
             describes an invalid graph (an unknown ``depends_on``, a cycle); the message reads
             ``file:line: field: problem``.
     """
+    return _read_workflow(path, registry=registry, resolve=resolve).workflow
+
+
+def read_workflow(
+    path: str | Path, *, registry: Registry | None = None, resolve: bool = True
+) -> LoadedWorkflow:
+    """As :func:`load_workflow`, also giving the references left unresolved (with
+    ``resolve=False``: every ``imports`` module, ``module:attribute`` reference and name not
+    in the registry, in file order; those of a ``fallback_workflow`` file are listed under
+    ``fallback_workflow``).
+
+    Raises:
+        WorkflowConfigError: as :func:`load_workflow`.
+    """
+    return _read_workflow(path, registry=registry, resolve=resolve)
+
+
+def _read_workflow(path: str | Path, *, registry: Registry | None, resolve: bool) -> LoadedWorkflow:
     file = Path(path)
     data, lines = read(file)
-    workflow = _build(data, lines, file.resolve().parent, registry)
-    workflow.source = str(file.resolve())
-    return workflow
+    absolute = str(file.resolve())
+    with _loading(absolute):
+        workflow, builder = _build(data, lines, file.resolve().parent, registry, resolve)
+    workflow.source = absolute
+    seen: set[tuple[DocPath, str]] = set()
+    unresolved = []
+    for where, text in builder.unresolved:
+        if (where, text) in seen:  # defaults.retry is applied to every step
+            continue
+        seen.add((where, text))
+        line = builder.lines.line(where)
+        name = field_name(builder.lines.original(where))
+        unresolved.append(UnresolvedReference(lines.source, line, name, text))
+    return LoadedWorkflow(workflow, tuple(unresolved))
 
 
 def workflow_from_config(
@@ -80,20 +190,28 @@ def workflow_from_config(
     """
     if not isinstance(config, Mapping):
         raise TypeError(f"a workflow config must be a dict, got {type(config).__name__}")
-    return _build(config, LineMap(None), Path(base_dir) if base_dir else None, registry)
+    problem = bounds_problem(config)
+    if problem is not None:
+        raise WorkflowConfigError(problem)
+    base = Path(base_dir) if base_dir else None
+    return _build(config, LineMap(None), base, registry, True)[0]
 
 
-def _build(data: Any, lines: LineMap, base_dir: Path | None, registry: Registry | None) -> Workflow:
+def _build(
+    data: Any, lines: LineMap, base_dir: Path | None, registry: Registry | None, resolve: bool
+) -> tuple[Workflow, Builder]:
     if not isinstance(data, Mapping):
         raise lines.error((), f"a workflow file holds a mapping, got {type(data).__name__}")
     if "phases" in data and "steps" not in data:
         from batten.config import phases
 
         native, native_lines, extras = phases.to_native(data, lines)
-        workflow = Builder(native, native_lines, base_dir, registry).build()
+        builder = Builder(native, native_lines, base_dir, registry, resolve=resolve)
+        workflow = builder.build()
         phases.apply_extras(workflow, extras, native_lines)
-        return workflow
-    return Builder(data, lines, base_dir, registry).build()
+        return workflow, builder
+    builder = Builder(data, lines, base_dir, registry, resolve=resolve)
+    return builder.build(), builder
 
 
 def initial_variables(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -18,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from batten.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
-from batten.config.refs import exception_class, import_ref, is_import_ref, on_path
+from batten.config.refs import (
+    exception_class,
+    import_ref,
+    is_import_ref,
+    on_path,
+    unresolved,
+    unresolved_exception,
+)
 from batten.config.source import DocPath, LineMap
 from batten.errors import WorkflowConfigError, WorkflowDefinitionError
 from batten.registry import Registry, global_registry
@@ -34,6 +42,9 @@ from batten.steps import (
 )
 from batten.workflow import Workflow
 
+#: How many workflow files a chain of ``fallback_workflow`` files may hold.
+MAX_FALLBACK_CHAIN = 8
+
 INPUT_TYPES = ("string", "integer", "number", "boolean", "json")
 
 
@@ -45,23 +56,48 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
+def _integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema calls 2.0 an integer; batten would then hand a float to code expecting an
+    # int (a retry of 2.0 failed with "'float' object is not iterable"), so only ints are.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _number(checker: Any, instance: Any) -> bool:
+    # NaN passes every minimum and maximum (all comparisons are false), so it is no number.
+    return (
+        isinstance(instance, int | float)
+        and not isinstance(instance, bool)
+        and (isinstance(instance, int) or math.isfinite(instance))
+    )
+
+
 @functools.cache
 def _validator() -> Any:
     import jsonschema
 
-    return jsonschema.Draft202012Validator(schema())
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine_many({"integer": _integer, "number": _number})
+    extend: Any = jsonschema.validators.extend  # untyped
+    strict = extend(base, type_checker=checker)
+    return strict(schema())
 
 
 def check_schema(data: Any, lines: LineMap) -> None:
-    """Validates ``data`` against the schema.
+    """Validates ``data`` against the schema, more strictly than JSON Schema itself: an
+    integer field refuses a float (``2.0``) and a number field refuses NaN and infinities.
 
     Raises:
         WorkflowConfigError: the most relevant violation (jsonschema's ``best_match``), at the
-            line of the offending value.
+            line of the offending value; an unknown field's message suggests the closest known
+            one ("did you mean").
     """
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator().iter_errors(data))
+    try:
+        error = best_match(_validator().iter_errors(data))
+    except RecursionError:
+        # The reader bounds nesting (source.MAX_DEPTH), so only a config dict gets here.
+        raise lines.error((), "the document nests too deeply to check") from None
     if error is None:
         return
     # An if/then failure inside a step is reported at the deepest error it holds.
@@ -72,29 +108,51 @@ def check_schema(data: Any, lines: LineMap) -> None:
         error = deeper
     path: DocPath = tuple(error.absolute_path)
     message = error.message
+    instance = error.instance
     if error.validator in ("unevaluatedProperties", "additionalProperties"):
         match = re.search(r"'([^']+)' (?:was|were) unexpected", message)
-        if match and isinstance(error.instance, dict):
+        if match and isinstance(instance, dict):
             key = match.group(1)
-            path = (*path, key)
-            known = sorted(k for k in _known_fields(error.instance) if k not in error.instance)
+            known = sorted(
+                k for k in _known_fields(error, path) if isinstance(k, str) and k not in instance
+            )
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            what = (
-                f"a step of kind '{error.instance['kind']}'"
-                if "kind" in error.instance
-                else "the workflow"
-            )
-            message = f"unknown field '{key}' for {what}{hint}"
+            kind = instance.get("kind")
+            if error.validator == "unevaluatedProperties" and isinstance(kind, str):
+                what = f" for a step of kind '{kind}'"
+            else:
+                what = "" if path else " for the workflow"  # else the field's path says where
+            path = (*path, key)
+            message = f"unknown field '{key}'{what}{hint}"
+    elif error.validator == "minItems" and path and path[-1] == "approvers":
+        message = (
+            "an empty approver list would let anyone decide; name who may approve, or leave "
+            "approvers out to let anyone"
+        )
+    elif (
+        error.validator == "maximum"
+        and error.validator_value == schema()["$defs"]["seconds"]["maximum"]
+    ):
+        message += " seconds (365 days, the longest timeout or interval batten accepts)"
+    elif error.validator == "type" and isinstance(instance, float):
+        if not math.isfinite(instance):
+            message = f"{instance!r} is not a finite number"
+        elif "integer" in (error.validator_value, *error.validator_value):
+            hint = f" (write {int(instance)})" if instance.is_integer() else ""
+            message = f"{instance!r} is not an integer{hint}"
     raise lines.error(path, message)
 
 
-def _known_fields(instance: dict[str, Any]) -> list[str]:
-    """The fields the schema allows beside those of ``instance`` (for "did you mean")."""
+def _known_fields(error: Any, path: DocPath) -> list[str]:
+    """The fields the schema allows where ``error`` (an unknown-field error at ``path``)
+    happened (for "did you mean")."""
+    if error.validator == "additionalProperties":
+        return list(error.schema.get("properties", {}))
     defs = schema()["$defs"]
-    kind = instance.get("kind")
-    if kind is None:
-        return list(schema()["properties"])
+    kind = error.instance.get("kind")
+    if not isinstance(kind, str) or kind not in defs["common"]["properties"]["kind"]["enum"]:
+        return list(defs["common"]["properties"]) if path else list(schema()["properties"])
     name = "conditional" if kind == "condition" else kind
     fields = list(defs["common"]["properties"])
     fields += list(defs.get(name, {}).get("properties", {}))
@@ -112,6 +170,15 @@ class Builder:
         base_dir: the directory put on ``sys.path`` while resolving ``module:attribute``
             references (the file's directory), or ``None``.
         registry: where agent and tool names are looked up (default: the process-wide one).
+        resolve: import the ``imports`` and every ``module:attribute`` reference (default
+            ``True``). ``False`` imports nothing, so nothing in the file's modules runs: each
+            reference is checked for form only and listed in :attr:`unresolved`, agents and
+            tools and callables become stand-ins (:func:`~batten.config.refs.unresolved`) that
+            raise when called; the workflow can be validated and drawn, not run.
+
+    Attributes:
+        unresolved: ``[(path, reference)]``, what ``resolve=False`` left unchecked, in file
+            order (a name that the process's registry already holds is resolved).
     """
 
     def __init__(
@@ -120,11 +187,15 @@ class Builder:
         lines: LineMap,
         base_dir: Path | None,
         registry: Registry | None,
+        *,
+        resolve: bool = True,
     ) -> None:
         self.data = data
         self.lines = lines
         self.base_dir = base_dir
         self.registry = registry or global_registry()
+        self.resolve = resolve
+        self.unresolved: list[tuple[DocPath, str]] = []
         self.inputs: dict[str, dict[str, Any]] = {}
         self.top_ids: dict[str, int] = {}
         self.all_ids: set[str] = set()
@@ -137,9 +208,12 @@ class Builder:
         """
         data, lines = self.data, self.lines
         check_schema(data, lines)
-        with on_path(self.base_dir):
+        with on_path(self.base_dir if self.resolve else None):
             for i, module in enumerate(data.get("imports", ())):
-                self._import(module, ("imports", i))
+                if self.resolve:
+                    self._import(module, ("imports", i))
+                else:
+                    self.unresolved.append((("imports", i), module))
             self.inputs = {
                 name: self._input(name, spec or {}, ("inputs", name))
                 for name, spec in (data.get("inputs") or {}).items()
@@ -168,7 +242,9 @@ class Builder:
                 step = self.step(spec, path, top=True)
                 wf.add_step(step, depends_on=self._depends_on(spec, path))
         if data.get("fallback_workflow"):
-            wf.with_fallback_workflow(self._fallback(data["fallback_workflow"]))
+            fallback = self._fallback(data["fallback_workflow"])
+            if fallback is not None:
+                wf.with_fallback_workflow(fallback)
         wf.inputs = self.inputs
         wf.source = lines.source
         try:
@@ -181,8 +257,10 @@ class Builder:
 
     # -- pieces ------------------------------------------------------------------------------
 
-    def _fallback(self, spec: str) -> Workflow:
-        """The fallback workflow: a registered factory's name, else a file beside this one."""
+    def _fallback(self, spec: str) -> Workflow | None:
+        """The fallback workflow: a registered factory's name, else a file beside this one
+        (``None``: a factory name that ``resolve=False`` cannot check)."""
+        from batten.config import _read_workflow, loading
         from batten.factory import _factories, create_workflow
 
         path = ("fallback_workflow",)
@@ -192,9 +270,31 @@ class Builder:
         )
         try:
             if spec in _factories or not is_file:
+                if not self.resolve and spec not in _factories:
+                    self.unresolved.append((path, spec))
+                    return None
                 made = create_workflow(spec)
             else:
-                made = create_workflow(str(file), registry=self.registry)
+                assert file is not None
+                chain = loading()
+                if str(file.resolve()) in chain:
+                    raise self.lines.error(
+                        path,
+                        f"'{spec}' is a workflow file already being loaded "
+                        f"({' -> '.join(chain)}): the fallbacks form a cycle",
+                    )
+                if len(chain) >= MAX_FALLBACK_CHAIN:
+                    raise self.lines.error(
+                        path,
+                        f"fallback workflow files chain more than {MAX_FALLBACK_CHAIN} deep "
+                        f"({' -> '.join(chain)})",
+                    )
+                loaded = _read_workflow(file, registry=self.registry, resolve=self.resolve)
+                made = loaded.workflow
+                self.unresolved += [
+                    (path, f"{u.file}:{u.line}: {u.field}: {u.reference}")
+                    for u in loaded.unresolved
+                ]
         except WorkflowConfigError:
             raise
         except WorkflowDefinitionError as exc:
@@ -266,11 +366,17 @@ class Builder:
         else:
             path = (*path, kind)
         if is_import_ref(value):
+            if not self.resolve:
+                self._unresolved(path, value)
+                return unresolved(value)
             try:
                 return import_ref(value)
             except LookupError as exc:
                 raise self.lines.error(path, str(exc)) from None
         if self.registry.get(kind, value) is None:  # type: ignore[arg-type]
+            if not self.resolve:  # a module in imports may register it
+                self.unresolved.append((path, value))
+                return unresolved(value)
             known = ", ".join(self.registry.names(kind)) or "none"  # type: ignore[arg-type]
             raise self.lines.error(
                 path,
@@ -280,7 +386,17 @@ class Builder:
             )
         return value
 
+    def _unresolved(self, path: DocPath, value: str) -> None:
+        """Records ``value`` as not imported, after checking its ``module:attribute`` form."""
+        module, _, attr = value.partition(":")
+        if not module or not attr:
+            raise self.lines.error(path, f"'{value}' is not of the form module:attribute")
+        self.unresolved.append((path, value))
+
     def _callable(self, value: str, path: DocPath) -> Callable[..., Any]:
+        if not self.resolve:
+            self._unresolved(path, value)
+            return unresolved(value)
         try:
             fn = import_ref(value)
         except LookupError as exc:
@@ -316,6 +432,10 @@ class Builder:
             if key in fields:
                 classes = []
                 for j, name in enumerate(fields[key]):
+                    if is_import_ref(name) and not self.resolve:
+                        self._unresolved((*path, key, j), name)
+                        classes.append(unresolved_exception(name))
+                        continue
                     try:
                         classes.append(exception_class(name))
                     except LookupError as exc:
@@ -481,7 +601,7 @@ _WHOLE_REF = re.compile(r"\{(?:[A-Za-z_][\w\-]*\.result(?:\.[\w\-]+)*|inputs\.[A
 
 
 def _items_source(step_id: str, items: Any, lines: LineMap, path: DocPath) -> Any:
-    """A MapStep's items: a literal list, or a function reading one reference."""
+    """A MapStep's items: a literal list, or an :class:`ItemsReference` reading one reference."""
     if isinstance(items, list):
         return items
     if not _WHOLE_REF.fullmatch(items):
@@ -490,11 +610,26 @@ def _items_source(step_id: str, items: Any, lines: LineMap, path: DocPath) -> An
             f"items must be a list or exactly one reference such as '{{discover.result}}' or "
             f"'{{inputs.files}}', got {items!r}",
         )
+    return ItemsReference(step_id, items)
 
-    def source(context: Any) -> Any:
-        return render(render_inputs(items, context.variables), context.results, step_id)
 
-    return source
+class ItemsReference:
+    """A map step's ``items`` written as one reference (``"{discover.result}"``,
+    ``"{inputs.files}"``): called with the step's context, it gives the referenced value.
+
+    Args:
+        step_id: the map step's id (named in errors).
+        expression: the reference as written; graphs show it.
+    """
+
+    def __init__(self, step_id: str, expression: str) -> None:
+        self.step_id = step_id
+        self.expression = expression
+
+    def __call__(self, context: Any) -> Any:
+        """The referenced value in ``context`` (a :class:`~batten.WorkflowContext`)."""
+        filled = render_inputs(self.expression, context.variables)
+        return render(filled, context.results, self.step_id)
 
 
 def _type_of(value: Any) -> str:

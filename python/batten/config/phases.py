@@ -32,6 +32,9 @@ from typing import Any
 from batten.config.source import DocPath, LineMap
 from batten.errors import WorkflowConfigError
 
+#: The largest count in a workflow file (``batten._checks.MAX_COUNT``, 2**31 - 1).
+MAX_COUNT = 2_147_483_647
+
 _PHASE_KEYS = {"name", "agent", "timeout", "retries", "depends_on", "message", "condition"}
 _TOP_KEYS = {
     "name",
@@ -85,6 +88,8 @@ def to_native(
     )
     handling = config.get("error_handling") or {}
     _need(isinstance(handling, Mapping), lines, ("error_handling",), "must be a mapping")
+    output = config.get("output") or {}
+    _need(isinstance(output, Mapping), lines, ("output",), "must be a mapping")
     for key in handling:
         _need(
             key in {"continue_on_error", "fallback_workflow", "max_total_retries"},
@@ -124,10 +129,13 @@ def to_native(
             )
         retries = phase.get("retries", 1)
         _need(
-            isinstance(retries, int) and not isinstance(retries, bool) and retries >= 1,
+            isinstance(retries, int)
+            and not isinstance(retries, bool)
+            and 1 <= retries <= MAX_COUNT,
             lines,
             (*path, "retries"),
-            f"retries must be an int >= 1 (attempts in all, as the seed's loop), got {retries!r}",
+            f"retries must be an int from 1 to {MAX_COUNT} (attempts in all, as the seed's "
+            f"loop), got {retries!r}",
         )
         step: dict[str, Any] = {
             "id": name,
@@ -138,6 +146,12 @@ def to_native(
             "retry": {"max_attempts": retries, "initial_interval": 1, "backoff_coefficient": 2},
         }
         deps = phase.get("depends_on")
+        _need(
+            deps is None or (isinstance(deps, list) and all(isinstance(d, str) for d in deps)),
+            lines,
+            (*path, "depends_on"),
+            "depends_on must be a list of phase names",
+        )
         if deps:
             step["depends_on"] = deps
             contexts[name] = list(deps)
@@ -183,7 +197,7 @@ def to_native(
     extras = {
         "contexts": contexts,
         "conditions": conditions,
-        "output": dict(config.get("output") or {}),
+        "output": dict(output),
     }
     return native, lines.remap(remap), extras
 

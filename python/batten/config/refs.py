@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -76,3 +76,30 @@ def exception_class(text: str) -> type[BaseException]:
     if not (isinstance(obj, type) and issubclass(obj, BaseException)):
         raise LookupError(f"'{text}' is not an exception class (a builtin name or module:Class)")
     return obj
+
+
+def unresolved(reference: str) -> Callable[..., Any]:
+    """A stand-in for the agent, tool or callable ``reference`` (``module:attribute`` or a
+    registered name) that a load with ``resolve=False`` did not import or look up; its
+    ``__qualname__`` is the reference, so graphs show it as written.
+
+    Calling it raises :class:`~batten.WorkflowDefinitionError`: such a workflow is for
+    inspection (``batten validate --no-import``, ``batten graph``), not for running.
+    """
+
+    def stand_in(*args: Any, **kwargs: Any) -> Any:
+        from batten.errors import WorkflowDefinitionError
+
+        raise WorkflowDefinitionError(
+            f"'{reference}' was not imported: the workflow was loaded without importing "
+            "(resolve=False), to be inspected, not run"
+        )
+
+    stand_in.__name__ = stand_in.__qualname__ = reference
+    return stand_in
+
+
+def unresolved_exception(reference: str) -> type[BaseException]:
+    """A stand-in exception class for the ``module:Class`` ``reference`` that a load with
+    ``resolve=False`` did not import; no exception is an instance of it, so it matches none."""
+    return type(f"Unresolved[{reference}]", (Exception,), {"__module__": __name__})
