@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import batten
 import pytest
 from batten.cli import main
+from cli_support import batten_cli, run_id_of, write
 
 TOOLS = """
 import os, time
@@ -63,24 +63,6 @@ def cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BATTEN_STORE", raising=False)
     return tmp_path
-
-
-def write(text: str, name: str = "wf.yaml") -> str:
-    Path(name).write_text(textwrap.dedent(text))
-    return name
-
-
-def batten_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_id_of(err: str) -> str:
-    for line in err.splitlines():
-        if line.startswith("run ") and " of " in line:
-            return line.split()[1]
-    raise AssertionError(f"no run id in {err!r}")
 
 
 def test_run_completes_with_exit_0_and_prints_the_output(cwd, capsys):

@@ -20,15 +20,15 @@ import struct
 import subprocess
 import sys
 import termios
-import textwrap
 import time
 from pathlib import Path
 
 import batten
 import pytest
-from batten.cli import main
 from batten.cli.progress import Progress
 from batten.errors import ApprovalError
+from cli_support import batten_cli as cli
+from cli_support import run_id_of, write
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -115,24 +115,6 @@ def cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("BATTEN_STORE", raising=False)
     return tmp_path
-
-
-def write(text: str, name: str = "wf.yaml") -> str:
-    Path(name).write_text(textwrap.dedent(text))
-    return name
-
-
-def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_id_of(err: str) -> str:
-    for line in err.splitlines():
-        if line.startswith("run ") and " of " in line:
-            return line.split()[1]
-    raise AssertionError(f"no run id in {err!r}")
 
 
 def waiting_run(capsys) -> str:
