@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from batten import _core
 from batten._core import StateMap, StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.status import StepStatus, WorkflowStatus
 from batten.builder import DagWorkflow, WorkflowBuilder
 from batten.composite import (
     ConditionalStep,

@@ -11,64 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from batten import _core
-from batten._core import Nested, StepResult, WorkflowContext
-from batten._status import StepStatus
+from batten._core import StepResult, WorkflowContext
+from batten._internal.context import EVENT_SINK, JOURNAL, EventSink
+from batten._internal.options import CompileOptions
 from batten.errors import WorkflowDefinitionError
-from batten.registry import Registry
 from batten.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from batten.steps import Step
-
-#: ``(kind, step_id, attempt, payload)`` -> None; see ``Plan.start``'s ``on_event``.
-EventSink = Callable[[str, str, int, Any], None]
-
-#: The event subscriber of the run a task belongs to; nested runs report through it with their
-#: step ids prefixed by the composite's id (``"parallel/branch"``).
-EVENT_SINK: contextvars.ContextVar[EventSink | None] = contextvars.ContextVar(
-    "batten_event_sink", default=None
-)
-
-#: The checkpoint journal (``_core.Journal``) of the durable run a task belongs to; a nested run
-#: writes through ``journal.child(prefix)`` so its steps have paths ``"parent/step"``.
-JOURNAL: contextvars.ContextVar[Any] = contextvars.ContextVar("batten_journal", default=None)
-
-#: ``handler(step_result, context) -> Step | None`` (JAF's ``add_error_handler``).
-StepErrorHandler = Callable[[StepResult, WorkflowContext], "Step | None"]
-#: ``handler(error, step, state) -> {"action": ...}`` (JAF's builder ``with_error_handler``).
-WorkflowErrorHandler = Callable[[BaseException, "Step", WorkflowContext], Any]
-
-
-@dataclass(frozen=True, eq=False)
-class CompileOptions:
-    """What compiling a step depends on besides the step itself."""
-
-    registry: Registry | None = None
-    #: Applied to steps that kept the default no-retry policy (``WorkflowEngine(max_retries=)``).
-    default_policy: RetryPolicy | None = None
-    error_handlers: Mapping[str, Sequence[StepErrorHandler]] = field(default_factory=dict)
-    workflow_handler: WorkflowErrorHandler | None = None
-    workflow_id: str = "workflow"
-
-    def __post_init__(self) -> None:
-        handlers = tuple((k, tuple(map(id, v))) for k, v in self.error_handlers.items())
-        key = (id(self.registry), self.default_policy, handlers, id(self.workflow_handler))
-        object.__setattr__(self, "_key", key)
-
-    def key(self) -> tuple[Any, ...]:
-        """Identifies what a plan compiled under these options depends on (computed once, at
-        creation: NOTE: rebuilding it cost ~6 µs of every run; options are made afresh
-        whenever the handlers they hold change)."""
-        key: tuple[Any, ...] = self.__dict__["_key"]
-        return key
-
-
-DEFAULT_OPTIONS = CompileOptions()
 
 
 def spec_for(
@@ -329,30 +284,3 @@ async def run_plan(
         raise
     status, steps, final_output, error, elapsed_ms, final_context = run.outcome()
     return Outcome(run.run_id, status, steps, final_output, error, elapsed_ms, final_context)
-
-
-def state_delta(initial: WorkflowContext, final: WorkflowContext) -> dict[str, Any]:
-    """The variables a nested run added or replaced: what its composite step merges upstream."""
-    before = initial.variables
-    delta: dict[str, Any] = {}
-    for key, value in final.variables.items():
-        if key not in before or before[key] is not value:
-            delta[key] = value
-    return delta
-
-
-def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
-    """Raises ``child``'s exception for the composite ``step_id``, carrying ``nested``."""
-    exc = child.exception
-    if not isinstance(exc, BaseException) or isinstance(exc, asyncio.CancelledError):
-        exc = RuntimeError(f"step '{step_id}': {child.step_id} {child.status}: {child.error}")
-    try:
-        exc._batten_nested = nested  # type: ignore[attr-defined]
-    except AttributeError:  # an exception class with __slots__
-        pass
-    raise exc
-
-
-def is_done_ok(status: StepStatus | str) -> bool:
-    """True for ``COMPLETED`` and ``SKIPPED``: the statuses that do not fail a run."""
-    return status in (StepStatus.COMPLETED, StepStatus.SKIPPED)

@@ -17,8 +17,9 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from batten._checks import check_seconds
-from batten._compile import JOURNAL
+from batten._internal.checks import check_seconds
+from batten._internal.context import JOURNAL
+from batten._internal.templates import render, render_inputs, template_refs
 from batten.errors import (
     ApprovalError,
     ApprovalRejectedError,
@@ -29,7 +30,7 @@ from batten.errors import (
 from batten.steps import Step
 
 if TYPE_CHECKING:
-    from batten._compile import CompileOptions
+    from batten._internal.options import CompileOptions
     from batten.steps import CallSpec
     from batten.store import Store
 
@@ -129,8 +130,6 @@ class HumanApprovalStep(Step):
         return self
 
     def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
-        from batten.steps import render, render_inputs, template_refs
-
         step_id, prompt, approvers, limit = (
             self.step_id,
             self.prompt,

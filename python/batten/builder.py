@@ -16,17 +16,18 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from batten._checks import check_callable, check_count, check_seconds
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus
+from batten._internal.checks import check_callable, check_count, check_seconds
+from batten._internal.status import StepStatus
+from batten._internal.templates import REF, lookup, template_refs
 from batten.engine import WorkflowEngine, _context_for
 from batten.errors import WorkflowDefinitionError
 from batten.registry import _name_of
-from batten.steps import _REF, AgentStep, Step, ToolStep, _lookup, template_refs
+from batten.steps import AgentStep, Step, ToolStep
 from batten.workflow import Workflow, WorkflowResult
 
 if TYPE_CHECKING:
-    from batten._compile import WorkflowErrorHandler
+    from batten._internal.options import WorkflowErrorHandler
 
 __all__ = ["DagWorkflow", "WorkflowBuilder"]
 
@@ -472,8 +473,8 @@ def _dag_message(step_id: str, task: str) -> Callable[[WorkflowContext], str]:
     """The input function of a ``step()`` whose task holds ``{x.result}`` references."""
 
     def message(context: Any) -> str:  # Any: the stub's StateMap is not a typing Mapping
-        return _REF.sub(
-            lambda m: _dag_text(_lookup(context.results, step_id, m.group(1), m.group(2))), task
+        return REF.sub(
+            lambda m: _dag_text(lookup(context.results, step_id, m.group(1), m.group(2))), task
         )
 
     return message

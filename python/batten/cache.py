@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from batten import _core
-from batten._compile import JOURNAL
 from batten._core import Nested
+from batten._internal.context import JOURNAL
 
 _log = logging.getLogger("batten.cache")
 _LOCAL: list[Any] = []

@@ -19,20 +19,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from batten import _core
-from batten._checks import check_callable, check_count
 from batten._compile import (
-    EVENT_SINK,
-    CompileOptions,
     Outcome,
     compile_plan,
     default_policy,
     inner_refs,
-    raise_failed,
     run_plan,
-    state_delta,
 )
 from batten._core import Nested, StepResult, WorkflowContext
-from batten._status import StepStatus
+from batten._internal.checks import check_callable, check_count
+from batten._internal.context import EVENT_SINK
+from batten._internal.options import CompileOptions
+from batten._internal.outcome import raise_failed, state_delta
+from batten._internal.status import StepStatus
 from batten.errors import LoopLimitError, PartialFailureError, RouteError, WorkflowDefinitionError
 from batten.retry import RetryPolicy
 from batten.steps import CallSpec, Step, _accepts_context, _is_async

@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sized
 from contextlib import contextmanager
 from typing import Any
 
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.status import StepStatus, WorkflowStatus
 
 __all__ = [
     "result_html",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from batten import _core
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.status import StepStatus, WorkflowStatus
 from batten.errors import CorruptRecordError, RunEndedError, WorkflowDefinitionError
 from batten.store import RunInfo, StepRecord, Store, open_store
 

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batten._checks import MAX_COUNT, check_count, check_seconds
-from batten._compile import CompileOptions
 from batten._core import WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.checks import MAX_COUNT, check_count, check_seconds
+from batten._internal.options import CompileOptions
+from batten._internal.status import StepStatus, WorkflowStatus
 from batten.errors import WorkflowDefinitionError
 from batten.registry import Registry, global_registry
 from batten.retry import RetryPolicy

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from batten._checks import check_callable
+from batten._internal.checks import check_callable
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["create_workflow", "list_workflow_factories", "register_workflow_factory"]

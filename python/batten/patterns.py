@@ -17,8 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batten._checks import check_callable, check_count
 from batten._core import Nested, WorkflowContext
+from batten._internal.checks import check_callable, check_count
 from batten.errors import HandoffError, WorkflowDefinitionError
 from batten.steps import AgentStep, ToolStep, _accepts_context, _is_async, _resolve
 from batten.workflow import Workflow

@@ -19,17 +19,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from batten._checks import check_callable
-from batten._compile import (
-    CompileOptions,
-    Outcome,
-    compile_plan,
-    raise_failed,
-    run_plan,
-    state_delta,
-)
+from batten._compile import Outcome, compile_plan, run_plan
 from batten._core import Nested, StepResult, WorkflowContext
-from batten._status import StepStatus
+from batten._internal.checks import check_callable
+from batten._internal.options import CompileOptions
+from batten._internal.outcome import raise_failed, state_delta
+from batten._internal.status import StepStatus
 
 if TYPE_CHECKING:
     from batten.steps import Step

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.status import StepStatus, WorkflowStatus
 
 __all__ = ["WorkflowResult"]
 

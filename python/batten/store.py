@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batten import _core
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.status import StepStatus, WorkflowStatus
 from batten.errors import CorruptRecordError
 
 __all__ = [

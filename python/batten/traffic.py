@@ -12,7 +12,8 @@ import threading
 from typing import Any
 
 from batten import _core
-from batten._checks import check_count, check_rate, check_seconds
+from batten._internal.checks import check_count, check_rate, check_seconds
+from batten._internal.epoch import bump_epoch
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["CircuitBreaker", "RateLimit", "controls_for"]
@@ -39,8 +40,6 @@ class _Attachable:
                 _, controls = _ATTACHED.setdefault(key, (t, []))
                 if self not in controls:
                     controls.append(self)
-        from batten.steps import bump_epoch
-
         bump_epoch()  # compiled plans pick the new control up
         return self
 

@@ -9,21 +9,17 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from batten._checks import check_callable, check_count, check_run_options
-from batten._compile import (
-    CompileOptions,
-    EventSink,
-    Outcome,
-    StepErrorHandler,
-    compile_plan,
-    run_plan,
-)
+from batten._compile import Outcome, compile_plan, run_plan
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.checks import check_callable, check_count, check_run_options
+from batten._internal.context import EventSink
+from batten._internal.epoch import bump_epoch, mutation_epoch
+from batten._internal.options import CompileOptions, StepErrorHandler
+from batten._internal.status import StepStatus, WorkflowStatus
 from batten.errors import WorkflowDefinitionError
 from batten.recovery import check_handler
 from batten.result import WorkflowResult
-from batten.steps import Step, bump_epoch, mutation_epoch
+from batten.steps import Step
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from batten._internal.templates import input_refs, render, render_inputs, template_refs
 from batten.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
 from batten.config.refs import (
     exception_class,
@@ -31,15 +32,7 @@ from batten.config.source import DocPath, LineMap
 from batten.errors import WorkflowConfigError, WorkflowDefinitionError
 from batten.registry import Registry, global_registry
 from batten.retry import RetryPolicy
-from batten.steps import (
-    AgentStep,
-    Step,
-    ToolStep,
-    input_refs,
-    render,
-    render_inputs,
-    template_refs,
-)
+from batten.steps import AgentStep, Step, ToolStep
 from batten.workflow import Workflow
 
 #: How many workflow files a chain of ``fallback_workflow`` files may hold.
