@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from batten import _core
 from batten._core import StateMap, StepResult, WorkflowContext
 from batten._internal.status import StepStatus, WorkflowStatus
+from batten._runtime.loops import close_runners
 from batten.builder import DagWorkflow, WorkflowBuilder
 from batten.composite import (
     ConditionalStep,
@@ -51,7 +52,7 @@ from batten.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkfl
 from batten.registry import Registry, agent, tool
 from batten.retry import RetryPolicy
 from batten.steps import AgentStep, Step, ToolStep
-from batten.workflow import Workflow, WorkflowResult, _close_runners
+from batten.workflow import Workflow, WorkflowResult
 
 if TYPE_CHECKING:
     from batten.approval import HumanApprovalStep, approve, reject
@@ -224,7 +225,7 @@ Mapping.register(StateMap)
 
 # Join batten's worker threads before the interpreter finalizes (DESIGN §3 pitfall 3).
 atexit.register(_core._shutdown)
-atexit.register(_close_runners)  # atexit runs it first: loops close before threads are joined
+atexit.register(close_runners)  # atexit runs it first: loops close before threads are joined
 
 
 def __dir__() -> list[str]:

@@ -12,10 +12,13 @@ import contextvars
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EVENT_SINK", "JOURNAL", "EventSink"]
+__all__ = ["EVENT_SINK", "JOURNAL", "EventSink", "Raw"]
 
 #: ``(kind, step_id, attempt, payload)`` -> None; see ``Plan.start``'s ``on_event``.
 EventSink = Callable[[str, str, int, Any], None]
+
+#: One engine event: ``(kind, step_id, attempt, payload)``.
+Raw = tuple[str, str, int, Any]
 
 #: The event subscriber of the run a task belongs to; nested runs report through it with their
 #: step ids prefixed by the composite's id (``"parallel/branch"``).

@@ -9,9 +9,10 @@ re-exports them. Loaded on first use only: NOTE: a dozen frozen slotted dataclas
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from batten._core import StepResult, WorkflowContext
+from batten._internal.context import Raw
 from batten._internal.status import TERMINAL
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = [
     "TERMINAL",
     "CircuitStateChanged",
-    "Raw",
     "RunFinished",
     "StepBlocked",
     "StepCancelled",
@@ -186,9 +186,6 @@ _FINISHED: dict[str, type[StepFinished]] = {
     cls.kind: cls
     for cls in (StepCompleted, StepFailed, StepTimedOut, StepSkipped, StepBlocked, StepCancelled)
 }
-
-#: One engine event: ``(kind, step_id, attempt, payload)``.
-Raw = tuple[str, str, int, Any]
 
 
 def event_of(raw: Raw) -> WorkflowEvent | None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from batten._internal.templates import input_refs, render, render_inputs, template_refs
-from batten.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
 from batten.config.refs import (
     exception_class,
     import_ref,
@@ -33,6 +32,8 @@ from batten.errors import WorkflowConfigError, WorkflowDefinitionError
 from batten.registry import Registry, global_registry
 from batten.retry import RetryPolicy
 from batten.steps import AgentStep, Step, ToolStep
+from batten.steps.approval import HumanApprovalStep
+from batten.steps.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
 from batten.workflow import Workflow
 
 #: How many workflow files a chain of ``fallback_workflow`` files may hold.
@@ -550,8 +551,6 @@ class Builder:
         return ConditionalStep(spec["id"], cond, true_step, false_step)
 
     def _approval(self, spec: Mapping[str, Any], path: DocPath) -> Step:
-        from batten.approval import HumanApprovalStep
-
         self._check_refs(spec, path, "prompt")
         return HumanApprovalStep(
             spec["id"], spec["prompt"], spec.get("approvers"), spec.get("timeout")

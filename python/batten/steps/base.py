@@ -4,6 +4,11 @@ A step is a description; the native engine decides when it runs. Everything that
 once (which method of an agent object to call, whether it is async, whether it takes a
 ``context`` parameter, which ``{step_id.result}`` references its input holds) is decided here, at
 step creation, never per call.
+
+Layer ``batten.steps`` (the step model): imports ``batten._internal``, ``batten.errors``,
+``batten.retry``, ``batten.registry``, ``batten.traffic`` and ``batten.adapters``; never the
+runtime, which it reaches through the :class:`~batten.steps.protocol.CompileContext` passed to
+``_call_spec``.
 """
 
 from __future__ import annotations
@@ -14,10 +19,7 @@ import json
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
-
-if TYPE_CHECKING:
-    from batten._internal.options import CompileOptions
+from typing import Any, Self
 
 from batten._internal.checks import (
     MAX_COUNT,
@@ -32,6 +34,8 @@ from batten.adapters import ACCEPTS, CALL_METHODS, adapt
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
 from batten.retry import RetryPolicy
+from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
+from batten.traffic import CircuitBreaker, RateLimit
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
 
@@ -40,9 +44,6 @@ __all__ = ["AgentStep", "Step", "ToolStep"]
 _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
-
-#: ``(invoke, is_async, wants_context, template_refs)``: how the engine calls one step.
-CallSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -218,8 +219,6 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``limit`` is not a ``RateLimit``.
         """
-        from batten.traffic import RateLimit
-
         if not isinstance(limit, RateLimit):
             raise WorkflowDefinitionError(
                 f"step '{self.step_id}': with_rate_limit expects a batten.RateLimit, got "
@@ -238,8 +237,6 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``breaker`` is not a ``CircuitBreaker``.
         """
-        from batten.traffic import CircuitBreaker
-
         if not isinstance(breaker, CircuitBreaker):
             raise WorkflowDefinitionError(
                 f"step '{self.step_id}': with_circuit_breaker expects a batten.CircuitBreaker, "
@@ -336,9 +333,10 @@ class Step:
         self._changed()
         return self
 
-    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+    def _call_spec(self, ctx: CompileContext) -> CallSpec:
         """``(invoke, is_async, wants_context, template_refs)`` for the engine; names are
-        resolved in ``opts.registry`` (default: the process-wide one).
+        resolved in ``ctx.options.registry`` (default: the process-wide one), and a step that
+        runs other steps compiles and runs them through ``ctx``.
 
         Raises:
             WorkflowDefinitionError: a named agent or tool is not registered.
@@ -369,13 +367,13 @@ class _Invocable(Step):
     def _target(self) -> Any:
         return getattr(self, self._role)
 
-    def _resolved(self, opts: CompileOptions | None) -> tuple[Callable[..., Any], bool, bool, bool]:
+    def _resolved(self, ctx: CompileContext) -> tuple[Callable[..., Any], bool, bool, bool]:
         """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
         was given as one."""
         target = self._target()
         if target is None or isinstance(target, str):
             name = target or self.step_id
-            reg = getattr(opts, "registry", None) or global_registry()
+            reg = ctx.options.registry or global_registry()
             target = reg.resolve(self._role, name, self.step_id)  # type: ignore[arg-type]
         fn, single = _resolve(target, self._role, self.step_id)
         return fn, single, _is_async(fn), _accepts_context(fn)
@@ -465,8 +463,8 @@ class AgentStep(_Invocable):
             text = f"{text}\n\nContext: {extra}"
         return text
 
-    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
-        fn, _single, is_async, wants = self._resolved(opts)
+    def _call_spec(self, ctx: CompileContext) -> CallSpec:
+        fn, _single, is_async, wants = self._resolved(ctx)
         refs = template_refs(self.message) if self._input_fn is None else ()
         if not refs and self._input_fn is None and self._context_fn is None:
             return functools.partial(fn, self.message), is_async, wants, ()
@@ -478,11 +476,11 @@ class AgentStep(_Invocable):
 
         return invoke, is_async, True, refs
 
-    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+    def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``(invoke, is_async, wants_context, refs)`` where
         ``invoke(item, context=...)`` runs the step for one item: ``{item}`` in the message is
         replaced by ``str(item)``; with no message the item itself is the message."""
-        fn, _single, is_async, wants = self._resolved(opts)
+        fn, _single, is_async, wants = self._resolved(ctx)
         message_for = self._message_for
         placeholder = "{" + item_arg + "}"
 
@@ -558,8 +556,8 @@ class ToolStep(_Invocable):
             args = {**args, **extra}
         return args
 
-    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
-        fn, single, is_async, wants = self._resolved(opts)
+    def _call_spec(self, ctx: CompileContext) -> CallSpec:
+        fn, single, is_async, wants = self._resolved(ctx)
         refs = template_refs(self.args)
         if not refs and self._input_fn is None:
             args = self.args
@@ -574,10 +572,10 @@ class ToolStep(_Invocable):
 
         return invoke_rendered, is_async, True, refs
 
-    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+    def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``invoke(item, context=...)`` calls the tool with ``args`` plus
         ``{item_arg: item}``."""
-        fn, single, is_async, wants = self._resolved(opts)
+        fn, single, is_async, wants = self._resolved(ctx)
         args_for = self._args_for
 
         def invoke(item: Any, context: Any) -> Any:
@@ -586,8 +584,3 @@ class ToolStep(_Invocable):
             return fn(rendered, **extra) if single else fn(**rendered, **extra)
 
         return invoke, is_async, True, template_refs(self.args)
-
-
-#: ``(invoke, is_async, wants_context, template_refs)``: ``invoke(item[, context=])`` runs one
-#: item of a ``MapStep``.
-ItemSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]

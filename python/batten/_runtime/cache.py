@@ -3,6 +3,9 @@
 A cached step's call is wrapped: the key is computed from the step's context, a live entry in
 the run's store (or, without one, a store private to this process) is returned as the output
 with ``metadata["cached"] = True``, and a fresh JSON output is stored with its expiry.
+
+Layer ``batten._runtime``: registered into compilation (``register_call_wrapper``) when
+``batten._runtime`` is imported, so compiling never imports this module.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from typing import Any
 from batten import _core
 from batten._core import Nested
 from batten._internal.context import JOURNAL
+from batten._internal.options import CompileOptions
+from batten._runtime.compile import register_call_wrapper
+from batten.steps.base import Step
+from batten.steps.protocol import CallSpec
 
 _log = logging.getLogger("batten.cache")
 _LOCAL: list[Any] = []
@@ -86,3 +93,18 @@ def cached_call(
         return out
 
     return cached_sync
+
+
+def _cached_spec(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
+    """``spec`` with its call wrapped by the cache when ``step`` has ``with_cache``."""
+    if step.cache is None:
+        return spec
+    invoke, is_async, wants_context, refs = spec
+    ttl, key_fn = step.cache
+    invoke = cached_call(
+        step.step_id, opts.workflow_id, invoke, is_async, wants_context, ttl, key_fn
+    )
+    return invoke, is_async, True, refs
+
+
+register_call_wrapper(_cached_spec)
