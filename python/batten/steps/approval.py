@@ -19,6 +19,7 @@ from typing import Any
 from batten._internal.checks import check_seconds
 from batten._internal.context import JOURNAL
 from batten._internal.templates import render, render_inputs, template_refs
+from batten._internal.view import NAME_MAX, PROMPT_MAX, StepView, one_line, seconds_text, shorten
 from batten.errors import (
     ApprovalRejectedError,
     BattenError,
@@ -186,3 +187,12 @@ class HumanApprovalStep(Step):
 
     def _version_key(self) -> Any:
         return (super()._version_key(), self.prompt, tuple(self.approvers or ()))
+
+    def _describe(self) -> StepView:
+        """A hexagon with the prompt, the approvers and how long it waits."""
+        lines = [f"approval: {shorten(one_line(self.prompt), PROMPT_MAX)}"]
+        if self.approvers:
+            lines.append(f"approvers: {shorten(', '.join(self.approvers), NAME_MAX)}")
+        if self.approval_timeout is not None:
+            lines.append(f"waits at most {seconds_text(self.approval_timeout)}")
+        return StepView(type(self).__name__, "hexagon", lines=tuple(lines))

@@ -30,6 +30,7 @@ from batten._internal.checks import (
 )
 from batten._internal.epoch import bump_epoch
 from batten._internal.templates import render, template_refs
+from batten._internal.view import StepView, name_of, settings_text
 from batten.adapters import ACCEPTS, CALL_METHODS, adapt
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
@@ -343,6 +344,21 @@ class Step:
         """
         raise TypeError(f"{type(self).__name__} cannot be run by the core engine")
 
+    def _describe(self) -> StepView:
+        """How ``batten.display`` draws this step: a box with its kind and non-default
+        settings, or (a composite the display has no view for) a group of the steps it holds."""
+        kind = type(self).__name__
+        settings = settings_text(self)
+        children = self._children() if self._is_composite else []
+        if children:
+            return StepView(
+                kind,
+                "group",
+                title=f"{kind}, {settings}" if settings else kind,
+                branches=tuple((None, child) for child in children),
+            )
+        return StepView(kind, lines=(kind, settings))
+
     def _version_key(self) -> Any:
         """Changes whenever the step, or a step it holds, changes (plan cache key)."""
         parts = (self.fallback, self.compensation)
@@ -366,6 +382,13 @@ class _Invocable(Step):
 
     def _target(self) -> Any:
         return getattr(self, self._role)
+
+    def _describe(self) -> StepView:
+        """A box naming the agent or tool (``"tool: fetch"``; a target given by name, or by
+        none, under that name or the step's id) and the non-default settings."""
+        target = self._target()
+        kind = f"{self._role}: {name_of(self.step_id if target is None else target)}"
+        return StepView(kind, lines=(kind, settings_text(self)))
 
     def _resolved(self, ctx: CompileContext) -> tuple[Callable[..., Any], bool, bool, bool]:
         """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it

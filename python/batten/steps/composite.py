@@ -29,6 +29,7 @@ from batten._internal.context import EVENT_SINK
 from batten._internal.kinds import WorkflowKind
 from batten._internal.outcome import raise_failed, state_delta
 from batten._internal.status import StepStatus
+from batten._internal.view import StepView, items_text, name_of, settings_text
 from batten.errors import LoopLimitError, PartialFailureError, RouteError, WorkflowDefinitionError
 from batten.retry import RetryPolicy
 from batten.steps.base import Step, _accepts_context, _Invocable, _is_async
@@ -74,6 +75,11 @@ class _Composite(Step):
 
     __slots__ = ()
     _is_composite = True
+
+    def _titled(self, what: str) -> str:
+        """A group title: ``what`` and the step's non-default settings."""
+        settings = settings_text(self)
+        return f"{what}, {settings}" if settings else what
 
     def _version_key(self) -> Any:
         return (super()._version_key(), *(c._version_key() for c in self._children()))
@@ -183,6 +189,19 @@ class ConditionalStep(_Composite):
 
     def _children(self) -> list[Step]:
         return [s for s in (self.true_step, self.false_step) if s is not None]
+
+    def _describe(self) -> StepView:
+        """A group entered at a rhombus with ``true`` / ``false`` edges to the branches."""
+        condition = self._condition
+        test = f"if {name_of(condition)}" if condition is not None else "no condition"
+        branches = (("true", self.true_step), ("false", self.false_step))
+        return StepView(
+            type(self).__name__,
+            "group",
+            title=self._titled("conditional"),
+            test=(self.step_id, test),
+            branches=tuple((flag, b) for flag, b in branches if b is not None),
+        )
 
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, condition = self.step_id, self._condition
@@ -346,6 +365,23 @@ class ParallelStep(_FanOut):
     def _children(self) -> list[Step]:
         return list(self.branches)
 
+    def _describe(self) -> StepView:
+        """A group of the branches, titled with the failure policy and the concurrency."""
+        how = ["parallel"]
+        if not self.wait_for_all:
+            how.append("first success wins")
+        elif self.failure_policy != "fail_fast":
+            how.append(f"at least {self.minimum_success_count or 1} must succeed")
+        if self.max_concurrency is not None:
+            how.append(f"{self.max_concurrency} at once")
+        return StepView(
+            type(self).__name__,
+            "group",
+            title=self._titled(", ".join(how)),
+            branches=tuple((None, b) for b in self.branches),
+            empty="no branches",
+        )
+
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, n = self.step_id, len(self.branches)
         if not n:
@@ -450,6 +486,23 @@ class MapStep(_FanOut):
 
     def _children(self) -> list[Step]:
         return [self.step] if isinstance(self.step, Step) else []
+
+    def _describe(self) -> StepView:
+        """A subroutine node: what it maps over, the inner step and its per-item settings."""
+        inner = self.step
+        if isinstance(inner, Step):
+            each = f"{inner.step_id} ({inner._describe().kind})"
+            inner_settings = settings_text(inner)
+        else:
+            each, inner_settings = name_of(inner), ""
+        lines = [f"map over {items_text(self.items)} → {each}"]
+        per_item = [inner_settings] if inner_settings else []
+        if self.max_concurrency is not None:
+            per_item.append(f"{self.max_concurrency} at once")
+        if per_item:
+            lines.append(f"per item: {', '.join(per_item)}")
+        lines.append(settings_text(self))
+        return StepView(type(self).__name__, "subroutine", lines=tuple(lines))
 
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, items_src, inner = self.step_id, self.items, self.step
@@ -566,6 +619,17 @@ class LoopStep(_Composite):
     def _children(self) -> list[Step]:
         return [self.step]
 
+    def _describe(self) -> StepView:
+        """A group whose ``while`` rhombus leads to the body and the body back to it."""
+        return StepView(
+            type(self).__name__,
+            "group",
+            title=self._titled(f"loop, at most {self.max_iterations} iterations"),
+            test=(f"while {name_of(self._condition)}",),
+            branches=(("repeat", self.step),),
+            repeat=True,
+        )
+
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, condition, limit = self.step_id, self._condition, self.max_iterations
         fail_at_limit = self.on_max_iterations == "fail"
@@ -595,7 +659,9 @@ class LoopStep(_Composite):
                 )
                 exc._batten_nested = Nested(children=children, metadata=meta)
                 raise exc
-            return Nested(output, delta=state_delta(context, state), children=children, metadata=meta)
+            return Nested(
+                output, delta=state_delta(context, state), children=children, metadata=meta
+            )
 
         return invoke
 
@@ -631,6 +697,16 @@ class SubWorkflowStep(_Composite):
 
     def _children(self) -> list[Step]:
         return self.workflow.steps
+
+    def _describe(self) -> StepView:
+        """A group holding the sub-workflow's own graph."""
+        return StepView(
+            type(self).__name__,
+            "group",
+            title=self._titled(f"sub-workflow {self.workflow.workflow_id}"),
+            workflow=self.workflow,
+            empty="no steps",
+        )
 
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, sub = self.step_id, self.workflow
@@ -702,6 +778,20 @@ class RouterStep(_Composite):
     def _children(self) -> list[Step]:
         route = [self.route] if isinstance(self.route, Step) else []
         return [*route, *self.branches.values()]
+
+    def _describe(self) -> StepView:
+        """A group whose rhombus (after the routing step, when the route is one) has an edge
+        per branch labelled with its key."""
+        route = self.route
+        routed_by_step = isinstance(route, Step)
+        return StepView(
+            type(self).__name__,
+            "group",
+            title=self._titled("router"),
+            test=("route by its output",) if routed_by_step else (f"route: {name_of(route)}",),
+            lead=route if routed_by_step else None,
+            branches=tuple(self.branches.items()),
+        )
 
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, route = self.step_id, self.route
