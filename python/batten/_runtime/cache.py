@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from batten import _core
 from batten._core import Nested
+from batten._core import Store as NativeStore
 from batten._internal.context import JOURNAL
 from batten._internal.options import CompileOptions
 from batten._runtime.compile import register_call_wrapper
@@ -34,7 +34,7 @@ def _store() -> Any:
     if journal is not None:
         return journal.store
     if not _LOCAL:
-        _LOCAL.append(_core.Store("memory://"))
+        _LOCAL.append(NativeStore("memory://"))
     return _LOCAL[0]
 
 

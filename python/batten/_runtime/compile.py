@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from batten import _core, traffic
+from batten import traffic
+from batten._core import Plan
 from batten._internal.epoch import mutation_epoch
 from batten._internal.kinds import WorkflowKind
 from batten._internal.options import CompileOptions
@@ -110,7 +111,7 @@ class Compiler:
         **run_policy: Any,
     ) -> Any:
         """A native fan-out plan (``_core.Plan.fan_out``) running ``fn`` once per item."""
-        return _core.Plan.fan_out(
+        return Plan.fan_out(
             plan_id,
             inner_id,
             fn,
@@ -213,7 +214,7 @@ def compile_plan(
             controls[s.step_id] = found
     if controls:
         policy["controls"] = controls
-    return _core.Plan(plan_id, specs, max_parallel, **policy)
+    return Plan(plan_id, specs, max_parallel, **policy)
 
 
 def _step_ids(steps: Sequence[Step]) -> set[str]:

@@ -22,8 +22,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from batten import _core
-from batten._core import StepResult, WorkflowContext
+from batten._core import Journal, StepResult, WorkflowContext
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten.errors import CorruptRecordError, WorkflowDefinitionError
 from batten.result import WorkflowResult
@@ -127,9 +126,7 @@ class DurableRun:
         """Records a new run (before any step runs)."""
         check_durability(durability)
         run_id = run_id or uuid.uuid4().hex
-        journal = _core.Journal(
-            store._native, run_id, serializer=serializer, batch=durability == "batch"
-        )
+        journal = Journal(store._native, run_id, serializer=serializer, batch=durability == "batch")
         try:
             data = journal.encode_output(
                 "context", _context_json(context), what="the run's input context"
@@ -172,7 +169,7 @@ class DurableRun:
                 f"'{info.workflow_id}'; this is version {workflow.version!r} (its steps may "
                 "differ, so its checkpoints do not apply)"
             )
-        journal = _core.Journal(
+        journal = Journal(
             native, run_id, serializer=serializer, batch=durability == "batch", resume=True
         )
         return cls(store, run_id, journal), _context_from(journal, run_id, raw["input"]), info

@@ -29,7 +29,13 @@ from batten.config.refs import (
 )
 from batten.config.source import DocPath, LineMap
 from batten.errors import WorkflowConfigError, WorkflowDefinitionError
-from batten.registry import Registry, global_registry
+from batten.registry import (
+    Registry,
+    build_registered_workflow,
+    global_registry,
+    has_workflow_factory,
+    unknown_workflow,
+)
 from batten.retry import RetryPolicy
 from batten.steps import AgentStep, Step, ToolStep
 from batten.steps.approval import HumanApprovalStep
@@ -254,8 +260,9 @@ class Builder:
     def _fallback(self, spec: str) -> Workflow | None:
         """The fallback workflow: a registered factory's name, else a file beside this one
         (``None``: a factory name that ``resolve=False`` cannot check)."""
-        from batten.config import _read_workflow, loading
-        from batten.factory import _factories, create_workflow
+        # config's own package cycle: a fallback file is read by the loader reading this one
+        # (batten.config imports this module).
+        from batten.config import _read_workflow, load_workflow, loading
 
         path = ("fallback_workflow",)
         file = self.base_dir / spec if self.base_dir is not None else None
@@ -263,11 +270,20 @@ class Builder:
             file.suffix.lower() in (".yaml", ".yml", ".json") or file.is_file()
         )
         try:
-            if spec in _factories or not is_file:
-                if not self.resolve and spec not in _factories:
+            registered = has_workflow_factory(spec)
+            if registered or not is_file:
+                if not self.resolve and not registered:
                     self.unresolved.append((path, spec))
                     return None
-                made = create_workflow(spec)
+                made = build_registered_workflow(spec) if registered else None
+                if made is None:  # as create_workflow: a file by a path from here, or nothing
+                    named = Path(spec)
+                    if (
+                        named.suffix.lower() not in (".yaml", ".yml", ".json")
+                        and not named.is_file()
+                    ):
+                        raise unknown_workflow(spec)
+                    made = load_workflow(named)
             else:
                 assert file is not None
                 chain = loading()
