@@ -23,7 +23,6 @@ from dataclasses import replace
 from typing import Any
 
 from batten._core import Nested, StepResult, WorkflowContext
-from batten._internal.checks import check_callable
 from batten._internal.options import CompileOptions
 from batten._internal.outcome import raise_failed, state_delta
 from batten._internal.status import StepStatus
@@ -158,11 +157,6 @@ def _retry_budget(step_id: str, decision: Mapping[str, Any]) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise TypeError(f"step '{step_id}': 'max_retries' must be an int >= 0, got {n!r}")
     return n
-
-
-def check_handler(step_id: str, handler: Any) -> None:
-    """Raises ``WorkflowDefinitionError`` unless ``handler`` is callable."""
-    check_callable(handler, "an error handler", owner=f"step '{step_id}'")
 
 
 def _needs_recovery(step: Step, opts: CompileOptions) -> bool:

@@ -57,19 +57,6 @@ async def _maybe_await(value: Any) -> Any:
     return value
 
 
-def _check_callable(step_id: str, what: str, fn: Any) -> None:
-    check_callable(fn, what, owner=f"step '{step_id}'")
-
-
-def _check_step(step_id: str, what: str, step: Any) -> Step:
-    if not isinstance(step, Step):
-        raise WorkflowDefinitionError(
-            f"step '{step_id}': {what} must be a batten step (AgentStep, ToolStep, ...), "
-            f"got {step!r:.80}"
-        )
-    return step
-
-
 class _Composite(Step):
     """Base of the composite steps: an async step that runs a nested plan."""
 
@@ -151,10 +138,10 @@ class ConditionalStep(_Composite):
     ) -> None:
         super().__init__(step_id)
         if condition is not None:
-            _check_callable(step_id, "the condition", condition)
+            check_callable(condition, "the condition", owner=f"step '{self.step_id}'")
         self._condition = condition
-        self.true_step = _check_step(step_id, "true_step", true_step) if true_step else None
-        self.false_step = _check_step(step_id, "false_step", false_step) if false_step else None
+        self.true_step = self._step_arg("true_step", true_step) if true_step else None
+        self.false_step = self._step_arg("false_step", false_step) if false_step else None
 
     def condition(self, fn: Callable[[WorkflowContext], Any]) -> Self:
         """Sets ``condition(context) -> bool`` (JAF's fluent form). Returns the step.
@@ -162,7 +149,7 @@ class ConditionalStep(_Composite):
         Raises:
             WorkflowDefinitionError: ``fn`` is not callable.
         """
-        _check_callable(self.step_id, "the condition", fn)
+        check_callable(fn, "the condition", owner=f"step '{self.step_id}'")
         self._condition = fn
         self._changed()
         return self
@@ -173,7 +160,7 @@ class ConditionalStep(_Composite):
         Raises:
             WorkflowDefinitionError: ``step`` is not a batten step.
         """
-        self.true_step = _check_step(self.step_id, "if_true", step)
+        self.true_step = self._step_arg("if_true", step)
         self._changed()
         return self
 
@@ -183,7 +170,7 @@ class ConditionalStep(_Composite):
         Raises:
             WorkflowDefinitionError: ``step`` is not a batten step.
         """
-        self.false_step = _check_step(self.step_id, "if_false", step)
+        self.false_step = self._step_arg("if_false", step)
         self._changed()
         return self
 
@@ -350,7 +337,7 @@ class ParallelStep(_FanOut):
         max_concurrency: int | None = None,
     ) -> None:
         super().__init__(step_id, wait_for_all, max_concurrency)
-        self.branches: list[Step] = [_check_step(step_id, "a branch", s) for s in steps or ()]
+        self.branches: list[Step] = [self._step_arg("a branch", s) for s in steps or ()]
 
     def add_branch(self, step: Step) -> Self:
         """Adds a branch (JAF's fluent form). Returns the step.
@@ -358,7 +345,7 @@ class ParallelStep(_FanOut):
         Raises:
             WorkflowDefinitionError: ``step`` is not a batten step.
         """
-        self.branches.append(_check_step(self.step_id, "a branch", step))
+        self.branches.append(self._step_arg("a branch", step))
         self._changed()
         return self
 
@@ -604,8 +591,8 @@ class LoopStep(_Composite):
         on_max_iterations: Literal["complete", "fail"] = "complete",
     ) -> None:
         super().__init__(step_id)
-        self.step = _check_step(step_id, "the loop body", step)
-        _check_callable(step_id, "the loop condition", condition)
+        self.step = self._step_arg("the loop body", step)
+        check_callable(condition, "the loop condition", owner=f"step '{self.step_id}'")
         check_count(max_iterations, "max_iterations", owner=f"step '{step_id}'")
         if on_max_iterations not in ("complete", "fail"):
             raise WorkflowDefinitionError(
@@ -765,11 +752,11 @@ class RouterStep(_Composite):
                 f"step '{step_id}': route must be a callable or a step, got {route!r:.80}"
             )
         if isinstance(branches, Mapping):
-            table = {str(k): _check_step(step_id, "a branch", v) for k, v in branches.items()}
+            table = {str(k): self._step_arg("a branch", v) for k, v in branches.items()}
         else:
             table = {}
             for b in branches or ():
-                table[_check_step(step_id, "a branch", b).step_id] = b
+                table[self._step_arg("a branch", b).step_id] = b
         if not table:
             raise WorkflowDefinitionError(f"step '{step_id}': a RouterStep needs branches")
         self.route = route
