@@ -23,7 +23,9 @@ from typing import Any
 
 from batten._internal.status import WorkflowStatus
 from batten._runtime.durable import POLL_INTERVAL as POLL_INTERVAL
-from batten._runtime.durable import Durability, is_finished, require_store
+from batten._runtime.durable import Durability
+from batten._runtime.durable import is_finished as is_finished
+from batten._runtime.durable import require_store as require_store
 from batten._runtime.durable import stored_result as stored_result
 from batten.errors import RunEndedError
 from batten.store import RunInfo, StepRecord, Store

@@ -10,6 +10,8 @@ no state and no behaviour.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["ResultKind", "WorkflowHolderKind", "WorkflowKind"]
 
 
@@ -18,6 +20,10 @@ class WorkflowKind:
     ``_deps``."""
 
     __slots__ = ()
+
+    workflow_id: str
+    _steps: list[Any]
+    _deps: list[list[str]]
 
 
 class WorkflowHolderKind:

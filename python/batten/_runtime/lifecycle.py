@@ -65,7 +65,7 @@ def begin_durable(
         require_store(st),
         run_id,
         workflow._serializer,
-        workflow._durability,  # type: ignore[arg-type]
+        workflow._durability,
     )
     return context, durable
 
@@ -107,7 +107,7 @@ async def resume(
         st,
         run_id,
         workflow._serializer,
-        workflow._durability,  # type: ignore[arg-type]
+        workflow._durability,
     )
     native = st._native
     control = native.control(run_id)
