@@ -4,6 +4,12 @@ Describe the work with :class:`Workflow`, :class:`AgentStep` and :class:`ToolSte
 schedules the DAG eagerly, retries with backoff and jitter, enforces per-attempt and per-run
 timeouts, and records every step's result. The public API is exactly ``__all__``; ``batten._core``
 and underscored names are private.
+
+The package is built in one-way layers (``[tool.importlinter]`` in ``pyproject.toml`` lists
+them; README's Development section says what each holds): this module sits on top and
+re-exports; below it the command line, builders and patterns, the public facades
+(``workflow``, ``durable``, ``events``), the runtime (``_runtime``), the step model (``steps``),
+the leaf modules, and ``_internal`` and ``errors`` at the bottom.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ import time
 
 from batten.durable import is_finished, require_store
 from batten.errors import ApprovalError
+from batten.steps.approval import ApprovalPending as ApprovalPending
 from batten.steps.approval import HumanApprovalStep, waiting_since
 from batten.store import Store
 
