@@ -28,9 +28,10 @@ lint-rust: ## cargo fmt --check and clippy -D warnings
 	cargo clippy --no-default-features --all-targets -- -D warnings
 
 .PHONY: lint-python
-lint-python: ## ruff check, ruff format --check, mypy, stubtest of the native module
+lint-python: ## ruff check, ruff format --check, import layers, mypy, stubtest of the native module
 	$(PYTHON) -m ruff check python tests examples
 	$(PYTHON) -m ruff format --check python tests examples
+	PYTHONPATH=python$${PYTHONPATH:+:$$PYTHONPATH} lint-imports
 	$(PYTHON) -m mypy
 	$(PYTHON) -m mypy.stubtest batten._core --allowlist stubtest-allowlist.txt
 

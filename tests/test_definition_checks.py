@@ -30,7 +30,7 @@ from batten import (
     WorkflowEngine,
     WorkflowStatus,
 )
-from batten._checks import MAX_COUNT, MAX_SECONDS
+from batten._internal.checks import MAX_COUNT, MAX_SECONDS
 
 
 @pytest.fixture

@@ -4,6 +4,12 @@ Describe the work with :class:`Workflow`, :class:`AgentStep` and :class:`ToolSte
 schedules the DAG eagerly, retries with backoff and jitter, enforces per-attempt and per-run
 timeouts, and records every step's result. The public API is exactly ``__all__``; ``batten._core``
 and underscored names are private.
+
+The package is built in one-way layers (``[tool.importlinter]`` in ``pyproject.toml`` lists
+them; README's Development section says what each holds): this module sits on top and
+re-exports; below it the command line, builders and patterns, the public facades
+(``workflow``, ``durable``, ``events``), the runtime (``_runtime``), the step model (``steps``),
+the leaf modules, and ``_internal`` and ``errors`` at the bottom.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from batten import _core
 from batten._core import StateMap, StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.status import StepStatus, WorkflowStatus
+from batten._runtime.loops import close_runners
 from batten.builder import DagWorkflow, WorkflowBuilder
 from batten.composite import (
     ConditionalStep,
@@ -51,7 +58,7 @@ from batten.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkfl
 from batten.registry import Registry, agent, tool
 from batten.retry import RetryPolicy
 from batten.steps import AgentStep, Step, ToolStep
-from batten.workflow import Workflow, WorkflowResult, _close_runners
+from batten.workflow import Workflow, WorkflowResult
 
 if TYPE_CHECKING:
     from batten.approval import HumanApprovalStep, approve, reject
@@ -224,7 +231,7 @@ Mapping.register(StateMap)
 
 # Join batten's worker threads before the interpreter finalizes (DESIGN §3 pitfall 3).
 atexit.register(_core._shutdown)
-atexit.register(_close_runners)  # atexit runs it first: loops close before threads are joined
+atexit.register(close_runners)  # atexit runs it first: loops close before threads are joined
 
 
 def __dir__() -> list[str]:

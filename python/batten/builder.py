@@ -16,17 +16,21 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from batten._checks import check_callable, check_count, check_seconds
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus
+from batten._internal.checks import check_callable, check_count, check_seconds
+from batten._internal.kinds import WorkflowHolderKind
+from batten._internal.status import StepStatus
+from batten._internal.templates import REF, lookup, template_refs
 from batten.engine import WorkflowEngine, _context_for
 from batten.errors import WorkflowDefinitionError
 from batten.registry import _name_of
-from batten.steps import _REF, AgentStep, Step, ToolStep, _lookup, template_refs
+from batten.steps import AgentStep, Step, ToolStep
+from batten.steps.composite import ConditionalStep, LoopStep, ParallelStep
+from batten.store import open_store
 from batten.workflow import Workflow, WorkflowResult
 
 if TYPE_CHECKING:
-    from batten._compile import WorkflowErrorHandler
+    from batten._internal.options import WorkflowErrorHandler
 
 __all__ = ["DagWorkflow", "WorkflowBuilder"]
 
@@ -170,8 +174,6 @@ class WorkflowBuilder:
         Raises:
             WorkflowDefinitionError: as ``ConditionalStep`` and ``add_step``.
         """
-        from batten.composite import ConditionalStep
-
         step = ConditionalStep(
             step_id, condition=condition, true_step=true_step, false_step=false_step
         )
@@ -190,8 +192,6 @@ class WorkflowBuilder:
         Raises:
             WorkflowDefinitionError: as ``ParallelStep`` and ``add_step``.
         """
-        from batten.composite import ParallelStep
-
         step = ParallelStep(step_id, steps=list(steps), wait_for_all=wait_for_all)
         return self._chained(step, depends_on)
 
@@ -210,8 +210,6 @@ class WorkflowBuilder:
         Raises:
             WorkflowDefinitionError: as ``LoopStep`` and ``add_step``.
         """
-        from batten.composite import LoopStep
-
         loop = LoopStep(step_id, step, condition, max_iterations=max_iterations)
         return self._chained(loop, depends_on)
 
@@ -472,8 +470,8 @@ def _dag_message(step_id: str, task: str) -> Callable[[WorkflowContext], str]:
     """The input function of a ``step()`` whose task holds ``{x.result}`` references."""
 
     def message(context: Any) -> str:  # Any: the stub's StateMap is not a typing Mapping
-        return _REF.sub(
-            lambda m: _dag_text(_lookup(context.results, step_id, m.group(1), m.group(2))), task
+        return REF.sub(
+            lambda m: _dag_text(lookup(context.results, step_id, m.group(1), m.group(2))), task
         )
 
     return message
@@ -485,7 +483,7 @@ def _agent_label(agent: Any) -> str:
     return _name_of(agent) or type(agent).__name__
 
 
-class DagWorkflow:
+class DagWorkflow(WorkflowHolderKind):
     """A JarvisCore workflow (seed 003): what ``WorkflowBuilder().step(...).build()`` returns.
 
     Holds the :class:`~batten.Workflow` it runs (``.workflow``; add callbacks or run it with a
@@ -529,8 +527,6 @@ class DagWorkflow:
             TypeError: ``store`` is neither a Store nor a URL.
             StoreURLError, StoreUnavailableError: the store cannot be opened.
         """
-        from batten.store import open_store
-
         st = open_store(store)
         if st is not None:
             definition = {
@@ -585,8 +581,6 @@ class DagWorkflow:
                 cycle, or a bad ``timeout_per_step``.
             TypeError: ``mesh`` is not a WorkflowEngine or ``None``, or a bad ``context``.
         """
-        from batten.store import open_store
-
         store = open_store(redis_store) or self._store
         if mesh is not None and not isinstance(mesh, WorkflowEngine):
             raise TypeError(

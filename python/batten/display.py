@@ -9,6 +9,11 @@ node ``[[...]]``, a ``HumanApprovalStep`` a hexagon, fallbacks and compensations
 JupyterLab; :func:`result_html` and :func:`result_text` tabulate a
 :class:`~batten.WorkflowResult` (each step's status, attempts, time and error).
 
+Each step says how it is drawn (its ``_describe()`` returns a
+:class:`~batten._internal.view.StepView`); this module lays the views out, so it knows no step
+class and a new step kind needs no change here. It imports only ``batten._internal`` (it sits
+below the result, the step model and the workflow it draws, which load it on first use).
+
 Everything here only reads the objects it is given; the output depends on nothing but them
 (no ids drawn from counters shared between calls, no clocks), so equal workflows give equal
 text.
@@ -16,17 +21,18 @@ text.
 
 from __future__ import annotations
 
-import functools
 import html
-import inspect
 import math
 import re
 import reprlib
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.kinds import ResultKind, WorkflowHolderKind, WorkflowKind
+from batten._internal.status import StepStatus, WorkflowStatus
+from batten._internal.view import one_line as _one_line
+from batten._internal.view import shorten as _shorten
 
 __all__ = [
     "result_html",
@@ -43,9 +49,7 @@ DIRECTIONS: tuple[str, ...] = ("TD", "LR", "BT", "RL")
 #: The Mermaid ES module :func:`workflow_html` loads.
 MERMAID_CDN = "https://cdn.jsdelivr.net/npm/mermaid@11/dist/mermaid.esm.min.mjs"
 
-#: Longest text kept from a prompt, a name or an error before it is cut with "…".
-_NAME_MAX = 60
-_PROMPT_MAX = 60
+#: Longest text kept from an error before it is cut with "…".
 _ERROR_MAX = 200
 _STEP_ID_MAX = 40  # result_text's step column
 _TOOLTIP_MAX = 2000
@@ -82,18 +86,6 @@ _DIRECTION_WORD = re.compile(r"direction(?=\s+(?:TB|BT|RL|LR))")
 # --------------------------------------------------------------------------------------------
 
 
-def _one_line(text: str) -> str:
-    """``text`` with runs of whitespace (newlines included) as one space and other control
-    characters dropped."""
-    text = " ".join(text.split())
-    return "".join(ch for ch in text if ch.isprintable())
-
-
-def _shorten(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters, ending in "…" when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _mermaid_text(text: str) -> str:
     """``text`` as it may stand inside a quoted Mermaid label: one line, with the characters
     Mermaid would parse written as entity codes (``"`` is ``#quot;``)."""
@@ -106,31 +98,6 @@ def _mermaid_text(text: str) -> str:
 def _label(lines: list[str]) -> str:
     """A quoted Mermaid label of ``lines`` (escaped, joined by line breaks)."""
     return '"' + "<br/>".join(_mermaid_text(line) for line in lines if line) + '"'
-
-
-def _name(obj: Any) -> str:
-    """A short name for an agent, tool, condition or route: a str as is, a function or class
-    by its ``__qualname__``, a ``functools.partial`` by its function's name, any other object
-    by its type's name (with its ``name`` / ``agent_id`` when it has a str one)."""
-    if isinstance(obj, str):
-        return _shorten(obj, _NAME_MAX)
-    if isinstance(obj, functools.partial):
-        return f"partial({_name(obj.func)})"
-    if inspect.isroutine(obj) or inspect.isclass(obj):
-        name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
-        if isinstance(name, str) and name:
-            return _shorten(name.rpartition("<locals>.")[2], _NAME_MAX)
-    kind = type(obj).__name__
-    for attr in ("name", "agent_id"):
-        own = getattr(obj, attr, None)
-        if isinstance(own, str) and own:
-            return _shorten(f"{kind}({own})", _NAME_MAX)
-    return kind
-
-
-def _seconds(value: float) -> str:
-    """``value`` seconds as ``"5s"``, ``"0.5s"``."""
-    return f"{value:g}s"
 
 
 def _format_ms(ms: float | None) -> str:
@@ -169,63 +136,11 @@ def _as_workflow(workflow: Any) -> Any:
     Raises:
         TypeError: ``workflow`` is neither.
     """
-    from batten.builder import DagWorkflow
-    from batten.workflow import Workflow
-
-    if isinstance(workflow, DagWorkflow):
-        workflow = workflow.workflow
-    if not isinstance(workflow, Workflow):
+    if isinstance(workflow, WorkflowHolderKind):
+        workflow = workflow.workflow  # type: ignore[attr-defined]
+    if not isinstance(workflow, WorkflowKind):
         raise TypeError(f"expected a batten.Workflow, got {type(workflow).__name__}")
     return workflow
-
-
-def _kind(step: Any) -> str:
-    """``"tool: name"`` / ``"agent: name"`` for a ToolStep / AgentStep (a target given by
-    name, or by none, is looked up in the registry under that name or the step's id), else
-    the step's type name."""
-    from batten.steps import AgentStep, ToolStep
-
-    if isinstance(step, ToolStep | AgentStep):
-        role = "tool" if isinstance(step, ToolStep) else "agent"
-        target = step.tool if isinstance(step, ToolStep) else step.agent
-        return f"{role}: {_name(step.step_id if target is None else target)}"
-    return type(step).__name__
-
-
-def _extras(step: Any) -> str:
-    """The step's non-default settings on one line: retries, timeout, conditions, cache."""
-    parts: list[str] = []
-    policy = getattr(step, "retry_policy", None)
-    attempts = getattr(policy, "max_attempts", 1)
-    if isinstance(attempts, int) and attempts > 1:
-        parts.append(f"up to {attempts} attempts")
-    timeout = getattr(step, "timeout", None)
-    if isinstance(timeout, int | float):
-        parts.append(f"timeout {_seconds(timeout)}")
-    conditions = getattr(step, "conditions", ())
-    if conditions:
-        n = len(conditions)
-        parts.append(f"{n} condition{'s' if n != 1 else ''}")
-    if getattr(step, "cache", None) is not None:
-        parts.append("cached")
-    return ", ".join(parts)
-
-
-def _items_text(items: Any) -> str:
-    """What a MapStep maps over: a variable's name, a workflow file's items reference as
-    written (a callable with a str ``expression``, such as ``{discover.result}``), ``fn()``,
-    ``N items`` or ``an iterable``."""
-    if isinstance(items, str):
-        return items
-    expression = getattr(items, "expression", None)
-    if callable(items) and isinstance(expression, str):
-        return expression
-    if callable(items):
-        return f"{_name(items)}()"
-    if isinstance(items, Sized):
-        n = len(items)
-        return f"{n} item{'s' if n != 1 else ''}"
-    return "an iterable"
 
 
 class _Renderer:
@@ -319,109 +234,43 @@ class _Renderer:
         return entry, exit_
 
     def _body(self, step: Any) -> tuple[str, str]:
-        from batten.approval import HumanApprovalStep
-        from batten.composite import (
-            ConditionalStep,
-            LoopStep,
-            MapStep,
-            ParallelStep,
-            RouterStep,
-            SubWorkflowStep,
-        )
-        from batten.steps import Step
-
+        """Draws what ``step._describe()`` says (see :class:`~batten._internal.view.StepView`);
+        returns ``(entry, exit)``."""
+        view = step._describe()
         sid: str = step.step_id
-        extras = _extras(step)
-        suffix = f", {extras}" if extras else ""
-        if isinstance(step, ConditionalStep):
-            with self.subgraph(f"{sid} (conditional{suffix})") as group:
-                condition = step._condition
-                test = self.node(
-                    "rhombus",
-                    [sid, f"if {_name(condition)}" if condition is not None else "no condition"],
-                )
-                for flag, branch in (("true", step.true_step), ("false", step.false_step)):
-                    if branch is not None:
-                        branch_entry, _ = self.step(branch)
-                        self.edge(test, branch_entry, flag)
-            return test, group
-        if isinstance(step, ParallelStep):
-            how = ["parallel"]
-            if not step.wait_for_all:
-                how.append("first success wins")
-            elif step.failure_policy != "fail_fast":
-                how.append(f"at least {step.minimum_success_count or 1} must succeed")
-            if step.max_concurrency is not None:
-                how.append(f"{step.max_concurrency} at once")
-            with self.subgraph(f"{sid} ({', '.join(how)}{suffix})") as group:
-                for branch in step.branches:
-                    self.step(branch)
-                if not step.branches:
-                    self.node("box", ["no branches"])
-            return group, group
-        if isinstance(step, MapStep):
-            inner = step.step
-            if isinstance(inner, Step):
-                each = f"{inner.step_id} ({_kind(inner)})"
-                inner_extras = _extras(inner)
-            else:
-                each, inner_extras = _name(inner), ""
-            lines = [sid, f"map over {_items_text(step.items)} → {each}"]
-            per_item = [inner_extras] if inner_extras else []
-            if step.max_concurrency is not None:
-                per_item.append(f"{step.max_concurrency} at once")
-            if per_item:
-                lines.append(f"per item: {', '.join(per_item)}")
-            lines.append(extras)
-            ident = self.node("subroutine", lines)
+        if view.shape != "group":
+            ident = self.node(view.shape, [sid, *view.lines])
             return ident, ident
-        if isinstance(step, LoopStep):
-            title = f"{sid} (loop, at most {step.max_iterations} iterations{suffix})"
-            with self.subgraph(title) as group:
-                test = self.node("rhombus", [f"while {_name(step._condition)}"])
-                body_entry, body_exit = self.step(step.step)
-                self.edge(test, body_entry, "repeat")
-                self.edge(body_exit, test)
-            return test, group
-        if isinstance(step, SubWorkflowStep):
-            sub = step.workflow
-            with self.subgraph(f"{sid} (sub-workflow {sub.workflow_id}{suffix})") as group:
+        with self.subgraph(f"{sid} ({view.title})") as group:
+            entry: str | None = None
+            lead_exit: str | None = None
+            if view.lead is not None:
+                entry, lead_exit = self.step(view.lead)
+            test: str | None = None
+            if view.test:
+                test = self.node("rhombus", list(view.test))
+                if lead_exit is not None:
+                    self.edge(lead_exit, test)
+                entry = entry or test
+            sub = view.workflow
+            if sub is not None:
                 if id(sub) in self._active:
                     self.node("box", [sub.workflow_id, "(recursive: drawn above)"])
                 elif not sub._steps:
-                    self.node("box", ["no steps"])
+                    self.node("box", [view.empty])
                 else:
                     self.workflow(sub)
-            return group, group
-        if isinstance(step, RouterStep):
-            with self.subgraph(f"{sid} (router{suffix})") as group:
-                route = step.route
-                if isinstance(route, Step):
-                    entry, route_exit = self.step(route)
-                    choice = self.node("rhombus", ["route by its output"])
-                    self.edge(route_exit, choice)
-                else:
-                    choice = entry = self.node("rhombus", [f"route: {_name(route)}"])
-                for key, branch in step.branches.items():
-                    branch_entry, _ = self.step(branch)
-                    self.edge(choice, branch_entry, key)
-            return entry, group
-        if isinstance(step, HumanApprovalStep):
-            lines = [sid, f"approval: {_shorten(_one_line(step.prompt), _PROMPT_MAX)}"]
-            if step.approvers:
-                lines.append(f"approvers: {_shorten(', '.join(step.approvers), _NAME_MAX)}")
-            if step.approval_timeout is not None:
-                lines.append(f"waits at most {_seconds(step.approval_timeout)}")
-            ident = self.node("hexagon", lines)
-            return ident, ident
-        children = step._children() if getattr(step, "_is_composite", False) else []
-        if children:  # a composite this module does not know: its steps in a subgraph
-            with self.subgraph(f"{sid} ({type(step).__name__}{suffix})") as group:
-                for child in children:
-                    self.step(child)
-            return group, group
-        ident = self.node("box", [sid, _kind(step), extras])
-        return ident, ident
+            else:
+                last_exit: str | None = None
+                for label, branch in view.branches:
+                    branch_entry, last_exit = self.step(branch)
+                    if test is not None:
+                        self.edge(test, branch_entry, label)
+                if view.repeat and test is not None and last_exit is not None:
+                    self.edge(last_exit, test)
+                if not view.branches and view.empty:
+                    self.node("box", [view.empty])
+        return entry or group, group
 
 
 def to_mermaid(workflow: Any, *, direction: str = "TD") -> str:
@@ -567,9 +416,7 @@ def _status_text(status: Any) -> str:
 
 
 def _as_result(result: Any) -> Any:
-    from batten.result import WorkflowResult
-
-    if not isinstance(result, WorkflowResult):
+    if not isinstance(result, ResultKind):
         raise TypeError(f"expected a batten.WorkflowResult, got {type(result).__name__}")
     return result
 

@@ -18,13 +18,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batten._checks import MAX_COUNT, check_count, check_seconds
-from batten._compile import CompileOptions
 from batten._core import WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
-from batten.errors import WorkflowDefinitionError
+from batten._internal.checks import MAX_COUNT, check_count, check_seconds
+from batten._internal.options import CompileOptions
+from batten._internal.status import StepStatus, WorkflowStatus
+from batten._runtime import lifecycle
+from batten.errors import RunNotFoundError, WorkflowDefinitionError
 from batten.registry import Registry, global_registry
 from batten.retry import RetryPolicy
+from batten.store import open_store
 from batten.workflow import Workflow, WorkflowResult
 
 __all__ = ["WorkflowEngine"]
@@ -163,8 +165,6 @@ class WorkflowEngine:
         self._runs: OrderedDict[int, _RunRecord] = OrderedDict()
         self._by_run_id: dict[str, int] = {}
         self._keys = itertools.count()
-        from batten.store import open_store
-
         #: The engine's checkpoint store (``None``: runs are not durable).
         self.store = open_store(store)
         #: The workflows this engine ran, by id, so ``resume(run_id)`` finds a run's workflow.
@@ -261,14 +261,15 @@ class WorkflowEngine:
         durable = None
         if resume is None and (self.store is not None or workflow._store is not None):
             st = workflow._store if workflow._store is not None else self.store
-            context, durable = workflow._begin_durable(context, st, None)
+            context, durable = lifecycle.begin_durable(workflow, context, st, None)
         key = self._track(record)
         # NOTE: no live step count: subscribing to the run's events (on_event) so a running
         # run could report steps_completed took a 1,000-step sync chain from 2.9 to 6.6 ms (the
         # engine builds a context per step start for subscribers), for every engine run.
         try:
             if resume is not None:
-                result = await workflow._resume(
+                result = await lifecycle.resume(
+                    workflow,
                     resume,
                     store=workflow._store or self.store,
                     timeout=None,
@@ -276,7 +277,8 @@ class WorkflowEngine:
                     base=self._compile_options,
                 )
             else:
-                result = await workflow._execute(
+                result = await lifecycle.execute(
+                    workflow,
                     context,
                     timeout=None,
                     max_concurrency=self.max_parallel_steps,
@@ -367,8 +369,6 @@ class WorkflowEngine:
             if record is not None:
                 return record.as_dict()
         if self.store is not None:
-            from batten.errors import RunNotFoundError
-
             try:
                 info = self.store.get_run(run_or_workflow_id)
             except RunNotFoundError:

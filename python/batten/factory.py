@@ -4,56 +4,30 @@ A factory is any callable returning a workflow (``Workflow``, ``DeterministicWor
 ``HandoffWorkflow``, a ``DagWorkflow``...); it is registered under a name with metadata, and
 ``create_workflow`` builds one from that name, from a list of agent names (a pipeline), or
 from a workflow file.
+
+Layer: above ``batten.builder``, ``batten.patterns`` and ``batten.config``. The factories
+themselves are named in :mod:`batten.registry` (re-exported here), so that the config layer
+can resolve a fallback workflow's name without importing this module.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from batten._checks import check_callable
 from batten.errors import WorkflowDefinitionError
+from batten.patterns import DeterministicWorkflow
+from batten.registry import (
+    build_registered_workflow,
+    list_workflow_factories,
+    register_workflow_factory,
+    unknown_workflow,
+)
 
 __all__ = ["create_workflow", "list_workflow_factories", "register_workflow_factory"]
 
 _FILE_SUFFIXES = (".yaml", ".yml", ".json")
-
-_lock = threading.Lock()
-_factories: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
-
-
-def register_workflow_factory(
-    name: str, factory: Callable[..., Any], metadata: Mapping[str, Any] | None = None
-) -> None:
-    """Registers ``factory`` under ``name`` (seed 004's ``register_workflow_factory``); a later
-    registration of the same name replaces the earlier one.
-
-    Args:
-        name: the name ``create_workflow(name)`` uses (non-empty str).
-        factory: ``factory(**kwargs) -> workflow``; ``create_workflow(name, **kwargs)`` passes
-            its keyword arguments through.
-        metadata: free-form facts about the workflow (``{"description": ...}``), returned by
-            :func:`list_workflow_factories`. Default ``{}``.
-
-    Raises:
-        WorkflowDefinitionError: ``name`` is not a non-empty str or ``factory`` is not
-            callable.
-    """
-    if not isinstance(name, str) or not name:
-        raise WorkflowDefinitionError(
-            f"a workflow factory's name must be a non-empty str, got {name!r}"
-        )
-    check_callable(factory, "factory", owner=f"workflow factory '{name}'")
-    with _lock:
-        _factories[name] = (factory, dict(metadata or {}))
-
-
-def list_workflow_factories() -> dict[str, dict[str, Any]]:
-    """``{name: metadata}`` of every registered workflow factory, sorted by name."""
-    with _lock:
-        return {name: dict(meta) for name, (_f, meta) in sorted(_factories.items())}
 
 
 def create_workflow(spec: str | Path | Sequence[str], /, **kwargs: Any) -> Any:
@@ -75,33 +49,20 @@ def create_workflow(spec: str | Path | Sequence[str], /, **kwargs: Any) -> Any:
             workflow.
         WorkflowConfigError: the file is malformed (see :func:`batten.load_workflow`).
     """
-    from batten.builder import DagWorkflow
-    from batten.workflow import Workflow
-
     if isinstance(spec, str | Path):
         text = str(spec)
-        with _lock:
-            entry = _factories.get(text)
-        if entry is not None:
-            made = entry[0](**kwargs)
-            if not isinstance(made, Workflow | DagWorkflow):
-                raise WorkflowDefinitionError(
-                    f"workflow factory '{text}' returned {type(made).__name__}, not a workflow"
-                )
+        made = build_registered_workflow(text, **kwargs)
+        if made is not None:
             return made
         path = Path(text)
         if path.suffix.lower() in _FILE_SUFFIXES or path.is_file():
+            # NOTE: imported on first use: batten.config loads PyYAML and jsonschema, which
+            # `from batten import create_workflow` must not (test_process checks import time).
             from batten.config import load_workflow
 
             return load_workflow(path, **kwargs)
-        known = ", ".join(sorted(_factories)) or "none"
-        raise WorkflowDefinitionError(
-            f"no workflow factory named '{text}' is registered (registered: {known}) and no "
-            "such workflow file exists"
-        )
+        raise unknown_workflow(text)
     if isinstance(spec, Sequence) and not isinstance(spec, bytes):
-        from batten.patterns import DeterministicWorkflow
-
         agents = list(spec)
         if not agents:
             raise WorkflowDefinitionError("create_workflow needs at least one agent name")

@@ -17,10 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batten._checks import check_callable, check_count
 from batten._core import Nested, WorkflowContext
+from batten._internal.checks import check_callable, check_count
 from batten.errors import HandoffError, WorkflowDefinitionError
-from batten.steps import AgentStep, ToolStep, _accepts_context, _is_async, _resolve
+from batten.steps import AgentStep, ToolStep
+from batten.steps.base import _accepts_context, _is_async, _resolve
 from batten.workflow import Workflow
 
 __all__ = ["Agent", "DeterministicWorkflow", "Handoff", "HandoffError", "HandoffWorkflow"]
@@ -325,7 +326,8 @@ def _handoff_runner(
                 current = target
                 path.append(target)
         except Exception as exc:
-            # Keep the path on the failed step's metadata too (see batten._compile.raise_failed).
+            # Keep the path on the failed step's metadata too (see
+            # batten._internal.outcome.raise_failed).
             nested = Nested(metadata={"path": list(path), "handoffs": len(path) - 1})
             try:
                 exc._batten_nested = nested  # type: ignore[attr-defined]

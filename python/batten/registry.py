@@ -6,16 +6,26 @@ is resolved when its workflow is compiled, before anything runs: first in the re
 :class:`~batten.WorkflowEngine` running it (``WorkflowEngine(tools=..., agents=...)``), then in the
 process-wide registry the decorators fill. An unresolved name is a
 :class:`~batten.WorkflowDefinitionError` naming the step and the names that are registered.
+
+Workflow factories are named here too (:func:`register_workflow_factory`; public as
+:mod:`batten.factory`), so that a workflow file can name one as its fallback without the
+config layer importing the factory layer above it.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
+from batten._internal.checks import check_callable
+from batten._internal.kinds import WorkflowHolderKind, WorkflowKind
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["Registry", "agent", "global_registry", "tool"]
+
+_factories_lock = threading.Lock()
+_factories: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {}
 
 F = TypeVar("F")
 
@@ -158,3 +168,70 @@ def agent(obj: Any = None, /, *, name: str | None = None) -> Any:
         WorkflowDefinitionError: no name given and the object has none.
     """
     return _decorator("agent", obj, name)
+
+
+def register_workflow_factory(
+    name: str, factory: Callable[..., Any], metadata: Mapping[str, Any] | None = None
+) -> None:
+    """Registers ``factory`` under ``name`` (seed 004's ``register_workflow_factory``); a later
+    registration of the same name replaces the earlier one.
+
+    Args:
+        name: the name ``create_workflow(name)`` uses (non-empty str).
+        factory: ``factory(**kwargs) -> workflow``; ``create_workflow(name, **kwargs)`` passes
+            its keyword arguments through.
+        metadata: free-form facts about the workflow (``{"description": ...}``), returned by
+            :func:`list_workflow_factories`. Default ``{}``.
+
+    Raises:
+        WorkflowDefinitionError: ``name`` is not a non-empty str or ``factory`` is not
+            callable.
+    """
+    if not isinstance(name, str) or not name:
+        raise WorkflowDefinitionError(
+            f"a workflow factory's name must be a non-empty str, got {name!r}"
+        )
+    check_callable(factory, "factory", owner=f"workflow factory '{name}'")
+    with _factories_lock:
+        _factories[name] = (factory, dict(metadata or {}))
+
+
+def list_workflow_factories() -> dict[str, dict[str, Any]]:
+    """``{name: metadata}`` of every registered workflow factory, sorted by name."""
+    with _factories_lock:
+        return {name: dict(meta) for name, (_f, meta) in sorted(_factories.items())}
+
+
+def has_workflow_factory(name: str) -> bool:
+    """Whether a workflow factory is registered as ``name``."""
+    with _factories_lock:
+        return name in _factories
+
+
+def build_registered_workflow(name: str, /, **kwargs: Any) -> Any:
+    """The workflow that the factory registered as ``name`` makes when called with
+    ``kwargs``; ``None`` when no factory has that name.
+
+    Raises:
+        WorkflowDefinitionError: the factory returned something that is not a workflow.
+    """
+    with _factories_lock:
+        entry = _factories.get(name)
+    if entry is None:
+        return None
+    made = entry[0](**kwargs)
+    if not isinstance(made, WorkflowKind | WorkflowHolderKind):
+        raise WorkflowDefinitionError(
+            f"workflow factory '{name}' returned {type(made).__name__}, not a workflow"
+        )
+    return made
+
+
+def unknown_workflow(name: str) -> WorkflowDefinitionError:
+    """The error for a name that no workflow factory and no file has."""
+    with _factories_lock:
+        known = ", ".join(sorted(_factories)) or "none"
+    return WorkflowDefinitionError(
+        f"no workflow factory named '{name}' is registered (registered: {known}) and no "
+        "such workflow file exists"
+    )

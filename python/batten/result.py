@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.kinds import ResultKind
+from batten._internal.status import StepStatus, WorkflowStatus
 
 __all__ = ["WorkflowResult"]
 
@@ -15,7 +16,7 @@ _ITEM_KEYS = frozenset({"result", "workflow_id", "run_id", "status", "error", "s
 
 
 @dataclass(eq=False)
-class WorkflowResult:
+class WorkflowResult(ResultKind):
     """What one run produced (JAF's ``WorkflowResult``).
 
     Attributes:
@@ -108,6 +109,7 @@ class WorkflowResult:
     def _repr_html_(self) -> str:
         """Jupyter's HTML view: a table of the steps (status, attempts, time, error); see
         :func:`batten.display.result_html`."""
+        # NOTE: imported on first use, keeping `import batten` free of display (test_process).
         from batten.display import result_html
 
         return result_html(self)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from batten._checks import check_count, check_seconds, is_finite_number
+from batten._internal.checks import check_count, check_seconds, is_finite_number
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["RetryPolicy"]

@@ -27,9 +27,10 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from batten import _core
-from batten._status import StepStatus, WorkflowStatus
-from batten.errors import CorruptRecordError
+from batten._core import MAX_JSON_DEPTH as _NATIVE_MAX_JSON_DEPTH
+from batten._core import Store as NativeStore
+from batten._internal.status import StepStatus, WorkflowStatus
+from batten.errors import CorruptRecordError, StoreURLError
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -47,7 +48,7 @@ __all__ = [
 #: with a ``TypeError`` naming it before anything is written (or goes through the workflow's
 #: serializer), because the stores' JSON reader refuses 128 levels and a record written deeper
 #: could never be read back.
-MAX_JSON_DEPTH: int = _core.MAX_JSON_DEPTH
+MAX_JSON_DEPTH: int = _NATIVE_MAX_JSON_DEPTH
 
 _log = logging.getLogger("batten.store")
 
@@ -154,7 +155,7 @@ class Store:
     def __init__(self, url: str) -> None:
         if not isinstance(url, str):
             raise TypeError(f"a store URL must be a str, got {type(url).__name__}")
-        self._native = _core.Store(url)
+        self._native = NativeStore(url)
 
     @property
     def url(self) -> str:
@@ -248,8 +249,6 @@ class RedisStore(Store):
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         if not url.startswith("redis://"):
-            from batten.errors import StoreURLError
-
             raise StoreURLError(f"RedisStore needs a redis:// URL, got {url!r}")
         super().__init__(url)
 

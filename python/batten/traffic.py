@@ -11,8 +11,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from batten import _core
-from batten._checks import check_count, check_rate, check_seconds
+from batten._core import Breaker, RateLimiter
+from batten._internal.checks import check_count, check_rate, check_seconds
+from batten._internal.epoch import bump_epoch
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["CircuitBreaker", "RateLimit", "controls_for"]
@@ -39,8 +40,6 @@ class _Attachable:
                 _, controls = _ATTACHED.setdefault(key, (t, []))
                 if self not in controls:
                     controls.append(self)
-        from batten.steps import bump_epoch
-
         bump_epoch()  # compiled plans pick the new control up
         return self
 
@@ -102,7 +101,7 @@ class RateLimit(_Attachable):
             self = super().__new__(cls)
             self.key = key
             self._args = args
-            self._native = _core.RateLimiter(key, *args)
+            self._native = RateLimiter(key, *args)
             _LIMITS[key] = self
             return self
 
@@ -187,7 +186,7 @@ class CircuitBreaker(_Attachable):
         self.recovery_timeout = float(recovery_timeout)
         self.half_open_max_calls = half_open_max_calls
         self.wait = bool(wait)
-        self._native = _core.Breaker(
+        self._native = Breaker(
             key, failure_threshold, self.recovery_timeout, half_open_max_calls, self.wait
         )
 

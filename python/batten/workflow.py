@@ -1,29 +1,35 @@
-"""``Workflow``: a DAG of steps (its runs' results are ``batten.result.WorkflowResult``)."""
+"""``Workflow``: a DAG of steps (its runs' results are ``batten.result.WorkflowResult``).
+
+A public facade (layer beside ``batten.durable`` and ``batten.events``): the definition DSL
+lives here; ``execute``, ``resume``, ``stream`` and ``run`` hand the workflow to the runtime's
+lifecycle (:mod:`batten._runtime.lifecycle`), which compiles it (the plan cache is
+:func:`batten._runtime.compile.compiled`) and runs it. Two imports happen on first use, each
+for a reason given where it is made: ``batten.config`` (a layer above, for
+:meth:`Workflow.from_config`) and ``batten.display`` (notebook views, kept out of
+``import batten``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
 import threading
-import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from batten._checks import check_callable, check_count, check_run_options
-from batten._compile import (
-    CompileOptions,
-    EventSink,
-    Outcome,
-    StepErrorHandler,
-    compile_plan,
-    run_plan,
-)
 from batten._core import StepResult, WorkflowContext
-from batten._status import StepStatus, WorkflowStatus
+from batten._internal.checks import check_callable, check_count, check_run_options
+from batten._internal.epoch import bump_epoch
+from batten._internal.kinds import WorkflowKind
+from batten._internal.options import CompileOptions, StepErrorHandler
+from batten._runtime import lifecycle
+from batten._runtime.compile import compiled
+from batten._runtime.durable import check_durability
+from batten._runtime.loops import thread_runner
 from batten.errors import WorkflowDefinitionError
-from batten.recovery import check_handler
 from batten.result import WorkflowResult
-from batten.steps import Step, bump_epoch, mutation_epoch
+from batten.steps import Step
+from batten.store import open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,113 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Workflow", "WorkflowResult"]
 
-#: Joins a failed run's error and its failed compensation's (``retry_failed`` reads it).
-_COMPENSATION_FAILED = "; compensation failed: "
 
-
-_runners = threading.local()
-_all_runners: list[asyncio.Runner] = []
-_runners_lock = threading.Lock()
-
-
-def _thread_runner() -> asyncio.Runner:
-    """This thread's ``asyncio.Runner`` for ``Workflow.run`` (created on first use)."""
-    runner: asyncio.Runner | None = getattr(_runners, "runner", None)
-    if runner is None:
-        runner = asyncio.Runner()
-        _runners.runner = runner
-        with _runners_lock:
-            _all_runners.append(runner)
-    return runner
-
-
-def _close_runners() -> None:
-    """Closes every ``Workflow.run`` loop; ``batten`` registers it with ``atexit``."""
-    with _runners_lock:
-        runners, _all_runners[:] = list(_all_runners), []
-    for runner in runners:
-        try:
-            runner.close()
-        except Exception:  # a runner closed elsewhere, or one whose loop is still running
-            pass
-
-
-def _holds_anything(node: Workflow | Step) -> bool:
-    """Whether ``node`` runs other steps or workflows inside itself: only such a node can be
-    part of a cycle."""
-    if isinstance(node, Workflow):
-        return True
-    return node._is_composite or node.fallback is not None or node.compensation is not None
-
-
-def _held(node: Workflow | Step) -> list[Workflow | Step]:
-    """What ``node`` runs inside itself and may hold more: a workflow's steps; a step's inner
-    steps, fallback and compensation, and (a ``SubWorkflowStep``) its workflow."""
-    if isinstance(node, Workflow):
-        held: list[Workflow | Step] = list(node._steps)
-    else:
-        held = [s for s in (node.fallback, node.compensation) if s is not None]
-        sub = getattr(node, "workflow", None) if node._is_composite else None
-        if isinstance(sub, Workflow):
-            held.append(sub)  # a SubWorkflowStep: its steps are reached through the workflow
-        else:
-            held.extend(node._children())
-    return [h for h in held if _holds_anything(h)]
-
-
-def _check_nesting(root: Workflow) -> None:
-    """Raises when a workflow contains itself (through ``SubWorkflowStep``s) or a step holds
-    itself (a composite among its own branches, a fallback that runs its step): compiling
-    or running either would recurse without end.
-
-    Raises:
-        WorkflowDefinitionError: naming the cycle (``workflow 'a' contains itself: a -> b ->
-            a`` or ``step 'p' contains itself: p -> q -> p``).
-    """
-    # NOTE: plain steps are never visited (_held leaves them out): walking every one of the
-    # 11,000 steps of 1,000 ten-branch ParallelSteps added ~10% to compiling them.
-    # Depth-first without recursion, so a deep definition cannot overflow the stack here;
-    # ``path`` is the chain from ``root`` to the node being explored.
-    path: list[Workflow | Step] = []
-    on_path: dict[int, int] = {}
-    finished: set[int] = set()
-    stack: list[tuple[Workflow | Step, bool]] = [(root, True)]
-    while stack:
-        node, entering = stack.pop()
-        key = id(node)
-        if not entering:
-            path.pop()
-            del on_path[key]
-            finished.add(key)
-            continue
-        if key in on_path:
-            raise _nesting_error([*path[on_path[key] :], node])
-        if key in finished:
-            continue
-        on_path[key] = len(path)
-        path.append(node)
-        stack.append((node, False))
-        stack.extend((child, True) for child in reversed(_held(node)))
-
-
-def _nesting_error(cycle: list[Workflow | Step]) -> WorkflowDefinitionError:
-    """The error for ``cycle`` (its first node repeated last), worded by the workflows on it
-    when there are any, else by its steps."""
-    workflows = [n for n in cycle[:-1] if isinstance(n, Workflow)]
-    if workflows:
-        names = [w.workflow_id for w in [*workflows, workflows[0]]]
-        return WorkflowDefinitionError(
-            f"workflow '{names[0]}' contains itself: {' -> '.join(names)} (through "
-            "SubWorkflowStep); a workflow cannot run inside its own run"
-        )
-    names = [n.step_id for n in cycle if isinstance(n, Step)]
-    return WorkflowDefinitionError(
-        f"step '{names[0]}' contains itself: {' -> '.join(names)}; a step cannot run inside "
-        "its own run"
-    )
-
-
-class Workflow:
+class Workflow(WorkflowKind):
     """A DAG of steps, run by the native engine (JAF's ``Workflow``).
 
     Args:
@@ -244,6 +145,9 @@ class Workflow:
                 names the field (``steps[2].retry.max_attempts``).
             TypeError: ``config`` is not a mapping.
         """
+        # Sanctioned upward import (pyproject's import-linter contract lists it): config builds
+        # Workflows, so it sits above this module; it also loads PyYAML and jsonschema, which
+        # `import batten` must not.
         from batten.config import workflow_from_config
 
         return workflow_from_config(config, base_dir=base_dir, registry=registry)
@@ -300,7 +204,7 @@ class Workflow:
             WorkflowDefinitionError: ``handler`` is not callable (an unknown ``step_id`` is
                 reported when the workflow is compiled).
         """
-        check_handler(step_id, handler)
+        check_callable(handler, "an error handler", owner=f"step '{step_id}'")
         self._error_handlers.setdefault(step_id, []).append(handler)
         self._plans.clear()
         bump_epoch()
@@ -354,51 +258,6 @@ class Workflow:
         self._loggers.append(logger)
         return self
 
-    def _options(self, base: CompileOptions | None = None) -> CompileOptions:
-        if base is None and not self._error_handlers and self._workflow_handler is None:
-            return self._default_options
-        base = base or self._default_options
-        return CompileOptions(
-            registry=base.registry,
-            default_policy=base.default_policy,
-            error_handlers=self._error_handlers,
-            workflow_handler=self._workflow_handler,
-            workflow_id=self.workflow_id,
-        )
-
-    def _compiled(self, base: CompileOptions | None = None, *, nested: bool = False) -> Any:
-        opts = self._options(base)
-        okey = opts.key()
-        fast = ("epoch", nested, okey, id(self._workflow_handler), mutation_epoch())
-        plan = self._plans.get(fast)
-        if plan is not None:
-            return plan
-        _check_nesting(self)  # before anything below walks the steps recursively
-        key = (nested, okey, *(s._version_key() for s in self._steps))
-        plan = self._plans.get(key)
-        if plan is None:
-            ids = {s.step_id for s in self._steps}
-            unknown = sorted(set(self._error_handlers) - ids)
-            if unknown:
-                raise WorkflowDefinitionError(
-                    f"workflow '{self.workflow_id}': error handler for unknown step "
-                    f"{', '.join(map(repr, unknown))}"
-                )
-            plan = compile_plan(
-                self.workflow_id,
-                self._steps,
-                self._deps,
-                opts,
-                max_parallel=self.max_parallel_steps,
-                nested=nested,
-                continue_on_error=self.continue_on_error,
-                max_total_retries=self.max_total_retries,
-            )
-            self._plans.clear()  # only the newest compile per workflow is kept
-            self._plans[key] = plan
-        self._plans = {key: plan, fast: plan}
-        return plan
-
     def with_fallback_workflow(self, workflow: Workflow | None) -> Workflow:
         """Runs ``workflow`` when a run of this one fails (seed 002's
         ``error_handling.fallback_workflow``). Returns this workflow.
@@ -438,7 +297,7 @@ class Workflow:
                 contains itself through ``SubWorkflowStep`` (``workflow 'a' contains itself:
                 a -> b -> a``) or a composite step among its own inner steps.
         """
-        self._compiled()
+        compiled(self)
 
     def with_store(
         self, store: Any, *, serializer: Any = None, durability: str = "sync"
@@ -464,10 +323,7 @@ class Workflow:
                 opened.
             WorkflowDefinitionError: an unknown ``durability``.
         """
-        from batten.durable import _check_durability
-        from batten.store import open_store
-
-        _check_durability(durability)
+        check_durability(durability)
         self._store = open_store(store)
         self._serializer = serializer
         self._durability = durability
@@ -511,8 +367,9 @@ class Workflow:
             StoreError: (durable run) the run cannot be recorded, e.g. ``run_id`` exists.
         """
         check_run_options(timeout, max_concurrency)
-        context, durable = self._begin_durable(context, store, run_id)
-        return await self._execute(
+        context, durable = lifecycle.begin_durable(self, context, store, run_id)
+        return await lifecycle.execute(
+            self,
             context,
             timeout=timeout,
             max_concurrency=max_concurrency,
@@ -520,33 +377,6 @@ class Workflow:
             base=None,
             durable=durable,
         )
-
-    def _begin_durable(
-        self, context: WorkflowContext | None, store: Any, run_id: str | None
-    ) -> tuple[WorkflowContext | None, Any]:
-        """``(context, DurableRun)`` recorded in the store for a durable run (``store`` given
-        or set by ``with_store``), else ``(context, None)``. Checks the workflow first."""
-        st = self._store if store is None else store
-        if st is None and run_id is None:
-            return context, None
-        from batten.durable import DurableRun, require_store
-
-        self._compiled()  # a malformed workflow is reported before anything is recorded
-        if context is None:
-            context = WorkflowContext(self.workflow_id)
-        elif not isinstance(context, WorkflowContext):
-            raise TypeError(
-                f"context must be a batten.WorkflowContext, got {type(context).__name__}"
-            )
-        durable = DurableRun.begin(
-            self,
-            context,
-            require_store(st),
-            run_id,
-            self._serializer,
-            self._durability,  # type: ignore[arg-type]
-        )
-        return context, durable
 
     async def resume(
         self,
@@ -584,7 +414,8 @@ class Workflow:
             CorruptRecordError, SchemaVersionError, StoreUnavailableError: the store cannot
                 be read.
         """
-        return await self._resume(
+        return await lifecycle.resume(
+            self,
             run_id,
             store=store,
             timeout=timeout,
@@ -592,192 +423,6 @@ class Workflow:
             base=None,
             retry_failed=retry_failed,
         )
-
-    async def _resume(
-        self,
-        run_id: str,
-        *,
-        store: Any,
-        timeout: float | None,
-        max_concurrency: int | None,
-        base: CompileOptions | None,
-        on_event: EventSink | None = None,
-        retry_failed: bool = False,
-    ) -> WorkflowResult:
-        """``resume`` with the compile options of a WorkflowEngine and an event subscriber
-        (``batten resume`` shows progress with it)."""
-        from batten.durable import DurableRun, is_finished, require_store, stored_result
-
-        check_run_options(timeout, max_concurrency)
-        st = require_store(self._store if store is None else store)
-        self._compiled(base)
-        durable, context, info = DurableRun.reopen(
-            self,
-            st,
-            run_id,
-            self._serializer,
-            self._durability,  # type: ignore[arg-type]
-        )
-        native = st._native
-        control = native.control(run_id)
-        retrying = retry_failed and info.status == WorkflowStatus.FAILED
-        if retrying and _COMPENSATION_FAILED in (info.error or ""):
-            raise WorkflowDefinitionError(
-                f"run '{run_id}' cannot be continued: its compensations ran (and one failed), "
-                "so its completed steps were undone; start a new run"
-            )
-        if (is_finished(info.status) and not retrying) or control == "cancel":
-            if not is_finished(info.status):
-                native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
-                info = st.get_run(run_id)
-            return stored_result(info, st.history(run_id), context, len(self._steps))
-        native.set_control(run_id, None)
-        native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
-        return await self._execute(
-            context,
-            timeout=timeout,
-            max_concurrency=max_concurrency,
-            on_event=on_event,
-            base=base,
-            durable=durable,
-        )
-
-    async def _execute(
-        self,
-        context: WorkflowContext | None,
-        *,
-        timeout: float | None,
-        max_concurrency: int | None,
-        on_event: EventSink | None,
-        base: CompileOptions | None,
-        durable: Any = None,
-    ) -> WorkflowResult:
-        """``execute`` with an event subscriber and the compile options of a WorkflowEngine."""
-        check_run_options(timeout, max_concurrency)
-        plan = self._compiled(base)
-        if context is None:
-            context = WorkflowContext(self.workflow_id)
-        elif not isinstance(context, WorkflowContext):
-            raise TypeError(
-                f"context must be a batten.WorkflowContext, got {type(context).__name__}"
-            )
-        listening = bool(self._step_callbacks or self._loggers or self._completion_callbacks)
-        if listening:
-            # NOTE: imported on first use: its event classes cost ~15 ms of `import batten`.
-            from batten import events
-
-            on_event = events.subscriber(self, on_event)
-        out = await run_plan(
-            plan,
-            context,
-            timeout=timeout,
-            max_concurrency=max_concurrency,
-            on_event=on_event,
-            journal=durable.journal if durable is not None else None,
-            on_run=durable.on_run if durable is not None else None,
-        )
-        status = WorkflowStatus(out.status)
-        steps, error = out.steps, out.error
-        if durable is not None:
-            status, steps, error = durable.finish(out, status)
-        if status == WorkflowStatus.FAILED:
-            status, steps, error = await self._compensate(out, base, on_event)
-        final_output = out.final_output
-        failed = status in (WorkflowStatus.FAILED, WorkflowStatus.COMPENSATED)
-        if failed and self.fallback_workflow is not None:
-            status, steps, error, final_output = await self._run_fallback(
-                context, steps, error, base, on_event
-            )
-        if durable is not None:
-            durable.record_end(status, error, final_output)
-        result = WorkflowResult(
-            workflow_id=self.workflow_id,
-            run_id=out.run_id,
-            status=status,
-            steps=steps,
-            final_output=final_output,
-            error=error,
-            total_execution_time_ms=out.elapsed_ms,
-            context=out.context,
-            total_steps=len(self._steps),
-        )
-        if listening:
-            from batten import events
-
-            await events.notify_completed(self._completion_callbacks, result, self._loggers)
-        return result
-
-    async def _run_fallback(
-        self,
-        context: WorkflowContext,
-        steps: list[StepResult],
-        error: str | None,
-        base: CompileOptions | None,
-        on_event: EventSink | None,
-    ) -> tuple[WorkflowStatus, list[StepResult], str | None, Any]:
-        """Runs the fallback workflow from the run's initial ``context`` (see
-        ``with_fallback_workflow``); returns the run's ``(status, steps, error, output)``."""
-        fallback = self.fallback_workflow
-        assert fallback is not None
-        plan = fallback._compiled(base, nested=True)
-        sink: EventSink | None = None
-        if on_event is not None:
-            parent = on_event
-
-            def sink(kind: str, step_id: str, attempt: int, payload: Any) -> None:
-                parent(kind, f"fallback_workflow/{step_id}", attempt, payload)
-
-        out = await run_plan(plan, context, on_event=sink)
-        ok = out.status == WorkflowStatus.COMPLETED.value
-        record = StepResult(
-            "fallback_workflow",
-            StepStatus.COMPLETED.value if ok else StepStatus.FAILED.value,
-            out.final_output if ok else None,
-            None if ok else out.error,
-            None if ok else "FallbackWorkflowFailed",
-            None,
-            1,
-            out.elapsed_ms,
-            {"workflow_id": fallback.workflow_id, "cause": error},
-            list(out.steps),
-        )
-        if ok:
-            return WorkflowStatus.COMPLETED, [*steps, record], None, out.final_output
-        both = f"{error}; fallback workflow '{fallback.workflow_id}' failed: {out.error}"
-        return WorkflowStatus.FAILED, [*steps, record], both, None
-
-    async def _compensate(
-        self, out: Outcome, base: CompileOptions | None, on_event: EventSink | None
-    ) -> tuple[WorkflowStatus, list[StepResult], str | None]:
-        """Runs the compensations of the completed steps in reverse completion order (saga).
-
-        Returns the run's status (``COMPENSATED`` when every compensation completed, else
-        ``FAILED``), its step results with the compensations' appended, and its error.
-        """
-        by_id = {s.step_id: s for s in self._steps}
-        comps: list[Step] = []
-        for r in reversed(out.steps):
-            comp = by_id[r.step_id].compensation if r.step_id in by_id else None
-            if r.status == StepStatus.COMPLETED and comp is not None:
-                comps.append(comp)
-        if not comps:
-            return WorkflowStatus.FAILED, out.steps, out.error
-        deps: list[list[str]] = [[]] + [[c.step_id] for c in comps[:-1]]
-        opts = base or self._default_options
-        # Best effort, as a saga: a failed compensation does not stop the ones after it.
-        plan = compile_plan(
-            f"{self.workflow_id}:compensation",
-            comps,
-            deps,
-            opts,
-            nested=True,
-            continue_on_error=True,
-        )
-        comp_out = await run_plan(plan, out.context, on_event=on_event)
-        ok = all(s.status == StepStatus.COMPLETED for s in comp_out.steps)
-        error = out.error if ok else f"{out.error}{_COMPENSATION_FAILED}{comp_out.error}"
-        status = WorkflowStatus.COMPENSATED if ok else WorkflowStatus.FAILED
-        return status, [*out.steps, *comp_out.steps], error
 
     def stream(
         self,
@@ -795,9 +440,10 @@ class Workflow:
         Raises:
             WorkflowDefinitionError, TypeError: as ``execute``, from the first ``__anext__``.
         """
-        from batten import events
+        # NOTE: imported on first use: the event classes it builds cost ~15 ms of `import batten`.
+        from batten._runtime import streaming
 
-        return events.stream(self, context, timeout=timeout, max_concurrency=max_concurrency)
+        return streaming.stream(self, context, timeout=timeout, max_concurrency=max_concurrency)
 
     def run(
         self,
@@ -824,7 +470,7 @@ class Workflow:
         except RuntimeError:
             # Runner.run defaults to the context captured when the runner was made; pass the
             # caller's current one so contextvars set since then reach the steps.
-            return _thread_runner().run(
+            return thread_runner().run(
                 self.execute(context, **kwargs), context=contextvars.copy_context()
             )
         box: list[Any] = []
@@ -855,6 +501,7 @@ class Workflow:
         Raises:
             ValueError: an unknown ``direction``.
         """
+        # NOTE: imported on first use, keeping `import batten` free of display (test_process).
         from batten.display import to_mermaid
 
         return to_mermaid(self, direction=direction)
@@ -862,12 +509,14 @@ class Workflow:
     def _repr_html_(self) -> str:
         """Jupyter's HTML view: the graph, drawn by Mermaid (see
         :func:`batten.display.workflow_html`)."""
+        # NOTE: imported on first use, keeping `import batten` free of display (test_process).
         from batten.display import workflow_html
 
         return workflow_html(self)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
         """Jupyter's MIME bundle: ``repr``, HTML and a markdown ``mermaid`` block."""
+        # NOTE: imported on first use, keeping `import batten` free of display (test_process).
         from batten.display import workflow_mimebundle
 
         return workflow_mimebundle(self)

@@ -30,7 +30,12 @@ from typing import Any
 
 from batten.errors import WorkflowDefinitionError
 
-__all__ = ["ACCEPTS", "adapt", "cannot_run", "jsonable"]
+__all__ = ["ACCEPTS", "CALL_METHODS", "adapt", "cannot_run", "jsonable"]
+
+#: Methods looked up on an agent or tool object that is not a plain function (nor a framework's
+#: object with an adapter), in this order: async methods first, so an object offering both
+#: (LangChain's ``ainvoke``/``invoke``) runs on the event loop instead of a worker thread.
+CALL_METHODS = ("arun", "ainvoke", "run", "invoke", "execute")
 
 #: Top-level package names of a framework's types -> the adapter module for them.
 _ADAPTERS: tuple[tuple[frozenset[str], str], ...] = (

@@ -25,7 +25,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
-from batten.adapters import cannot_run, jsonable
+from batten._core import Nested
+from batten.adapters import CALL_METHODS, cannot_run, jsonable
 from batten.errors import WorkflowDefinitionError
 
 __all__ = [
@@ -304,8 +305,6 @@ def _outcome_error(error: Any) -> JafRunError:
 async def _run_agent(agent: Any, config: Any, message: Any, jaf_context: Any) -> Any:
     """Runs ``agent`` on ``message`` with JAF's ``run(initial_state, config)``; see
     :func:`adapt` for the result and the exceptions."""
-    from batten._core import Nested
-
     engine = _import("jaf.core.engine")
     types = _import("jaf.core.types")
     provider = _observed(config.model_provider)
@@ -407,8 +406,6 @@ def _tool_callable(tool: Any) -> Callable[..., Any]:
         """Validates ``args`` into the tool's ``schema.parameters`` (pydantic) and awaits
         ``tool.execute(args, context)``, within ``schema.timeout`` when set, as JAF's engine
         does for a model's tool call."""
-        from batten._core import Nested
-
         schema = tool.schema
         params = schema.parameters
         validated = params.model_validate(args) if hasattr(params, "model_validate") else args
@@ -514,8 +511,6 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
             step_id,
             "a model provider is not an agent: give `JafAgent(agent, provider_or_run_config)`",
         )
-    from batten.steps import CALL_METHODS
-
     if callable(obj) or any(callable(getattr(obj, m, None)) for m in CALL_METHODS):
         return None  # the generic path calls it
     raise _cannot_run_jaf(obj, role, step_id, "it is neither an Agent nor a Tool")

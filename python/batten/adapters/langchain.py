@@ -58,6 +58,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from batten._core import Nested
+from batten.adapters import ACCEPTS, CALL_METHODS
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["adapt"]
@@ -100,8 +102,6 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
         if role == "agent":
             return _agent_fn(obj, step_id), False
         return _runnable_tool_fn(obj, step_id), True
-    from batten.steps import CALL_METHODS
-
     if callable(obj) or any(callable(getattr(obj, name, None)) for name in CALL_METHODS):
         return None  # not a Runnable but callable: batten's generic path runs it
     hint = (
@@ -114,8 +114,6 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
 
 
 def _accepts() -> str:
-    from batten.adapters import ACCEPTS
-
     return ACCEPTS
 
 
@@ -298,8 +296,6 @@ def _agent_output(result: Any) -> tuple[Any, list[Any], dict[str, Any]]:
 
 def _nested(output: Any, framework: str, messages: list[Any], extra: dict[str, Any]) -> Any:
     """``Nested(output, metadata=...)`` with the framework, model and usage of ``messages``."""
-    from batten._core import Nested
-
     metadata: dict[str, Any] = {"framework": framework}
     for message in reversed(messages):
         info = getattr(message, "response_metadata", None) or {}

@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from batten._core import Nested
+from batten.adapters import ACCEPTS
 from batten.errors import WorkflowDefinitionError
 
 __all__ = ["adapt"]
@@ -72,8 +74,6 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
             )
         return _tool_runner(obj), True
 
-    from batten.adapters import ACCEPTS
-
     hint = ""
     if isinstance(obj, AbstractAgent):
         hint = " (a pydantic-ai Agent runs as an AgentStep, not a ToolStep)"
@@ -98,8 +98,6 @@ def _agent_runner(agent: Any) -> Callable[..., Any]:
         Raises:
             Exception: whatever the run raises, unchanged (e.g. ``ModelHTTPError``).
         """
-        from batten._core import Nested
-
         result = await agent.run(_prompt(message))
         metadata: dict[str, Any] = {"framework": _FRAMEWORK}
         model = _model_name(result, agent)
@@ -128,8 +126,6 @@ def _tool_runner(tool: Any) -> Callable[..., Any]:
             Exception: whatever the function raises, unchanged.
         """
         from pydantic_ai.messages import ToolReturn
-
-        from batten._core import Nested
 
         schema = tool.function_schema
         validated = schema.validator.validate_python(args)

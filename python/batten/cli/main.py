@@ -31,6 +31,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from batten import (
+    StepResult,
+    StepStatus,
+    WorkflowConfigError,
+    WorkflowContext,
+    WorkflowStatus,
+    __version__,
+    load_workflow,
+)
+from batten._runtime import lifecycle
+from batten._runtime.subscribers import on_loop
+from batten.approval import approve, reject
+from batten.cli.progress import Progress
+from batten.config import initial_variables, read_workflow
+from batten.display import result_text
+from batten.durable import cancel, is_finished, stored_result
+from batten.errors import BattenError, RunNotFoundError, StoreError, WorkflowDefinitionError
+from batten.steps import Step
+from batten.steps.composite import MapStep
+from batten.store import open_store
+
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING = 0, 1, 2, 3
 #: The reader of stdout went away: 128 + SIGPIPE, what a shell reports for a command that
 #: SIGPIPE killed.
@@ -61,8 +82,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     parser = _parser()
     args = parser.parse_args(argv)
-    from batten.errors import BattenError, RunNotFoundError, StoreError, WorkflowDefinitionError
-
     try:
         code: int = args.func(args)
         return code
@@ -120,8 +139,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Run, resume and inspect batten workflow files (YAML/JSON).",
         epilog="Exit codes: 0 completed, 1 failed, 2 bad input, 3 waiting for approval/paused.",
     )
-    from batten import WorkflowStatus, __version__
-
     parser.add_argument("--version", action="version", version=f"batten {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -271,8 +288,6 @@ def _store_url(args: argparse.Namespace) -> str:
 
 def _store(args: argparse.Namespace) -> Any:
     """The store ``batten run`` records its run in, created if missing."""
-    from batten.store import open_store
-
     url = _store_url(args)
     if url == DEFAULT_STORE:
         Path(".batten").mkdir(exist_ok=True)
@@ -282,8 +297,6 @@ def _store(args: argparse.Namespace) -> Any:
 def _existing_store(args: argparse.Namespace) -> Any:
     """The store to read, or ``None`` when it is a SQLite file that does not exist: commands
     about recorded runs never create a store (opening a SQLite URL creates its file)."""
-    from batten.store import open_store
-
     url = _store_url(args)
     path = _sqlite_file(url)
     if path is not None and not path.is_file():
@@ -313,8 +326,6 @@ def _where(args: argparse.Namespace, store: Any = None) -> str:
 
 
 def _no_store(args: argparse.Namespace, run_id: str) -> NoReturn:
-    from batten.errors import RunNotFoundError
-
     raise RunNotFoundError(
         f"run {run_id} not found in {_where(args)}: no such store (nothing was created)", run_id
     )
@@ -322,8 +333,6 @@ def _no_store(args: argparse.Namespace, run_id: str) -> NoReturn:
 
 def _run_info(args: argparse.Namespace, store: Any, run_id: str) -> Any:
     """Run ``run_id``'s record; ``RunNotFoundError`` naming the store when it has no such run."""
-    from batten.errors import RunNotFoundError
-
     if store is None:
         _no_store(args, run_id)
     try:
@@ -355,9 +364,6 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``batten run FILE``."""
-    from batten import WorkflowContext, load_workflow
-    from batten.config import initial_variables
-
     workflow = load_workflow(args.file)
     variables = initial_variables(workflow, _inputs(args))
     store = _store(args)
@@ -371,8 +377,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """``batten resume RUN_ID``: continues a run that crashed, paused, waited or failed (its
     failed steps run again). A run that completed, was cancelled or was compensated is refused
     (exit 2): there is nothing left to run."""
-    from batten import WorkflowStatus
-
     store = _existing_store(args)
     info = _run_info(args, store, args.run_id)
     if info.status in (
@@ -391,8 +395,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_decide(args: argparse.Namespace) -> int:
     """``batten approve|reject RUN_ID STEP``: records the decision, then resumes the run.
     Refused (exit 2, ``ApprovalError``) when the run has ended or the step is not waiting."""
-    from batten.approval import approve, reject
-
     store = _existing_store(args)
     _run_info(args, store, args.run_id)
     decide = approve if args.approved else reject
@@ -407,9 +409,6 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """``batten status RUN_ID``: exit code as the run's status (0, 1, 3; 0 while running)."""
-    from batten.display import result_text
-    from batten.durable import stored_result
-
     store = _existing_store(args)
     info = _run_info(args, store, args.run_id)
     history = store.history(args.run_id)
@@ -473,9 +472,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     """``batten cancel RUN_ID``: a waiting or paused run is cancelled at once, a running one
     within 0.1 s. A run that has ended is refused (exit 2): a cancel request left on it would
     stop its next ``batten resume``."""
-    from batten import WorkflowStatus
-    from batten.durable import cancel, is_finished
-
     store = _existing_store(args)
     info = _run_info(args, store, args.run_id)
     if is_finished(info.status):
@@ -499,8 +495,6 @@ def cmd_graph(args: argparse.Namespace) -> int:
     """``batten graph FILE [--import]``: the Mermaid flowchart on stdout; nothing of the
     file's is imported unless ``--import`` (exit 2 with ``file:line: field: problem`` if the
     file is malformed)."""
-    from batten.config import read_workflow
-
     workflow = read_workflow(args.file, resolve=args.resolve).workflow
     print(workflow.to_mermaid(direction=args.direction))
     return EXIT_OK
@@ -510,9 +504,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """``batten validate FILE [--no-import] [--json]``: 0 when valid, 2 (with
     ``file:line: field: problem``) if not; with ``--no-import`` the references left unchecked
     are listed (JSON: ``"not_imported"``, a list of ``{file, line, field, reference}``)."""
-    from batten import WorkflowConfigError
-    from batten.config import read_workflow
-
     try:
         loaded = read_workflow(args.file, resolve=args.resolve)
     except WorkflowConfigError as exc:
@@ -550,8 +541,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _workflow_of(store: Any, run_id: str, file: str | None) -> Any:
-    from batten import load_workflow
-
     if file is None:
         info = store.get_run(run_id)
         file = (info.input.get("metadata") or {}).get(SOURCE_KEY)
@@ -573,9 +562,6 @@ def _drive(
     resume: str | None = None,
 ) -> int:
     """Runs (or resumes) to the end, approving waits with ``--yes``; prints and exits."""
-    from batten import WorkflowStatus
-    from batten.cli.progress import Progress
-
     progress = None
     if not args.quiet:
         progress = Progress(
@@ -589,34 +575,33 @@ def _drive(
             _err(text)
 
     async def go() -> Any:
-        from batten.approval import approve
-        from batten.events import _on_loop
-
         def deliver(raw: tuple[str, str, int, Any]) -> None:
             if raw[0] in ("timeout", "cancelled") and not _ABANDONED:
                 _ABANDONED.append(True)
             if progress is not None:
                 progress.sink(*raw)
 
-        sink = _on_loop(deliver, lambda: True)
+        sink = on_loop(deliver, lambda: True)
         opts: dict[str, Any] = {"timeout": args.timeout, "max_concurrency": args.max_concurrency}
         if resume is None:
-            ctx, durable = workflow._begin_durable(context, store, run_id)
+            ctx, durable = lifecycle.begin_durable(workflow, context, store, run_id)
             say(f"run {durable.run_id} of {workflow.name} (store {store.url})")
-            result = await workflow._execute(ctx, on_event=sink, base=None, durable=durable, **opts)
+            result = await lifecycle.execute(
+                workflow, ctx, on_event=sink, base=None, durable=durable, **opts
+            )
         else:
             say(f"resuming run {resume} of {workflow.name}")
             if progress is not None:
                 progress.restore(*_restored(workflow, store.history(resume)))
-            result = await workflow._resume(
-                resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
+            result = await lifecycle.resume(
+                workflow, resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
             )
         while args.yes and result.status == WorkflowStatus.WAITING_APPROVAL:
             for path in _waiting_steps(store.history(result.run_id)):
                 approve(result.run_id, path, by=_APPROVER, comment="--yes", store=store)
                 say(f"approved {path} (--yes)")
-            result = await workflow._resume(
-                result.run_id, store=store, base=None, on_event=sink, **opts
+            result = await lifecycle.resume(
+                workflow, result.run_id, store=store, base=None, on_event=sink, **opts
             )
         return result
 
@@ -628,8 +613,6 @@ def _drive(
 
 
 def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) -> None:
-    from batten import WorkflowStatus
-
     payload = _result_json(result, workflow.name)
     options = getattr(workflow, "output_options", {}) or {}
     if options.get("include_agent_outputs"):
@@ -686,8 +669,6 @@ def _result_json(result: Any, name: str) -> dict[str, Any]:
 
 
 def _exit_code(status: Any) -> int:
-    from batten import WorkflowStatus
-
     if status == WorkflowStatus.COMPLETED:
         return EXIT_OK
     if status in (WorkflowStatus.WAITING_APPROVAL, WorkflowStatus.PAUSED):
@@ -704,9 +685,6 @@ def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[A
     never disagree. Approvals are offered only while the run waits for them: ``batten approve``
     continues the run, which a paused run should not do behind its owner's back and a running
     one must not do twice."""
-    from batten import WorkflowStatus
-    from batten.workflow import _COMPENSATION_FAILED
-
     lines: list[str] = []
     if status == WorkflowStatus.WAITING_APPROVAL:
         for path in _waiting_steps(history):
@@ -717,7 +695,7 @@ def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[A
             ]
     if status == WorkflowStatus.PAUSED:
         lines.append(f"paused; continue with: batten resume {run_id}")
-    elif status == WorkflowStatus.FAILED and _COMPENSATION_FAILED not in (error or ""):
+    elif status == WorkflowStatus.FAILED and lifecycle.COMPENSATION_FAILED not in (error or ""):
         lines.append(f"after fixing the cause: batten resume {run_id}")
     return lines
 
@@ -727,9 +705,6 @@ def _shown_steps(steps: Sequence[Any], status: Any) -> list[Any]:
     ``waiting_approval`` (the store's last word on it is the ``failed`` that ended the run
     while it waited), and a step blocked behind it is ``pending``; when the run ended while
     the approval waited, the approval was never decided and shows ``cancelled``."""
-    from batten import StepStatus, WorkflowStatus
-    from batten.durable import is_finished
-
     ended = is_finished(status)
     shown: list[Any] = []
     for s in steps:
@@ -746,8 +721,6 @@ def _shown_steps(steps: Sequence[Any], status: Any) -> list[Any]:
 
 
 def _restated(step: Any, status: Any, note: str | None) -> Any:
-    from batten import StepResult
-
     return StepResult(
         step.step_id,
         status,
@@ -799,9 +772,6 @@ def _restored(workflow: Any, history: Sequence[Any]) -> tuple[list[str], dict[st
     restored steps): the paths whose last verdict in ``history`` is ``completed`` (the
     journal's rule), and each top-level map step's item count as far as the store knows it."""
     import re
-
-    from batten.composite import MapStep
-    from batten.steps import Step
 
     last: dict[str, str] = {}
     for r in history:

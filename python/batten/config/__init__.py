@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from batten.config import phases
 from batten.config.build import Builder, coerce_input, schema
 from batten.config.source import DocPath, LineMap, bounds_problem, field_name, read
 from batten.errors import WorkflowConfigError
@@ -203,8 +204,6 @@ def _build(
     if not isinstance(data, Mapping):
         raise lines.error((), f"a workflow file holds a mapping, got {type(data).__name__}")
     if "phases" in data and "steps" not in data:
-        from batten.config import phases
-
         native, native_lines, extras = phases.to_native(data, lines)
         builder = Builder(native, native_lines, base_dir, registry, resolve=resolve)
         workflow = builder.build()

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from batten.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
+from batten._internal.templates import input_refs, render, render_inputs, template_refs
 from batten.config.refs import (
     exception_class,
     import_ref,
@@ -29,17 +29,17 @@ from batten.config.refs import (
 )
 from batten.config.source import DocPath, LineMap
 from batten.errors import WorkflowConfigError, WorkflowDefinitionError
-from batten.registry import Registry, global_registry
-from batten.retry import RetryPolicy
-from batten.steps import (
-    AgentStep,
-    Step,
-    ToolStep,
-    input_refs,
-    render,
-    render_inputs,
-    template_refs,
+from batten.registry import (
+    Registry,
+    build_registered_workflow,
+    global_registry,
+    has_workflow_factory,
+    unknown_workflow,
 )
+from batten.retry import RetryPolicy
+from batten.steps import AgentStep, Step, ToolStep
+from batten.steps.approval import HumanApprovalStep
+from batten.steps.composite import ConditionalStep, LoopStep, MapStep, ParallelStep
 from batten.workflow import Workflow
 
 #: How many workflow files a chain of ``fallback_workflow`` files may hold.
@@ -260,8 +260,9 @@ class Builder:
     def _fallback(self, spec: str) -> Workflow | None:
         """The fallback workflow: a registered factory's name, else a file beside this one
         (``None``: a factory name that ``resolve=False`` cannot check)."""
-        from batten.config import _read_workflow, loading
-        from batten.factory import _factories, create_workflow
+        # config's own package cycle: a fallback file is read by the loader reading this one
+        # (batten.config imports this module).
+        from batten.config import _read_workflow, load_workflow, loading
 
         path = ("fallback_workflow",)
         file = self.base_dir / spec if self.base_dir is not None else None
@@ -269,11 +270,20 @@ class Builder:
             file.suffix.lower() in (".yaml", ".yml", ".json") or file.is_file()
         )
         try:
-            if spec in _factories or not is_file:
-                if not self.resolve and spec not in _factories:
+            registered = has_workflow_factory(spec)
+            if registered or not is_file:
+                if not self.resolve and not registered:
                     self.unresolved.append((path, spec))
                     return None
-                made = create_workflow(spec)
+                made = build_registered_workflow(spec) if registered else None
+                if made is None:  # as create_workflow: a file by a path from here, or nothing
+                    named = Path(spec)
+                    if (
+                        named.suffix.lower() not in (".yaml", ".yml", ".json")
+                        and not named.is_file()
+                    ):
+                        raise unknown_workflow(spec)
+                    made = load_workflow(named)
             else:
                 assert file is not None
                 chain = loading()
@@ -557,8 +567,6 @@ class Builder:
         return ConditionalStep(spec["id"], cond, true_step, false_step)
 
     def _approval(self, spec: Mapping[str, Any], path: DocPath) -> Step:
-        from batten.approval import HumanApprovalStep
-
         self._check_refs(spec, path, "prompt")
         return HumanApprovalStep(
             spec["id"], spec["prompt"], spec.get("approvers"), spec.get("timeout")

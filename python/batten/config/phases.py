@@ -32,7 +32,7 @@ from typing import Any
 from batten.config.source import DocPath, LineMap
 from batten.errors import WorkflowConfigError
 
-#: The largest count in a workflow file (``batten._checks.MAX_COUNT``, 2**31 - 1).
+#: The largest count in a workflow file (``batten._internal.checks.MAX_COUNT``, 2**31 - 1).
 MAX_COUNT = 2_147_483_647
 
 _PHASE_KEYS = {"name", "agent", "timeout", "retries", "depends_on", "message", "condition"}

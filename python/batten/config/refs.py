@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from batten.errors import WorkflowDefinitionError
+
 
 @contextmanager
 def on_path(directory: Path | None) -> Iterator[None]:
@@ -88,8 +90,6 @@ def unresolved(reference: str) -> Callable[..., Any]:
     """
 
     def stand_in(*args: Any, **kwargs: Any) -> Any:
-        from batten.errors import WorkflowDefinitionError
-
         raise WorkflowDefinitionError(
             f"'{reference}' was not imported: the workflow was loaded without importing "
             "(resolve=False), to be inspected, not run"

@@ -8,6 +8,9 @@
 - ``step.with_compensation(other)``: when a run fails, the compensations of the completed steps
   run in reverse completion order and the run ends ``COMPENSATED`` (seed 001's rollback).
 
+Layer ``batten._runtime``: registered into compilation (``register_takeover``) when
+``batten._runtime`` is imported, so compiling never imports this module.
+
 A step with a recovery runs as a small composite: the step itself is a one-step nested run (its
 retries, timeout and conditions are the engine's), then at most one recovery run. The step's
 result keeps both as ``children`` and says what happened in ``metadata``.
@@ -17,22 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from batten._checks import check_callable
-from batten._compile import (
-    CompileOptions,
-    Outcome,
-    compile_plan,
-    raise_failed,
-    run_plan,
-    state_delta,
-)
 from batten._core import Nested, StepResult, WorkflowContext
-from batten._status import StepStatus
-
-if TYPE_CHECKING:
-    from batten.steps import Step
+from batten._internal.options import CompileOptions
+from batten._internal.outcome import raise_failed, state_delta
+from batten._internal.status import StepStatus
+from batten._runtime.compile import compile_plan, register_takeover
+from batten._runtime.run import Outcome, run_plan
+from batten.steps.base import Step
 
 __all__ = ["ACTIONS", "recovering_call"]
 
@@ -137,8 +133,6 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
 
 
 def _checked_step(step_id: str, value: Any) -> Step | None:
-    from batten.steps import Step
-
     if value is None or isinstance(value, Step):
         return value
     raise TypeError(
@@ -165,6 +159,19 @@ def _retry_budget(step_id: str, decision: Mapping[str, Any]) -> int:
     return n
 
 
-def check_handler(step_id: str, handler: Any) -> None:
-    """Raises ``WorkflowDefinitionError`` unless ``handler`` is callable."""
-    check_callable(handler, "an error handler", owner=f"step '{step_id}'")
+def _needs_recovery(step: Step, opts: CompileOptions) -> bool:
+    return (
+        step.fallback is not None
+        or bool(opts.error_handlers.get(step.step_id))
+        # The workflow-wide handler decides for the step where an error happens, so it wraps
+        # plain steps only: a composite's failure was already decided inside it.
+        or (opts.workflow_handler is not None and not step._is_composite)
+    )
+
+
+def _takeover(step: Step, opts: CompileOptions) -> Callable[..., Any] | None:
+    """``step``'s recovering call when it has a fallback or error handler, else ``None``."""
+    return recovering_call(step, opts) if _needs_recovery(step, opts) else None
+
+
+register_takeover(_takeover)

@@ -3,20 +3,26 @@
 A cached step's call is wrapped: the key is computed from the step's context, a live entry in
 the run's store (or, without one, a store private to this process) is returned as the output
 with ``metadata["cached"] = True``, and a fresh JSON output is stored with its expiry.
+
+Layer ``batten._runtime``: registered into compilation (``register_call_wrapper``) when
+``batten._runtime`` is imported, so compiling never imports this module.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from batten import _core
-from batten._compile import JOURNAL
 from batten._core import Nested
+from batten._core import Store as NativeStore
+from batten._internal.context import JOURNAL
+from batten._internal.options import CompileOptions
+from batten._runtime.compile import register_call_wrapper
+from batten.steps.base import Step
+from batten.steps.protocol import CallSpec
 
 _log = logging.getLogger("batten.cache")
 _LOCAL: list[Any] = []
@@ -27,7 +33,7 @@ def _store() -> Any:
     if journal is not None:
         return journal.store
     if not _LOCAL:
-        _LOCAL.append(_core.Store("memory://"))
+        _LOCAL.append(NativeStore("memory://"))
     return _LOCAL[0]
 
 
@@ -36,6 +42,10 @@ def _default_key(context: Any) -> Any:
 
 
 def _cache_key(workflow_id: str, step_id: str, key: Any) -> str:
+    # NOTE: imported on first use: hashlib (OpenSSL) is ~3 ms of `import batten`, which every
+    # run pays while only cached steps need it.
+    import hashlib
+
     text = json.dumps(key, sort_keys=True, default=repr)
     digest = hashlib.sha256(text.encode()).hexdigest()
     return f"{workflow_id}/{step_id}/{digest}"
@@ -86,3 +96,18 @@ def cached_call(
         return out
 
     return cached_sync
+
+
+def _cached_spec(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
+    """``spec`` with its call wrapped by the cache when ``step`` has ``with_cache``."""
+    if step.cache is None:
+        return spec
+    invoke, is_async, wants_context, refs = spec
+    ttl, key_fn = step.cache
+    invoke = cached_call(
+        step.step_id, opts.workflow_id, invoke, is_async, wants_context, ttl, key_fn
+    )
+    return invoke, is_async, True, refs
+
+
+register_call_wrapper(_cached_spec)

@@ -7,7 +7,7 @@ as a :class:`~batten.errors.WorkflowDefinitionError` naming its owner (``step 'f
 every value inside what the native engine can hold: a larger number of seconds made Rust's
 ``Duration`` panic, a larger count raised ``OverflowError`` on its way into a Rust integer.
 
-A leaf module: it imports nothing from batten but :mod:`batten.errors`.
+A leaf module (``batten._internal``): it imports nothing from batten but :mod:`batten.errors`.
 """
 
 from __future__ import annotations

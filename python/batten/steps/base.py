@@ -4,6 +4,11 @@ A step is a description; the native engine decides when it runs. Everything that
 once (which method of an agent object to call, whether it is async, whether it takes a
 ``context`` parameter, which ``{step_id.result}`` references its input holds) is decided here, at
 step creation, never per call.
+
+Layer ``batten.steps`` (the step model): imports ``batten._internal``, ``batten.errors``,
+``batten.retry``, ``batten.registry``, ``batten.traffic`` and ``batten.adapters``; never the
+runtime, which it reaches through the :class:`~batten.steps.protocol.CompileContext` passed to
+``_call_spec``.
 """
 
 from __future__ import annotations
@@ -11,55 +16,35 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import re
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-if TYPE_CHECKING:
-    from batten._compile import CompileOptions
-
-from batten._checks import MAX_COUNT, check_callable, check_count, check_seconds, check_step_id
+from batten._internal.checks import (
+    MAX_COUNT,
+    check_callable,
+    check_count,
+    check_seconds,
+    check_step_id,
+)
+from batten._internal.epoch import bump_epoch
+from batten._internal.templates import render, template_refs
+from batten._internal.view import StepView, name_of, settings_text
+from batten.adapters import ACCEPTS, CALL_METHODS, adapt
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
 from batten.retry import RetryPolicy
+from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
+from batten.traffic import CircuitBreaker, RateLimit
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
-
-#: Methods looked up on an agent or tool object that is not a plain function, in this order:
-#: async methods first, so an object offering both (LangChain's ``ainvoke``/``invoke``) runs on
-#: the event loop instead of a worker thread.
-CALL_METHODS = ("arun", "ainvoke", "run", "invoke", "execute")
 
 # `ainvoke`/`invoke` take their input as one positional argument (LangChain's Runnable protocol);
 # the others take a tool's args as keyword arguments.
 _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 
-_REF = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
-#: ``{inputs.name}``: a run variable, as workflow files name their inputs.
-_INPUT = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
-
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
-
-#: ``(invoke, is_async, wants_context, template_refs)``: how the engine calls one step.
-CallSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]
-
-#: Bumped by every change to any step or workflow after creation; a workflow whose compiled
-#: plan is newer than the last bump reuses it without re-reading each step's version (NOTE:
-#: that scan cost ~0.37 µs a step per run, a tenth of W1's whole per-step cost).
-_EPOCH = [0]
-
-
-def mutation_epoch() -> int:
-    """The current value of the step-change counter (see ``_EPOCH``)."""
-    return _EPOCH[0]
-
-
-def bump_epoch() -> None:
-    """Records a change that compiled plans may depend on (a workflow's steps or handlers)."""
-    _EPOCH[0] += 1
-
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -95,8 +80,6 @@ def _is_async(fn: Callable[..., Any]) -> bool:
 def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
     """Returns ``(callable, single_input)`` for an agent or tool: a framework's object through
     its adapter (``batten.adapters``), else the callable or its first call method."""
-    from batten.adapters import ACCEPTS, adapt
-
     # A batten.Agent found by name in the registry: call its function, not its sync __call__
     # (which would hide an async function's coroutine from the engine).
     unwrap = getattr(type(target), "_batten_target", None)
@@ -122,94 +105,6 @@ def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], 
         f"step '{step_id}': the {role} must be one of: {ACCEPTS}; got {type(target).__name__} "
         f"{target!r:.80}"
     )
-
-
-def input_refs(value: Any) -> set[str]:
-    """The input names referenced as ``{inputs.name}`` anywhere in the strings of ``value``."""
-    found: set[str] = set()
-    if isinstance(value, str):
-        found.update(m.group(1) for m in _INPUT.finditer(value))
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            found |= input_refs(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            found |= input_refs(v)
-    return found
-
-
-def render_inputs(value: Any, variables: Mapping[str, Any]) -> Any:
-    """Replaces ``{inputs.name}`` by the variable ``name``: a string that is exactly one
-    reference becomes the value itself, references inside longer strings its ``str``.
-
-    Raises:
-        KeyError: the run has no variable ``name``.
-    """
-    if isinstance(value, str):
-        whole = _INPUT.fullmatch(value)
-        if whole:
-            return _variable(variables, whole.group(1))
-        if "{inputs." not in value:
-            return value
-        return _INPUT.sub(lambda m: str(_variable(variables, m.group(1))), value)
-    if isinstance(value, Mapping):
-        return {k: render_inputs(v, variables) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render_inputs(v, variables) for v in value]
-    return value
-
-
-def _variable(variables: Mapping[str, Any], name: str) -> Any:
-    if name not in variables:
-        raise KeyError(f"the run has no input '{name}' (pass it with --input {name}=...)")
-    return variables[name]
-
-
-def template_refs(value: Any) -> tuple[str, ...]:
-    """Step ids referenced as ``{step_id.result...}`` anywhere in the strings of ``value``."""
-    found: list[str] = []
-    if isinstance(value, str):
-        found.extend(m.group(1) for m in _REF.finditer(value))
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            found.extend(template_refs(v))
-    elif isinstance(value, list | tuple):
-        for v in value:
-            found.extend(template_refs(v))
-    return tuple(dict.fromkeys(found)) if found else ()
-
-
-def _lookup(results: Mapping[str, Any], step_id: str, ref: str, path: str) -> Any:
-    if ref not in results:
-        raise KeyError(
-            f"step '{step_id}' references '{{{ref}.result{path}}}' but '{ref}' has no result "
-            "(it was skipped)"
-        )
-    value = results[ref]
-    for key in filter(None, path.split(".")):
-        value = value[key] if isinstance(value, Mapping) else getattr(value, key)
-    return value
-
-
-def render(value: Any, results: Mapping[str, Any], step_id: str) -> Any:
-    """Replaces ``{x.result}`` / ``{x.result.key}`` in the strings of ``value``.
-
-    A string that is exactly one reference becomes the referenced value itself (so a dict output
-    passes through as a dict); references inside longer strings are replaced by ``str(value)``.
-    Other braces (JSON in a prompt) are left alone.
-    """
-    if isinstance(value, str):
-        whole = _REF.fullmatch(value)
-        if whole:
-            return _lookup(results, step_id, whole.group(1), whole.group(2))
-        return _REF.sub(lambda m: str(_lookup(results, step_id, m.group(1), m.group(2))), value)
-    if isinstance(value, Mapping):
-        return {k: render(v, results, step_id) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, results, step_id) for v in value]
-    if isinstance(value, tuple):
-        return tuple(render(v, results, step_id) for v in value)
-    return value
 
 
 class Step:
@@ -255,7 +150,7 @@ class Step:
 
     def _changed(self) -> None:
         self._version += 1
-        _EPOCH[0] += 1
+        bump_epoch()
 
     def _children(self) -> list[Step]:
         """The steps this step runs inside itself (a composite's branches, body, route...);
@@ -325,8 +220,6 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``limit`` is not a ``RateLimit``.
         """
-        from batten.traffic import RateLimit
-
         if not isinstance(limit, RateLimit):
             raise WorkflowDefinitionError(
                 f"step '{self.step_id}': with_rate_limit expects a batten.RateLimit, got "
@@ -345,8 +238,6 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``breaker`` is not a ``CircuitBreaker``.
         """
-        from batten.traffic import CircuitBreaker
-
         if not isinstance(breaker, CircuitBreaker):
             raise WorkflowDefinitionError(
                 f"step '{self.step_id}': with_circuit_breaker expects a batten.CircuitBreaker, "
@@ -443,14 +334,30 @@ class Step:
         self._changed()
         return self
 
-    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
+    def _call_spec(self, ctx: CompileContext) -> CallSpec:
         """``(invoke, is_async, wants_context, template_refs)`` for the engine; names are
-        resolved in ``opts.registry`` (default: the process-wide one).
+        resolved in ``ctx.options.registry`` (default: the process-wide one), and a step that
+        runs other steps compiles and runs them through ``ctx``.
 
         Raises:
             WorkflowDefinitionError: a named agent or tool is not registered.
         """
         raise TypeError(f"{type(self).__name__} cannot be run by the core engine")
+
+    def _describe(self) -> StepView:
+        """How ``batten.display`` draws this step: a box with its kind and non-default
+        settings, or (a composite the display has no view for) a group of the steps it holds."""
+        kind = type(self).__name__
+        settings = settings_text(self)
+        children = self._children() if self._is_composite else []
+        if children:
+            return StepView(
+                kind,
+                "group",
+                title=f"{kind}, {settings}" if settings else kind,
+                branches=tuple((None, child) for child in children),
+            )
+        return StepView(kind, lines=(kind, settings))
 
     def _version_key(self) -> Any:
         """Changes whenever the step, or a step it holds, changes (plan cache key)."""
@@ -476,13 +383,20 @@ class _Invocable(Step):
     def _target(self) -> Any:
         return getattr(self, self._role)
 
-    def _resolved(self, opts: CompileOptions | None) -> tuple[Callable[..., Any], bool, bool, bool]:
+    def _describe(self) -> StepView:
+        """A box naming the agent or tool (``"tool: fetch"``; a target given by name, or by
+        none, under that name or the step's id) and the non-default settings."""
+        target = self._target()
+        kind = f"{self._role}: {name_of(self.step_id if target is None else target)}"
+        return StepView(kind, lines=(kind, settings_text(self)))
+
+    def _resolved(self, ctx: CompileContext) -> tuple[Callable[..., Any], bool, bool, bool]:
         """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
         was given as one."""
         target = self._target()
         if target is None or isinstance(target, str):
             name = target or self.step_id
-            reg = getattr(opts, "registry", None) or global_registry()
+            reg = ctx.options.registry or global_registry()
             target = reg.resolve(self._role, name, self.step_id)  # type: ignore[arg-type]
         fn, single = _resolve(target, self._role, self.step_id)
         return fn, single, _is_async(fn), _accepts_context(fn)
@@ -572,8 +486,8 @@ class AgentStep(_Invocable):
             text = f"{text}\n\nContext: {extra}"
         return text
 
-    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
-        fn, _single, is_async, wants = self._resolved(opts)
+    def _call_spec(self, ctx: CompileContext) -> CallSpec:
+        fn, _single, is_async, wants = self._resolved(ctx)
         refs = template_refs(self.message) if self._input_fn is None else ()
         if not refs and self._input_fn is None and self._context_fn is None:
             return functools.partial(fn, self.message), is_async, wants, ()
@@ -585,11 +499,11 @@ class AgentStep(_Invocable):
 
         return invoke, is_async, True, refs
 
-    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+    def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``(invoke, is_async, wants_context, refs)`` where
         ``invoke(item, context=...)`` runs the step for one item: ``{item}`` in the message is
         replaced by ``str(item)``; with no message the item itself is the message."""
-        fn, _single, is_async, wants = self._resolved(opts)
+        fn, _single, is_async, wants = self._resolved(ctx)
         message_for = self._message_for
         placeholder = "{" + item_arg + "}"
 
@@ -665,8 +579,8 @@ class ToolStep(_Invocable):
             args = {**args, **extra}
         return args
 
-    def _call_spec(self, opts: CompileOptions | None = None) -> CallSpec:
-        fn, single, is_async, wants = self._resolved(opts)
+    def _call_spec(self, ctx: CompileContext) -> CallSpec:
+        fn, single, is_async, wants = self._resolved(ctx)
         refs = template_refs(self.args)
         if not refs and self._input_fn is None:
             args = self.args
@@ -681,10 +595,10 @@ class ToolStep(_Invocable):
 
         return invoke_rendered, is_async, True, refs
 
-    def _item_spec(self, opts: CompileOptions | None, item_arg: str) -> ItemSpec:
+    def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``invoke(item, context=...)`` calls the tool with ``args`` plus
         ``{item_arg: item}``."""
-        fn, single, is_async, wants = self._resolved(opts)
+        fn, single, is_async, wants = self._resolved(ctx)
         args_for = self._args_for
 
         def invoke(item: Any, context: Any) -> Any:
@@ -693,8 +607,3 @@ class ToolStep(_Invocable):
             return fn(rendered, **extra) if single else fn(**rendered, **extra)
 
         return invoke, is_async, True, template_refs(self.args)
-
-
-#: ``(invoke, is_async, wants_context, template_refs)``: ``invoke(item[, context=])`` runs one
-#: item of a ``MapStep``.
-ItemSpec = tuple[Callable[..., Any], bool, bool, tuple[str, ...]]

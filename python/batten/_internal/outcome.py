@@ -1,0 +1,34 @@
+"""Helpers that read a nested run's outcome (private, ``batten._internal``): what a composite
+step, a recovery wrapper or the run lifecycle does with the results of a run it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, NoReturn
+
+from batten._core import Nested, StepResult, WorkflowContext
+
+__all__ = ["raise_failed", "state_delta"]
+
+
+def state_delta(initial: WorkflowContext, final: WorkflowContext) -> dict[str, Any]:
+    """The variables a nested run added or replaced: what its composite step merges upstream."""
+    before = initial.variables
+    delta: dict[str, Any] = {}
+    for key, value in final.variables.items():
+        if key not in before or before[key] is not value:
+            delta[key] = value
+    return delta
+
+
+def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
+    """Raises ``child``'s exception for the composite ``step_id``, carrying ``nested``."""
+    exc = child.exception
+    if not isinstance(exc, BaseException) or isinstance(exc, asyncio.CancelledError):
+        exc = RuntimeError(f"step '{step_id}': {child.step_id} {child.status}: {child.error}")
+    try:
+        exc._batten_nested = nested  # type: ignore[attr-defined]
+    except AttributeError:  # an exception class with __slots__
+        pass
+    raise exc

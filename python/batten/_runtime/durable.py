@@ -1,0 +1,295 @@
+"""Durable runs, one process's side (private, layer ``batten._runtime``): recording a run,
+reopening it to resume, watching the store for pause and cancel, recording its end, and reading
+a run's result back from the store. The run controls users call are :mod:`batten.durable`.
+
+``Workflow.execute(store=...)`` records the run in the store and checkpoints every step as it
+changes status (the engine writes them natively, append-only: a completed step's output and
+state delta, never the whole state again). ``Workflow.resume(run_id)`` restores the completed
+steps' outputs without running them again and runs the rest; a step that was in flight when
+its process died runs again with the same ``context.idempotency_key``. Temporal, DBOS and
+LangGraph's checkpointers work the same way.
+
+A run executing here honours a ``pause`` or ``cancel`` recorded by any process sharing the store
+within about ``POLL_INTERVAL`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from batten._core import Journal, StepResult, WorkflowContext
+from batten._internal.status import StepStatus, WorkflowStatus
+from batten.errors import CorruptRecordError, WorkflowDefinitionError
+from batten.result import WorkflowResult
+from batten.store import RunInfo, StepRecord, Store, open_store
+
+if TYPE_CHECKING:
+    from batten._runtime.run import Outcome
+
+__all__ = [
+    "POLL_INTERVAL",
+    "Durability",
+    "DurableRun",
+    "check_durability",
+    "is_finished",
+    "require_store",
+    "stored_result",
+]
+
+#: Seconds between two looks at the store for a pause or cancel request while a run executes.
+POLL_INTERVAL = 0.1
+
+#: ``"sync"``: each checkpoint is written before the next step starts (the default; a crash
+#: loses nothing that finished). ``"batch"``: checkpoints are buffered and written every 256
+#: events and at the run's end (faster; a crash re-runs the steps whose checkpoints were still
+#: buffered).
+Durability = Literal["sync", "batch"]
+
+_FINISHED = {
+    WorkflowStatus.COMPLETED,
+    WorkflowStatus.FAILED,
+    WorkflowStatus.CANCELLED,
+    WorkflowStatus.COMPENSATED,
+}
+
+
+def require_store(store: Store | str | None) -> Store:
+    """``store`` opened, or the ``BATTEN_STORE`` environment variable's URL when ``None``.
+
+    Raises:
+        TypeError: no store given and ``BATTEN_STORE`` unset.
+        StoreURLError, StoreUnavailableError, SchemaVersionError: as :class:`batten.Store`.
+    """
+    st = open_store(store)
+    if st is None:
+        url = os.environ.get("BATTEN_STORE")
+        if not url:
+            raise TypeError(
+                "no store: pass store=... (a batten.Store or a URL) or set BATTEN_STORE"
+            )
+        st = open_store(url)
+    assert st is not None
+    return st
+
+
+def _context_json(context: WorkflowContext) -> dict[str, Any]:
+    return {
+        "workflow_id": context.workflow_id,
+        "user_context": context.user_context,
+        "variables": dict(context.variables),
+        "metadata": dict(context.metadata),
+    }
+
+
+def _context_from(journal: Any, run_id: str, stored: Any) -> WorkflowContext:
+    """The input context stored with run ``run_id``; ``CorruptRecordError`` naming the run when
+    it is not the context ``begin`` wrote."""
+    d = journal.decode_output(stored)
+    try:
+        return WorkflowContext(d["workflow_id"], d["user_context"], d["variables"], d["metadata"])
+    except (KeyError, TypeError) as exc:
+        raise CorruptRecordError(
+            f"corrupt record in the store: run {run_id!r} input: not a workflow context "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def check_durability(durability: Any) -> None:
+    if durability not in ("sync", "batch"):
+        raise WorkflowDefinitionError(f"durability must be 'sync' or 'batch', got {durability!r}")
+
+
+class DurableRun:
+    """One process's execution of a durable run (private: ``Workflow`` drives it)."""
+
+    def __init__(self, store: Store, run_id: str, journal: Any) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.journal = journal
+        self._watcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def begin(
+        cls,
+        workflow: Any,
+        context: WorkflowContext,
+        store: Store,
+        run_id: str | None,
+        serializer: Any,
+        durability: Durability,
+    ) -> DurableRun:
+        """Records a new run (before any step runs)."""
+        check_durability(durability)
+        if not run_id:
+            # NOTE: imported on first use: uuid (with platform) is ~2.5 ms of `import batten`,
+            # which runs without a store never need.
+            import uuid
+
+            run_id = uuid.uuid4().hex
+        journal = Journal(store._native, run_id, serializer=serializer, batch=durability == "batch")
+        try:
+            data = journal.encode_output(
+                "context", _context_json(context), what="the run's input context"
+            )
+        except TypeError as exc:
+            raise TypeError(f"workflow '{workflow.workflow_id}': {exc}") from None
+        store._native.create_run(
+            run_id,
+            workflow.workflow_id,
+            workflow.name,
+            str(workflow.version),
+            WorkflowStatus.RUNNING.value,
+            data,
+            time.time(),
+        )
+        return cls(store, run_id, journal)
+
+    @classmethod
+    def reopen(
+        cls,
+        workflow: Any,
+        store: Store,
+        run_id: str,
+        serializer: Any,
+        durability: Durability,
+    ) -> tuple[DurableRun, WorkflowContext, RunInfo]:
+        """Loads run ``run_id`` to resume it: its journal restores every completed step."""
+        check_durability(durability)
+        native = store._native
+        raw = native.get_run(run_id)
+        info = RunInfo._from(raw)
+        if info.workflow_id != workflow.workflow_id:
+            raise WorkflowDefinitionError(
+                f"run '{run_id}' belongs to workflow '{info.workflow_id}', not "
+                f"'{workflow.workflow_id}'"
+            )
+        if info.version != str(workflow.version):
+            raise WorkflowDefinitionError(
+                f"run '{run_id}' was started by version {info.version!r} of workflow "
+                f"'{info.workflow_id}'; this is version {workflow.version!r} (its steps may "
+                "differ, so its checkpoints do not apply)"
+            )
+        journal = Journal(
+            native, run_id, serializer=serializer, batch=durability == "batch", resume=True
+        )
+        return cls(store, run_id, journal), _context_from(journal, run_id, raw["input"]), info
+
+    def on_run(self, run: Any) -> None:
+        """Watches the store for ``pause``/``cancel`` requests while ``run`` executes."""
+        self._watcher = asyncio.get_running_loop().create_task(self._watch(run))
+
+    async def _watch(self, run: Any) -> None:
+        native = self.store._native
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                control = native.control(self.run_id)
+            except Exception:  # a store hiccup: the next look may succeed
+                continue
+            if control == "pause":
+                run.pause()
+                return
+            if control == "cancel":
+                run.cancel()
+                return
+
+    def finish(
+        self, out: Outcome, status: WorkflowStatus
+    ) -> tuple[WorkflowStatus, list[StepResult], str | None]:
+        """The run's status as the store records it (``WAITING_APPROVAL`` when only approvals
+        keep it from completing; ``PAUSED``), with the approval steps' results saying so."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        steps, error = out.steps, out.error
+        waiting = [s for s in steps if s.is_failure and s.error_type == "ApprovalPending"]
+        others = [s for s in steps if s.is_failure and s.error_type != "ApprovalPending"]
+        if status == WorkflowStatus.FAILED and waiting and not others:
+            status, error = WorkflowStatus.WAITING_APPROVAL, None
+            steps = [_waiting_result(s) if s in waiting else s for s in steps]
+        return status, steps, error
+
+    def record_end(self, status: WorkflowStatus, error: str | None, final_output: Any) -> None:
+        """Writes the run's end: pending checkpoints, then its status and stored result."""
+        self.journal.flush()
+        result = None
+        if status == WorkflowStatus.COMPLETED:
+            try:
+                result = self.journal.encode_output("result", final_output)
+            except TypeError:
+                result = None
+        native = self.store._native
+        native.finish_status(self.run_id, status.value, time.time(), error, result)
+        if status not in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
+            native.set_control(self.run_id, None)
+
+
+def _waiting_result(s: StepResult) -> StepResult:
+    return StepResult(
+        s.step_id,
+        StepStatus.WAITING_APPROVAL,
+        None,
+        s.error,
+        s.error_type,
+        None,
+        s.attempts,
+        s.execution_time_ms,
+        dict(s.metadata),
+        list(s.children),
+    )
+
+
+def stored_steps(history: Sequence[StepRecord]) -> list[StepResult]:
+    """Each top-level step's last recorded outcome, as ``StepResult``s (a finished run's
+    result read back from the store)."""
+    last: dict[str, StepRecord] = {}
+    attempts: dict[str, int] = {}
+    for rec in history:
+        if "/" in rec.step_id:
+            continue
+        attempts[rec.step_id] = max(attempts.get(rec.step_id, 0), rec.attempt)
+        if rec.status not in (StepStatus.RUNNING, StepStatus.RETRYING):
+            last[rec.step_id] = rec
+    return [
+        StepResult(
+            r.step_id,
+            r.status,
+            r.output,
+            r.error,
+            r.error_type,
+            None,
+            attempts.get(r.step_id, 0),
+            r.duration_ms or 0.0,
+            {"from_store": True},
+        )
+        for r in last.values()
+    ]
+
+
+def stored_result(
+    info: RunInfo,
+    history: Sequence[StepRecord],
+    context: WorkflowContext | None,
+    total_steps: int,
+) -> WorkflowResult:
+    """A run's result as its store holds it (a finished run's, or a run's so far)."""
+    return WorkflowResult(
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        status=info.status,
+        steps=stored_steps(history),
+        final_output=info.result,
+        error=info.error,
+        total_execution_time_ms=(info.updated_at - info.created_at) * 1000.0,
+        context=context,  # type: ignore[arg-type]
+        total_steps=total_steps,
+    )
+
+
+def is_finished(status: WorkflowStatus | str) -> bool:
+    """True for the statuses a run never leaves (completed, failed, cancelled, compensated):
+    it takes no more pause, cancel or approval."""
+    return status in _FINISHED

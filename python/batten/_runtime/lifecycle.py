@@ -1,0 +1,287 @@
+"""A run's lifecycle (private, layer ``batten._runtime``): start or resume a run, compensate a
+failed one, run the fallback workflow, record a durable run's end, and build its result.
+
+``Workflow.execute`` / ``resume`` / ``stream``, ``WorkflowEngine`` and the ``batten`` command
+all run workflows through these functions (never through ``Workflow``'s underscored methods):
+:func:`begin_durable` records a durable run before anything runs, :func:`execute` runs a
+workflow to its result, :func:`resume` continues a durable run from its store.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from batten._core import StepResult, WorkflowContext
+from batten._internal.checks import check_run_options
+from batten._internal.context import EventSink
+from batten._internal.options import CompileOptions
+from batten._internal.status import StepStatus, WorkflowStatus
+from batten._runtime.compile import compile_plan, compiled
+from batten._runtime.durable import DurableRun, is_finished, require_store, stored_result
+from batten._runtime.run import Outcome, run_plan
+from batten._runtime.subscribers import notify_completed, subscriber
+from batten.errors import WorkflowDefinitionError
+from batten.result import WorkflowResult
+from batten.steps.base import Step
+
+__all__ = ["COMPENSATION_FAILED", "begin_durable", "execute", "resume"]
+
+#: Joins a failed run's error and its failed compensation's (``retry_failed`` reads it).
+COMPENSATION_FAILED = "; compensation failed: "
+
+
+def begin_durable(
+    workflow: Any, context: WorkflowContext | None, store: Any, run_id: str | None
+) -> tuple[WorkflowContext | None, Any]:
+    """Records a durable run of ``workflow`` before anything runs.
+
+    Args:
+        workflow: the ``Workflow``.
+        context: the initial ``WorkflowContext`` or ``None`` (an empty one).
+        store: a ``Store``, a URL, or ``None`` for the workflow's ``with_store`` store.
+        run_id: the new run's id, or ``None`` (a uuid4 hex).
+
+    Returns:
+        ``(context, DurableRun)`` when the run is durable (a store given or set), else
+        ``(context, None)`` with nothing recorded.
+
+    Raises:
+        WorkflowDefinitionError: the workflow is malformed (checked first).
+        TypeError: ``context`` is not a WorkflowContext, or cannot be stored as JSON.
+        StoreError: the run cannot be recorded (e.g. ``run_id`` exists).
+    """
+    st = workflow._store if store is None else store
+    if st is None and run_id is None:
+        return context, None
+    compiled(workflow)  # a malformed workflow is reported before anything is recorded
+    if context is None:
+        context = WorkflowContext(workflow.workflow_id)
+    elif not isinstance(context, WorkflowContext):
+        raise TypeError(f"context must be a batten.WorkflowContext, got {type(context).__name__}")
+    durable = DurableRun.begin(
+        workflow,
+        context,
+        require_store(st),
+        run_id,
+        workflow._serializer,
+        workflow._durability,
+    )
+    return context, durable
+
+
+async def resume(
+    workflow: Any,
+    run_id: str,
+    *,
+    store: Any,
+    timeout: float | None,
+    max_concurrency: int | None,
+    base: CompileOptions | None,
+    on_event: EventSink | None = None,
+    retry_failed: bool = False,
+) -> WorkflowResult:
+    """Continues durable run ``run_id`` of ``workflow`` from its store (``Workflow.resume``
+    documents the behaviour); a run that has ended (and is not retried) returns its stored
+    result without running.
+
+    Args:
+        workflow: the ``Workflow`` the run belongs to.
+        run_id: the run's id.
+        store: a ``Store``, a URL or ``None`` (the workflow's, else ``BATTEN_STORE``).
+        timeout: seconds for this stretch of the run, or ``None``.
+        max_concurrency: steps in flight at most, or ``None``.
+        base: a ``WorkflowEngine``'s compile options, or ``None``.
+        on_event: an engine event sink (``batten resume`` draws progress with it).
+        retry_failed: also continue a run that ended ``FAILED`` (default ``False``).
+
+    Raises:
+        RunNotFoundError, WorkflowDefinitionError, CorruptRecordError, SchemaVersionError,
+        StoreUnavailableError: as ``Workflow.resume``.
+    """
+    check_run_options(timeout, max_concurrency)
+    st = require_store(workflow._store if store is None else store)
+    compiled(workflow, base)
+    durable, context, info = DurableRun.reopen(
+        workflow,
+        st,
+        run_id,
+        workflow._serializer,
+        workflow._durability,
+    )
+    native = st._native
+    control = native.control(run_id)
+    retrying = retry_failed and info.status == WorkflowStatus.FAILED
+    if retrying and COMPENSATION_FAILED in (info.error or ""):
+        raise WorkflowDefinitionError(
+            f"run '{run_id}' cannot be continued: its compensations ran (and one failed), "
+            "so its completed steps were undone; start a new run"
+        )
+    if (is_finished(info.status) and not retrying) or control == "cancel":
+        if not is_finished(info.status):
+            native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
+            info = st.get_run(run_id)
+        return stored_result(info, st.history(run_id), context, len(workflow._steps))
+    native.set_control(run_id, None)
+    native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
+    return await execute(
+        workflow,
+        context,
+        timeout=timeout,
+        max_concurrency=max_concurrency,
+        on_event=on_event,
+        base=base,
+        durable=durable,
+    )
+
+
+async def execute(
+    workflow: Any,
+    context: WorkflowContext | None,
+    *,
+    timeout: float | None,
+    max_concurrency: int | None,
+    on_event: EventSink | None,
+    base: CompileOptions | None,
+    durable: Any = None,
+) -> WorkflowResult:
+    """Runs ``workflow`` on the running loop from ``context`` and returns its result:
+    compensations after a failure, then the fallback workflow, then (durable) the run's end
+    recorded, then the completion callbacks.
+
+    Args:
+        workflow: the ``Workflow``.
+        context: the initial ``WorkflowContext`` or ``None`` (an empty one).
+        timeout: seconds for the whole run (> 0, at most 365 days) or ``None``.
+        max_concurrency: steps in flight at most (int from 1) or ``None``.
+        on_event: an engine event sink, or ``None``.
+        base: a ``WorkflowEngine``'s compile options, or ``None``.
+        durable: the ``DurableRun`` from :func:`begin_durable` / a resume, or ``None``.
+
+    Raises:
+        WorkflowDefinitionError: the workflow is malformed, or a bad ``timeout`` /
+            ``max_concurrency``.
+        TypeError: ``context`` is not a WorkflowContext.
+    """
+    check_run_options(timeout, max_concurrency)
+    plan = compiled(workflow, base)
+    if context is None:
+        context = WorkflowContext(workflow.workflow_id)
+    elif not isinstance(context, WorkflowContext):
+        raise TypeError(f"context must be a batten.WorkflowContext, got {type(context).__name__}")
+    listening = bool(
+        workflow._step_callbacks or workflow._loggers or workflow._completion_callbacks
+    )
+    if listening:
+        on_event = subscriber(workflow, on_event)
+    out = await run_plan(
+        plan,
+        context,
+        timeout=timeout,
+        max_concurrency=max_concurrency,
+        on_event=on_event,
+        journal=durable.journal if durable is not None else None,
+        on_run=durable.on_run if durable is not None else None,
+    )
+    status = WorkflowStatus(out.status)
+    steps, error = out.steps, out.error
+    if durable is not None:
+        status, steps, error = durable.finish(out, status)
+    if status == WorkflowStatus.FAILED:
+        status, steps, error = await _compensate(workflow, out, base, on_event)
+    final_output = out.final_output
+    failed = status in (WorkflowStatus.FAILED, WorkflowStatus.COMPENSATED)
+    if failed and workflow.fallback_workflow is not None:
+        status, steps, error, final_output = await _run_fallback(
+            workflow, context, steps, error, base, on_event
+        )
+    if durable is not None:
+        durable.record_end(status, error, final_output)
+    result = WorkflowResult(
+        workflow_id=workflow.workflow_id,
+        run_id=out.run_id,
+        status=status,
+        steps=steps,
+        final_output=final_output,
+        error=error,
+        total_execution_time_ms=out.elapsed_ms,
+        context=out.context,
+        total_steps=len(workflow._steps),
+    )
+    if listening:
+        await notify_completed(workflow._completion_callbacks, result, workflow._loggers)
+    return result
+
+
+async def _run_fallback(
+    workflow: Any,
+    context: WorkflowContext,
+    steps: list[StepResult],
+    error: str | None,
+    base: CompileOptions | None,
+    on_event: EventSink | None,
+) -> tuple[WorkflowStatus, list[StepResult], str | None, Any]:
+    """Runs the fallback workflow from the run's initial ``context`` (see
+    ``with_fallback_workflow``); returns the run's ``(status, steps, error, output)``."""
+    fallback = workflow.fallback_workflow
+    assert fallback is not None
+    plan = compiled(fallback, base, nested=True)
+    sink: EventSink | None = None
+    if on_event is not None:
+        parent = on_event
+
+        def sink(kind: str, step_id: str, attempt: int, payload: Any) -> None:
+            parent(kind, f"fallback_workflow/{step_id}", attempt, payload)
+
+    out = await run_plan(plan, context, on_event=sink)
+    ok = out.status == WorkflowStatus.COMPLETED.value
+    record = StepResult(
+        "fallback_workflow",
+        StepStatus.COMPLETED.value if ok else StepStatus.FAILED.value,
+        out.final_output if ok else None,
+        None if ok else out.error,
+        None if ok else "FallbackWorkflowFailed",
+        None,
+        1,
+        out.elapsed_ms,
+        {"workflow_id": fallback.workflow_id, "cause": error},
+        list(out.steps),
+    )
+    if ok:
+        return WorkflowStatus.COMPLETED, [*steps, record], None, out.final_output
+    both = f"{error}; fallback workflow '{fallback.workflow_id}' failed: {out.error}"
+    return WorkflowStatus.FAILED, [*steps, record], both, None
+
+
+async def _compensate(
+    workflow: Any, out: Outcome, base: CompileOptions | None, on_event: EventSink | None
+) -> tuple[WorkflowStatus, list[StepResult], str | None]:
+    """Runs the compensations of the completed steps in reverse completion order (saga).
+
+    Returns the run's status (``COMPENSATED`` when every compensation completed, else
+    ``FAILED``), its step results with the compensations' appended, and its error.
+    """
+    by_id = {s.step_id: s for s in workflow._steps}
+    comps: list[Step] = []
+    for r in reversed(out.steps):
+        comp = by_id[r.step_id].compensation if r.step_id in by_id else None
+        if r.status == StepStatus.COMPLETED and comp is not None:
+            comps.append(comp)
+    if not comps:
+        return WorkflowStatus.FAILED, out.steps, out.error
+    deps: list[list[str]] = [[]] + [[c.step_id] for c in comps[:-1]]
+    opts = base or workflow._default_options
+    # Best effort, as a saga: a failed compensation does not stop the ones after it.
+    plan = compile_plan(
+        f"{workflow.workflow_id}:compensation",
+        comps,
+        deps,
+        opts,
+        nested=True,
+        continue_on_error=True,
+    )
+    comp_out = await run_plan(plan, out.context, on_event=on_event)
+    ok = all(s.status == StepStatus.COMPLETED for s in comp_out.steps)
+    error = out.error if ok else f"{out.error}{COMPENSATION_FAILED}{comp_out.error}"
+    status = WorkflowStatus.COMPENSATED if ok else WorkflowStatus.FAILED
+    return status, [*out.steps, *comp_out.steps], error
