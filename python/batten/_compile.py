@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from batten import _core
-from batten._core import Nested, StepResult, WorkflowContext
+from batten._core import CompositeFailure, Nested, RunOutcome, StepResult, WorkflowContext
+from batten._internal.spec import StepSpec
 from batten._status import StepStatus
 from batten.errors import WorkflowDefinitionError
 from batten.registry import Registry
@@ -25,7 +26,7 @@ from batten.retry import RetryPolicy
 if TYPE_CHECKING:
     from batten.steps import Step
 
-#: ``(kind, step_id, attempt, payload)`` -> None; see ``Plan.start``'s ``on_event``.
+#: ``(kind, step_id, attempt, payload)`` -> None; see ``Run.start``'s ``on_event``.
 EventSink = Callable[[str, str, int, Any], None]
 
 #: The event subscriber of the run a task belongs to; nested runs report through it with their
@@ -73,15 +74,25 @@ DEFAULT_OPTIONS = CompileOptions()
 
 def spec_for(
     step: Step, deps: Sequence[str], opts: CompileOptions, *, recover: bool = True
-) -> tuple[Any, ...]:
-    """The engine's 9-tuple for ``step`` (see ``_core.Plan``)."""
+) -> StepSpec:
+    """The engine's ``StepSpec`` for ``step`` (see ``_core.Plan``)."""
     policy = default_policy(step.retry_policy, opts)
     if recover and _needs_recovery(step, opts):
         from batten.recovery import recovering_call
 
         invoke = recovering_call(step, opts)
         outer = _outer_refs(step, opts)
-        return (step.step_id, list(deps), outer, invoke, True, True, None, _NO_RETRY, [])
+        return StepSpec(
+            step_id=step.step_id,
+            depends_on=list(deps),
+            refs=outer,
+            invoke=invoke,
+            is_async=True,
+            wants_context=True,
+            timeout=None,
+            retry_policy=_NO_RETRY,
+            conditions=[],
+        )
     invoke, is_async, wants_context, refs = step._call_spec(opts)
     if step.cache is not None:
         from batten.cache import cached_call
@@ -91,16 +102,16 @@ def spec_for(
             step.step_id, opts.workflow_id, invoke, is_async, wants_context, ttl, key_fn
         )
         wants_context = True
-    return (
-        step.step_id,
-        list(deps),
-        list(refs),
-        invoke,
-        is_async,
-        wants_context,
-        step.timeout,
-        policy,
-        list(step.conditions),
+    return StepSpec(
+        step_id=step.step_id,
+        depends_on=list(deps),
+        refs=list(refs),
+        invoke=invoke,
+        is_async=is_async,
+        wants_context=wants_context,
+        timeout=step.timeout,
+        retry_policy=policy,
+        conditions=list(step.conditions),
     )
 
 
@@ -153,9 +164,9 @@ def compile_plan(
     specs = [spec_for(s, d, opts, recover=recover) for s, d in zip(steps, deps, strict=True)]
     if nested:
         ids = {s.step_id for s in steps}
-        specs = [(*sp[:2], [r for r in sp[2] if r in ids], *sp[3:]) for sp in specs]
+        specs = [sp._replace(refs=[r for r in sp.refs if r in ids]) for sp in specs]
     else:
-        _check_references_exist(steps, [sp[2] for sp in specs], opts)
+        _check_references_exist(steps, [sp.refs for sp in specs], opts)
     controls = {}
     for s in steps:
         found = traffic_controls(s, opts)
@@ -260,23 +271,9 @@ def inner_refs(steps: Sequence[Step], opts: CompileOptions) -> tuple[str, ...]:
     return tuple(found)
 
 
-@dataclass
-class Outcome:
-    """A finished run's ``Run.outcome()``, named."""
-
-    run_id: str
-    status: str
-    steps: list[StepResult]
-    final_output: Any
-    error: str | None
-    elapsed_ms: float
-    context: WorkflowContext
-
-    def by_id(self, step_id: str) -> StepResult | None:
-        for s in self.steps:
-            if s.step_id == step_id:
-                return s
-        return None
+#: A finished run (``_core.RunOutcome``): ``run_id``, ``status``, ``steps``, ``final_output``,
+#: ``error``, ``elapsed_ms`` (milliseconds), ``context``, and ``by_id(step_id)``.
+Outcome = RunOutcome
 
 
 async def run_plan(
@@ -315,20 +312,25 @@ async def run_plan(
         pyctx.run(EVENT_SINK.set, on_event)
     if journal is not None:
         pyctx.run(JOURNAL.set, journal)
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    run = plan.start(context, loop, pyctx, done, timeout, max_concurrency, on_event, journal)
+    run = _core.Run.start(
+        plan,
+        context,
+        pycontext=pyctx,
+        timeout=timeout,
+        max_concurrency=max_concurrency,
+        on_event=on_event,
+        journal=journal,
+    )
     if on_run is not None:
         on_run(run)
     try:
-        await done
+        await run.done
     except asyncio.CancelledError:
         unwinding = run.cancel()
         if unwinding is not None:
             await unwinding
         raise
-    status, steps, final_output, error, elapsed_ms, final_context = run.outcome()
-    return Outcome(run.run_id, status, steps, final_output, error, elapsed_ms, final_context)
+    return run.outcome()
 
 
 def state_delta(initial: WorkflowContext, final: WorkflowContext) -> dict[str, Any]:
@@ -342,15 +344,15 @@ def state_delta(initial: WorkflowContext, final: WorkflowContext) -> dict[str, A
 
 
 def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
-    """Raises ``child``'s exception for the composite ``step_id``, carrying ``nested``."""
+    """Fails the composite ``step_id`` with ``child``'s exception, keeping ``nested``.
+
+    Raises:
+        CompositeFailure: always; the engine records its ``error`` as the step's exception.
+    """
     exc = child.exception
     if not isinstance(exc, BaseException) or isinstance(exc, asyncio.CancelledError):
         exc = RuntimeError(f"step '{step_id}': {child.step_id} {child.status}: {child.error}")
-    try:
-        exc._batten_nested = nested  # type: ignore[attr-defined]
-    except AttributeError:  # an exception class with __slots__
-        pass
-    raise exc
+    raise CompositeFailure(exc, nested)
 
 
 def is_done_ok(status: StepStatus | str) -> bool:

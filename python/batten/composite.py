@@ -31,7 +31,7 @@ from batten._compile import (
     run_plan,
     state_delta,
 )
-from batten._core import Nested, StepResult, WorkflowContext
+from batten._core import CompositeFailure, Nested, StepResult, WorkflowContext
 from batten._status import StepStatus
 from batten.errors import LoopLimitError, PartialFailureError, RouteError, WorkflowDefinitionError
 from batten.retry import RetryPolicy
@@ -302,8 +302,7 @@ class _FanOut(_Composite):
             + "; ".join(f"{s.step_id}: {s.error_type}: {s.error}" for s in failures),
             results=list(out.steps),
         )
-        exc._batten_nested = nested
-        raise exc
+        raise CompositeFailure(exc, nested)
 
 
 class ParallelStep(_FanOut):
@@ -606,8 +605,7 @@ class LoopStep(_Composite):
                     f"step '{step_id}': the loop reached max_iterations={limit} with its "
                     "condition still true"
                 )
-                exc._batten_nested = Nested(children=children, metadata=meta)
-                raise exc
+                raise CompositeFailure(exc, Nested(children=children, metadata=meta))
             return Nested(output, delta=state_delta(context, ctx), children=children, metadata=meta)
 
         return invoke
@@ -743,8 +741,7 @@ class RouterStep(_Composite):
                     got=choice,
                     allowed=list(plans),
                 )
-                exc._batten_nested = Nested(children=pre)
-                raise exc
+                raise CompositeFailure(exc, Nested(children=pre))
             out = await run_plan(plans[choice], context, event_prefix=step_id)
             return _single_outcome(step_id, context, out, {"branch": choice}, pre)
 

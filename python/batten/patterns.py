@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batten._checks import check_callable, check_count
-from batten._core import Nested, WorkflowContext
+from batten._core import CompositeFailure, Nested, WorkflowContext
 from batten.errors import HandoffError, WorkflowDefinitionError
 from batten.steps import AgentStep, ToolStep, _accepts_context, _is_async, _resolve
 from batten.workflow import Workflow
@@ -327,10 +327,6 @@ def _handoff_runner(
         except Exception as exc:
             # Keep the path on the failed step's metadata too (see batten._compile.raise_failed).
             nested = Nested(metadata={"path": list(path), "handoffs": len(path) - 1})
-            try:
-                exc._batten_nested = nested  # type: ignore[attr-defined]
-            except AttributeError:  # an exception class with __slots__
-                pass
-            raise
+            raise CompositeFailure(exc, nested) from None
 
     return run_handoffs
