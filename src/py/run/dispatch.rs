@@ -3,67 +3,26 @@
 //! attempt's end; stopping a run (cancel, run deadline); announcing the run's end.
 use super::*;
 
+/// What `take_ready` found under the lock, for `pump` to act on after releasing it.
+struct Ready {
+    batch: Vec<Dispatch>,
+    /// Attempts an open circuit refuses, with the refusal's message.
+    refused: Vec<(Dispatch, String)>,
+    /// The run just finished: announce its end.
+    finish: bool,
+}
+
 impl RunInner {
     /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
     /// any); returns one sync step for a worker to run inline.
     pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
         let mut inline = None;
         loop {
-            let (batch, refused, finish) = {
-                let mut st = self.lock(py);
-                let st = &mut *st;
-                let mut batch = std::mem::take(&mut st.retry.immediate);
-                if !st.traffic.parked.is_empty() {
-                    batch.append(&mut st.traffic.parked);
-                }
-                while let Some(d) = st.sched.next_ready() {
-                    batch.push(d);
-                }
-                let now = Instant::now();
-                let mut refused = Vec::new();
-                if batch
-                    .iter()
-                    .any(|d| !self.plan.steps[d.step].controls.is_empty())
-                {
-                    let mut admitted = Vec::with_capacity(batch.len());
-                    for d in batch {
-                        if !st.sched.is_live(d) {
-                            continue;
-                        }
-                        match self.admit(py, st, d, now) {
-                            traffic::Admit::Go => admitted.push(d),
-                            traffic::Admit::Park(until) => self.park(st, d, until),
-                            traffic::Admit::Refuse(msg) => refused.push((d, msg)),
-                        }
-                    }
-                    batch = admitted;
-                }
-                for d in &batch {
-                    st.recs[d.step].first_start.get_or_insert(now);
-                }
-                if self.on_event.is_some() {
-                    for d in &batch {
-                        let view = st.views.view_for(&self.plan.graph, d.step);
-                        let ctx = self.step_context(py, view, d.step);
-                        st.events.push(Event {
-                            kind: "started",
-                            step: d.step,
-                            attempt: d.attempt,
-                            payload: Bound::new(py, ctx)
-                                .map_or_else(|_| py.None(), |c| c.into_any().unbind()),
-                        });
-                    }
-                }
-                if let Some(j) = &self.journal {
-                    let events = batch
-                        .iter()
-                        .map(|d| j.event(&self.plan.steps[d.step].id, "running", d.attempt))
-                        .collect();
-                    j.write_lazy(events);
-                }
-                let finish = batch.is_empty() && refused.is_empty() && st.take_finish();
-                (batch, refused, finish)
-            };
+            let Ready {
+                batch,
+                refused,
+                finish,
+            } = self.take_ready(py, &mut self.lock(py));
             self.flush(py);
             let any_refused = !refused.is_empty();
             for (d, msg) in refused {
@@ -95,6 +54,67 @@ impl RunInner {
                     self.submit(d);
                 }
             }
+        }
+    }
+
+    /// Under the lock: the attempts to start now (due retries, parked attempts, newly ready
+    /// steps) that their rate limits and breakers admit, marked started and announced; the
+    /// attempts an open circuit refuses; and whether the run just finished.
+    fn take_ready(self: &Arc<Self>, py: Python<'_>, st: &mut RunState) -> Ready {
+        let mut batch = std::mem::take(&mut st.retry.immediate);
+        if !st.traffic.parked.is_empty() {
+            batch.append(&mut st.traffic.parked);
+        }
+        while let Some(d) = st.sched.next_ready() {
+            batch.push(d);
+        }
+        let now = Instant::now();
+        let mut refused = Vec::new();
+        if batch
+            .iter()
+            .any(|d| !self.plan.steps[d.step].controls.is_empty())
+        {
+            let mut admitted = Vec::with_capacity(batch.len());
+            for d in batch {
+                if !st.sched.is_live(d) {
+                    continue;
+                }
+                match self.admit(py, st, d, now) {
+                    traffic::Admit::Go => admitted.push(d),
+                    traffic::Admit::Park(until) => self.park(st, d, until),
+                    traffic::Admit::Refuse(msg) => refused.push((d, msg)),
+                }
+            }
+            batch = admitted;
+        }
+        for d in &batch {
+            st.recs[d.step].first_start.get_or_insert(now);
+        }
+        if self.on_event.is_some() {
+            for d in &batch {
+                let view = st.views.view_for(&self.plan.graph, d.step);
+                let ctx = self.step_context(py, view, d.step);
+                st.events.push(Event {
+                    kind: "started",
+                    step: d.step,
+                    attempt: d.attempt,
+                    payload: Bound::new(py, ctx)
+                        .map_or_else(|_| py.None(), |c| c.into_any().unbind()),
+                });
+            }
+        }
+        if let Some(j) = &self.journal {
+            let events = batch
+                .iter()
+                .map(|d| j.event(&self.plan.steps[d.step].id, "running", d.attempt))
+                .collect();
+            j.write_lazy(events);
+        }
+        let finish = batch.is_empty() && refused.is_empty() && st.take_finish();
+        Ready {
+            batch,
+            refused,
+            finish,
         }
     }
 
