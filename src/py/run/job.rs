@@ -17,6 +17,12 @@ impl SyncJob for Job {
 }
 
 /// The pool every run's sync steps share.
+/// NOTE: a pool of this concrete job (monomorphised) and one of boxed closures
+/// (`Box<dyn FnOnce(Python) + Send>`, an allocation and an indirect call per queued job) measured
+/// the same, release builds, 8 alternating rounds, medians (min): W1 2.09 (1.91) vs 1.99 (1.93)
+/// µs/step, W3 0.757 (0.690) vs 0.757 (0.746) ms. A W1 chain queues one job per run (the worker
+/// runs the rest inline) and W3 ~one per ready step, so neither can tell; the concrete job is
+/// kept because it allocates nothing per job.
 static POOL: Pool<Job> = Pool::new();
 
 impl RunInner {

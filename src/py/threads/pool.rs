@@ -28,7 +28,8 @@ const MAX_WORKERS: usize = 256;
 /// within ~0.2 ms, which is noise next to a blocking call.
 const STALE_AFTER: Duration = Duration::from_micros(200);
 
-/// Work for a pool thread: called once, on a worker attached to Python.
+/// Work for a pool thread: called once, on a worker attached to Python. Each `Pool<J>` is
+/// monomorphised over its job type (see the NOTE on `run::job`'s pool for why not boxed).
 pub trait SyncJob: Send + 'static {
     fn run(self, py: Python<'_>);
 }
