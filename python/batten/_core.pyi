@@ -1,18 +1,22 @@
 """Type stubs for batten's native module (private; the public API is re-exported by ``batten``)."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextvars import Context
 from typing import Any, Self, final
 
+from batten._internal.spec import StepSpec
 from batten.errors import CorruptRecordError
 
 __all__ = [
     "MAX_JSON_DEPTH",
     "Breaker",
+    "CompositeFailure",
     "Journal",
     "Nested",
     "Plan",
     "RateLimiter",
     "Run",
+    "RunOutcome",
     "StateMap",
     "StepResult",
     "Store",
@@ -25,11 +29,11 @@ __version__: str
 #: The deepest nesting a checkpointed JSON value may have (``batten.store.MAX_JSON_DEPTH``).
 MAX_JSON_DEPTH: int
 
-@final
-class StateMap:
-    """A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
-    context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
-    depends on which sibling finished first."""
+class _MapView:
+    """The read-only mapping methods ``StateMap`` and ``WorkflowContext`` (over its variables)
+    share. Stub-only (stubtest does not require private names at runtime): at runtime each
+    class defines them, delegating to one Rust ``MapView``, because pyo3 exposes only the
+    methods of a class's own ``#[pymethods]`` block."""
 
     def __getitem__(self, key: str, /) -> Any: ...
     def __len__(self) -> int: ...
@@ -43,11 +47,18 @@ class StateMap:
         """The values, as a list, in key order."""
     def items(self) -> list[tuple[str, Any]]:
         """``(key, value)`` pairs, as a list, in key order."""
+
+@final
+class StateMap(_MapView):
+    """A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
+    context's ``variables`` or ``results``. Keys iterate in sorted order, so what a step sees never
+    depends on which sibling finished first."""
+
     def to_dict(self) -> dict[str, Any]:
         """A new ``dict`` copy of the mapping."""
 
 @final
-class WorkflowContext:
+class WorkflowContext(_MapView):
     """The state of a workflow run as one step sees it (JAF's ``WorkflowContext``).
 
     Create one to start a run: ``WorkflowContext(workflow_id="workflow", user_context=None,
@@ -110,18 +121,6 @@ class WorkflowContext:
         run, across ``resume`` (a step interrupted mid-flight runs again with the same key), so
         side-effecting tools can de-duplicate. Inside a composite of a durable run the path is
         ``"parent/step"``. ``None`` outside a step."""
-    def __getitem__(self, key: str, /) -> Any: ...
-    def __len__(self) -> int: ...
-    def __contains__(self, key: object, /) -> bool: ...
-    def __iter__(self) -> Iterator[str]: ...
-    def get(self, key: str, default: Any = None) -> Any:
-        """``get(key, default=None)``: the variable ``key`` or ``default``."""
-    def keys(self) -> list[str]:
-        """The variable names, as a list (sorted)."""
-    def values(self) -> list[Any]:
-        """The variable values, as a list, in key order."""
-    def items(self) -> list[tuple[str, Any]]:
-        """``(name, value)`` pairs, as a list, in key order."""
     def to_dict(self) -> dict[str, Any]:
         """A plain-dict snapshot: ``{"workflow_id", "user_context", "variables", "metadata",
         "results"}``."""
@@ -189,6 +188,16 @@ class StepResult:
     def metadata(self) -> dict[str, Any]: ...
     @property
     def children(self) -> list[StepResult]: ...
+    def replace(self, **changes: Any) -> StepResult:
+        """A copy with the fields named in ``changes`` replaced (as ``dataclasses.replace``; the
+        others are shared, not copied): any of ``step_id``, ``status``, ``output``, ``error``,
+        ``error_type``, ``exception``, ``attempts``, ``execution_time_ms``, ``metadata`` and
+        ``children``, typed as for the constructor.
+
+        Raises:
+            TypeError: a name that is not a field, or a value of the wrong type.
+            ValueError: ``status`` is not a ``StepStatus`` value.
+        """
     @property
     def is_success(self) -> bool:
         """True when the step completed."""
@@ -201,21 +210,87 @@ class StepResult:
         neither)."""
 
 @final
-class Run:
-    """A started run. Private: ``batten.Workflow.execute`` awaits it and builds the
-    ``WorkflowResult``."""
+class RunOutcome:
+    """A finished run, as ``Run.outcome()`` returns it. Private: ``batten.Workflow`` and the
+    composite steps read it.
+
+    Attributes:
+        run_id (str): the run's id.
+        status (str): ``"completed"``, ``"failed"``, ``"cancelled"`` or ``"paused"`` (a
+            ``batten.WorkflowStatus`` value).
+        steps (list[StepResult]): every step's result; steps that ran first, each group in
+            completion order.
+        final_output: the output of the last-declared sink step that has one, else ``None``.
+        error (str | None): why the run did not complete (``"step: Type: message"`` of the
+            first failure, or the run's timeout or cancellation).
+        elapsed_ms (float): milliseconds from the start to the end of the run.
+        context (WorkflowContext): the final context (every completed step merged in).
+    """
 
     @property
+    def run_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def steps(self) -> list[StepResult]: ...
+    @property
+    def final_output(self) -> Any: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def elapsed_ms(self) -> float: ...
+    @property
+    def context(self) -> WorkflowContext: ...
+    def by_id(self, step_id: str) -> StepResult | None:
+        """The result of the step with id ``step_id`` (str), or ``None``."""
+
+@final
+class Run:
+    """A started run. Private: ``batten._runtime.run.run_plan`` starts one, awaits ``done`` and
+    reads its ``outcome()``."""
+
+    @staticmethod
+    def start(
+        plan: Plan,
+        context: WorkflowContext,
+        *,
+        pycontext: Context | None = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+        on_event: Callable[[str, str, int, Any], None] | None = None,
+        journal: Journal | None = None,
+    ) -> Run:
+        """Starts a run of ``plan`` from ``context`` on the running event loop (call from a
+        coroutine on the loop's thread).
+
+        ``pycontext``: every step runs in a copy of it (default: a copy of the caller's);
+        ``timeout``: seconds the whole run may take; ``max_concurrency``: at most this many steps
+        in flight (the smaller of it and the plan's ``max_parallel`` wins);
+        ``on_event(kind, step_id, attempt, payload)``: called with each engine event, on the
+        thread where it happens; ``journal`` makes the run durable: each step is checkpointed
+        to the journal's store and the steps the journal restores complete without running.
+
+        Raises:
+            RuntimeError: no event loop is running in this thread.
+            WorkflowDefinitionError: ``timeout`` not a positive number, ``max_concurrency``
+                not an int from 1 to the largest ``usize``.
+            CorruptRecordError: a restored checkpoint cannot be decoded.
+        """
+    @property
     def run_id(self) -> str:
-        """The run's id (uuid4 hex)."""
+        """The run's id (uuid4 hex, or the durable run's store id)."""
+    @property
+    def done(self) -> Awaitable[None]:
+        """An ``asyncio.Future`` of the run's loop, resolved (with ``None``) when the run has
+        ended."""
     def cancel(self) -> Any:
         """Cancels the run (call on the loop thread); returns a future that resolves once every
         cancelled task has finished unwinding, or ``None`` when none is left."""
     def pause(self) -> None:
         """Pauses the run (call on the loop thread): running steps finish, nothing new starts,
         and the run ends with status ``paused`` once nothing is in flight."""
-    def outcome(self) -> tuple[str, list[StepResult], Any, str | None, float, WorkflowContext]:
-        """``(status, steps, final_output, error, total_execution_time_ms, context)``."""
+    def outcome(self) -> RunOutcome:
+        """The finished run's ``RunOutcome`` (call once ``done`` has resolved)."""
 
 @final
 class Plan:
@@ -231,7 +306,7 @@ class Plan:
     def __new__(
         cls,
         workflow_id: str,
-        specs: Sequence[tuple[Any, ...]],
+        specs: Sequence[StepSpec],
         max_parallel: int | None = None,
         *,
         fail_fast: bool = False,
@@ -267,26 +342,6 @@ class Plan:
             WorkflowDefinitionError: a bad timeout (seconds) or retry policy, an int out of
                 range (``max_parallel``, ``min_success``).
         """
-    def start(
-        self,
-        context: WorkflowContext,
-        event_loop: Any,
-        pycontext: Any,
-        done: Any,
-        timeout: float | None = None,
-        max_concurrency: int | None = None,
-        on_event: Any = None,
-        journal: Journal | None = None,
-    ) -> Run:
-        """Starts a run on the running event loop ``event_loop`` (call from its thread).
-        ``timeout`` in seconds; ``journal`` makes it durable: each step is checkpointed to the
-        journal's store and the steps the journal restores are completed without running.
-
-        Raises:
-            WorkflowDefinitionError: ``timeout`` not a positive number, ``max_concurrency``
-                not an int from 1 to the largest ``usize``.
-            CorruptRecordError: a restored checkpoint cannot be decoded.
-        """
     @property
     def workflow_id(self) -> str:
         """The id of the workflow this plan was compiled from."""
@@ -300,7 +355,7 @@ class Nested:
     ``output`` is the step's output; ``delta`` the variables it adds (``None``: the output
     itself, if a dict); ``children`` the nested step results; ``metadata`` facts merged into
     the step's metadata; ``skipped`` ends the step ``SKIPPED``; ``attempts`` replaces its
-    attempt count."""
+    attempt count. A composite that fails raises ``CompositeFailure(error, nested)``."""
 
     def __new__(
         cls,
@@ -315,6 +370,19 @@ class Nested:
     @property
     def output(self) -> Any:
         """The step's output."""
+
+@final
+class CompositeFailure(Exception):
+    """What a composite step raises when it fails: the exception of the child that failed it
+    (``error``) and the composite's own results so far (``nested``). Private: raised by batten's
+    composite steps, unwrapped by the engine, which records ``error`` as the step's exception
+    (its type, message and object) with ``nested``'s children and metadata."""
+
+    def __new__(cls, error: BaseException, nested: Nested) -> Self: ...
+    @property
+    def error(self) -> BaseException: ...
+    @property
+    def nested(self) -> Nested: ...
 
 @final
 class Store:

@@ -37,9 +37,6 @@ __all__ = [
 class BattenError(Exception):
     """Base class of every exception raised by batten itself."""
 
-    #: Set by composite steps on the exception they fail with: the nested results to keep.
-    _batten_nested: Any = None
-
 
 class WorkflowDefinitionError(BattenError, ValueError):
     """The workflow or one of its steps is malformed.

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from batten._core import Nested, WorkflowContext
+from batten._core import CompositeFailure, Nested, WorkflowContext
 from batten._internal.checks import check_callable, check_count
 from batten.errors import HandoffError, WorkflowDefinitionError
 from batten.steps import AgentStep, ToolStep
@@ -329,10 +329,6 @@ def _handoff_runner(
             # Keep the path on the failed step's metadata too (see
             # batten._internal.outcome.raise_failed).
             nested = Nested(metadata={"path": list(path), "handoffs": len(path) - 1})
-            try:
-                exc._batten_nested = nested  # type: ignore[attr-defined]
-            except AttributeError:  # an exception class with __slots__
-                pass
-            raise
+            raise CompositeFailure(exc, nested) from None
 
     return run_handoffs

@@ -90,7 +90,7 @@ impl StepState {
 
 /// How a run ended, derived from its steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunOutcome {
+pub enum RunEnd {
     /// Every step completed or was skipped.
     Completed,
     /// At least one step failed or timed out (or the run timed out).
@@ -100,6 +100,19 @@ pub enum RunOutcome {
     /// The run was paused: running steps finished, the rest never started (see
     /// `Scheduler::pause`); a durable run resumes from here.
     Paused,
+}
+
+impl RunEnd {
+    /// The run status's value (`batten.WorkflowStatus`): `"completed"`, `"failed"`,
+    /// `"cancelled"` or `"paused"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunEnd::Completed => "completed",
+            RunEnd::Failed => "failed",
+            RunEnd::Cancelled => "cancelled",
+            RunEnd::Paused => "paused",
+        }
+    }
 }
 
 /// How a run reacts to its steps' outcomes: the failure policies of JAF's `ParallelStep`
@@ -408,15 +421,15 @@ impl Scheduler {
     }
 
     /// The run's outcome so far (meaningful once `is_done`).
-    pub fn outcome(&self) -> RunOutcome {
+    pub fn outcome(&self) -> RunEnd {
         if self.cancelled {
-            return RunOutcome::Cancelled;
+            return RunEnd::Cancelled;
         }
         if self.timed_out {
-            return RunOutcome::Failed;
+            return RunEnd::Failed;
         }
         if self.paused_unrun > 0 {
-            return RunOutcome::Paused;
+            return RunEnd::Paused;
         }
         let ok = match self.policy.min_success {
             Some(k) => {
@@ -430,9 +443,9 @@ impl Scheduler {
             None => self.policy.continue_on_error || !self.state.iter().any(|s| s.is_failure()),
         };
         if ok {
-            RunOutcome::Completed
+            RunEnd::Completed
         } else {
-            RunOutcome::Failed
+            RunEnd::Failed
         }
     }
 }
@@ -480,7 +493,7 @@ mod tests {
         assert_eq!(drain(&mut s), vec![2]);
         s.succeed(2);
         assert!(s.is_done());
-        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.outcome(), RunEnd::Completed);
         assert_eq!(s.completion_order(), &[0, 1, 2]);
     }
 
@@ -503,7 +516,7 @@ mod tests {
         s.succeed(4);
         assert!(s.is_done());
         assert_eq!(s.state(2), StepState::Blocked);
-        assert_eq!(s.outcome(), RunOutcome::Failed);
+        assert_eq!(s.outcome(), RunEnd::Failed);
     }
 
     #[test]
@@ -550,7 +563,7 @@ mod tests {
         assert!(s.is_done());
         assert_eq!(s.state(1), StepState::Cancelled);
         assert_eq!(s.state(2), StepState::Cancelled);
-        assert_eq!(s.outcome(), RunOutcome::Cancelled);
+        assert_eq!(s.outcome(), RunEnd::Cancelled);
         assert_eq!(s.start_retry(0), None);
     }
 
@@ -561,7 +574,7 @@ mod tests {
         s.stop(StepState::Timeout, true);
         assert_eq!(s.state(0), StepState::Timeout);
         assert_eq!(s.state(1), StepState::Cancelled);
-        assert_eq!(s.outcome(), RunOutcome::Failed);
+        assert_eq!(s.outcome(), RunEnd::Failed);
     }
 
     fn policy(f: impl FnOnce(&mut RunPolicy)) -> RunPolicy {
@@ -583,7 +596,7 @@ mod tests {
         assert_eq!(s.state(0), StepState::Cancelled);
         assert_eq!(s.state(2), StepState::Cancelled);
         assert_eq!(drain(&mut s), Vec::<usize>::new());
-        assert_eq!(s.outcome(), RunOutcome::Failed);
+        assert_eq!(s.outcome(), RunEnd::Failed);
         assert!(!s.settles(StepState::Failed), "settles once");
     }
 
@@ -597,7 +610,7 @@ mod tests {
         s.succeed(2);
         assert!(s.settles(StepState::Completed));
         assert_eq!(s.settle(), vec![1]);
-        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.outcome(), RunEnd::Completed);
     }
 
     #[test]
@@ -608,12 +621,12 @@ mod tests {
         s.fail(0, StepState::Failed);
         s.fail(1, StepState::Timeout);
         assert!(s.is_done());
-        assert_eq!(s.outcome(), RunOutcome::Failed);
+        assert_eq!(s.outcome(), RunEnd::Failed);
     }
 
     #[test]
     fn minimum_success_count_decides_the_outcome() {
-        for (k, want) in [(2, RunOutcome::Completed), (3, RunOutcome::Failed)] {
+        for (k, want) in [(2, RunEnd::Completed), (3, RunEnd::Failed)] {
             let g = graph(&[("a", &[]), ("b", &[]), ("c", &[])]);
             let mut s = Scheduler::with_policy(g, None, policy(|p| p.min_success = Some(k)));
             drain(&mut s);
@@ -632,7 +645,7 @@ mod tests {
         assert_eq!(s.fail(0, StepState::Failed), Vec::<usize>::new());
         assert_eq!(drain(&mut s), vec![1]);
         s.succeed(1);
-        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.outcome(), RunEnd::Completed);
     }
 
     #[test]
@@ -646,7 +659,7 @@ mod tests {
         assert_eq!(drain(&mut s), vec![3]);
         s.succeed(3);
         assert!(s.is_done());
-        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.outcome(), RunEnd::Completed);
         assert_eq!(s.attempts(0), 0, "a restored step never started here");
     }
 
@@ -663,7 +676,7 @@ mod tests {
         assert!(s.is_done(), "nothing in flight: the rest ended");
         assert_eq!(s.state(2), StepState::Cancelled);
         assert_eq!(s.state(0), StepState::Completed);
-        assert_eq!(s.outcome(), RunOutcome::Paused);
+        assert_eq!(s.outcome(), RunEnd::Paused);
     }
 
     #[test]
@@ -674,6 +687,6 @@ mod tests {
         s.pause();
         s.succeed(0);
         assert_eq!(s.next_ready(), None);
-        assert_eq!(s.outcome(), RunOutcome::Completed);
+        assert_eq!(s.outcome(), RunEnd::Completed);
     }
 }

@@ -1,5 +1,8 @@
-//! Reads what the engine's retry classification needs from a Python exception. The decision
-//! itself is `engine::retry::classify`; here we only do the isinstance checks and attribute reads.
+//! What a Python exception is, decided once: its `ErrorKind` (what the run does with it besides
+//! retrying) and the facts the engine's retry classification needs (the decision itself is
+//! `engine::retry::classify`). Here are only isinstance checks against the classes Python
+//! defines (`batten.errors`, `batten.steps.approval`, `asyncio`) and attribute reads; nothing compares
+//! type names.
 use pyo3::exceptions::{
     PyAttributeError, PyConnectionError, PyKeyError, PyNameError, PyNotImplementedError,
     PyTimeoutError, PyTypeError, PyValueError,
@@ -9,9 +12,11 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyTuple;
 
 use crate::engine::retry::ErrorFacts;
+use crate::py::errors::{CircuitOpenError, StepTimeoutError};
 
 static CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static BATTEN_ERROR: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static APPROVAL_PENDING: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 fn cached<'py>(
     py: Python<'py>,
@@ -28,6 +33,51 @@ fn cached<'py>(
 /// `asyncio.CancelledError`.
 pub fn cancelled_error(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     cached(py, &CANCELLED, "asyncio", "CancelledError")
+}
+
+/// What an attempt's exception means to the run, beyond whether to retry it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The step failed (any exception not listed below).
+    Failure,
+    /// `batten.errors.StepTimeoutError`: the step timed out (a nested run's step did).
+    Timeout,
+    /// `asyncio.CancelledError`: the step was cancelled; it says nothing about the callee.
+    Cancelled,
+    /// `batten.errors.CircuitOpenError`: a breaker refused the attempt; the callee never ran.
+    CircuitOpen,
+    /// `batten.steps.approval.ApprovalPending`: a human approval is still waiting. Not a failure that
+    /// ends the step's siblings: parallel branches must all reach their approvals.
+    ApprovalPending,
+}
+
+impl ErrorKind {
+    /// Whether a breaker guarding the step counts this as the callee's failure.
+    pub fn counts_against_breaker(self) -> bool {
+        !matches!(self, ErrorKind::Cancelled | ErrorKind::CircuitOpen)
+    }
+}
+
+/// The kind of `exc`, an attempt's exception (never a `CompositeFailure`: `record` unwraps it).
+pub fn error_kind(exc: &Bound<'_, PyAny>) -> ErrorKind {
+    let py = exc.py();
+    let is = |c: PyResult<Bound<'_, PyAny>>| c.is_ok_and(|c| exc.is_instance(&c).unwrap_or(false));
+    if exc.is_instance_of::<StepTimeoutError>() {
+        ErrorKind::Timeout
+    } else if exc.is_instance_of::<CircuitOpenError>() {
+        ErrorKind::CircuitOpen
+    } else if is(cancelled_error(py)) {
+        ErrorKind::Cancelled
+    } else if is(cached(
+        py,
+        &APPROVAL_PENDING,
+        "batten.steps.approval",
+        "ApprovalPending",
+    )) {
+        ErrorKind::ApprovalPending
+    } else {
+        ErrorKind::Failure
+    }
 }
 
 unsafe extern "C" {

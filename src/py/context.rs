@@ -73,11 +73,62 @@ fn map_to_dict<'py>(py: Python<'py>, map: &Map<Val>) -> PyResult<Bound<'py, PyDi
     Ok(d)
 }
 
-fn lookup(py: Python<'_>, map: &Map<Val>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-    let Ok(k) = key.cast::<pyo3::types::PyString>() else {
-        return Ok(None);
-    };
-    Ok(map.get(k.to_str()?).map(|v| v.clone_ref(py)))
+/// The read-only mapping methods `StateMap` and `WorkflowContext` (over its variables) share:
+/// written once here; each pyclass's methods of the same names only delegate, because pyo3
+/// exposes only the methods of a class's one `#[pymethods]` block (its `multiple-pymethods`
+/// feature would lift that at the cost of the `inventory` crate and life-before-main).
+struct MapView<'a>(&'a Map<Val>);
+
+impl MapView<'_> {
+    fn lookup(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let Ok(k) = key.cast::<pyo3::types::PyString>() else {
+            return Ok(None);
+        };
+        Ok(self.0.get(k.to_str()?).map(|v| v.clone_ref(py)))
+    }
+
+    fn getitem(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.lookup(py, key)?
+            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn contains(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        Ok(self.lookup(key.py(), key)?.is_some())
+    }
+
+    fn iter<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.keys(py)?.try_iter().map(Bound::into_any)
+    }
+
+    fn get(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        default: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        Ok(self
+            .lookup(py, key)?
+            .unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
+    }
+
+    fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, sorted(self.0).into_iter().map(|(k, _)| &**k))
+    }
+
+    fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, sorted(self.0).into_iter().map(|(_, v)| v.bind(py)))
+    }
+
+    fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(
+            py,
+            sorted(self.0).into_iter().map(|(k, v)| (&**k, v.bind(py))),
+        )
+    }
 }
 
 /// A read-only mapping (``collections.abc.Mapping``) of str keys to step-visible values: a
@@ -103,19 +154,19 @@ impl StateMap {
 #[pymethods]
 impl StateMap {
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        lookup(py, &self.map, key)?.ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+        MapView(&self.map).getitem(py, key)
     }
 
     fn __len__(&self) -> usize {
-        self.map.len()
+        MapView(&self.map).len()
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(lookup(key.py(), &self.map, key)?.is_some())
+        MapView(&self.map).contains(key)
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.keys(py)?.try_iter().map(Bound::into_any)
+        MapView(&self.map).iter(py)
     }
 
     /// ``get(key, default=None)``: the value for ``key`` or ``default``.
@@ -126,27 +177,22 @@ impl StateMap {
         key: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        Ok(lookup(py, &self.map, key)?.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
+        MapView(&self.map).get(py, key, default)
     }
 
     /// The keys, as a list (sorted).
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, sorted(&self.map).into_iter().map(|(k, _)| &**k))
+        MapView(&self.map).keys(py)
     }
 
     /// The values, as a list, in key order.
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, sorted(&self.map).into_iter().map(|(_, v)| v.bind(py)))
+        MapView(&self.map).values(py)
     }
 
     /// ``(key, value)`` pairs, as a list, in key order.
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(
-            py,
-            sorted(&self.map)
-                .into_iter()
-                .map(|(k, v)| (&**k, v.bind(py))),
-        )
+        MapView(&self.map).items(py)
     }
 
     /// A new ``dict`` copy of the mapping.
@@ -314,23 +360,24 @@ impl WorkflowContext {
         }
     }
 
+    // The mapping over the variables: `MapView`, as in `StateMap`.
     fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        lookup(py, &self.vars, key)?.ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+        MapView(&self.vars).getitem(py, key)
     }
 
     fn __len__(&self) -> usize {
-        self.vars.len()
+        MapView(&self.vars).len()
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        Ok(lookup(key.py(), &self.vars, key)?.is_some())
+        MapView(&self.vars).contains(key)
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.keys(py)?.try_iter().map(Bound::into_any)
+        MapView(&self.vars).iter(py)
     }
 
-    /// ``get(key, default=None)``: the variable ``key`` or ``default``.
+    /// ``get(key, default=None)``: the value for ``key`` or ``default``.
     #[pyo3(signature = (key, default=None))]
     fn get(
         &self,
@@ -338,27 +385,22 @@ impl WorkflowContext {
         key: &Bound<'_, PyAny>,
         default: Option<Py<PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        Ok(lookup(py, &self.vars, key)?.unwrap_or_else(|| default.unwrap_or_else(|| py.None())))
+        MapView(&self.vars).get(py, key, default)
     }
 
-    /// The variable names, as a list (sorted).
+    /// The keys, as a list (sorted).
     fn keys<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, sorted(&self.vars).into_iter().map(|(k, _)| &**k))
+        MapView(&self.vars).keys(py)
     }
 
-    /// The variable values, as a list, in key order.
+    /// The values, as a list, in key order.
     fn values<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, sorted(&self.vars).into_iter().map(|(_, v)| v.bind(py)))
+        MapView(&self.vars).values(py)
     }
 
-    /// ``(name, value)`` pairs, as a list, in key order.
+    /// ``(key, value)`` pairs, as a list, in key order.
     fn items<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(
-            py,
-            sorted(&self.vars)
-                .into_iter()
-                .map(|(k, v)| (&**k, v.bind(py))),
-        )
+        MapView(&self.vars).items(py)
     }
 
     /// A plain-dict snapshot: ``{"workflow_id", "user_context", "variables", "metadata",

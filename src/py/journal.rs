@@ -214,7 +214,7 @@ impl Journal {
             return;
         }
         let shared = Arc::clone(sh);
-        let armed = crate::py::pool::after(LAZY_DELAY, move || {
+        let armed = crate::py::threads::timer::after(LAZY_DELAY, move || {
             shared
                 .flush_armed
                 .store(false, std::sync::atomic::Ordering::Release);

@@ -1,5 +1,13 @@
-//! The only code that touches pyo3: pyclasses, the asyncio bridge, the worker pool and the
-//! mapping of engine errors to `batten.errors`.
+//! The only code that touches pyo3: the bridge between the engine and Python.
+//!
+//! Bottom to top (a module uses only those above it in this list):
+//! - `errors` (engine and store errors as `batten.errors` classes), `args` (reading user values),
+//!   `classify` (what a Python exception is: its `ErrorKind`, its retry facts), `json`;
+//! - value pyclasses: `context` (`WorkflowContext`, `StateMap`), `results` (`StepResult`,
+//!   `Nested`, `CompositeFailure`, `RunOutcome`), `traffic`, `store`;
+//! - `threads`: a timer runtime and a worker pool that know nothing about runs;
+//! - `journal` (a durable run's checkpoint writer), `plan` (a compiled workflow; knows no run);
+//! - `run`: one workflow run, entered by `Run.start(plan, context, ...)`.
 use pyo3::prelude::*;
 
 mod args;
@@ -9,16 +17,16 @@ pub mod errors;
 pub mod journal;
 pub mod json;
 pub mod plan;
-pub mod pool;
 pub mod results;
 pub mod run;
 pub mod store;
+mod threads;
 pub mod traffic;
 
 /// Stops batten's timer thread and joins its worker threads; `batten` registers it with `atexit`.
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
-    pool::shutdown(py);
+    threads::shutdown(py);
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -35,6 +43,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<context::StateMap>()?;
     m.add_class::<results::StepResult>()?;
     m.add_class::<results::Nested>()?;
+    m.add_class::<results::CompositeFailure>()?;
+    m.add_class::<results::RunOutcome>()?;
     m.add_class::<plan::Plan>()?;
     m.add_class::<run::Run>()?;
     m.add_class::<store::PyStore>()?;

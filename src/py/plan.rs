@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
@@ -12,9 +13,7 @@ use crate::engine::graph::{Graph, StepDecl};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::scheduler::RunPolicy;
 use crate::py::args;
-use crate::py::context::WorkflowContext;
 use crate::py::errors::definition_error;
-use crate::py::run::{Run, RunInner};
 use crate::py::traffic::{Controls, PyBreaker, PyRateLimiter};
 
 /// A step's `(rate_limiters, breakers)` from Python.
@@ -71,8 +70,8 @@ pub struct PlanInner {
     pub max_total_retries: Option<u32>,
 }
 
-/// One step from Python: `(step_id, depends_on, template_refs, invoke, is_async, wants_context,
-/// timeout_seconds, retry_policy, conditions)`; `retry_policy` is a `batten.RetryPolicy`.
+/// One step from Python: a `batten._internal.spec.StepSpec` (any object with its fields as
+/// attributes), read by field name; `retry_policy` is a `batten.RetryPolicy`.
 struct SpecArgs<'py> {
     id: String,
     deps: Vec<String>,
@@ -89,41 +88,52 @@ impl<'py> SpecArgs<'py> {
     /// Reads spec `index`; whatever is wrong is a `WorkflowDefinitionError` naming the step (or,
     /// for an unusable id, its repr), never pyo3's "failed to extract field".
     fn read(index: usize, spec: &Bound<'py, PyAny>) -> PyResult<Self> {
+        let py = spec.py();
         let bad = |what: String| crate::py::errors::WorkflowDefinitionError::new_err(what);
-        let items: Vec<Bound<'py, PyAny>> = match spec.cast::<PyTuple>() {
-            Ok(t) if t.len() == 9 => t.iter().collect(),
-            _ => {
-                return Err(bad(format!(
-                    "step #{index}: the engine takes a 9-tuple per step, got {}",
-                    args::shown(spec)
-                )))
-            }
+        let Ok(Some(id)) = spec.getattr_opt(intern!(py, "step_id")) else {
+            return Err(bad(format!(
+                "step #{index}: the engine takes a StepSpec per step, got {}",
+                args::shown(spec)
+            )));
         };
-        let id = args::text(&items[0], || "step id".to_string())?;
+        let id = args::text(&id, || "step id".to_string())?;
         let field = |name: &str| format!("step '{id}': {name}");
-        let flag = |i: usize, name: &str| -> PyResult<bool> {
-            items[i]
-                .extract::<bool>()
-                .map_err(|_| bad(format!("{} must be a bool", field(name))))
+        let get = |name: &Bound<'py, pyo3::types::PyString>| -> PyResult<Bound<'py, PyAny>> {
+            spec.getattr_opt(name)?.ok_or_else(|| {
+                bad(format!(
+                    "{} is missing from its StepSpec",
+                    field(&name.to_string())
+                ))
+            })
         };
-        let timeout = match args::number(Some(&items[6]), || field("timeout"))? {
+        let flag = |name: &Bound<'py, pyo3::types::PyString>| -> PyResult<bool> {
+            get(name)?
+                .extract::<bool>()
+                .map_err(|_| bad(format!("{} must be a bool", field(&name.to_string()))))
+        };
+        let timeout = match args::number(Some(&get(intern!(py, "timeout"))?), || field("timeout"))?
+        {
             None => None,
             Some(t) => Some(step_timeout(&id, t)?),
         };
         Ok(SpecArgs {
-            deps: args::texts(&items[1], || field("depends_on entry"))?,
-            refs: args::texts(&items[2], || field("template reference"))?,
-            invoke: items[3].clone().unbind(),
-            is_async: flag(4, "is_async")?,
-            wants_ctx: flag(5, "wants_context")?,
-            timeout,
-            policy: items[7].clone(),
-            conditions: items[8].extract::<Vec<Py<PyAny>>>().map_err(|_| {
-                bad(format!(
-                    "{} must be a list of callables",
-                    field("conditions")
-                ))
+            deps: args::texts(&get(intern!(py, "depends_on"))?, || {
+                field("depends_on entry")
             })?,
+            refs: args::texts(&get(intern!(py, "refs"))?, || field("template reference"))?,
+            invoke: get(intern!(py, "invoke"))?.unbind(),
+            is_async: flag(intern!(py, "is_async"))?,
+            wants_ctx: flag(intern!(py, "wants_context"))?,
+            timeout,
+            policy: get(intern!(py, "retry_policy"))?,
+            conditions: get(intern!(py, "conditions"))?
+                .extract::<Vec<Py<PyAny>>>()
+                .map_err(|_| {
+                    bad(format!(
+                        "{} must be a list of callables",
+                        field("conditions")
+                    ))
+                })?,
             id,
         })
     }
@@ -213,9 +223,18 @@ pub struct Plan {
     inner: Option<Arc<PlanInner>>,
 }
 
+impl Plan {
+    /// The compiled plan, shared with the runs started from it.
+    pub fn inner(&self) -> PyResult<Arc<PlanInner>> {
+        self.inner
+            .clone()
+            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Plan was cleared"))
+    }
+}
+
 #[pymethods]
 impl Plan {
-    /// Validates and compiles `specs` (see `SpecArgs`).
+    /// Validates and compiles `specs` (`batten._internal.spec.StepSpec`s, see `SpecArgs`).
     ///
     /// `fail_fast`, `first_success`, `min_success` and `continue_on_error` set the run's
     /// `RunPolicy`; `max_total_retries` bounds retries across the run; `controls` maps step ids
@@ -376,59 +395,6 @@ impl Plan {
             continue_on_error: false,
         };
         Plan::assemble(plan_id, decls, steps, max_parallel, run_policy, None)
-    }
-
-    /// Starts a run on the running event loop `event_loop` (call from its thread).
-    ///
-    /// `done` is an `asyncio.Future` resolved when the run ends; `pycontext` the
-    /// `contextvars.Context` every step runs in a copy of; `timeout` (seconds) bounds the run;
-    /// `max_concurrency` bounds steps in flight (the smaller of it and the plan's
-    /// `max_parallel` wins).
-    /// `on_event(kind, step_id, attempt, payload)` (optional) is called with each engine event
-    /// as it happens, on the thread where it happens (see `run::Event`).
-    /// `journal` (a `Journal`) makes the run durable: it checkpoints each step to the journal's
-    /// store and restores the steps the journal holds as completed.
-    #[pyo3(signature = (context, event_loop, pycontext, done, timeout=None, max_concurrency=None, on_event=None, journal=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn start(
-        &self,
-        py: Python<'_>,
-        context: &Bound<'_, WorkflowContext>,
-        event_loop: Bound<'_, PyAny>,
-        pycontext: Bound<'_, PyAny>,
-        done: Bound<'_, PyAny>,
-        timeout: Option<Bound<'_, PyAny>>,
-        max_concurrency: Option<Bound<'_, PyAny>>,
-        on_event: Option<Py<PyAny>>,
-        journal: Option<Bound<'_, crate::py::journal::Journal>>,
-    ) -> PyResult<Run> {
-        let plan = self
-            .inner
-            .clone()
-            .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("Plan was cleared"))?;
-        let timeout = args::number(timeout.as_ref(), || "execute(timeout=...)".to_string())?;
-        if let Some(t) = timeout {
-            if !(t.is_finite() && t > 0.0) {
-                return Err(crate::py::errors::WorkflowDefinitionError::new_err(
-                    format!("execute(timeout=...) must be a positive number of seconds, got {t}"),
-                ));
-            }
-        }
-        let max_concurrency = args::count(max_concurrency.as_ref(), 1, || {
-            "execute(max_concurrency=...) (the most steps in flight at once)".to_string()
-        })?;
-        RunInner::start(
-            py,
-            plan,
-            context.get(),
-            event_loop,
-            pycontext,
-            done,
-            timeout,
-            max_concurrency,
-            on_event.filter(|cb| !cb.is_none(py)),
-            journal.map(|j| j.get().clone()),
-        )
     }
 
     /// The id of the workflow this plan was compiled from.

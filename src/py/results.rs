@@ -1,7 +1,7 @@
 //! `StepResult`: the record of one step of one run.
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyDict, PyList, PyString};
 use pyo3::{PyTraverseError, PyVisit};
 
 use crate::engine::scheduler::StepState;
@@ -14,7 +14,7 @@ static STEP_STATUS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
 /// engine's own cost.
 pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     let members = STEP_STATUS.get_or_try_init(py, || -> PyResult<_> {
-        let cls = py.import("batten._status")?.getattr("StepStatus")?;
+        let cls = py.import("batten._internal.status")?.getattr("StepStatus")?;
         StepState::ALL
             .iter()
             .map(|s| Ok(cls.call1((s.as_str(),))?.unbind()))
@@ -22,6 +22,14 @@ pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     })?;
     let i = StepState::ALL.iter().position(|s| *s == state).unwrap_or(0);
     Ok(members[i].clone_ref(py))
+}
+
+/// The engine state of a `StepStatus` or its string value.
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StepState> {
+    let s: String = status.str()?.extract()?;
+    StepState::parse(&s).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!("StepResult.status: unknown status {s:?}"))
+    })
 }
 
 /// What happened to one step in one run (JAF's ``StepResult``).
@@ -98,12 +106,7 @@ impl StepResult {
         metadata: Option<Bound<'_, PyDict>>,
         children: Option<Bound<'_, PyList>>,
     ) -> PyResult<Self> {
-        let s: String = status.str()?.extract()?;
-        let state = StepState::parse(&s).ok_or_else(|| {
-            pyo3::exceptions::PyValueError::new_err(format!(
-                "StepResult.status: unknown status {s:?}"
-            ))
-        })?;
+        let state = parse_status(status)?;
         Ok(StepResult {
             step_id,
             status: status_member(py, state)?,
@@ -119,6 +122,68 @@ impl StepResult {
             children: children.map(Bound::unbind),
             state,
         })
+    }
+
+    /// A copy with the fields named in ``changes`` replaced (as ``dataclasses.replace``; the
+    /// others are shared, not copied).
+    ///
+    /// Args:
+    ///     **changes: new values for any of ``step_id``, ``status``, ``output``, ``error``,
+    ///         ``error_type``, ``exception``, ``attempts``, ``execution_time_ms``, ``metadata``
+    ///         and ``children``, typed as for the constructor.
+    ///
+    /// Raises:
+    ///     TypeError: a name that is not a field, or a value of the wrong type.
+    ///     ValueError: ``status`` is not a ``StepStatus`` value.
+    #[pyo3(signature = (**changes))]
+    fn replace(&self, py: Python<'_>, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let mut new = StepResult {
+            step_id: self.step_id.clone(),
+            status: self.status.clone_ref(py),
+            output: self.output.clone_ref(py),
+            error: self.error.clone(),
+            error_type: self.error_type.clone(),
+            exception: self.exception.as_ref().map(|e| e.clone_ref(py)),
+            attempts: self.attempts,
+            execution_time_ms: self.execution_time_ms,
+            metadata: self.metadata.clone_ref(py),
+            children: self.children.as_ref().map(|c| c.clone_ref(py)),
+            state: self.state,
+        };
+        for (name, value) in changes.into_iter().flatten() {
+            let name: String = name.extract()?;
+            match name.as_str() {
+                "step_id" => new.step_id = value.extract()?,
+                "status" => {
+                    new.state = parse_status(&value)?;
+                    new.status = status_member(py, new.state)?;
+                }
+                "output" => new.output = value.unbind(),
+                "error" => new.error = value.extract()?,
+                "error_type" => new.error_type = value.extract()?,
+                "exception" => new.exception = (!value.is_none()).then(|| value.unbind()),
+                "attempts" => new.attempts = value.extract()?,
+                "execution_time_ms" => new.execution_time_ms = value.extract()?,
+                "metadata" => {
+                    new.metadata = match value.is_none() {
+                        true => PyDict::new(py).unbind(),
+                        false => value.cast_into::<PyDict>()?.unbind(),
+                    }
+                }
+                "children" => {
+                    new.children = match value.is_none() {
+                        true => None,
+                        false => Some(value.cast_into::<PyList>()?.unbind()),
+                    }
+                }
+                other => {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "StepResult.replace() got an unexpected field {other:?}"
+                    )))
+                }
+            }
+        }
+        Ok(new)
     }
 
     /// True when the step completed.
@@ -179,8 +244,7 @@ impl StepResult {
 /// ``children`` the nested step results; ``metadata`` facts merged into the step's metadata;
 /// ``skipped`` ends the step ``SKIPPED`` (a ``ConditionalStep`` with no branch to take);
 /// ``attempts`` replaces the step's attempt count (a step run inside a recovery wrapper).
-/// A composite that fails raises with a ``Nested`` in the exception's ``_batten_nested``
-/// attribute, so its children are kept.
+/// A composite that fails raises ``CompositeFailure(error, nested)``, so its children are kept.
 #[pyclass(module = "batten._core", name = "Nested", frozen)]
 pub struct Nested {
     pub output: Py<PyAny>,
@@ -226,5 +290,104 @@ impl Nested {
         visit.call(&self.delta)?;
         visit.call(&self.children)?;
         visit.call(&self.metadata)
+    }
+}
+
+/// What a composite step raises when it fails: the exception of the child that failed it
+/// (`error`) and the composite's own results so far (`nested`). Private: raised by batten's
+/// composite steps, unwrapped by the engine, which records `error` as the step's exception (its
+/// type, message and object) with `nested`'s children and metadata. Never reaches user code.
+#[pyclass(module = "batten._core", name = "CompositeFailure", extends = pyo3::exceptions::PyException, frozen)]
+pub struct CompositeFailure {
+    /// The child's exception (a `BaseException`).
+    #[pyo3(get)]
+    pub error: Py<PyAny>,
+    #[pyo3(get)]
+    pub nested: Py<Nested>,
+}
+
+#[pymethods]
+impl CompositeFailure {
+    /// Args:
+    ///     error (BaseException): the exception the composite fails with.
+    ///     nested (Nested): the composite's children and metadata to keep.
+    ///
+    /// Raises:
+    ///     TypeError: ``error`` is not an exception.
+    #[new]
+    fn new(error: Bound<'_, pyo3::exceptions::PyBaseException>, nested: Py<Nested>) -> Self {
+        CompositeFailure {
+            error: error.into_any().unbind(),
+            nested,
+        }
+    }
+
+    fn __str__(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.error.bind(py).str()?.to_string())
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.error)?;
+        visit.call(&self.nested)
+    }
+}
+
+/// A finished run, as `Run.outcome()` returns it. Private: ``batten.Workflow`` and the
+/// composite steps read it.
+///
+/// Attributes:
+///     run_id (str): the run's id.
+///     status (str): ``"completed"``, ``"failed"``, ``"cancelled"`` or ``"paused"`` (a
+///         ``batten.WorkflowStatus`` value).
+///     steps (list[StepResult]): every step's result; steps that ran first, each group in
+///         completion order.
+///     final_output: the output of the last-declared sink step that has one, else ``None``.
+///     error (str | None): why the run did not complete (``"step: Type: message"`` of the first
+///         failure, or the run's timeout or cancellation).
+///     elapsed_ms (float): milliseconds from the start to the end of the run.
+///     context (WorkflowContext): the final context (every completed step merged in).
+#[pyclass(module = "batten._core", name = "RunOutcome", frozen)]
+pub struct RunOutcome {
+    #[pyo3(get)]
+    pub run_id: Py<PyString>,
+    #[pyo3(get)]
+    pub status: &'static str,
+    #[pyo3(get)]
+    pub steps: Py<PyList>,
+    #[pyo3(get)]
+    pub final_output: Py<PyAny>,
+    #[pyo3(get)]
+    pub error: Option<String>,
+    #[pyo3(get)]
+    pub elapsed_ms: f64,
+    #[pyo3(get)]
+    pub context: Py<crate::py::context::WorkflowContext>,
+}
+
+#[pymethods]
+impl RunOutcome {
+    /// The result of the step with id ``step_id`` (str), or ``None``.
+    fn by_id(&self, py: Python<'_>, step_id: &str) -> Option<Py<StepResult>> {
+        self.steps.bind(py).iter().find_map(|s| {
+            let s = s.cast_into::<StepResult>().ok()?;
+            (s.get().step_id == step_id).then(|| s.unbind())
+        })
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "RunOutcome(run_id={:?}, status={:?}, steps={}, error={:?}, elapsed_ms={:.3})",
+            self.run_id.bind(py).to_string(),
+            self.status,
+            self.steps.bind(py).len(),
+            self.error,
+            self.elapsed_ms
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.steps)?;
+        visit.call(&self.final_output)?;
+        visit.call(&self.context)
     }
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NoReturn
 
-from batten._core import Nested, StepResult, WorkflowContext
+from batten._core import CompositeFailure, Nested, StepResult, WorkflowContext
 
 __all__ = ["raise_failed", "state_delta"]
 
@@ -23,12 +23,12 @@ def state_delta(initial: WorkflowContext, final: WorkflowContext) -> dict[str, A
 
 
 def raise_failed(child: StepResult, nested: Nested, step_id: str) -> NoReturn:
-    """Raises ``child``'s exception for the composite ``step_id``, carrying ``nested``."""
+    """Fails the composite ``step_id`` with ``child``'s exception, keeping ``nested``.
+
+    Raises:
+        CompositeFailure: always; the engine records its ``error`` as the step's exception.
+    """
     exc = child.exception
     if not isinstance(exc, BaseException) or isinstance(exc, asyncio.CancelledError):
         exc = RuntimeError(f"step '{step_id}': {child.step_id} {child.status}: {child.error}")
-    try:
-        exc._batten_nested = nested  # type: ignore[attr-defined]
-    except AttributeError:  # an exception class with __slots__
-        pass
-    raise exc
+    raise CompositeFailure(exc, nested)

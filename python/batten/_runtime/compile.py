@@ -27,6 +27,7 @@ from batten._core import Plan
 from batten._internal.epoch import mutation_epoch
 from batten._internal.kinds import WorkflowKind
 from batten._internal.options import CompileOptions
+from batten._internal.spec import StepSpec
 from batten._runtime.run import run_plan
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
@@ -140,30 +141,39 @@ class Compiler:
 
 def spec_for(
     step: Step, deps: Sequence[str], opts: CompileOptions, *, recover: bool = True
-) -> tuple[Any, ...]:
-    """The engine's 9-tuple for ``step`` (see ``_core.Plan``)."""
+) -> StepSpec:
+    """The engine's ``StepSpec`` for ``step`` (see ``_core.Plan``)."""
     policy = default_policy(step.retry_policy, opts)
     ctx = Compiler(opts)
     if recover:
         for takeover in _TAKEOVERS:
             invoke = takeover(step, opts)
             if invoke is not None:
-                outer = _outer_refs(step, ctx)
-                return (step.step_id, list(deps), outer, invoke, True, True, None, _NO_RETRY, [])
+                return StepSpec(
+                    step_id=step.step_id,
+                    depends_on=list(deps),
+                    refs=_outer_refs(step, ctx),
+                    invoke=invoke,
+                    is_async=True,
+                    wants_context=True,
+                    timeout=None,
+                    retry_policy=_NO_RETRY,
+                    conditions=[],
+                )
     spec = step._call_spec(ctx)
     for wrap in _CALL_WRAPPERS:
         spec = wrap(step, opts, spec)
     invoke, is_async, wants_context, refs = spec
-    return (
-        step.step_id,
-        list(deps),
-        list(refs),
-        invoke,
-        is_async,
-        wants_context,
-        step.timeout,
-        policy,
-        list(step.conditions),
+    return StepSpec(
+        step_id=step.step_id,
+        depends_on=list(deps),
+        refs=list(refs),
+        invoke=invoke,
+        is_async=is_async,
+        wants_context=wants_context,
+        timeout=step.timeout,
+        retry_policy=policy,
+        conditions=list(step.conditions),
     )
 
 
@@ -204,9 +214,9 @@ def compile_plan(
     specs = [spec_for(s, d, opts, recover=recover) for s, d in zip(steps, deps, strict=True)]
     if nested:
         ids = {s.step_id for s in steps}
-        specs = [(*sp[:2], [r for r in sp[2] if r in ids], *sp[3:]) for sp in specs]
+        specs = [sp._replace(refs=[r for r in sp.refs if r in ids]) for sp in specs]
     else:
-        _check_references_exist(steps, [sp[2] for sp in specs], opts)
+        _check_references_exist(steps, [sp.refs for sp in specs], opts)
     controls = {}
     for s in steps:
         found = traffic_controls(s, opts)

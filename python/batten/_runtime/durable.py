@@ -228,17 +228,12 @@ class DurableRun:
 
 
 def _waiting_result(s: StepResult) -> StepResult:
-    return StepResult(
-        s.step_id,
-        StepStatus.WAITING_APPROVAL,
-        None,
-        s.error,
-        s.error_type,
-        None,
-        s.attempts,
-        s.execution_time_ms,
-        dict(s.metadata),
-        list(s.children),
+    return s.replace(
+        status=StepStatus.WAITING_APPROVAL,
+        output=None,
+        exception=None,
+        metadata=dict(s.metadata),
+        children=list(s.children),
     )
 
 
@@ -255,15 +250,14 @@ def stored_steps(history: Sequence[StepRecord]) -> list[StepResult]:
             last[rec.step_id] = rec
     return [
         StepResult(
-            r.step_id,
-            r.status,
-            r.output,
-            r.error,
-            r.error_type,
-            None,
-            attempts.get(r.step_id, 0),
-            r.duration_ms or 0.0,
-            {"from_store": True},
+            step_id=r.step_id,
+            status=r.status,
+            output=r.output,
+            error=r.error,
+            error_type=r.error_type,
+            attempts=attempts.get(r.step_id, 0),
+            execution_time_ms=r.duration_ms or 0.0,
+            metadata={"from_store": True},
         )
         for r in last.values()
     ]

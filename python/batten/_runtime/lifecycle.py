@@ -236,16 +236,15 @@ async def _run_fallback(
     out = await run_plan(plan, context, on_event=sink)
     ok = out.status == WorkflowStatus.COMPLETED.value
     record = StepResult(
-        "fallback_workflow",
-        StepStatus.COMPLETED.value if ok else StepStatus.FAILED.value,
-        out.final_output if ok else None,
-        None if ok else out.error,
-        None if ok else "FallbackWorkflowFailed",
-        None,
-        1,
-        out.elapsed_ms,
-        {"workflow_id": fallback.workflow_id, "cause": error},
-        list(out.steps),
+        step_id="fallback_workflow",
+        status=StepStatus.COMPLETED.value if ok else StepStatus.FAILED.value,
+        output=out.final_output if ok else None,
+        error=None if ok else out.error,
+        error_type=None if ok else "FallbackWorkflowFailed",
+        attempts=1,
+        execution_time_ms=out.elapsed_ms,
+        metadata={"workflow_id": fallback.workflow_id, "cause": error},
+        children=list(out.steps),
     )
     if ok:
         return WorkflowStatus.COMPLETED, [*steps, record], None, out.final_output

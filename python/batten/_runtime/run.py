@@ -1,6 +1,6 @@
 """Running a compiled plan (private, layer ``batten._runtime``): :func:`run_plan` starts a
-native run on the running event loop from a context and waits for it; :class:`Outcome` names
-what it returns.
+native run (``_core.Run.start``) on the running event loop from a context and waits for it;
+it returns the run's ``_core.RunOutcome`` (:data:`Outcome`).
 
 A nested run (a composite's, a recovery's) reports its events to the enclosing run's subscriber
 and checkpoints through the enclosing durable run's journal, both found in the contextvars of
@@ -12,32 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from batten._core import StepResult, WorkflowContext
+from batten._core import Run, RunOutcome, WorkflowContext
 from batten._internal.context import EVENT_SINK, JOURNAL, EventSink
 
 __all__ = ["Outcome", "run_plan"]
 
-
-@dataclass
-class Outcome:
-    """A finished run's ``Run.outcome()``, named."""
-
-    run_id: str
-    status: str
-    steps: list[StepResult]
-    final_output: Any
-    error: str | None
-    elapsed_ms: float
-    context: WorkflowContext
-
-    def by_id(self, step_id: str) -> StepResult | None:
-        for s in self.steps:
-            if s.step_id == step_id:
-                return s
-        return None
+#: A finished run (``_core.RunOutcome``): ``run_id``, ``status``, ``steps``, ``final_output``,
+#: ``error``, ``elapsed_ms`` (milliseconds), ``context``, and ``by_id(step_id)``.
+Outcome = RunOutcome
 
 
 async def run_plan(
@@ -76,17 +60,22 @@ async def run_plan(
         pyctx.run(EVENT_SINK.set, on_event)
     if journal is not None:
         pyctx.run(JOURNAL.set, journal)
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-    run = plan.start(context, loop, pyctx, done, timeout, max_concurrency, on_event, journal)
+    run = Run.start(
+        plan,
+        context,
+        pycontext=pyctx,
+        timeout=timeout,
+        max_concurrency=max_concurrency,
+        on_event=on_event,
+        journal=journal,
+    )
     if on_run is not None:
         on_run(run)
     try:
-        await done
+        await run.done
     except asyncio.CancelledError:
         unwinding = run.cancel()
         if unwinding is not None:
             await unwinding
         raise
-    status, steps, final_output, error, elapsed_ms, final_context = run.outcome()
-    return Outcome(run.run_id, status, steps, final_output, error, elapsed_ms, final_context)
+    return run.outcome()

@@ -721,16 +721,14 @@ def _shown_steps(steps: Sequence[Any], status: Any) -> list[Any]:
 
 
 def _restated(step: Any, status: Any, note: str | None) -> Any:
-    return StepResult(
-        step.step_id,
-        status,
-        None,
-        note,
-        None,
-        None,
-        step.attempts,
-        step.execution_time_ms,
-        dict(step.metadata),
+    return step.replace(
+        status=status,
+        output=None,
+        error=note,
+        error_type=None,
+        exception=None,
+        metadata=dict(step.metadata),
+        children=None,
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from batten import traffic
-from batten._core import Nested, StepResult, WorkflowContext
+from batten._core import CompositeFailure, Nested, StepResult, WorkflowContext
 from batten._internal.checks import check_callable, check_count
 from batten._internal.context import EVENT_SINK
 from batten._internal.kinds import WorkflowKind
@@ -301,8 +301,7 @@ class _FanOut(_Composite):
             + "; ".join(f"{s.step_id}: {s.error_type}: {s.error}" for s in failures),
             results=list(out.steps),
         )
-        exc._batten_nested = nested
-        raise exc
+        raise CompositeFailure(exc, nested)
 
 
 class ParallelStep(_FanOut):
@@ -644,8 +643,7 @@ class LoopStep(_Composite):
                     f"step '{step_id}': the loop reached max_iterations={limit} with its "
                     "condition still true"
                 )
-                exc._batten_nested = Nested(children=children, metadata=meta)
-                raise exc
+                raise CompositeFailure(exc, Nested(children=children, metadata=meta))
             return Nested(
                 output, delta=state_delta(context, state), children=children, metadata=meta
             )
@@ -805,8 +803,7 @@ class RouterStep(_Composite):
                     got=choice,
                     allowed=list(plans),
                 )
-                exc._batten_nested = Nested(children=pre)
-                raise exc
+                raise CompositeFailure(exc, Nested(children=pre))
             out = await ctx.run(plans[choice], context, event_prefix=step_id)
             return _single_outcome(step_id, context, out, {"branch": choice}, pre)
 

@@ -1,4 +1,4 @@
-//! The callables handed to asyncio, and `Run`, the handle `batten.Workflow` holds.
+//! The callables handed to asyncio: done-callbacks, `call_later` and `call_soon_threadsafe`.
 use super::*;
 
 pub(super) enum CbKind {
@@ -47,7 +47,7 @@ impl Callback {
             }
             CbKind::Retry(step) => run.retry_due(py, step, Where::Loop),
             CbKind::RunDeadline => {
-                run.lock(py).run_timer = None;
+                run.lock(py).timing.run_timer = None;
                 run.stop(py, Stop::TimedOut(run.run_timeout.unwrap_or_default()));
             }
             CbKind::Settle => run.settle_tasks(py),
@@ -55,56 +55,13 @@ impl Callback {
             CbKind::Unpark => {
                 {
                     let mut st = run.lock(py);
-                    if st.wake_at.is_some_and(|w| w <= Instant::now()) {
-                        st.wake_at = None;
+                    if st.traffic.wake_at.is_some_and(|w| w <= Instant::now()) {
+                        st.traffic.wake_at = None;
                     }
                 }
                 run.pump(py, Where::Loop);
             }
         }
         Ok(())
-    }
-}
-
-/// A started run. Private: `batten.Workflow.execute` awaits it and builds the `WorkflowResult`.
-#[pyclass(module = "batten._core", name = "Run", frozen)]
-pub struct Run {
-    pub(super) inner: Arc<RunInner>,
-}
-
-#[pymethods]
-impl Run {
-    /// The run's id (uuid4 hex).
-    #[getter]
-    fn run_id(&self) -> &str {
-        &self.inner.run_id
-    }
-
-    /// Cancels the run (call on the loop thread): running tasks are cancelled, sync steps
-    /// abandoned, pending steps CANCELLED. Returns a future that resolves once every cancelled
-    /// task has finished unwinding, or `None` when none is left.
-    fn cancel(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
-        self.inner.stop(py, Stop::Cancelled);
-        let mut st = self.inner.lock(py);
-        if st.tasks.is_empty() {
-            return Ok(None);
-        }
-        let fut = self
-            .inner
-            .event_loop
-            .call_method0(py, intern!(py, "create_future"))?;
-        st.cancel_waiters.push(fut.clone_ref(py));
-        Ok(Some(fut))
-    }
-
-    /// Pauses the run (call on the loop thread): running steps finish, nothing new starts, and
-    /// the run ends with status `paused` once nothing is in flight.
-    fn pause(&self, py: Python<'_>) {
-        self.inner.pause(py);
-    }
-
-    /// `(status, steps, final_output, error, total_execution_time_ms, context)`.
-    fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        self.inner.outcome(py)
     }
 }

@@ -86,10 +86,10 @@ impl RunInner {
         let timers = {
             let mut guard = self.lock(py);
             let st = &mut *guard;
-            if st.finished || st.stop.is_some() {
+            if st.end.finished || st.end.stop.is_some() {
                 return;
             }
-            st.immediate.clear();
+            st.retry.immediate.clear();
             let ended = st.sched.pause();
             let now = Instant::now();
             let mut timers = Vec::new();
@@ -98,17 +98,7 @@ impl RunInner {
                 rec.end = Some(now);
                 timers.extend(rec.timer.take());
             }
-            let events = self.journal_terminal(st, &ended);
-            if let Some(j) = &self.journal {
-                j.write_lazy(events);
-            }
-            if self.on_event.is_some() {
-                for s in ended {
-                    if let Some(e) = self.terminal_event(py, st, s) {
-                        st.events.push(e);
-                    }
-                }
-            }
+            self.announce(py, st, Vec::new(), &ended, None);
             timers
         };
         for t in timers {

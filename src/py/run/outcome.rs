@@ -1,8 +1,10 @@
 //! What a finished run hands back to Python: its status, step results and final context.
 use super::*;
+use crate::py::results::RunOutcome;
+use pyo3::types::PyString;
 
 impl RunInner {
-    pub(super) fn outcome<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+    pub(super) fn outcome(&self, py: Python<'_>) -> PyResult<RunOutcome> {
         let st = self.lock(py);
         let sched = &st.sched;
         let order = sched.completion_order();
@@ -15,12 +17,7 @@ impl RunInner {
         {
             steps.append(self.step_result(py, &st, s)?)?;
         }
-        let status = match sched.outcome() {
-            RunOutcome::Completed => "completed",
-            RunOutcome::Failed => "failed",
-            RunOutcome::Cancelled => "cancelled",
-            RunOutcome::Paused => "paused",
-        };
+        let status = sched.outcome().as_str();
         let graph = &self.plan.graph;
         let final_output = graph
             .sinks()
@@ -28,7 +25,7 @@ impl RunInner {
             .rev()
             .find_map(|&s| st.recs[s].output.as_ref())
             .map_or_else(|| py.None(), |v| v.clone_ref(py));
-        let error = match st.stop {
+        let error = match st.end.stop {
             Some(Stop::TimedOut(t)) => Some(format!("the workflow timed out after {t}s")),
             Some(Stop::Cancelled) => Some("the workflow run was cancelled".to_string()),
             None => order
@@ -39,7 +36,7 @@ impl RunInner {
                     Some(format!("{}: {}: {}", graph.id(s), e.type_name, e.message))
                 }),
         };
-        let end = st.ended.unwrap_or_else(Instant::now);
+        let end = st.timing.ended.unwrap_or_else(Instant::now);
         let elapsed_ms = end.duration_since(self.started).as_secs_f64() * 1000.0;
         let fin = st.views.final_view();
         let context = WorkflowContext {
@@ -53,17 +50,15 @@ impl RunInner {
             scope: None,
             owns_values: true,
         };
-        PyTuple::new(
-            py,
-            [
-                status.into_pyobject(py)?.into_any(),
-                steps.into_any(),
-                final_output.into_bound(py),
-                error.into_pyobject(py)?.into_any(),
-                elapsed_ms.into_pyobject(py)?.into_any(),
-                Bound::new(py, context)?.into_any(),
-            ],
-        )
+        Ok(RunOutcome {
+            run_id: PyString::new(py, &self.run_id).unbind(),
+            status,
+            steps: steps.unbind(),
+            final_output,
+            error,
+            elapsed_ms,
+            context: Py::new(py, context)?,
+        })
     }
 
     pub(super) fn step_result(

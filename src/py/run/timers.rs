@@ -22,7 +22,7 @@ impl RunInner {
             }
         }
         let run = Arc::clone(self);
-        let armed = pool::after(delay, move || {
+        let armed = timer::after(delay, move || {
             Python::attach(|py| {
                 run.retry_due(py, step, Where::Timer);
             })
@@ -37,14 +37,11 @@ impl RunInner {
         {
             let mut st = self.lock(py);
             if let Some(d) = st.sched.start_retry(step) {
-                st.immediate.push(d);
+                st.retry.immediate.push(d);
             }
         }
         if let Some(d) = self.pump(py, here) {
-            pool::submit(Job {
-                run: Arc::clone(self),
-                dispatch: d,
-            });
+            self.submit(d);
         }
     }
 
@@ -92,7 +89,10 @@ impl RunInner {
             let rec = &mut st.recs[d.step];
             rec.timing_out = true;
             rec.timer = None;
-            st.tasks.get(&(d.step, d.attempt)).map(|t| t.clone_ref(py))
+            st.tasks
+                .live
+                .get(&(d.step, d.attempt))
+                .map(|t| t.clone_ref(py))
         };
         if let Some(t) = task {
             cancel_and_watch(self, py, t.bind(py), d);

@@ -76,24 +76,31 @@ impl RunInner {
                 }
             }
         }
-        st.held.insert((d.step, d.attempt), got);
+        st.traffic.held.insert((d.step, d.attempt), got);
         Admit::Go
     }
 
     /// Parks `d` (under the run's lock) and, for a timed wait, arms one wake-up timer per run
     /// for the earliest instant any parked step may start.
     pub(super) fn park(self: &Arc<Self>, st: &mut RunState, d: Dispatch, until: Option<Instant>) {
-        st.parked.push(d);
+        st.traffic.parked.push(d);
         let Some(t) = until else { return };
-        if st.wake_at.is_some_and(|w| w <= t && w > Instant::now()) {
+        if st
+            .traffic
+            .wake_at
+            .is_some_and(|w| w <= t && w > Instant::now())
+        {
             return;
         }
-        st.wake_at = Some(t);
+        st.traffic.wake_at = Some(t);
         let wake = self.waker();
-        if crate::py::pool::after(t.saturating_duration_since(Instant::now()), move || wake())
-            .is_none()
+        if crate::py::threads::timer::after(
+            t.saturating_duration_since(Instant::now()),
+            move || wake(),
+        )
+        .is_none()
         {
-            st.wake_at = None;
+            st.traffic.wake_at = None;
         }
     }
 
@@ -102,7 +109,7 @@ impl RunInner {
         if self.plan.steps[d.step].controls.limiters.is_empty() {
             return; // the common case: no lock taken
         }
-        let held = self.lock(py).held.remove(&(d.step, d.attempt));
+        let held = self.lock(py).traffic.held.remove(&(d.step, d.attempt));
         for l in held.into_iter().flatten() {
             for w in l.release() {
                 w();
@@ -114,8 +121,8 @@ impl RunInner {
     pub(super) fn release_all(&self, py: Python<'_>) {
         let held: Vec<_> = {
             let mut st = self.lock(py);
-            st.parked.clear();
-            st.held.drain().flat_map(|(_, v)| v).collect()
+            st.traffic.parked.clear();
+            st.traffic.held.drain().flat_map(|(_, v)| v).collect()
         };
         for l in held {
             for w in l.release() {

@@ -1,0 +1,48 @@
+"""``StepSpec``: how the native engine calls one step, named field by field (private).
+
+The compiler (``batten._runtime.compile``) builds one per step and hands the list to ``_core.Plan``,
+which reads each field by its name, so neither side counts tuple positions. A leaf: imports
+nothing from batten but ``errors`` (and ``retry`` for type checking only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from batten.retry import RetryPolicy
+
+__all__ = ["StepSpec"]
+
+
+class StepSpec(NamedTuple):
+    """One step as the engine runs it (``_core.Plan`` reads these fields by name; a field of
+    the wrong type is a ``WorkflowDefinitionError`` naming the step).
+
+    Attributes:
+        step_id: the step's id, unique within its plan.
+        depends_on: ids of the steps that must complete before it starts.
+        refs: ids of the steps its ``{step_id.result}`` templates read; each must be an
+            ancestor of the step.
+        invoke: called with no arguments, or with ``context=`` when ``wants_context``; returns
+            the output, or an awaitable for an async step (a composite's resolves to a
+            ``_core.Nested``).
+        is_async: ``invoke`` returns an awaitable, run as an ``asyncio`` task on the loop
+            thread; otherwise it is called on a worker thread.
+        wants_context: ``invoke`` takes the step's ``WorkflowContext`` as ``context=``.
+        timeout: seconds each attempt may take (positive, finite); ``None`` for no limit.
+        retry_policy: when, and after how many seconds, a failed attempt is retried.
+        conditions: callables ``condition(context) -> bool``; the step is skipped unless every
+            one returns true.
+    """
+
+    step_id: str
+    depends_on: list[str]
+    refs: list[str]
+    invoke: Callable[..., Any]
+    is_async: bool
+    wants_context: bool
+    timeout: float | None
+    retry_policy: RetryPolicy
+    conditions: list[Callable[..., Any]]

@@ -1,0 +1,407 @@
+//! Dispatching ready steps: async steps become tasks on the loop thread, sync steps go to the
+//! worker pool (or run inline on the worker that readied them); the callbacks that report an
+//! attempt's end; stopping a run (cancel, run deadline); announcing the run's end.
+use super::*;
+
+/// What `take_ready` found under the lock, for `pump` to act on after releasing it.
+struct Ready {
+    batch: Vec<Dispatch>,
+    /// Attempts an open circuit refuses, with the refusal's message.
+    refused: Vec<(Dispatch, String)>,
+    /// The run just finished: announce its end.
+    finish: bool,
+}
+
+impl RunInner {
+    /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
+    /// any); returns one sync step for a worker to run inline.
+    pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        let mut inline = None;
+        loop {
+            let Ready {
+                batch,
+                refused,
+                finish,
+            } = self.take_ready(py, &mut self.lock(py));
+            self.flush(py);
+            let any_refused = !refused.is_empty();
+            for (d, msg) in refused {
+                let err = crate::py::errors::CircuitOpenError::new_err(msg);
+                self.record(py, d, Outcome::Error(err, false), here);
+            }
+            if batch.is_empty() {
+                if finish {
+                    self.signal_finish(py, here);
+                    return inline;
+                }
+                if any_refused {
+                    continue; // the refusals may have readied, blocked or ended steps
+                }
+                return inline;
+            }
+            for d in batch {
+                if self.plan.steps[d.step].is_async {
+                    if here == Where::Loop {
+                        if let Some(outcome) = self.start_async(py, d) {
+                            self.record(py, d, outcome, here);
+                        }
+                    } else {
+                        self.call_soon_threadsafe(py, CbKind::Start(d));
+                    }
+                } else if here == Where::Worker && inline.is_none() {
+                    inline = Some(d);
+                } else {
+                    self.submit(d);
+                }
+            }
+        }
+    }
+
+    /// Under the lock: the attempts to start now (due retries, parked attempts, newly ready
+    /// steps) that their rate limits and breakers admit, marked started and announced; the
+    /// attempts an open circuit refuses; and whether the run just finished.
+    fn take_ready(self: &Arc<Self>, py: Python<'_>, st: &mut RunState) -> Ready {
+        let mut batch = std::mem::take(&mut st.retry.immediate);
+        if !st.traffic.parked.is_empty() {
+            batch.append(&mut st.traffic.parked);
+        }
+        while let Some(d) = st.sched.next_ready() {
+            batch.push(d);
+        }
+        let now = Instant::now();
+        let mut refused = Vec::new();
+        if batch
+            .iter()
+            .any(|d| !self.plan.steps[d.step].controls.is_empty())
+        {
+            let mut admitted = Vec::with_capacity(batch.len());
+            for d in batch {
+                if !st.sched.is_live(d) {
+                    continue;
+                }
+                match self.admit(py, st, d, now) {
+                    traffic::Admit::Go => admitted.push(d),
+                    traffic::Admit::Park(until) => self.park(st, d, until),
+                    traffic::Admit::Refuse(msg) => refused.push((d, msg)),
+                }
+            }
+            batch = admitted;
+        }
+        for d in &batch {
+            st.recs[d.step].first_start.get_or_insert(now);
+        }
+        if self.on_event.is_some() {
+            for d in &batch {
+                let view = st.views.view_for(&self.plan.graph, d.step);
+                let ctx = self.step_context(py, view, d.step);
+                st.events.push(Event {
+                    kind: "started",
+                    step: d.step,
+                    attempt: d.attempt,
+                    payload: Bound::new(py, ctx)
+                        .map_or_else(|_| py.None(), |c| c.into_any().unbind()),
+                });
+            }
+        }
+        if let Some(j) = &self.journal {
+            let events = batch
+                .iter()
+                .map(|d| j.event(&self.plan.steps[d.step].id, "running", d.attempt))
+                .collect();
+            j.write_lazy(events);
+        }
+        let finish = batch.is_empty() && refused.is_empty() && st.take_finish();
+        Ready {
+            batch,
+            refused,
+            finish,
+        }
+    }
+
+    pub(super) fn call_soon_threadsafe(self: &Arc<Self>, py: Python<'_>, kind: CbKind) {
+        let cb = Callback::new(self, kind);
+        if let Err(e) = self
+            .event_loop
+            .call_method1(py, intern!(py, "call_soon_threadsafe"), (cb,))
+        {
+            tracing::error!(run_id = %self.run_id, "batten: cannot reach the event loop: {e}");
+        }
+    }
+
+    pub(super) fn signal_finish(self: &Arc<Self>, py: Python<'_>, here: Where) {
+        if here == Where::Loop {
+            self.complete(py);
+        } else {
+            self.call_soon_threadsafe(py, CbKind::Finish);
+        }
+    }
+
+    /// On the loop thread, once every step is terminal and no task is left: resolve the futures.
+    pub(super) fn complete(&self, py: Python<'_>) {
+        // Every event is out (and every checkpoint written) before the run's end is announced.
+        self.flush(py);
+        if let Some(j) = &self.journal {
+            let _ = j.flush_pending(py);
+        }
+        self.release_all(py);
+        let (timer, waiters, outcome) = {
+            let mut st = self.lock(py);
+            let outcome = st.sched.outcome();
+            (
+                st.timing.run_timer.take(),
+                std::mem::take(&mut st.end.cancel_waiters),
+                outcome,
+            )
+        };
+        tracing::debug!(
+            "workflow '{}' run {} finished: {:?} in {:.3} ms",
+            self.workflow_id,
+            self.run_id,
+            outcome,
+            self.started.elapsed().as_secs_f64() * 1000.0
+        );
+        if let Some(t) = timer {
+            Timer::Loop(t).cancel(py);
+        }
+        for fut in std::iter::once(self.done.clone_ref(py)).chain(waiters) {
+            let fut = fut.bind(py);
+            if !fut
+                .call_method0(intern!(py, "done"))
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(true)
+            {
+                let _ = fut.call_method1(intern!(py, "set_result"), (py.None(),));
+            }
+        }
+    }
+
+    /// Checks the step's conditions and calls it. `Ok(None)`: a condition was false.
+    pub(super) fn invoke<'py>(
+        &self,
+        py: Python<'py>,
+        step: usize,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let spec = &self.plan.steps[step];
+        let ctx = if spec.needs_context() {
+            Some(Bound::new(py, self.context_for(py, step))?)
+        } else {
+            None
+        };
+        for cond in &spec.conditions {
+            if !cond.bind(py).call1((ctx.as_ref(),))?.is_truthy()? {
+                return Ok(None);
+            }
+        }
+        let f = spec.invoke.bind(py);
+        let kwargs = match (&ctx, spec.wants_ctx) {
+            (Some(c), true) => {
+                let kw = PyDict::new(py);
+                kw.set_item(intern!(py, "context"), c)?;
+                Some(kw)
+            }
+            _ => None,
+        };
+        // Calling an `async def` only builds the coroutine; its task runs it in a copy of the
+        // caller's contextvars (see `start_async`). A fan-out item is the one positional arg.
+        let kw = kwargs.as_ref();
+        let out = match (&spec.arg, spec.is_async) {
+            (Some(a), true) => f.call((a,), kw)?,
+            (None, true) => f.call((), kw)?,
+            (arg, false) => {
+                let pyctx = self.pycontext.bind(py).call_method0(intern!(py, "copy"))?;
+                match arg {
+                    Some(a) => pyctx.call_method(intern!(py, "run"), (f, a), kw)?,
+                    None => pyctx.call_method(intern!(py, "run"), (f,), kw)?,
+                }
+            }
+        };
+        Ok(Some(out))
+    }
+
+    /// Starts an async step's task on the loop thread; `Some` if it settled without a task.
+    pub(super) fn start_async(self: &Arc<Self>, py: Python<'_>, d: Dispatch) -> Option<Outcome> {
+        if !self.lock(py).sched.is_live(d) {
+            return None;
+        }
+        let awaitable = match self.invoke(py, d.step) {
+            Ok(Some(a)) => a,
+            Ok(None) => return Some(Outcome::Skipped),
+            Err(e) => return Some(Outcome::Error(e, false)),
+        };
+        match self.launch(py, d, &awaitable) {
+            Ok(true) => None,
+            Ok(false) => Some(Outcome::Value(awaitable.unbind())),
+            Err(e) => Some(Outcome::Error(e, false)),
+        }
+    }
+
+    /// Runs `awaitable` as a task (inside `batten._runtime.loops.drive`) with its deadline.
+    /// `Ok(false)`: it is not awaitable (a sync callable mistaken for async), so it is the output.
+    pub(super) fn launch(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        d: Dispatch,
+        awaitable: &Bound<'_, PyAny>,
+    ) -> PyResult<bool> {
+        if !is_coroutine(awaitable) && !awaitable.hasattr(intern!(py, "__await__"))? {
+            return Ok(false);
+        }
+        let lp = self.event_loop.bind(py);
+        let drive = DRIVE.get_or_try_init(py, || -> PyResult<_> {
+            Ok(py.import("batten._runtime.loops")?.getattr("drive")?.unbind())
+        })?;
+        let coro = drive
+            .bind(py)
+            .call1((awaitable, Callback::new(self, CbKind::Done(d))))?;
+        let kw = PyDict::new(py);
+        kw.set_item(
+            intern!(py, "context"),
+            self.pycontext.bind(py).call_method0(intern!(py, "copy"))?,
+        )?;
+        let task = lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw))?;
+        let timer = match self.plan.steps[d.step].timeout {
+            Some(t) => Some(lp.call_method1(
+                intern!(py, "call_later"),
+                (t.as_secs_f64(), Callback::new(self, CbKind::Deadline(d))),
+            )?),
+            None => None,
+        };
+        let mut st = self.lock(py);
+        st.tasks.live.insert((d.step, d.attempt), task.unbind());
+        st.tasks
+            .awaitables
+            .insert((d.step, d.attempt), awaitable.clone().unbind());
+        let rec = &mut st.recs[d.step];
+        rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
+        rec.timing_out = false;
+        Ok(true)
+    }
+
+    /// The loop thread: `drive` reported an async attempt's outcome
+    /// (`args` = `(ok, value_or_exception, cancelled)`).
+    pub(super) fn task_done(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        d: Dispatch,
+        args: &Bound<'_, PyTuple>,
+    ) {
+        let (live, timing_out) = {
+            let mut st = self.lock(py);
+            st.tasks.live.remove(&(d.step, d.attempt));
+            st.tasks.awaitables.remove(&(d.step, d.attempt));
+            (st.sched.is_live(d), st.recs[d.step].timing_out)
+        };
+        if live {
+            let (ok, value, cancelled) = match args.extract::<(bool, Bound<'_, PyAny>, bool)>() {
+                Ok(t) => t,
+                Err(e) => (false, e.into_value(py).into_bound(py).into_any(), false),
+            };
+            let outcome = if timing_out {
+                if ok {
+                    self.lock(py).recs[d.step].cancel_ignored = true;
+                }
+                let tail = if ok {
+                    "the step ignored cancellation and finished late"
+                } else {
+                    "its task was cancelled"
+                };
+                Outcome::Error(self.timeout_error(d, tail), true)
+            } else if ok {
+                Outcome::Value(value.unbind())
+            } else if cancelled {
+                let msg = format!("step '{}' was cancelled", self.plan.steps[d.step].id);
+                let exc = cancelled_error(py)
+                    .and_then(|c| c.call1((msg,)))
+                    .unwrap_or_else(|e| e.into_value(py).into_bound(py).into_any());
+                Outcome::Error(PyErr::from_value(exc), false)
+            } else {
+                Outcome::Error(PyErr::from_value(value), false)
+            };
+            self.record(py, d, outcome, Where::Loop);
+        }
+        self.pump(py, Where::Loop);
+    }
+
+    /// The loop thread: a task cancelled by a deadline or by stopping the run is done. If it was
+    /// cancelled before it started, `drive` never ran and this is the only report.
+    pub(super) fn task_unwound(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        let (unreported, live, timing_out) = {
+            let mut st = self.lock(py);
+            let unreported = st.tasks.live.remove(&(d.step, d.attempt)).is_some();
+            if let Some(a) = st.tasks.awaitables.remove(&(d.step, d.attempt)) {
+                if unreported && is_coroutine(a.bind(py)) {
+                    let _ = a.call_method0(py, intern!(py, "close"));
+                }
+            }
+            (unreported, st.sched.is_live(d), st.recs[d.step].timing_out)
+        };
+        if unreported && live && timing_out {
+            let err = self.timeout_error(d, "its task was cancelled before it started");
+            self.record(py, d, Outcome::Error(err, true), Where::Loop);
+        }
+        self.pump(py, Where::Loop);
+    }
+
+    /// The loop thread: cancel the run, or end it at its deadline.
+    pub(super) fn stop(self: &Arc<Self>, py: Python<'_>, why: Stop) {
+        let (to, err) = match why {
+            Stop::Cancelled => (
+                StepState::Cancelled,
+                cancelled_error(py)
+                    .and_then(|c| c.call1(("the workflow run was cancelled",)))
+                    .map(|e| e.unbind()),
+            ),
+            Stop::TimedOut(t) => (
+                StepState::Timeout,
+                Ok(StepTimeoutError::new_err(format!(
+                    "the workflow timed out after {t}s while this step was running"
+                ))
+                .into_value(py)
+                .into_any()),
+            ),
+        };
+        let err = match err {
+            Ok(e) => e,
+            Err(e) => e.into_value(py).into_any(),
+        };
+        let mut tasks = Vec::new();
+        let mut timers = Vec::new();
+        {
+            let mut guard = self.lock(py);
+            let st = &mut *guard;
+            if st.end.finished || st.end.stop.is_some() {
+                return;
+            }
+            st.end.stop = Some(why);
+            st.retry.immediate.clear();
+            let now = Instant::now();
+            tasks.extend(
+                st.tasks
+                    .live
+                    .iter()
+                    .map(|(&(step, attempt), t)| (Dispatch { step, attempt }, t.clone_ref(py))),
+            );
+            let before = st.sched.completion_order().len();
+            for step in st.sched.stop(to, matches!(why, Stop::TimedOut(_))) {
+                let rec = &mut st.recs[step];
+                rec.end = Some(now);
+                timers.extend(rec.timer.take());
+                rec.error = Some(StepError::from_exc(err.bind(py)));
+                if !self.plan.steps[step].is_async && matches!(why, Stop::TimedOut(_)) {
+                    rec.abandoned = true;
+                }
+            }
+            let ended = st.sched.completion_order()[before..].to_vec();
+            self.announce(py, st, Vec::new(), &ended, None);
+        }
+        self.flush(py);
+        for t in timers {
+            t.cancel(py);
+        }
+        for (d, t) in tasks {
+            cancel_and_watch(self, py, t.bind(py), d);
+        }
+        self.release_all(py);
+        self.pump(py, Where::Loop);
+    }
+}

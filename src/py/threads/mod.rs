@@ -1,0 +1,31 @@
+//! The threads batten runs besides the caller's: a timer runtime (`timer`) and a pool of Python
+//! worker threads for blocking callables (`pool`). Neither knows what a run is: the timer runs
+//! closures, the pool runs anything that implements `SyncJob` (as granian's `blocking.rs` takes
+//! closures). `run` implements `SyncJob` for a sync step attempt; `journal` arms timers.
+//!
+//! At interpreter exit `shutdown` (`_core._shutdown`, registered with `atexit` by
+//! `batten/__init__.py`) stops the timers and joins every worker, waiting for abandoned sync
+//! steps to return, as `concurrent.futures.ThreadPoolExecutor` does. A thread still inside
+//! CPython during finalization is killed with `pthread_exit`, which cannot unwind through Rust
+//! frames and aborts the process (DESIGN §3 pitfall 3).
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+pub mod pool;
+pub mod timer;
+
+/// Stops the timers and joins the pool's workers (see the module docs). Safe to call more than
+/// once.
+pub fn shutdown(py: Python<'_>) {
+    let rt = timer::take_runtime();
+    let handles = pool::stop();
+    py.detach(move || {
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+    });
+}

@@ -1,0 +1,203 @@
+//! A pool of Python worker threads for blocking callables. It runs `SyncJob`s and knows nothing
+//! about what they are.
+//!
+//! Workers are plain Rust threads that attach to Python once and keep their thread state for life:
+//! NOTE: attaching per call costs ~8 µs (a fresh thread state each time), keeping it ~0.03 µs
+//! (DESIGN §3), and W1's budget is 2 µs a step. A worker waits for work detached from Python, so
+//! idle workers never hold the GIL. A busy worker takes the next queued job itself; the pool
+//! grows (up to `MAX_WORKERS`) when a queued job has waited `STALE_AFTER` while every worker was
+//! busy, so a job that blocks in `time.sleep` never holds up the jobs queued behind it for long.
+//!
+//! At interpreter exit `stop` (via `threads::shutdown`) wakes every worker to return; the caller
+//! joins them detached from Python.
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+/// Upper bound on worker threads; beyond it jobs queue.
+const MAX_WORKERS: usize = 256;
+
+/// How long a queued job may wait while every worker is busy before the monitor gives it
+/// another worker.
+/// NOTE: waking a worker per submitted step made independent no-op sync steps cost ~16 µs each
+/// (W3): the extra workers mostly passed the GIL back and forth. Only one thread runs Python at a
+/// time, so more workers help only when a job blocks (I/O, `time.sleep`); the monitor finds those
+/// within ~0.2 ms, which is noise next to a blocking call.
+const STALE_AFTER: Duration = Duration::from_micros(200);
+
+/// Work for a pool thread: called once, on a worker attached to Python. Each `Pool<J>` is
+/// monomorphised over its job type (see the NOTE on `run::job`'s pool for why not boxed).
+pub trait SyncJob: Send + 'static {
+    fn run(self, py: Python<'_>);
+}
+
+#[derive(Default)]
+struct Queue<J> {
+    jobs: VecDeque<(Instant, J)>,
+    idle: usize,
+    threads: usize,
+    /// A waiting worker was notified and has not woken yet.
+    wake_pending: bool,
+    /// Jobs taken by workers so far: the monitor's sign that the busy workers are not blocked.
+    taken: u64,
+    shutdown: bool,
+    handles: Vec<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+/// A pool of worker threads running jobs of type `J`.
+pub struct Pool<J> {
+    q: Mutex<Queue<J>>,
+    /// Workers wait here for jobs.
+    cv: Condvar,
+    /// The monitor waits here for a queue to watch.
+    monitor_cv: Condvar,
+}
+
+/// The pools that have started threads, for `stop` to end at interpreter exit.
+static STARTED: Mutex<Vec<&'static (dyn Stop + Sync)>> = Mutex::new(Vec::new());
+
+trait Stop {
+    fn stop(&self) -> Vec<JoinHandle<()>>;
+}
+
+impl<J: SyncJob> Stop for Pool<J> {
+    fn stop(&self) -> Vec<JoinHandle<()>> {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        q.shutdown = true;
+        self.cv.notify_all();
+        self.monitor_cv.notify_all();
+        let mut handles = std::mem::take(&mut q.handles);
+        handles.extend(q.monitor.take());
+        handles
+    }
+}
+
+/// Tells every pool's threads to return once the queue is empty; returns them to be joined.
+pub(super) fn stop() -> Vec<JoinHandle<()>> {
+    let pools = STARTED.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    pools.into_iter().flat_map(|p| p.stop()).collect()
+}
+
+impl<J: SyncJob> Pool<J> {
+    pub const fn new() -> Self {
+        Pool {
+            q: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                idle: 0,
+                threads: 0,
+                wake_pending: false,
+                taken: 0,
+                shutdown: false,
+                handles: Vec::new(),
+                monitor: None,
+            }),
+            cv: Condvar::new(),
+            monitor_cv: Condvar::new(),
+        }
+    }
+
+    /// Queues `job`. A worker is woken only if none is busy: a busy worker takes the next job
+    /// itself when its current one returns, and the monitor covers jobs that block.
+    pub fn submit(&'static self, job: J) {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        q.jobs.push_back((Instant::now(), job));
+        if q.shutdown {
+            // Interpreter exit has begun (a run started from an atexit handler): run it on a
+            // fresh thread rather than leave it queued forever.
+            self.spawn_worker(&mut q);
+        } else if q.threads == q.idle {
+            self.add_worker(&mut q);
+        }
+        if q.monitor.is_none() && !q.shutdown {
+            STARTED.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+            let handle = std::thread::Builder::new()
+                .name("batten-pool-monitor".into())
+                .spawn(move || self.monitor())
+                .expect("batten: cannot spawn the pool monitor thread");
+            q.monitor = Some(handle);
+        }
+        self.monitor_cv.notify_one();
+    }
+
+    fn spawn_worker(&'static self, q: &mut Queue<J>) {
+        q.threads += 1;
+        let n = q.threads;
+        let handle = std::thread::Builder::new()
+            .name(format!("batten-worker-{n}"))
+            .spawn(move || self.worker())
+            .expect("batten: cannot spawn a worker thread");
+        q.handles.push(handle);
+    }
+
+    /// Gets the front job a worker: an idle one if any, else a new thread.
+    fn add_worker(&'static self, q: &mut Queue<J>) {
+        if q.idle > 0 {
+            if !q.wake_pending {
+                q.wake_pending = true;
+                self.cv.notify_one();
+            }
+        } else if q.threads < MAX_WORKERS {
+            self.spawn_worker(q);
+        }
+    }
+
+    fn next_job(&self) -> Option<J> {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((_, job)) = q.jobs.pop_front() {
+                q.taken += 1;
+                return Some(job);
+            }
+            if q.shutdown {
+                return None;
+            }
+            q.idle += 1;
+            q = self.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.idle -= 1;
+            q.wake_pending = false;
+        }
+    }
+
+    fn worker(&'static self) {
+        Python::attach(|py| {
+            while let Some(job) = py.detach(|| self.next_job()) {
+                job.run(py);
+            }
+        });
+    }
+
+    /// Watches the queue (never touching Python): a job that has waited `STALE_AFTER` while the
+    /// workers took no job for a whole tick (so they are blocked, not just busy) gets another
+    /// worker, one per tick.
+    /// NOTE: without the progress check the monitor added workers beside one busy with fast
+    /// steps, and they fought over the GIL (W4: ~15% of the time in kernel context switches).
+    fn monitor(&'static self) {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken_before = q.taken;
+        loop {
+            while q.jobs.is_empty() && !q.shutdown {
+                q = self.monitor_cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                taken_before = q.taken;
+            }
+            if q.shutdown {
+                return;
+            }
+            drop(q);
+            std::thread::sleep(STALE_AFTER);
+            q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+            let progressed = q.taken != taken_before;
+            taken_before = q.taken;
+            if !progressed
+                && q.jobs
+                    .front()
+                    .is_some_and(|(t, _)| t.elapsed() >= STALE_AFTER)
+            {
+                self.add_worker(&mut q);
+            }
+        }
+    }
+}
