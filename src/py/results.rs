@@ -14,7 +14,9 @@ static STEP_STATUS: PyOnceLock<Vec<Py<PyAny>>> = PyOnceLock::new();
 /// engine's own cost.
 pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     let members = STEP_STATUS.get_or_try_init(py, || -> PyResult<_> {
-        let cls = py.import("batten._internal.status")?.getattr("StepStatus")?;
+        let cls = py
+            .import("batten._internal.status")?
+            .getattr("StepStatus")?;
         StepState::ALL
             .iter()
             .map(|s| Ok(cls.call1((s.as_str(),))?.unbind()))

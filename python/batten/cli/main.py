@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from batten import (
-    StepResult,
     StepStatus,
     WorkflowConfigError,
     WorkflowContext,

@@ -248,7 +248,10 @@ impl RunInner {
         }
         let lp = self.event_loop.bind(py);
         let drive = DRIVE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("batten._runtime.loops")?.getattr("drive")?.unbind())
+            Ok(py
+                .import("batten._runtime.loops")?
+                .getattr("drive")?
+                .unbind())
         })?;
         let coro = drive
             .bind(py)
