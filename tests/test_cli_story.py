@@ -194,20 +194,20 @@ def test_a_closed_stdout_ends_the_command_quietly_with_141(cwd, capsys, argv):
     assert proc.returncode == 141
 
 
+def batten_with_a_closed(stream: str, cwd: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Runs the installed ``batten ARGV...`` with its ``stream`` ("stdout" or "stderr") a pipe
+    whose reader has gone away; the other stream is captured."""
+    closed = closed_pipe()
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, stream: closed}
+    try:
+        return subprocess.run([batten_exe(), *argv], cwd=cwd, text=True, timeout=120, **pipes)
+    finally:
+        os.close(closed)
+
+
 def test_a_run_whose_progress_reader_went_away_still_completes(cwd):
     write(GATED)
-    stderr = closed_pipe()
-    try:
-        proc = subprocess.run(
-            [batten_exe(), "run", "wf.yaml", "--yes"],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(stderr)
+    proc = batten_with_a_closed("stderr", cwd, "run", "wf.yaml", "--yes")
     assert proc.returncode == 0
     assert proc.stdout.splitlines()[-1] == "DRAFT"
     (run,) = batten.list_runs(store=STORE)
@@ -216,18 +216,7 @@ def test_a_run_whose_progress_reader_went_away_still_completes(cwd):
 
 def test_a_run_whose_stdout_reader_went_away_is_recorded_completed(cwd):
     write(GATED)
-    stdout = closed_pipe()
-    try:
-        proc = subprocess.run(
-            [batten_exe(), "run", "wf.yaml", "--yes"],
-            cwd=cwd,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(stdout)
+    proc = batten_with_a_closed("stdout", cwd, "run", "wf.yaml", "--yes")
     assert proc.returncode == 141 and "Traceback" not in proc.stderr, proc.stderr
     (run,) = batten.list_runs(store=STORE)
     assert run.status == "completed"
@@ -236,18 +225,7 @@ def test_a_run_whose_stdout_reader_went_away_is_recorded_completed(cwd):
 
 def test_an_approval_whose_stderr_reader_went_away_still_continues_the_run(cwd, capsys):
     run_id = waiting_run(capsys)
-    stderr = closed_pipe()
-    try:
-        proc = subprocess.run(
-            [batten_exe(), "approve", run_id, "gate"],
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            timeout=120,
-        )
-    finally:
-        os.close(stderr)
+    proc = batten_with_a_closed("stderr", cwd, "approve", run_id, "gate")
     assert proc.returncode == 0
     assert proc.stdout.splitlines()[-1] == "DRAFT"
     assert batten.get_workflow_status(run_id, store=STORE).status == "completed"
