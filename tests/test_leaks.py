@@ -152,3 +152,47 @@ def test_workflow_that_failed_with_an_exception_referencing_it_is_collected():
         assert result.status == WorkflowStatus.FAILED
 
     assert collected(make_cycle)
+
+
+def test_plan_reads_one_step_spec_at_a_time(monkeypatch):
+    # Issue 13's M regression: the compiler built every StepSpec into a list before the native
+    # Plan read them, so at 10,000 steps their blocks were freed only after the plan's own
+    # objects had been allocated among them (+1.4 MB peak RSS in the 10k fan-out). The specs
+    # now stream: when the compiler makes step i's spec, no earlier spec is alive.
+    import gc
+
+    from batten._internal.spec import StepSpec
+    from batten._runtime import compile as compiler
+
+    alive_before_each = []
+
+    def counting(step, opts, spec):
+        gc.collect()
+        alive_before_each.append(sum(isinstance(o, StepSpec) for o in gc.get_objects()))
+        return spec
+
+    monkeypatch.setattr(compiler, "_CALL_WRAPPERS", [*compiler._CALL_WRAPPERS, counting])
+    workflow = Workflow("specs", "specs")
+    for i in range(30):
+        workflow.add_step(ToolStep(f"s{i}", lambda: 1), depends_on=[])
+    workflow.validate()
+    assert len(alive_before_each) == 30
+    assert max(alive_before_each) == 0, alive_before_each
+
+
+def test_a_plain_run_imports_no_store_traffic_or_event_modules():
+    # Issue 13's M benchmark: every module loaded at `import batten` is resident in every
+    # process. The layering had made the stores, durable runs and traffic controls eager
+    # (+0.6 MB); a program that never names a store, a rate limit or a subscriber loads none.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, batten\n"
+        "wf = batten.Workflow('w'); wf.add_step(batten.ToolStep('t', lambda: 1)); wf.run()\n"
+        "lazy = ('batten.store', 'batten.durable', 'batten._runtime.durable', 'batten.traffic',"
+        " 'batten.events', 'batten.approval')\n"
+        "bad = [m for m in lazy if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -1,6 +1,6 @@
 """Type stubs for batten's native module (private; the public API is re-exported by ``batten``)."""
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextvars import Context
 from typing import Any, Self, final
 
@@ -306,7 +306,7 @@ class Plan:
     def __new__(
         cls,
         workflow_id: str,
-        specs: Sequence[StepSpec],
+        specs: Iterable[StepSpec],
         max_parallel: int | None = None,
         *,
         fail_fast: bool = False,

@@ -21,12 +21,11 @@ from batten._internal.checks import check_callable, check_count, check_seconds
 from batten._internal.kinds import WorkflowHolderKind
 from batten._internal.status import StepStatus
 from batten._internal.templates import REF, lookup, template_refs
-from batten.engine import WorkflowEngine, _context_for
+from batten.engine import WorkflowEngine, _context_for, _open_store
 from batten.errors import WorkflowDefinitionError
 from batten.registry import _name_of
 from batten.steps import AgentStep, Step, ToolStep
 from batten.steps.composite import ConditionalStep, LoopStep, ParallelStep
-from batten.store import open_store
 from batten.workflow import Workflow, WorkflowResult
 
 if TYPE_CHECKING:
@@ -527,7 +526,7 @@ class DagWorkflow(WorkflowHolderKind):
             TypeError: ``store`` is neither a Store nor a URL.
             StoreURLError, StoreUnavailableError: the store cannot be opened.
         """
-        st = open_store(store)
+        st = _open_store(store)
         if st is not None:
             definition = {
                 "workflow_id": self.workflow_id,
@@ -581,7 +580,7 @@ class DagWorkflow(WorkflowHolderKind):
                 cycle, or a bad ``timeout_per_step``.
             TypeError: ``mesh`` is not a WorkflowEngine or ``None``, or a bad ``context``.
         """
-        store = open_store(redis_store) or self._store
+        store = _open_store(redis_store) or self._store
         if mesh is not None and not isinstance(mesh, WorkflowEngine):
             raise TypeError(
                 f"mesh must be a batten.WorkflowEngine or None, got {type(mesh).__name__}"

@@ -26,7 +26,6 @@ from batten._runtime import lifecycle
 from batten.errors import RunNotFoundError, WorkflowDefinitionError
 from batten.registry import Registry, global_registry
 from batten.retry import RetryPolicy
-from batten.store import open_store
 from batten.workflow import Workflow, WorkflowResult
 
 __all__ = ["WorkflowEngine"]
@@ -166,7 +165,7 @@ class WorkflowEngine:
         self._by_run_id: dict[str, int] = {}
         self._keys = itertools.count()
         #: The engine's checkpoint store (``None``: runs are not durable).
-        self.store = open_store(store)
+        self.store = _open_store(store)
         #: The workflows this engine ran, by id, so ``resume(run_id)`` finds a run's workflow.
         self._workflows: dict[str, Workflow] = {}
 
@@ -407,3 +406,13 @@ def _id_of(workflow: Any) -> str:
             "call `await dag.execute(mesh=engine)`)"
         )
     return workflow.workflow_id
+
+
+def _open_store(store: Any) -> Any:
+    """``batten.store.open_store(store)`` (``None`` for ``None``), importing the stores on first
+    use: a program that never names a store never loads them."""
+    if store is None:
+        return None
+    from batten.store import open_store
+
+    return open_store(store)

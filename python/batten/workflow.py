@@ -24,12 +24,10 @@ from batten._internal.kinds import WorkflowKind
 from batten._internal.options import CompileOptions, StepErrorHandler
 from batten._runtime import lifecycle
 from batten._runtime.compile import compiled
-from batten._runtime.durable import check_durability
 from batten._runtime.loops import thread_runner
 from batten.errors import WorkflowDefinitionError
 from batten.result import WorkflowResult
 from batten.steps import Step
-from batten.store import open_store
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -323,6 +321,9 @@ class Workflow(WorkflowKind):
                 opened.
             WorkflowDefinitionError: an unknown ``durability``.
         """
+        from batten._runtime.durable import check_durability  # on first use, as in lifecycle
+        from batten.store import open_store
+
         check_durability(durability)
         self._store = open_store(store)
         self._serializer = serializer

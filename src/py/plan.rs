@@ -234,7 +234,8 @@ impl Plan {
 
 #[pymethods]
 impl Plan {
-    /// Validates and compiles `specs` (`batten._internal.spec.StepSpec`s, see `SpecArgs`).
+    /// Validates and compiles `specs`, an iterable of `batten._internal.spec.StepSpec`s (see
+    /// `SpecArgs`), read once in order.
     ///
     /// `fail_fast`, `first_success`, `min_success` and `continue_on_error` set the run's
     /// `RunPolicy`; `max_total_retries` bounds retries across the run; `controls` maps step ids
@@ -250,7 +251,7 @@ impl Plan {
     fn new(
         py: Python<'_>,
         workflow_id: &Bound<'_, PyAny>,
-        specs: Vec<Bound<'_, PyAny>>,
+        specs: &Bound<'_, PyAny>,
         max_parallel: Option<Bound<'_, PyAny>>,
         fail_fast: bool,
         first_success: bool,
@@ -265,10 +266,14 @@ impl Plan {
         let max_total_retries = args::count32(max_total_retries.as_ref(), 0, || {
             format!("workflow '{workflow_id}': max_total_retries")
         })?;
-        let mut decls = Vec::with_capacity(specs.len());
-        let mut steps = Vec::with_capacity(specs.len());
+        let hint = specs.len().unwrap_or(0);
+        let mut decls = Vec::with_capacity(hint);
+        let mut steps = Vec::with_capacity(hint);
         let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
-        for (index, s) in specs.iter().enumerate() {
+        // Each spec is read, then dropped before the next is asked for: the compiler hands a
+        // generator, so no list of 10,000 specs outlives its reading (see `_runtime.compile`).
+        for (index, s) in specs.try_iter()?.enumerate() {
+            let s = s?;
             let SpecArgs {
                 id,
                 deps,
@@ -279,7 +284,7 @@ impl Plan {
                 timeout,
                 policy,
                 conditions,
-            } = SpecArgs::read(index, s)?;
+            } = SpecArgs::read(index, &s)?;
             let (policy, retry_on, non_retryable) = match &last_policy {
                 Some((obj, (p, r, n))) if obj.is(&policy) => (*p, r.clone_ref(py), n.clone_ref(py)),
                 _ => {

@@ -18,7 +18,6 @@ from batten._internal.context import EventSink
 from batten._internal.options import CompileOptions
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten._runtime.compile import compile_plan, compiled
-from batten._runtime.durable import DurableRun, is_finished, require_store, stored_result
 from batten._runtime.run import Outcome, run_plan
 from batten._runtime.subscribers import notify_completed, subscriber
 from batten.errors import WorkflowDefinitionError
@@ -54,6 +53,10 @@ def begin_durable(
     st = workflow._store if store is None else store
     if st is None and run_id is None:
         return context, None
+    # Durable runs' code (and batten.store) loads on the first durable run: a run without a
+    # store never imports it (issue 13's M benchmark counts every eager module).
+    from batten._runtime.durable import DurableRun, require_store
+
     compiled(workflow)  # a malformed workflow is reported before anything is recorded
     if context is None:
         context = WorkflowContext(workflow.workflow_id)
@@ -99,6 +102,8 @@ async def resume(
         RunNotFoundError, WorkflowDefinitionError, CorruptRecordError, SchemaVersionError,
         StoreUnavailableError: as ``Workflow.resume``.
     """
+    from batten._runtime.durable import DurableRun, is_finished, require_store, stored_result
+
     check_run_options(timeout, max_concurrency)
     st = require_store(workflow._store if store is None else store)
     compiled(workflow, base)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -36,7 +37,6 @@ from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
 from batten.retry import RetryPolicy
 from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
-from batten.traffic import CircuitBreaker, RateLimit
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
 
@@ -75,6 +75,17 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     # A callable object whose class defines `async def __call__`.
     dunder_call = type(fn).__dict__.get("__call__")
     return dunder_call is not None and inspect.iscoroutinefunction(dunder_call)
+
+
+def traffic_attached() -> bool:
+    """Whether any rate limit or breaker is attached to an agent or tool (``batten.traffic``).
+
+    ``batten.traffic`` loads on first use (``import batten`` and a run without traffic controls
+    never import it; issue 13's M benchmark counts every eager module), and nothing can be
+    attached before it is imported, so the compiler asks this before importing it.
+    """
+    traffic = sys.modules.get("batten.traffic")
+    return traffic is not None and bool(traffic._ATTACHED)
 
 
 def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
@@ -220,6 +231,8 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``limit`` is not a ``RateLimit``.
         """
+        from batten.traffic import RateLimit  # on first use: see traffic_attached
+
         if not isinstance(limit, RateLimit):
             raise WorkflowDefinitionError(
                 f"step '{self.step_id}': with_rate_limit expects a batten.RateLimit, got "
@@ -238,6 +251,8 @@ class Step:
         Raises:
             WorkflowDefinitionError: ``breaker`` is not a ``CircuitBreaker``.
         """
+        from batten.traffic import CircuitBreaker  # on first use: see traffic_attached
+
         if not isinstance(breaker, CircuitBreaker):
             raise WorkflowDefinitionError(
                 f"step '{self.step_id}': with_circuit_breaker expects a batten.CircuitBreaker, "

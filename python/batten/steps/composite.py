@@ -22,7 +22,6 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from batten import traffic
 from batten._core import CompositeFailure, Nested, StepResult, WorkflowContext
 from batten._internal.checks import check_callable, check_count
 from batten._internal.context import EVENT_SINK
@@ -32,7 +31,7 @@ from batten._internal.status import StepStatus
 from batten._internal.view import StepView, items_text, name_of, settings_text
 from batten.errors import LoopLimitError, PartialFailureError, RouteError, WorkflowDefinitionError
 from batten.retry import RetryPolicy
-from batten.steps.base import Step, _accepts_context, _Invocable, _is_async
+from batten.steps.base import Step, _accepts_context, _Invocable, _is_async, traffic_attached
 from batten.steps.protocol import CallSpec, CompileContext, NestedOutcome
 
 if TYPE_CHECKING:
@@ -406,8 +405,10 @@ def _item_controls(
     if isinstance(inner, Step):
         own.extend(inner.traffic)
         targets = ctx.invocable_targets(inner) if isinstance(inner, _Invocable) else ()
-    if not own and not traffic._ATTACHED:
+    if not own and not traffic_attached():
         return None
+    from batten import traffic  # on first use (see traffic_attached)
+
     probe = Step.__new__(Step)
     probe.traffic = tuple(own)
     return traffic.controls_for(probe, targets)
