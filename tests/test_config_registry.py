@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ PHASES = {
 
 
 @pytest.fixture(autouse=True)
-def global_untouched():
+def global_untouched() -> Iterator[None]:
     """Neither name is in the process-wide registry, before or after the test."""
     reg = global_registry()
     before = (reg.names("agent"), reg.names("tool"))

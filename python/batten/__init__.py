@@ -55,6 +55,7 @@ from batten.errors import (
     WorkflowTimeoutError,
 )
 from batten.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkflow
+from batten.pool import AgentPool
 from batten.registry import Registry, agent, tool
 from batten.retry import RetryPolicy
 from batten.steps import AgentStep, Step, ToolStep
@@ -143,6 +144,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "AgentPool",
     "AgentStep",
     "ApprovalError",
     "ApprovalRejectedError",

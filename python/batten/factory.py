@@ -71,9 +71,7 @@ def create_workflow(spec: str | Path | Sequence[str], /, **kwargs: Any) -> Any:
         name = kwargs.pop("name", "-".join(a if isinstance(a, str) else "agent" for a in agents))
         registry = kwargs.pop("registry", None)
         if registry is not None:
-            agents = [
-                registry.resolve("agent", a, a) if isinstance(a, str) else a for a in agents
-            ]
+            agents = [registry.resolve("agent", a, a) if isinstance(a, str) else a for a in agents]
         return DeterministicWorkflow(agents, name, **kwargs)
     raise WorkflowDefinitionError(
         "create_workflow takes a registered name, a list of agent names or a file path, got "
