@@ -20,6 +20,7 @@ from batten import (
     MapStep,
     Registry,
     StepStatus,
+    ToolStep,
     Workflow,
     WorkflowContext,
     WorkflowStatus,
@@ -444,3 +445,28 @@ def test_sync_wait_bound_by_acquire_timeout_raises_step_timeout() -> None:
     assert failed.error_type == "StepTimeoutError"
     assert "was free within 0.2 s" in (failed.error or "")
     assert issubclass(StepTimeoutError, TimeoutError)
+
+
+def test_a_pool_of_tools_and_one_pool_shared_by_two_workflows() -> None:
+    made: list[int] = []
+
+    def factory() -> Any:
+        made.append(1)
+
+        def add(a: int, b: int) -> int:
+            return a + b
+
+        return add
+
+    pool = AgentPool(factory, 1)
+    tools = Workflow("tools")
+    tools.add_step(ToolStep("sum", pool, {"a": 2, "b": 3}))
+    agents = Workflow("agents")
+    agents.add_step(AgentStep("one", AgentPool(lambda: (lambda m: m * 2), 1), "ab"))
+    assert tools.run().final_output == 5
+    assert agents.run().final_output == "abab"
+    again = Workflow("again")
+    again.add_step(ToolStep("sum2", pool, {"a": 1, "b": 1}))
+    assert again.run().final_output == 2
+    assert made == [1]
+    assert pool.stats().calls == 2

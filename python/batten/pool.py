@@ -222,6 +222,8 @@ class AgentPool:
         self._replaced = 0
         #: ``{role: (is_async, single_input)}`` of the instances' calls, learned from one.
         self._shapes: dict[str, tuple[bool, bool]] = {}
+        #: Every instance alive (busy or idle).
+        self._alive: set[_Slot] = set()
 
     # -- public --------------------------------------------------------------------------
 
@@ -319,10 +321,12 @@ class AgentPool:
         except BaseException:
             self._give_back(_CREATE)
             raise
+        slot = _Slot(instance)
         with self._lock:
             self._created += 1
             self._calls += count
-        return _Slot(instance)
+            self._alive.add(slot)
+        return slot
 
     def _counted(self, token: Any, step_id: str, count: bool = True) -> _Slot:
         if token is _CREATE:
@@ -375,7 +379,8 @@ class AgentPool:
         instance when ``exc`` is one of ``replace_on`` (or ``drop``)."""
         with self._lock:
             if drop or (exc is not None and isinstance(exc, self.replace_on)):
-                self._replaced += 1
+                self._replaced += not drop
+                self._alive.discard(slot)
                 self._give_back_locked(_CREATE)
             else:
                 self._give_back_locked(slot)
@@ -384,18 +389,25 @@ class AgentPool:
 
     def _shape(self, role: str, step_id: str, resolve: Resolver) -> tuple[bool, bool]:
         """``(is_async, single_input)`` of the instances' calls as ``role``, learned from one
-        instance (the first is made here, and left idle, when there is none yet)."""
+        instance: any alive (resolving does not call it), else the first, made here and left
+        idle. Never waits for a busy instance (the caller may be the loop those calls need)."""
         with self._probe_lock:
             shape = self._shapes.get(role)
-            if shape is None:
-                slot = self._acquire_sync(step_id, None, count=False)
+            if shape is not None:
+                return shape
+            with self._lock:
+                alive = next(iter(self._alive), None)
+            if alive is not None:
+                _fn, single, is_async, _wants = alive.resolved(role, step_id, resolve)
+            else:
+                slot = self._acquire_sync(step_id, 0.0, count=False)
                 try:
                     _fn, single, is_async, _wants = slot.resolved(role, step_id, resolve)
                 except BaseException:
                     self._release(slot, None, drop=True)
                     raise
                 self._release(slot, None)
-                shape = self._shapes[role] = (is_async, single)
+            shape = self._shapes[role] = (is_async, single)
             return shape
 
     def _batten_bind(

@@ -137,7 +137,9 @@ class Workflow(WorkflowKind):
             base_dir: a directory put first on ``sys.path`` while importing
                 ``module:attribute`` references (default: none).
             registry: where agent and tool names are looked up (default: the process-wide
-                registry of ``@batten.agent`` / ``@batten.tool``).
+                registry of ``@batten.agent`` / ``@batten.tool``). Names found in a registry
+                passed here are replaced by the objects registered there, so the workflow runs
+                them whatever the process-wide registry holds.
 
         Raises:
             WorkflowConfigError: the config breaks the schema, names something that cannot be
