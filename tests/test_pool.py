@@ -462,7 +462,7 @@ def test_a_pool_of_tools_and_one_pool_shared_by_two_workflows() -> None:
     tools = Workflow("tools")
     tools.add_step(ToolStep("sum", pool, {"a": 2, "b": 3}))
     agents = Workflow("agents")
-    agents.add_step(AgentStep("one", AgentPool(lambda: (lambda m: m * 2), 1), "ab"))
+    agents.add_step(AgentStep("one", AgentPool(lambda: lambda m: m * 2, 1), "ab"))
     assert tools.run().final_output == 5
     assert agents.run().final_output == "abab"
     again = Workflow("again")
