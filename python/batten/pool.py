@@ -140,7 +140,10 @@ class AgentPool:
     pydantic-ai), and gives it back. A sync agent's call waits on its worker thread; an async
     agent's call waits on the event loop without blocking it. The wait is bounded by the step's
     ``with_timeout`` (seconds, per attempt; an async wait is cancelled by the engine at the
-    timeout, a sync wait gives up at it) and by ``acquire_timeout``.
+    timeout, a sync wait gives up at it) and by ``acquire_timeout``. A sync call that the run
+    abandons for another reason (the run's own ``timeout``, a cancel) cannot be told so: it
+    waits until an instance is free or its step's bound passes, then runs and gives the
+    instance back; give pooled sync steps a timeout (or ``acquire_timeout``) to bound that.
 
     Instances are made lazily: the first when a workflow that uses the pool is first compiled
     (``execute``/``run``/``validate``; its call tells whether the pool's calls are sync or
