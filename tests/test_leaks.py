@@ -191,7 +191,7 @@ def test_a_plain_run_imports_no_store_traffic_or_event_modules():
         "import sys, batten\n"
         "wf = batten.Workflow('w'); wf.add_step(batten.ToolStep('t', lambda: 1)); wf.run()\n"
         "lazy = ('batten.store', 'batten.durable', 'batten._runtime.durable', 'batten.traffic',"
-        " 'batten.events', 'batten.approval')\n"
+        " 'batten.events', 'batten.approval', 'batten.pool')\n"
         "bad = [m for m in lazy if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

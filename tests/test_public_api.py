@@ -17,6 +17,7 @@ import pytest
 #: ``batten.__all__`` as released (sorted as the module writes it).
 ALL = [
     "Agent",
+    "AgentPool",
     "AgentStep",
     "ApprovalError",
     "ApprovalRejectedError",
@@ -151,6 +152,7 @@ RELEASED_ALL: dict[str, list[str]] = {
     ],
     "batten.retry": ["RetryPolicy"],
     "batten.registry": ["Registry", "agent", "global_registry", "tool"],
+    "batten.pool": ["AgentPool", "PoolStats"],
     "batten.traffic": ["CircuitBreaker", "RateLimit", "controls_for"],
     "batten.result": ["WorkflowResult"],
     "batten.config": [

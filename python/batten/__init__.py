@@ -81,6 +81,7 @@ if TYPE_CHECKING:
         execute_workflow_stream,
     )
     from batten.factory import create_workflow, list_workflow_factories, register_workflow_factory
+    from batten.pool import AgentPool
     from batten.store import MemoryStore, RedisStore, RunInfo, SqliteStore, StepRecord, Store
     from batten.traffic import CircuitBreaker, RateLimit
 
@@ -111,6 +112,7 @@ _LAZY = {
 _LAZY.update(dict.fromkeys(("HumanApprovalStep", "approve", "reject"), "batten.approval"))
 _LAZY.update(dict.fromkeys(("CircuitBreaker", "RateLimit"), "batten.traffic"))
 _LAZY["load_workflow"] = "batten.config"
+_LAZY["AgentPool"] = "batten.pool"
 _LAZY.update(
     dict.fromkeys(
         ("create_workflow", "list_workflow_factories", "register_workflow_factory"),
@@ -143,6 +145,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Agent",
+    "AgentPool",
     "AgentStep",
     "ApprovalError",
     "ApprovalRejectedError",

@@ -37,7 +37,9 @@ def create_workflow(spec: str | Path | Sequence[str], /, **kwargs: Any) -> Any:
       the factory with ``kwargs``;
     - a list of agent names (or agents): ``create_workflow(["research", "writer", "editor"])``
       is a :class:`~batten.DeterministicWorkflow` pipeline of those registered agents, each fed
-      the previous one's output (``kwargs`` go to it: ``name=``, ``description=``);
+      the previous one's output (``kwargs`` go to it: ``name=``, ``description=``; with
+      ``registry=`` a :class:`~batten.Registry`, the names are looked up there now instead of
+      in the process-wide registry when the workflow runs);
     - a workflow file's path (``.yaml``, ``.yml``, ``.json``, or any existing file):
       :func:`batten.load_workflow` (``kwargs``: ``registry=``).
 
@@ -45,8 +47,8 @@ def create_workflow(spec: str | Path | Sequence[str], /, **kwargs: Any) -> Any:
 
     Raises:
         WorkflowDefinitionError: an unknown name (the message lists the registered ones and
-            says no such file exists), an empty agent list, or a factory that did not return a
-            workflow.
+            says no such file exists), an empty agent list, an agent name not in ``registry=``,
+            or a factory that did not return a workflow.
         WorkflowConfigError: the file is malformed (see :func:`batten.load_workflow`).
     """
     if isinstance(spec, str | Path):
@@ -67,6 +69,9 @@ def create_workflow(spec: str | Path | Sequence[str], /, **kwargs: Any) -> Any:
         if not agents:
             raise WorkflowDefinitionError("create_workflow needs at least one agent name")
         name = kwargs.pop("name", "-".join(a if isinstance(a, str) else "agent" for a in agents))
+        registry = kwargs.pop("registry", None)
+        if registry is not None:
+            agents = [registry.resolve("agent", a, a) if isinstance(a, str) else a for a in agents]
         return DeterministicWorkflow(agents, name, **kwargs)
     raise WorkflowDefinitionError(
         "create_workflow takes a registered name, a list of agent names or a file path, got "

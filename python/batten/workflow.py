@@ -135,7 +135,9 @@ class Workflow(WorkflowKind):
             base_dir: a directory put first on ``sys.path`` while importing
                 ``module:attribute`` references (default: none).
             registry: where agent and tool names are looked up (default: the process-wide
-                registry of ``@batten.agent`` / ``@batten.tool``).
+                registry of ``@batten.agent`` / ``@batten.tool``). Names found in a registry
+                passed here are replaced by the objects registered there, so the workflow runs
+                them whatever the process-wide registry holds.
 
         Raises:
             WorkflowConfigError: the config breaks the schema, names something that cannot be
@@ -360,9 +362,16 @@ class Workflow(WorkflowKind):
         (``batten.pause``) or ``WAITING_APPROVAL`` (a :class:`~batten.HumanApprovalStep`); resume
         it with ``resume(result.run_id)``.
 
+        A workflow that declares ``inputs`` (built by :meth:`from_config` or
+        :func:`batten.load_workflow`) runs with each declared input missing from ``context``'s
+        variables set to its default (seed 002's ``requirements`` defaults to ``""``), as
+        ``batten run`` does.
+
         Raises:
             WorkflowDefinitionError: the workflow is malformed (before any step runs), or a
                 bad ``timeout`` / ``max_concurrency`` (before the run is recorded).
+            WorkflowConfigError: a declared input that is required and has no default is
+                missing from ``context`` (the message names it; before anything runs).
             TypeError: ``context`` is not a WorkflowContext, or (durable run) the context
                 cannot be stored as JSON.
             StoreError: (durable run) the run cannot be recorded, e.g. ``run_id`` exists.

@@ -18,6 +18,7 @@ from batten._internal.context import EventSink
 from batten._internal.options import CompileOptions
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten._runtime.compile import compile_plan, compiled
+from batten._runtime.inputs import with_input_defaults
 from batten._runtime.run import Outcome, run_plan
 from batten._runtime.subscribers import notify_completed, subscriber
 from batten.errors import WorkflowDefinitionError
@@ -47,6 +48,8 @@ def begin_durable(
 
     Raises:
         WorkflowDefinitionError: the workflow is malformed (checked first).
+        WorkflowConfigError: a required declared input is missing from ``context`` (the
+            defaults of the others are filled in first, see :mod:`batten._runtime.inputs`).
         TypeError: ``context`` is not a WorkflowContext, or cannot be stored as JSON.
         StoreError: the run cannot be recorded (e.g. ``run_id`` exists).
     """
@@ -58,6 +61,7 @@ def begin_durable(
     from batten._runtime.durable import DurableRun, require_store
 
     compiled(workflow)  # a malformed workflow is reported before anything is recorded
+    context = with_input_defaults(workflow, context)  # recorded with the defaults filled in
     if context is None:
         context = WorkflowContext(workflow.workflow_id)
     elif not isinstance(context, WorkflowContext):
@@ -127,6 +131,9 @@ async def resume(
             native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
             info = st.get_run(run_id)
         return stored_result(info, st.history(run_id), context, len(workflow._steps))
+    restored = with_input_defaults(workflow, context)  # a run recorded before it declared them
+    assert restored is not None
+    context = restored
     native.set_control(run_id, None)
     native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
     return await execute(
@@ -166,10 +173,12 @@ async def execute(
     Raises:
         WorkflowDefinitionError: the workflow is malformed, or a bad ``timeout`` /
             ``max_concurrency``.
+        WorkflowConfigError: a required declared input is missing from ``context``.
         TypeError: ``context`` is not a WorkflowContext.
     """
     check_run_options(timeout, max_concurrency)
     plan = compiled(workflow, base)
+    context = with_input_defaults(workflow, context)
     if context is None:
         context = WorkflowContext(workflow.workflow_id)
     elif not isinstance(context, WorkflowContext):

@@ -120,7 +120,11 @@ def load_workflow(
     Args:
         path: the file (str or Path).
         registry: where agent and tool names are looked up (default: the process-wide one
-            that ``@batten.agent`` / ``@batten.tool`` fill).
+            that ``@batten.agent`` / ``@batten.tool`` fill). A name found in a registry passed
+            here is replaced by the object registered there (the process-wide registry is
+            consulted only as that registry's ``parent``); one found in the process-wide
+            registry is kept as a name, so a ``WorkflowEngine``'s own registry can supply it
+            when the workflow runs.
         resolve: import ``imports`` and ``module:attribute`` references (default ``True``).
             ``False`` imports nothing and runs nothing of the file's: references are checked
             for form only (:func:`read_workflow` lists them), and agents, tools and conditions
@@ -183,7 +187,8 @@ def workflow_from_config(
         config: the document as a dict (format 1, or seed 002's with ``phases``).
         base_dir: a directory put first on ``sys.path`` while importing references (default:
             none).
-        registry: where agent and tool names are looked up (default: the process-wide one).
+        registry: where agent and tool names are looked up (default: the process-wide one;
+            see :func:`load_workflow`).
 
     Raises:
         WorkflowConfigError: as :func:`load_workflow`, with the field but no file or line.

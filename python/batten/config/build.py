@@ -283,7 +283,7 @@ class Builder:
                         and not named.is_file()
                     ):
                         raise unknown_workflow(spec)
-                    made = load_workflow(named)
+                    made = load_workflow(named, registry=self.registry)
             else:
                 assert file is not None
                 chain = loading()
@@ -368,8 +368,13 @@ class Builder:
         return self.lines.error(("steps",), message)
 
     def _ref(self, kind: str, value: str | None, spec: Mapping[str, Any], path: DocPath) -> Any:
-        """The agent/tool a step names: imported (``module:attr``) or checked in the registry
-        (a name is kept as a name, so the engine's registry can also supply it)."""
+        """The agent/tool a step names: imported (``module:attr``) or looked up in the registry.
+
+        A name found in the process-wide registry is kept as a name, so a
+        :class:`~batten.WorkflowEngine`'s registry can also supply it when the workflow runs.
+        A name found in a registry the caller passed (``registry=``) is replaced by the object
+        registered there: the workflow then runs it wherever it is run, whatever the
+        process-wide registry holds."""
         if value is None:
             value = spec["id"]
             path = (*path, "id")
@@ -383,7 +388,8 @@ class Builder:
                 return import_ref(value)
             except LookupError as exc:
                 raise self.lines.error(path, str(exc)) from None
-        if self.registry.get(kind, value) is None:  # type: ignore[arg-type]
+        found = self.registry.get(kind, value)  # type: ignore[arg-type]
+        if found is None:
             if not self.resolve:  # a module in imports may register it
                 self.unresolved.append((path, value))
                 return unresolved(value)
@@ -394,6 +400,8 @@ class Builder:
                 f"give module:attribute, or register it with @batten.{kind} in a module listed "
                 "in imports",
             )
+        if self.registry is not global_registry():
+            return found
         return value
 
     def _unresolved(self, path: DocPath, value: str) -> None:

@@ -88,9 +88,18 @@ def traffic_attached() -> bool:
     return traffic is not None and bool(traffic._ATTACHED)
 
 
-def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool]:
+def _resolve(
+    target: Any, role: str, step_id: str, timeout: float | None = None
+) -> tuple[Callable[..., Any], bool]:
     """Returns ``(callable, single_input)`` for an agent or tool: a framework's object through
-    its adapter (``batten.adapters``), else the callable or its first call method."""
+    its adapter (``batten.adapters``), else the callable or its first call method. A pool
+    (:class:`~batten.AgentPool`) binds a call that takes one of its instances, each resolved
+    here; its wait for one is bounded by ``timeout`` (the step's seconds per attempt, or
+    ``None``)."""
+    bind = getattr(type(target), "_batten_bind", None)
+    if bind is not None:
+        bound: tuple[Callable[..., Any], bool] = bind(target, role, step_id, timeout, _pooled)
+        return bound
     # A batten.Agent found by name in the registry: call its function, not its sync __call__
     # (which would hide an async function's coroutine from the engine).
     unwrap = getattr(type(target), "_batten_target", None)
@@ -116,6 +125,20 @@ def _resolve(target: Any, role: str, step_id: str) -> tuple[Callable[..., Any], 
         f"step '{step_id}': the {role} must be one of: {ACCEPTS}; got {type(target).__name__} "
         f"{target!r:.80}"
     )
+
+
+def _pooled(instance: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool, bool, bool]:
+    """``(fn, single_input, is_async, wants_context)`` for one instance of a pool."""
+    fn, single = _resolve(instance, role, step_id)
+    return fn, single, _is_async(fn), _accepts_context(fn)
+
+
+def _checked_at_creation(target: Any, role: str, step_id: str) -> None:
+    """Fails a step's constructor on an object that cannot be called (a name is looked up,
+    and a pool makes its first instance, only when the workflow is compiled)."""
+    if target is None or isinstance(target, str) or hasattr(type(target), "_batten_bind"):
+        return
+    _resolve(target, role, step_id)
 
 
 class Step:
@@ -413,7 +436,7 @@ class _Invocable(Step):
             name = target or self.step_id
             reg = ctx.options.registry or global_registry()
             target = reg.resolve(self._role, name, self.step_id)  # type: ignore[arg-type]
-        fn, single = _resolve(target, self._role, self.step_id)
+        fn, single = _resolve(target, self._role, self.step_id, self.timeout)
         return fn, single, _is_async(fn), _accepts_context(fn)
 
 
@@ -445,8 +468,7 @@ class AgentStep(_Invocable):
             raise WorkflowDefinitionError(
                 f"step '{step_id}': message must be a str, got {type(message).__name__}"
             )
-        if agent is not None and not isinstance(agent, str):
-            _resolve(agent, "agent", step_id)  # a bad object fails here, at creation
+        _checked_at_creation(agent, "agent", step_id)  # a bad object fails here
         self.agent = agent
         self.message = message
         self._context_fn: Callable[[Any], Any] | None = None
@@ -564,8 +586,7 @@ class ToolStep(_Invocable):
             raise WorkflowDefinitionError(
                 f"step '{step_id}': args must be a dict, got {type(args).__name__}"
             )
-        if tool is not None and not isinstance(tool, str):
-            _resolve(tool, "tool", step_id)
+        _checked_at_creation(tool, "tool", step_id)
         self.tool = tool
         self.args: dict[str, Any] = dict(args or {})
 
