@@ -73,7 +73,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from batten._core import Nested
 from batten._internal.options import CompileOptions
 from batten._runtime.compile import (
     register_call_wrapper,
@@ -194,15 +193,16 @@ def _low(path: str) -> str:
 class _Meta:
     """What a step's spans say about it, worked out once when it is compiled."""
 
-    __slots__ = ("attrs", "instrumented", "name", "operation")
+    __slots__ = ("attrs", "name", "operation", "target")
 
     def __init__(
-        self, name: str, operation: str | None, attrs: dict[str, Any], instrumented: bool
+        self, name: str, operation: str | None, attrs: dict[str, Any], target: Any = None
     ) -> None:
         self.name = name
         self.operation = operation
         self.attrs = attrs
-        self.instrumented = instrumented
+        #: the agent object (for :func:`_framework_instrumented`), or ``None``
+        self.target = target
 
 
 def _target_name(target: Any, fallback: str) -> str:
@@ -216,13 +216,18 @@ def _target_name(target: Any, fallback: str) -> str:
 
 
 def _framework_instrumented(target: Any) -> bool:
-    """Whether ``target`` emits its own GenAI spans and token metric (pydantic-ai with
-    instrumentation on)."""
+    """Whether ``target`` emits its own GenAI spans and token metric: a pydantic-ai agent with
+    instrumentation on (``Agent(..., instrument=...)`` / ``agent.instrument = ...`` /
+    ``Agent.instrument_all()``). Asked when an attempt ends, so a later switch counts."""
     if type(target).__module__.split(".", 1)[0] != "pydantic_ai":
         return False
-    if getattr(target, "instrument", None):
-        return True
-    return bool(getattr(type(target), "_instrument_default", False))
+    resolve = getattr(target, "_resolve_instrumentation_settings", None)
+    if callable(resolve):
+        try:
+            return resolve() is not None
+        except Exception:
+            return False
+    return bool(getattr(target, "instrument", None) or getattr(target, "_instrument_default", 0))
 
 
 def _meta(step: Any, workflow_id: str) -> _Meta:
@@ -234,15 +239,15 @@ def _meta(step: Any, workflow_id: str) -> _Meta:
         name = _target_name(target, sid)
         if role == "agent":
             attrs.update({"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name})
-            return _Meta(f"invoke_agent {name}", "invoke_agent", attrs, _framework_instrumented(target))
+            return _Meta(f"invoke_agent {name}", "invoke_agent", attrs, target)
         attrs.update({"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name})
-        return _Meta(f"execute_tool {name}", "execute_tool", attrs, False)
+        return _Meta(f"execute_tool {name}", "execute_tool", attrs)
     kind = type(step).__name__
     sub = getattr(step, "workflow", None) if getattr(step, "_is_composite", False) else None
     if sub is not None and hasattr(sub, "workflow_id"):
         name = getattr(sub, "name", None) or sub.workflow_id
         attrs.update({"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name})
-        return _Meta(f"invoke_workflow {name}", "invoke_workflow", attrs, False)
+        return _Meta(f"invoke_workflow {name}", "invoke_workflow", attrs)
     short = {
         "ParallelStep": "parallel",
         "MapStep": "map",
@@ -252,7 +257,7 @@ def _meta(step: Any, workflow_id: str) -> _Meta:
         "HumanApprovalStep": "approval",
     }.get(kind, "step")
     attrs["batten.step.kind"] = kind
-    return _Meta(f"{short} {sid}", None, attrs, False)
+    return _Meta(f"{short} {sid}", None, attrs)
 
 
 class _Attempt:
@@ -428,7 +433,8 @@ class RunTelemetry:
 
             otel_context.detach(otel_token)
         if exc is None:
-            self._usage(att, out)
+            if att.meta.operation == "invoke_agent":
+                return  # ended by the step's "completed" event, which carries its usage
             with self.lock:
                 if self.current.get(path) is att:
                     del self.current[path]
@@ -450,15 +456,16 @@ class RunTelemetry:
         if att.span is not None:
             att.span.end()
 
-    def _usage(self, att: _Attempt, out: Any) -> None:
-        meta = getattr(out, "metadata", None) if isinstance(out, Nested) else None
+    def _usage(self, att: _Attempt, meta: Any) -> None:
+        """An agent attempt's model and token usage, from its step result's ``metadata``
+        (``"model"``, ``"usage"``: what the adapters report)."""
         if not isinstance(meta, Mapping) or att.meta.operation != "invoke_agent":
             return
         model = meta.get("model")
         usage = meta.get("usage")
         if att.span is not None and isinstance(model, str):
             att.span.set_attribute("gen_ai.request.model", model)
-        if att.meta.instrumented or not isinstance(usage, Mapping):
+        if not isinstance(usage, Mapping) or _framework_instrumented(att.meta.target):
             return  # the framework's own telemetry counts these tokens
         for kind, key in (("input", "input_tokens"), ("output", "output_tokens")):
             value = usage.get(key)
@@ -535,7 +542,9 @@ class RunTelemetry:
             if kind == "timeout":
                 self.inst.timeouts.add(1, base)
         if att is not None:
-            if kind != "completed" and att.span is not None:
+            if kind == "completed":
+                self._usage(att, getattr(payload, "metadata", None))
+            elif att.span is not None:
                 exc = getattr(payload, "exception", None)
                 self._failed(att, exc, getattr(payload, "error_type", None), kind)
             self._end(att)
@@ -679,7 +688,6 @@ def wrap_item(
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": name,
             },
-            False,
         )
 
     def bind(item: Any) -> Callable[..., Any]:
