@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import batten
 import pytest
@@ -244,8 +244,11 @@ def _seed_context() -> WorkflowContext:
 def _seed_workflow() -> Workflow:
     wf = Workflow.from_config(SEED_002)
     for s in wf.steps:  # the seed's retry counts, without its waits
-        s.with_retry(policy=RetryPolicy(max_attempts=s.retry_policy.max_attempts,
-                                        initial_interval=0.01, jitter=0.0))
+        s.with_retry(
+            policy=RetryPolicy(
+                max_attempts=s.retry_policy.max_attempts, initial_interval=0.01, jitter=0.0
+            )
+        )
     return wf
 
 
@@ -464,15 +467,16 @@ def test_pydantic_ai_agent_tokens_are_counted_once(otel: Otel, instrumented: boo
     span = mine[0]
     assert span.attributes["gen_ai.request.model"] == "test"
     points = otel.metrics().get("gen_ai.client.token.usage", [])
-    input_total = sum(
-        dp.sum for dp in points if dp.attributes.get("gen_ai.token.type") == "input"
-    )
+    input_total = sum(dp.sum for dp in points if dp.attributes.get("gen_ai.token.type") == "input")
     # whoever counts, the input tokens are counted exactly once
     assert input_total == usage["input_tokens"]
     if instrumented:
         assert "gen_ai.usage.input_tokens" not in span.attributes
-        own = [s for s in otel.spans() if s.instrumentation_scope.name != "batten"
-               and s.name != "caller"]
+        own = [
+            s
+            for s in otel.spans()
+            if s.instrumentation_scope.name != "batten" and s.name != "caller"
+        ]
         assert own and all(s.context.trace_id == span.context.trace_id for s in own)
         # pydantic-ai's own spans nest under batten's step span
         roots = [s for s in own if otel.parent_of(s) is span]
@@ -615,9 +619,9 @@ def test_durable_run_killed_and_resumed_is_one_trace(tmp_path: Path) -> None:
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    bodies: list[tuple[str, bytes]] = []
+    bodies: ClassVar[list[tuple[str, bytes]]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         type(self).bodies.append((self.path, body))
         self.send_response(200)

@@ -11,8 +11,8 @@ facades (``batten.workflow``, ``batten.durable``, ``batten.events``) and above t
 - :mod:`.telemetry`: OpenTelemetry spans and metrics of runs (registered into compile);
 - :mod:`.loops`: the coroutine async steps run in and the per-thread loops of ``Workflow.run``.
 
-Importing this package registers the recovery, cache and telemetry wrappers with the compiler (compile
-never imports them: the arrows point one way).
+Importing this package registers the recovery, cache and telemetry wrappers with the compiler
+(compile never imports them: the arrows point one way).
 """
 
 from __future__ import annotations

@@ -82,9 +82,7 @@ def require_store(store: Store | str | None) -> Store:
 TRACE_KEY = "trace"
 
 
-def _context_json(
-    context: WorkflowContext, trace: dict[str, str] | None = None
-) -> dict[str, Any]:
+def _context_json(context: WorkflowContext, trace: dict[str, str] | None = None) -> dict[str, Any]:
     data = {
         "workflow_id": context.workflow_id,
         "user_context": context.user_context,

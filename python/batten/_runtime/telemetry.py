@@ -123,7 +123,7 @@ def _providers() -> tuple[Any, Any]:
         return found  # type: ignore[no-any-return]
     found = _look(trace_mod, metrics_mod, tp, mp)
     _LAST[:] = [(tp, mp), found]
-    return found  # type: ignore[no-any-return]
+    return found
 
 
 def _look(trace_mod: Any, metrics_mod: Any, tp: Any, mp: Any) -> tuple[Any, Any]:
@@ -407,7 +407,9 @@ class RunTelemetry:
         self.set_run_id(run_id)
         self.span.set_attribute("batten.workflow.status", status)
         if status in ("failed", "compensated", "cancelled"):
-            self.span.set_attribute("error.type", "WorkflowFailed" if status != "cancelled" else "cancelled")
+            self.span.set_attribute(
+                "error.type", "WorkflowFailed" if status != "cancelled" else "cancelled"
+            )
             self.span.set_status(Status(StatusCode.ERROR, error or status))
         self.span.end()
 
@@ -429,7 +431,8 @@ class RunTelemetry:
                 max(0.0, now - queued),
                 {"batten.workflow.id": self.workflow_id, "batten.step.path": _low(path)},
             )
-        span = token = None
+        span: Any = None
+        otel_token: Any = None
         if self.tracer is not None:
             from opentelemetry import context as otel_context
             from opentelemetry import trace
@@ -439,11 +442,9 @@ class RunTelemetry:
             attrs["batten.step.attempt"] = n
             if self.run_id:
                 attrs["batten.run_id"] = self.run_id
-            span = self.tracer.start_span(
-                meta.name, kind=trace.SpanKind.INTERNAL, attributes=attrs
-            )
-            token = otel_context.attach(trace.set_span_in_context(span))
-        token = (token, _PREFIX.set(path))
+            span = self.tracer.start_span(meta.name, kind=trace.SpanKind.INTERNAL, attributes=attrs)
+            otel_token = otel_context.attach(trace.set_span_in_context(span))
+        token = (otel_token, _PREFIX.set(path))
         att = _Attempt(span, meta, now)
         with self.lock:
             self.current[path] = att
@@ -553,8 +554,12 @@ class RunTelemetry:
             if self.inst is not None:
                 breaker, old, new = payload
                 self.inst.circuit.add(
-                    1, {"batten.circuit.breaker": str(breaker), "batten.circuit.from": old,
-                        "batten.circuit.to": new},
+                    1,
+                    {
+                        "batten.circuit.breaker": str(breaker),
+                        "batten.circuit.from": old,
+                        "batten.circuit.to": new,
+                    },
                 )
             return
         if kind not in ("completed", "failed", "timeout", "skipped", "blocked", "cancelled"):
@@ -610,9 +615,7 @@ class RunTelemetry:
             att.span.set_status(Status(StatusCode.ERROR, "StepTimeoutError: attempt timed out"))
 
 
-def start_run(
-    workflow: Any, carrier: Mapping[str, str] | None = None
-) -> RunTelemetry | None:
+def start_run(workflow: Any, carrier: Mapping[str, str] | None = None) -> RunTelemetry | None:
     """The observation of a run of ``workflow`` starting now, or ``None`` when no tracer or
     meter provider is configured (decided here, once per run).
 
