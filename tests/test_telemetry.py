@@ -690,3 +690,36 @@ def test_carrier_round_trip_parents_a_span_in_the_child(otel: Otel) -> None:
     assert otel.parent_of(otel.one("in child")) is otel.one("step")
     with telemetry.attached_carrier({}):
         pass  # nothing to attach
+
+
+def test_approval_continued_later_joins_the_trace_and_restored_steps_make_no_span(
+    otel: Otel, tmp_path: Path
+) -> None:
+    store = batten.SqliteStore(tmp_path / "runs.db")
+    wf = Workflow("gated").with_store(store)
+    wf.add_step(ToolStep("a", _tool))
+    wf.add_step(batten.HumanApprovalStep("gate", "go?"))
+    wf.add_step(ToolStep("b", _tool))
+    first = run_under(otel, wf)
+    assert first.status == WorkflowStatus.WAITING_APPROVAL
+    run1 = otel.one("invoke_workflow gated")
+    assert run1.attributes["batten.workflow.status"] == "waiting_approval"
+    assert run1.status.status_code == StatusCode.UNSET
+    otel.exporter.clear()
+    batten.approve(first.run_id, "gate", by="ops", store=store)
+
+    async def later() -> Any:
+        with otel.tracer.start_as_current_span("operator"):
+            return await wf.resume(first.run_id)
+
+    second = asyncio.run(later())
+    assert second.status == WorkflowStatus.COMPLETED
+    run2 = otel.one("invoke_workflow gated")
+    assert run2.context.trace_id == run1.context.trace_id
+    assert run2.parent is not None and run2.parent.span_id == run1.context.span_id
+    linked = {ln.context.span_id for ln in run2.links}
+    assert run1.context.span_id in linked
+    assert otel.one("operator").context.span_id in linked  # who resumed it, in its own trace
+    assert run2.attributes["batten.run.resumed"] is True
+    names = sorted(s.name for s in otel.spans() if s.name.startswith(("execute", "approval")))
+    assert names == ["approval gate", "execute_tool _tool"]  # b (and the gate); not a again
