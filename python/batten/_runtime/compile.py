@@ -40,6 +40,8 @@ __all__ = [
     "compile_plan",
     "compiled",
     "register_call_wrapper",
+    "register_compile_key",
+    "register_item_wrapper",
     "register_takeover",
     "spec_for",
 ]
@@ -50,8 +52,17 @@ Takeover = Callable[[Step, CompileOptions], "Callable[..., Any] | None"]
 #: ``wrap(step, opts, call_spec) -> call_spec``: ``step``'s call, wrapped or as it was.
 CallWrapper = Callable[[Step, CompileOptions, CallSpec], CallSpec]
 
+#: ``wrap(inner, workflow_id, inner_id, fn, is_async, wants_context) -> (fn, is_async,
+#: wants_context)``: a ``MapStep``'s per-item call (``inner`` its step or callable), wrapped or
+#: as it was.
+ItemWrapper = Callable[
+    [Any, str, str, Callable[..., Any], bool, bool], tuple[Callable[..., Any], bool, bool]
+]
+
 _TAKEOVERS: list[Takeover] = []
 _CALL_WRAPPERS: list[CallWrapper] = []
+_ITEM_WRAPPERS: list[ItemWrapper] = []
+_COMPILE_KEYS: list[Callable[[], Any]] = []
 
 
 def register_takeover(takeover: Takeover) -> None:
@@ -64,6 +75,19 @@ def register_call_wrapper(wrap: CallWrapper) -> None:
     """Registers ``wrap`` (see :data:`CallWrapper`), applied to every step's call in
     registration order."""
     _CALL_WRAPPERS.append(wrap)
+
+
+def register_item_wrapper(wrap: ItemWrapper) -> None:
+    """Registers ``wrap`` (see :data:`ItemWrapper`), applied to every ``MapStep``'s per-item
+    call in registration order when the map runs."""
+    _ITEM_WRAPPERS.append(wrap)
+
+
+def register_compile_key(key: Callable[[], Any]) -> None:
+    """Registers ``key() -> hashable``: part of the plan cache's key, for a wrapper whose
+    choice depends on process state (telemetry is on or off), so a workflow compiled before
+    that state changed is compiled again."""
+    _COMPILE_KEYS.append(key)
 
 
 class Compiler:
@@ -108,9 +132,16 @@ class Compiler:
         policy: RetryPolicy,
         conditions: list[Any],
         max_parallel: int | None,
+        *,
+        item_step: Any = None,
         **run_policy: Any,
     ) -> Any:
-        """A native fan-out plan (``_core.Plan.fan_out``) running ``fn`` once per item."""
+        """A native fan-out plan (``_core.Plan.fan_out``) running ``fn`` once per item;
+        ``item_step`` is the step (or callable) ``fn`` runs, for the item wrappers."""
+        for wrap in _ITEM_WRAPPERS:
+            fn, is_async, wants_context = wrap(
+                item_step, self.options.workflow_id, inner_id, fn, is_async, wants_context
+            )
         return Plan.fan_out(
             plan_id,
             inner_id,
@@ -360,6 +391,8 @@ def compiled(workflow: Any, base: CompileOptions | None = None, *, nested: bool 
     """
     opts = workflow_options(workflow, base)
     okey = opts.key()
+    if _COMPILE_KEYS:
+        okey = (okey, *(key() for key in _COMPILE_KEYS))
     fast = ("epoch", nested, okey, id(workflow._workflow_handler), mutation_epoch())
     plan = workflow._plans.get(fast)
     if plan is not None:

@@ -76,19 +76,37 @@ def require_store(store: Store | str | None) -> Store:
     return st
 
 
-def _context_json(context: WorkflowContext) -> dict[str, Any]:
-    return {
+#: The key of the run's W3C trace context (``{"traceparent": ...}``) in its stored input, next
+#: to the context's fields (not in its metadata: steps never see it). Written when the run is
+#: traced (:mod:`batten._runtime.telemetry`), read back when it is resumed.
+TRACE_KEY = "trace"
+
+
+def _context_json(context: WorkflowContext, trace: dict[str, str] | None = None) -> dict[str, Any]:
+    data = {
         "workflow_id": context.workflow_id,
         "user_context": context.user_context,
         "variables": dict(context.variables),
         "metadata": dict(context.metadata),
     }
+    if trace:
+        data[TRACE_KEY] = dict(trace)
+    return data
 
 
-def _context_from(journal: Any, run_id: str, stored: Any) -> WorkflowContext:
+def _context_from(
+    journal: Any, run_id: str, stored: Any, extra: dict[str, Any] | None = None
+) -> WorkflowContext:
     """The input context stored with run ``run_id``; ``CorruptRecordError`` naming the run when
-    it is not the context ``begin`` wrote."""
+    it is not the context ``begin`` wrote. ``extra`` receives the stored trace context under
+    :data:`TRACE_KEY` when there is a valid one."""
     d = journal.decode_output(stored)
+    if extra is not None and isinstance(d, dict):
+        trace = d.get(TRACE_KEY)
+        if isinstance(trace, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in trace.items()
+        ):
+            extra[TRACE_KEY] = trace
     try:
         return WorkflowContext(d["workflow_id"], d["user_context"], d["variables"], d["metadata"])
     except (KeyError, TypeError) as exc:
@@ -106,10 +124,16 @@ def check_durability(durability: Any) -> None:
 class DurableRun:
     """One process's execution of a durable run (private: ``Workflow`` drives it)."""
 
-    def __init__(self, store: Store, run_id: str, journal: Any) -> None:
+    def __init__(
+        self, store: Store, run_id: str, journal: Any, trace: dict[str, str] | None = None
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.journal = journal
+        #: The W3C trace context stored with the run (``{"traceparent": ...}``) or ``None``.
+        self.trace = trace
+        #: The run's observation (``telemetry.RunTelemetry``) when it began traced here.
+        self.telemetry: Any = None
         self._watcher: asyncio.Task[None] | None = None
 
     @classmethod
@@ -121,8 +145,10 @@ class DurableRun:
         run_id: str | None,
         serializer: Any,
         durability: Durability,
+        trace: dict[str, str] | None = None,
     ) -> DurableRun:
-        """Records a new run (before any step runs)."""
+        """Records a new run (before any step runs); ``trace`` is the run span's W3C trace
+        context, stored with the run's input so a resume joins the same trace."""
         check_durability(durability)
         if not run_id:
             # NOTE: imported on first use: uuid (with platform) is ~2.5 ms of `import batten`,
@@ -133,7 +159,7 @@ class DurableRun:
         journal = Journal(store._native, run_id, serializer=serializer, batch=durability == "batch")
         try:
             data = journal.encode_output(
-                "context", _context_json(context), what="the run's input context"
+                "context", _context_json(context, trace), what="the run's input context"
             )
         except TypeError as exc:
             raise TypeError(f"workflow '{workflow.workflow_id}': {exc}") from None
@@ -146,7 +172,7 @@ class DurableRun:
             data,
             time.time(),
         )
-        return cls(store, run_id, journal)
+        return cls(store, run_id, journal, trace)
 
     @classmethod
     def reopen(
@@ -176,7 +202,10 @@ class DurableRun:
         journal = Journal(
             native, run_id, serializer=serializer, batch=durability == "batch", resume=True
         )
-        return cls(store, run_id, journal), _context_from(journal, run_id, raw["input"]), info
+        stored: dict[str, Any] = {}
+        context = _context_from(journal, run_id, raw["input"], stored)
+        trace = stored.get(TRACE_KEY) or None
+        return cls(store, run_id, journal, trace), context, info
 
     def on_run(self, run: Any) -> None:
         """Watches the store for ``pause``/``cancel`` requests while ``run`` executes."""

@@ -17,6 +17,7 @@ from batten._internal.checks import check_run_options
 from batten._internal.context import EventSink
 from batten._internal.options import CompileOptions
 from batten._internal.status import StepStatus, WorkflowStatus
+from batten._runtime import telemetry
 from batten._runtime.compile import compile_plan, compiled
 from batten._runtime.inputs import with_input_defaults
 from batten._runtime.run import Outcome, run_plan
@@ -66,14 +67,25 @@ def begin_durable(
         context = WorkflowContext(workflow.workflow_id)
     elif not isinstance(context, WorkflowContext):
         raise TypeError(f"context must be a batten.WorkflowContext, got {type(context).__name__}")
-    durable = DurableRun.begin(
-        workflow,
-        context,
-        require_store(st),
-        run_id,
-        workflow._serializer,
-        workflow._durability,
-    )
+    store_obj = require_store(st)
+    # A traced run's span starts here, so its trace context is stored with the run and a
+    # resume (in any process) joins the same trace.
+    tel = telemetry.start_run(workflow)
+    try:
+        durable = DurableRun.begin(
+            workflow,
+            context,
+            store_obj,
+            run_id,
+            workflow._serializer,
+            workflow._durability,
+            tel.carrier() if tel is not None else None,
+        )
+    except BaseException:
+        if tel is not None:
+            tel.abandon()
+        raise
+    durable.telemetry = tel
     return context, durable
 
 
@@ -188,6 +200,56 @@ async def execute(
     )
     if listening:
         on_event = subscriber(workflow, on_event)
+    tel = _observe(workflow, durable)
+    if tel is None:
+        return await _execute(
+            workflow, plan, context, timeout, max_concurrency, on_event, base, durable, listening
+        )
+    tel.set_run_id(durable.run_id if durable is not None else None)
+    tel.enter()
+    try:
+        result = await _execute(
+            workflow,
+            plan,
+            context,
+            timeout,
+            max_concurrency,
+            tel.sink(on_event),
+            base,
+            durable,
+            listening,
+            tel,
+        )
+    except BaseException as exc:
+        tel.finish(WorkflowStatus.CANCELLED.value, f"{type(exc).__name__}: {exc}", None)
+        raise
+    finally:
+        tel.exit()
+    return result
+
+
+def _observe(workflow: Any, durable: Any) -> telemetry.RunTelemetry | None:
+    """The run's observation (``None`` when OpenTelemetry is not configured): begun with the
+    durable run, or (a resume) joining the trace stored with it."""
+    if durable is not None and durable.telemetry is not None:
+        tel: telemetry.RunTelemetry = durable.telemetry
+        durable.telemetry = None  # one stretch: a later resume of this object starts anew
+        return tel
+    return telemetry.start_run(workflow, durable.trace if durable is not None else None)
+
+
+async def _execute(
+    workflow: Any,
+    plan: Any,
+    context: WorkflowContext,
+    timeout: float | None,
+    max_concurrency: int | None,
+    on_event: EventSink | None,
+    base: CompileOptions | None,
+    durable: Any,
+    listening: bool,
+    tel: telemetry.RunTelemetry | None = None,
+) -> WorkflowResult:
     out = await run_plan(
         plan,
         context,
@@ -211,6 +273,8 @@ async def execute(
         )
     if durable is not None:
         durable.record_end(status, error, final_output)
+    if tel is not None:
+        tel.finish(status.value, error, out.run_id)
     result = WorkflowResult(
         workflow_id=workflow.workflow_id,
         run_id=out.run_id,

@@ -540,6 +540,7 @@ class MapStep(_FanOut):
                 policy,
                 conditions,
                 max_parallel,
+                item_step=inner,
                 **run_policy,
             )
             out = await ctx.run(plan, context, event_prefix=step_id)

@@ -93,9 +93,12 @@ class CompileContext(Protocol):
         policy: RetryPolicy,
         conditions: list[Any],
         max_parallel: int | None,
+        *,
+        item_step: Any = None,
         **run_policy: Any,
     ) -> Any:
-        """A nested plan running ``fn`` once per item as steps ``"<inner_id>[<index>]"``."""
+        """A nested plan running ``fn`` once per item as steps ``"<inner_id>[<index>]"``;
+        ``item_step`` is the step or callable ``fn`` runs (for wrappers that describe it)."""
         ...
 
     def run(
