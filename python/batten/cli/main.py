@@ -33,6 +33,7 @@ import os
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -614,6 +615,8 @@ class _Shutdown:
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _Shutdown:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers (main() called from a thread)
         for sig in self.SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
