@@ -297,6 +297,25 @@ def test_a_cancelled_durable_execute_records_interrupted(tmp_path):
     assert calls == ["first", "second (hangs)", "second"]  # `first` was not redone
 
 
+def test_batten_cancel_ends_an_interrupted_run_at_once(tmp_path, capsys):
+    store = f"sqlite:///{tmp_path}/runs.db"
+    wf = Workflow("api", "api").with_store(store)
+    wf.add_step(ToolStep("forever", _forever))
+
+    async def main() -> None:
+        task = asyncio.create_task(wf.execute(run_id="r2"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(main())
+    assert batten.get_workflow_status("r2", store=store).status == "interrupted"
+    code, _, err = batten_cli(capsys, "cancel", "r2", "--store", store)
+    assert code == 0 and "cancelled run r2 (it was interrupted)" in err
+    assert batten.get_workflow_status("r2", store=store).status == "cancelled"
+
+
 KEYBOARD_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys

@@ -504,15 +504,19 @@ def _seconds_of(info: Any) -> float:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """``batten cancel RUN_ID``: a waiting or paused run is cancelled at once, a running one
-    within 0.1 s. A run that has ended is refused (exit 2): a cancel request left on it would
-    stop its next ``batten resume``."""
+    """``batten cancel RUN_ID``: a waiting, paused or interrupted run is cancelled at once, a
+    running one within 0.1 s. A run that has ended is refused (exit 2): a cancel request left
+    on it would stop its next ``batten resume``."""
     store = _existing_store(args)
     info = _run_info(args, store, args.run_id)
     if is_finished(info.status):
         raise UsageError(f"run {args.run_id} is {info.status}: it has ended, nothing to cancel")
     cancel(args.run_id, store=store)
-    if info.status in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
+    if info.status in (
+        WorkflowStatus.PAUSED,
+        WorkflowStatus.WAITING_APPROVAL,
+        WorkflowStatus.INTERRUPTED,
+    ):
         _err(f"cancelled run {args.run_id} (it was {info.status})")
     else:
         _err(f"cancel requested for run {args.run_id}")
