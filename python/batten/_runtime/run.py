@@ -47,6 +47,7 @@ class Interrupt:
         #: Why the run was asked to stop (e.g. ``"interrupted by SIGTERM"``), or ``None``.
         self.reason: str | None = None
         self._run: Any = None
+        self._stopped = False
         self._unwinding: Any = None
 
     def request(self, reason: str) -> None:
@@ -55,18 +56,32 @@ class Interrupt:
         if self.reason is not None:
             return
         self.reason = reason
-        if self._run is not None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            self._stop_current()
+        else:
+            # One loop turn later: completions already queued on the loop (a step that has
+            # just returned) are recorded as completed first, so a resume does not redo them.
+            loop.call_soon(self._stop_current)
+
+    def _stop_current(self) -> None:
+        if self._run is not None and not self._stopped:
             self._stop(self._run)
 
     def attach(self, run: Any) -> None:
         """Makes ``run`` (a started ``_core.Run``) the one a request stops; stops it at once if
         a request came earlier."""
         self._run = run
+        self._stopped = False
         self._unwinding = None
         if self.reason is not None:
             self._stop(run)
 
     def _stop(self, run: Any) -> None:
+        self._stopped = True
         self._unwinding = run.cancel()
 
     async def settle(self) -> None:
