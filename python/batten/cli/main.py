@@ -82,8 +82,9 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``batten`` command with ``argv`` (default: ``sys.argv[1:]``) and returns its exit
-    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval or paused; 129, 130 or
-    143 stopped by SIGHUP, SIGINT or SIGTERM). The ``batten`` console script exits with it.
+    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval, paused or (``status``)
+    interrupted; 129, 130 or 143 stopped by SIGHUP, SIGINT or SIGTERM). The ``batten``
+    console script exits with it.
 
     Raises:
         BrokenPipeError: stdout is a pipe whose reader went away; :func:`run` turns it into a
