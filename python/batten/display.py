@@ -399,6 +399,7 @@ _RUN_COLOURS: dict[str, str] = {
     WorkflowStatus.COMPENSATED: _AMBER,
     WorkflowStatus.WAITING_APPROVAL: _AMBER,
     WorkflowStatus.PAUSED: _AMBER,
+    WorkflowStatus.INTERRUPTED: _AMBER,
     WorkflowStatus.CANCELLED: _GREY,
 }
 

@@ -79,15 +79,24 @@ def _refuse_ended(run_id: str, info: Mapping[str, Any], what: str) -> None:
 def cancel(run_id: str, *, store: Store | str | None = None) -> None:
     """Cancels run ``run_id``: running steps are cancelled (async) or abandoned (sync) and the
     run ends ``CANCELLED``. A run executing in another process honours it within
-    ``POLL_INTERVAL`` seconds; a paused or waiting run is marked ``CANCELLED`` at once, and
-    ``resume`` then returns it as it is. Arguments and errors as :func:`pause` (a run that has
-    ended raises :class:`~batten.RunEndedError`)."""
+    ``POLL_INTERVAL`` seconds; a paused, waiting or interrupted run (no process executes it)
+    is marked ``CANCELLED`` at once, and ``resume`` then returns it as it is. Arguments and
+    errors as :func:`pause` (a run that has ended raises :class:`~batten.RunEndedError`)."""
     native = require_store(store)._native
     info = native.get_run(run_id)
     _refuse_ended(run_id, info, "cancelled")
     native.set_control(run_id, "cancel")
-    if info["status"] in (WorkflowStatus.PAUSED.value, WorkflowStatus.WAITING_APPROVAL.value):
+    if info["status"] in _IDLE:
         native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time(), None, None)
+
+
+#: Statuses of a run that has not finished but that no process executes (it waits for a
+#: resume): a cancel marks it ``CANCELLED`` at once.
+_IDLE = (
+    WorkflowStatus.PAUSED.value,
+    WorkflowStatus.WAITING_APPROVAL.value,
+    WorkflowStatus.INTERRUPTED.value,
+)
 
 
 def get_workflow_status(run_id: str, *, store: Store | str | None = None) -> RunInfo:

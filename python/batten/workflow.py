@@ -358,7 +358,9 @@ class Workflow(WorkflowKind):
 
         Step failures never raise: they are recorded on the result. Cancelling the task that
         awaits ``execute`` cancels every running step and waits for their tasks to unwind
-        before re-raising ``CancelledError``. A durable run may also end ``PAUSED``
+        before re-raising ``CancelledError``; a durable run is then recorded ``INTERRUPTED``
+        (as on ``KeyboardInterrupt``), and ``resume(run_id)`` continues it, re-running the
+        steps that had not completed. A durable run may also end ``PAUSED``
         (``batten.pause``) or ``WAITING_APPROVAL`` (a :class:`~batten.HumanApprovalStep`); resume
         it with ``resume(result.run_id)``.
 

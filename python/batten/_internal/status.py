@@ -18,12 +18,20 @@ class WorkflowStatus(StrEnum):
     seed 001's names for two phases of a run, kept so code written against it imports; batten
     reports a run ``RUNNING`` through both. ``PAUSED`` and ``WAITING_APPROVAL`` belong to
     durable runs and human approval.
+
+    ``INTERRUPTED``: a durable run whose executor stopped on a signal (SIGTERM, SIGINT,
+    SIGHUP; ``batten run`` on Ctrl-C, or an ``execute()`` cancelled or hit by
+    ``KeyboardInterrupt``), or whose owner died (its lease expired). Like ``PAUSED`` it has not
+    finished: ``resume`` continues it, re-running the steps that did not complete (as a
+    Temporal workflow continues on another worker after its worker stops).
     """
 
     INITIALIZING = "initializing"
     PENDING = "pending"
     RUNNING = "running"
     PAUSED = "paused"
+    #: Stopped by a signal or by its owner's death; resumable (see the class docstring).
+    INTERRUPTED = "interrupted"
     WAITING_APPROVAL = "waiting_approval"
     COMPLETED = "completed"
     FAILED = "failed"

@@ -16,6 +16,7 @@ within about ``POLL_INTERVAL`` seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -39,6 +40,8 @@ __all__ = [
     "require_store",
     "stored_result",
 ]
+
+_log = logging.getLogger("batten.store")
 
 #: Seconds between two looks at the store for a pause or cancel request while a run executes.
 POLL_INTERVAL = 0.1
@@ -135,6 +138,8 @@ class DurableRun:
         #: The run's observation (``telemetry.RunTelemetry``) when it began traced here.
         self.telemetry: Any = None
         self._watcher: asyncio.Task[None] | None = None
+        #: The store control (``"pause"`` / ``"cancel"``) this process obeyed, or ``None``.
+        self.control_seen: str | None = None
 
     @classmethod
     def begin(
@@ -220,9 +225,11 @@ class DurableRun:
             except Exception:  # a store hiccup: the next look may succeed
                 continue
             if control == "pause":
+                self.control_seen = control
                 run.pause()
                 return
             if control == "cancel":
+                self.control_seen = control
                 run.cancel()
                 return
 
@@ -254,6 +261,28 @@ class DurableRun:
         native.finish_status(self.run_id, status.value, time.time(), error, result)
         if status not in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
             native.set_control(self.run_id, None)
+
+    def record_interrupted(self, reason: str) -> None:
+        """Records the run ``INTERRUPTED`` with error ``reason`` when its execution here is
+        abandoned by an exception (``CancelledError``, ``KeyboardInterrupt``): best effort, as
+        that exception is about to propagate; a store failure is logged (``batten.store``
+        logger) and left for the lease's expiry to reveal. A run that had obeyed a ``cancel``
+        request from the store is recorded ``CANCELLED`` instead."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+        status = WorkflowStatus.INTERRUPTED
+        if self.control_seen == "cancel":
+            status = WorkflowStatus.CANCELLED
+        try:
+            self.record_end(status, reason, None)
+        except Exception as exc:  # the original exception matters more
+            _log.warning(
+                "run %s: could not record it %s: %s: %s",
+                self.run_id,
+                status,
+                type(exc).__name__,
+                exc,
+            )
 
 
 def _waiting_result(s: StepResult) -> StepResult:

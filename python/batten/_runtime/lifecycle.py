@@ -20,13 +20,13 @@ from batten._internal.status import StepStatus, WorkflowStatus
 from batten._runtime import telemetry
 from batten._runtime.compile import compile_plan, compiled
 from batten._runtime.inputs import with_input_defaults
-from batten._runtime.run import Outcome, run_plan
+from batten._runtime.run import Interrupt, Outcome, run_plan
 from batten._runtime.subscribers import notify_completed, subscriber
 from batten.errors import WorkflowDefinitionError
 from batten.result import WorkflowResult
 from batten.steps.base import Step
 
-__all__ = ["COMPENSATION_FAILED", "begin_durable", "execute", "resume"]
+__all__ = ["COMPENSATION_FAILED", "Interrupt", "begin_durable", "execute", "resume"]
 
 #: Joins a failed run's error and its failed compensation's (``retry_failed`` reads it).
 COMPENSATION_FAILED = "; compensation failed: "
@@ -99,6 +99,7 @@ async def resume(
     base: CompileOptions | None,
     on_event: EventSink | None = None,
     retry_failed: bool = False,
+    interrupt: Interrupt | None = None,
 ) -> WorkflowResult:
     """Continues durable run ``run_id`` of ``workflow`` from its store (``Workflow.resume``
     documents the behaviour); a run that has ended (and is not retried) returns its stored
@@ -113,6 +114,7 @@ async def resume(
         base: a ``WorkflowEngine``'s compile options, or ``None``.
         on_event: an engine event sink (``batten resume`` draws progress with it).
         retry_failed: also continue a run that ended ``FAILED`` (default ``False``).
+        interrupt: an :class:`Interrupt` that stops the run (``batten resume`` on a signal).
 
     Raises:
         RunNotFoundError, WorkflowDefinitionError, CorruptRecordError, SchemaVersionError,
@@ -156,6 +158,7 @@ async def resume(
         on_event=on_event,
         base=base,
         durable=durable,
+        interrupt=interrupt,
     )
 
 
@@ -168,6 +171,7 @@ async def execute(
     on_event: EventSink | None,
     base: CompileOptions | None,
     durable: Any = None,
+    interrupt: Interrupt | None = None,
 ) -> WorkflowResult:
     """Runs ``workflow`` on the running loop from ``context`` and returns its result:
     compensations after a failure, then the fallback workflow, then (durable) the run's end
@@ -181,6 +185,12 @@ async def execute(
         on_event: an engine event sink, or ``None``.
         base: a ``WorkflowEngine``'s compile options, or ``None``.
         durable: the ``DurableRun`` from :func:`begin_durable` / a resume, or ``None``.
+        interrupt: an :class:`Interrupt`; once requested, the run is cancelled and ends
+            ``INTERRUPTED`` (recorded so in the store when durable), not ``CANCELLED``.
+
+    A durable run whose awaiting task is cancelled, or that a ``KeyboardInterrupt`` reaches,
+    is recorded ``INTERRUPTED`` (resumable; its unfinished steps run again on resume) before
+    the exception propagates, so the store never shows a dead run as ``running``.
 
     Raises:
         WorkflowDefinitionError: the workflow is malformed, or a bad ``timeout`` /
@@ -203,7 +213,16 @@ async def execute(
     tel = _observe(workflow, durable)
     if tel is None:
         return await _execute(
-            workflow, plan, context, timeout, max_concurrency, on_event, base, durable, listening
+            workflow,
+            plan,
+            context,
+            timeout,
+            max_concurrency,
+            on_event,
+            base,
+            durable,
+            listening,
+            interrupt=interrupt,
         )
     tel.set_run_id(durable.run_id if durable is not None else None)
     tel.enter()
@@ -219,6 +238,7 @@ async def execute(
             durable,
             listening,
             tel,
+            interrupt,
         )
     except BaseException as exc:
         tel.finish(WorkflowStatus.CANCELLED.value, f"{type(exc).__name__}: {exc}", None)
@@ -249,20 +269,35 @@ async def _execute(
     durable: Any,
     listening: bool,
     tel: telemetry.RunTelemetry | None = None,
+    interrupt: Interrupt | None = None,
 ) -> WorkflowResult:
-    out = await run_plan(
-        plan,
-        context,
-        timeout=timeout,
-        max_concurrency=max_concurrency,
-        on_event=on_event,
-        journal=durable.journal if durable is not None else None,
-        on_run=durable.on_run if durable is not None else None,
-    )
+    try:
+        out = await run_plan(
+            plan,
+            context,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+            on_event=on_event,
+            journal=durable.journal if durable is not None else None,
+            on_run=durable.on_run if durable is not None else None,
+            interrupt=interrupt,
+        )
+    except BaseException as exc:
+        if durable is not None:
+            durable.record_interrupted(f"interrupted: {type(exc).__name__}")
+        raise
     status = WorkflowStatus(out.status)
     steps, error = out.steps, out.error
     if durable is not None:
         status, steps, error = durable.finish(out, status)
+    if (
+        interrupt is not None
+        and interrupt.reason is not None
+        and status == WorkflowStatus.CANCELLED
+        and (durable is None or durable.control_seen != "cancel")
+    ):
+        # Cancelled by the interrupt, not by a `cancel` request: resumable.
+        status, error = WorkflowStatus.INTERRUPTED, interrupt.reason
     if status == WorkflowStatus.FAILED:
         status, steps, error = await _compensate(workflow, out, base, on_event)
     final_output = out.final_output

@@ -13,10 +13,14 @@ and every "no runs" or "not found" names the store it looked in.
 Exit codes: 0 the run completed; 1 it failed (failed, cancelled, compensated); 2 bad input
 (a malformed file, an unknown run or input, a bad argument, a request a run's status cannot
 honour, such as approving a step of a run that has ended); 3 it is waiting (for an approval,
-or paused); 130 interrupted (Ctrl-C); 141 stdout's reader went away (a closed pipe, as in
-``batten runs | head -1``: the command stops quietly, as if killed by SIGPIPE; a run it was
-executing still finishes and is recorded first). A closed stderr only silences the progress
-and messages; the command carries on.
+or paused, or interrupted, for ``status``); 129, 130, 143: ``run``, ``resume``, ``approve``
+or ``reject`` was stopped by SIGHUP, SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number,
+as a shell reports a command a signal killed): the run it was executing is recorded
+``interrupted`` and the message names the ``batten resume`` command that continues it; a
+second signal during that shutdown exits at once; 141 stdout's reader went away (a closed
+pipe, as in ``batten runs | head -1``: the command stops quietly, as if killed by SIGPIPE; a
+run it was executing still finishes and is recorded first). A closed stderr only silences
+the progress and messages; the command carries on.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ import asyncio
 import dataclasses
 import json
 import os
+import shlex
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -48,6 +56,7 @@ from batten.display import result_text
 from batten.durable import cancel, is_finished, stored_result
 from batten.errors import BattenError, RunNotFoundError, StoreError, WorkflowDefinitionError
 from batten.steps import Step
+from batten.steps.approval import HumanApprovalStep
 from batten.steps.composite import MapStep
 from batten.store import open_store
 
@@ -55,6 +64,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_WAITING = 0, 1, 2, 3
 #: The reader of stdout went away: 128 + SIGPIPE, what a shell reports for a command that
 #: SIGPIPE killed.
 EXIT_BROKEN_PIPE = 141
+#: A command stopped by signal N exits with 128 + N (130 SIGINT, 143 SIGTERM, 129 SIGHUP).
+EXIT_SIGNAL_BASE = 128
 
 #: The store used when neither ``--store`` nor ``BATTEN_STORE`` names one.
 DEFAULT_STORE = "sqlite:///.batten/runs.db"
@@ -71,8 +82,9 @@ class UsageError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the ``batten`` command with ``argv`` (default: ``sys.argv[1:]``) and returns its exit
-    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval or paused, 130
-    interrupted). The ``batten`` console script exits with it.
+    code (0 completed, 1 failed, 2 bad input, 3 waiting for approval, paused or (``status``)
+    interrupted; 129, 130 or 143 stopped by SIGHUP, SIGINT or SIGTERM). The ``batten``
+    console script exits with it.
 
     Raises:
         BrokenPipeError: stdout is a pipe whose reader went away; :func:`run` turns it into a
@@ -91,8 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _err(f"batten: error: {type(exc).__name__}: {exc}")
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        _err("batten: interrupted; the run stays recorded: batten resume RUN_ID continues it")
-        return 130
+        # Ctrl-C outside a run's execution (which handles it, see _Shutdown): while loading
+        # or reading, so no run was started or changed here.
+        _err("batten: interrupted (no run was executing)")
+        return EXIT_SIGNAL_BASE + signal.SIGINT
 
 
 def run() -> NoReturn:
@@ -136,7 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="batten",
         description="Run, resume and inspect batten workflow files (YAML/JSON).",
-        epilog="Exit codes: 0 completed, 1 failed, 2 bad input, 3 waiting for approval/paused.",
+        epilog="Exit codes: 0 completed, 1 failed, 2 bad input, 3 waiting for approval/paused/"
+        "interrupted; 129/130/143 stopped by SIGHUP/SIGINT/SIGTERM (the run is recorded "
+        "interrupted; batten resume continues it).",
     )
     parser.add_argument("--version", action="version", version=f"batten {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -176,7 +192,9 @@ def _parser() -> argparse.ArgumentParser:
     run_args(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="continue a run that crashed, paused or waited")
+    p = sub.add_parser(
+        "resume", help="continue a run that crashed, paused, waited or was interrupted"
+    )
     p.add_argument("run_id")
     p.add_argument("--file", help="the workflow file (default: the one the run recorded)")
     run_args(p)
@@ -194,7 +212,8 @@ def _parser() -> argparse.ArgumentParser:
         "--status",
         choices=[s.value for s in WorkflowStatus],
         metavar="STATUS",
-        help="only runs with this status (completed, failed, waiting_approval, paused, ...)",
+        help="only runs with this status (completed, failed, waiting_approval, paused, "
+        "interrupted, ...)",
     )
     p.add_argument("--workflow", help="only runs of this workflow id")
     p.add_argument("--limit", type=_positive_int, default=20)
@@ -407,13 +426,18 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """``batten status RUN_ID``: exit code as the run's status (0, 1, 3; 0 while running)."""
+    """``batten status RUN_ID``: exit code as the run's status (0, 1, 3 waiting, paused or
+    interrupted; 0 while running). The duration of a running run is its time so far."""
     store = _existing_store(args)
     info = _run_info(args, store, args.run_id)
     history = store.history(args.run_id)
     top = {r.step_id for r in history if "/" not in r.step_id}
     result = stored_result(info, history, None, len(top))
-    result = dataclasses.replace(result, steps=_shown_steps(result.steps, info.status))
+    result = dataclasses.replace(
+        result,
+        steps=_shown_steps(result.steps, info.status),
+        total_execution_time_ms=_seconds_of(info) * 1000.0,
+    )
     decisions = _decisions(history)
     if args.json:
         doc = _result_json(result, info.name)
@@ -424,7 +448,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
-        for line in _next_steps(info.run_id, info.status, info.error, history):
+        resume = resume_command(info.run_id, store.url)
+        for line in _next_steps(info.run_id, info.status, info.error, history, resume):
             print(line)
     return _exit_code(info.status)
 
@@ -462,21 +487,37 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'RUN ID':<34} {'WORKFLOW':<20} {'STATUS':<17} {'STARTED':<19} SECONDS")
     for r in runs:
         started = datetime.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
-        took = f"{r.updated_at - r.created_at:.1f}"
+        took = f"{_seconds_of(r):.1f}"
         print(f"{r.run_id:<34} {r.workflow_id[:20]:<20} {r.status!s:<17} {started:<19} {took}")
     return EXIT_OK
 
 
+#: Statuses of a run some process may still be executing: its duration so far is "now".
+_LIVE = (WorkflowStatus.RUNNING, WorkflowStatus.PENDING, WorkflowStatus.INITIALIZING)
+
+
+def _seconds_of(info: Any) -> float:
+    """How long run ``info`` (a ``RunInfo``) has taken, in seconds: from its start to now while
+    it is running (its record changes only when its status does), else to its last recorded
+    change (its end, or where it paused, waited or was interrupted)."""
+    end = time.time() if info.status in _LIVE else float(info.updated_at)
+    return max(0.0, end - float(info.created_at))
+
+
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """``batten cancel RUN_ID``: a waiting or paused run is cancelled at once, a running one
-    within 0.1 s. A run that has ended is refused (exit 2): a cancel request left on it would
-    stop its next ``batten resume``."""
+    """``batten cancel RUN_ID``: a waiting, paused or interrupted run is cancelled at once, a
+    running one within 0.1 s. A run that has ended is refused (exit 2): a cancel request left
+    on it would stop its next ``batten resume``."""
     store = _existing_store(args)
     info = _run_info(args, store, args.run_id)
     if is_finished(info.status):
         raise UsageError(f"run {args.run_id} is {info.status}: it has ended, nothing to cancel")
     cancel(args.run_id, store=store)
-    if info.status in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
+    if info.status in (
+        WorkflowStatus.PAUSED,
+        WorkflowStatus.WAITING_APPROVAL,
+        WorkflowStatus.INTERRUPTED,
+    ):
         _err(f"cancelled run {args.run_id} (it was {info.status})")
     else:
         _err(f"cancel requested for run {args.run_id}")
@@ -551,6 +592,93 @@ def _workflow_of(store: Any, run_id: str, file: str | None) -> Any:
     return load_workflow(file)
 
 
+class _Shutdown:
+    """``batten run``'s handling of SIGTERM, SIGINT and SIGHUP while it executes a run (as
+    Temporal's worker and Celery's warm shutdown: stop taking work, stop what runs, record
+    where it stopped).
+
+    The first signal asks the run to stop through an in-process ``lifecycle.Interrupt`` (no
+    store round trip): nothing new starts, running async steps are cancelled and sync steps
+    abandoned, and the run ends ``INTERRUPTED`` in the store; the command then exits with
+    128 + the signal's number. A second signal during that shutdown exits at once
+    (``os._exit``), as a second Ctrl-C does in most tools; the run then stays ``running``
+    until its lease expires.
+
+    The Python-level handler only records the signal and hands the request to the event loop
+    (``call_soon_threadsafe``): run controls and stream writes are not safe inside a handler
+    that can interrupt any bytecode of the main thread.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.interrupt = lifecycle.Interrupt()
+        #: The first signal received, or ``None``.
+        self.signum: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.on_first: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Shutdown:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # only the main thread may set handlers (main() called from a thread)
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal's number once a signal came, else ``None``."""
+        return None if self.signum is None else EXIT_SIGNAL_BASE + self.signum
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.signum is not None:
+            try:  # unbuffered: a buffered stream may be in the middle of a write
+                os.write(2, f"\nbatten: second {name}: exiting now\n".encode())
+            except OSError:
+                pass
+            os._exit(EXIT_SIGNAL_BASE + signum)
+        self.signum = signum
+        reason = f"interrupted by {name}"
+        loop = self.loop
+        if loop is None:
+            self.interrupt.reason = reason  # no run yet: the next one stops as it starts
+            return
+        try:
+            loop.call_soon_threadsafe(self._request, reason, name)
+        except RuntimeError:  # the loop has closed: the run has ended and is recorded
+            pass
+
+    def _request(self, reason: str, name: str) -> None:
+        self.interrupt.request(reason)
+        if self.on_first is not None:
+            self.on_first(name)
+
+
+def resume_command(run_id: str, store_url: str, *, yes: bool = False) -> str:
+    """The ``batten resume`` command line that continues run ``run_id`` in the store at
+    ``store_url`` (``--store`` only when it is not the default store; ``--yes`` when the run
+    was started with it)."""
+    parts = ["batten", "resume", run_id]
+    if store_url != DEFAULT_STORE:
+        parts += ["--store", store_url]
+    if yes:
+        parts.append("--yes")
+    return shlex.join(parts)
+
+
+def _has_approvals(steps: Sequence[Any]) -> bool:
+    """True when ``steps`` or the steps nested in them hold a human approval step."""
+    return any(
+        isinstance(step, HumanApprovalStep) or _has_approvals(step._children()) for step in steps
+    )
+
+
 def _drive(
     workflow: Any,
     store: Any,
@@ -560,7 +688,8 @@ def _drive(
     run_id: str | None = None,
     resume: str | None = None,
 ) -> int:
-    """Runs (or resumes) to the end, approving waits with ``--yes``; prints and exits."""
+    """Runs (or resumes) to the end, approving waits with ``--yes``; prints and exits. On
+    SIGTERM, SIGINT or SIGHUP the run stops and is recorded ``interrupted`` (``_Shutdown``)."""
     progress = None
     if not args.quiet:
         progress = Progress(
@@ -573,7 +702,17 @@ def _drive(
         else:
             _err(text)
 
-    async def go() -> Any:
+    current: list[str] = [resume] if resume is not None else []
+
+    def stopping(name: str) -> None:
+        which = f"run {current[0]}" if current else "the run"
+        say(f"{name}: stopping {which} (a second {name} exits at once)")
+
+    async def go(shutdown: _Shutdown) -> Any:
+        shutdown.loop = asyncio.get_running_loop()
+        shutdown.on_first = stopping
+        interrupt = shutdown.interrupt
+
         def deliver(raw: tuple[str, str, int, Any]) -> None:
             if raw[0] in ("timeout", "cancelled") and not _ABANDONED:
                 _ABANDONED.append(True)
@@ -584,31 +723,80 @@ def _drive(
         opts: dict[str, Any] = {"timeout": args.timeout, "max_concurrency": args.max_concurrency}
         if resume is None:
             ctx, durable = lifecycle.begin_durable(workflow, context, store, run_id)
+            current.append(durable.run_id)
             say(f"run {durable.run_id} of {workflow.name} (store {store.url})")
             result = await lifecycle.execute(
-                workflow, ctx, on_event=sink, base=None, durable=durable, **opts
+                workflow,
+                ctx,
+                on_event=sink,
+                base=None,
+                durable=durable,
+                interrupt=interrupt,
+                **opts,
             )
         else:
             say(f"resuming run {resume} of {workflow.name}")
             if progress is not None:
                 progress.restore(*_restored(workflow, store.history(resume)))
             result = await lifecycle.resume(
-                workflow, resume, store=store, base=None, on_event=sink, retry_failed=True, **opts
+                workflow,
+                resume,
+                store=store,
+                base=None,
+                on_event=sink,
+                retry_failed=True,
+                interrupt=interrupt,
+                **opts,
             )
-        while args.yes and result.status == WorkflowStatus.WAITING_APPROVAL:
+        while (
+            args.yes
+            and result.status == WorkflowStatus.WAITING_APPROVAL
+            and interrupt.reason is None
+        ):
             for path in _waiting_steps(store.history(result.run_id)):
                 approve(result.run_id, path, by=_APPROVER, comment="--yes", store=store)
                 say(f"approved {path} (--yes)")
             result = await lifecycle.resume(
-                workflow, result.run_id, store=store, base=None, on_event=sink, **opts
+                workflow,
+                result.run_id,
+                store=store,
+                base=None,
+                on_event=sink,
+                interrupt=interrupt,
+                **opts,
             )
         return result
 
-    result = asyncio.run(go())
-    if progress is not None:
-        progress.finish(str(result.status))
-    _report(result, workflow, args, store)
-    return _exit_code(result.status)
+    with _Shutdown() as shutdown:
+        result = asyncio.run(go(shutdown))
+        if progress is not None:
+            progress.finish(str(result.status))
+        _report(result, workflow, args, store)
+        if shutdown.exit_code is None:
+            return _exit_code(result.status)
+        _err(_stopped_text(result, workflow, args, store, shutdown.signum))
+        return shutdown.exit_code
+
+
+def _stopped_text(
+    result: Any, workflow: Any, args: argparse.Namespace, store: Any, signum: int | None
+) -> str:
+    """The last word of a ``batten run`` stopped by signal ``signum``: the run's id, what was
+    recorded, and the command that continues it."""
+    name = signal.Signals(signum).name if signum is not None else "a signal"
+    run_id = result.run_id
+    if result.status != WorkflowStatus.INTERRUPTED:
+        return f"batten: {name}: run {run_id} had already ended {result.status}"
+    text = (
+        f"batten: {name}: run {run_id} stopped and is recorded interrupted; "
+        f"continue it with: {resume_command(run_id, store.url, yes=args.yes)}"
+    )
+    if not args.yes and _has_approvals(workflow.steps):
+        text += (
+            " (its undecided approval steps will wait for batten approve again; add --yes to "
+            "approve them as they wait)"
+        )
+    return text
 
 
 def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) -> None:
@@ -629,10 +817,11 @@ def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) ->
     print(f"run {result.run_id}: {status}", file=out_stream)
     if status == WorkflowStatus.COMPLETED:
         print(_pretty(result.final_output), file=out_stream)
-    elif result.error:
+    elif result.error and status != WorkflowStatus.INTERRUPTED:
         print(f"error: {result.error}", file=out_stream)
     history = store.history(result.run_id)
-    for line in _next_steps(result.run_id, status, result.error, history):
+    resume = resume_command(result.run_id, store.url, yes=args.yes)
+    for line in _next_steps(result.run_id, status, result.error, history, resume):
         print(line, file=out_stream)
 
 
@@ -670,21 +859,33 @@ def _result_json(result: Any, name: str) -> dict[str, Any]:
 def _exit_code(status: Any) -> int:
     if status == WorkflowStatus.COMPLETED:
         return EXIT_OK
-    if status in (WorkflowStatus.WAITING_APPROVAL, WorkflowStatus.PAUSED):
+    if status in (
+        WorkflowStatus.WAITING_APPROVAL,
+        WorkflowStatus.PAUSED,
+        WorkflowStatus.INTERRUPTED,
+    ):
         return EXIT_WAITING
     if status in (WorkflowStatus.RUNNING, WorkflowStatus.PENDING, WorkflowStatus.INITIALIZING):
         return EXIT_OK
     return EXIT_FAILED
 
 
-def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[Any]) -> list[str]:
-    """The commands that can move run ``run_id`` on from ``status``, as lines to print; none
+def _next_steps(
+    run_id: str,
+    status: Any,
+    error: str | None,
+    history: Sequence[Any],
+    resume: str | None = None,
+) -> list[str]:
+    """The commands that can move run ``run_id`` on from ``status``, as lines to print
+    (``resume``: the ``batten resume`` command line to offer, default without options); none
     for a run that has ended for good (completed, cancelled, compensated, or failed after its
     compensations ran). ``batten run``'s report and ``batten status`` both print these, so they
     never disagree. Approvals are offered only while the run waits for them: ``batten approve``
     continues the run, which a paused run should not do behind its owner's back and a running
     one must not do twice."""
     lines: list[str] = []
+    resume = resume or f"batten resume {run_id}"
     if status == WorkflowStatus.WAITING_APPROVAL:
         for path in _waiting_steps(history):
             lines += [
@@ -693,9 +894,11 @@ def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[A
                 f"  reject:  batten reject {run_id} {path}",
             ]
     if status == WorkflowStatus.PAUSED:
-        lines.append(f"paused; continue with: batten resume {run_id}")
+        lines.append(f"paused; continue with: {resume}")
+    elif status == WorkflowStatus.INTERRUPTED:
+        lines.append(f"{error or 'interrupted'}; continue with: {resume}")
     elif status == WorkflowStatus.FAILED and lifecycle.COMPENSATION_FAILED not in (error or ""):
-        lines.append(f"after fixing the cause: batten resume {run_id}")
+        lines.append(f"after fixing the cause: {resume}")
     return lines
 
 
