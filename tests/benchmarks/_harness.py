@@ -356,25 +356,35 @@ def crash_and_recover(script: str, system: str, variant: str, s: Sizes) -> Runne
     """
     quick = ["--quick"] if s == QUICK else []
 
-    def phase(name: str, directory: str) -> subprocess.CompletedProcess[str]:
+    def phase(name: str, directory: str) -> tuple[int, str, str]:
+        """Run one phase in a new session; then kill whatever it left behind (a server it
+        started, orphaned by the SIGKILL). Returns (exit code, stdout, stderr)."""
         cmd = [sys.executable, script, "--workloads", "D3", "--phase", name]
         cmd += ["--variant", variant, "--dir", directory, *quick]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        out, err = Path(directory) / f"{name}.out", Path(directory) / f"{name}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, start_new_session=True)
+            try:
+                code = proc.wait(timeout=600)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return code, out.read_text(), err.read_text()
 
     def run() -> Measured:
         with tempfile.TemporaryDirectory(prefix=f"bench-d3-{system}-") as tmp:
-            crashed = phase("crash", tmp)
-            if crashed.returncode != -signal.SIGKILL:
+            code, _, err = phase("crash", tmp)
+            if code != -signal.SIGKILL:
                 raise AssertionError(
-                    f"the crash phase exited {crashed.returncode}, not by SIGKILL: "
-                    + crashed.stderr[-2000:]
+                    f"the crash phase exited {code}, not by SIGKILL: {err[-2000:]}"
                 )
             expect(_effects(Path(tmp)), list(range(s.d3_kill_at - 1)))
-            recovered = phase("recover", tmp)
-            if recovered.returncode:
-                raise AssertionError(f"the recover phase failed: {recovered.stderr[-2000:]}")
+            code, out, err = phase("recover", tmp)
+            if code:
+                raise AssertionError(f"the recover phase exited {code}: {err[-2000:]}")
             expect(_effects(Path(tmp)), list(range(s.d3_steps)))  # each exactly once, in order
-            lines = [x for x in recovered.stdout.splitlines() if x.startswith(MARKER)]
+            lines = [x for x in out.splitlines() if x.startswith(MARKER)]
             return Measured(json.loads(lines[-1][len(MARKER) :])["seconds"])
 
     return run
