@@ -216,7 +216,7 @@ WORKLOADS: dict[str, Workload] = {
             "µs/step",
             goal=Goal(1.2),
             baseline="floor",
-            yardstick="the floor (INSERT per step)",
+            yardstick="the floor",
             **per(1e6, lambda s: s.d1_steps),
         ),
         Workload(
@@ -227,7 +227,7 @@ WORKLOADS: dict[str, Workload] = {
             Goal(),
             reps=5,
             baseline="floor",
-            yardstick="the floor (INSERT per step)",
+            yardstick="the floor",
             ideal=lambda s: s.d2_sleep * 1e3,
         ),
         Workload(
@@ -239,7 +239,7 @@ WORKLOADS: dict[str, Workload] = {
             Goal(2.0),
             reps=5,
             baseline="floor",
-            yardstick="the floor (INSERT per step)",
+            yardstick="the floor",
             quick_reps=1,
             warmup=0,
         ),
@@ -249,7 +249,7 @@ WORKLOADS: dict[str, Workload] = {
             "µs/run",
             goal=Goal(2.0),
             baseline="floor",
-            yardstick="the floor (INSERT per step)",
+            yardstick="the floor",
             **per(1e6, lambda s: s.d4_runs),
         ),
         Workload(
