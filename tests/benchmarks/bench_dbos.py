@@ -9,7 +9,9 @@ journal, ``synchronous=FULL``) and "WAL" (the same file put in WAL mode with
 D2's steps are ``async def`` steps started together with ``asyncio.gather`` in an async workflow.
 D3's recovery is DBOS's own: ``DBOS.launch()`` in the new process finds the pending workflow
 and runs it on from its last checkpointed step; it is timed from configuring DBOS to
-``DBOS.retrieve_workflow(id).get_result()`` (polling every 1 ms). Only D1-D4 are written for DBOS.
+``DBOS.retrieve_workflow(id).get_result()`` (polling every 1 ms). DBOS recovers by re-enqueueing
+the run on its internal queue, which its queue thread polls about once a second, so D3 for DBOS
+is about a second whatever the store's speed. Only D1-D4 are written for DBOS.
 """
 
 from __future__ import annotations
