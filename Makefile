@@ -50,8 +50,12 @@ test-python: ## The pytest suite (slow soak tests included)
 test: test-rust test-python ## Every test: cargo test, then pytest
 
 .PHONY: bench
-bench: ## Benchmarks vs plain asyncio, LangGraph and jaf-py; rewrites BENCHMARKS.md (needs .[bench])
+bench: ## Benchmarks vs yardsticks and peers (LangGraph, jaf-py, DBOS, Prefect); rewrites BENCHMARKS.md (needs .[bench]; ~30 min, run on a quiet machine)
 	$(PYTHON) tests/benchmarks/run.py
+
+.PHONY: bench-quick
+bench-quick: ## Every benchmark workload at small sizes, to check they run (< 2 min); writes nothing
+	$(PYTHON) tests/benchmarks/run.py --quick
 
 .PHONY: bench-review
 bench-review: ## examples/code_review on idlelib (125 files): batten run vs plain asyncio (needs .[examples])

@@ -15,14 +15,19 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
 import random
 import resource
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 MARKER = "@@bench "
@@ -44,43 +49,65 @@ class Sizes:
     w4_steps: int = 100
     w5_runs: int = 1000
     w6_items: int = 10_000
+    d1_steps: int = 200
+    d2_fanout: int = 100
+    d2_sleep: float = 0.01
+    d3_steps: int = 50
+    d3_kill_at: int = 25  # 1-based: the 25th step kills its process the first time it runs
+    d4_runs: int = 1000
+    iso_runs: int = 100
 
 
 FULL = Sizes()
-QUICK = Sizes(w1_steps=100, w2_fanout=500, w3_nodes=100, w4_steps=20, w5_runs=100, w6_items=500)
+QUICK = Sizes(
+    w1_steps=100,
+    w2_fanout=500,
+    w3_nodes=100,
+    w4_steps=20,
+    w5_runs=100,
+    w6_items=500,
+    d1_steps=20,
+    d2_fanout=20,
+    d3_steps=10,
+    d3_kill_at=5,
+    d4_runs=20,
+    iso_runs=10,
+)
 
 
 @dataclass(frozen=True)
 class Goal:
-    """batten's goal for a workload: an absolute bound, or a bound on the ratio to plain asyncio.
+    """batten's goal for a workload (issue 18): at most `ratio` times the workload's yardstick,
+    and (if `cap` is set) never more than `cap` in the workload's unit. A goal with neither is a
+    note: the value is reported, not judged."""
 
-    ``design_asyncio`` is DESIGN.md §5's plain-asyncio figure for the workload (same unit). An
-    absolute goal is also judged scaled to this machine: ``limit * asyncio_here / design_asyncio``,
-    since DESIGN's figures come from a faster interpreter than some machines run.
-    """
+    ratio: float | None = None
+    cap: float | None = None
 
-    limit: float
-    relative: bool = False
-    design_asyncio: float | None = None
-
-    def text(self, unit: str) -> str:
-        return f"≤ {self.limit:g}x plain asyncio" if self.relative else f"≤ {self.limit:g} {unit}"
+    def text(self) -> str:
+        parts = [f"≤ {self.ratio:g}x"] if self.ratio is not None else []
+        parts += [f"never > {self.cap:g}"] if self.cap is not None else []
+        return " and ".join(parts) or "note"
 
     def met(self, value: float, baseline: float | None) -> bool | None:
-        if not self.relative:
-            return value <= self.limit
-        return None if not baseline else value / baseline <= self.limit
-
-    def scaled_limit(self, baseline: float | None) -> float | None:
-        """The absolute limit scaled by this machine's plain asyncio against DESIGN's."""
-        if self.relative or not baseline or not self.design_asyncio:
+        """Whether `value` meets the goal; None for a note, or a ratio without a baseline."""
+        if self.ratio is None and self.cap is None:
             return None
-        return self.limit * baseline / self.design_asyncio
+        if self.cap is not None and value > self.cap:
+            return False
+        if self.ratio is not None:
+            return None if not baseline else value / baseline <= self.ratio
+        return True
 
 
 @dataclass(frozen=True)
 class Workload:
-    """How a workload is reported: its unit, how a runner's seconds convert to it, its goal."""
+    """How a workload is reported: its unit, how a runner's seconds convert to it, its goal.
+
+    ``scale(sizes)`` converts seconds per runner call to the unit. Where the unit is per item
+    (µs/step, µs/run), ``count(sizes)`` is the number of items a runner call does; a runner may do
+    fewer (a slow peer) and say so with a ``count`` attribute, and its value is scaled by that.
+    """
 
     wid: str
     title: str
@@ -90,6 +117,16 @@ class Workload:
     reps: int = 7  # repetitions in a full run (each a median of several runner calls)
     fresh_process_per_rep: bool = False  # M and I: one process per repetition
     baseline: str = ""  # the plain asyncio variant ratios are taken against ("" = its first)
+    yardstick: str = "plain asyncio"  # what the baseline is, in words
+    count: Callable[[Sizes], int] | None = None
+    quick_reps: int = 2  # repetitions in a quick run (without a fresh process per repetition)
+    warmup: int = 1  # untimed runner calls before the repetitions
+    ideal: Callable[[Sizes], float] | None = None  # the ideal value (W2, D2: the sleep), if any
+
+
+def per(factor: float, count: Callable[[Sizes], int]) -> dict[str, Any]:
+    """`scale` and `count` for a per-item unit: `factor` units a second over `count` items."""
+    return {"scale": lambda s: factor / count(s), "count": count}
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -99,69 +136,128 @@ WORKLOADS: dict[str, Workload] = {
             "W1",
             "chain of N sync no-op steps, counter in state",
             "µs/step",
-            lambda s: 1e6 / s.w1_steps,
-            Goal(2, design_asyncio=0.1),
+            goal=Goal(0.2),
+            baseline="tasks",
+            yardstick="asyncio Task per step",
+            **per(1e6, lambda s: s.w1_steps),
         ),
         Workload(
             "W1a",
             "chain of N async no-op steps, counter in state",
             "µs/step",
-            lambda s: 1e6 / s.w1_steps,
-            Goal(8, design_asyncio=5),
+            goal=Goal(0.6),
+            yardstick="asyncio Task per step",
+            **per(1e6, lambda s: s.w1_steps),
         ),
         Workload(
             "W2",
             "fan-out to N async steps (asyncio.sleep), then sum",
             "s",
             lambda s: 1.0,
-            Goal(1.15, relative=True),
+            Goal(1.05),
             reps=5,
+            yardstick="asyncio.gather",
+            ideal=lambda s: s.w2_sleep,
         ),
         Workload(
             "W3",
             "random DAG of N sync no-op nodes, ≤3 deps each, seed 42",
             "ms",
             lambda s: 1e3,
-            Goal(1, design_asyncio=4.4),
+            Goal(0.1),
             baseline="tasks",
+            yardstick="asyncio Task per step",
         ),
         Workload(
             "W4",
             "N independent steps failing twice then succeeding, zero backoff",
             "µs/step",
-            lambda s: 1e6 / s.w4_steps,
-            Goal(10, design_asyncio=22),
+            goal=Goal(0.3),
+            yardstick="asyncio Task per step",
+            **per(1e6, lambda s: s.w4_steps),
         ),
         Workload(
             "W5",
-            "pre-built 3-step workflow (sync steps) run N times",
+            "W5r: pre-built 3-step workflow (sync steps), built once, run N times",
             "µs/run",
-            lambda s: 1e6 / s.w5_runs,
-            Goal(15, design_asyncio=15),
+            goal=Goal(1.0),
+            yardstick="asyncio Task per step",
+            **per(1e6, lambda s: s.w5_runs),
         ),
         Workload(
             "W6",
             "map over N items computed at run time (async asyncio.sleep each), then sum",
             "s",
             lambda s: 1.0,
-            Goal(1.15, relative=True),
+            Goal(1.15),
             reps=5,
+            yardstick="asyncio.gather",
+            ideal=lambda s: s.w2_sleep,
         ),
         Workload(
             "C",
-            "W1 with every step checkpointed to a SQLite store (sync: before the next step "
-            "starts; batch: buffered)",
+            "W1 (C): W1 with every step checkpointed to a SQLite store (sync: before the next "
+            "step starts; batch: buffered); issue 14's lease heartbeat cost shows here",
             "µs/step",
-            lambda s: 1e6 / s.w1_steps,
-            # DESIGN §5: <= 20 µs/step added to W1 (whose goal is 2).
-            Goal(22),
+            goal=Goal(),
+            **per(1e6, lambda s: s.w1_steps),
+        ),
+        Workload(
+            "ISO",
+            "1-step workflow run N times: the step in-process vs isolated in a process "
+            '(`with_isolation("process")`, issue 14)',
+            "µs/run",
+            goal=Goal(),
+            **per(1e6, lambda s: s.iso_runs),
+        ),
+        Workload(
+            "D1",
+            "durable chain of N sync steps, each checkpointed before the next starts",
+            "µs/step",
+            goal=Goal(1.2),
+            baseline="floor",
+            yardstick="the floor",
+            **per(1e6, lambda s: s.d1_steps),
+        ),
+        Workload(
+            "D2",
+            "durable fan-out of N `await asyncio.sleep(0.01)` steps, then a join",
+            "ms",
+            lambda s: 1e3,
+            Goal(),
+            reps=5,
+            baseline="floor",
+            yardstick="the floor",
+            ideal=lambda s: s.d2_sleep * 1e3,
+        ),
+        Workload(
+            "D3",
+            "chain of N durable steps SIGKILLed in step K; recovery in a new process "
+            "(open the store, find the run, finish it), side effects checked exactly once",
+            "ms",
+            lambda s: 1e3,
+            Goal(2.0),
+            reps=5,
+            baseline="floor",
+            yardstick="the floor",
+            quick_reps=1,
+            warmup=0,
+        ),
+        Workload(
+            "D4",
+            "pre-built durable 3-step workflow run N times",
+            "µs/run",
+            goal=Goal(2.0),
+            baseline="floor",
+            yardstick="the floor",
+            **per(1e6, lambda s: s.d4_runs),
         ),
         Workload(
             "M",
             "peak RSS of a fresh process running W2 once",
             "MB",
             lambda s: 1.0,
-            Goal(1.3, relative=True),
+            Goal(1.2),
             reps=5,
             fresh_process_per_rep=True,
         ),
@@ -170,9 +266,10 @@ WORKLOADS: dict[str, Workload] = {
             "import time in a fresh process, minus `python -c pass`",
             "s",
             lambda s: 1.0,
-            Goal(0.05, design_asyncio=0.03),
+            Goal(1.5, cap=0.05),
             reps=5,
             fresh_process_per_rep=True,
+            yardstick="import asyncio",
         ),
     )
 }
@@ -183,7 +280,7 @@ def repetitions(wid: str, quick: bool) -> int:
     workload = WORKLOADS[wid]
     if not quick:
         return workload.reps
-    return 1 if workload.fresh_process_per_rep else 2
+    return 1 if workload.fresh_process_per_rep else workload.quick_reps
 
 
 # ---- shared workload material -------------------------------------------------------------------
@@ -224,6 +321,75 @@ def flaky(failures: int = 2) -> Callable[..., str]:
     return step
 
 
+def d3_step(directory: Path, i: int, s: Sizes) -> None:
+    """D3's step `i` (0-based): records its side effect (one line in ``effects``), except that the
+    ``s.d3_kill_at``-th step SIGKILLs its own process the first time it runs, before its effect.
+
+    A recovery that re-ran a completed step would write its index twice; one that skipped a
+    step would leave it out: :func:`crash_and_recover` checks every index appears exactly once.
+    """
+    marker = directory / "killed"
+    if i == s.d3_kill_at - 1 and not marker.exists():
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    with open(directory / "effects", "a") as effects:  # one small O_APPEND write: atomic
+        effects.write(f"{i}\n")
+
+
+def _effects(directory: Path) -> list[int]:
+    path = directory / "effects"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+Recovery = Callable[[str, Path, "Sizes"], float | None]
+"""D3 for one system: ``recovery(phase, directory, sizes)``. Phase ``"crash"`` starts the chain
+(its step calls :func:`d3_step`, which kills the process); phase ``"recover"`` finishes that run
+in a new process and returns the seconds from opening the store to the finished result."""
+
+
+def crash_and_recover(script: str, system: str, variant: str, s: Sizes) -> Runner:
+    """D3's runner: the crash phase in one fresh process, then the recover phase in another.
+
+    Returns the recovery's own timing as :class:`Measured`; raises AssertionError unless the
+    first process died by SIGKILL in step ``d3_kill_at`` and every step's side effect happened
+    exactly once in all.
+    """
+    quick = ["--quick"] if s == QUICK else []
+
+    def phase(name: str, directory: str) -> tuple[int, str, str]:
+        """Run one phase in a new session; then kill whatever it left behind (a server it
+        started, orphaned by the SIGKILL). Returns (exit code, stdout, stderr)."""
+        cmd = [sys.executable, script, "--workloads", "D3", "--phase", name]
+        cmd += ["--variant", variant, "--dir", directory, *quick]
+        out, err = Path(directory) / f"{name}.out", Path(directory) / f"{name}.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=stderr, start_new_session=True)
+            try:
+                code = proc.wait(timeout=600)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        return code, out.read_text(), err.read_text()
+
+    def run() -> Measured:
+        with tempfile.TemporaryDirectory(prefix=f"bench-d3-{system}-") as tmp:
+            code, _, err = phase("crash", tmp)
+            if code != -signal.SIGKILL:
+                raise AssertionError(
+                    f"the crash phase exited {code}, not by SIGKILL: {err[-2000:]}"
+                )
+            expect(_effects(Path(tmp)), list(range(s.d3_kill_at - 1)))
+            code, out, err = phase("recover", tmp)
+            if code:
+                raise AssertionError(f"the recover phase exited {code}: {err[-2000:]}")
+            expect(_effects(Path(tmp)), list(range(s.d3_steps)))  # each exactly once, in order
+            lines = [x for x in out.splitlines() if x.startswith(MARKER)]
+            return Measured(json.loads(lines[-1][len(MARKER) :])["seconds"])
+
+    return run
+
+
 def expect(actual: object, expected: object) -> None:
     """Check a run's result (not an ``assert``: the checks must survive ``python -O``)."""
     if actual != expected:
@@ -238,16 +404,27 @@ def triangle(n: int) -> int:
 # ---- timing -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What a runner returns when it times itself (D3 times a recovery in another process):
+    `seconds` is then the value, not the runner call's wall time."""
+
+    seconds: float
+
+
+def _seconds(result: object, start: float) -> float:
+    end = time.perf_counter()
+    return result.seconds if isinstance(result, Measured) else end - start
+
+
 async def _timed_async(runner: Callable[[], Awaitable[Any]]) -> float:
     start = time.perf_counter()
-    await runner()
-    return time.perf_counter() - start
+    return _seconds(await runner(), start)
 
 
 def _timed_sync(runner: Runner) -> float:
     start = time.perf_counter()
-    runner()
-    return time.perf_counter() - start
+    return _seconds(runner(), start)
 
 
 @contextlib.contextmanager
@@ -266,9 +443,9 @@ def _timer(runner: Runner) -> Iterator[Callable[[], float]]:
 
 def measure(runner: Runner, reps: int, warmup: int = 1, target: float = 0.25) -> list[float]:
     """Seconds per runner call: one value per repetition, each the median of enough calls to
-    fill about `target` seconds (sized from the warm-up call)."""
+    fill about `target` seconds (sized from the last warm-up call; one call without a warm-up)."""
     with _timer(runner) as once:
-        first = [once() for _ in range(max(warmup, 1))][-1]
+        first = [once() for _ in range(warmup)][-1] if warmup else target
         inner = max(1, min(10_000, round(target / max(first, 1e-9))))
         return [statistics.median(once() for _ in range(inner)) for _ in range(reps)]
 
@@ -305,6 +482,7 @@ class Suite:
     system: str
     builders: dict[str, dict[str, Builder]] = field(default_factory=dict)
     not_applicable: dict[str, str] = field(default_factory=dict)
+    recoveries: dict[str, Recovery] = field(default_factory=dict)
 
     def workload(self, wid: str, variant: str = "") -> Callable[[Builder], Builder]:
         """Register a builder for `wid`; the first variant registered is the system's main one."""
@@ -312,6 +490,20 @@ class Suite:
         def register(builder: Builder) -> Builder:
             self.builders.setdefault(wid, {})[variant] = builder
             return builder
+
+        return register
+
+    def recovery(self, variant: str = "") -> Callable[[Recovery], Recovery]:
+        """Register D3 for this system: `recovery(phase, directory, sizes)` (see
+        :data:`Recovery`); the worker runs each phase in a fresh process of its own."""
+
+        def register(recovery: Recovery) -> Recovery:
+            self.recoveries[variant] = recovery
+            script = str(Path(sys.argv[0]).resolve())
+            self.builders.setdefault("D3", {})[variant] = lambda s: crash_and_recover(
+                script, self.system, variant, s
+            )
+            return recovery
 
         return register
 
@@ -325,8 +517,15 @@ class Suite:
         parser.add_argument("--workloads", required=True, help="comma-separated ids, e.g. W1,W5")
         parser.add_argument("--reps", type=int, default=0, help="repetitions (0: the default)")
         parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions")
+        parser.add_argument("--phase", choices=("crash", "recover"), help="one D3 phase only")
+        parser.add_argument("--variant", default="", help="D3: the variant")
+        parser.add_argument("--dir", help="D3: the directory of the run's store and effects")
         args = parser.parse_args(argv)
         sizes = QUICK if args.quick else FULL
+        if args.phase:
+            seconds = self.recoveries[args.variant](args.phase, Path(args.dir), sizes)
+            print(MARKER + json.dumps({"seconds": seconds}), flush=True)
+            return
         for wid in args.workloads.split(","):
             reps = args.reps or repetitions(wid, args.quick)
             for record in self._run(wid, sizes, reps, args.quick):
@@ -354,8 +553,14 @@ class Suite:
                     measure(runner, reps=0, warmup=1)
                     record.values = [peak_rss_mb()]
                 else:
-                    seconds = measure(runner, reps, target=0.02 if quick else 0.25)
-                    record.values = [t * workload.scale(sizes) for t in seconds]
+                    target = 0.02 if quick else 0.25
+                    seconds = measure(runner, reps, warmup=workload.warmup, target=target)
+                    scale = workload.scale(sizes)
+                    done = getattr(runner, "count", None)  # a runner doing fewer items
+                    if done and workload.count:
+                        scale *= workload.count(sizes) / done
+                        record.reason = f"N={done} (fewer than the others' {workload.count(sizes)})"
+                    record.values = [t * scale for t in seconds]
             except NotApplicable as exc:
                 record.status, record.reason = "n/a", str(exc)
             except Exception as exc:

@@ -2,18 +2,40 @@
 
 Runs are awaited with ``await workflow.execute(ctx)`` on one event loop per process; W5 also times
 the blocking ``workflow.run(ctx)`` a script would call (it reuses one event loop per thread).
+
+The durable workloads (C, D1-D4) use ``batten.SqliteStore`` (a file in a fresh temporary
+directory) with ``durability="sync"``: each step's checkpoint is written before the next step
+starts. D3's recovery is ``await workflow.resume(run_id)`` in a new process, timed from opening
+the store. ISO runs its step in a child process with ``step.with_isolation("process")`` where
+this batten has it (issue 14), beside the same step in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
+import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from _harness import Runner, Sizes, Suite, Tally, expect, flaky, random_dag, triangle
+from _harness import (
+    NotApplicable,
+    Runner,
+    Sizes,
+    Suite,
+    Tally,
+    d3_step,
+    expect,
+    flaky,
+    random_dag,
+    triangle,
+)
 from batten import (
     MapStep,
     RetryPolicy,
+    SqliteStore,
     ToolStep,
     Workflow,
     WorkflowContext,
@@ -63,16 +85,13 @@ def w1(s: Sizes) -> Runner:
     return run
 
 
+def new_store() -> SqliteStore:
+    """A SQLite store in a fresh temporary directory."""
+    return SqliteStore(os.path.join(tempfile.mkdtemp(prefix="batten-bench-"), "runs.db"))
+
+
 def _durable_w1(s: Sizes, durability: str) -> Runner:
-    import os
-    import tempfile
-
-    import batten
-
-    path = os.path.join(tempfile.mkdtemp(prefix="batten-bench-"), "runs.db")
-    workflow = chain("c", inc, s.w1_steps).with_store(
-        batten.SqliteStore(path), durability=durability
-    )
+    workflow = chain("c", inc, s.w1_steps).with_store(new_store(), durability=durability)
 
     async def run() -> None:
         result = await workflow.execute(counter_context("c"))
@@ -202,6 +221,119 @@ def w5_run(s: Sizes) -> Runner:
     def run() -> None:
         for _ in range(s.w5_runs):
             expect(completed(workflow.run(counter_context("w5")), 3).context["counter"], 3)
+
+    return run
+
+
+@suite.workload("ISO", "in-process")
+def iso_in_process(s: Sizes) -> Runner:
+    return _iso(s, isolated=False)
+
+
+@suite.workload("ISO", "process")
+def iso_process(s: Sizes) -> Runner:
+    return _iso(s, isolated=True)
+
+
+def _iso(s: Sizes, *, isolated: bool) -> Runner:
+    step = ToolStep("s0", inc)
+    if isolated:
+        if not hasattr(step, "with_isolation"):
+            raise NotApplicable(
+                "this batten has no step.with_isolation (issue 14 lands it separately)"
+            )
+        step = step.with_isolation("process")
+    workflow = Workflow("iso", "iso")
+    workflow.add_step(step)
+
+    async def run() -> None:
+        for _ in range(s.iso_runs):
+            result = await workflow.execute(counter_context("iso"))
+            expect(completed(result, 1).context["counter"], 1)
+
+    return run
+
+
+@suite.workload("D1", "sync")
+def d1(s: Sizes) -> Runner:
+    workflow = chain("d1", inc, s.d1_steps).with_store(new_store(), durability="sync")
+
+    async def run() -> None:
+        result = await workflow.execute(counter_context("d1"))
+        expect(completed(result, s.d1_steps).context["counter"], s.d1_steps)
+
+    return run
+
+
+@suite.workload("D2", "sync")
+def d2(s: Sizes) -> Runner:
+    async def sleeper(i: int) -> int:
+        await asyncio.sleep(s.d2_sleep)
+        return i
+
+    workers = [f"w{i}" for i in range(s.d2_fanout)]
+
+    def total(context: WorkflowContext) -> int:
+        return sum(context.results[w] for w in workers)
+
+    workflow = Workflow("d2", "d2").with_store(new_store(), durability="sync")
+    for i, worker in enumerate(workers):
+        workflow.add_step(ToolStep(worker, sleeper, {"i": i}), depends_on=[])
+    workflow.add_step(ToolStep("total", total), depends_on=workers)
+
+    async def run() -> None:
+        result = completed(await workflow.execute(), s.d2_fanout + 1)
+        expect(result.final_output, triangle(s.d2_fanout))
+
+    return run
+
+
+def d3_workflow(directory: Path, s: Sizes) -> Workflow:
+    """D3's chain: step i records its side effect (the 25th kills the process once), then
+    increments the counter."""
+
+    def step(i: int) -> Callable[[Mapping[str, int]], dict[str, int]]:
+        def body(context: Mapping[str, int]) -> dict[str, int]:
+            d3_step(directory, i, s)
+            return inc(context)
+
+        return body
+
+    workflow = Workflow("d3", "d3")
+    for i in range(s.d3_steps):
+        workflow.add_step(ToolStep(f"s{i}", step(i)))
+    return workflow
+
+
+@suite.recovery("sync")
+def d3(phase: str, directory: Path, s: Sizes) -> float | None:
+    workflow = d3_workflow(directory, s)
+    path = str(directory / "runs.db")
+
+    async def crash() -> None:
+        workflow.with_store(SqliteStore(path), durability="sync")
+        await workflow.execute(counter_context("d3"), run_id="d3")
+        raise AssertionError("the run survived its SIGKILL")
+
+    async def recover() -> float:
+        start = time.perf_counter()
+        workflow.with_store(SqliteStore(path), durability="sync")
+        result = await workflow.resume("d3")
+        seconds = time.perf_counter() - start
+        expect(completed(result, s.d3_steps).context["counter"], s.d3_steps)
+        return seconds
+
+    return asyncio.run(recover() if phase == "recover" else crash())
+
+
+@suite.workload("D4", "sync")
+def d4(s: Sizes) -> Runner:
+    workflow = chain("d4", inc, 3).with_store(new_store(), durability="sync")
+
+    async def run() -> None:
+        for _ in range(s.d4_runs):
+            result = await workflow.execute(counter_context("d4"))
+            expect(completed(result, 3).context["counter"], 3)
 
     return run
 

@@ -1,7 +1,10 @@
-"""Run batten's benchmark suite (DESIGN.md §5) against plain asyncio, LangGraph and jaf-py.
+"""Run batten's benchmark suite (DESIGN.md §5, issue 18) against its yardsticks and peers.
 
-    python tests/benchmarks/run.py                    # everything (~10 min); rewrites BENCHMARKS.md
-    python tests/benchmarks/run.py --quick            # smoke run (< 60 s); writes nothing
+In-process workloads (W*, M, I) against plain asyncio, LangGraph and jaf-py; durable ones (D1-D4)
+against a hand-written sqlite3 floor, DBOS Transact and Prefect.
+
+    python tests/benchmarks/run.py                    # everything (~30 min); rewrites BENCHMARKS.md
+    python tests/benchmarks/run.py --quick            # smoke run (< 2 min); writes nothing
     python tests/benchmarks/run.py --only batten,asyncio --workloads W1,W5
 
 Every (system, workload) runs in a fresh worker process (``bench_<system>.py``), so imports and
@@ -53,8 +56,16 @@ SYSTEMS = {
         System("batten", "bench_batten.py", "batten", "import batten"),
         System("langgraph", "bench_langgraph.py", "langgraph", "import langgraph.graph"),
         System("jaf", "bench_jaf.py", "jaf-py", "import jaf"),
+        System("dbos", "bench_dbos.py", "dbos", "import dbos"),
+        System("prefect", "bench_prefect.py", "prefect", "import prefect"),
     )
 }
+
+QUICK_SKIPS = {
+    ("prefect", "D3"): "skipped by --quick (it starts two Prefect servers, ~1 min); "
+    "`--only prefect --workloads D3 --quick` runs it",
+}
+"""(system, workload) pairs a quick run leaves out unless --workloads names the workload."""
 
 
 def version(dist: str | None) -> str | None:
@@ -111,7 +122,7 @@ def worker(system: System, workloads: tuple[str, ...], quick: bool) -> list[Reco
             text=True,
             env=ENV,
             cwd=HERE,
-            timeout=120 if quick else 900,
+            timeout=300 if quick else 1800,
         )
     except subprocess.TimeoutExpired as exc:
         return [
@@ -173,64 +184,70 @@ def row(*cells: str) -> str:
 
 
 def baseline(records: list[Record], wid: str) -> float | None:
-    """The plain asyncio median a workload's ratios are taken against."""
+    """The yardstick's median a workload's ratios are taken against: the plain asyncio record
+    (hand-written code) of the workload's `baseline` variant, else its first."""
     rows = [r for r in records if r.system == "asyncio" and r.workload == wid and r.values]
     wanted = [r for r in rows if r.variant == WORKLOADS[wid].baseline] or rows
     return statistics.median(wanted[0].values) if wanted else None
 
 
+def ideal_note(wid: str, value: float, sizes: Sizes) -> str:
+    """ "Nx ideal" for a workload with an ideal value (W2, W6, D2: the sleep), else ""."""
+    ideal = WORKLOADS[wid].ideal
+    return f"{fmt(value / ideal(sizes))}x ideal" if ideal else ""
+
+
 def results_table(records: list[Record], sizes: Sizes) -> list[str]:
-    header = ("workload", "system", "variant", "median", "min", "max", "unit", "vs asyncio")
+    header = ("workload", "system", "variant", "median", "min", "max", "unit", "vs yardstick")
     lines = [row(*header, "notes"), row(*["---"] * 3, *["---:"] * 3, "---", "---:", "---")]
     for r in records:
         w = WORKLOADS[r.workload]
+        if r.status == "n/a" and r.reason == "not implemented":
+            continue  # listed once under "not written for", not as a row per system
         if r.status != "ok":
             lines.append(row(r.workload, r.system, r.variant, r.status, "", "", "", "", r.reason))
             continue
         med = statistics.median(r.values)
-        note = f"{fmt(med / sizes.w2_sleep)}x ideal" if r.workload == "W2" else ""
-        if r.system == "asyncio" and w.baseline and r.variant == w.baseline:
-            note = "the baseline for ratios"
+        notes = [ideal_note(r.workload, med, sizes), r.reason]
+        if r.system == "asyncio" and r.variant == (w.baseline or r.variant):
+            if baseline(records, r.workload) == med:
+                notes.append("the yardstick")
         lo, hi = fmt(min(r.values)), fmt(max(r.values))
         ratio = times(med, baseline(records, r.workload))
+        note = "; ".join(n for n in notes if n)
         lines.append(row(r.workload, r.system, r.variant, fmt(med), lo, hi, w.unit, ratio, note))
     return lines
 
 
-def goals_table(records: list[Record]) -> list[str]:
-    """batten's goals, each judged on batten's first variant of the workload."""
-    head = (
-        "workload",
-        "goal",
-        "batten",
-        "plain asyncio",
-        "met?",
-        "goal scaled to this machine",
-        "met?",
-    )
-    lines = [row(*head), row(*["---"] * len(head))]
+def goal_text(wid: str) -> str:
+    """A workload's goal in words, e.g. "≤ 0.2x asyncio Task per step"."""
+    w = WORKLOADS[wid]
+    parts = [f"≤ {w.goal.ratio:g}x {w.yardstick}"] if w.goal.ratio is not None else []
+    parts += [f"never > {w.goal.cap:g} {w.unit}"] if w.goal.cap is not None else []
+    return " and ".join(parts) or "note (not judged)"
+
+
+def goals_table(records: list[Record], sizes: Sizes) -> list[str]:
+    """batten's goals (issue 18), each judged on batten's first variant of the workload."""
+    head = ("workload", "goal", "batten", "yardstick", "ratio", "met?")
+    lines = [row(*head), row(*["---"] * 4, "---:", "---")]
     for wid, w in WORKLOADS.items():
         mine = next((r for r in records if r.system == "batten" and r.workload == wid), None)
         if mine is None:
             continue
         base = baseline(records, wid)
-        asyncio_cell = f"{fmt(base)} {w.unit}" if base else ""
+        base_cell = f"{fmt(base)} {w.unit}" if base else ""
         if not mine.values:
-            lines.append(row(wid, w.goal.text(w.unit), mine.status, asyncio_cell, "", "", ""))
+            lines.append(row(wid, goal_text(wid), mine.status, base_cell, "", mine.reason))
             continue
         med = statistics.median(mine.values)
         met = w.goal.met(med, base)
-        verdict = "no baseline" if met is None else "met" if met else "**not met**"
-        shown = f"{fmt(med)} {w.unit}" + (f" ({times(med, base)})" if w.goal.relative else "")
-        scaled = w.goal.scaled_limit(base)
-        if scaled is None:
-            scaled_cell, scaled_verdict = "(a ratio already)", verdict
+        if w.goal.ratio is None and w.goal.cap is None:
+            verdict = ideal_note(wid, med, sizes) or "note"
         else:
-            scaled_cell = f"≤ {fmt(scaled)} {w.unit}"
-            scaled_verdict = "met" if med <= scaled else "**not met**"
-        lines.append(
-            row(wid, w.goal.text(w.unit), shown, asyncio_cell, verdict, scaled_cell, scaled_verdict)
-        )
+            verdict = "no yardstick" if met is None else "met" if met else "**not met**"
+        shown = f"{fmt(med)} {w.unit}" + (f" ({mine.variant})" if mine.variant else "")
+        lines.append(row(wid, goal_text(wid), shown, base_cell, times(med, base), verdict))
     return lines
 
 
@@ -298,39 +315,45 @@ Do not edit by hand: rerun it.
 
 ## Method
 
-The workloads are DESIGN.md §5's: W1/W1a N={s.w1_steps}; W2 N={s.w2_fanout} steps of
+The in-process workloads are DESIGN.md §5's: W1/W1a N={s.w1_steps}; W2 N={s.w2_fanout} steps of
 `await asyncio.sleep({s.w2_sleep:g})`; W3 {s.w3_nodes} nodes (`random.Random(42)`);
-W4 {s.w4_steps} steps; W5 {s.w5_runs} runs; W6 (batten's `MapStep`, not in DESIGN)
-{s.w6_items} items computed at run time, each `await asyncio.sleep({s.w2_sleep:g})`, against
-`asyncio.gather` (LangGraph and jaf-py have no run-time fan-out written for it yet). Each
-(system, workload) runs in a fresh process
-(`tests/benchmarks/bench_<system>.py`); M and I take a fresh process per repetition. Building the
-workflow is not timed. A repetition is the median of as many runs as fill ~0.25 s (a single run for
-W2, W6); the tables show the median, min and max over repetitions (W2, W6, M, I: 5; the others:
-7).
-Ratios are to the plain asyncio row of the same workload (for W3 its `tasks` variant). Async
-workloads are awaited on one event loop per process; sync ones (LangGraph's `invoke`, batten's
-`run`) are called with no event loop running.
+W4 {s.w4_steps} steps; W5 (issue 18's W5r: the workflow is built once) {s.w5_runs} runs; W6
+(batten's `MapStep`, not in DESIGN) {s.w6_items} items computed at run time, each
+`await asyncio.sleep({s.w2_sleep:g})`, against `asyncio.gather` (LangGraph and jaf-py have no
+run-time fan-out written for it yet). The durable ones are issue 18's: D1 a chain of
+{s.d1_steps} sync steps; D2 a fan-out of {s.d2_fanout} steps of
+`await asyncio.sleep({s.d2_sleep:g})` then a join; D3 a chain of {s.d3_steps} steps whose
+{s.d3_kill_at}th step SIGKILLs its process, then the recovery in a new process, timed from
+opening the store to the finished result (every step's side effect is checked to have happened
+exactly once, or the workload errors); D4 {s.d4_runs} runs of a pre-built 3-step workflow. ISO
+is a 1-step workflow run {s.iso_runs} times, its step in-process and isolated in a process.
+
+Each (system, workload) runs in a fresh process (`tests/benchmarks/bench_<system>.py`); M and I
+take a fresh process per repetition, each D3 repetition two (the crash and the recovery).
+Building the workflow is not timed. A repetition is the median of as many runs as fill ~0.25 s
+(a single run for W2, W6, D2, D3); the tables show the median, min and max over repetitions (W2,
+W6, D2, D3, M, I: 5; the others: 7). Async workloads are awaited on one event loop per process;
+sync ones (LangGraph's `invoke`, batten's `run`, DBOS's and Prefect's sync workflows) are called
+with no event loop running.
+
+Ratios ("vs yardstick") are to issue 18's yardstick for the workload, all hand-written code in
+`bench_asyncio.py`: one asyncio Task per step (W1, W1a, W3, W4, W5), `asyncio.gather` (W2, W6),
+plain asyncio (M), `import asyncio` (I), and for D1-D4 the floor: the same steps with one
+sqlite3 `INSERT` per step, autocommit, WAL, `synchronous=NORMAL`.
 
 ## Results
 
 {results}
 
-## batten's goals (DESIGN.md §5)
+## batten's goals (issue 18)
 
-DESIGN's absolute goals were set beside plain-asyncio figures from a faster interpreter (its
-one-Task-per-step W1a is 5 µs). The last two columns scale each absolute goal by this run's plain
-asyncio over DESIGN's figure for the same workload (W1 0.1 µs/step direct, W1a 5 µs/step,
-W3 4.4 ms tasks, W4 22 µs/step, W5 15 µs/run, I 0.03 s), i.e. they keep DESIGN's ratio to plain
-asyncio. Both verdicts are shown; neither is the only truth.
+Each goal is a ratio to the workload's yardstick measured in this same run (I also has an
+absolute cap), judged on batten's first variant. C (W1 with a SQLite store: issue 14's lease
+heartbeat shows here), ISO and D2 are notes.
 
 {goals}
 
-C is W1 with a SQLite store (batten only): `sync` writes each checkpoint before the next step
-starts, `batch` buffers them; DESIGN's goal is ≤ 20 µs/step added to W1, judged here as ≤ 22
-µs/step in all (W1's own goal is 2).
-
-## Workloads a system cannot express
+## Workloads not written for a system, or that it cannot express
 
 {not_applicable}
 
@@ -349,9 +372,11 @@ def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seco
     versions = [
         row(s.dist or "python", version(s.dist) or "not installed") for s in SYSTEMS.values()
     ]
-    versions.append(row("langchain-core", version("langchain-core") or "not installed"))
+    for dist in ("langchain-core", "sqlalchemy"):
+        versions.append(row(dist, version(dist) or "not installed"))
     versions.append(row("batten checkout (git)", git_revision() or "unknown"))
     na = [f"- {r.system} {r.workload}: {r.reason}" for r in records if r.status == "n/a"]
+    na = list(dict.fromkeys(na))  # one line per (system, workload), not per variant
     return REPORT_TEMPLATE.format(
         date=f"{started:%Y-%m-%d %H:%M}",
         seconds=seconds,
@@ -359,7 +384,7 @@ def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seco
         versions="\n".join(versions),
         s=sizes,
         results="\n".join(results_table(records, sizes)),
-        goals="\n".join(goals_table(records)),
+        goals="\n".join(goals_table(records, sizes)),
         not_applicable="\n".join(na) or "None.",
         systems="\n\n".join(f"### {s.name}\n\n{docstring(s.module)}" for s in SYSTEMS.values()),
     )
@@ -381,13 +406,17 @@ def pick(
     return [n for n in names if n in chosen]
 
 
-def plan(systems: list[System], workloads: list[str], quick: bool) -> list[Job]:
-    """One job per (system, workload); a quick run groups each system's timed workloads."""
+def plan(
+    systems: list[System], workloads: list[str], quick: bool, skip: Iterable[tuple[str, str]] = ()
+) -> list[Job]:
+    """One job per (system, workload) but those in `skip`; a quick run groups each system's
+    timed workloads."""
     jobs: list[Job] = []
     for system in systems:
-        timed = tuple(w for w in workloads if not WORKLOADS[w].fresh_process_per_rep)
+        mine = [w for w in workloads if (system.name, w) not in set(skip)]
+        timed = tuple(w for w in mine if not WORKLOADS[w].fresh_process_per_rep)
         groups = [timed] if quick and timed else [(w,) for w in timed]
-        groups += [(w,) for w in workloads if WORKLOADS[w].fresh_process_per_rep]
+        groups += [(w,) for w in mine if WORKLOADS[w].fresh_process_per_rep]
         jobs += [Job(system, group, quick) for group in groups]
     return jobs
 
@@ -405,11 +434,18 @@ def main() -> None:
     started, clock = datetime.datetime.now(datetime.UTC), time.perf_counter()
 
     missing = [s for s in systems if version(SYSTEMS[s].dist) is None]
-    jobs = plan([SYSTEMS[s] for s in systems if s not in missing], workloads, args.quick)
+    skipped = {
+        (s, w): why
+        for (s, w), why in QUICK_SKIPS.items()
+        if args.quick and args.workloads is None and s in systems and w in workloads
+    }
+    installed = [SYSTEMS[s] for s in systems if s not in missing]
+    jobs = plan(installed, workloads, args.quick, skipped)
     # A full run goes one job at a time, so that jobs do not compete for the cores.
     with ThreadPoolExecutor(max_workers=2 if args.quick else 1) as pool:
         records = [r for batch in pool.map(Job.timed_run, jobs) for r in batch]
     records += [Record(s, w, status="not installed") for s in missing for w in workloads]
+    records += [Record(s, w, status="n/a", reason=why) for (s, w), why in skipped.items()]
     order = {(s, w): i for i, (w, s) in enumerate(itertools.product(workloads, systems))}
     records.sort(key=lambda r: order[(r.system, r.workload)])
 
@@ -417,7 +453,7 @@ def main() -> None:
     seconds = time.perf_counter() - clock
     print("\n".join(results_table(records, sizes)))
     if any(r.system == "batten" for r in records):
-        print("\n" + "\n".join(goals_table(records)))
+        print("\n" + "\n".join(goals_table(records, sizes)))
     print(f"\n{len(jobs)} worker jobs in {seconds:.0f} s", file=sys.stderr)
     if args.quick or args.only or args.workloads:
         print("(BENCHMARKS.md is rewritten only by a full run of everything)", file=sys.stderr)
