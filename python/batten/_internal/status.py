@@ -17,7 +17,9 @@ class WorkflowStatus(StrEnum):
     saga compensations ran). ``INITIALIZING`` (set-up) and ``ROLLBACK`` (compensating) are
     seed 001's names for two phases of a run, kept so code written against it imports; batten
     reports a run ``RUNNING`` through both. ``PAUSED`` and ``WAITING_APPROVAL`` belong to
-    durable runs and human approval.
+    durable runs and human approval. ``INTERRUPTED`` is derived, never stored by batten's
+    leases: a durable run recorded ``RUNNING`` whose executing process is gone (its lease
+    expired, or its pid on this host no longer exists); ``resume`` continues it.
     """
 
     INITIALIZING = "initializing"
@@ -30,6 +32,7 @@ class WorkflowStatus(StrEnum):
     CANCELLED = "cancelled"
     COMPENSATED = "compensated"
     ROLLBACK = "rollback"
+    INTERRUPTED = "interrupted"
 
 
 class StepStatus(StrEnum):

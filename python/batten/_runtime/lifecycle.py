@@ -18,7 +18,13 @@ from batten._internal.context import EventSink
 from batten._internal.options import CompileOptions
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten._runtime.compile import compile_plan, compiled
-from batten._runtime.durable import DurableRun, is_finished, require_store, stored_result
+from batten._runtime.durable import (
+    DurableRun,
+    claim_run,
+    is_finished,
+    require_store,
+    stored_result,
+)
 from batten._runtime.run import Outcome, run_plan
 from batten._runtime.subscribers import notify_completed, subscriber
 from batten.errors import WorkflowDefinitionError
@@ -80,6 +86,8 @@ async def resume(
     base: CompileOptions | None,
     on_event: EventSink | None = None,
     retry_failed: bool = False,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> WorkflowResult:
     """Continues durable run ``run_id`` of ``workflow`` from its store (``Workflow.resume``
     documents the behaviour); a run that has ended (and is not retried) returns its stored
@@ -94,21 +102,59 @@ async def resume(
         base: a ``WorkflowEngine``'s compile options, or ``None``.
         on_event: an engine event sink (``batten resume`` draws progress with it).
         retry_failed: also continue a run that ended ``FAILED`` (default ``False``).
+        wait: wait for a live owner of the run to finish instead of raising
+            ``RunLeasedError``.
+        wait_timeout: seconds to wait at most (a number >= 0, or ``None``: no bound).
 
     Raises:
         RunNotFoundError, WorkflowDefinitionError, CorruptRecordError, SchemaVersionError,
-        StoreUnavailableError: as ``Workflow.resume``.
+        StoreUnavailableError, RunLeasedError: as ``Workflow.resume``.
     """
     check_run_options(timeout, max_concurrency)
+    if wait_timeout is not None and (
+        isinstance(wait_timeout, bool)
+        or not isinstance(wait_timeout, (int, float))
+        or not 0 <= wait_timeout < 10**9
+    ):
+        raise WorkflowDefinitionError(
+            f"wait_timeout must be a number of seconds >= 0 or None, got {wait_timeout!r}"
+        )
     st = require_store(workflow._store if store is None else store)
     compiled(workflow, base)
-    durable, context, info = DurableRun.reopen(
-        workflow,
-        st,
-        run_id,
-        workflow._serializer,
-        workflow._durability,
+    # The checks before the claim, so a run of another workflow is refused without waiting.
+    DurableRun.checked(workflow, st, run_id)
+    token = await claim_run(
+        st, run_id, lease_seconds=workflow._lease_seconds, wait=wait, wait_timeout=wait_timeout
     )
+    try:
+        durable, context, info = DurableRun.reopen(
+            workflow, st, run_id, workflow._serializer, workflow._durability, token
+        )
+    except BaseException:
+        st._native.release(run_id, token)
+        raise
+    try:
+        return await _resume_claimed(
+            workflow, durable, context, info, timeout, max_concurrency, base, on_event, retry_failed
+        )
+    finally:
+        durable.release()
+
+
+async def _resume_claimed(
+    workflow: Any,
+    durable: DurableRun,
+    context: WorkflowContext,
+    info: Any,
+    timeout: float | None,
+    max_concurrency: int | None,
+    base: CompileOptions | None,
+    on_event: EventSink | None,
+    retry_failed: bool,
+) -> WorkflowResult:
+    """``resume`` once this process holds the run's lease."""
+    st = durable.store
+    run_id = durable.run_id
     native = st._native
     control = native.control(run_id)
     retrying = retry_failed and info.status == WorkflowStatus.FAILED
@@ -119,11 +165,11 @@ async def resume(
         )
     if (is_finished(info.status) and not retrying) or control == "cancel":
         if not is_finished(info.status):
-            native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
+            durable.journal.finish_status(WorkflowStatus.CANCELLED.value, time.time())
             info = st.get_run(run_id)
         return stored_result(info, st.history(run_id), context, len(workflow._steps))
     native.set_control(run_id, None)
-    native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
+    durable.journal.finish_status(WorkflowStatus.RUNNING.value, time.time())
     return await execute(
         workflow,
         context,
@@ -156,13 +202,35 @@ async def execute(
         max_concurrency: steps in flight at most (int from 1) or ``None``.
         on_event: an engine event sink, or ``None``.
         base: a ``WorkflowEngine``'s compile options, or ``None``.
-        durable: the ``DurableRun`` from :func:`begin_durable` / a resume, or ``None``.
+        durable: the ``DurableRun`` from :func:`begin_durable` / a resume, or ``None``; its
+            lease is released when this returns or raises.
 
     Raises:
+        LeaseLostError: (durable) another process took the run over while it ran here.
         WorkflowDefinitionError: the workflow is malformed, or a bad ``timeout`` /
             ``max_concurrency``.
         TypeError: ``context`` is not a WorkflowContext.
     """
+    if durable is None:
+        return await _execute(workflow, context, timeout, max_concurrency, on_event, base, None)
+    # The lease is released however the execution ends here (completed, failed, paused,
+    # waiting, cancelled, interrupted, an exception), so the next claimant need not wait.
+    try:
+        return await _execute(workflow, context, timeout, max_concurrency, on_event, base, durable)
+    finally:
+        durable.release()
+
+
+async def _execute(
+    workflow: Any,
+    context: WorkflowContext | None,
+    timeout: float | None,
+    max_concurrency: int | None,
+    on_event: EventSink | None,
+    base: CompileOptions | None,
+    durable: Any,
+) -> WorkflowResult:
+    """``execute``'s body."""
     check_run_options(timeout, max_concurrency)
     plan = compiled(workflow, base)
     if context is None:
@@ -186,6 +254,9 @@ async def execute(
     status = WorkflowStatus(out.status)
     steps, error = out.steps, out.error
     if durable is not None:
+        # Taken over while it ran (e.g. this process was stopped past its lease): the
+        # successor's history stands; nothing more is written or run here.
+        durable.check_lease()
         status, steps, error = durable.finish(out, status)
     if status == WorkflowStatus.FAILED:
         status, steps, error = await _compensate(workflow, out, base, on_event)
