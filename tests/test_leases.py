@@ -390,5 +390,5 @@ def test_two_approvals_at_once_run_downstream_steps_once(tmp_path: Path) -> None
     info = batten.get_workflow_status(run_id, store=f"sqlite:///{tmp_path}/.batten/runs.db")
     assert info.status == batten.WorkflowStatus.COMPLETED
     # Each process reported what happened to the decision it recorded.
-    for out, err in outs:
+    for _, err in outs:
         assert "approved" in err

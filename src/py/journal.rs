@@ -493,7 +493,8 @@ impl Journal {
     /// once the lease is lost (a write or renewal refused with `LeaseLostError`) or past its
     /// last renewal's expiry without a successful renewal.
     fn hold(&self, token: u64, lease_seconds: f64, heartbeat_seconds: f64) -> PyResult<()> {
-        if token == 0 || !(lease_seconds > 0.0) || !(heartbeat_seconds > 0.0) {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if token == 0 || !positive(lease_seconds) || !positive(heartbeat_seconds) {
             return Err(pyo3::exceptions::PyValueError::new_err(format!(
                 "hold(token={token}, lease_seconds={lease_seconds}, \
                  heartbeat_seconds={heartbeat_seconds}): token must be >= 1 and both \

@@ -9,7 +9,9 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::py::errors::store_error;
 use crate::py::json::{from_json, to_json};
-use crate::store::{self, Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent, Store};
+use crate::store::{
+    self, Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent, Store,
+};
 
 /// `obj` as JSON for the store (see `json`): a `TypeError` naming `what` and why otherwise.
 fn json_arg(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
