@@ -431,9 +431,33 @@ fn measure_append_cost() {
         store.control("bench").unwrap();
     }
     let per_control = start.elapsed() / N;
+    let owner = store::LeaseOwner {
+        host: "h".to_string(),
+        pid: 1,
+        id: "bench".to_string(),
+        started: None,
+    };
+    let token = match store.claim("bench", &owner, 0.0, 1e12, None).unwrap() {
+        store::Claim::Won(lease) => lease.token,
+        store::Claim::Held(lease) => panic!("held: {lease:?}"),
+    };
+    let start = Instant::now();
+    for _ in 0..N {
+        store
+            .append_fenced("bench", std::slice::from_ref(&event), token)
+            .unwrap();
+    }
+    let per_fenced = start.elapsed() / N;
+    let start = Instant::now();
+    for _ in 0..N {
+        store.renew("bench", token, 1.0, 1e12).unwrap();
+    }
+    let per_renew = start.elapsed() / N;
     eprintln!(
-        "SQLite: {per_append:?} per single-event append, {per_pair:?} per two-event append, \
-         {per_batched_event:?} per event in batches of 100, {per_tail_read:?} per events(after) of the last one, {per_control:?} per control()"
+        "SQLite: {per_append:?} per single-event append, {per_fenced:?} fenced, {per_pair:?} per \
+         two-event append, {per_batched_event:?} per event in batches of 100, {per_tail_read:?} \
+         per events(after) of the last one, {per_control:?} per control(), {per_renew:?} per \
+         lease renewal"
     );
 }
 
