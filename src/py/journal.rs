@@ -162,7 +162,19 @@ impl Shared {
                 }
                 true
             }
-            Err(_) => false,
+            Err(e) => {
+                // Past the lease's expiry and unable to renew it (an unreachable store): another
+                // process may own the run by now, so this one must not act as its owner. The run
+                // stops as if the lease were lost; its record stays running (interrupted).
+                self.lost.lock().get_or_insert_with(|| {
+                    format!(
+                        "run '{}': the lease with fencing token {token} expired and could not be \
+                         renewed ({e})",
+                        self.run_id
+                    )
+                });
+                false
+            }
         }
     }
 }

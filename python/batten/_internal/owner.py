@@ -9,8 +9,6 @@ reuses a dead owner's pid is not mistaken for it (as systemd and psutil tell pro
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -43,17 +41,25 @@ def process_start(pid: int) -> int | None:
     return None if stat is None else stat[1]
 
 
+def _host() -> str:
+    # NOTE: imported on first use: socket is ~3 ms of `import batten` (runs without a store
+    # never need it); os.urandom stands in for secrets (~20 ms with hashlib).
+    import socket
+
+    return socket.gethostname()
+
+
 def new_owner() -> Owner:
     """This process as a new lease owner: host name, pid, a random id, start time."""
     pid = os.getpid()
-    return socket.gethostname(), pid, secrets.token_hex(8), process_start(pid)
+    return _host(), pid, os.urandom(8).hex(), process_start(pid)
 
 
 def owner_is_alive(lease: Mapping[str, Any]) -> bool:
     """Whether the process a lease names may still run: ``True`` unless it is on this host and
     its pid is gone, a zombie, or now another process (another start time). An owner on
     another host is taken at its word until its lease expires."""
-    if lease["host"] != socket.gethostname():
+    if lease["host"] != _host():
         return True
     pid = int(lease["pid"])
     try:
