@@ -392,3 +392,54 @@ def test_two_approvals_at_once_run_downstream_steps_once(tmp_path: Path) -> None
     # Each process reported what happened to the decision it recorded.
     for _, err in outs:
         assert "approved" in err
+
+
+SLOW_TOOLS = (
+    TOOLS
+    + """
+import time
+
+def slow(text):
+    effect("slow")
+    time.sleep(float(os.environ.get("SLOW", "3")))
+    return text
+"""
+)
+
+SLOW = """\
+name: slowflow
+steps:
+  - {id: first, kind: tool, tool: leasetools:effect, args: {text: first}}
+  - {id: wait, kind: tool, tool: leasetools:slow, args: {text: "{first.result}"}}
+  - {id: last, kind: tool, tool: leasetools:effect, args: {text: last}}
+"""
+
+
+def test_batten_resume_of_a_live_run_exits_2_and_wait_waits_for_it(tmp_path: Path) -> None:
+    (tmp_path / "leasetools.py").write_text(SLOW_TOOLS)
+    (tmp_path / "wf.yaml").write_text(SLOW)
+    exe = Path(sys.executable).with_name("batten")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]])}
+    proc = subprocess.Popen(
+        [str(exe), "run", "wf.yaml", "-q"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        log = tmp_path / "effects.log"
+        wait_until(lambda: log.exists() and "slow" in log.read_text(), what="the slow step")
+        run_id = batten.list_runs(store=f"sqlite:///{tmp_path}/.batten/runs.db")[0].run_id
+        refused = batten_cmd("resume", run_id, "-q", cwd=tmp_path)
+        assert refused.returncode == 2, refused
+        assert "RunLeasedError" in refused.stderr and f"pid {proc.pid}" in refused.stderr
+        waited = batten_cmd("resume", run_id, "--wait", "--wait-timeout", "50", "-q", cwd=tmp_path)
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert proc.returncode == 0, (out, err)
+    assert waited.returncode == 0 and "completed" in waited.stdout, waited
+    assert Counter(log.read_text().split()[0::2]) == {"first": 1, "slow": 1, "last": 1}
