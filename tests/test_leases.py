@@ -137,7 +137,11 @@ def race_resumers(url: str, workdir: Path, kind: str, value: float) -> str:
     rerun = {step for step, pid in starts if pid in executing}
     assert not rerun & completed_before, sorted(rerun & completed_before)
     assert store.get_run(run_id).status == batten.WorkflowStatus.COMPLETED
-    return f"{fate}: {len(completed_before)} completed before, resumer ran {len(rerun)}"
+    refused = "refused" if 3 in codes else "found it done"
+    return (
+        f"{fate}: {len(completed_before)} completed before, resumer ran {len(rerun)}, "
+        f"the other {refused}"
+    )
 
 
 STEPS_OF_CRASH = crash.STEPS
@@ -171,6 +175,8 @@ def race_everywhere(url_for: Callable[[int], str], workdir: Path, n: int) -> Non
     print(f"seed {seed} (BATTEN_LEASE_SEED reproduces it)\n{report}")
     failed = [o for o in outcomes if o[1].startswith("FAILED")]
     assert not failed, f"seed {seed}: {len(failed)} kill point(s) failed:\n{report}"
+    # The two resumers really raced: at least once one was refused while the other ran.
+    assert any(what.endswith("the other refused") for _, what in outcomes), report
 
 
 def test_two_resumers_of_a_killed_run_sqlite(tmp_path: Path) -> None:
