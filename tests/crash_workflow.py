@@ -1,7 +1,9 @@
 """A 20-step durable workflow run as a subprocess by ``test_crash_resume.py`` (not a test).
 
 Usage: ``python crash_workflow.py MODE STORE_URL RUN_ID LOG_PATH`` with MODE ``start``
-(``execute`` a new run with id RUN_ID) or ``resume`` (``resume`` run RUN_ID).
+(``execute`` a new run with id RUN_ID), ``resume`` (``resume`` run RUN_ID) or ``resume-race``
+(``resume``, one of several started at once: prints ``{"status": "leased"}`` and exits 3 when
+another process holds the run).
 
 The workflow: ``s01..s05`` sequential, a fan-out ``p1..p8`` depending on ``s05``, a join ``j``
 depending on all of them, then ``t1..t6`` sequential (20 steps). Each step
@@ -140,6 +142,12 @@ async def main(mode: str, store_url: str, run_id: str) -> int:
         result = await wf.execute(WorkflowContext("crash"), run_id=run_id)
     elif mode == "resume":
         result = await wf.resume(run_id)
+    elif mode == "resume-race":
+        try:
+            result = await wf.resume(run_id)
+        except batten.RunLeasedError as exc:
+            print(json.dumps({"status": "leased", "pid": exc.pid}), flush=True)
+            return 3
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     status = batten.WorkflowStatus(result.status)

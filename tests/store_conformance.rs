@@ -9,7 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 mod common;
 
-use batten::store::{self, Control, Decision, RunRecord, StepEvent, Store, StoreError};
+use batten::store::{
+    self, Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent, Store, StoreError,
+};
 use common::{unique, TempDir};
 use serde_json::json;
 
@@ -476,6 +478,230 @@ fn of_concurrent_decisions_on_one_step_exactly_one_wins(store: &dyn Store) {
     assert_eq!(store.decisions(&run_id).unwrap().len(), 1);
 }
 
+// --- leases ---
+
+fn owner(name: &str) -> LeaseOwner {
+    LeaseOwner {
+        host: "host-a".to_string(),
+        pid: 4242,
+        id: name.to_string(),
+        started: Some(123_456),
+    }
+}
+
+fn won(claim: Claim) -> Lease {
+    match claim {
+        Claim::Won(lease) => lease,
+        Claim::Held(lease) => panic!("expected to win, held by {lease:?}"),
+    }
+}
+
+fn a_free_run_is_claimed_with_token_one_and_its_record_shows_the_lease(store: &dyn Store) {
+    let run_id = new_run(store);
+    assert_eq!(store.get_run(&run_id).unwrap().lease, None);
+    let t = now();
+    let lease = won(store.claim(&run_id, &owner("a"), t, 30.0, None).unwrap());
+    assert_eq!(lease.token, 1);
+    assert_eq!(lease.owner, owner("a"));
+    assert_eq!(lease.heartbeat_at, t);
+    assert_eq!(lease.expires_at, t + 30.0);
+    assert_eq!(store.get_run(&run_id).unwrap().lease, Some(lease.clone()));
+    let listed = store.list_runs(None, None, 1000).unwrap();
+    let mine = listed
+        .into_iter()
+        .map(Result::unwrap)
+        .find(|r| r.run_id == run_id)
+        .unwrap();
+    assert_eq!(mine.lease, Some(lease));
+}
+
+fn a_live_lease_refuses_a_second_claim_and_names_its_owner(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let first = won(store.claim(&run_id, &owner("a"), t, 30.0, None).unwrap());
+    let second = store
+        .claim(&run_id, &owner("b"), t + 29.0, 30.0, None)
+        .unwrap();
+    assert_eq!(second, Claim::Held(first.clone()));
+    assert_eq!(store.get_run(&run_id).unwrap().lease, Some(first));
+}
+
+fn an_expired_lease_is_taken_over_with_a_higher_token(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let first = won(store.claim(&run_id, &owner("a"), t, 1.0, None).unwrap());
+    let second = won(store
+        .claim(&run_id, &owner("b"), t + 1.0, 30.0, None)
+        .unwrap());
+    assert!(second.token > first.token, "{first:?} {second:?}");
+    assert_eq!(second.owner, owner("b"));
+    // The old owner's heartbeat is refused now.
+    let err = store
+        .renew(&run_id, first.token, t + 2.0, 30.0)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::LeaseLost {
+            run_id: run_id.clone(),
+            token: first.token,
+            current: second.token
+        }
+    );
+}
+
+fn take_over_of_the_named_token_wins_a_live_lease_and_only_that_one(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let first = won(store.claim(&run_id, &owner("a"), t, 30.0, None).unwrap());
+    let stale = store
+        .claim(&run_id, &owner("b"), t, 30.0, Some(first.token + 7))
+        .unwrap();
+    assert!(matches!(stale, Claim::Held(_)), "{stale:?}");
+    let second = won(store
+        .claim(&run_id, &owner("b"), t, 30.0, Some(first.token))
+        .unwrap());
+    assert_eq!(second.token, first.token + 1);
+}
+
+fn a_heartbeat_extends_the_lease(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let lease = won(store.claim(&run_id, &owner("a"), t, 5.0, None).unwrap());
+    let renewed = store.renew(&run_id, lease.token, t + 4.0, 5.0).unwrap();
+    assert_eq!(renewed.heartbeat_at, t + 4.0);
+    assert_eq!(renewed.expires_at, t + 9.0);
+    assert_eq!(renewed.token, lease.token);
+    assert_eq!(store.get_run(&run_id).unwrap().lease, Some(renewed));
+    // Still live at t + 8: a claim is refused.
+    let held = store
+        .claim(&run_id, &owner("b"), t + 8.0, 5.0, None)
+        .unwrap();
+    assert!(matches!(held, Claim::Held(_)), "{held:?}");
+}
+
+fn a_write_with_a_stale_token_is_refused_and_changes_nothing(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let first = won(store.claim(&run_id, &owner("a"), t, 1.0, None).unwrap());
+    store
+        .append_fenced(&run_id, &[event("a", "completed")], first.token)
+        .unwrap();
+    let second = won(store
+        .claim(&run_id, &owner("b"), t + 2.0, 30.0, None)
+        .unwrap());
+    store
+        .append_fenced(&run_id, &[event("b", "running")], second.token)
+        .unwrap();
+    let before_events = store.events(&run_id, 0).unwrap();
+    let before_run = store.get_run(&run_id).unwrap();
+    let lost = StoreError::LeaseLost {
+        run_id: run_id.clone(),
+        token: first.token,
+        current: second.token,
+    };
+    assert_eq!(
+        store
+            .append_fenced(&run_id, &[event("z", "completed")], first.token)
+            .unwrap_err(),
+        lost
+    );
+    assert_eq!(
+        store
+            .finish_status_fenced(&run_id, "COMPLETED", t + 3.0, None, None, first.token)
+            .unwrap_err(),
+        lost
+    );
+    assert!(!store.release(&run_id, first.token).unwrap());
+    assert_eq!(store.events(&run_id, 0).unwrap(), before_events);
+    assert_eq!(store.get_run(&run_id).unwrap(), before_run);
+    // The holder's own fenced status write goes through.
+    store
+        .finish_status_fenced(&run_id, "COMPLETED", t + 3.0, None, None, second.token)
+        .unwrap();
+    assert_eq!(store.get_run(&run_id).unwrap().status, "COMPLETED");
+}
+
+fn a_released_lease_frees_the_run_and_fences_its_old_holder(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let lease = won(store.claim(&run_id, &owner("a"), t, 30.0, None).unwrap());
+    assert!(store.release(&run_id, lease.token).unwrap());
+    assert_eq!(store.get_run(&run_id).unwrap().lease, None);
+    assert!(!store.release(&run_id, lease.token).unwrap());
+    // Released: the old token writes nothing and heartbeats nothing.
+    assert!(matches!(
+        store.append_fenced(&run_id, &[event("a", "running")], lease.token),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store.renew(&run_id, lease.token, t, 30.0),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    // Anyone may claim it at once; the token still grows.
+    let next = won(store
+        .claim(&run_id, &owner("b"), t + 1.0, 30.0, None)
+        .unwrap());
+    assert_eq!(next.token, lease.token + 1);
+    // Unfenced writes (decisions, an outside cancel) are not affected by leases.
+    store
+        .append(&run_id, &[event("gate", "waiting_approval")])
+        .unwrap();
+}
+
+fn lease_methods_on_an_unknown_run_are_run_not_found(store: &dyn Store) {
+    let missing = unique("missing");
+    let not_found = StoreError::RunNotFound(missing.clone());
+    assert_eq!(
+        store
+            .claim(&missing, &owner("a"), now(), 30.0, None)
+            .unwrap_err(),
+        not_found
+    );
+    assert_eq!(
+        store.renew(&missing, 1, now(), 30.0).unwrap_err(),
+        not_found
+    );
+    assert_eq!(store.release(&missing, 1).unwrap_err(), not_found);
+    assert_eq!(
+        store.append_fenced(&missing, &[], 1).unwrap_err(),
+        not_found
+    );
+}
+
+fn of_concurrent_claimants_exactly_one_wins(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let outcomes: Vec<Claim> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let run_id = &run_id;
+                scope.spawn(move || {
+                    store
+                        .claim(run_id, &owner(&format!("c{i}")), t, 30.0, None)
+                        .unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<&Lease> = outcomes
+        .iter()
+        .filter_map(|c| match c {
+            Claim::Won(lease) => Some(lease),
+            Claim::Held(_) => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    let winner = winners[0].clone();
+    assert_eq!(winner.token, 1);
+    for c in &outcomes {
+        if let Claim::Held(lease) = c {
+            assert_eq!(lease, &winner);
+        }
+    }
+    assert_eq!(store.get_run(&run_id).unwrap().lease, Some(winner));
+}
+
 // --- cache and workflows ---
 
 fn a_cache_entry_is_returned_until_it_expires(store: &dyn Store) {
@@ -605,4 +831,13 @@ conformance!(
     a_cache_entry_already_expired_is_not_returned,
     a_cache_entry_without_expiry_never_expires,
     a_workflow_definition_is_upserted,
+    a_free_run_is_claimed_with_token_one_and_its_record_shows_the_lease,
+    a_live_lease_refuses_a_second_claim_and_names_its_owner,
+    an_expired_lease_is_taken_over_with_a_higher_token,
+    take_over_of_the_named_token_wins_a_live_lease_and_only_that_one,
+    a_heartbeat_extends_the_lease,
+    a_write_with_a_stale_token_is_refused_and_changes_nothing,
+    a_released_lease_frees_the_run_and_fences_its_old_holder,
+    lease_methods_on_an_unknown_run_are_run_not_found,
+    of_concurrent_claimants_exactly_one_wins,
 );

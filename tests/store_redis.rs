@@ -333,3 +333,26 @@ fn measure_append_cost() {
     let per_control = start.elapsed() / N;
     eprintln!("Redis: {per_append:?} per single-event append, {per_control:?} per control() read");
 }
+
+#[test]
+#[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
+fn a_version_1_database_is_upgraded_to_the_current_version() {
+    let url = with_db(&server_url(), 14);
+    let mut conn = raw(&url);
+    redis::cmd("SET")
+        .arg("batten:schema")
+        .arg("1")
+        .exec(&mut conn)
+        .unwrap();
+    let opened = RedisStore::open(&url);
+    let version: String = redis::cmd("GET")
+        .arg("batten:schema")
+        .query(&mut conn)
+        .unwrap();
+    redis::cmd("DEL")
+        .arg("batten:schema")
+        .exec(&mut conn)
+        .unwrap();
+    opened.unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+}

@@ -431,8 +431,101 @@ fn measure_append_cost() {
         store.control("bench").unwrap();
     }
     let per_control = start.elapsed() / N;
+    let owner = store::LeaseOwner {
+        host: "h".to_string(),
+        pid: 1,
+        id: "bench".to_string(),
+        started: None,
+    };
+    let token = match store.claim("bench", &owner, 0.0, 1e12, None).unwrap() {
+        store::Claim::Won(lease) => lease.token,
+        store::Claim::Held(lease) => panic!("held: {lease:?}"),
+    };
+    let start = Instant::now();
+    for _ in 0..N {
+        store
+            .append_fenced("bench", std::slice::from_ref(&event), token)
+            .unwrap();
+    }
+    let per_fenced = start.elapsed() / N;
+    let start = Instant::now();
+    for _ in 0..N {
+        store.renew("bench", token, 1.0, 1e12).unwrap();
+    }
+    let per_renew = start.elapsed() / N;
     eprintln!(
-        "SQLite: {per_append:?} per single-event append, {per_pair:?} per two-event append, \
-         {per_batched_event:?} per event in batches of 100, {per_tail_read:?} per events(after) of the last one, {per_control:?} per control()"
+        "SQLite: {per_append:?} per single-event append, {per_fenced:?} fenced, {per_pair:?} per \
+         two-event append, {per_batched_event:?} per event in batches of 100, {per_tail_read:?} \
+         per events(after) of the last one, {per_control:?} per control(), {per_renew:?} per \
+         lease renewal"
     );
+}
+
+/// The runs table as schema version 1 (before leases) wrote it, with one run left RUNNING.
+const VERSION_1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1');
+CREATE TABLE runs (
+    key INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, workflow_id TEXT NOT NULL,
+    name TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, input TEXT NOT NULL, error TEXT, result TEXT
+);
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL,
+    at REAL NOT NULL, duration_ms REAL, error_type TEXT, error TEXT, output TEXT, delta TEXT,
+    detail TEXT
+);
+CREATE VIEW run_events AS
+    SELECT runs.run_id AS run_id, events.id & 0xFFFFFFFF AS seq, events.*
+    FROM events JOIN runs ON runs.key = events.id >> 32;
+CREATE TABLE controls (run_id TEXT PRIMARY KEY NOT NULL, control TEXT NOT NULL);
+CREATE TABLE decisions (
+    run_id TEXT NOT NULL, step_id TEXT NOT NULL, approved INTEGER NOT NULL, decided_by TEXT,
+    comment TEXT, at REAL NOT NULL, PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE cache (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE workflows (workflow_id TEXT PRIMARY KEY NOT NULL, definition TEXT NOT NULL);
+INSERT INTO runs (run_id, workflow_id, name, version, status, created_at, updated_at, input)
+    VALUES ('old', 'wf', 'review', '1', 'RUNNING', 1700000000.0, 1700000000.0, '{}');
+INSERT INTO events (id, step_id, status, attempt, at, output) VALUES (4294967297, 'a', 'completed', 1, 1700000000.5, '1');
+";
+
+#[test]
+fn a_version_1_file_is_upgraded_in_place_keeping_its_runs_without_a_lease() {
+    let dir = TempDir::new();
+    raw(&dir.db()).execute_batch(VERSION_1).unwrap();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let old = store.get_run("old").unwrap();
+    assert_eq!(old.status, "RUNNING");
+    assert_eq!(old.lease, None);
+    assert_eq!(store.events("old", 0).unwrap().len(), 1);
+    let owner = store::LeaseOwner {
+        host: "h".to_string(),
+        pid: 1,
+        id: "x".to_string(),
+        started: None,
+    };
+    let claim = store.claim("old", &owner, 1.0, 30.0, None).unwrap();
+    assert!(
+        matches!(claim, store::Claim::Won(ref l) if l.token == 1),
+        "{claim:?}"
+    );
+    drop(store);
+    let version: String = raw(&dir.db())
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+    // Reopening the upgraded file is a plain open.
+    assert!(SqliteStore::open(dir.db())
+        .unwrap()
+        .get_run("old")
+        .unwrap()
+        .lease
+        .is_some());
 }

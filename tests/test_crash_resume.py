@@ -191,7 +191,8 @@ def check_kill_point(url: str, workdir: Path, kind: str, value: float) -> tuple[
         assert run_before == batten.WorkflowStatus.COMPLETED, run_before
         assert completed_before == set(STEPS), completed_before
     else:
-        assert run_before == batten.WorkflowStatus.RUNNING, run_before
+        # The killed process is gone (reaped): its run shows as interrupted, not running.
+        assert run_before == batten.WorkflowStatus.INTERRUPTED, run_before
 
     resume = run_script("resume", url, run_id, log)
     try:

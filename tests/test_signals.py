@@ -128,7 +128,7 @@ def _completed(store: str, run_id: str) -> set[str]:
 def _shown_seconds(status_out: str) -> float:
     """The run's duration from ``batten status``'s summary line (``... · 1.52 s`` or
     ``... · 523.5 ms``)."""
-    summary = status_out.splitlines()[1]
+    summary = next(line for line in status_out.splitlines() if " · run " in line)
     value, unit = summary.rsplit("·", 1)[1].split()
     return float(value) / (1000.0 if unit == "ms" else 1.0)
 
@@ -388,4 +388,6 @@ def test_status_of_a_running_run_counts_time_so_far(tmp_path, capsys, monkeypatc
     _, out, _ = batten_cli(capsys, "runs", "--store", store, "--json")
     assert json.loads(out)[0]["status"] == "running"
     _, out, _ = batten_cli(capsys, "runs", "--store", store)
-    assert float(out.splitlines()[1].split()[-1]) >= 0.2
+    header, row = out.splitlines()[:2]
+    seconds = row[header.index("SECONDS") :].split()[0]
+    assert float(seconds) >= 0.2, out

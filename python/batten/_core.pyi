@@ -418,6 +418,23 @@ class Store:
         result: Any = None,
     ) -> None:
         """Sets the run's status (and its error / result summary when given)."""
+    def claim(
+        self,
+        run_id: str,
+        host: str,
+        pid: int,
+        owner_id: str,
+        started: int | None,
+        now: float,
+        lease_seconds: float,
+        take_over: int | None = None,
+    ) -> tuple[bool, dict[str, Any]]:
+        """Claims run ``run_id`` until ``now + lease_seconds`` (atomic in the store):
+        ``(won, lease)``; ``take_over`` names the token of a lease whose owner is dead."""
+    def renew(self, run_id: str, token: int, now: float, lease_seconds: float) -> dict[str, Any]:
+        """Renews the lease with fencing ``token`` (``LeaseLostError`` if it is not held)."""
+    def release(self, run_id: str, token: int) -> bool:
+        """Releases the lease with fencing ``token``; ``False`` if it is not the run's lease."""
     def list_runs(
         self, status: str | None = None, workflow_id: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any] | CorruptRecordError]:
@@ -492,6 +509,21 @@ class Journal:
         """The first store error a write hit, or ``None``."""
     def restored_paths(self) -> list[str]:
         """Paths of the steps restored from the store, sorted."""
+    def hold(self, token: int, lease_seconds: float, heartbeat_seconds: float) -> None:
+        """Holds the lease with fencing ``token``: writes carry it; a heartbeat on the timer
+        thread renews it every ``heartbeat_seconds`` to ``now + lease_seconds``."""
+    def release(self) -> bool:
+        """Stops the heartbeat and releases the lease (unless lost); whether it was released."""
+    @property
+    def token(self) -> int:
+        """The fencing token of the lease held (0: none)."""
+    @property
+    def lease_lost(self) -> str | None:
+        """Why the lease was lost, or ``None`` while it is held."""
+    def finish_status(
+        self, status: str, at: float, error: str | None = None, result: Any = None
+    ) -> None:
+        """Sets the run's status, fenced with the held lease's token (``LeaseLostError``)."""
     def flush(self) -> None:
         """Writes buffered events now (batch mode). Raises ``StoreError``."""
     def record(

@@ -17,10 +17,12 @@ __all__ = [
     "CircuitOpenError",
     "CorruptRecordError",
     "HandoffError",
+    "LeaseLostError",
     "LoopLimitError",
     "PartialFailureError",
     "RouteError",
     "RunEndedError",
+    "RunLeasedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "StepTimeoutError",
@@ -199,6 +201,62 @@ class SchemaVersionError(StoreError):
 class CorruptRecordError(StoreError):
     """A record in the store cannot be decoded (invalid JSON, a missing field); the message
     names the run and the record."""
+
+
+class LeaseLostError(StoreError):
+    """This process no longer holds the lease on the durable run it was executing: while it was
+    stopped (SIGSTOP, a long GC pause, a partitioned network) the lease expired and another
+    process took the run over, claiming a higher fencing token. The store refused this
+    process's late writes (checkpoints, status), so the successor's history stands; this
+    process stops the run and raises this (as a Temporal worker whose activity heartbeat
+    times out, or a fenced lock holder in Kleppmann's sense).
+
+    Attributes:
+        run_id: the run.
+    """
+
+    def __init__(self, message: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
+class RunLeasedError(BattenError):
+    """``resume`` (or approval's continuation) was refused: another live process holds the
+    run's lease and is executing it. ``resume(..., wait=True)`` (``batten resume --wait``)
+    waits for it instead. A lease whose owner stopped heartbeating takes at most its lease
+    duration (default 30 s) to expire; on the owner's own host a dead owner's lease is taken
+    over at once.
+
+    Attributes:
+        run_id: the run.
+        host: the owner's host name.
+        pid: the owner's process id on that host.
+        owner_id: the owner's random id.
+        heartbeat_age: seconds since the owner's last heartbeat.
+        expires_at: when the lease lapses unless renewed (unix seconds).
+        token: the lease's fencing token.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str,
+        host: str,
+        pid: int,
+        owner_id: str,
+        heartbeat_age: float,
+        expires_at: float,
+        token: int,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.host = host
+        self.pid = pid
+        self.owner_id = owner_id
+        self.heartbeat_age = heartbeat_age
+        self.expires_at = expires_at
+        self.token = token
 
 
 class ApprovalError(BattenError):

@@ -24,11 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from batten._core import MAX_JSON_DEPTH as _NATIVE_MAX_JSON_DEPTH
 from batten._core import Store as NativeStore
+from batten._internal.owner import lease_is_live
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten.errors import CorruptRecordError, StoreURLError
 
@@ -37,6 +39,7 @@ __all__ = [
     "MemoryStore",
     "RedisStore",
     "RunInfo",
+    "RunLease",
     "SqliteStore",
     "StepRecord",
     "Store",
@@ -65,6 +68,53 @@ def _status_of(enum: Any, value: Any, record: str) -> Any:
         ) from None
 
 
+#: Stored statuses of a run that some process is executing (or was, until it died).
+_EXECUTING = frozenset(
+    {WorkflowStatus.RUNNING, WorkflowStatus.PENDING, WorkflowStatus.INITIALIZING}
+)
+
+
+@dataclass(frozen=True)
+class RunLease:
+    """Who executes a durable run: the lease its executor claimed in the store and renews by
+    heartbeats (as Temporal's activity heartbeats; DESIGN §4 "Ownership").
+
+    Attributes:
+        host: the owner's host name.
+        pid: its process id there.
+        owner_id: its random id (one per execution).
+        token: the fencing token (grows with every claim of the run).
+        heartbeat_at: the last heartbeat (or the claim), unix seconds.
+        expires_at: when it lapses unless renewed, unix seconds.
+        started: the owner's process start time (Linux clock ticks since boot), or ``None``.
+    """
+
+    host: str
+    pid: int
+    owner_id: str
+    token: int
+    heartbeat_at: float
+    expires_at: float
+    started: int | None = None
+
+    @property
+    def heartbeat_age(self) -> float:
+        """Seconds since the last heartbeat, by this machine's clock."""
+        return max(0.0, time.time() - self.heartbeat_at)
+
+    @classmethod
+    def _from(cls, d: dict[str, Any]) -> RunLease:
+        return cls(
+            host=d["host"],
+            pid=int(d["pid"]),
+            owner_id=d["owner_id"],
+            token=int(d["token"]),
+            heartbeat_at=float(d["heartbeat_at"]),
+            expires_at=float(d["expires_at"]),
+            started=d.get("started"),
+        )
+
+
 @dataclass(frozen=True)
 class RunInfo:
     """A durable run's record, as ``get_workflow_status`` and ``list_runs`` return it.
@@ -72,13 +122,19 @@ class RunInfo:
     Attributes:
         run_id: the run's id.
         workflow_id, name, version: the workflow's, when the run started.
-        status: the run's ``WorkflowStatus`` (``RUNNING`` while a process executes it, or if
-            that process died: ``resume`` finishes it).
+        status: the run's ``WorkflowStatus`` (``RUNNING`` while a live process executes it;
+            ``INTERRUPTED`` when that process died or stopped heartbeating: ``resume``
+            finishes it).
         created_at, updated_at: unix seconds.
         input: the input context (``workflow_id``, ``user_context``, ``variables``,
             ``metadata``) as JSON.
         error: the first failure's ``"step: ErrorType: message"``, if any.
         result: the final output as stored (JSON), once finished.
+        lease: who executes the run now (:class:`RunLease`: host, pid, heartbeat), or ``None``
+            when no live process holds it.
+        stored_status: the status as the store holds it; ``status`` differs only when it is
+            ``INTERRUPTED``: the store says ``RUNNING`` but the executing process is gone (its
+            lease expired, or its pid on this host no longer exists).
     """
 
     run_id: str
@@ -91,12 +147,21 @@ class RunInfo:
     input: dict[str, Any]
     error: str | None
     result: Any
+    lease: RunLease | None = None
+    stored_status: WorkflowStatus | None = None
 
     @classmethod
     def _from(cls, d: dict[str, Any]) -> RunInfo:
         """Raises ``CorruptRecordError`` (naming the run) for a status no batten writes."""
-        status = _status_of(WorkflowStatus, d["status"], f"run {d['run_id']!r}")
-        return cls(**{**d, "status": status})
+        d = dict(d)
+        raw_lease = d.pop("lease", None)
+        stored = _status_of(WorkflowStatus, d["status"], f"run {d['run_id']!r}")
+        live = lease_is_live(raw_lease)
+        status = stored
+        if stored in _EXECUTING and not live:
+            status = WorkflowStatus.INTERRUPTED
+        lease = RunLease._from(raw_lease) if live and raw_lease is not None else None
+        return cls(**{**d, "status": status, "stored_status": stored, "lease": lease})
 
 
 @dataclass(frozen=True)
@@ -190,17 +255,37 @@ class Store:
             ValueError: ``status`` is not a ``WorkflowStatus`` value, or ``limit`` is not an int
                 >= 0.
         """
-        st = None if status is None else WorkflowStatus(status).value
+        wanted = None if status is None else WorkflowStatus(status)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise ValueError(f"limit must be an int >= 0, got {limit!r}")
-        runs = []
-        for d in self._native.list_runs(st, workflow_id, min(limit, sys.maxsize)):
+        # A run recorded RUNNING whose owner is gone reads INTERRUPTED (derived from its lease);
+        # a run stopped by a signal is stored INTERRUPTED. So RUNNING is asked for RUNNING, and
+        # INTERRUPTED for both, each record kept only when its status reads as the wanted one.
+        if wanted in (WorkflowStatus.RUNNING, WorkflowStatus.INTERRUPTED):
+            asked_for = [WorkflowStatus.RUNNING.value]
+            if wanted == WorkflowStatus.INTERRUPTED:
+                asked_for.append(WorkflowStatus.INTERRUPTED.value)
+            found = [
+                d for st in asked_for for d in self._native.list_runs(st, workflow_id, sys.maxsize)
+            ]
+            if len(asked_for) > 1:
+                found.sort(key=_created_at, reverse=True)
+        else:
+            st = None if wanted is None else wanted.value
+            found = self._native.list_runs(st, workflow_id, min(limit, sys.maxsize))
+        runs: list[RunInfo] = []
+        for d in found:
+            if len(runs) >= limit:
+                break
             try:
                 if isinstance(d, CorruptRecordError):
                     raise d
-                runs.append(RunInfo._from(d))
+                info = RunInfo._from(d)
             except CorruptRecordError as exc:
                 _log.warning("%s: run left out of the listing: %s", self.url, exc)
+                continue
+            if wanted is None or info.status == wanted:
+                runs.append(info)
         return runs
 
     def history(self, run_id: str) -> list[StepRecord]:
@@ -265,3 +350,8 @@ def open_store(store: Store | str | None) -> Store | None:
     if isinstance(store, str):
         return Store(store)
     raise TypeError(f"store must be a batten.Store or a URL str, got {type(store).__name__}")
+
+
+def _created_at(record: Any) -> float:
+    """A listed record's start time for ordering (a corrupt record's error sorts last)."""
+    return float(record["created_at"]) if isinstance(record, dict) else float("-inf")

@@ -18,10 +18,11 @@ from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from batten._core import StepResult, WorkflowContext
-from batten._internal.checks import check_callable, check_count, check_run_options
+from batten._internal.checks import check_callable, check_count, check_lease, check_run_options
 from batten._internal.epoch import bump_epoch
 from batten._internal.kinds import WorkflowKind
 from batten._internal.options import CompileOptions, StepErrorHandler
+from batten._internal.owner import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_LEASE_SECONDS
 from batten._runtime import lifecycle
 from batten._runtime.compile import compiled
 from batten._runtime.loops import thread_runner
@@ -101,6 +102,8 @@ class Workflow(WorkflowKind):
         self._store: Any = None
         self._serializer: Any = None
         self._durability: str = "sync"
+        self._lease_seconds: float = DEFAULT_LEASE_SECONDS
+        self._heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS
         self._steps: list[Step] = []
         self._deps: list[list[str]] = []
         self._error_handlers: dict[str, list[StepErrorHandler]] = {}
@@ -300,7 +303,13 @@ class Workflow(WorkflowKind):
         compiled(self)
 
     def with_store(
-        self, store: Any, *, serializer: Any = None, durability: str = "sync"
+        self,
+        store: Any,
+        *,
+        serializer: Any = None,
+        durability: str = "sync",
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
     ) -> Workflow:
         """Makes this workflow's runs durable: each is recorded in ``store`` and every step is
         checkpointed as it changes status, so ``resume(run_id)`` finishes a run whose process
@@ -316,17 +325,31 @@ class Workflow(WorkflowKind):
             durability: ``"sync"`` (default): each checkpoint is written before the next step
                 starts. ``"batch"``: checkpoints are buffered and written every 256 events and
                 at the run's end (a crash re-runs the steps still buffered).
+            lease_seconds: how long (seconds, default 30) the lease on a run executing in this
+                process lasts without a heartbeat. A run is executed by one process at a time
+                (DESIGN §4 "Ownership"): another process's ``resume`` is refused
+                (``RunLeasedError``) while the lease is live, and takes the run over once it
+                expires, or at once on this host when the owner's pid is gone.
+            heartbeat_seconds: seconds between two renewals of the lease (default 10; less
+                than ``lease_seconds``), on the engine's timer thread, as Temporal's activity
+                heartbeats. A process stopped past its lease (SIGSTOP, a debugger) that a
+                successor took over finds its writes refused and raises ``LeaseLostError``.
 
         Raises:
             TypeError: ``store`` is neither a Store nor a str.
             StoreURLError, StoreUnavailableError, SchemaVersionError: the store cannot be
                 opened.
-            WorkflowDefinitionError: an unknown ``durability``.
+            WorkflowDefinitionError: an unknown ``durability``; ``lease_seconds`` or
+                ``heartbeat_seconds`` not a number > 0, or ``heartbeat_seconds >=
+                lease_seconds``.
         """
         from batten._runtime.durable import check_durability  # on first use, as in lifecycle
         from batten.store import open_store
 
         check_durability(durability)
+        check_lease(lease_seconds, heartbeat_seconds)
+        self._lease_seconds = float(lease_seconds)
+        self._heartbeat_seconds = float(heartbeat_seconds)
         self._store = open_store(store)
         self._serializer = serializer
         self._durability = durability
@@ -377,6 +400,8 @@ class Workflow(WorkflowKind):
             TypeError: ``context`` is not a WorkflowContext, or (durable run) the context
                 cannot be stored as JSON.
             StoreError: (durable run) the run cannot be recorded, e.g. ``run_id`` exists.
+            LeaseLostError: (durable run) another process took the run over while it ran
+                here (this process was stopped past its lease); nothing more was written.
         """
         check_run_options(timeout, max_concurrency)
         context, durable = lifecycle.begin_durable(self, context, store, run_id)
@@ -398,6 +423,8 @@ class Workflow(WorkflowKind):
         timeout: float | None = None,
         max_concurrency: int | None = None,
         retry_failed: bool = False,
+        wait: bool = False,
+        wait_timeout: float | None = None,
     ) -> WorkflowResult:
         """Continues durable run ``run_id`` from its store (Temporal's and DBOS's recovery).
 
@@ -417,9 +444,22 @@ class Workflow(WorkflowKind):
                 failed and blocked ones run again. Default ``False``: a failed run's stored
                 result is returned. Compensated and cancelled runs are never continued, nor a
                 failed run whose compensations ran (``WorkflowDefinitionError``).
+            wait: when another live process executes the run (holds its lease), wait until
+                it ends or its lease expires, polling every 0.5 s at most, instead of raising
+                ``RunLeasedError`` (default ``False``). A run it finished is then returned as
+                stored, without running anything.
+            wait_timeout: seconds to wait at most (default ``None``: no bound); then
+                ``RunLeasedError``.
+
+        The run is claimed first (its lease, see ``with_store``), atomically in the store: of
+        several processes resuming one run at once, exactly one executes it. On this host a
+        lease whose owner's pid is gone is taken over at once; elsewhere after it expires.
 
         Raises:
             RunNotFoundError: no such run in the store.
+            RunLeasedError: a live process executes the run (``wait`` false, or
+                ``wait_timeout`` passed); it names the owner's host and pid, its heartbeat
+                age and when the lease expires.
             WorkflowDefinitionError: the run belongs to another workflow or another
                 ``version`` of this one (bump ``version`` when the steps change), or this
                 workflow is malformed.
@@ -434,6 +474,8 @@ class Workflow(WorkflowKind):
             max_concurrency=max_concurrency,
             base=None,
             retry_failed=retry_failed,
+            wait=wait,
+            wait_timeout=wait_timeout,
         )
 
     def stream(

@@ -21,6 +21,7 @@ pyo3::import_exception!(batten.errors, SchemaVersionError);
 pyo3::import_exception!(batten.errors, CorruptRecordError);
 pyo3::import_exception!(batten.errors, ApprovalError);
 pyo3::import_exception!(batten.errors, CircuitOpenError);
+pyo3::import_exception!(batten.errors, LeaseLostError);
 
 /// Maps a store error to its `batten.errors` class (`StoreError` and subclasses).
 pub fn store_error(err: crate::store::StoreError) -> PyErr {
@@ -33,6 +34,7 @@ pub fn store_error(err: crate::store::StoreError) -> PyErr {
         E::SchemaVersion { .. } => SchemaVersionError::new_err(msg),
         E::Corrupt { .. } => CorruptRecordError::new_err(msg),
         E::AlreadyDecided { .. } => ApprovalError::new_err(msg),
+        E::LeaseLost { run_id, .. } => LeaseLostError::new_err((msg, run_id)),
         E::RunExists(_) | E::Backend(_) => StoreError::new_err(msg),
     }
 }

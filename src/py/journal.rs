@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use parking_lot::Mutex;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -61,6 +63,120 @@ pub struct Shared {
     flush_armed: std::sync::atomic::AtomicBool,
     restored: HashMap<String, Restored>,
     error: Mutex<Option<String>>,
+    /// The fencing token of the lease this process holds on the run (0: none; tokens start at
+    /// 1): every write carries it, and the store refuses it once another process took over.
+    token: AtomicU64,
+    /// The heartbeat of the held lease, if any.
+    lease: Mutex<Option<Heartbeat>>,
+    /// Why the lease was lost (a refused write or heartbeat), once it was.
+    lost: Mutex<Option<String>>,
+}
+
+/// A held lease's renewal on the timer thread (see `Journal.hold`).
+struct Heartbeat {
+    /// Lease duration, seconds.
+    ttl: f64,
+    /// Seconds between renewals.
+    every: f64,
+    /// Until when (unix seconds) the last renewal holds the lease, as this process measured
+    /// it from before the renewal was sent: past it, no new step starts before a renewal.
+    valid_until: f64,
+    /// The armed timer of the next renewal.
+    timer: Option<tokio::task::AbortHandle>,
+}
+
+impl Shared {
+    /// Appends `events`, fenced with the held lease's token when there is one; a `LeaseLost`
+    /// refusal marks the lease lost.
+    fn append(&self, events: &[StepEvent]) -> Result<(), StoreError> {
+        let token = self.token.load(Ordering::Acquire);
+        let res = if token == 0 {
+            self.store.append(&self.run_id, events)
+        } else {
+            self.store.append_fenced(&self.run_id, events, token)
+        };
+        self.note_lost(&res);
+        res.map(drop)
+    }
+
+    fn note_lost<T>(&self, res: &Result<T, StoreError>) {
+        if let Err(e @ StoreError::LeaseLost { .. }) = res {
+            self.lost.lock().get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// One heartbeat: renews the lease and arms the next, unless it was released or lost.
+    fn beat(self: &Arc<Self>) {
+        let token = self.token.load(Ordering::Acquire);
+        let Some(ttl) = self.lease.lock().as_ref().map(|h| h.ttl) else {
+            return;
+        };
+        if token == 0 || self.lost.lock().is_some() {
+            return;
+        }
+        let sent = now();
+        let res = self.store.renew(&self.run_id, token, sent, ttl);
+        self.note_lost(&res);
+        let mut guard = self.lease.lock();
+        let Some(hb) = guard.as_mut() else {
+            return; // released meanwhile
+        };
+        match &res {
+            Ok(_) => hb.valid_until = sent + ttl,
+            Err(StoreError::LeaseLost { .. }) => return,
+            // An unreachable store: the next beat tries again; the lease may lapse meanwhile.
+            Err(e) => tracing::warn!(run_id = %self.run_id, "batten: lease heartbeat failed: {e}"),
+        }
+        let shared = Arc::clone(self);
+        hb.timer = crate::py::threads::timer::after(
+            std::time::Duration::from_secs_f64(hb.every),
+            move || shared.beat(),
+        );
+    }
+
+    /// Whether this process may start more steps of the run: no lease held (not fenced), or
+    /// the held lease is neither lost nor past its last renewal's expiry; past it, renews now
+    /// (a process that was stopped for longer than its lease learns here that it lost it).
+    pub fn lease_ok(&self, py: Python<'_>) -> bool {
+        let token = self.token.load(Ordering::Acquire);
+        if token == 0 {
+            return true;
+        }
+        if self.lost.lock().is_some() {
+            return false;
+        }
+        let (ttl, valid_until) = match self.lease.lock().as_ref() {
+            Some(h) => (h.ttl, h.valid_until),
+            None => return true,
+        };
+        let sent = now();
+        if sent < valid_until {
+            return true;
+        }
+        let res = py.detach(|| self.store.renew(&self.run_id, token, sent, ttl));
+        self.note_lost(&res);
+        match res {
+            Ok(_) => {
+                if let Some(h) = self.lease.lock().as_mut() {
+                    h.valid_until = sent + ttl;
+                }
+                true
+            }
+            Err(e) => {
+                // Past the lease's expiry and unable to renew it (an unreachable store): another
+                // process may own the run by now, so this one must not act as its owner. The run
+                // stops as if the lease were lost; its record stays running (interrupted).
+                self.lost.lock().get_or_insert_with(|| {
+                    format!(
+                        "run '{}': the lease with fencing token {token} expired and could not be \
+                         renewed ({e})",
+                        self.run_id
+                    )
+                });
+                false
+            }
+        }
+    }
 }
 
 /// The checkpoint writer of one durable run (private: `batten.durable` makes them).
@@ -191,7 +307,7 @@ impl Journal {
                 return Ok(());
             }
             let all = std::mem::take(&mut *buf);
-            sh.store.append(&sh.run_id, &all).map(drop)
+            sh.append(&all)
         });
         self.note(res)
     }
@@ -221,7 +337,7 @@ impl Journal {
             let mut buf = shared.buffer.lock();
             let all = std::mem::take(&mut *buf);
             if !all.is_empty() {
-                if let Err(e) = shared.store.append(&shared.run_id, &all) {
+                if let Err(e) = shared.append(&all) {
                     shared.error.lock().get_or_insert_with(|| e.to_string());
                 }
             }
@@ -257,7 +373,7 @@ impl Journal {
             if all.is_empty() {
                 return Ok(());
             }
-            sh.store.append(&sh.run_id, &all).map(drop)
+            sh.append(&all)
         });
         self.note(res)
     }
@@ -326,6 +442,9 @@ impl Journal {
                 flush_armed: std::sync::atomic::AtomicBool::new(false),
                 restored,
                 error: Mutex::new(None),
+                token: AtomicU64::new(0),
+                lease: Mutex::new(None),
+                lost: Mutex::new(None),
             }),
             scope: Arc::from(""),
         })
@@ -380,6 +499,110 @@ impl Journal {
         v
     }
 
+    /// Holds the lease with fencing token `token` (from `Store.claim`): from now on every
+    /// write of this run carries it, and a heartbeat on the timer thread renews the lease to
+    /// `now + lease_seconds` every `heartbeat_seconds` (both seconds, > 0). No new step starts
+    /// once the lease is lost (a write or renewal refused with `LeaseLostError`) or past its
+    /// last renewal's expiry without a successful renewal.
+    fn hold(&self, token: u64, lease_seconds: f64, heartbeat_seconds: f64) -> PyResult<()> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if token == 0 || !positive(lease_seconds) || !positive(heartbeat_seconds) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "hold(token={token}, lease_seconds={lease_seconds}, \
+                 heartbeat_seconds={heartbeat_seconds}): token must be >= 1 and both \
+                 durations > 0"
+            )));
+        }
+        let sh = &self.shared;
+        sh.token.store(token, Ordering::Release);
+        *sh.lease.lock() = Some(Heartbeat {
+            ttl: lease_seconds,
+            every: heartbeat_seconds,
+            // The claim set the expiry from the claimant's clock just before.
+            valid_until: now() + lease_seconds - heartbeat_seconds.min(lease_seconds / 2.0),
+            timer: None,
+        });
+        let shared = Arc::clone(sh);
+        let timer = crate::py::threads::timer::after(
+            std::time::Duration::from_secs_f64(heartbeat_seconds),
+            move || shared.beat(),
+        );
+        if let Some(h) = sh.lease.lock().as_mut() {
+            h.timer = timer;
+        }
+        Ok(())
+    }
+
+    /// Stops the heartbeat and gives the lease up in the store (unless it was lost). Returns
+    /// whether the store released it. Safe to call more than once. Raises `StoreError` when
+    /// the store cannot be reached (the lease then lapses on its own).
+    fn release(&self, py: Python<'_>) -> PyResult<bool> {
+        let sh = &self.shared;
+        if let Some(h) = sh.lease.lock().take() {
+            if let Some(t) = h.timer {
+                t.abort();
+            }
+        }
+        let token = sh.token.swap(0, Ordering::AcqRel);
+        if token == 0 || sh.lost.lock().is_some() {
+            return Ok(false);
+        }
+        py.detach(|| sh.store.release(&sh.run_id, token))
+            .map_err(store_error)
+    }
+
+    /// The fencing token of the lease this journal holds (0: none).
+    #[getter]
+    fn token(&self) -> u64 {
+        self.shared.token.load(Ordering::Acquire)
+    }
+
+    /// Why the lease was lost (the store's refusal), or `None` while it is held.
+    #[getter]
+    fn lease_lost(&self) -> Option<String> {
+        self.shared.lost.lock().clone()
+    }
+
+    /// Sets the run's status as `Store.finish_status` does, fenced with the held lease's token
+    /// (unfenced when none is held). Raises `LeaseLostError` when another process took over.
+    #[pyo3(signature = (status, at, error=None, result=None))]
+    fn finish_status(
+        &self,
+        py: Python<'_>,
+        status: String,
+        at: f64,
+        error: Option<String>,
+        result: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let result = match result {
+            Some(r) if !r.is_none() => Some(to_json(r).map_err(|e| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "the run's result cannot be stored as JSON: {e}"
+                ))
+            })?),
+            _ => None,
+        };
+        let sh = &*self.shared;
+        let token = sh.token.load(Ordering::Acquire);
+        let res = py.detach(|| {
+            if token == 0 {
+                sh.store
+                    .finish_status(&sh.run_id, &status, at, error.as_deref(), result.as_ref())
+            } else {
+                sh.store.finish_status_fenced(
+                    &sh.run_id,
+                    &status,
+                    at,
+                    error.as_deref(),
+                    result.as_ref(),
+                    token,
+                )
+            }
+        });
+        sh.note_lost(&res);
+        res.map_err(store_error)
+    }
+
     /// Writes buffered events now (batch mode). Raises `StoreError` (and subclasses).
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
         self.flush_pending(py).map_err(store_error)
@@ -416,7 +639,7 @@ impl Journal {
             let mut buf = sh.buffer.lock();
             buf.push(e);
             let all = std::mem::take(&mut *buf);
-            sh.store.append(&sh.run_id, &all).map(drop)
+            sh.append(&all)
         })
         .map_err(store_error)
     }

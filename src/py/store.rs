@@ -9,7 +9,9 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::py::errors::store_error;
 use crate::py::json::{from_json, to_json};
-use crate::store::{self, Control, Decision, RunRecord, StepEvent, Store};
+use crate::store::{
+    self, Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent, Store,
+};
 
 /// `obj` as JSON for the store (see `json`): a `TypeError` naming `what` and why otherwise.
 fn json_arg(what: &str, obj: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
@@ -47,6 +49,25 @@ fn run_dict<'py>(py: Python<'py>, r: &RunRecord) -> PyResult<Bound<'py, PyDict>>
         None => py.None().into_bound(py),
     };
     d.set_item("result", result)?;
+    let lease = match &r.lease {
+        Some(l) => lease_dict(py, l)?.into_any(),
+        None => py.None().into_bound(py),
+    };
+    d.set_item("lease", lease)?;
+    Ok(d)
+}
+
+/// A lease as a dict: `host`, `pid`, `owner_id`, `started`, `token`, `heartbeat_at`,
+/// `expires_at` (unix seconds).
+fn lease_dict<'py>(py: Python<'py>, l: &Lease) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("host", &l.owner.host)?;
+    d.set_item("pid", l.owner.pid)?;
+    d.set_item("owner_id", &l.owner.id)?;
+    d.set_item("started", l.owner.started)?;
+    d.set_item("token", l.token)?;
+    d.set_item("heartbeat_at", l.heartbeat_at)?;
+    d.set_item("expires_at", l.expires_at)?;
     Ok(d)
 }
 
@@ -174,6 +195,7 @@ impl PyStore {
             input: json_arg("the run's input context", input)?,
             error: None,
             result: None,
+            lease: None,
         };
         self.call(py, |s| s.create_run(&rec))
     }
@@ -202,6 +224,61 @@ impl PyStore {
         self.call(py, |s| {
             s.finish_status(&run_id, &status, at, error.as_deref(), result.as_ref())
         })
+    }
+
+    /// Claims the execution of run `run_id` for the owner (`host`, `pid`, `owner_id`,
+    /// `started`: the process start time, clock ticks since boot, or `None`) until
+    /// `now + lease_seconds` (unix seconds; seconds). Atomic in the store. Returns
+    /// `(won, lease)`: `won` with the new lease (its fencing token one higher), else the live
+    /// lease that holds the run. `take_over`: the token of a lease whose owner the caller found
+    /// dead; it is taken over even though it has not expired. `RunNotFoundError` if absent.
+    #[pyo3(signature = (run_id, host, pid, owner_id, started, now, lease_seconds, take_over=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn claim<'py>(
+        &self,
+        py: Python<'py>,
+        run_id: String,
+        host: String,
+        pid: u32,
+        owner_id: String,
+        started: Option<u64>,
+        now: f64,
+        lease_seconds: f64,
+        take_over: Option<u64>,
+    ) -> PyResult<(bool, Bound<'py, PyDict>)> {
+        let owner = LeaseOwner {
+            host,
+            pid,
+            id: owner_id,
+            started,
+        };
+        let claim = self.call(py, |s| {
+            s.claim(&run_id, &owner, now, lease_seconds, take_over)
+        })?;
+        Ok(match claim {
+            Claim::Won(l) => (true, lease_dict(py, &l)?),
+            Claim::Held(l) => (false, lease_dict(py, &l)?),
+        })
+    }
+
+    /// Renews the lease with fencing token `token` to `now + lease_seconds`; returns it as a
+    /// dict. `LeaseLostError` if another process took the run over or it was released.
+    fn renew<'py>(
+        &self,
+        py: Python<'py>,
+        run_id: String,
+        token: u64,
+        now: f64,
+        lease_seconds: f64,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let l = self.call(py, |s| s.renew(&run_id, token, now, lease_seconds))?;
+        lease_dict(py, &l)
+    }
+
+    /// Releases the lease with fencing token `token`; `False` when it is not the run's lease
+    /// any more.
+    fn release(&self, py: Python<'_>, run_id: String, token: u64) -> PyResult<bool> {
+        self.call(py, |s| s.release(&run_id, token))
     }
 
     /// Run records, newest first, filtered by status and workflow id. A record that cannot be

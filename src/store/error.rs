@@ -51,6 +51,21 @@ pub enum StoreError {
         step_id: String,
     },
 
+    /// A write fenced with a lease's token, or a renewal, after another claimant took the run
+    /// over (or the lease was released): nothing was written.
+    #[error(
+        "run '{run_id}': the lease with fencing token {token} is no longer held (the run's \
+         token is now {current}); another process executes it"
+    )]
+    LeaseLost {
+        /// The run.
+        run_id: String,
+        /// The stale token the write carried.
+        token: u64,
+        /// The run's current token.
+        current: u64,
+    },
+
     /// Any other backend error; the message names the store and the backend's own error.
     #[error("store error: {0}")]
     Backend(String),

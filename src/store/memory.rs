@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use super::{Control, Decision, ListedRun, RunRecord, StepEvent, Store, StoreError};
+use super::{
+    Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store, StoreError,
+};
 
 /// A [`Store`] in memory (`memory://`): nothing survives the process.
 #[derive(Debug, Default)]
@@ -30,6 +32,22 @@ struct RunState {
     events: Vec<StepEvent>,
     control: Option<Control>,
     decisions: Vec<Decision>,
+    /// The last fencing token given out (0: never claimed); `record.lease` is the held lease.
+    token: u64,
+}
+
+impl RunState {
+    /// `Ok` when `token` is the run's current, held lease.
+    fn check_fence(&self, token: u64) -> Result<(), StoreError> {
+        match &self.record.lease {
+            Some(lease) if lease.token == token => Ok(()),
+            _ => Err(StoreError::LeaseLost {
+                run_id: self.record.run_id.clone(),
+                token,
+                current: self.token,
+            }),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -65,11 +83,15 @@ impl Store for MemoryStore {
         }
         inner.created += 1;
         let state = RunState {
-            record: run.clone(),
+            record: RunRecord {
+                lease: None,
+                ..run.clone()
+            },
             order: inner.created,
             events: Vec::new(),
             control: None,
             decisions: Vec::new(),
+            token: 0,
         };
         inner.runs.insert(run.run_id.clone(), state);
         Ok(())
@@ -88,16 +110,74 @@ impl Store for MemoryStore {
         result: Option<&Value>,
     ) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
-        let record = &mut inner.run_mut(run_id)?.record;
-        record.status = status.to_string();
-        record.updated_at = at;
-        if let Some(error) = error {
-            record.error = Some(error.to_string());
-        }
-        if let Some(result) = result {
-            record.result = Some(result.clone());
-        }
+        set_status(inner.run_mut(run_id)?, status, at, error, result);
         Ok(())
+    }
+
+    fn finish_status_fenced(
+        &self,
+        run_id: &str,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        token: u64,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.inner.lock();
+        let run = inner.run_mut(run_id)?;
+        run.check_fence(token)?;
+        set_status(run, status, at, error, result);
+        Ok(())
+    }
+
+    fn claim(
+        &self,
+        run_id: &str,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+        take_over: Option<u64>,
+    ) -> Result<Claim, StoreError> {
+        let mut inner = self.inner.lock();
+        let run = inner.run_mut(run_id)?;
+        if let Some(lease) = &run.record.lease {
+            if lease.is_live(now) && take_over != Some(lease.token) {
+                return Ok(Claim::Held(lease.clone()));
+            }
+        }
+        run.token += 1;
+        let lease = Lease {
+            owner: owner.clone(),
+            token: run.token,
+            heartbeat_at: now,
+            expires_at: now + ttl,
+        };
+        run.record.lease = Some(lease.clone());
+        Ok(Claim::Won(lease))
+    }
+
+    fn renew(&self, run_id: &str, token: u64, now: f64, ttl: f64) -> Result<Lease, StoreError> {
+        let mut inner = self.inner.lock();
+        let run = inner.run_mut(run_id)?;
+        run.check_fence(token)?;
+        let lease = run
+            .record
+            .lease
+            .as_mut()
+            .expect("checked: the lease is held");
+        lease.heartbeat_at = now;
+        lease.expires_at = now + ttl;
+        Ok(lease.clone())
+    }
+
+    fn release(&self, run_id: &str, token: u64) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock();
+        let run = inner.run_mut(run_id)?;
+        if run.check_fence(token).is_err() {
+            return Ok(false);
+        }
+        run.record.lease = None;
+        Ok(true)
     }
 
     fn list_runs(
@@ -128,13 +208,19 @@ impl Store for MemoryStore {
 
     fn append(&self, run_id: &str, events: &[StepEvent]) -> Result<Vec<u64>, StoreError> {
         let mut inner = self.inner.lock();
-        let history = &mut inner.run_mut(run_id)?.events;
-        let first = history.len() as u64 + 1;
-        history.extend(events.iter().zip(first..).map(|(event, seq)| StepEvent {
-            seq,
-            ..event.clone()
-        }));
-        Ok((first..first + events.len() as u64).collect())
+        Ok(push_events(inner.run_mut(run_id)?, events))
+    }
+
+    fn append_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        token: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut inner = self.inner.lock();
+        let run = inner.run_mut(run_id)?;
+        run.check_fence(token)?;
+        Ok(push_events(run, events))
     }
 
     fn events(&self, run_id: &str, after: u64) -> Result<Vec<StepEvent>, StoreError> {
@@ -202,6 +288,34 @@ impl Store for MemoryStore {
     fn get_workflow(&self, workflow_id: &str) -> Result<Option<Value>, StoreError> {
         Ok(self.inner.lock().workflows.get(workflow_id).cloned())
     }
+}
+
+fn set_status(
+    run: &mut RunState,
+    status: &str,
+    at: f64,
+    error: Option<&str>,
+    result: Option<&Value>,
+) {
+    let record = &mut run.record;
+    record.status = status.to_string();
+    record.updated_at = at;
+    if let Some(error) = error {
+        record.error = Some(error.to_string());
+    }
+    if let Some(result) = result {
+        record.result = Some(result.clone());
+    }
+}
+
+fn push_events(run: &mut RunState, events: &[StepEvent]) -> Vec<u64> {
+    let history = &mut run.events;
+    let first = history.len() as u64 + 1;
+    history.extend(events.iter().zip(first..).map(|(event, seq)| StepEvent {
+        seq,
+        ..event.clone()
+    }));
+    (first..first + events.len() as u64).collect()
 }
 
 /// The order every backend returns decisions in: by time, then by step id.

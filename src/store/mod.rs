@@ -24,13 +24,20 @@ use serde_json::Value;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use record::{Control, Decision, RunRecord, StepEvent};
+pub use record::{Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent};
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 
 /// The layout of the data this batten writes. A store written with another version is refused with
 /// [`StoreError::SchemaVersion`] rather than misread.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 added run leases (owner, fencing token, heartbeat, expiry). A version 1 store is
+/// still opened and upgraded in place: SQLite gains the lease columns (`ALTER TABLE ... ADD
+/// COLUMN`), Redis only its version key (a run hash without lease fields has no lease).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The older schema versions a store is upgraded from when opened.
+pub const UPGRADABLE_VERSIONS: &[u32] = &[1];
 
 /// The deepest nesting of a JSON value given to a store to keep (an output, a delta, a detail, a
 /// run's input or result, a cache entry, a workflow definition): `[[1]]` nests 2 levels, a
@@ -112,6 +119,51 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Caches `value` under `key` until `expires_at` (unix seconds; `f64::INFINITY` for never),
     /// replacing any previous value.
     fn cache_put(&self, key: &str, value: &Value, expires_at: f64) -> Result<(), StoreError>;
+
+    /// [`append`](Store::append) by the holder of the run's lease with fencing token `token`:
+    /// refused with [`StoreError::LeaseLost`] (nothing written) unless the run's current token is
+    /// `token` and its lease is held (not released). Checked and written in one atomic operation.
+    fn append_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        token: u64,
+    ) -> Result<Vec<u64>, StoreError>;
+
+    /// [`finish_status`](Store::finish_status) fenced as [`append_fenced`](Store::append_fenced).
+    #[allow(clippy::too_many_arguments)]
+    fn finish_status_fenced(
+        &self,
+        run_id: &str,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        token: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Claims the execution of the run for `owner` until `now + ttl` (unix seconds; `ttl` in
+    /// seconds), atomically: won when no one holds the lease, when it expired
+    /// (`expires_at <= now`), or when `take_over` names the current token (the claimant found
+    /// that owner dead, e.g. its pid gone on this host). Winning increments the fencing token.
+    /// Otherwise [`Claim::Held`] with the current lease, nothing changed.
+    /// [`StoreError::RunNotFound`] if the run is absent.
+    fn claim(
+        &self,
+        run_id: &str,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+        take_over: Option<u64>,
+    ) -> Result<Claim, StoreError>;
+
+    /// A heartbeat: extends the lease with fencing token `token` to `now + ttl` and returns it.
+    /// [`StoreError::LeaseLost`] if the run's token is another or its lease was released.
+    fn renew(&self, run_id: &str, token: u64, now: f64, ttl: f64) -> Result<Lease, StoreError>;
+
+    /// Gives up the lease with fencing token `token` (the run keeps its token counter). `false`
+    /// (nothing changed) when the run's lease is not that one any more.
+    fn release(&self, run_id: &str, token: u64) -> Result<bool, StoreError>;
 
     /// Saves a workflow definition (JSON), replacing any previous one with this id.
     fn put_workflow(&self, workflow_id: &str, definition: &Value) -> Result<(), StoreError>;

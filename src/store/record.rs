@@ -29,6 +29,90 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The final output summary, set when the run finishes.
     pub result: Option<Value>,
+    /// Who executes the run now: the live or expired lease last claimed, `None` when no one
+    /// holds it (never claimed, or released). Ignored by
+    /// [`Store::create_run`](super::Store::create_run): a lease is only taken by
+    /// [`Store::claim`](super::Store::claim).
+    pub lease: Option<Lease>,
+}
+
+/// The process executing a run (see [`Lease`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseOwner {
+    /// The host name of the executing process.
+    pub host: String,
+    /// Its process id on that host.
+    pub pid: u32,
+    /// A random id, unique per executor (process and run), so two owners never look the same.
+    pub id: String,
+    /// The process's start time as the OS counts it (Linux: `/proc/<pid>/stat` field 22, clock
+    /// ticks since boot), to tell the owner from a later process that reuses its pid; `None`
+    /// where unknown.
+    pub started: Option<u64>,
+}
+
+impl LeaseOwner {
+    /// The owner as the SQLite and Redis stores keep it: a JSON object.
+    pub(crate) fn encode(&self) -> String {
+        serde_json::json!({
+            "host": self.host,
+            "pid": self.pid,
+            "id": self.id,
+            "started": self.started,
+        })
+        .to_string()
+    }
+
+    /// The inverse of [`encode`](Self::encode); `Corrupt` naming `what` otherwise.
+    pub(crate) fn decode(text: &str, what: impl Fn() -> String) -> Result<Self, super::StoreError> {
+        let v = super::error::parse_json(text, &what)?;
+        let bad = |field: &str| {
+            super::StoreError::corrupt(what(), format_args!("lease owner field '{field}'"))
+        };
+        Ok(LeaseOwner {
+            host: v["host"].as_str().ok_or_else(|| bad("host"))?.to_string(),
+            pid: v["pid"]
+                .as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| bad("pid"))?,
+            id: v["id"].as_str().ok_or_else(|| bad("id"))?.to_string(),
+            started: match &v["started"] {
+                Value::Null => None,
+                n => Some(n.as_u64().ok_or_else(|| bad("started"))?),
+            },
+        })
+    }
+}
+
+/// A claim on the execution of one run, as Temporal's activity heartbeats and Prefect's zombie
+/// detection keep one: an owner, a fencing token and an expiry renewed by heartbeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// Who holds it.
+    pub owner: LeaseOwner,
+    /// The fencing token: it grows by one with every successful
+    /// [`claim`](super::Store::claim) of the run, so a write carrying an older one is refused.
+    pub token: u64,
+    /// When it was claimed or last renewed, unix seconds.
+    pub heartbeat_at: f64,
+    /// When it lapses unless renewed, unix seconds.
+    pub expires_at: f64,
+}
+
+impl Lease {
+    /// Whether the lease is still held at `now` (unix seconds).
+    pub fn is_live(&self, now: f64) -> bool {
+        self.expires_at > now
+    }
+}
+
+/// The answer to a [`claim`](super::Store::claim).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The claimant holds the run now, with a new token.
+    Won(Lease),
+    /// Another owner holds a live lease (shown as it is); nothing was changed.
+    Held(Lease),
 }
 
 /// One append-only step event: a status change of one attempt of one step.

@@ -33,6 +33,7 @@ pub fn run_record(run_id: &str, workflow_id: &str, created_at: f64) -> RunRecord
         input: json!({"topic": "stores", "n": 3, "tags": ["a", "b"]}),
         error: None,
         result: None,
+        lease: None,
     }
 }
 

@@ -24,6 +24,7 @@ __all__ = [
     "MAX_SECONDS",
     "check_callable",
     "check_count",
+    "check_lease",
     "check_rate",
     "check_run_options",
     "check_seconds",
@@ -213,3 +214,23 @@ def check_callable(value: object, name: str, *, owner: str | None = None) -> Non
     """
     if not callable(value):
         raise _fail(owner, name, "callable", value)
+
+
+def check_lease(lease_seconds: Any, heartbeat_seconds: Any) -> None:
+    """``WorkflowDefinitionError`` unless both are finite numbers of seconds > 0 with
+    ``heartbeat_seconds < lease_seconds``."""
+    for name, value in (("lease_seconds", lease_seconds), ("heartbeat_seconds", heartbeat_seconds)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value < 10**9
+            or value != value
+        ):
+            raise WorkflowDefinitionError(
+                f"{name} must be a number of seconds > 0 (and < 1e9), got {value!r}"
+            )
+    if heartbeat_seconds >= lease_seconds:
+        raise WorkflowDefinitionError(
+            f"heartbeat_seconds ({heartbeat_seconds!r}) must be less than lease_seconds "
+            f"({lease_seconds!r}): the lease would lapse between two heartbeats"
+        )

@@ -19,11 +19,13 @@ class WorkflowStatus(StrEnum):
     reports a run ``RUNNING`` through both. ``PAUSED`` and ``WAITING_APPROVAL`` belong to
     durable runs and human approval.
 
-    ``INTERRUPTED``: a durable run whose executor stopped on a signal (SIGTERM, SIGINT,
-    SIGHUP; ``batten run`` on Ctrl-C, or an ``execute()`` cancelled or hit by
-    ``KeyboardInterrupt``), or whose owner died (its lease expired). Like ``PAUSED`` it has not
-    finished: ``resume`` continues it, re-running the steps that did not complete (as a
-    Temporal workflow continues on another worker after its worker stops).
+    ``INTERRUPTED``: a durable run that stopped before finishing and can be resumed. It is
+    stored when its executor stopped on a signal (SIGTERM, SIGINT, SIGHUP; ``batten run`` on
+    Ctrl-C, or an ``execute()`` cancelled or hit by ``KeyboardInterrupt``), and derived when a
+    run recorded ``RUNNING`` has lost its executor (its lease expired, or its pid on this host no
+    longer exists). Like ``PAUSED`` it has not finished: ``resume`` continues it, re-running the
+    steps that did not complete (as a Temporal workflow continues on another worker after its
+    worker stops).
     """
 
     INITIALIZING = "initializing"

@@ -11,6 +11,14 @@ LangGraph's checkpointers work the same way.
 
 A run executing here honours a ``pause`` or ``cancel`` recorded by any process sharing the store
 within about ``POLL_INTERVAL`` seconds.
+
+Ownership (DESIGN §4): executing a durable run first claims its lease in the store
+(:func:`claim_run`: owner host/pid/random id, a fencing token one higher than the last claim's,
+an expiry ``lease_seconds`` ahead), atomically, as Temporal's activity heartbeats and Prefect's
+zombie detection do. The engine's timer thread renews it every ``heartbeat_seconds``; every
+checkpoint and status write carries the token and the store refuses a stale one, so a process
+that was stopped past its lease and comes back cannot overwrite its successor: its run stops
+with :class:`~batten.LeaseLostError`. The lease is released whenever the execution ends here.
 """
 
 from __future__ import annotations
@@ -23,8 +31,17 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from batten._core import Journal, StepResult, WorkflowContext
+from batten._internal.checks import check_lease as check_lease
+from batten._internal.owner import DEFAULT_HEARTBEAT_SECONDS as DEFAULT_HEARTBEAT_SECONDS
+from batten._internal.owner import DEFAULT_LEASE_SECONDS as DEFAULT_LEASE_SECONDS
+from batten._internal.owner import lease_is_live, new_owner, owner_is_alive
 from batten._internal.status import StepStatus, WorkflowStatus
-from batten.errors import CorruptRecordError, WorkflowDefinitionError
+from batten.errors import (
+    CorruptRecordError,
+    LeaseLostError,
+    RunLeasedError,
+    WorkflowDefinitionError,
+)
 from batten.result import WorkflowResult
 from batten.store import RunInfo, StepRecord, Store, open_store
 
@@ -32,10 +49,15 @@ if TYPE_CHECKING:
     from batten._runtime.run import Outcome
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_SECONDS",
+    "DEFAULT_LEASE_SECONDS",
+    "LEASE_POLL_INTERVAL",
     "POLL_INTERVAL",
     "Durability",
     "DurableRun",
     "check_durability",
+    "check_lease",
+    "claim_run",
     "is_finished",
     "require_store",
     "stored_result",
@@ -45,6 +67,9 @@ _log = logging.getLogger("batten.store")
 
 #: Seconds between two looks at the store for a pause or cancel request while a run executes.
 POLL_INTERVAL = 0.1
+
+#: Longest sleep between two claims while ``resume(wait=True)`` waits for a live owner.
+LEASE_POLL_INTERVAL = 0.5
 
 #: ``"sync"``: each checkpoint is written before the next step starts (the default; a crash
 #: loses nothing that finished). ``"batch"``: checkpoints are buffered and written every 256
@@ -124,6 +149,82 @@ def check_durability(durability: Any) -> None:
         raise WorkflowDefinitionError(f"durability must be 'sync' or 'batch', got {durability!r}")
 
 
+def _leased_error(run_id: str, lease: dict[str, Any], waited: float | None) -> RunLeasedError:
+    now = time.time()
+    age = max(0.0, now - lease["heartbeat_at"])
+    expires_in = lease["expires_at"] - now
+    tail = (
+        f"; still held after waiting {waited:.1f}s"
+        if waited is not None
+        else "; resume(..., wait=True) (batten resume --wait) waits for it"
+    )
+    return RunLeasedError(
+        f"run '{run_id}' is being executed by {lease['host']} pid {lease['pid']} (lease token "
+        f"{lease['token']}, last heartbeat {age:.1f}s ago, lease expires in "
+        f"{max(0.0, expires_in):.1f}s unless renewed){tail}",
+        run_id=run_id,
+        host=lease["host"],
+        pid=int(lease["pid"]),
+        owner_id=lease["owner_id"],
+        heartbeat_age=age,
+        expires_at=lease["expires_at"],
+        token=int(lease["token"]),
+    )
+
+
+async def claim_run(
+    store: Store,
+    run_id: str,
+    *,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    wait: bool = False,
+    wait_timeout: float | None = None,
+) -> int:
+    """Claims the execution of run ``run_id`` for this process and returns the fencing token.
+
+    Won when no one holds the run, its lease expired, or (on this host) its owner's process is
+    gone: a dead pid, a zombie, or a pid reused by another process (start time differs); that
+    lease is taken over at once, by compare-and-set on its token, so of several claimants
+    exactly one wins.
+
+    Args:
+        store: the store.
+        run_id: the run.
+        lease_seconds: the lease's duration in seconds.
+        wait: while a live owner holds it, poll (every ``LEASE_POLL_INTERVAL`` seconds at most)
+            until it is released or expires, instead of raising.
+        wait_timeout: seconds to wait at most (``None``: no bound).
+
+    Raises:
+        RunLeasedError: a live owner holds the run (and ``wait`` is false, or ``wait_timeout``
+            passed); it names the owner, its heartbeat age and the lease's expiry.
+        RunNotFoundError: no such run.
+    """
+    native = store._native
+    host, pid, owner_id, started = new_owner()
+    began = time.monotonic()
+    while True:
+        now = time.time()
+        won, lease = native.claim(run_id, host, pid, owner_id, started, now, lease_seconds)
+        if not won and not owner_is_alive(lease):
+            won, lease = native.claim(
+                run_id, host, pid, owner_id, started, now, lease_seconds, lease["token"]
+            )
+        if won:
+            return int(lease["token"])
+        if not lease_is_live(lease, now):
+            continue  # expired or died between the two looks: claim again
+        waited = time.monotonic() - began
+        if not wait:
+            raise _leased_error(run_id, lease, None)
+        if wait_timeout is not None and waited >= wait_timeout:
+            raise _leased_error(run_id, lease, waited)
+        pause = min(LEASE_POLL_INTERVAL, max(0.01, lease["expires_at"] - time.time()))
+        if wait_timeout is not None:
+            pause = min(pause, max(0.01, wait_timeout - waited))
+        await asyncio.sleep(pause)
+
+
 class DurableRun:
     """One process's execution of a durable run (private: ``Workflow`` drives it)."""
 
@@ -140,6 +241,27 @@ class DurableRun:
         self._watcher: asyncio.Task[None] | None = None
         #: The store control (``"pause"`` / ``"cancel"``) this process obeyed, or ``None``.
         self.control_seen: str | None = None
+
+    def hold(self, token: int, workflow: Any) -> None:
+        """Holds the claimed lease ``token``: writes are fenced with it, heartbeats renew it."""
+        self.journal.hold(token, workflow._lease_seconds, workflow._heartbeat_seconds)
+
+    def release(self) -> None:
+        """Stops the heartbeat and releases the lease (best effort: an unreachable store lets
+        it lapse on its own)."""
+        try:
+            self.journal.release()
+        except Exception:  # the lease expires by itself
+            pass
+
+    def check_lease(self) -> None:
+        """Raises ``LeaseLostError`` when another process took the run over."""
+        lost = self.journal.lease_lost
+        if lost is not None:
+            raise LeaseLostError(
+                f"{lost}; this process stopped executing it and wrote nothing more",
+                self.run_id,
+            )
 
     @classmethod
     def begin(
@@ -177,7 +299,17 @@ class DurableRun:
             data,
             time.time(),
         )
-        return cls(store, run_id, journal, trace)
+        # Nobody else knows the id yet, so the claim cannot meet a live owner (unless a
+        # resume raced it: then it raises RunLeasedError).
+        host, pid, owner_id, started = new_owner()
+        won, lease = store._native.claim(
+            run_id, host, pid, owner_id, started, time.time(), workflow._lease_seconds
+        )
+        if not won:
+            raise _leased_error(run_id, lease, None)
+        run = cls(store, run_id, journal, trace)
+        run.hold(int(lease["token"]), workflow)
+        return run
 
     @classmethod
     def reopen(
@@ -187,11 +319,29 @@ class DurableRun:
         run_id: str,
         serializer: Any,
         durability: Durability,
+        token: int | None = None,
     ) -> tuple[DurableRun, WorkflowContext, RunInfo]:
-        """Loads run ``run_id`` to resume it: its journal restores every completed step."""
+        """Loads run ``run_id`` to resume it: its journal restores every completed step.
+        ``token``: the lease this process claimed (read after the claim, so what it restores
+        is what the previous owner left)."""
         check_durability(durability)
         native = store._native
-        raw = native.get_run(run_id)
+        raw, info = cls.checked(workflow, store, run_id)
+        journal = Journal(
+            native, run_id, serializer=serializer, batch=durability == "batch", resume=True
+        )
+        stored: dict[str, Any] = {}
+        context = _context_from(journal, run_id, raw["input"], stored)
+        run = cls(store, run_id, journal, stored.get(TRACE_KEY) or None)
+        if token is not None:
+            run.hold(token, workflow)
+        return run, context, info
+
+    @staticmethod
+    def checked(workflow: Any, store: Store, run_id: str) -> tuple[dict[str, Any], RunInfo]:
+        """Run ``run_id``'s record (raw and as ``RunInfo``), after checking that it belongs to
+        this workflow and version (``WorkflowDefinitionError`` otherwise)."""
+        raw = store._native.get_run(run_id)
         info = RunInfo._from(raw)
         if info.workflow_id != workflow.workflow_id:
             raise WorkflowDefinitionError(
@@ -204,13 +354,7 @@ class DurableRun:
                 f"'{info.workflow_id}'; this is version {workflow.version!r} (its steps may "
                 "differ, so its checkpoints do not apply)"
             )
-        journal = Journal(
-            native, run_id, serializer=serializer, batch=durability == "batch", resume=True
-        )
-        stored: dict[str, Any] = {}
-        context = _context_from(journal, run_id, raw["input"], stored)
-        trace = stored.get(TRACE_KEY) or None
-        return cls(store, run_id, journal, trace), context, info
+        return raw, info
 
     def on_run(self, run: Any) -> None:
         """Watches the store for ``pause``/``cancel`` requests while ``run`` executes."""
@@ -220,6 +364,9 @@ class DurableRun:
         native = self.store._native
         while True:
             await asyncio.sleep(POLL_INTERVAL)
+            if self.journal.lease_lost is not None:
+                run.cancel()  # another process took over: stop now, write nothing more
+                return
             try:
                 control = native.control(self.run_id)
             except Exception:  # a store hiccup: the next look may succeed
@@ -258,7 +405,7 @@ class DurableRun:
             except TypeError:
                 result = None
         native = self.store._native
-        native.finish_status(self.run_id, status.value, time.time(), error, result)
+        self.journal.finish_status(status.value, time.time(), error, result)
         if status not in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
             native.set_control(self.run_id, None)
 

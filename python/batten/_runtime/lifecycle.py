@@ -10,7 +10,7 @@ workflow to its result, :func:`resume` continues a durable run from its store.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batten._core import StepResult, WorkflowContext
 from batten._internal.checks import check_run_options
@@ -25,6 +25,9 @@ from batten._runtime.subscribers import notify_completed, subscriber
 from batten.errors import WorkflowDefinitionError
 from batten.result import WorkflowResult
 from batten.steps.base import Step
+
+if TYPE_CHECKING:
+    from batten._runtime.durable import DurableRun
 
 __all__ = ["COMPENSATION_FAILED", "Interrupt", "begin_durable", "execute", "resume"]
 
@@ -100,6 +103,8 @@ async def resume(
     on_event: EventSink | None = None,
     retry_failed: bool = False,
     interrupt: Interrupt | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> WorkflowResult:
     """Continues durable run ``run_id`` of ``workflow`` from its store (``Workflow.resume``
     documents the behaviour); a run that has ended (and is not retried) returns its stored
@@ -115,23 +120,73 @@ async def resume(
         on_event: an engine event sink (``batten resume`` draws progress with it).
         retry_failed: also continue a run that ended ``FAILED`` (default ``False``).
         interrupt: an :class:`Interrupt` that stops the run (``batten resume`` on a signal).
+        wait: wait for a live owner of the run to finish instead of raising
+            ``RunLeasedError``.
+        wait_timeout: seconds to wait at most (a number >= 0, or ``None``: no bound).
 
     Raises:
         RunNotFoundError, WorkflowDefinitionError, CorruptRecordError, SchemaVersionError,
-        StoreUnavailableError: as ``Workflow.resume``.
+        StoreUnavailableError, RunLeasedError: as ``Workflow.resume``.
     """
-    from batten._runtime.durable import DurableRun, is_finished, require_store, stored_result
+    from batten._runtime.durable import DurableRun, claim_run, require_store
 
     check_run_options(timeout, max_concurrency)
+    if wait_timeout is not None and (
+        isinstance(wait_timeout, bool)
+        or not isinstance(wait_timeout, (int, float))
+        or not 0 <= wait_timeout < 10**9
+    ):
+        raise WorkflowDefinitionError(
+            f"wait_timeout must be a number of seconds >= 0 or None, got {wait_timeout!r}"
+        )
     st = require_store(workflow._store if store is None else store)
     compiled(workflow, base)
-    durable, context, info = DurableRun.reopen(
-        workflow,
-        st,
-        run_id,
-        workflow._serializer,
-        workflow._durability,
+    # The checks before the claim, so a run of another workflow is refused without waiting.
+    DurableRun.checked(workflow, st, run_id)
+    token = await claim_run(
+        st, run_id, lease_seconds=workflow._lease_seconds, wait=wait, wait_timeout=wait_timeout
     )
+    try:
+        durable, context, info = DurableRun.reopen(
+            workflow, st, run_id, workflow._serializer, workflow._durability, token
+        )
+    except BaseException:
+        st._native.release(run_id, token)
+        raise
+    try:
+        return await _resume_claimed(
+            workflow,
+            durable,
+            context,
+            info,
+            timeout,
+            max_concurrency,
+            base,
+            on_event,
+            retry_failed,
+            interrupt,
+        )
+    finally:
+        durable.release()
+
+
+async def _resume_claimed(
+    workflow: Any,
+    durable: DurableRun,
+    context: WorkflowContext,
+    info: Any,
+    timeout: float | None,
+    max_concurrency: int | None,
+    base: CompileOptions | None,
+    on_event: EventSink | None,
+    retry_failed: bool,
+    interrupt: Interrupt | None,
+) -> WorkflowResult:
+    """``resume`` once this process holds the run's lease."""
+    from batten._runtime.durable import is_finished, stored_result
+
+    st = durable.store
+    run_id = durable.run_id
     native = st._native
     control = native.control(run_id)
     retrying = retry_failed and info.status == WorkflowStatus.FAILED
@@ -142,14 +197,14 @@ async def resume(
         )
     if (is_finished(info.status) and not retrying) or control == "cancel":
         if not is_finished(info.status):
-            native.finish_status(run_id, WorkflowStatus.CANCELLED.value, time.time())
+            durable.journal.finish_status(WorkflowStatus.CANCELLED.value, time.time())
             info = st.get_run(run_id)
         return stored_result(info, st.history(run_id), context, len(workflow._steps))
     restored = with_input_defaults(workflow, context)  # a run recorded before it declared them
     assert restored is not None
     context = restored
     native.set_control(run_id, None)
-    native.finish_status(run_id, WorkflowStatus.RUNNING.value, time.time())
+    durable.journal.finish_status(WorkflowStatus.RUNNING.value, time.time())
     return await execute(
         workflow,
         context,
@@ -184,7 +239,8 @@ async def execute(
         max_concurrency: steps in flight at most (int from 1) or ``None``.
         on_event: an engine event sink, or ``None``.
         base: a ``WorkflowEngine``'s compile options, or ``None``.
-        durable: the ``DurableRun`` from :func:`begin_durable` / a resume, or ``None``.
+        durable: the ``DurableRun`` from :func:`begin_durable` / a resume, or ``None``; its
+            lease is released when this returns or raises.
         interrupt: an :class:`Interrupt`; once requested, the run is cancelled and ends
             ``INTERRUPTED`` (recorded so in the store when durable), not ``CANCELLED``.
 
@@ -193,11 +249,38 @@ async def execute(
     the exception propagates, so the store never shows a dead run as ``running``.
 
     Raises:
+        LeaseLostError: (durable) another process took the run over while it ran here.
         WorkflowDefinitionError: the workflow is malformed, or a bad ``timeout`` /
             ``max_concurrency``.
         WorkflowConfigError: a required declared input is missing from ``context``.
         TypeError: ``context`` is not a WorkflowContext.
     """
+    if durable is None:
+        return await _observed(
+            workflow, context, timeout, max_concurrency, on_event, base, None, interrupt
+        )
+    # The lease is released however the execution ends here (completed, failed, paused,
+    # waiting, cancelled, interrupted, an exception), so the next claimant need not wait.
+    try:
+        return await _observed(
+            workflow, context, timeout, max_concurrency, on_event, base, durable, interrupt
+        )
+    finally:
+        durable.release()
+
+
+async def _observed(
+    workflow: Any,
+    context: WorkflowContext | None,
+    timeout: float | None,
+    max_concurrency: int | None,
+    on_event: EventSink | None,
+    base: CompileOptions | None,
+    durable: Any,
+    interrupt: Interrupt | None,
+) -> WorkflowResult:
+    """``execute``'s body: compile, fill the context, and run it observed by telemetry when
+    OpenTelemetry is configured."""
     check_run_options(timeout, max_concurrency)
     plan = compiled(workflow, base)
     context = with_input_defaults(workflow, context)
@@ -289,6 +372,9 @@ async def _execute(
     status = WorkflowStatus(out.status)
     steps, error = out.steps, out.error
     if durable is not None:
+        # Taken over while it ran (e.g. this process was stopped past its lease): the
+        # successor's history stands; nothing more is written or run here.
+        durable.check_lease()
         status, steps, error = durable.finish(out, status)
     if (
         interrupt is not None

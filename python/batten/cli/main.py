@@ -54,7 +54,13 @@ from batten.cli.progress import Progress
 from batten.config import initial_variables, read_workflow
 from batten.display import result_text
 from batten.durable import cancel, is_finished, stored_result
-from batten.errors import BattenError, RunNotFoundError, StoreError, WorkflowDefinitionError
+from batten.errors import (
+    BattenError,
+    RunLeasedError,
+    RunNotFoundError,
+    StoreError,
+    WorkflowDefinitionError,
+)
 from batten.steps import Step
 from batten.steps.approval import HumanApprovalStep
 from batten.steps.composite import MapStep
@@ -197,6 +203,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_id")
     p.add_argument("--file", help="the workflow file (default: the one the run recorded)")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another live process executes the run, wait for it (else: refused, exit 2)",
+    )
+    p.add_argument(
+        "--wait-timeout", type=float, metavar="SECONDS", help="with --wait: wait at most this long"
+    )
     run_args(p)
     p.set_defaults(func=cmd_resume)
 
@@ -410,6 +424,31 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _drive(workflow, store, args, resume=args.run_id)
 
 
+def _owner_text(lease: Any) -> str:
+    """``host pid N, heartbeat 1.2s ago, lease expires in 28.8s`` for a ``RunLease``."""
+    import time
+
+    return (
+        f"{lease.host} pid {lease.pid}, heartbeat {lease.heartbeat_age:.1f}s ago, lease "
+        f"expires in {max(0.0, lease.expires_at - time.time()):.1f}s"
+    )
+
+
+def _lease_json(info: Any) -> dict[str, Any] | None:
+    lease = info.lease
+    if lease is None:
+        return None
+    return {
+        "host": lease.host,
+        "pid": lease.pid,
+        "owner_id": lease.owner_id,
+        "token": lease.token,
+        "heartbeat_at": lease.heartbeat_at,
+        "heartbeat_age": lease.heartbeat_age,
+        "expires_at": lease.expires_at,
+    }
+
+
 def cmd_decide(args: argparse.Namespace) -> int:
     """``batten approve|reject RUN_ID STEP``: records the decision, then resumes the run.
     Refused (exit 2, ``ApprovalError``) when the run has ended or the step is not waiting."""
@@ -422,7 +461,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     if args.no_resume:
         return EXIT_OK
     workflow = _workflow_of(store, args.run_id, None)
-    return _drive(workflow, store, args, resume=args.run_id)
+    return _drive(workflow, store, args, resume=args.run_id, decided=True)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -442,9 +481,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         doc = _result_json(result, info.name)
         doc["decisions"] = decisions
+        doc["owner"] = _lease_json(info)
         print(json.dumps(doc, indent=2, default=str))
     else:
         print(f"{info.name} ({info.workflow_id} {info.version}) run {info.run_id}: {info.status}")
+        if info.lease is not None:
+            print(f"executed by {_owner_text(info.lease)}")
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
@@ -473,6 +515,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                 "created_at": r.created_at,
                 "updated_at": r.updated_at,
                 "error": r.error,
+                "owner": _lease_json(r),
             }
             for r in runs
         ]
@@ -484,11 +527,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         missing = ": no such store yet (batten run creates it)" if store is None else ""
         print(f"no {which}{of} in {_where(args, store)}{missing}")
         return EXIT_OK
-    print(f"{'RUN ID':<34} {'WORKFLOW':<20} {'STATUS':<17} {'STARTED':<19} SECONDS")
+    print(f"{'RUN ID':<34} {'WORKFLOW':<20} {'STATUS':<17} {'STARTED':<19} {'SECONDS':<8} OWNER")
     for r in runs:
         started = datetime.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         took = f"{_seconds_of(r):.1f}"
-        print(f"{r.run_id:<34} {r.workflow_id[:20]:<20} {r.status!s:<17} {started:<19} {took}")
+        owner = (
+            ""
+            if r.lease is None
+            else f"{r.lease.host} pid {r.lease.pid} (heartbeat {r.lease.heartbeat_age:.1f}s ago)"
+        )
+        print(
+            f"{r.run_id:<34} {r.workflow_id[:20]:<20} {r.status!s:<17} {started:<19} "
+            f"{took:<8} {owner}".rstrip()
+        )
     return EXIT_OK
 
 
@@ -687,9 +738,12 @@ def _drive(
     context: Any = None,
     run_id: str | None = None,
     resume: str | None = None,
+    decided: bool = False,
 ) -> int:
     """Runs (or resumes) to the end, approving waits with ``--yes``; prints and exits. On
-    SIGTERM, SIGINT or SIGHUP the run stops and is recorded ``interrupted`` (``_Shutdown``)."""
+    SIGTERM, SIGINT or SIGHUP the run stops and is recorded ``interrupted`` (``_Shutdown``).
+    ``decided``: the resume continues a decision just recorded (``batten approve``): when
+    another process holds the run, wait for it rather than fail."""
     progress = None
     if not args.quiet:
         progress = Progress(
@@ -738,16 +792,43 @@ def _drive(
             say(f"resuming run {resume} of {workflow.name}")
             if progress is not None:
                 progress.restore(*_restored(workflow, store.history(resume)))
-            result = await lifecycle.resume(
-                workflow,
-                resume,
-                store=store,
-                base=None,
-                on_event=sink,
-                retry_failed=True,
-                interrupt=interrupt,
-                **opts,
-            )
+            wait = bool(getattr(args, "wait", False))
+            wait_timeout = getattr(args, "wait_timeout", None)
+            try:
+                result = await lifecycle.resume(
+                    workflow,
+                    resume,
+                    store=store,
+                    base=None,
+                    on_event=sink,
+                    retry_failed=True,
+                    interrupt=interrupt,
+                    wait=wait,
+                    wait_timeout=wait_timeout,
+                    **opts,
+                )
+            except RunLeasedError as exc:
+                if not decided:
+                    raise
+                # Another process continues the run (another approval's continuation): only
+                # one executes it. Wait for it to end; it may well have taken this decision
+                # too, and then there is nothing left to run here.
+                say(
+                    f"run {resume} is being continued by its owner ({exc.host} pid {exc.pid}, "
+                    f"heartbeat {exc.heartbeat_age:.1f}s ago); waiting for it to end"
+                )
+                result = await lifecycle.resume(
+                    workflow,
+                    resume,
+                    store=store,
+                    base=None,
+                    on_event=sink,
+                    interrupt=interrupt,
+                    wait=True,
+                    **opts,
+                )
+                if all((s.metadata or {}).get("from_store") for s in result.steps):
+                    say(f"run {resume} was continued by its owner: {result.status}")
         while (
             args.yes
             and result.status == WorkflowStatus.WAITING_APPROVAL
@@ -896,7 +977,8 @@ def _next_steps(
     if status == WorkflowStatus.PAUSED:
         lines.append(f"paused; continue with: {resume}")
     elif status == WorkflowStatus.INTERRUPTED:
-        lines.append(f"{error or 'interrupted'}; continue with: {resume}")
+        reason = error or "interrupted (its process is gone)"
+        lines.append(f"{reason}; continue with: {resume}")
     elif status == WorkflowStatus.FAILED and lifecycle.COMPENSATION_FAILED not in (error or ""):
         lines.append(f"after fixing the cause: {resume}")
     return lines

@@ -12,6 +12,8 @@ pub(super) enum CbKind {
     Finish,
     /// A parked attempt may start (its wait passed, or a limiter freed a slot).
     Unpark,
+    /// The durable run's lease was lost: stop the run (see `RunInner::pump`).
+    LeaseLost,
 }
 
 /// A callable handed to asyncio (done-callbacks, `call_later`, `call_soon_threadsafe`).
@@ -51,6 +53,7 @@ impl Callback {
                 run.stop(py, Stop::TimedOut(run.run_timeout.unwrap_or_default()));
             }
             CbKind::Settle => run.settle_tasks(py),
+            CbKind::LeaseLost => run.stop(py, Stop::Cancelled),
             CbKind::Finish => run.complete(py),
             CbKind::Unpark => {
                 {

@@ -16,6 +16,23 @@ impl RunInner {
     /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
     /// any); returns one sync step for a worker to run inline.
     pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        // A durable run whose lease is lost (another process took it over) starts nothing
+        // more: it stops as if cancelled, and its late writes are refused by the store.
+        if let Some(j) = &self.journal {
+            if !self.lease_halted.load(std::sync::atomic::Ordering::Acquire)
+                && !j.shared.lease_ok(py)
+                && !self
+                    .lease_halted
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                if here == Where::Loop {
+                    self.stop(py, Stop::Cancelled);
+                } else {
+                    self.call_soon_threadsafe(py, CbKind::LeaseLost);
+                }
+                return None;
+            }
+        }
         let mut inline = None;
         loop {
             let Ready {

@@ -238,6 +238,8 @@ pub struct RunInner {
     flushing: Mutex<Option<std::thread::ThreadId>>,
     /// A durable run's checkpoint writer (see `journal`); `None`: nothing is stored.
     journal: Option<Journal>,
+    /// Set once this run was stopped because its journal's lease was lost (see `pump`).
+    lease_halted: std::sync::atomic::AtomicBool,
     st: Mutex<RunState>,
 }
 

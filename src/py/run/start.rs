@@ -195,6 +195,7 @@ impl RunInner {
             emit_lock: Mutex::new(()),
             flushing: Mutex::new(None),
             journal,
+            lease_halted: std::sync::atomic::AtomicBool::new(false),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run

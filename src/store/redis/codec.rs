@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::store::error::parse_json;
-use crate::store::{Decision, RunRecord, StepEvent, StoreError};
+use crate::store::{Decision, Lease, LeaseOwner, RunRecord, StepEvent, StoreError};
 
 /// An f64 as Redis and Lua read it back exactly (Rust's shortest round-trip form).
 pub(super) fn seconds(value: f64) -> String {
@@ -44,7 +44,23 @@ pub(super) fn decode_run(
         .remove("result")
         .map(|text| parse_json(&text, || format!("run '{run_id}' result")))
         .transpose()?;
+    let lease = match fields.remove("lease_owner") {
+        None => None,
+        Some(owner) => {
+            let mut number = |name: &str| {
+                let text = fields.remove(name).unwrap_or_default();
+                time(name, text)
+            };
+            Some(Lease {
+                owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
+                token: number("lease_token")? as u64,
+                heartbeat_at: number("lease_heartbeat")?,
+                expires_at: number("lease_expires")?,
+            })
+        }
+    };
     Ok(RunRecord {
+        lease,
         run_id: run_id.to_string(),
         workflow_id,
         name,

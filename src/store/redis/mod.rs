@@ -36,11 +36,14 @@ use self::codec::{
     decode_cache, decode_decision, decode_event, decode_run, encode_cache, encode_decision,
     encode_event, encode_run, seconds,
 };
-use self::scripts::{APPEND, CREATE_RUN, DECIDE, FINISH_STATUS, SET_CONTROL};
+use self::scripts::{
+    APPEND, CLAIM, CREATE_RUN, DECIDE, FINISH_STATUS, RELEASE, RENEW, SET_CONTROL,
+};
 use super::error::parse_json;
 use super::memory::sort_decisions;
 use super::{
-    redact, Control, Decision, ListedRun, RunRecord, StepEvent, Store, StoreError, SCHEMA_VERSION,
+    redact, Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store,
+    StoreError, SCHEMA_VERSION, UPGRADABLE_VERSIONS,
 };
 
 /// How long connecting (TCP, AUTH, SELECT) may take before the store is [`StoreError::Unreachable`].
@@ -218,6 +221,27 @@ impl RedisStore {
                 .await?;
             Ok(found)
         })?;
+        let upgradable = found
+            .as_deref()
+            .and_then(|f| f.trim().parse::<u32>().ok())
+            .filter(|v| UPGRADABLE_VERSIONS.contains(v));
+        if let Some(old) = upgradable {
+            // Version 1 -> 2 adds lease fields to run hashes, absent meaning "no lease": only the
+            // version key changes (compare-and-set, so a newer writer is never downgraded).
+            store.call(move |mut conn| async move {
+                let _: i64 = Cmd::new()
+                    .arg("EVAL")
+                    .arg("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) return 1 end return 0")
+                    .arg(1)
+                    .arg(SCHEMA_KEY)
+                    .arg(old.to_string())
+                    .arg(SCHEMA_VERSION.to_string())
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(())
+            })?;
+            return Ok(store);
+        }
         match found {
             Some(found) if found.trim().parse::<u32>() == Ok(SCHEMA_VERSION) => Ok(store),
             found => Err(StoreError::SchemaVersion {
@@ -274,6 +298,93 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// `EVAL script` returning an array of strings, or `None` for a nil answer.
+    fn eval_strings(
+        &self,
+        script: &'static str,
+        keys: Vec<String>,
+        args: Vec<String>,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        self.call(move |mut conn| async move {
+            let mut cmd = Cmd::new();
+            cmd.arg("EVAL")
+                .arg(script)
+                .arg(keys.len())
+                .arg(keys)
+                .arg(args);
+            Ok(cmd.query_async(&mut conn).await?)
+        })
+    }
+
+    fn finish(
+        &self,
+        run_id: &str,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        fence: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let flag = |present: bool| if present { "1" } else { "0" }.to_string();
+        let args = vec![
+            status.to_string(),
+            seconds(at),
+            flag(error.is_some()),
+            error.unwrap_or_default().to_string(),
+            flag(result.is_some()),
+            result.map(Value::to_string).unwrap_or_default(),
+            fence.map(|t| t.to_string()).unwrap_or_default(),
+        ];
+        match self.eval(FINISH_STATUS, vec![run_key(run_id)], args)? {
+            1 => Ok(()),
+            lost if lost <= -2 => Err(lease_lost(run_id, fence.unwrap_or(0), lost)),
+            _ => Err(StoreError::RunNotFound(run_id.to_string())),
+        }
+    }
+
+    fn push(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        fence: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let mut args = Vec::with_capacity(events.len() + 1);
+        args.push(fence.map(|t| t.to_string()).unwrap_or_default());
+        args.extend(events.iter().map(encode_event));
+        let count = events.len() as u64;
+        let keys = vec![run_key(run_id), run_part_key(run_id, "events")];
+        match self.eval(APPEND, keys, args)? {
+            -1 => Err(StoreError::RunNotFound(run_id.to_string())),
+            lost if lost <= -2 => Err(lease_lost(run_id, fence.unwrap_or(0), lost)),
+            // An empty batch returns 0, not the length; it was given no seqs anyway.
+            _ if count == 0 => Ok(Vec::new()),
+            length => {
+                let last = length as u64;
+                Ok((last - count + 1..=last).collect())
+            }
+        }
+    }
+}
+
+/// `LeaseLost` from a script's `-2 - current token` answer.
+fn lease_lost(run_id: &str, token: u64, answer: i64) -> StoreError {
+    StoreError::LeaseLost {
+        run_id: run_id.to_string(),
+        token,
+        current: (-2 - answer) as u64,
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(run_id: &str, text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|_| {
+        StoreError::corrupt(
+            format!("run '{run_id}' lease"),
+            format_args!("'{text}' is not a number"),
+        )
+    })
+}
+
 impl Store for RedisStore {
     fn url(&self) -> &str {
         &self.url
@@ -318,18 +429,86 @@ impl Store for RedisStore {
         error: Option<&str>,
         result: Option<&Value>,
     ) -> Result<(), StoreError> {
-        let flag = |present: bool| if present { "1" } else { "0" }.to_string();
+        self.finish(run_id, status, at, error, result, None)
+    }
+
+    fn finish_status_fenced(
+        &self,
+        run_id: &str,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        token: u64,
+    ) -> Result<(), StoreError> {
+        self.finish(run_id, status, at, error, result, Some(token))
+    }
+
+    fn claim(
+        &self,
+        run_id: &str,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+        take_over: Option<u64>,
+    ) -> Result<Claim, StoreError> {
         let args = vec![
-            status.to_string(),
-            seconds(at),
-            flag(error.is_some()),
-            error.unwrap_or_default().to_string(),
-            flag(result.is_some()),
-            result.map(Value::to_string).unwrap_or_default(),
+            seconds(now),
+            seconds(now + ttl),
+            take_over.map(|t| t.to_string()).unwrap_or_default(),
+            owner.encode(),
         ];
-        match self.eval(FINISH_STATUS, vec![run_key(run_id)], args)? {
-            1 => Ok(()),
-            _ => Err(StoreError::RunNotFound(run_id.to_string())),
+        let Some(answer) = self.eval_strings(CLAIM, vec![run_key(run_id)], args)? else {
+            return Err(StoreError::RunNotFound(run_id.to_string()));
+        };
+        let [won, token, owner, heartbeat_at, expires_at] = answer.as_slice() else {
+            return Err(StoreError::Backend(format!(
+                "{}: unexpected claim answer {answer:?}",
+                self.url
+            )));
+        };
+        let lease = Lease {
+            owner: LeaseOwner::decode(owner, || format!("run '{run_id}' lease"))?,
+            token: parse_number(run_id, token)?,
+            heartbeat_at: parse_number(run_id, heartbeat_at)?,
+            expires_at: parse_number(run_id, expires_at)?,
+        };
+        Ok(if won == "1" {
+            Claim::Won(lease)
+        } else {
+            Claim::Held(lease)
+        })
+    }
+
+    fn renew(&self, run_id: &str, token: u64, now: f64, ttl: f64) -> Result<Lease, StoreError> {
+        let expires_at = now + ttl;
+        let args = vec![token.to_string(), seconds(now), seconds(expires_at)];
+        let Some(answer) = self.eval_strings(RENEW, vec![run_key(run_id)], args)? else {
+            return Err(StoreError::RunNotFound(run_id.to_string()));
+        };
+        match answer.as_slice() {
+            [ok, owner] if ok == "1" => Ok(Lease {
+                owner: LeaseOwner::decode(owner, || format!("run '{run_id}' lease"))?,
+                token,
+                heartbeat_at: now,
+                expires_at,
+            }),
+            [_, current] => Err(StoreError::LeaseLost {
+                run_id: run_id.to_string(),
+                token,
+                current: parse_number(run_id, current)?,
+            }),
+            _ => Err(StoreError::Backend(format!(
+                "{}: unexpected renew answer {answer:?}",
+                self.url
+            ))),
+        }
+    }
+
+    fn release(&self, run_id: &str, token: u64) -> Result<bool, StoreError> {
+        match self.eval(RELEASE, vec![run_key(run_id)], vec![token.to_string()])? {
+            -1 => Err(StoreError::RunNotFound(run_id.to_string())),
+            answer => Ok(answer == 1),
         }
     }
 
@@ -387,18 +566,16 @@ impl Store for RedisStore {
     }
 
     fn append(&self, run_id: &str, events: &[StepEvent]) -> Result<Vec<u64>, StoreError> {
-        let encoded: Vec<String> = events.iter().map(encode_event).collect();
-        let count = encoded.len() as u64;
-        let keys = vec![run_key(run_id), run_part_key(run_id, "events")];
-        match self.eval(APPEND, keys, encoded)? {
-            length if length < 0 => Err(StoreError::RunNotFound(run_id.to_string())),
-            // An empty batch returns 0, not the length; it was given no seqs anyway.
-            _ if count == 0 => Ok(Vec::new()),
-            length => {
-                let last = length as u64;
-                Ok((last - count + 1..=last).collect())
-            }
-        }
+        self.push(run_id, events, None)
+    }
+
+    fn append_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        token: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.push(run_id, events, Some(token))
     }
 
     fn events(&self, run_id: &str, after: u64) -> Result<Vec<StepEvent>, StoreError> {

@@ -26,13 +26,18 @@ use self::checkpoint::{Checkpointer, CHECKPOINT_PAGES};
 use self::schema::{MAX_SEQ, SEQ_BITS};
 use super::error::parse_json;
 use super::memory::sort_decisions;
-use super::{Control, Decision, ListedRun, RunRecord, StepEvent, Store, StoreError};
+use super::{
+    Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store, StoreError,
+};
 
 /// How long a write waits for another process's write to finish before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const RUN_COLUMNS: &str =
     "run_id, workflow_id, name, version, status, created_at, updated_at, input, error, result";
+/// [`RUN_COLUMNS`] and the lease's, as [`SqliteStore::read_run`] reads them.
+const READ_COLUMNS: &str = "run_id, workflow_id, name, version, status, created_at, updated_at, \
+     input, error, result, lease_token, lease_owner, lease_heartbeat, lease_expires";
 
 /// A [`Store`] in a SQLite file (`sqlite:///path.db`), shared by any number of processes.
 pub struct SqliteStore {
@@ -145,13 +150,108 @@ impl SqliteStore {
             .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))
     }
 
+    /// `append`, refused with `LeaseLost` when `fence` is a token other than the run's held one.
+    fn append_checked(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        fence: Option<u64>,
+    ) -> Result<Vec<u64>, StoreError> {
+        // Serialized before taking the lock.
+        let encoded: Vec<[Option<String>; 3]> = events
+            .iter()
+            .map(|e| {
+                [
+                    e.output.as_ref().map(to_json),
+                    e.delta.as_ref().map(to_json),
+                    e.detail.as_ref().map(to_json),
+                ]
+            })
+            .collect();
+        self.write(|conn| {
+            // The run's last event, read under the write lock: another process appending to the
+            // same run waits for our commit, then reads the id we wrote.
+            // The lease is read in the same statement: a fenced append costs no extra query.
+            let Some((key, last_id, token, held)) = conn
+                .prepare_cached(
+                    "SELECT key, (SELECT id FROM events
+                                  WHERE id > runs.key << 32 AND id <= (runs.key << 32) | 0xFFFFFFFF
+                                  ORDER BY id DESC LIMIT 1),
+                            lease_token, lease_owner IS NOT NULL
+                     FROM runs WHERE run_id = ?1",
+                )?
+                .query_row([run_id], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, Option<i64>>(1)?,
+                        row.get::<_, i64>(2)? as u64,
+                        row.get::<_, bool>(3)?,
+                    ))
+                })
+                .optional()?
+            else {
+                return Ok(Err(StoreError::RunNotFound(run_id.to_string())));
+            };
+            if let Some(fence) = fence.filter(|fence| !held || *fence != token) {
+                return Ok(Err(StoreError::LeaseLost {
+                    run_id: run_id.to_string(),
+                    token: fence,
+                    current: token,
+                }));
+            }
+            let last_seq = last_id.map_or(0, |id| id - first_id(key));
+            if last_seq + events.len() as i64 > MAX_SEQ {
+                return Ok(Err(StoreError::Backend(format!(
+                    "run '{run_id}' cannot hold more than {MAX_SEQ} events"
+                ))));
+            }
+            let mut insert = conn.prepare_cached(
+                "INSERT INTO events (id, step_id, status, attempt, at, duration_ms, error_type, error,
+                                     output, delta, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            let mut seqs = Vec::with_capacity(events.len());
+            for ((event, [output, delta, detail]), seq) in
+                events.iter().zip(&encoded).zip(last_seq + 1..)
+            {
+                insert.execute(params![
+                    first_id(key) + seq,
+                    event.step_id,
+                    event.status,
+                    event.attempt,
+                    event.at,
+                    event.duration_ms,
+                    event.error_type,
+                    event.error,
+                    output,
+                    delta,
+                    detail,
+                ])?;
+                seqs.push(seq as u64);
+            }
+            Ok(Ok(seqs))
+        })
+    }
+
     fn read_run(row: &Row<'_>) -> Result<RunRecord, StoreError> {
         let run_id: String = column(row, 0, || "a run".to_string())?;
         let what = || format!("run '{run_id}'");
         let input: String = column(row, 7, what)?;
         let error: Option<String> = column(row, 8, what)?;
         let result: Option<String> = column(row, 9, what)?;
+        let token: i64 = column(row, 10, what)?;
+        let owner: Option<String> = column(row, 11, what)?;
+        let lease = match owner {
+            None => None,
+            Some(owner) => Some(Lease {
+                owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
+                token: token as u64,
+                heartbeat_at: column::<Option<f64>>(row, 12, what)?.unwrap_or(0.0),
+                expires_at: column::<Option<f64>>(row, 13, what)?.unwrap_or(0.0),
+            }),
+        };
         Ok(RunRecord {
+            lease,
             workflow_id: column(row, 1, what)?,
             name: column(row, 2, what)?,
             version: column(row, 3, what)?,
@@ -166,6 +266,58 @@ impl SqliteStore {
             run_id: run_id.clone(),
         })
     }
+}
+
+/// The run's token counter and its held lease (`None`: run absent; inner `Err`: a corrupt owner).
+#[allow(clippy::type_complexity)]
+fn read_lease(
+    conn: &Connection,
+    run_id: &str,
+) -> rusqlite::Result<Option<Result<(u64, Option<Lease>), StoreError>>> {
+    let row: Option<(i64, Option<String>, Option<f64>, Option<f64>)> = conn
+        .prepare_cached(
+            "SELECT lease_token, lease_owner, lease_heartbeat, lease_expires FROM runs
+             WHERE run_id = ?1",
+        )?
+        .query_row([run_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .optional()?;
+    Ok(row.map(|(token, owner, heartbeat_at, expires_at)| {
+        let token = token as u64;
+        let lease = owner
+            .map(|owner| {
+                Ok::<_, StoreError>(Lease {
+                    owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
+                    token,
+                    heartbeat_at: heartbeat_at.unwrap_or(0.0),
+                    expires_at: expires_at.unwrap_or(0.0),
+                })
+            })
+            .transpose()?;
+        Ok((token, lease))
+    }))
+}
+
+/// `Ok(Err(LeaseLost))` unless `token` is the run's held lease; `Ok(Err(RunNotFound))` if absent.
+fn check_fence(
+    conn: &Connection,
+    run_id: &str,
+    token: u64,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    let row: Option<(i64, bool)> = conn
+        .prepare_cached("SELECT lease_token, lease_owner IS NOT NULL FROM runs WHERE run_id = ?1")?
+        .query_row([run_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => Err(StoreError::RunNotFound(run_id.to_string())),
+        Some((current, held)) if !held || current as u64 != token => Err(StoreError::LeaseLost {
+            run_id: run_id.to_string(),
+            token,
+            current: current as u64,
+        }),
+        Some(_) => Ok(()),
+    })
 }
 
 fn run_key(conn: &Connection, run_id: &str) -> rusqlite::Result<Option<i64>> {
@@ -234,7 +386,9 @@ impl Store for SqliteStore {
     fn get_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
         let conn = self.conn.lock();
         let mut stmt = conn
-            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"))
+            .prepare_cached(&format!(
+                "SELECT {READ_COLUMNS} FROM runs WHERE run_id = ?1"
+            ))
             .map_err(|e| self.backend(e))?;
         let mut rows = stmt.query([run_id]).map_err(|e| self.backend(e))?;
         match rows.next().map_err(|e| self.backend(e))? {
@@ -276,7 +430,7 @@ impl Store for SqliteStore {
         let conn = self.conn.lock();
         let mut stmt = conn
             .prepare_cached(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs
+                "SELECT {READ_COLUMNS} FROM runs
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow_id = ?2)
                  ORDER BY created_at DESC, rowid DESC LIMIT ?3"
             ))
@@ -292,64 +446,122 @@ impl Store for SqliteStore {
     }
 
     fn append(&self, run_id: &str, events: &[StepEvent]) -> Result<Vec<u64>, StoreError> {
-        // Serialized before taking the lock.
-        let encoded: Vec<[Option<String>; 3]> = events
-            .iter()
-            .map(|e| {
-                [
-                    e.output.as_ref().map(to_json),
-                    e.delta.as_ref().map(to_json),
-                    e.detail.as_ref().map(to_json),
-                ]
-            })
-            .collect();
+        self.append_checked(run_id, events, None)
+    }
+
+    fn append_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        token: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        self.append_checked(run_id, events, Some(token))
+    }
+
+    fn finish_status_fenced(
+        &self,
+        run_id: &str,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        token: u64,
+    ) -> Result<(), StoreError> {
+        let result = result.map(to_json);
         self.write(|conn| {
-            // The run's last event, read under the write lock: another process appending to the
-            // same run waits for our commit, then reads the id we wrote.
-            let Some((key, last_id)) = conn
-                .prepare_cached(
-                    "SELECT key, (SELECT id FROM events
-                                  WHERE id > runs.key << 32 AND id <= (runs.key << 32) | 0xFFFFFFFF
-                                  ORDER BY id DESC LIMIT 1)
-                     FROM runs WHERE run_id = ?1",
-                )?
-                .query_row([run_id], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, Option<i64>>(1)?)))
-                .optional()?
-            else {
+            if let Err(e) = check_fence(conn, run_id, token)? {
+                return Ok(Err(e));
+            }
+            conn.prepare_cached(
+                "UPDATE runs SET status = ?2, updated_at = ?3, error = COALESCE(?4, error),
+                 result = COALESCE(?5, result) WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, status, at, error, result])?;
+            Ok(Ok(()))
+        })
+    }
+
+    fn claim(
+        &self,
+        run_id: &str,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+        take_over: Option<u64>,
+    ) -> Result<Claim, StoreError> {
+        self.write(|conn| {
+            let Some(current) = read_lease(conn, run_id)? else {
                 return Ok(Err(StoreError::RunNotFound(run_id.to_string())));
             };
-            let last_seq = last_id.map_or(0, |id| id - first_id(key));
-            if last_seq + events.len() as i64 > MAX_SEQ {
-                return Ok(Err(StoreError::Backend(format!(
-                    "run '{run_id}' cannot hold more than {MAX_SEQ} events"
-                ))));
+            let (token, held) = match current {
+                Ok(current) => current,
+                Err(e) => return Ok(Err(e)),
+            };
+            if let Some(lease) = held {
+                if lease.is_live(now) && take_over != Some(lease.token) {
+                    return Ok(Ok(Claim::Held(lease)));
+                }
             }
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO events (id, step_id, status, attempt, at, duration_ms, error_type, error,
-                                     output, delta, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut seqs = Vec::with_capacity(events.len());
-            for ((event, [output, delta, detail]), seq) in
-                events.iter().zip(&encoded).zip(last_seq + 1..)
-            {
-                insert.execute(params![
-                    first_id(key) + seq,
-                    event.step_id,
-                    event.status,
-                    event.attempt,
-                    event.at,
-                    event.duration_ms,
-                    event.error_type,
-                    event.error,
-                    output,
-                    delta,
-                    detail,
-                ])?;
-                seqs.push(seq as u64);
-            }
-            Ok(Ok(seqs))
+            let lease = Lease {
+                owner: owner.clone(),
+                token: token + 1,
+                heartbeat_at: now,
+                expires_at: now + ttl,
+            };
+            conn.prepare_cached(
+                "UPDATE runs SET lease_token = ?2, lease_owner = ?3, lease_heartbeat = ?4,
+                 lease_expires = ?5 WHERE run_id = ?1",
+            )?
+            .execute(params![
+                run_id,
+                lease.token as i64,
+                owner.encode(),
+                lease.heartbeat_at,
+                lease.expires_at
+            ])?;
+            Ok(Ok(Claim::Won(lease)))
         })
+    }
+
+    fn renew(&self, run_id: &str, token: u64, now: f64, ttl: f64) -> Result<Lease, StoreError> {
+        self.write(|conn| {
+            let Some(current) = read_lease(conn, run_id)? else {
+                return Ok(Err(StoreError::RunNotFound(run_id.to_string())));
+            };
+            let (current, held) = match current {
+                Ok(current) => current,
+                Err(e) => return Ok(Err(e)),
+            };
+            let Some(mut lease) = held.filter(|lease| lease.token == token) else {
+                return Ok(Err(StoreError::LeaseLost {
+                    run_id: run_id.to_string(),
+                    token,
+                    current,
+                }));
+            };
+            lease.heartbeat_at = now;
+            lease.expires_at = now + ttl;
+            conn.prepare_cached(
+                "UPDATE runs SET lease_heartbeat = ?2, lease_expires = ?3 WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, lease.heartbeat_at, lease.expires_at])?;
+            Ok(Ok(lease))
+        })
+    }
+
+    fn release(&self, run_id: &str, token: u64) -> Result<bool, StoreError> {
+        let conn = self.conn.lock();
+        let updated = conn
+            .prepare_cached(
+                "UPDATE runs SET lease_owner = NULL, lease_heartbeat = NULL, lease_expires = NULL
+                 WHERE run_id = ?1 AND lease_token = ?2 AND lease_owner IS NOT NULL",
+            )
+            .and_then(|mut stmt| stmt.execute(params![run_id, token as i64]))
+            .map_err(|e| self.backend(e))?;
+        if updated == 0 {
+            self.run_key(&conn, run_id)?;
+        }
+        Ok(updated > 0)
     }
 
     fn events(&self, run_id: &str, after: u64) -> Result<Vec<StepEvent>, StoreError> {

@@ -29,7 +29,11 @@ CREATE TABLE runs (
     updated_at REAL NOT NULL,
     input TEXT NOT NULL,
     error TEXT,
-    result TEXT
+    result TEXT,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_heartbeat REAL,
+    lease_expires REAL
 );
 CREATE INDEX runs_by_created ON runs (created_at);
 CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at);
@@ -61,6 +65,16 @@ CREATE TABLE decisions (
 );
 CREATE TABLE cache (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL);
 CREATE TABLE workflows (workflow_id TEXT PRIMARY KEY NOT NULL, definition TEXT NOT NULL);
+";
+
+/// Version 1 -> 2: the run lease. The token counter starts at 0 (never claimed) and no run has
+/// an owner, so a run an older batten left RUNNING shows as interrupted.
+const UPGRADE_1_TO_2: &str = "
+ALTER TABLE runs ADD COLUMN lease_token INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN lease_owner TEXT;
+ALTER TABLE runs ADD COLUMN lease_heartbeat REAL;
+ALTER TABLE runs ADD COLUMN lease_expires REAL;
+UPDATE meta SET value = '2' WHERE key = 'schema_version';
 ";
 
 /// Sets up a freshly opened connection and checks (or, in an empty database, creates) the schema.
@@ -135,6 +149,11 @@ fn check_or_create(conn: &Connection) -> Result<(), Checked> {
     };
     match found {
         Some(found) if found.trim().parse::<u32>() == Ok(SCHEMA_VERSION) => Ok(()),
+        // Inside prepare's BEGIN IMMEDIATE: of several processes opening it at once, one upgrades.
+        Some(found) if found.trim().parse::<u32>() == Ok(1) => {
+            conn.execute_batch(UPGRADE_1_TO_2)?;
+            Ok(())
+        }
         found => Err(Checked::Store(StoreError::SchemaVersion {
             found: found.unwrap_or_else(|| "(none)".to_string()),
             expected: SCHEMA_VERSION,
