@@ -22,6 +22,7 @@ import collections
 import inspect
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,22 @@ Resolver = Callable[[Any, str, str], Resolved]
 
 #: A granted "slot" with no instance yet: the caller makes one with the factory.
 _CREATE = object()
+
+#: Every live pool, weakly held: OpenTelemetry's observable instruments read their ``stats()``
+#: (``batten._runtime.telemetry``, only once a meter provider is configured).
+LIVE: weakref.WeakSet[AgentPool] = weakref.WeakSet()
+#: ``hook(pool, seconds)`` called after each wait for an instance, or ``None``: set by
+#: ``batten._runtime.telemetry`` when a meter provider is configured (the wait histogram).
+WAIT_HOOK: list[Callable[[AgentPool, float], None] | None] = [None]
+
+
+def _report_wait(pool: AgentPool, seconds: float) -> None:
+    hook = WAIT_HOOK[0]
+    if hook is not None:
+        try:
+            hook(pool, seconds)
+        except Exception:  # telemetry never breaks a call
+            pass
 
 
 @dataclass(frozen=True)
@@ -227,6 +244,7 @@ class AgentPool:
         self._shapes: dict[str, tuple[bool, bool]] = {}
         #: Every instance alive (busy or idle).
         self._alive: set[_Slot] = set()
+        LIVE.add(self)
 
     # -- public --------------------------------------------------------------------------
 
@@ -284,20 +302,24 @@ class AgentPool:
             self._give_back_locked(token)
 
     def _waited(self, started: float) -> None:
+        seconds = time.monotonic() - started
         with self._lock:
             self._waits += 1
-            self._wait_seconds += time.monotonic() - started
+            self._wait_seconds += seconds
+        _report_wait(self, seconds)
 
     def _gave_up(self, waiter: _Waiter, started: float) -> bool:
         """After a wait ended without the wake-up: ``True`` when the waiter was granted a
         slot anyway (keep it), else it leaves the queue. Counts the wait."""
+        seconds = time.monotonic() - started
         with self._lock:
             self._waits += 1
-            self._wait_seconds += time.monotonic() - started
-            if waiter.granted:
-                return True
-            self._waiters.remove(waiter)
-            return False
+            self._wait_seconds += seconds
+            granted = waiter.granted
+            if not granted:
+                self._waiters.remove(waiter)
+        _report_wait(self, seconds)
+        return granted
 
     def _timeout_error(self, step_id: str, seconds: float | None) -> StepTimeoutError:
         label = f"'{self.name}' " if self.name else ""

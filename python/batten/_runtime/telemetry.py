@@ -83,9 +83,11 @@ from batten.steps.base import Step
 from batten.steps.protocol import CallSpec
 
 __all__ = [
+    "END_TTL",
     "RunTelemetry",
     "attached_carrier",
     "compile_key",
+    "end_key",
     "inject_carrier",
     "start_run",
 ]
@@ -194,7 +196,17 @@ class _Instruments:
         self.queue_wait = meter.create_histogram(
             "batten.step.queue_wait",
             unit="s",
+            description="Time a ready step waited for a concurrency slot before its first attempt",
+        )
+        self.start_delay = meter.create_histogram(
+            "batten.step.start_delay",
+            unit="s",
             description="Time from the engine starting an attempt to the step's code running",
+        )
+        self.traffic_wait = meter.create_histogram(
+            "batten.traffic.wait",
+            unit="s",
+            description="Time an attempt was held back by a rate limit or an open circuit",
         )
         self.circuit = meter.create_counter(
             "batten.circuit.transitions",
@@ -206,6 +218,59 @@ class _Instruments:
             unit="{token}",
             description="Number of input and output tokens used",
         )
+        _pool_instruments(meter)
+
+
+def _pool_instruments(meter: Any) -> None:
+    """The observable instruments of every live ``AgentPool`` (read from ``pool.stats()`` at
+    each collection, summed per ``batten.pool.name``) and the pool wait histogram (fed by the
+    pool's wait hook). Imports ``batten.pool`` (only here: a meter provider is configured)."""
+    from opentelemetry.metrics import Observation
+
+    from batten import pool as pool_mod
+
+    def observe(*fields: str) -> Callable[[Any], list[Any]]:
+        def callback(_options: Any) -> list[Any]:
+            sums: dict[str, float] = {}
+            for p in list(pool_mod.LIVE):
+                stats = p.stats()
+                name = p.name or "AgentPool"
+                sums[name] = sums.get(name, 0) + sum(getattr(stats, f) for f in fields)
+            return [Observation(v, {"batten.pool.name": k}) for k, v in sums.items()]
+
+        return callback
+
+    for name, field, desc in (
+        ("batten.agent_pool.size", "size", "The most instances an agent pool holds"),
+        ("batten.agent_pool.busy", "busy", "Calls holding an agent pool instance now"),
+        ("batten.agent_pool.waiting", "waiting", "Calls waiting for an agent pool instance"),
+    ):
+        meter.create_observable_gauge(
+            name, callbacks=[observe(field)], unit="{instance}", description=desc
+        )
+    for name, field, unit, desc in (
+        ("batten.agent_pool.waits", "waits", "{wait}", "Calls that waited for an instance"),
+        (
+            "batten.agent_pool.replacements",
+            "replaced",
+            "{instance}",
+            "Instances dropped because their call raised one of replace_on",
+        ),
+        ("batten.agent_pool.calls", "calls", "{call}", "Calls given an instance"),
+    ):
+        meter.create_observable_counter(
+            name, callbacks=[observe(field)], unit=unit, description=desc
+        )
+    waited = meter.create_histogram(
+        "batten.agent_pool.wait",
+        unit="s",
+        description="Time a call waited for an agent pool instance",
+    )
+
+    def on_wait(p: Any, seconds: float) -> None:
+        waited.record(seconds, {"batten.pool.name": p.name or "AgentPool"})
+
+    pool_mod.WAIT_HOOK[0] = on_wait
 
 
 def _low(path: str) -> str:
@@ -316,6 +381,12 @@ class RunTelemetry:
         self.name = workflow.name or workflow.workflow_id
         self.lock = threading.Lock()
         self.attempts: dict[str, int] = {}
+        #: ``{path: attempt}`` the engine numbered each step's latest attempt (its "started").
+        self.numbered: dict[str, int] = {}
+        #: ``{path: attempts}`` recorded by earlier stretches of a resumed durable run.
+        self.earlier: dict[str, int] = {}
+        #: ``{path: seconds}`` a step waited for a concurrency slot, until its "started".
+        self.slot_waits: dict[str, float] = {}
         self.current: dict[str, _Attempt] = {}
         self.started_at: dict[str, float] = {}
         self.t0 = time.monotonic()
@@ -426,8 +497,9 @@ class RunTelemetry:
             n = self.attempts.get(path, 0) + 1
             self.attempts[path] = n
             queued = self.started_at.pop(path, None)
+            n = self.numbered.get(path, n) + self.earlier.get(path, 0)
         if self.inst is not None and queued is not None:
-            self.inst.queue_wait.record(
+            self.inst.start_delay.record(
                 max(0.0, now - queued),
                 {"batten.workflow.id": self.workflow_id, "batten.step.path": _low(path)},
             )
@@ -525,8 +597,27 @@ class RunTelemetry:
         if kind == "started":
             with self.lock:
                 self.started_at[path] = time.monotonic()
+                self.numbered[path] = attempt
+                slot_wait = self.slot_waits.pop(path, 0.0)
             if self.inst is not None:
                 self.inst.attempts.add(1, base)
+                if attempt == 1:
+                    self.inst.queue_wait.record(slot_wait, base)
+            return
+        if kind == "waited":
+            seconds, what, name = payload
+            if what == "concurrency":
+                with self.lock:
+                    self.slot_waits[path] = float(seconds)
+            elif self.inst is not None:
+                self.inst.traffic_wait.record(
+                    float(seconds),
+                    {
+                        "batten.workflow.id": self.workflow_id,
+                        "batten.traffic.kind": what,
+                        "batten.traffic.name": str(name),
+                    },
+                )
             return
         if kind == "retrying":
             delay, error = payload
@@ -615,15 +706,25 @@ class RunTelemetry:
             att.span.set_status(Status(StatusCode.ERROR, "StepTimeoutError: attempt timed out"))
 
 
-def start_run(workflow: Any, carrier: Mapping[str, str] | None = None) -> RunTelemetry | None:
+def start_run(
+    workflow: Any,
+    carrier: Mapping[str, str] | None = None,
+    previous: Mapping[str, str] | None = None,
+    earlier_attempts: Mapping[str, int] | None = None,
+) -> RunTelemetry | None:
     """The observation of a run of ``workflow`` starting now, or ``None`` when no tracer or
     meter provider is configured (decided here, once per run).
 
     Args:
         workflow: the ``Workflow``.
         carrier: the W3C trace context stored with a durable run being resumed
-            (``{"traceparent": ...}``), or ``None`` for a new run: the run span's parent is
-            then the caller's current span.
+            (``{"traceparent": ...}``, its first run span), or ``None`` for a new run: the run
+            span's parent is then the caller's current span.
+        previous: the W3C trace context of the run span that ended the run's previous stretch
+            (paused, waiting for approval, failed; see :func:`end_key`), or ``None``: the new
+            run span links to it (``batten.link = "previous_stretch"``), else to ``carrier``'s.
+        earlier_attempts: ``{step path: attempts}`` recorded by earlier stretches, added to the
+            engine's attempt numbers (``batten.step.attempt`` counts across a resume).
     """
     tracer, instruments = _providers()
     if tracer is None and instruments is None:
@@ -637,13 +738,33 @@ def start_run(workflow: Any, carrier: Mapping[str, str] | None = None) -> RunTel
         parent = extract(dict(carrier))
         stored = trace.get_current_span(parent).get_span_context()
         if stored.is_valid:
-            links = (trace.Link(stored, {"batten.link": "previous_stretch"}),)
+            before = stored
+            if previous:
+                ended = trace.get_current_span(extract(dict(previous))).get_span_context()
+                if ended.is_valid and ended.trace_id == stored.trace_id:
+                    before = ended
+            links = (trace.Link(before, {"batten.link": "previous_stretch"}),)
             caller = trace.get_current_span().get_span_context()
             if caller.is_valid and caller.trace_id != stored.trace_id:
                 links += (trace.Link(caller, {"batten.link": "resumed_by"}),)
         else:
             parent = None
-    return RunTelemetry(tracer, instruments, workflow, parent, links, resumed=bool(carrier))
+    tel = RunTelemetry(tracer, instruments, workflow, parent, links, resumed=bool(carrier))
+    if earlier_attempts:
+        tel.earlier.update(earlier_attempts)
+    return tel
+
+
+def end_key(run_id: str) -> str:
+    """The store cache key under which a traced durable run keeps the W3C trace context of the
+    run span that ended its latest stretch (``{"traceparent": ...}``), for the next resume's
+    link. Kept :data:`END_TTL` seconds."""
+    return f"batten:trace-end:{run_id}"
+
+
+#: Seconds a stretch's end span context is kept in the store (400 days: a paused run may be
+#: resumed long after).
+END_TTL = 400 * 24 * 3600.0
 
 
 def _wrap(meta: _Meta, invoke: Callable[..., Any], is_async: bool, wants: bool) -> Any:
