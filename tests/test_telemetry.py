@@ -903,3 +903,30 @@ def test_resumes_count_attempts_on_and_link_to_the_previous_stretch(
     assert run3.parent is not None and run3.parent.span_id == run1.context.span_id
     assert [ln.context.span_id for ln in run3.links] == [run2.context.span_id]
     assert run3.links[0].attributes == {"batten.link": "previous_stretch"}
+
+
+def test_a_step_with_a_fallback_gets_a_recovery_span_holding_its_attempts(otel: Otel) -> None:
+    def down() -> str:
+        raise ConnectionError("down")
+
+    def spare() -> str:
+        return "spare"
+
+    wf = Workflow("recovering")
+    wf.add_step(ToolStep("s", down).with_retry(policy=FAST).with_fallback(ToolStep("fb", spare)))
+    result = run_under(otel, wf)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    run = otel.one("invoke_workflow recovering")
+    recover = otel.one("recover s")
+    assert otel.parent_of(recover) is run
+    assert recover.attributes["batten.step.kind"] == "recovery"
+    tries = otel.named("execute_tool down")
+    assert sorted(s.attributes["batten.step.attempt"] for s in tries) == [1, 2, 3]
+    assert all(otel.parent_of(s) is recover for s in tries)
+    assert all(s.attributes["batten.step.path"] == "s/s" for s in tries)
+    assert sum(len([e for e in s.events if e.name == "batten.retry"]) for s in tries) == 2
+    spare_span = otel.one("execute_tool spare")
+    assert otel.parent_of(spare_span) is recover
+    assert spare_span.attributes["batten.step.path"] == "s/fb"
+    run_id = run.attributes["batten.run_id"]
+    assert all(s.attributes["batten.run_id"] == run_id for s in [recover, spare_span, *tries])

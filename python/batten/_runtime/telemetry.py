@@ -78,6 +78,7 @@ from batten._runtime.compile import (
     register_call_wrapper,
     register_compile_key,
     register_item_wrapper,
+    register_takeover_wrapper,
 )
 from batten.steps.base import Step
 from batten.steps.protocol import CallSpec
@@ -811,6 +812,25 @@ def wrap_call(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
     return _wrap(_meta(step, opts.workflow_id), invoke, is_async, wants), is_async, True, refs
 
 
+def wrap_takeover(step: Step, opts: CompileOptions, invoke: Callable[..., Any]) -> Any:
+    """A takeover's call (a step with a fallback or error handler, :mod:`.recovery`) making a
+    ``recover {step id}`` span that holds the step's own attempts and its recovery step's, when
+    telemetry is on at compile time; else ``invoke`` unchanged."""
+    if not compile_key():
+        return invoke
+    sid = step.step_id
+    meta = _Meta(
+        f"recover {sid}",
+        None,
+        {
+            "batten.workflow.id": opts.workflow_id,
+            "batten.step.id": sid,
+            "batten.step.kind": "recovery",
+        },
+    )
+    return _wrap(meta, invoke, True, True)
+
+
 def wrap_item(
     step: Any,
     workflow_id: str,
@@ -896,3 +916,4 @@ def attached_carrier(carrier: Mapping[str, str] | None) -> Iterator[None]:
 register_compile_key(compile_key)
 register_call_wrapper(wrap_call)
 register_item_wrapper(wrap_item)
+register_takeover_wrapper(wrap_takeover)
