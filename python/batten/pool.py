@@ -63,10 +63,12 @@ class PoolStats:
 
     The gauges (``size``, ``instances``, ``busy``, ``idle``, ``waiting``) are values now; the
     counters (``calls``, ``waits``, ``wait_seconds``, ``created``, ``replaced``) only grow over
-    the pool's life. Each maps to one OpenTelemetry instrument: the gauges to an
-    ``UpDownCounter`` or observable gauge (e.g. ``batten.agent_pool.busy``), the counters to a
-    ``Counter`` (``batten.agent_pool.waits``), ``wait_seconds`` to a ``Counter`` in seconds
-    (unit ``s``).
+    the pool's life. With an OpenTelemetry meter provider configured, batten reports them for
+    every live pool (by ``batten.pool.name``): ``size``, ``busy`` and ``waiting`` as observable
+    gauges ``batten.agent_pool.size`` / ``.busy`` / ``.waiting``, ``calls``, ``waits`` and
+    ``replaced`` as observable counters ``batten.agent_pool.calls`` / ``.waits`` /
+    ``.replacements``, and each wait's seconds in the histogram ``batten.agent_pool.wait``
+    (see the README's "Tracing and metrics").
 
     Attributes:
         size: the most instances the pool holds at once (int, as given).

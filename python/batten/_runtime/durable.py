@@ -251,9 +251,7 @@ class DurableRun:
         from batten._runtime.telemetry import END_TTL, end_key
 
         with contextlib.suppress(Exception):
-            self.store._native.cache_put(
-                end_key(self.run_id), dict(carrier), time.time() + END_TTL
-            )
+            self.store._native.cache_put(end_key(self.run_id), dict(carrier), time.time() + END_TTL)
 
     def trace_end(self) -> dict[str, str] | None:
         """The trace context :meth:`record_trace_end` kept for this run, or ``None``."""

@@ -22,7 +22,9 @@ Spans (``SpanKind.INTERNAL``), as the GenAI agent-span conventions name them:
   ``gen_ai.workflow.name``, ``gen_ai.request.model`` and ``gen_ai.usage.input_tokens`` /
   ``output_tokens`` when an adapter reports them (see the token rule below), ``error.type``,
   ``batten.run_id``, ``batten.workflow.id``, ``batten.step.id``, ``batten.step.path``
-  (``"parent/child"``) and ``batten.step.attempt`` (1-based, counted in this process).
+  (``"parent/child"``) and ``batten.step.attempt`` (1-based: the engine's attempt number, plus,
+  in a resumed durable run, the attempts its earlier stretches recorded for the step, so the
+  numbers go on across a resume instead of restarting at 1).
 - a failed attempt has status ERROR, an ``exception`` event and ``error.type`` (the
   exception's class name; ``StepTimeoutError`` for a timed-out attempt). An attempt that will
   be retried gets a ``batten.retry`` event (``batten.retry.delay`` in seconds, ``error.type``,
@@ -30,15 +32,24 @@ Spans (``SpanKind.INTERNAL``), as the GenAI agent-span conventions name them:
 - skipped, blocked and cancelled steps never ran, so they get no span: each is a
   ``batten.step.skipped`` / ``.blocked`` / ``.cancelled`` event on the span of the run or
   composite step that holds it (attributes ``batten.step.id`` and ``batten.step.path``).
+- a step with a fallback or error handler (run by :mod:`.recovery`) gets a ``recover {step
+  id}`` span (``batten.step.kind = "recovery"``) holding its own attempts' spans and its
+  recovery step's (paths ``"{id}/{id}"`` and ``"{id}/{recovery id}"``, as its events name them).
 - the user's own spans inside a step nest under the step's span: async steps run in a task
   whose context holds it, sync steps get it attached on their worker thread. A step run
-  elsewhere (a child process) carries it over as a W3C carrier dict: see
-  :func:`inject_carrier` and :func:`attached_carrier`.
+  elsewhere (a child process: ``with_isolation("process")``) carries it over as a W3C carrier
+  dict: the parent calls :func:`inject_carrier` while the step's span is current and sends the
+  dict along; the child runs the step inside ``with attached_carrier(carrier):``. These two are
+  the hook for isolated steps; both cost nothing without OpenTelemetry.
 - durable runs: steps restored from a checkpoint are not called, so they make no span (as
   Temporal's replay-safe interceptors). The run's W3C trace context (``traceparent``) is
   stored with the run's input context; a resumed run (``resume``, an approval continued in
   another process) has its span's parent set to the original run span, so the whole run is one
-  trace, and links to it.
+  trace, and links (``batten.link = "previous_stretch"``) to the span that ended the previous
+  stretch: each stretch that ends (completed, paused, waiting for approval, failed, cancelled)
+  keeps its run span's trace context in the store's cache (key :func:`end_key`, kept
+  :data:`END_TTL` s); a stretch that ended without saying so (its process was killed) is not
+  there, so the link then goes to the latest stretch that did, else to the original run span.
 
 Tokens are counted once: batten puts an agent step's usage on its ``invoke_agent`` span and in
 the ``gen_ai.client.token.usage`` histogram, except when the framework emits its own GenAI
@@ -53,14 +64,32 @@ indices removed, status, error type; never a run id):
 - ``batten.step.duration`` (histogram, s): a step's duration (first attempt to end) by workflow,
   step and status; ``batten.step.attempts`` (counter) attempts started;
   ``batten.step.retries`` (counter) by ``error.type``; ``batten.step.timeouts`` (counter);
-- ``batten.step.queue_wait`` (histogram, s): from the engine starting an attempt (after its
+- ``batten.step.queue_wait`` (histogram, s): the time a ready step waited for a concurrency
+  slot (the run's ``max_concurrency``, a ``ParallelStep``'s / ``MapStep``'s ``max_parallel``
+  for its branches / items), from the moment its dependencies were done to its first attempt
+  being started by the engine; one point per step (0 when it did not wait). Reported by the
+  engine's ``"waited"`` event (kind ``"concurrency"``);
+- ``batten.step.start_delay`` (histogram, s): from the engine starting an attempt (after its
   rate limits and breakers admitted it) to the step's code running (waiting for a worker
   thread or the event loop);
+- ``batten.traffic.wait`` (histogram, s): the time an attempt was parked by a rate limit
+  (``batten.traffic.kind = "rate_limit"``) or an open circuit with ``wait=True``
+  (``"circuit"``), by ``batten.traffic.name`` (the limit's / breaker's key), from the engine's
+  ``"waited"`` event; an attempt refused by an open circuit fails instead (a retry, counted);
 - ``batten.circuit.transitions`` (counter): circuit breaker state changes by breaker, from, to;
+- agent pools (every live ``AgentPool``, by ``batten.pool.name``, ``"AgentPool"`` for unnamed
+  pools, summed over pools of one name): ``batten.agent_pool.size`` / ``.busy`` / ``.waiting``
+  (observable gauges, {instance}), ``batten.agent_pool.calls`` / ``.waits`` /
+  ``.replacements`` (observable counters, read from ``pool.stats()`` at each collection), and
+  ``batten.agent_pool.wait`` (histogram, s) of each wait for an instance. They exist once a
+  meter provider is configured and a run started; creating a pool never imports
+  ``opentelemetry``;
 - ``gen_ai.client.token.usage`` (histogram, {token}) by ``gen_ai.token.type``,
   ``gen_ai.request.model`` and ``gen_ai.operation.name``.
 
-Rate-limit waits are not in the engine's event stream, so they are not measured separately.
+The engine's ``"waited"`` event (``(kind, step_id, attempt, (seconds, wait kind, name))``) is
+emitted only when the run has an event subscriber (this module adds one to observed runs); the
+typed event stream (``batten.events``) does not surface it.
 """
 
 from __future__ import annotations
@@ -882,7 +911,15 @@ def wrap_item(
 def inject_carrier() -> dict[str, str]:
     """The current trace context (the running step's span) as a W3C carrier dict
     (``{"traceparent": ..., "tracestate"?: ...}``) to hand to a child process; ``{}`` when
-    OpenTelemetry is not in use. Pair with :func:`attached_carrier` in the child."""
+    OpenTelemetry is not in use. Pair with :func:`attached_carrier` in the child.
+
+    The hook for steps run in another process (``with_isolation("process")``): call it in the
+    parent while the step's attempt span is current (inside the step's call), send the dict
+    with the step's input (it is JSON-safe), and wrap the child's call in
+    ``attached_carrier(carrier)``; the child needs its own tracer provider (and exporter) for
+    its spans to be recorded. As OpenTelemetry's ``propagate.inject`` with the globally
+    configured propagator (W3C Trace Context by default). Never imports ``opentelemetry``;
+    never raises."""
     if "opentelemetry.trace" not in sys.modules:
         return {}
     from opentelemetry.propagate import inject
