@@ -930,3 +930,17 @@ def test_a_step_with_a_fallback_gets_a_recovery_span_holding_its_attempts(otel: 
     assert spare_span.attributes["batten.step.path"] == "s/fb"
     run_id = run.attributes["batten.run_id"]
     assert all(s.attributes["batten.run_id"] == run_id for s in [recover, spare_span, *tries])
+
+
+def test_map_items_held_back_by_the_maps_max_concurrency_have_queue_waits(otel: Otel) -> None:
+    def slow(item: int) -> int:
+        time.sleep(0.1)
+        return item
+
+    wf = Workflow("mapped")
+    wf.add_step(MapStep("fan", [1, 2, 3], slow).with_max_concurrency(1))
+    result = run_under(otel, wf)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    (items,) = _points(otel, "batten.step.queue_wait", **{"batten.step.path": "fan/fan"})
+    # three items one at a time: the 2nd waits ~0.1 s, the 3rd ~0.2 s, the 1st not at all
+    assert items.count == 3 and 0.2 < items.sum < 10

@@ -65,10 +65,11 @@ indices removed, status, error type; never a run id):
   step and status; ``batten.step.attempts`` (counter) attempts started;
   ``batten.step.retries`` (counter) by ``error.type``; ``batten.step.timeouts`` (counter);
 - ``batten.step.queue_wait`` (histogram, s): the time a ready step waited for a concurrency
-  slot (the run's ``max_concurrency``, a ``ParallelStep``'s / ``MapStep``'s ``max_parallel``
-  for its branches / items), from the moment its dependencies were done to its first attempt
-  being started by the engine; one point per step (0 when it did not wait). Reported by the
-  engine's ``"waited"`` event (kind ``"concurrency"``);
+  slot (the run's ``max_concurrency`` / ``max_parallel_steps``, a ``ParallelStep``'s /
+  ``MapStep``'s ``with_max_concurrency`` for its branches / items), from the moment its
+  dependencies were done to its first attempt being started by the engine; one point per
+  step (0 when it did not wait). Reported by the engine's ``"waited"`` event (kind
+  ``"concurrency"``);
 - ``batten.step.start_delay`` (histogram, s): from the engine starting an attempt (after its
   rate limits and breakers admitted it) to the step's code running (waiting for a worker
   thread or the event loop);
