@@ -723,3 +723,224 @@ def test_approval_continued_later_joins_the_trace_and_restored_steps_make_no_spa
     assert run2.attributes["batten.run.resumed"] is True
     names = sorted(s.name for s in otel.spans() if s.name.startswith(("execute", "approval")))
     assert names == ["approval gate", "execute_tool _tool"]  # b (and the gate); not a again
+
+
+# -- the gaps closed by the second pass: pools, traffic, queue wait, resumes -------------------
+
+
+def _points(o: Otel, name: str, **attrs: Any) -> list[Any]:
+    return [
+        dp
+        for dp in o.metrics().get(name, [])
+        if all(dp.attributes.get(k) == v for k, v in attrs.items())
+    ]
+
+
+def test_agent_pool_metrics_size_busy_waits_and_replacements(otel: Otel) -> None:
+    held = {"n": 0}
+    lock = threading.Lock()
+
+    class Agent:
+        def run(self, message: str) -> str:
+            if message == "boom":
+                raise ValueError("bad state")
+            with lock:
+                held["n"] += 1
+                first = held["n"] == 1
+            if first:  # keeps its instance until the other call waits for one (bounded)
+                deadline = time.monotonic() + 10
+                while pool.stats().waiting < 1 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.05)
+            return message
+
+    pool = batten.AgentPool(Agent, 1, name="planner")
+    wf = Workflow("pooled")
+    wf.add_step(MapStep("fan", ["a", "b"], AgentStep("work", pool, "{item}")))
+    assert run_under(otel, wf).status == WorkflowStatus.COMPLETED
+    bad = Workflow("pooled_bad")
+    bad.add_step(AgentStep("x", pool, "boom").with_retry(max_attempts=1))
+    assert run_under(otel, bad).status == WorkflowStatus.FAILED
+    by = {"batten.pool.name": "planner"}
+    (size,) = _points(otel, "batten.agent_pool.size", **by)
+    assert size.value == 1
+    (busy,) = _points(otel, "batten.agent_pool.busy", **by)
+    (waiting,) = _points(otel, "batten.agent_pool.waiting", **by)
+    assert busy.value == 0 and waiting.value == 0  # nothing in flight at collection
+    (waits,) = _points(otel, "batten.agent_pool.waits", **by)
+    assert waits.value >= 1
+    (replaced,) = _points(otel, "batten.agent_pool.replacements", **by)
+    assert replaced.value == 1
+    (calls,) = _points(otel, "batten.agent_pool.calls", **by)
+    assert calls.value == 3
+    (wait,) = _points(otel, "batten.agent_pool.wait", **by)
+    assert wait.count >= 1 and 0 < wait.sum < 10
+    from batten import pool as pool_mod
+
+    assert pool in pool_mod.LIVE
+
+
+def test_creating_a_pool_without_a_provider_imports_no_opentelemetry() -> None:
+    code = (
+        "import sys, batten; p = batten.AgentPool(lambda: (lambda m: m), 2, name='p');"
+        "wf = batten.Workflow('w'); wf.add_step(batten.AgentStep('a', p, 'hi'));"
+        "assert wf.run().final_output == 'hi';"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_rate_limit_waits_are_measured_by_limiter(otel: Otel) -> None:
+    limit = batten.RateLimit(f"api-{uuid.uuid4().hex[:6]}", max_concurrency=1)
+
+    def slow() -> str:
+        time.sleep(0.2)
+        return "ok"
+
+    wf = Workflow("limited")
+    wf.add_step(ToolStep("a", slow).with_rate_limit(limit))
+    wf.add_step(ToolStep("b", slow).with_rate_limit(limit), depends_on=[])
+    result = run_under(otel, wf)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    (wait,) = _points(otel, "batten.traffic.wait", **{"batten.traffic.name": limit.key})
+    assert wait.attributes["batten.traffic.kind"] == "rate_limit"
+    assert wait.count == 1  # one of the two waited for the other's slot
+    assert 0.1 < wait.sum < 10
+
+
+def test_circuit_breaker_wait_and_transitions_are_measured(otel: Otel) -> None:
+    key = f"cb-{uuid.uuid4().hex[:6]}"
+    breaker = batten.CircuitBreaker(failure_threshold=1, recovery_timeout=0.2, wait=True, key=key)
+    calls = {"n": 0}
+
+    def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("down")
+        return "up"
+
+    wf = Workflow("guarded")
+    wf.add_step(
+        ToolStep("t", flaky)
+        .with_circuit_breaker(breaker)
+        .with_retry(policy=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=0.0))
+    )
+    result = run_under(otel, wf)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    (wait,) = _points(otel, "batten.traffic.wait", **{"batten.traffic.kind": "circuit"})
+    assert wait.attributes["batten.traffic.name"] == key
+    assert wait.count == 1 and 0.1 < wait.sum < 10  # parked until the circuit half-opened
+    moves = {
+        (dp.attributes["batten.circuit.from"], dp.attributes["batten.circuit.to"]): dp.value
+        for dp in _points(otel, "batten.circuit.transitions")
+    }
+    assert moves == {("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
+
+
+def test_queue_wait_is_the_time_a_ready_step_waited_for_a_slot(otel: Otel) -> None:
+    def slow() -> str:
+        time.sleep(0.3)
+        return "ok"
+
+    wf = Workflow("queued")
+    wf.add_step(ToolStep("a", slow))
+    wf.add_step(ToolStep("b", slow), depends_on=[])
+    result = run_under(otel, wf, max_concurrency=1)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    waits = sorted(dp.sum for dp in _points(otel, "batten.step.queue_wait"))
+    assert len(waits) == 2
+    assert waits[0] < 0.2 and 0.2 < waits[1] < 10  # the second waited for the first's slot
+    free = Workflow("free")
+    free.add_step(ToolStep("a", slow))
+    free.add_step(ToolStep("b", slow), depends_on=[])
+    run_under(otel, free)
+    unbounded = _points(otel, "batten.step.queue_wait", **{"batten.workflow.id": "free"})
+    assert len(unbounded) == 2 and all(dp.sum < 0.2 for dp in unbounded)
+
+
+def test_resumes_count_attempts_on_and_link_to_the_previous_stretch(
+    otel: Otel, tmp_path: Path
+) -> None:
+    store = batten.SqliteStore(tmp_path / "runs.db")
+    fails = {"left": 4}
+
+    def flaky() -> str:
+        if fails["left"] > 0:
+            fails["left"] -= 1
+            raise ConnectionError("down")
+        return "up"
+
+    wf = Workflow("stretches").with_store(store)
+    wf.add_step(
+        ToolStep("t", flaky).with_retry(
+            policy=RetryPolicy(max_attempts=2, initial_interval=0.01, jitter=0.0)
+        )
+    )
+    first = run_under(otel, wf)
+    assert first.status == WorkflowStatus.FAILED
+    run1 = otel.one("invoke_workflow stretches")
+
+    def attempts() -> list[int]:
+        return sorted(s.attributes["batten.step.attempt"] for s in otel.named("execute_tool flaky"))
+
+    assert attempts() == [1, 2]
+    otel.exporter.clear()
+    second = asyncio.run(wf.resume(first.run_id, retry_failed=True))
+    assert second.status == WorkflowStatus.FAILED
+    run2 = otel.one("invoke_workflow stretches")
+    assert attempts() == [3, 4]  # counted on from the first stretch's recorded attempts
+    assert [ln.context.span_id for ln in run2.links] == [run1.context.span_id]
+    otel.exporter.clear()
+    third = asyncio.run(wf.resume(first.run_id, retry_failed=True))
+    assert third.status == WorkflowStatus.COMPLETED, third.error
+    run3 = otel.one("invoke_workflow stretches")
+    assert attempts() == [5]
+    # one trace, parented by the first run span, linked to the span that ended stretch 2
+    assert run3.context.trace_id == run1.context.trace_id
+    assert run3.parent is not None and run3.parent.span_id == run1.context.span_id
+    assert [ln.context.span_id for ln in run3.links] == [run2.context.span_id]
+    assert run3.links[0].attributes == {"batten.link": "previous_stretch"}
+
+
+def test_a_step_with_a_fallback_gets_a_recovery_span_holding_its_attempts(otel: Otel) -> None:
+    def down() -> str:
+        raise ConnectionError("down")
+
+    def spare() -> str:
+        return "spare"
+
+    wf = Workflow("recovering")
+    wf.add_step(ToolStep("s", down).with_retry(policy=FAST).with_fallback(ToolStep("fb", spare)))
+    result = run_under(otel, wf)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    run = otel.one("invoke_workflow recovering")
+    recover = otel.one("recover s")
+    assert otel.parent_of(recover) is run
+    assert recover.attributes["batten.step.kind"] == "recovery"
+    tries = otel.named("execute_tool down")
+    assert sorted(s.attributes["batten.step.attempt"] for s in tries) == [1, 2, 3]
+    assert all(otel.parent_of(s) is recover for s in tries)
+    assert all(s.attributes["batten.step.path"] == "s/s" for s in tries)
+    assert sum(len([e for e in s.events if e.name == "batten.retry"]) for s in tries) == 2
+    spare_span = otel.one("execute_tool spare")
+    assert otel.parent_of(spare_span) is recover
+    assert spare_span.attributes["batten.step.path"] == "s/fb"
+    run_id = run.attributes["batten.run_id"]
+    assert all(s.attributes["batten.run_id"] == run_id for s in [recover, spare_span, *tries])
+
+
+def test_map_items_held_back_by_the_maps_max_concurrency_have_queue_waits(otel: Otel) -> None:
+    def slow(item: int) -> int:
+        time.sleep(0.1)
+        return item
+
+    wf = Workflow("mapped")
+    wf.add_step(MapStep("fan", [1, 2, 3], slow).with_max_concurrency(1))
+    result = run_under(otel, wf)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    (items,) = _points(otel, "batten.step.queue_wait", **{"batten.step.path": "fan/fan"})
+    # three items one at a time: the 2nd waits ~0.1 s, the 3rd ~0.2 s, the 1st not at all
+    assert items.count == 3 and 0.2 < items.sum < 10

@@ -267,7 +267,10 @@ class Run:
         ``timeout``: seconds the whole run may take; ``max_concurrency``: at most this many steps
         in flight (the smaller of it and the plan's ``max_parallel`` wins);
         ``on_event(kind, step_id, attempt, payload)``: called with each engine event, on the
-        thread where it happens; ``journal`` makes the run durable: each step is checkpointed
+        thread where it happens (kinds: ``"started"``, ``"retrying"``, ``"circuit"``,
+        ``"waited"`` with ``(seconds, "rate_limit" | "circuit" | "concurrency", name)`` before
+        the ``"started"`` of an attempt that was held back, and the terminal statuses);
+        ``journal`` makes the run durable: each step is checkpointed
         to the journal's store and the steps the journal restores complete without running.
 
         Raises:

@@ -22,6 +22,7 @@ import collections
 import inspect
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,22 @@ Resolver = Callable[[Any, str, str], Resolved]
 #: A granted "slot" with no instance yet: the caller makes one with the factory.
 _CREATE = object()
 
+#: Every live pool, weakly held: OpenTelemetry's observable instruments read their ``stats()``
+#: (``batten._runtime.telemetry``, only once a meter provider is configured).
+LIVE: weakref.WeakSet[AgentPool] = weakref.WeakSet()
+#: ``hook(pool, seconds)`` called after each wait for an instance, or ``None``: set by
+#: ``batten._runtime.telemetry`` when a meter provider is configured (the wait histogram).
+WAIT_HOOK: list[Callable[[AgentPool, float], None] | None] = [None]
+
+
+def _report_wait(pool: AgentPool, seconds: float) -> None:
+    hook = WAIT_HOOK[0]
+    if hook is not None:
+        try:
+            hook(pool, seconds)
+        except Exception:  # telemetry never breaks a call
+            pass
+
 
 @dataclass(frozen=True)
 class PoolStats:
@@ -46,10 +63,12 @@ class PoolStats:
 
     The gauges (``size``, ``instances``, ``busy``, ``idle``, ``waiting``) are values now; the
     counters (``calls``, ``waits``, ``wait_seconds``, ``created``, ``replaced``) only grow over
-    the pool's life. Each maps to one OpenTelemetry instrument: the gauges to an
-    ``UpDownCounter`` or observable gauge (e.g. ``batten.agent_pool.busy``), the counters to a
-    ``Counter`` (``batten.agent_pool.waits``), ``wait_seconds`` to a ``Counter`` in seconds
-    (unit ``s``).
+    the pool's life. With an OpenTelemetry meter provider configured, batten reports them for
+    every live pool (by ``batten.pool.name``): ``size``, ``busy`` and ``waiting`` as observable
+    gauges ``batten.agent_pool.size`` / ``.busy`` / ``.waiting``, ``calls``, ``waits`` and
+    ``replaced`` as observable counters ``batten.agent_pool.calls`` / ``.waits`` /
+    ``.replacements``, and each wait's seconds in the histogram ``batten.agent_pool.wait``
+    (see the README's "Tracing and metrics").
 
     Attributes:
         size: the most instances the pool holds at once (int, as given).
@@ -227,6 +246,7 @@ class AgentPool:
         self._shapes: dict[str, tuple[bool, bool]] = {}
         #: Every instance alive (busy or idle).
         self._alive: set[_Slot] = set()
+        LIVE.add(self)
 
     # -- public --------------------------------------------------------------------------
 
@@ -284,20 +304,24 @@ class AgentPool:
             self._give_back_locked(token)
 
     def _waited(self, started: float) -> None:
+        seconds = time.monotonic() - started
         with self._lock:
             self._waits += 1
-            self._wait_seconds += time.monotonic() - started
+            self._wait_seconds += seconds
+        _report_wait(self, seconds)
 
     def _gave_up(self, waiter: _Waiter, started: float) -> bool:
         """After a wait ended without the wake-up: ``True`` when the waiter was granted a
         slot anyway (keep it), else it leaves the queue. Counts the wait."""
+        seconds = time.monotonic() - started
         with self._lock:
             self._waits += 1
-            self._wait_seconds += time.monotonic() - started
-            if waiter.granted:
-                return True
-            self._waiters.remove(waiter)
-            return False
+            self._wait_seconds += seconds
+            granted = waiter.granted
+            if not granted:
+                self._waiters.remove(waiter)
+        _report_wait(self, seconds)
+        return granted
 
     def _timeout_error(self, step_id: str, seconds: float | None) -> StepTimeoutError:
         label = f"'{self.name}' " if self.name else ""

@@ -7,6 +7,7 @@
 //! well under 1 µs).
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::engine::graph::Graph;
 
@@ -162,6 +163,14 @@ pub struct Scheduler {
     /// Steps that `pause` ended without running them.
     paused_unrun: usize,
     policy: RunPolicy,
+    /// Per step, with a finite `limit` only: when it became ready and `saturated` then (see
+    /// `slot_wait`). Empty when the run is unbounded, so nothing is timed.
+    ready_since: Vec<Option<(Instant, u64)>>,
+    /// Per step, with a finite `limit` only: when it became ready, if `next_ready` took it
+    /// after the limit held it back (until `slot_wait` reports it).
+    slot_waited: Vec<Option<Instant>>,
+    /// How often `next_ready` held a ready step back because every slot was taken.
+    saturated: u64,
 }
 
 impl Scheduler {
@@ -175,14 +184,25 @@ impl Scheduler {
     pub fn with_policy(graph: Arc<Graph>, limit: Option<usize>, policy: RunPolicy) -> Self {
         let n = graph.len();
         let unfinished_deps: Vec<u32> = (0..n).map(|i| graph.deps(i).len() as u32).collect();
-        let ready = graph.roots().iter().copied().collect();
+        let ready: VecDeque<usize> = graph.roots().iter().copied().collect();
+        let limit = limit.unwrap_or(usize::MAX).max(1);
+        let mut ready_since = Vec::new();
+        let mut slot_waited = Vec::new();
+        if limit != usize::MAX {
+            ready_since = vec![None; n];
+            slot_waited = vec![None; n];
+            let now = Instant::now();
+            for &r in &ready {
+                ready_since[r] = Some((now, 0));
+            }
+        }
         Scheduler {
             state: vec![StepState::Pending; n],
             attempts: vec![0; n],
             unfinished_deps,
             ready,
             in_flight: 0,
-            limit: limit.unwrap_or(usize::MAX).max(1),
+            limit,
             terminal: 0,
             order: Vec::with_capacity(n),
             cancelled: false,
@@ -192,6 +212,9 @@ impl Scheduler {
             paused_unrun: 0,
             policy,
             graph,
+            ready_since,
+            slot_waited,
+            saturated: 0,
         }
     }
 
@@ -210,10 +233,21 @@ impl Scheduler {
             }
             return None;
         }
-        if self.in_flight >= self.limit || self.cancelled || self.timed_out || self.settled {
+        if self.cancelled || self.timed_out || self.settled {
+            return None;
+        }
+        if self.in_flight >= self.limit {
+            if !self.ready.is_empty() {
+                self.saturated += 1;
+            }
             return None;
         }
         let step = self.ready.pop_front()?;
+        if let Some(Some((since, seen))) = self.ready_since.get_mut(step).map(Option::take) {
+            if self.saturated > seen {
+                self.slot_waited[step] = Some(since);
+            }
+        }
         self.in_flight += 1;
         self.state[step] = StepState::Running;
         self.attempts[step] = 1;
@@ -303,8 +337,19 @@ impl Scheduler {
             self.unfinished_deps[d] -= 1;
             if self.unfinished_deps[d] == 0 && self.state[d] == StepState::Pending {
                 self.ready.push_back(d);
+                if let Some(slot) = self.ready_since.get_mut(d) {
+                    *slot = Some((Instant::now(), self.saturated));
+                }
             }
         }
+    }
+
+    /// How long step `step`, just taken by `next_ready`, waited for a concurrency slot: from
+    /// becoming ready to now, when the run's `limit` held it back at least once; `None` when it
+    /// never waited for a slot (or the run is unbounded). Asking again gives `None`.
+    pub fn slot_wait(&mut self, step: usize, now: Instant) -> Option<Duration> {
+        let since = self.slot_waited.get_mut(step)?.take()?;
+        Some(now.saturating_duration_since(since))
     }
 
     /// Records a success; dependents whose last dependency this was become ready.
@@ -471,6 +516,28 @@ mod tests {
         std::iter::from_fn(|| s.next_ready())
             .map(|d| d.step)
             .collect()
+    }
+
+    #[test]
+    fn slot_wait_is_reported_only_for_steps_the_limit_held_back() {
+        let g = graph(&[("a", &[]), ("b", &[]), ("c", &[])]);
+        let mut s = Scheduler::new(Arc::clone(&g), Some(1));
+        let a = s.next_ready().unwrap();
+        assert_eq!(s.next_ready(), None, "one slot, taken by a");
+        let later = Instant::now() + Duration::from_millis(5);
+        assert_eq!(s.slot_wait(a.step, later), None, "a never waited");
+        s.succeed(a.step);
+        let b = s.next_ready().unwrap();
+        let waited = s.slot_wait(b.step, later).expect("b waited for a's slot");
+        assert!(waited >= Duration::from_millis(5));
+        assert_eq!(s.slot_wait(b.step, later), None, "reported once");
+        let mut free = Scheduler::new(g, None);
+        let d = free.next_ready().unwrap();
+        assert_eq!(
+            free.slot_wait(d.step, later),
+            None,
+            "unbounded runs time nothing"
+        );
     }
 
     #[test]

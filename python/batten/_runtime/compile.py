@@ -43,6 +43,7 @@ __all__ = [
     "register_compile_key",
     "register_item_wrapper",
     "register_takeover",
+    "register_takeover_wrapper",
     "spec_for",
 ]
 
@@ -59,7 +60,11 @@ ItemWrapper = Callable[
     [Any, str, str, Callable[..., Any], bool, bool], tuple[Callable[..., Any], bool, bool]
 ]
 
+#: ``wrap(step, opts, invoke) -> invoke``: a takeover's async call, wrapped or as it was.
+TakeoverWrapper = Callable[[Step, CompileOptions, Callable[..., Any]], Callable[..., Any]]
+
 _TAKEOVERS: list[Takeover] = []
+_TAKEOVER_WRAPPERS: list[TakeoverWrapper] = []
 _CALL_WRAPPERS: list[CallWrapper] = []
 _ITEM_WRAPPERS: list[ItemWrapper] = []
 _COMPILE_KEYS: list[Callable[[], Any]] = []
@@ -69,6 +74,12 @@ def register_takeover(takeover: Takeover) -> None:
     """Registers ``takeover`` (see :data:`Takeover`), asked for every step compiled with
     ``recover=True``, in registration order; the first that returns a call wins."""
     _TAKEOVERS.append(takeover)
+
+
+def register_takeover_wrapper(wrap: TakeoverWrapper) -> None:
+    """Registers ``wrap`` (see :data:`TakeoverWrapper`), applied in registration order to the
+    call of every step a takeover runs (telemetry gives it a span of its own)."""
+    _TAKEOVER_WRAPPERS.append(wrap)
 
 
 def register_call_wrapper(wrap: CallWrapper) -> None:
@@ -179,6 +190,8 @@ def spec_for(
         for takeover in _TAKEOVERS:
             invoke = takeover(step, opts)
             if invoke is not None:
+                for wrap_takeover in _TAKEOVER_WRAPPERS:
+                    invoke = wrap_takeover(step, opts, invoke)
                 return StepSpec(
                     step_id=step.step_id,
                     depends_on=list(deps),

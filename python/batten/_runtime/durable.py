@@ -24,6 +24,7 @@ with :class:`~batten.LeaseLostError`. The lease is released whenever the executi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -394,6 +395,57 @@ class DurableRun:
             status, error = WorkflowStatus.WAITING_APPROVAL, None
             steps = [_waiting_result(s) if s in waiting else s for s in steps]
         return status, steps, error
+
+    def record_trace_end(self, carrier: dict[str, str]) -> None:
+        """Keeps ``carrier`` (the W3C trace context of the run span of the stretch ending now)
+        in the store's cache, for the next resume's span link (``telemetry.end_key``). Best
+        effort: a store error leaves the link on the run's first span."""
+        if not carrier:
+            return
+        from batten._runtime.telemetry import END_TTL, end_key
+
+        with contextlib.suppress(Exception):
+            self.store._native.cache_put(end_key(self.run_id), dict(carrier), time.time() + END_TTL)
+
+    def trace_end(self) -> dict[str, str] | None:
+        """The trace context :meth:`record_trace_end` kept for this run, or ``None``."""
+        from batten._runtime.telemetry import end_key
+
+        try:
+            found, value = self.store._native.cache_get(end_key(self.run_id), time.time())
+        except Exception:
+            return None
+        if not found or not isinstance(value, dict):
+            return None
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return None
+        return value
+
+    def attempts_so_far(self) -> dict[str, int]:
+        """``{step path: attempts}`` of the steps the run's earlier stretches started and did
+        not complete (the ones a resume runs again), from its history; ``{}`` on a store
+        error. Steps under a composite have paths ``"parent/child"``."""
+        try:
+            records = self.store.history(self.run_id)
+        except Exception:
+            return {}
+        # The engine numbers attempts from 1 in each stretch: a stretch's attempts end with
+        # the step's terminal record, or where the numbers start again.
+        done: dict[str, int] = {}  # attempts of the steps' finished stretches
+        last: dict[str, tuple[int, bool]] = {}  # (latest attempt, its record was terminal)
+        for rec in records:
+            sid = rec.step_id
+            if rec.status == StepStatus.COMPLETED:
+                done.pop(sid, None)
+                last.pop(sid, None)
+                continue
+            prev = last.get(sid)
+            if prev is not None and (rec.attempt < prev[0] or prev[1]):
+                done[sid] = done.get(sid, 0) + prev[0]
+                prev = None
+            latest = rec.attempt if prev is None else max(prev[0], rec.attempt)
+            last[sid] = (latest, rec.status not in (StepStatus.RUNNING, StepStatus.RETRYING))
+        return {sid: done.get(sid, 0) + n for sid, (n, _t) in last.items()}
 
     def record_end(self, status: WorkflowStatus, error: str | None, final_output: Any) -> None:
         """Writes the run's end: pending checkpoints, then its status and stored result."""

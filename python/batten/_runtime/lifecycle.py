@@ -338,7 +338,13 @@ def _observe(workflow: Any, durable: Any) -> telemetry.RunTelemetry | None:
         tel: telemetry.RunTelemetry = durable.telemetry
         durable.telemetry = None  # one stretch: a later resume of this object starts anew
         return tel
-    return telemetry.start_run(workflow, durable.trace if durable is not None else None)
+    if durable is None:
+        return telemetry.start_run(workflow)
+    if not telemetry.compile_key():
+        return None  # not observed: the store is not read
+    return telemetry.start_run(
+        workflow, durable.trace, durable.trace_end(), durable.attempts_so_far()
+    )
 
 
 async def _execute(
@@ -394,6 +400,8 @@ async def _execute(
         )
     if durable is not None:
         durable.record_end(status, error, final_output)
+        if tel is not None:
+            durable.record_trace_end(tel.carrier())
     if tel is not None:
         tel.finish(status.value, error, out.run_id)
     result = WorkflowResult(

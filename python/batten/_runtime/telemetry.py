@@ -22,7 +22,9 @@ Spans (``SpanKind.INTERNAL``), as the GenAI agent-span conventions name them:
   ``gen_ai.workflow.name``, ``gen_ai.request.model`` and ``gen_ai.usage.input_tokens`` /
   ``output_tokens`` when an adapter reports them (see the token rule below), ``error.type``,
   ``batten.run_id``, ``batten.workflow.id``, ``batten.step.id``, ``batten.step.path``
-  (``"parent/child"``) and ``batten.step.attempt`` (1-based, counted in this process).
+  (``"parent/child"``) and ``batten.step.attempt`` (1-based: the engine's attempt number, plus,
+  in a resumed durable run, the attempts its earlier stretches recorded for the step, so the
+  numbers go on across a resume instead of restarting at 1).
 - a failed attempt has status ERROR, an ``exception`` event and ``error.type`` (the
   exception's class name; ``StepTimeoutError`` for a timed-out attempt). An attempt that will
   be retried gets a ``batten.retry`` event (``batten.retry.delay`` in seconds, ``error.type``,
@@ -30,15 +32,24 @@ Spans (``SpanKind.INTERNAL``), as the GenAI agent-span conventions name them:
 - skipped, blocked and cancelled steps never ran, so they get no span: each is a
   ``batten.step.skipped`` / ``.blocked`` / ``.cancelled`` event on the span of the run or
   composite step that holds it (attributes ``batten.step.id`` and ``batten.step.path``).
+- a step with a fallback or error handler (run by :mod:`.recovery`) gets a ``recover {step
+  id}`` span (``batten.step.kind = "recovery"``) holding its own attempts' spans and its
+  recovery step's (paths ``"{id}/{id}"`` and ``"{id}/{recovery id}"``, as its events name them).
 - the user's own spans inside a step nest under the step's span: async steps run in a task
   whose context holds it, sync steps get it attached on their worker thread. A step run
-  elsewhere (a child process) carries it over as a W3C carrier dict: see
-  :func:`inject_carrier` and :func:`attached_carrier`.
+  elsewhere (a child process: ``with_isolation("process")``) carries it over as a W3C carrier
+  dict: the parent calls :func:`inject_carrier` while the step's span is current and sends the
+  dict along; the child runs the step inside ``with attached_carrier(carrier):``. These two are
+  the hook for isolated steps; both cost nothing without OpenTelemetry.
 - durable runs: steps restored from a checkpoint are not called, so they make no span (as
   Temporal's replay-safe interceptors). The run's W3C trace context (``traceparent``) is
   stored with the run's input context; a resumed run (``resume``, an approval continued in
   another process) has its span's parent set to the original run span, so the whole run is one
-  trace, and links to it.
+  trace, and links (``batten.link = "previous_stretch"``) to the span that ended the previous
+  stretch: each stretch that ends (completed, paused, waiting for approval, failed, cancelled)
+  keeps its run span's trace context in the store's cache (key :func:`end_key`, kept
+  :data:`END_TTL` s); a stretch that ended without saying so (its process was killed) is not
+  there, so the link then goes to the latest stretch that did, else to the original run span.
 
 Tokens are counted once: batten puts an agent step's usage on its ``invoke_agent`` span and in
 the ``gen_ai.client.token.usage`` histogram, except when the framework emits its own GenAI
@@ -53,14 +64,33 @@ indices removed, status, error type; never a run id):
 - ``batten.step.duration`` (histogram, s): a step's duration (first attempt to end) by workflow,
   step and status; ``batten.step.attempts`` (counter) attempts started;
   ``batten.step.retries`` (counter) by ``error.type``; ``batten.step.timeouts`` (counter);
-- ``batten.step.queue_wait`` (histogram, s): from the engine starting an attempt (after its
+- ``batten.step.queue_wait`` (histogram, s): the time a ready step waited for a concurrency
+  slot (the run's ``max_concurrency`` / ``max_parallel_steps``, a ``ParallelStep``'s /
+  ``MapStep``'s ``with_max_concurrency`` for its branches / items), from the moment its
+  dependencies were done to its first attempt being started by the engine; one point per
+  step (0 when it did not wait). Reported by the engine's ``"waited"`` event (kind
+  ``"concurrency"``);
+- ``batten.step.start_delay`` (histogram, s): from the engine starting an attempt (after its
   rate limits and breakers admitted it) to the step's code running (waiting for a worker
   thread or the event loop);
+- ``batten.traffic.wait`` (histogram, s): the time an attempt was parked by a rate limit
+  (``batten.traffic.kind = "rate_limit"``) or an open circuit with ``wait=True``
+  (``"circuit"``), by ``batten.traffic.name`` (the limit's / breaker's key), from the engine's
+  ``"waited"`` event; an attempt refused by an open circuit fails instead (a retry, counted);
 - ``batten.circuit.transitions`` (counter): circuit breaker state changes by breaker, from, to;
+- agent pools (every live ``AgentPool``, by ``batten.pool.name``, ``"AgentPool"`` for unnamed
+  pools, summed over pools of one name): ``batten.agent_pool.size`` / ``.busy`` / ``.waiting``
+  (observable gauges, {instance}), ``batten.agent_pool.calls`` / ``.waits`` /
+  ``.replacements`` (observable counters, read from ``pool.stats()`` at each collection), and
+  ``batten.agent_pool.wait`` (histogram, s) of each wait for an instance. They exist once a
+  meter provider is configured and a run started; creating a pool never imports
+  ``opentelemetry``;
 - ``gen_ai.client.token.usage`` (histogram, {token}) by ``gen_ai.token.type``,
   ``gen_ai.request.model`` and ``gen_ai.operation.name``.
 
-Rate-limit waits are not in the engine's event stream, so they are not measured separately.
+The engine's ``"waited"`` event (``(kind, step_id, attempt, (seconds, wait kind, name))``) is
+emitted only when the run has an event subscriber (this module adds one to observed runs); the
+typed event stream (``batten.events``) does not surface it.
 """
 
 from __future__ import annotations
@@ -78,14 +108,17 @@ from batten._runtime.compile import (
     register_call_wrapper,
     register_compile_key,
     register_item_wrapper,
+    register_takeover_wrapper,
 )
 from batten.steps.base import Step
 from batten.steps.protocol import CallSpec
 
 __all__ = [
+    "END_TTL",
     "RunTelemetry",
     "attached_carrier",
     "compile_key",
+    "end_key",
     "inject_carrier",
     "start_run",
 ]
@@ -194,7 +227,17 @@ class _Instruments:
         self.queue_wait = meter.create_histogram(
             "batten.step.queue_wait",
             unit="s",
+            description="Time a ready step waited for a concurrency slot before its first attempt",
+        )
+        self.start_delay = meter.create_histogram(
+            "batten.step.start_delay",
+            unit="s",
             description="Time from the engine starting an attempt to the step's code running",
+        )
+        self.traffic_wait = meter.create_histogram(
+            "batten.traffic.wait",
+            unit="s",
+            description="Time an attempt was held back by a rate limit or an open circuit",
         )
         self.circuit = meter.create_counter(
             "batten.circuit.transitions",
@@ -206,6 +249,59 @@ class _Instruments:
             unit="{token}",
             description="Number of input and output tokens used",
         )
+        _pool_instruments(meter)
+
+
+def _pool_instruments(meter: Any) -> None:
+    """The observable instruments of every live ``AgentPool`` (read from ``pool.stats()`` at
+    each collection, summed per ``batten.pool.name``) and the pool wait histogram (fed by the
+    pool's wait hook). Imports ``batten.pool`` (only here: a meter provider is configured)."""
+    from opentelemetry.metrics import Observation
+
+    from batten import pool as pool_mod
+
+    def observe(*fields: str) -> Callable[[Any], list[Any]]:
+        def callback(_options: Any) -> list[Any]:
+            sums: dict[str, float] = {}
+            for p in list(pool_mod.LIVE):
+                stats = p.stats()
+                name = p.name or "AgentPool"
+                sums[name] = sums.get(name, 0) + sum(getattr(stats, f) for f in fields)
+            return [Observation(v, {"batten.pool.name": k}) for k, v in sums.items()]
+
+        return callback
+
+    for name, field, desc in (
+        ("batten.agent_pool.size", "size", "The most instances an agent pool holds"),
+        ("batten.agent_pool.busy", "busy", "Calls holding an agent pool instance now"),
+        ("batten.agent_pool.waiting", "waiting", "Calls waiting for an agent pool instance"),
+    ):
+        meter.create_observable_gauge(
+            name, callbacks=[observe(field)], unit="{instance}", description=desc
+        )
+    for name, field, unit, desc in (
+        ("batten.agent_pool.waits", "waits", "{wait}", "Calls that waited for an instance"),
+        (
+            "batten.agent_pool.replacements",
+            "replaced",
+            "{instance}",
+            "Instances dropped because their call raised one of replace_on",
+        ),
+        ("batten.agent_pool.calls", "calls", "{call}", "Calls given an instance"),
+    ):
+        meter.create_observable_counter(
+            name, callbacks=[observe(field)], unit=unit, description=desc
+        )
+    waited = meter.create_histogram(
+        "batten.agent_pool.wait",
+        unit="s",
+        description="Time a call waited for an agent pool instance",
+    )
+
+    def on_wait(p: Any, seconds: float) -> None:
+        waited.record(seconds, {"batten.pool.name": p.name or "AgentPool"})
+
+    pool_mod.WAIT_HOOK[0] = on_wait
 
 
 def _low(path: str) -> str:
@@ -316,6 +412,12 @@ class RunTelemetry:
         self.name = workflow.name or workflow.workflow_id
         self.lock = threading.Lock()
         self.attempts: dict[str, int] = {}
+        #: ``{path: attempt}`` the engine numbered each step's latest attempt (its "started").
+        self.numbered: dict[str, int] = {}
+        #: ``{path: attempts}`` recorded by earlier stretches of a resumed durable run.
+        self.earlier: dict[str, int] = {}
+        #: ``{path: seconds}`` a step waited for a concurrency slot, until its "started".
+        self.slot_waits: dict[str, float] = {}
         self.current: dict[str, _Attempt] = {}
         self.started_at: dict[str, float] = {}
         self.t0 = time.monotonic()
@@ -426,8 +528,9 @@ class RunTelemetry:
             n = self.attempts.get(path, 0) + 1
             self.attempts[path] = n
             queued = self.started_at.pop(path, None)
+            n = self.numbered.get(path, n) + self.earlier.get(path, 0)
         if self.inst is not None and queued is not None:
-            self.inst.queue_wait.record(
+            self.inst.start_delay.record(
                 max(0.0, now - queued),
                 {"batten.workflow.id": self.workflow_id, "batten.step.path": _low(path)},
             )
@@ -525,8 +628,27 @@ class RunTelemetry:
         if kind == "started":
             with self.lock:
                 self.started_at[path] = time.monotonic()
+                self.numbered[path] = attempt
+                slot_wait = self.slot_waits.pop(path, 0.0)
             if self.inst is not None:
                 self.inst.attempts.add(1, base)
+                if attempt == 1:
+                    self.inst.queue_wait.record(slot_wait, base)
+            return
+        if kind == "waited":
+            seconds, what, name = payload
+            if what == "concurrency":
+                with self.lock:
+                    self.slot_waits[path] = float(seconds)
+            elif self.inst is not None:
+                self.inst.traffic_wait.record(
+                    float(seconds),
+                    {
+                        "batten.workflow.id": self.workflow_id,
+                        "batten.traffic.kind": what,
+                        "batten.traffic.name": str(name),
+                    },
+                )
             return
         if kind == "retrying":
             delay, error = payload
@@ -615,15 +737,25 @@ class RunTelemetry:
             att.span.set_status(Status(StatusCode.ERROR, "StepTimeoutError: attempt timed out"))
 
 
-def start_run(workflow: Any, carrier: Mapping[str, str] | None = None) -> RunTelemetry | None:
+def start_run(
+    workflow: Any,
+    carrier: Mapping[str, str] | None = None,
+    previous: Mapping[str, str] | None = None,
+    earlier_attempts: Mapping[str, int] | None = None,
+) -> RunTelemetry | None:
     """The observation of a run of ``workflow`` starting now, or ``None`` when no tracer or
     meter provider is configured (decided here, once per run).
 
     Args:
         workflow: the ``Workflow``.
         carrier: the W3C trace context stored with a durable run being resumed
-            (``{"traceparent": ...}``), or ``None`` for a new run: the run span's parent is
-            then the caller's current span.
+            (``{"traceparent": ...}``, its first run span), or ``None`` for a new run: the run
+            span's parent is then the caller's current span.
+        previous: the W3C trace context of the run span that ended the run's previous stretch
+            (paused, waiting for approval, failed; see :func:`end_key`), or ``None``: the new
+            run span links to it (``batten.link = "previous_stretch"``), else to ``carrier``'s.
+        earlier_attempts: ``{step path: attempts}`` recorded by earlier stretches, added to the
+            engine's attempt numbers (``batten.step.attempt`` counts across a resume).
     """
     tracer, instruments = _providers()
     if tracer is None and instruments is None:
@@ -637,13 +769,33 @@ def start_run(workflow: Any, carrier: Mapping[str, str] | None = None) -> RunTel
         parent = extract(dict(carrier))
         stored = trace.get_current_span(parent).get_span_context()
         if stored.is_valid:
-            links = (trace.Link(stored, {"batten.link": "previous_stretch"}),)
+            before = stored
+            if previous:
+                ended = trace.get_current_span(extract(dict(previous))).get_span_context()
+                if ended.is_valid and ended.trace_id == stored.trace_id:
+                    before = ended
+            links = (trace.Link(before, {"batten.link": "previous_stretch"}),)
             caller = trace.get_current_span().get_span_context()
             if caller.is_valid and caller.trace_id != stored.trace_id:
                 links += (trace.Link(caller, {"batten.link": "resumed_by"}),)
         else:
             parent = None
-    return RunTelemetry(tracer, instruments, workflow, parent, links, resumed=bool(carrier))
+    tel = RunTelemetry(tracer, instruments, workflow, parent, links, resumed=bool(carrier))
+    if earlier_attempts:
+        tel.earlier.update(earlier_attempts)
+    return tel
+
+
+def end_key(run_id: str) -> str:
+    """The store cache key under which a traced durable run keeps the W3C trace context of the
+    run span that ended its latest stretch (``{"traceparent": ...}``), for the next resume's
+    link. Kept :data:`END_TTL` seconds."""
+    return f"batten:trace-end:{run_id}"
+
+
+#: Seconds a stretch's end span context is kept in the store (400 days: a paused run may be
+#: resumed long after).
+END_TTL = 400 * 24 * 3600.0
 
 
 def _wrap(meta: _Meta, invoke: Callable[..., Any], is_async: bool, wants: bool) -> Any:
@@ -688,6 +840,25 @@ def wrap_call(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
         return spec
     invoke, is_async, wants, refs = spec
     return _wrap(_meta(step, opts.workflow_id), invoke, is_async, wants), is_async, True, refs
+
+
+def wrap_takeover(step: Step, opts: CompileOptions, invoke: Callable[..., Any]) -> Any:
+    """A takeover's call (a step with a fallback or error handler, :mod:`.recovery`) making a
+    ``recover {step id}`` span that holds the step's own attempts and its recovery step's, when
+    telemetry is on at compile time; else ``invoke`` unchanged."""
+    if not compile_key():
+        return invoke
+    sid = step.step_id
+    meta = _Meta(
+        f"recover {sid}",
+        None,
+        {
+            "batten.workflow.id": opts.workflow_id,
+            "batten.step.id": sid,
+            "batten.step.kind": "recovery",
+        },
+    )
+    return _wrap(meta, invoke, True, True)
 
 
 def wrap_item(
@@ -741,7 +912,15 @@ def wrap_item(
 def inject_carrier() -> dict[str, str]:
     """The current trace context (the running step's span) as a W3C carrier dict
     (``{"traceparent": ..., "tracestate"?: ...}``) to hand to a child process; ``{}`` when
-    OpenTelemetry is not in use. Pair with :func:`attached_carrier` in the child."""
+    OpenTelemetry is not in use. Pair with :func:`attached_carrier` in the child.
+
+    The hook for steps run in another process (``with_isolation("process")``): call it in the
+    parent while the step's attempt span is current (inside the step's call), send the dict
+    with the step's input (it is JSON-safe), and wrap the child's call in
+    ``attached_carrier(carrier)``; the child needs its own tracer provider (and exporter) for
+    its spans to be recorded. As OpenTelemetry's ``propagate.inject`` with the globally
+    configured propagator (W3C Trace Context by default). Never imports ``opentelemetry``;
+    never raises."""
     if "opentelemetry.trace" not in sys.modules:
         return {}
     from opentelemetry.propagate import inject
@@ -775,3 +954,4 @@ def attached_carrier(carrier: Mapping[str, str] | None) -> Iterator[None]:
 register_compile_key(compile_key)
 register_call_wrapper(wrap_call)
 register_item_wrapper(wrap_item)
+register_takeover_wrapper(wrap_takeover)

@@ -98,7 +98,9 @@ impl RunInner {
                 }
                 match self.admit(py, st, d, now) {
                     traffic::Admit::Go => admitted.push(d),
-                    traffic::Admit::Park(until) => self.park(st, d, until),
+                    traffic::Admit::Park(until, kind, key) => {
+                        self.park(st, d, until, (kind, key), now)
+                    }
                     traffic::Admit::Refuse(msg) => refused.push((d, msg)),
                 }
             }
@@ -109,6 +111,7 @@ impl RunInner {
         }
         if self.on_event.is_some() {
             for d in &batch {
+                self.waited_events(py, st, *d, now);
                 let view = st.views.view_for(&self.plan.graph, d.step);
                 let ctx = self.step_context(py, view, d.step);
                 st.events.push(Event {

@@ -3,7 +3,9 @@ use super::*;
 
 /// One engine event for the run's `on_event` subscriber: `(kind, step, attempt, payload)`.
 /// `payload` is the step's context for "started", `(delay_seconds, exception)` for
-/// "retrying", and the `StepResult` for the terminal kinds.
+/// "retrying", `(key, from, to)` for "circuit", `(seconds, kind, name)` for "waited" (just
+/// before the "started" of an attempt that was held back; see `traffic::waited_events`), and
+/// the `StepResult` for the terminal kinds.
 pub(super) struct Event {
     pub(super) kind: &'static str,
     pub(super) step: usize,

@@ -164,6 +164,9 @@ struct Traffic {
     held: HashMap<AttemptKey, Vec<Arc<crate::engine::limits::RateLimiter>>>,
     /// When the run's wake-up timer for parked attempts fires.
     wake_at: Option<Instant>,
+    /// With an event subscriber: when each parked attempt was first held back, and by what
+    /// (`(kind, key)`), until it starts (its "waited" event).
+    parked_since: HashMap<AttemptKey, (Instant, &'static str, String)>,
 }
 
 /// Retries: those due now, the jitter's randomness and the run's budget.

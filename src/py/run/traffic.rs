@@ -8,8 +8,9 @@ use crate::py::traffic::Controls;
 /// What to do with an attempt that wants to start.
 pub(super) enum Admit {
     Go,
-    /// Wait: until this instant, or (`None`) until a limiter frees a slot.
-    Park(Option<Instant>),
+    /// Wait: until this instant, or (`None`) until a limiter frees a slot; held back by the
+    /// control of this kind (`"circuit"` or `"rate_limit"`) and key.
+    Park(Option<Instant>, &'static str, String),
     /// An open circuit refuses it: fail the attempt with this message.
     Refuse(String),
 }
@@ -43,7 +44,7 @@ impl RunInner {
             }
             if let BreakerAdmission::Open(until) = answer {
                 if b.wait {
-                    return Admit::Park(Some(until));
+                    return Admit::Park(Some(until), "circuit", b.key.clone());
                 }
                 return Admit::Refuse(format!(
                     "step '{}': circuit '{}' is open after {} consecutive failures; calls are \
@@ -69,10 +70,11 @@ impl RunInner {
                             w();
                         }
                     }
-                    return Admit::Park(match wait {
+                    let until = match wait {
                         Admission::At(t) => Some(t),
                         _ => None,
-                    });
+                    };
+                    return Admit::Park(until, "rate_limit", l.key.clone());
                 }
             }
         }
@@ -81,9 +83,23 @@ impl RunInner {
     }
 
     /// Parks `d` (under the run's lock) and, for a timed wait, arms one wake-up timer per run
-    /// for the earliest instant any parked step may start.
-    pub(super) fn park(self: &Arc<Self>, st: &mut RunState, d: Dispatch, until: Option<Instant>) {
+    /// for the earliest instant any parked step may start. With an event subscriber, notes
+    /// when (and by what) `d` was first held back, for its "waited" event.
+    pub(super) fn park(
+        self: &Arc<Self>,
+        st: &mut RunState,
+        d: Dispatch,
+        until: Option<Instant>,
+        by: (&'static str, String),
+        now: Instant,
+    ) {
         st.traffic.parked.push(d);
+        if self.on_event.is_some() {
+            st.traffic
+                .parked_since
+                .entry((d.step, d.attempt))
+                .or_insert((now, by.0, by.1));
+        }
         let Some(t) = until else { return };
         if st
             .traffic
@@ -122,6 +138,7 @@ impl RunInner {
         let held: Vec<_> = {
             let mut st = self.lock(py);
             st.traffic.parked.clear();
+            st.traffic.parked_since.clear();
             st.traffic.held.drain().flat_map(|(_, v)| v).collect()
         };
         for l in held {
@@ -160,6 +177,43 @@ impl RunInner {
             for l in &c.limiters {
                 l.consume_tokens(tokens, now);
             }
+        }
+    }
+
+    /// Under the lock, for attempt `d` about to start: the event `("waited", step, attempt,
+    /// (seconds, kind, name))` for each wait that held it back: a rate limit or an open circuit
+    /// it was parked on (`kind` `"rate_limit"` / `"circuit"`, `name` the control's key), and a
+    /// first attempt that waited for a slot of the run's `max_concurrency` (`"concurrency"`,
+    /// name `""`). Only with an event subscriber.
+    pub(super) fn waited_events(
+        &self,
+        py: Python<'_>,
+        st: &mut RunState,
+        d: Dispatch,
+        now: Instant,
+    ) {
+        let mut waits: [Option<(f64, &'static str, String)>; 2] = [None, None];
+        if d.attempt == 1 {
+            if let Some(w) = st.sched.slot_wait(d.step, now) {
+                waits[0] = Some((w.as_secs_f64(), "concurrency", String::new()));
+            }
+        }
+        if !st.traffic.parked_since.is_empty() {
+            if let Some((since, kind, key)) = st.traffic.parked_since.remove(&(d.step, d.attempt)) {
+                let secs = now.saturating_duration_since(since).as_secs_f64();
+                waits[1] = Some((secs, kind, key));
+            }
+        }
+        for w in waits.into_iter().flatten() {
+            let payload = w
+                .into_pyobject(py)
+                .map_or_else(|_| py.None(), |p| p.into_any().unbind());
+            st.events.push(Event {
+                kind: "waited",
+                step: d.step,
+                attempt: d.attempt,
+                payload,
+            });
         }
     }
 
