@@ -13,7 +13,6 @@ retries and outcomes, with outputs and state deltas), so resuming it restores th
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from batten._internal.status import WorkflowStatus
@@ -97,6 +96,8 @@ def seed_fork(
         meta = dict(data.get("metadata") or {})
         meta[FORKED_FROM] = {"run_id": run_id, "step": from_step}
         data["metadata"] = meta
+    import uuid  # on first use, as DurableRun.begin
+
     new_id = new_run_id or uuid.uuid4().hex
     kept = []
     for e in native.events(run_id, 0):

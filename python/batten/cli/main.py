@@ -40,6 +40,7 @@ from batten import (
     load_workflow,
 )
 from batten._runtime import lifecycle
+from batten._runtime.fork import forked_from
 from batten._runtime.subscribers import on_loop
 from batten.approval import approve, reject
 from batten.cli.progress import Progress
@@ -216,6 +217,30 @@ def _parser() -> argparse.ArgumentParser:
         )
         run_args(p)
         p.set_defaults(func=cmd_decide, approved=name == "approve")
+
+    p = sub.add_parser(
+        "rerun", help="fork a run from a step: a new run reusing the outputs before it"
+    )
+    p.add_argument("run_id")
+    p.add_argument("--from", dest="from_step", required=True, metavar="STEP")
+    p.add_argument("--file", help="the workflow file (default: the one the run recorded)")
+    run_args(p)
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("ui", help="serve the web dashboard and JSON API over a store")
+    store_arg(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    p.add_argument(
+        "--token",
+        metavar="[NAME:]SECRET",
+        help="require this token for changes (required off 127.0.0.1); NAME is recorded as "
+        "the approver (default: $BATTEN_UI_TOKEN)",
+    )
+    p.add_argument(
+        "--trace-url", metavar="TEMPLATE", help="trace UI link, e.g. http://jaeger/trace/{trace_id}"
+    )
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("cancel", help="cancel a run (a running process stops within 0.1 s)")
     p.add_argument("run_id")
@@ -415,12 +440,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     result = stored_result(info, history, None, len(top))
     result = dataclasses.replace(result, steps=_shown_steps(result.steps, info.status))
     decisions = _decisions(history)
+    origin = forked_from(info.input)
     if args.json:
         doc = _result_json(result, info.name)
         doc["decisions"] = decisions
+        doc["forked_from"] = origin
         print(json.dumps(doc, indent=2, default=str))
     else:
         print(f"{info.name} ({info.workflow_id} {info.version}) run {info.run_id}: {info.status}")
+        if origin is not None:
+            print(f"forked from run {origin['run_id']} at step {origin['step']}")
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
@@ -464,6 +493,36 @@ def cmd_runs(args: argparse.Namespace) -> int:
         started = datetime.datetime.fromtimestamp(r.created_at).strftime("%Y-%m-%d %H:%M:%S")
         took = f"{r.updated_at - r.created_at:.1f}"
         print(f"{r.run_id:<34} {r.workflow_id[:20]:<20} {r.status!s:<17} {started:<19} {took}")
+    return EXIT_OK
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """``batten rerun RUN_ID --from STEP``: forks the run from STEP (``Workflow.fork``) and
+    runs the new run to its end; exit code as ``batten run``. An unknown STEP is refused
+    (exit 2, ``UnknownStepError``) before anything is recorded."""
+    from batten._runtime.fork import seed_fork
+
+    store = _existing_store(args)
+    _run_info(args, store, args.run_id)
+    workflow = _workflow_of(store, args.run_id, args.file)
+    new_id = seed_fork(workflow, store, args.run_id, args.from_step)
+    _err(f"forked run {args.run_id} from step {args.from_step}: new run {new_id}")
+    return _drive(workflow, store, args, resume=new_id)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``batten ui``: serves the dashboard until interrupted (``batten.ui.serve``)."""
+    try:
+        from batten.ui import serve
+    except ImportError as exc:
+        raise UsageError(f"batten ui needs the ui extra: pip install 'batten[ui]' ({exc})") from None
+    serve(
+        _store_url(args),
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("BATTEN_UI_TOKEN"),
+        trace_url=args.trace_url,
+    )
     return EXIT_OK
 
 
