@@ -344,6 +344,12 @@ class Dashboard:
                         t["end"] = r.at
                         t["outcome"] = status
                         break
+        if str(info.status) == "waiting_approval":
+            # As `batten status`: a run ends WAITING_APPROVAL only when nothing failed, so a
+            # step blocked behind the approval is pending, not blocked.
+            for s in steps.values():
+                if s["status"] == "blocked":
+                    s["status"] = "pending"
         for path in steps:
             top = path.split("/", 1)[0]
             if "/" in path and top not in composites:
