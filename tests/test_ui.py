@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-import batten  # noqa: E402
-from batten.ui import DashboardConfigError, create_app  # noqa: E402
-from starlette.testclient import TestClient  # noqa: E402
-from ui_workflows import FLAKY, approval_workflow, flaky_workflow  # noqa: E402
+import batten
+from batten.ui import DashboardConfigError, create_app
+from starlette.testclient import TestClient
+from ui_workflows import FLAKY, approval_workflow, flaky_workflow
 
 TOKEN = "alice:s3cret"
 AUTH = {"authorization": "Bearer s3cret"}
@@ -78,9 +78,7 @@ def test_runs_list_filters_and_paginates(url: str) -> None:
         assert [r["run_id"] for r in c.get("/api/runs?workflow=reviewed").json()["runs"]] == [
             ids[3]
         ]
-        assert [r["run_id"] for r in c.get(f"/api/runs?q={ids[1][:12]}").json()["runs"]] == [
-            ids[1]
-        ]
+        assert [r["run_id"] for r in c.get(f"/api/runs?q={ids[1][:12]}").json()["runs"]] == [ids[1]]
         future = time.time() + 3600
         assert c.get(f"/api/runs?since={future}").json()["runs"] == []
         assert len(c.get(f"/api/runs?until={future}").json()["runs"]) == 4

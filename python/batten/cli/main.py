@@ -515,7 +515,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     try:
         from batten.ui import serve
     except ImportError as exc:
-        raise UsageError(f"batten ui needs the ui extra: pip install 'batten[ui]' ({exc})") from None
+        raise UsageError(
+            f"batten ui needs the ui extra: pip install 'batten[ui]' ({exc})"
+        ) from None
     serve(
         _store_url(args),
         host=args.host,

@@ -29,7 +29,6 @@ from batten.errors import (
     RunEndedError,
     RunNotFoundError,
     StoreUnavailableError,
-    UnknownStepError,
     WorkflowConfigError,
     WorkflowDefinitionError,
 )
@@ -184,7 +183,8 @@ class Dashboard:
         if name in list_workflow_factories():
             return create_workflow(name)
         raise WorkflowDefinitionError(
-            f"no workflow named '{name}' (registered: {', '.join(sorted(self.workflows)) or 'none'})"
+            f"no workflow named '{name}' "
+            f"(registered: {', '.join(sorted(self.workflows)) or 'none'})"
         )
 
     # -- background runs ---------------------------------------------------------------------
@@ -227,14 +227,14 @@ class Dashboard:
             variables = initial_variables(workflow, variables)
         metadata = {SOURCE_KEY: workflow.source} if getattr(workflow, "source", None) else {}
         ctx = WorkflowContext(workflow.workflow_id, variables=variables, metadata=metadata)
-        ctx, durable = lifecycle.begin_durable(workflow, ctx, self.store, run_id)
+        begun, durable = lifecycle.begin_durable(workflow, ctx, self.store, run_id)
         new_id = str(durable.run_id)
 
         def go() -> None:
             asyncio.run(
                 lifecycle.execute(
                     workflow,
-                    ctx,
+                    begun,
                     timeout=None,
                     max_concurrency=None,
                     on_event=None,
@@ -285,7 +285,9 @@ class Dashboard:
         composites: list[str] = []
         if workflow is not None:
             order = [s.step_id for s in workflow._steps]
-            deps = {s.step_id: list(d) for s, d in zip(workflow._steps, workflow._deps, strict=True)}
+            deps = {
+                s.step_id: list(d) for s, d in zip(workflow._steps, workflow._deps, strict=True)
+            }
         steps: dict[str, dict[str, Any]] = {}
         for r in history:
             s = steps.setdefault(
@@ -411,7 +413,9 @@ def _int_arg(q: Mapping[str, str], name: str, default: int, lo: int, hi: int) ->
     try:
         value = int(raw)
     except ValueError:
-        raise WorkflowConfigError(f"query parameter {name}: expected an integer, got {raw!r}")
+        raise WorkflowConfigError(
+            f"query parameter {name}: expected an integer, got {raw!r}"
+        ) from None
     if not lo <= value <= hi:
         raise WorkflowConfigError(f"query parameter {name}: expected {lo}..{hi}, got {value}")
     return value
@@ -521,7 +525,9 @@ def build(dash: Dashboard, *, loopback: bool) -> Starlette:
             run_id, data = request.path_params["run_id"], await body(request)
             step = data.get("step")
             if not isinstance(step, str) or not step:
-                raise WorkflowConfigError("request body: 'step' (the approval step's id) is required")
+                raise WorkflowConfigError(
+                    "request body: 'step' (the approval step's id) is required"
+                )
             comment = data.get("comment")
             if comment is not None and not isinstance(comment, str):
                 raise WorkflowConfigError("request body: 'comment' must be a string")
@@ -607,7 +613,9 @@ def build(dash: Dashboard, *, loopback: bool) -> Starlette:
 
     @guarded(False)
     async def page_run(request: Request) -> Response:
-        return HTMLResponse(_page("Run " + request.path_params["run_id"], "run", request.path_params))
+        return HTMLResponse(
+            _page("Run " + request.path_params["run_id"], "run", request.path_params)
+        )
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]

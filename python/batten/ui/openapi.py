@@ -84,7 +84,9 @@ OPENAPI: dict[str, Any] = {
             "post": _op("Resume a run (failed steps run again)", body={}, params=_RUN)
         },
         "/api/runs/{run_id}/fork": {
-            "post": _op("Fork a run from a step into a new run", body={"from_step": _S}, params=_RUN)
+            "post": _op(
+                "Fork a run from a step into a new run", body={"from_step": _S}, params=_RUN
+            )
         },
         "/api/workflows": {"get": _op("Workflows the dashboard can start")},
         "/api/workflows/{name}/runs": {
