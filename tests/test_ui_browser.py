@@ -13,9 +13,12 @@ import asyncio
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import sysconfig
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,30 +68,47 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A real uvicorn serving the dashboard on a free port; yields (base URL, store URL)."""
+def dashboard() -> Iterator[Callable[..., str]]:
+    """Starts a real uvicorn serving ``create_app(store, **kw)`` on a free port when called;
+    returns its base URL. Every server started is stopped at the end."""
+    started: list[tuple[Any, threading.Thread]] = []
+
+    def start(store: str, **kw: Any) -> str:
+        app = create_app(store, **kw)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=srv.run, daemon=True)
+        thread.start()
+        started.append((srv, thread))
+        deadline = time.monotonic() + 20
+        while not srv.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{port}"
+
+    try:
+        yield start
+    finally:
+        for srv, thread in started:
+            srv.should_exit = True
+            thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(tmp_path: Path, dashboard: Callable[..., str]) -> Iterator[tuple[str, str]]:
+    """The dashboard over a SQLite file knowing the two test workflows: (base URL, store URL)."""
     FLAKY["fail"], FLAKY["calls"] = True, []
     url = "sqlite:///" + str(tmp_path / "runs.db")
-    app = create_app(
+    base = dashboard(
         url,
         workflows={"reviewed": approval_workflow(), "flaky": flaky_workflow()},
         identity="carol",
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", url
+        yield base, url
     finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
         FLAKY["fail"] = True
 
 
@@ -168,3 +188,56 @@ def test_approve_in_the_browser_then_fork_a_failed_run(browser: Any, server: Any
     assert "forked from" in browser.find_element(By.ID, "summary").text
     assert sorted(FLAKY["calls"]) == ["fetch", "report"]
     _shot(browser, "run-fork-completed")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+@pytest.mark.skipif(
+    not (STDLIB / "json").is_dir(), reason="this Python ships without the standard library"
+)
+def test_the_code_review_example_is_approved_in_the_browser(
+    browser: Any, dashboard: Callable[..., str], tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The README's first command without ``--yes`` (on the json package, for time) stops at
+    its approval gate; the dashboard, knowing nothing but the store, shows it and continues it
+    from the workflow file the run recorded."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "BATTEN_STORE"):
+        monkeypatch.delenv(var, raising=False)
+    url = "sqlite:///" + str(tmp_path / "runs.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "batten", "run", str(ROOT / "examples/code_review/workflow.yaml")]
+        + ["--input", f"target={STDLIB / 'json'}", "--store", url, "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")},
+    )
+    assert done.returncode == 3, done.stderr  # waiting for approval
+    run_id = next(
+        line.split()[1].rstrip(":") for line in done.stdout.splitlines() if line.startswith("run ")
+    )
+    base = dashboard(url, token="dana:s3cret")
+
+    browser.get(f"{base}/?token=s3cret")
+    _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, f'tr[data-run="{run_id}"]'))
+    _click(browser, f'tr[data-run="{run_id}"] a')
+    _wait(browser, lambda d: _node_status(d, "approve") == "waiting_approval")
+    for step in ("discover", "ruff", "radon", "bandit", "collect", "triage"):
+        assert _node_status(browser, step) == "completed", step
+    assert _node_status(browser, "publish") == "pending"
+    # A map step is a composite: selecting it lists its items with their statuses.
+    _click(browser, '#graph .node[data-step="ruff"]')
+    _wait(browser, lambda d: "ruff/run_ruff[0]" in d.find_element(By.ID, "step").text)
+    _shot(browser, "code-review-waiting-approval")
+
+    box = browser.find_element(By.CSS_SELECTOR, '.approval[data-step="approve"]')
+    box.find_element(By.CSS_SELECTOR, ".comment").send_keys("publish it")
+    box.find_element(By.CSS_SELECTOR, ".approve").click()
+    _wait(browser, lambda d: _node_status(d, "publish") == "completed", timeout=120)
+    _wait(browser, lambda d: "completed" in d.find_element(By.ID, "run-status").text)
+    assert "approved by dana" in browser.find_element(By.ID, "timeline").text
+    assert (tmp_path / "review-report" / "report.md").is_file()
+    _shot(browser, "code-review-approved-completed")
