@@ -207,9 +207,10 @@ def test_the_code_review_example_is_approved_in_the_browser(
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "BATTEN_STORE"):
         monkeypatch.delenv(var, raising=False)
     url = "sqlite:///" + str(tmp_path / "runs.db")
+    workflow = str(ROOT / "examples" / "code_review" / "workflow.yaml")
+    target = f"target={STDLIB / 'json'}"
     done = subprocess.run(
-        [sys.executable, "-m", "batten", "run", str(ROOT / "examples/code_review/workflow.yaml")]
-        + ["--input", f"target={STDLIB / 'json'}", "--store", url, "-q"],
+        [sys.executable, "-m", "batten", "run", workflow, "--input", target, "--store", url, "-q"],
         capture_output=True,
         text=True,
         timeout=300,
