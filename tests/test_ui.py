@@ -218,3 +218,45 @@ def test_another_address_needs_a_token_and_then_reads_need_it(tmp_path: Path) ->
     with TestClient(create_app(url, host="0.0.0.0", token="s3cret")) as c:
         assert c.get("/api/runs").status_code == 401
         assert c.get("/api/runs", headers=AUTH).status_code == 200
+
+
+def test_batten_run_waiting_for_approval_points_at_the_dashboard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import threading
+
+    import uvicorn
+    from batten.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Path("wf.yaml").write_text(
+        "name: gated\nsteps:\n  - {id: gate, kind: approval, prompt: ok?}\n", encoding="utf-8"
+    )
+    url = "sqlite:///" + str(tmp_path / "runs.db")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("BATTEN_UI_URL", f"http://127.0.0.1:{port}")
+    assert main(["run", "wf.yaml", "--store", url, "-q"]) == 3
+    out = capsys.readouterr().out
+    run_id = out.split()[1].rstrip(":")
+    assert (
+        f"in the browser: batten ui --store {url}, then open http://127.0.0.1:{port}/runs/" in out
+    )
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(url), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not srv.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        assert main(["status", run_id, "--store", url]) == 3
+        out = capsys.readouterr().out
+        assert f"  in the browser: http://127.0.0.1:{port}/runs/{run_id}\n" in out
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

@@ -453,7 +453,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
-        for line in _next_steps(info.run_id, info.status, info.error, history):
+        for line in _next_steps(info.run_id, info.status, info.error, history, store.url):
             print(line)
     return _exit_code(info.status)
 
@@ -693,7 +693,7 @@ def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) ->
     elif result.error:
         print(f"error: {result.error}", file=out_stream)
     history = store.history(result.run_id)
-    for line in _next_steps(result.run_id, status, result.error, history):
+    for line in _next_steps(result.run_id, status, result.error, history, store.url):
         print(line, file=out_stream)
 
 
@@ -738,7 +738,13 @@ def _exit_code(status: Any) -> int:
     return EXIT_FAILED
 
 
-def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[Any]) -> list[str]:
+def _next_steps(
+    run_id: str,
+    status: Any,
+    error: str | None,
+    history: Sequence[Any],
+    store_url: str | None = None,
+) -> list[str]:
     """The commands that can move run ``run_id`` on from ``status``, as lines to print; none
     for a run that has ended for good (completed, cancelled, compensated, or failed after its
     compensations ran). ``batten run``'s report and ``batten status`` both print these, so they
@@ -753,11 +759,36 @@ def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[A
                 f"  approve: batten approve {run_id} {path}",
                 f"  reject:  batten reject {run_id} {path}",
             ]
+        lines.append(_dashboard_hint(run_id, store_url))
     if status == WorkflowStatus.PAUSED:
         lines.append(f"paused; continue with: batten resume {run_id}")
     elif status == WorkflowStatus.FAILED and lifecycle.COMPENSATION_FAILED not in (error or ""):
         lines.append(f"after fixing the cause: batten resume {run_id}")
     return lines
+
+
+#: Where ``batten ui`` serves by default; ``BATTEN_UI_URL`` names another dashboard.
+DASHBOARD_URL = "http://127.0.0.1:8765"
+
+
+def _dashboard_hint(run_id: str, store_url: str | None) -> str:
+    """The line pointing at the run's page in the dashboard: its URL when a dashboard answers
+    at ``BATTEN_UI_URL`` (default :data:`DASHBOARD_URL`; a look of at most 0.3 s), else how to
+    start one over this store."""
+    import urllib.error
+    import urllib.request
+
+    base = (os.environ.get("BATTEN_UI_URL") or DASHBOARD_URL).rstrip("/")
+    page = f"{base}/runs/{run_id}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/openapi.json", timeout=0.3) as r:
+            running = b"batten dashboard API" in r.read(4096)
+    except (OSError, urllib.error.URLError, ValueError):
+        running = False
+    if running:
+        return f"  in the browser: {page}"
+    where = f" --store {store_url}" if store_url else ""
+    return f"  in the browser: batten ui{where}, then open {page}"
 
 
 def _shown_steps(steps: Sequence[Any], status: Any) -> list[Any]:
