@@ -260,3 +260,14 @@ def test_batten_run_waiting_for_approval_points_at_the_dashboard(
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+def test_batten_ui_refuses_another_address_without_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from batten.cli import main
+
+    url = "sqlite:///" + str(tmp_path / "runs.db")
+    assert main(["ui", "--store", url, "--host", "0.0.0.0", "--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "DashboardConfigError" in err and "--token" in err

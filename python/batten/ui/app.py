@@ -382,6 +382,14 @@ class Dashboard:
         offset = _int_arg(q, "cursor", 0, 0, sys.maxsize)
         since, until = _float_arg(q, "since"), _float_arg(q, "until")
         text = q.get("q") or None
+        if text is not None and offset == 0:
+            # A whole run id (pasted from a log) is one lookup, not a scan of every run.
+            try:
+                exact = self.store.get_run(text)
+            except RunNotFoundError:
+                exact = None
+            if exact is not None and self._matches(exact, q, since, until):
+                return {"runs": [_info_json(exact)], "next_cursor": None}
         scan = text is not None or since is not None or until is not None
         # The stores filter by status and workflow and return newest first; the other filters
         # and the offset are applied here (the store has no cursor).
@@ -404,6 +412,17 @@ class Dashboard:
             "runs": [_info_json(r) for r in page],
             "next_cursor": str(offset + limit) if more else None,
         }
+
+    @staticmethod
+    def _matches(
+        r: RunInfo, q: Mapping[str, str], since: float | None, until: float | None
+    ) -> bool:
+        return (
+            (not q.get("status") or str(r.status) == q["status"])
+            and (not q.get("workflow") or r.workflow_id == q["workflow"])
+            and (since is None or r.created_at >= since)
+            and (until is None or r.created_at <= until)
+        )
 
 
 def _int_arg(q: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
