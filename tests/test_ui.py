@@ -271,3 +271,47 @@ def test_batten_ui_refuses_another_address_without_a_token(
     assert main(["ui", "--store", url, "--host", "0.0.0.0", "--port", "1"]) == 2
     err = capsys.readouterr().err
     assert "DashboardConfigError" in err and "--token" in err
+
+
+def test_start_a_workflow_file_by_name_and_continue_it_after_approval(tmp_path: Path) -> None:
+    wf = tmp_path / "gated.yaml"
+    wf.write_text(
+        "name: gated\nsteps:\n  - {id: gate, kind: approval, prompt: ok?}\n", encoding="utf-8"
+    )
+    url = "sqlite:///" + str(tmp_path / "runs.db")
+    with TestClient(create_app(url, token=TOKEN, workflows={"gated": str(wf)})) as c:
+        r = c.post("/api/workflows/gated/runs", json={"inputs": {}}, headers=AUTH)
+        assert r.status_code == 201, r.text
+        run_id = r.json()["run_id"]
+        _wait_status(c, run_id, "waiting_approval")
+        # The run records its file, so a dashboard that was not told about it continues it.
+    with TestClient(create_app(url, token=TOKEN)) as c:
+        r = c.post(f"/api/runs/{run_id}/approve", json={"step": "gate"}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        _wait_status(c, run_id, "completed")
+
+
+def test_a_traced_run_links_to_the_trace_ui(tmp_path: Path) -> None:
+    url = "sqlite:///" + str(tmp_path / "runs.db")
+    store = batten.Store(url)
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    store._native.create_run(
+        "traced",
+        "flaky",
+        "Flaky fetch",
+        "1.0.0",
+        "failed",
+        {
+            "workflow_id": "flaky",
+            "user_context": {},
+            "variables": {},
+            "metadata": {},
+            "trace": {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
+        },
+        time.time(),
+    )
+    app = create_app(url, trace_url="http://jaeger:16686/trace/{trace_id}")
+    with TestClient(app) as c:
+        doc = c.get("/api/runs/traced").json()
+        assert doc["trace_id"] == trace_id
+        assert doc["trace_url"] == f"http://jaeger:16686/trace/{trace_id}"

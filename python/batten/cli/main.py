@@ -240,6 +240,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--trace-url", metavar="TEMPLATE", help="trace UI link, e.g. http://jaeger/trace/{trace_id}"
     )
+    p.add_argument(
+        "--workflow",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a workflow file POST /api/workflows/NAME/runs may start (repeatable)",
+    )
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("cancel", help="cancel a run (a running process stops within 0.1 s)")
@@ -518,8 +525,15 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise UsageError(
             f"batten ui needs the ui extra: pip install 'batten[ui]' ({exc})"
         ) from None
+    workflows: dict[str, Any] = {}
+    for item in args.workflow:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise UsageError(f"--workflow expects NAME=FILE, got {item!r}")
+        workflows[name] = str(Path(file).resolve())
     serve(
-        _store_url(args),
+        _store(args),
+        workflows=workflows,
         host=args.host,
         port=args.port,
         token=args.token or os.environ.get("BATTEN_UI_TOKEN"),
