@@ -373,3 +373,28 @@ def test_a_killed_run_is_finished_by_batten_resume(cwd, capsys):
     assert code == 0, err
     assert out.splitlines()[-1] == "first"
     assert Path("calls.log").read_text() == "first\nfirst\n"  # "first" once, then "last"
+
+
+def test_rerun_from_a_step_reuses_earlier_outputs_and_status_shows_the_origin(cwd, capsys):
+    wf = write(
+        """\
+        name: forkme
+        steps:
+          - {id: first, kind: tool, tool: clitools:count, args: {text: a}}
+          - {id: second, kind: tool, tool: clitools:until_fixed, args: {text: "{first.result}"}}
+        """
+    )
+    Path("broken").write_text("")
+    code, _, err = batten_cli(capsys, "run", wf)
+    assert code == 1
+    origin = run_id_of(err)
+    code, _, err = batten_cli(capsys, "rerun", origin, "--from", "nope")
+    assert code == 2 and "has no step 'nope'" in err
+    Path("broken").unlink()
+    code, out, err = batten_cli(capsys, "rerun", origin, "--from", "second")
+    assert code == 0, err
+    assert out.splitlines()[-1] == "a!"
+    assert Path("calls.log").read_text() == "a\n"  # first was reused, not run again
+    new = next(line.split()[-1] for line in err.splitlines() if line.startswith("forked run"))
+    code, out, _ = batten_cli(capsys, "status", new)
+    assert f"forked from run {origin} at step second" in out

@@ -29,6 +29,7 @@ __all__ = [
     "StoreError",
     "StoreURLError",
     "StoreUnavailableError",
+    "UnknownStepError",
     "WorkflowCancelledError",
     "WorkflowConfigError",
     "WorkflowDefinitionError",
@@ -306,3 +307,18 @@ class CircuitOpenError(BattenError):
     tolerance): the agent or tool failed ``failure_threshold`` times in a row and its
     ``recovery_timeout`` has not passed. The step fails fast instead of calling it; never
     retried (give the breaker ``wait=True`` to have steps wait for the circuit instead)."""
+
+
+class UnknownStepError(WorkflowDefinitionError, LookupError):
+    """A step id that is not one of the workflow's top-level steps was named, e.g. as
+    ``Workflow.fork(run_id, from_step)``'s ``from_step`` or ``batten rerun --from``.
+
+    Attributes:
+        step_id: the id asked for.
+        known: the workflow's top-level step ids, in declaration order.
+    """
+
+    def __init__(self, message: str, *, step_id: str, known: list[str]) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+        self.known = known

@@ -519,31 +519,69 @@ class Workflow(WorkflowKind):
             WorkflowDefinitionError, TypeError: as ``execute``.
         """
         kwargs: dict[str, Any] = {"timeout": timeout, "max_concurrency": max_concurrency}
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            # Runner.run defaults to the context captured when the runner was made; pass the
-            # caller's current one so contextvars set since then reach the steps.
-            return thread_runner().run(
-                self.execute(context, **kwargs), context=contextvars.copy_context()
+        return _run_sync(lambda: self.execute(context, **kwargs))
+
+    async def fork_async(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        store: Any = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> WorkflowResult:
+        """Forks durable run ``run_id`` from ``from_step`` on the running event loop: a new run
+        that reuses the recorded outputs of every step except ``from_step`` and the steps that
+        depend on it (directly or transitively), and runs those again (as Temporal's reset and
+        LangGraph's fork from a checkpoint). The origin run is left as it is.
+
+        The new run's input is the origin's, with ``metadata["batten.forked_from"] ==
+        {"run_id": run_id, "step": from_step}`` (``batten status`` and the dashboard show it);
+        its id is ``result.run_id``. Use it after fixing a step's cause, or to try a step again
+        with the same upstream outputs.
+
+        Args:
+            run_id: the origin run's id (any status).
+            from_step: a top-level step id of this workflow.
+            store: the store holding the origin (object or URL); the fork is recorded there.
+                Default: the workflow's ``with_store`` store, else ``BATTEN_STORE``.
+            timeout, max_concurrency: as ``execute``, for the new run.
+
+        Raises:
+            UnknownStepError: ``from_step`` is not a top-level step (names it and the known
+                ones; nothing is recorded).
+            RunNotFoundError: no run ``run_id`` in the store.
+            WorkflowDefinitionError: the run belongs to another workflow or ``version``, or
+                this workflow is malformed, or a bad ``timeout`` / ``max_concurrency``.
+        """
+        from batten._runtime.durable import require_store
+        from batten._runtime.fork import seed_fork
+
+        check_run_options(timeout, max_concurrency)
+        st = require_store(self._store if store is None else store)
+        compiled(self)
+        new_id = seed_fork(self, st, run_id, from_step)
+        return await lifecycle.resume(
+            self, new_id, store=st, timeout=timeout, max_concurrency=max_concurrency, base=None
+        )
+
+    def fork(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        store: Any = None,
+        timeout: float | None = None,
+        max_concurrency: int | None = None,
+    ) -> WorkflowResult:
+        """:meth:`fork_async` from synchronous code (as ``run`` is ``execute``'s): forks run
+        ``run_id`` from ``from_step``, runs the new run to its end and returns its result.
+        Same arguments and errors as :meth:`fork_async`."""
+        return _run_sync(
+            lambda: self.fork_async(
+                run_id, from_step, store=store, timeout=timeout, max_concurrency=max_concurrency
             )
-        box: list[Any] = []
-
-        def target() -> None:
-            try:
-                box.append(asyncio.run(self.execute(context, **kwargs)))
-            except BaseException as exc:
-                box.append(exc)
-
-        caller = contextvars.copy_context()
-        thread = threading.Thread(target=caller.run, args=(target,), name="batten-run")
-        thread.start()
-        thread.join()
-        outcome = box[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        assert isinstance(outcome, WorkflowResult)
-        return outcome
+        )
 
     def to_mermaid(self, *, direction: str = "TD") -> str:
         """This workflow as a Mermaid ``flowchart`` (see :func:`batten.display.to_mermaid`);
@@ -577,3 +615,32 @@ class Workflow(WorkflowKind):
 
     def __repr__(self) -> str:
         return f"Workflow({self.workflow_id!r}, {self.name!r}, steps={len(self._steps)})"
+
+
+def _run_sync(make: Callable[[], Any]) -> WorkflowResult:
+    """Runs the coroutine ``make()`` returns to completion from synchronous code (see
+    ``Workflow.run``): on this thread's runner, or under a running loop on a helper thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        # Runner.run defaults to the context captured when the runner was made; pass the
+        # caller's current one so contextvars set since then reach the steps.
+        done: WorkflowResult = thread_runner().run(make(), context=contextvars.copy_context())
+        return done
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append(asyncio.run(make()))
+        except BaseException as exc:
+            box.append(exc)
+
+    caller = contextvars.copy_context()
+    thread = threading.Thread(target=caller.run, args=(target,), name="batten-run")
+    thread.start()
+    thread.join()
+    outcome = box[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    assert isinstance(outcome, WorkflowResult)
+    return outcome

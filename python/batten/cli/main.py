@@ -48,6 +48,7 @@ from batten import (
     load_workflow,
 )
 from batten._runtime import lifecycle
+from batten._runtime.fork import forked_from
 from batten._runtime.subscribers import on_loop
 from batten.approval import approve, reject
 from batten.cli.progress import Progress
@@ -249,6 +250,37 @@ def _parser() -> argparse.ArgumentParser:
         )
         run_args(p)
         p.set_defaults(func=cmd_decide, approved=name == "approve")
+
+    p = sub.add_parser(
+        "rerun", help="fork a run from a step: a new run reusing the outputs before it"
+    )
+    p.add_argument("run_id")
+    p.add_argument("--from", dest="from_step", required=True, metavar="STEP")
+    p.add_argument("--file", help="the workflow file (default: the one the run recorded)")
+    run_args(p)
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("ui", help="serve the web dashboard and JSON API over a store")
+    store_arg(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765)")
+    p.add_argument(
+        "--token",
+        metavar="[NAME:]SECRET",
+        help="require this token for changes (required off 127.0.0.1); NAME is recorded as "
+        "the approver (default: $BATTEN_UI_TOKEN)",
+    )
+    p.add_argument(
+        "--trace-url", metavar="TEMPLATE", help="trace UI link, e.g. http://jaeger/trace/{trace_id}"
+    )
+    p.add_argument(
+        "--workflow",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="a workflow file POST /api/workflows/NAME/runs may start (repeatable)",
+    )
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("cancel", help="cancel a run (a running process stops within 0.1 s)")
     p.add_argument("run_id")
@@ -478,20 +510,24 @@ def cmd_status(args: argparse.Namespace) -> int:
         total_execution_time_ms=_seconds_of(info) * 1000.0,
     )
     decisions = _decisions(history)
+    origin = forked_from(info.input)
     if args.json:
         doc = _result_json(result, info.name)
         doc["decisions"] = decisions
         doc["owner"] = _lease_json(info)
+        doc["forked_from"] = origin
         print(json.dumps(doc, indent=2, default=str))
     else:
         print(f"{info.name} ({info.workflow_id} {info.version}) run {info.run_id}: {info.status}")
         if info.lease is not None:
             print(f"executed by {_owner_text(info.lease)}")
+        if origin is not None:
+            print(f"forked from run {origin['run_id']} at step {origin['step']}")
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
         resume = resume_command(info.run_id, store.url)
-        for line in _next_steps(info.run_id, info.status, info.error, history, resume):
+        for line in _next_steps(info.run_id, info.status, info.error, history, resume, store.url):
             print(line)
     return _exit_code(info.status)
 
@@ -553,6 +589,45 @@ def _seconds_of(info: Any) -> float:
     change (its end, or where it paused, waited or was interrupted)."""
     end = time.time() if info.status in _LIVE else float(info.updated_at)
     return max(0.0, end - float(info.created_at))
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    """``batten rerun RUN_ID --from STEP``: forks the run from STEP (``Workflow.fork``) and
+    runs the new run to its end; exit code as ``batten run``. An unknown STEP is refused
+    (exit 2, ``UnknownStepError``) before anything is recorded."""
+    from batten._runtime.fork import seed_fork
+
+    store = _existing_store(args)
+    _run_info(args, store, args.run_id)
+    workflow = _workflow_of(store, args.run_id, args.file)
+    new_id = seed_fork(workflow, store, args.run_id, args.from_step)
+    _err(f"forked run {args.run_id} from step {args.from_step}: new run {new_id}")
+    return _drive(workflow, store, args, resume=new_id)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``batten ui``: serves the dashboard until interrupted (``batten.ui.serve``)."""
+    try:
+        from batten.ui import serve
+    except ImportError as exc:
+        raise UsageError(
+            f"batten ui needs the ui extra: pip install 'batten[ui]' ({exc})"
+        ) from None
+    workflows: dict[str, Any] = {}
+    for item in args.workflow:
+        name, sep, file = item.partition("=")
+        if not sep or not name or not file:
+            raise UsageError(f"--workflow expects NAME=FILE, got {item!r}")
+        workflows[name] = str(Path(file).resolve())
+    serve(
+        _store(args),
+        workflows=workflows,
+        host=args.host,
+        port=args.port,
+        token=args.token or os.environ.get("BATTEN_UI_TOKEN"),
+        trace_url=args.trace_url,
+    )
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -902,7 +977,7 @@ def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) ->
         print(f"error: {result.error}", file=out_stream)
     history = store.history(result.run_id)
     resume = resume_command(result.run_id, store.url, yes=args.yes)
-    for line in _next_steps(result.run_id, status, result.error, history, resume):
+    for line in _next_steps(result.run_id, status, result.error, history, resume, store.url):
         print(line, file=out_stream)
 
 
@@ -957,9 +1032,11 @@ def _next_steps(
     error: str | None,
     history: Sequence[Any],
     resume: str | None = None,
+    store_url: str | None = None,
 ) -> list[str]:
     """The commands that can move run ``run_id`` on from ``status``, as lines to print
-    (``resume``: the ``batten resume`` command line to offer, default without options); none
+    (``resume``: the ``batten resume`` command line to offer, default without options;
+    ``store_url``: the store, for the dashboard's address of a waiting approval); none
     for a run that has ended for good (completed, cancelled, compensated, or failed after its
     compensations ran). ``batten run``'s report and ``batten status`` both print these, so they
     never disagree. Approvals are offered only while the run waits for them: ``batten approve``
@@ -974,6 +1051,7 @@ def _next_steps(
                 f"  approve: batten approve {run_id} {path}",
                 f"  reject:  batten reject {run_id} {path}",
             ]
+        lines.append(_dashboard_hint(run_id, store_url))
     if status == WorkflowStatus.PAUSED:
         lines.append(f"paused; continue with: {resume}")
     elif status == WorkflowStatus.INTERRUPTED:
@@ -982,6 +1060,30 @@ def _next_steps(
     elif status == WorkflowStatus.FAILED and lifecycle.COMPENSATION_FAILED not in (error or ""):
         lines.append(f"after fixing the cause: {resume}")
     return lines
+
+
+#: Where ``batten ui`` serves by default; ``BATTEN_UI_URL`` names another dashboard.
+DASHBOARD_URL = "http://127.0.0.1:8765"
+
+
+def _dashboard_hint(run_id: str, store_url: str | None) -> str:
+    """The line pointing at the run's page in the dashboard: its URL when a dashboard answers
+    at ``BATTEN_UI_URL`` (default :data:`DASHBOARD_URL`; a look of at most 0.3 s), else how to
+    start one over this store."""
+    import urllib.error
+    import urllib.request
+
+    base = (os.environ.get("BATTEN_UI_URL") or DASHBOARD_URL).rstrip("/")
+    page = f"{base}/runs/{run_id}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/openapi.json", timeout=0.3) as r:
+            running = b"batten dashboard API" in r.read(4096)
+    except (OSError, urllib.error.URLError, ValueError):
+        running = False
+    if running:
+        return f"  in the browser: {page}"
+    where = f" --store {store_url}" if store_url else ""
+    return f"  in the browser: batten ui{where}, then open {page}"
 
 
 def _shown_steps(steps: Sequence[Any], status: Any) -> list[Any]:
