@@ -51,7 +51,7 @@ impl RunInner {
                 } else if here == Where::Worker && inline.is_none() {
                     inline = Some(d);
                 } else {
-                    self.submit(d);
+                    self.submit(py, d);
                 }
             }
         }
@@ -369,6 +369,7 @@ impl RunInner {
         };
         let mut tasks = Vec::new();
         let mut timers = Vec::new();
+        let mut calls = Vec::new();
         {
             let mut guard = self.lock(py);
             let st = &mut *guard;
@@ -390,6 +391,8 @@ impl RunInner {
                 rec.end = Some(now);
                 timers.extend(rec.timer.take());
                 rec.error = Some(StepError::from_exc(err.bind(py)));
+                // A running sync call's result is discarded from now on: abandon it.
+                calls.extend(rec.call.take());
                 if !self.plan.steps[step].is_async && matches!(why, Stop::TimedOut(_)) {
                     rec.abandoned = true;
                 }
@@ -400,6 +403,9 @@ impl RunInner {
         self.flush(py);
         for t in timers {
             t.cancel(py);
+        }
+        for call in calls {
+            job::abandon(&call);
         }
         for (d, t) in tasks {
             cancel_and_watch(self, py, t.bind(py), d);

@@ -34,7 +34,7 @@ mod callback;
 mod dispatch;
 mod durable;
 mod events;
-mod job;
+pub mod job;
 mod outcome;
 mod record;
 mod start;
@@ -105,6 +105,8 @@ struct StepRec {
     timer: Option<Timer>,
     /// The live async attempt passed its deadline and its task was cancelled.
     timing_out: bool,
+    /// The live sync attempt's call while a worker runs it, for its deadline to abandon.
+    call: Option<crate::py::threads::pool::CallId>,
     abandoned: bool,
     cancel_ignored: bool,
     /// A composite step's nested results and metadata (see `results::Nested`).

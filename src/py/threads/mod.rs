@@ -4,8 +4,8 @@
 //! closures). `run` implements `SyncJob` for a sync step attempt; `journal` arms timers.
 //!
 //! At interpreter exit `shutdown` (`_core._shutdown`, registered with `atexit` by
-//! `batten/__init__.py`) stops the timers and joins every worker, waiting for abandoned sync
-//! steps to return, as `concurrent.futures.ThreadPoolExecutor` does. A thread still inside
+//! `batten/__init__.py`) stops the timers and joins every worker except those running an
+//! abandoned sync call, which the interpreter does not wait for (as for daemon threads). A thread still inside
 //! CPython during finalization is killed with `pthread_exit`, which cannot unwind through Rust
 //! frames and aborts the process (DESIGN §3 pitfall 3).
 use std::time::Duration;

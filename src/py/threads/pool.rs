@@ -8,10 +8,18 @@
 //! grows (up to `MAX_WORKERS`) when a queued job has waited `STALE_AFTER` while every worker was
 //! busy, so a job that blocks in `time.sleep` never holds up the jobs queued behind it for long.
 //!
+//! A call that runs past its deadline cannot be interrupted inside the process; its caller
+//! `abandon`s it. An abandoned call keeps its thread until it returns, but no longer counts
+//! against `MAX_WORKERS` (so 256 stuck calls cannot starve every later job: before, a trivial job
+//! with a 1 s timeout waited 11.8-21.8 s behind them), and that thread exits when the call
+//! returns. `abandoned_calls` counts them process-wide.
+//!
 //! At interpreter exit `stop` (via `threads::shutdown`) wakes every worker to return; the caller
-//! joins them detached from Python.
+//! joins them detached from Python, except workers whose call was abandoned: the interpreter does
+//! not wait for those (as for daemon threads).
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -30,21 +38,61 @@ const STALE_AFTER: Duration = Duration::from_micros(200);
 
 /// Work for a pool thread: called once, on a worker attached to Python. Each `Pool<J>` is
 /// monomorphised over its job type (see the NOTE on `run::job`'s pool for why not boxed).
+/// `worker` brackets each blocking call (`Pool::begin_call`/`end_call`) so it can be abandoned.
 pub trait SyncJob: Send + 'static {
-    fn run(self, py: Python<'_>);
+    fn run(self, py: Python<'_>, worker: &Worker);
+}
+
+/// Calls abandoned since the process started, over every pool.
+static ABANDONED_TOTAL: AtomicU64 = AtomicU64::new(0);
+/// Abandoned calls still running (their threads have not returned), over every pool.
+static ABANDONED_RUNNING: AtomicU64 = AtomicU64::new(0);
+
+/// `(running, total)`: abandoned calls still running, and abandoned since the process started.
+pub fn abandoned_calls() -> (u64, u64) {
+    (
+        ABANDONED_RUNNING.load(Ordering::Relaxed),
+        ABANDONED_TOTAL.load(Ordering::Relaxed),
+    )
+}
+
+/// One worker thread's call state, shared with whoever may abandon its call. Changed only under
+/// its pool's lock (atomics only to share it between threads).
+#[derive(Default)]
+struct Cell {
+    /// Counts the worker's calls; tells a `CallId` of the running call from a stale one.
+    gen: AtomicU64,
+    calling: AtomicBool,
+    abandoned: AtomicBool,
+}
+
+/// The worker thread a job runs on (see `SyncJob::run`).
+pub struct Worker {
+    cell: Arc<Cell>,
+}
+
+/// One call on one worker, for another thread to `Pool::abandon`.
+#[derive(Clone)]
+pub struct CallId {
+    cell: Arc<Cell>,
+    gen: u64,
 }
 
 #[derive(Default)]
 struct Queue<J> {
     jobs: VecDeque<(Instant, J)>,
     idle: usize,
+    /// Live worker threads, abandoned ones included.
     threads: usize,
+    /// Workers whose call was abandoned and has not returned: they do not count against
+    /// `MAX_WORKERS` and exit when their call returns.
+    abandoned: usize,
     /// A waiting worker was notified and has not woken yet.
     wake_pending: bool,
     /// Jobs taken by workers so far: the monitor's sign that the busy workers are not blocked.
     taken: u64,
     shutdown: bool,
-    handles: Vec<JoinHandle<()>>,
+    handles: Vec<(Arc<Cell>, JoinHandle<()>)>,
     monitor: Option<JoinHandle<()>>,
 }
 
@@ -70,7 +118,13 @@ impl<J: SyncJob> Stop for Pool<J> {
         q.shutdown = true;
         self.cv.notify_all();
         self.monitor_cv.notify_all();
-        let mut handles = std::mem::take(&mut q.handles);
+        // NOTE: an abandoned call may run for hours; joining it would hold the interpreter's exit
+        // hostage, so its thread is left to the process's end, as a daemon thread is.
+        let mut handles: Vec<_> = std::mem::take(&mut q.handles)
+            .into_iter()
+            .filter(|(cell, h)| !cell.abandoned.load(Ordering::Relaxed) || h.is_finished())
+            .map(|(_, h)| h)
+            .collect();
         handles.extend(q.monitor.take());
         handles
     }
@@ -89,6 +143,7 @@ impl<J: SyncJob> Pool<J> {
                 jobs: VecDeque::new(),
                 idle: 0,
                 threads: 0,
+                abandoned: 0,
                 wake_pending: false,
                 taken: 0,
                 shutdown: false,
@@ -126,11 +181,15 @@ impl<J: SyncJob> Pool<J> {
     fn spawn_worker(&'static self, q: &mut Queue<J>) {
         q.threads += 1;
         let n = q.threads;
+        let cell = Arc::new(Cell::default());
+        let mine = Arc::clone(&cell);
         let handle = std::thread::Builder::new()
             .name(format!("batten-worker-{n}"))
-            .spawn(move || self.worker())
+            .spawn(move || self.worker(Worker { cell: mine }))
             .expect("batten: cannot spawn a worker thread");
-        q.handles.push(handle);
+        // Threads whose abandoned call returned have exited: drop their handles.
+        q.handles.retain(|(_, h)| !h.is_finished());
+        q.handles.push((cell, handle));
     }
 
     /// Gets the front job a worker: an idle one if any, else a new thread.
@@ -140,9 +199,50 @@ impl<J: SyncJob> Pool<J> {
                 q.wake_pending = true;
                 self.cv.notify_one();
             }
-        } else if q.threads < MAX_WORKERS {
+        } else if q.threads - q.abandoned < MAX_WORKERS {
             self.spawn_worker(q);
         }
+    }
+
+    /// Marks the start of a blocking call on `worker`; returns its id for `abandon`.
+    pub fn begin_call(&self, worker: &Worker) -> CallId {
+        let _q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        let gen = worker.cell.gen.fetch_add(1, Ordering::Relaxed) + 1;
+        worker.cell.calling.store(true, Ordering::Relaxed);
+        CallId {
+            cell: Arc::clone(&worker.cell),
+            gen,
+        }
+    }
+
+    /// Marks the end of `worker`'s call; true if it was abandoned meanwhile, in which case the
+    /// job should hand any further work back to the pool and return: the thread then exits.
+    pub fn end_call(&self, worker: &Worker) -> bool {
+        let _q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        worker.cell.calling.store(false, Ordering::Relaxed);
+        worker.cell.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Abandons call `id` if it is still running: its thread stops counting against
+    /// `MAX_WORKERS`, and a queued job gets a worker at once. Returns `Some((running, total))`
+    /// (see `abandoned_calls`) if it was abandoned now, `None` if it had already returned.
+    pub fn abandon(&'static self, id: &CallId) -> Option<(u64, u64)> {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+        let cell = &id.cell;
+        if !cell.calling.load(Ordering::Relaxed)
+            || cell.gen.load(Ordering::Relaxed) != id.gen
+            || cell.abandoned.load(Ordering::Relaxed)
+        {
+            return None;
+        }
+        cell.abandoned.store(true, Ordering::Relaxed);
+        q.abandoned += 1;
+        let running = ABANDONED_RUNNING.fetch_add(1, Ordering::Relaxed) + 1;
+        let total = ABANDONED_TOTAL.fetch_add(1, Ordering::Relaxed) + 1;
+        if !q.jobs.is_empty() && !q.shutdown {
+            self.add_worker(&mut q);
+        }
+        Some((running, total))
     }
 
     fn next_job(&self) -> Option<J> {
@@ -162,12 +262,21 @@ impl<J: SyncJob> Pool<J> {
         }
     }
 
-    fn worker(&'static self) {
+    fn worker(&'static self, worker: Worker) {
         Python::attach(|py| {
             while let Some(job) = py.detach(|| self.next_job()) {
-                job.run(py);
+                job.run(py, &worker);
+                if worker.cell.abandoned.load(Ordering::Relaxed) {
+                    break;
+                }
             }
         });
+        if worker.cell.abandoned.load(Ordering::Relaxed) {
+            let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+            q.abandoned -= 1;
+            q.threads -= 1;
+            ABANDONED_RUNNING.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Watches the queue (never touching Python): a job that has waited `STALE_AFTER` while the
