@@ -303,8 +303,20 @@ impl RunInner {
                 if ok {
                     self.lock(py).recs[d.step].cancel_ignored = true;
                 }
+                // A process-isolated call (`batten._runtime.isolation`) says its worker
+                // process was killed by raising a CancelledError with `batten_killed`.
+                let killed = !ok
+                    && value
+                        .getattr(intern!(py, "batten_killed"))
+                        .and_then(|k| k.is_truthy())
+                        .unwrap_or(false);
+                if killed {
+                    self.lock(py).recs[d.step].killed = true;
+                }
                 let tail = if ok {
                     "the step ignored cancellation and finished late"
+                } else if killed {
+                    "its worker process was killed"
                 } else {
                     "its task was cancelled"
                 };

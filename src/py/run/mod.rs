@@ -108,6 +108,8 @@ struct StepRec {
     /// The live sync attempt's call while a worker runs it, for its deadline to abandon.
     call: Option<crate::py::threads::pool::CallId>,
     abandoned: bool,
+    /// An attempt's worker process was killed at its timeout (a process-isolated step).
+    killed: bool,
     cancel_ignored: bool,
     /// A composite step's nested results and metadata (see `results::Nested`).
     children: Option<Py<PyList>>,
