@@ -137,3 +137,33 @@ def test_the_interpreter_does_not_wait_for_an_abandoned_call_at_exit():
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "TIMEOUT"
     assert elapsed < 10, f"the interpreter waited {elapsed:.1f}s for an abandoned call"
+
+
+def test_an_abandoned_call_returning_during_interpreter_exit_does_not_crash_it(tmp_path):
+    # The abandoned call wakes while the interpreter is finalizing (a module global's __del__
+    # keeps it there for 1.5 s): the process must still exit 0, every time (DESIGN §3, 3).
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import time
+            from batten import ToolStep, Workflow
+
+            class SlowToFinalize:
+                def __del__(self):
+                    time.sleep(1.5)
+
+            keep = SlowToFinalize()
+            wf = Workflow("exit", "exit").add_step(
+                ToolStep("sleepy", lambda: time.sleep(0.6)).with_timeout(0.1)
+            )
+            print(wf.run().step("sleepy").status.name, flush=True)
+            """
+        )
+    )
+    for _ in range(5):
+        out = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=30, check=False
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == "TIMEOUT"

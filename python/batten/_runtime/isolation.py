@@ -84,9 +84,9 @@ def _context() -> Any:
     if _mp_context is None:
         if sys.platform.startswith("linux"):
             # NOTE: the forkserver imports the main module and batten once, and every worker
-            # forks from it with both loaded: a worker then starts in ~10-30 ms instead of
-            # importing them again (~0.1-0.3 s each, a `python -m pytest` main imports pytest),
-            # which a step's timeout would otherwise pay for.
+            # forks from it with both loaded: a worker then starts in ~15-50 ms (median 18)
+            # instead of importing them again (~0.1-0.3 s each; a `python -m pytest` main
+            # imports pytest), which a step's timeout would otherwise pay for.
             _mp_context = multiprocessing.get_context("forkserver")
             _mp_context.set_forkserver_preload(["__main__", "batten"])
         else:
@@ -208,7 +208,9 @@ def _checkin(slot: _Slot) -> None:
     slot.close_fd()
 
 
-async def call_in_process(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+async def call_in_process(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
     """``fn(*args, **kwargs)`` in a worker process; its value or its exception (same type and
     message), both by pickle.
 
