@@ -16,6 +16,8 @@ import isolated_tools as tools
 import pytest
 from batten import (
     AgentStep,
+    MapStep,
+    ParallelStep,
     RetryPolicy,
     StepStatus,
     ToolStep,
@@ -356,3 +358,22 @@ def test_a_workflow_file_with_an_unknown_isolation_is_a_config_error(tmp_path):
     )
     with pytest.raises(WorkflowConfigError, match="isolation"):
         batten.load_workflow(path)
+
+
+def test_an_isolated_step_inside_a_map_step_is_a_definition_error():
+    inner = ToolStep("each", tools.echo).with_isolation("process")
+    wf = Workflow("map", "map").add_step(MapStep("m", [1, 2], inner))
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'm'.*with_isolation"):
+        wf.validate()
+
+
+def test_an_isolated_step_inside_a_parallel_step_runs_in_a_process(execute):
+    par = ParallelStep(
+        "par",
+        [ToolStep("inside", tools.pid), ToolStep("outside", tools.pid).with_isolation("process")],
+    )
+    result = execute(Workflow("par", "par").add_step(par))
+    assert result.step("par").status == StepStatus.COMPLETED
+    inside, outside = result.step("par").output  # branch outputs, in declaration order
+    assert inside == os.getpid()
+    assert outside != os.getpid()
