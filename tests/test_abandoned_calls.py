@@ -23,7 +23,9 @@ def _stuck_steps(release: threading.Event) -> Workflow:
 
     wf = Workflow("stuck", "abandoned calls", max_parallel_steps=STUCK)
     for i in range(STUCK):
-        wf.add_step(ToolStep(f"s{i}", stuck).with_timeout(0.3), depends_on=[])
+        # 1 s: time for all of them to get a thread (the pool adds one per ~0.2 ms while every
+        # worker is blocked) before their deadlines abandon them.
+        wf.add_step(ToolStep(f"s{i}", stuck).with_timeout(1.0), depends_on=[])
     return wf
 
 
@@ -96,11 +98,8 @@ def test_a_queued_sync_step_times_out_while_it_waits_for_a_worker():
         async def main():
             task = asyncio.ensure_future(wf.execute())
             start = time.monotonic()
-            while True:
+            while time.monotonic() - start < 4:  # past the queued step's 1 s deadline
                 await asyncio.sleep(0.05)
-                run_steps = None
-                if time.monotonic() - start > 4:
-                    break
             release.set()
             result = await asyncio.wait_for(task, 30)
             q = result.step("queued")

@@ -32,18 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
-import pickle
-import queue
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import queue
+    from concurrent.futures import Future
 
 from batten._internal.options import CompileOptions
 from batten._runtime.compile import Compiler, register_call_wrapper
@@ -73,15 +71,26 @@ _idle: list[_Slot] = []
 _live: set[_Slot] = set()
 _mp_context: Any = None
 #: ``(due, slot)`` kills to escalate to SIGKILL, in due order (the grace is constant).
-_reaper_queue: queue.SimpleQueue[tuple[float, _Slot]] = queue.SimpleQueue()
+_reaper_queue: queue.SimpleQueue[tuple[float, _Slot]] | None = None
 _reaper: list[threading.Thread] = []
 #: Set at interpreter exit: no new worker starts.
 _closing = False
 
 
 def _context() -> Any:
+    """The multiprocessing context workers start in; the first call also registers the exit
+    hook. NOTE: multiprocessing and concurrent.futures.process are imported here, on first
+    use, not with batten: they added ~13 ms to ``import batten``."""
     global _mp_context
     if _mp_context is None:
+        import concurrent.futures.process  # noqa: F401 - its exit hook must be registered first
+        import multiprocessing
+
+        # NOTE: `threading._register_atexit` (what concurrent.futures itself uses) runs before
+        # the interpreter joins non-daemon threads and before `atexit` handlers; hooks run
+        # last-registered first, so this one runs before concurrent.futures' own
+        # `_python_exit`, which joins the workers (waiting for a running call).
+        threading._register_atexit(_shutdown_workers)  # type: ignore[attr-defined]
         if sys.platform.startswith("linux"):
             # NOTE: the forkserver imports the main module and batten once, and every worker
             # forks from it with both loaded: a worker then starts in ~15-50 ms (median 18)
@@ -101,6 +110,8 @@ class _Slot:
     __slots__ = ("executor", "pid", "pidfd", "ready")
 
     def __init__(self) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+
         self.executor = ProcessPoolExecutor(max_workers=1, mp_context=_context())
         self.pid: int | None = None
         self.pidfd: int | None = None
@@ -122,6 +133,8 @@ class _Slot:
 
     def signal(self, sig: int) -> bool:
         """Sends ``sig`` to the worker; False if it is already gone."""
+        import signal
+
         try:
             if self.pidfd is not None:
                 signal.pidfd_send_signal(self.pidfd, sig)
@@ -137,11 +150,12 @@ class _Slot:
         """SIGTERM now, SIGKILL after the grace (by the reaper thread); the slot is dropped and
         a replacement started, so the next call finds a warm worker. True if the process was
         signalled."""
+        import signal
+
         sent = self.signal(signal.SIGTERM)
         self.discard()
         if sent:
-            _start_reaper()
-            _reaper_queue.put((time.monotonic() + KILL_GRACE_SECONDS, self))
+            _start_reaper().put((time.monotonic() + KILL_GRACE_SECONDS, self))
         else:
             self.close_fd()
         _replenish()
@@ -159,9 +173,11 @@ class _Slot:
                 os.close(fd)
 
 
-def _reap() -> None:
+def _reap(kills: queue.SimpleQueue[tuple[float, _Slot]]) -> None:
+    import signal
+
     while True:
-        due, slot = _reaper_queue.get()
+        due, slot = kills.get()
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
@@ -169,12 +185,20 @@ def _reap() -> None:
         slot.close_fd()
 
 
-def _start_reaper() -> None:
+def _start_reaper() -> queue.SimpleQueue[tuple[float, _Slot]]:
+    """The reaper thread's queue of kills to escalate (the thread starts on first use)."""
+    global _reaper_queue
     with _lock:
-        if not _reaper:
-            t = threading.Thread(target=_reap, name="batten-isolation-reaper", daemon=True)
+        if _reaper_queue is None:
+            import queue
+
+            _reaper_queue = queue.SimpleQueue()
+            t = threading.Thread(
+                target=_reap, args=(_reaper_queue,), name="batten-isolation-reaper", daemon=True
+            )
             t.start()
             _reaper.append(t)
+        return _reaper_queue
 
 
 def _replenish() -> None:
@@ -190,7 +214,11 @@ def _replenish() -> None:
 
 
 def _checkout() -> _Slot:
+    """An idle worker, a started one first; else a new one."""
     with _lock:
+        for i in range(len(_idle) - 1, -1, -1):
+            if _idle[i].ready.done():
+                return _idle.pop(i)
         if _idle:
             return _idle.pop()
     slot = _Slot()
@@ -238,12 +266,14 @@ async def call_in_process(
         if slot.kill():
             raise ProcessKilled("the step's worker process was killed") from None
         raise
-    except BrokenProcessPool:
-        slot.discard()
-        slot.close_fd()
-        raise
-    except BaseException:
-        _checkin(slot)
+    except BaseException as exc:
+        from concurrent.futures.process import BrokenProcessPool
+
+        if isinstance(exc, BrokenProcessPool):  # the worker died: drop it
+            slot.discard()
+            slot.close_fd()
+        else:
+            _checkin(slot)
         raise
     _checkin(slot)
     return result
@@ -258,19 +288,17 @@ def _shutdown_workers() -> None:
         slots = list(_live)
         _live.clear()
         _idle.clear()
+    import signal
+
     for slot in slots:
         slot.signal(signal.SIGKILL)
         slot.executor.shutdown(wait=False, cancel_futures=True)
         slot.close_fd()
 
 
-# NOTE: `threading._register_atexit` (what concurrent.futures itself uses) runs before the
-# interpreter joins non-daemon threads and before `atexit` handlers; hooks run last-registered
-# first, so this one runs before concurrent.futures' own `_python_exit`, which joins workers.
-threading._register_atexit(_shutdown_workers)  # type: ignore[attr-defined]
-
-
 def _picklable(what: str, value: Any, where: str) -> None:
+    import pickle
+
     try:
         pickle.dumps(value)
     except Exception as exc:

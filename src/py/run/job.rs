@@ -65,22 +65,31 @@ impl RunInner {
         let mut next = Some(d);
         let mut queued = true; // `d`'s deadline was armed by `submit`
         while let Some(d) = next.take() {
-            {
+            let call = {
                 // Under the run's lock: the deadline either finds the call started (and may
                 // abandon it) or not started (and the call never starts).
                 let mut st = self.lock(py);
                 if !st.sched.is_live(d) {
                     break;
                 }
-                st.recs[d.step].call = Some(POOL.begin_call(worker));
-            }
+                let call = POOL.begin_call(worker);
+                st.recs[d.step].call = Some(call.clone());
+                call
+            };
             if !queued {
                 self.arm_sync_deadline(py, d);
             }
             queued = false;
             let result = self.invoke(py, d.step);
             let abandoned = POOL.end_call(worker);
-            self.lock(py).recs[d.step].call = None;
+            {
+                // Only this call's id: an abandoned attempt may return after a retry started.
+                let mut st = self.lock(py);
+                let rec = &mut st.recs[d.step];
+                if rec.call.as_ref().is_some_and(|c| c.is(&call)) {
+                    rec.call = None;
+                }
+            }
             let outcome = match result {
                 Ok(Some(v)) if is_coroutine(&v) => {
                     let _ = v.call_method0(intern!(py, "close"));

@@ -78,6 +78,13 @@ pub struct CallId {
     gen: u64,
 }
 
+impl CallId {
+    /// Whether `self` and `other` name the same call.
+    pub fn is(&self, other: &CallId) -> bool {
+        Arc::ptr_eq(&self.cell, &other.cell) && self.gen == other.gen
+    }
+}
+
 #[derive(Default)]
 struct Queue<J> {
     jobs: VecDeque<(Instant, J)>,
