@@ -9,8 +9,11 @@ from pathlib import Path
 
 
 def sleep_after_writing_pid(pid_file: str, seconds: float) -> str:
-    """Writes this process's pid to ``pid_file``, then sleeps ``seconds``."""
-    Path(pid_file).write_text(str(os.getpid()))
+    """Writes this process's pid to ``pid_file`` (atomically: a kill mid-write leaves no
+    empty file), then sleeps ``seconds``."""
+    tmp = Path(f"{pid_file}.tmp")
+    tmp.write_text(str(os.getpid()))
+    os.replace(tmp, pid_file)
     time.sleep(seconds)
     return "finished"  # pragma: no cover - killed before
 

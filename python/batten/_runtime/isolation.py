@@ -67,8 +67,11 @@ class ProcessKilled(asyncio.CancelledError):
 
 
 _lock = threading.Lock()
+_init_lock = threading.Lock()
 _idle: list[_Slot] = []
 _live: set[_Slot] = set()
+#: Killed workers the reaper has not yet sent SIGKILL.
+_dying: set[_Slot] = set()
 _mp_context: Any = None
 #: ``(due, slot)`` kills to escalate to SIGKILL, in due order (the grace is constant).
 _reaper_queue: queue.SimpleQueue[tuple[float, _Slot]] | None = None
@@ -82,7 +85,9 @@ def _context() -> Any:
     hook. NOTE: multiprocessing and concurrent.futures.process are imported here, on first
     use, not with batten: they added ~13 ms to ``import batten``."""
     global _mp_context
-    if _mp_context is None:
+    with _init_lock:
+        if _mp_context is not None:
+            return _mp_context
         import concurrent.futures.process  # noqa: F401 - its exit hook must be registered first
         import multiprocessing
 
@@ -96,11 +101,12 @@ def _context() -> Any:
             # forks from it with both loaded: a worker then starts in ~15-50 ms (median 18)
             # instead of importing them again (~0.1-0.3 s each; a `python -m pytest` main
             # imports pytest), which a step's timeout would otherwise pay for.
-            _mp_context = multiprocessing.get_context("forkserver")
-            _mp_context.set_forkserver_preload(["__main__", "batten"])
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["__main__", "batten"])
         else:
-            _mp_context = multiprocessing.get_context("spawn")
-    return _mp_context
+            context = multiprocessing.get_context("spawn")
+        _mp_context = context
+        return context
 
 
 class _Slot:
@@ -155,6 +161,8 @@ class _Slot:
         sent = self.signal(signal.SIGTERM)
         self.discard()
         if sent:
+            with _lock:
+                _dying.add(self)
             _start_reaper().put((time.monotonic() + KILL_GRACE_SECONDS, self))
         else:
             self.close_fd()
@@ -181,6 +189,8 @@ def _reap(kills: queue.SimpleQueue[tuple[float, _Slot]]) -> None:
         delay = due - time.monotonic()
         if delay > 0:
             time.sleep(delay)
+        with _lock:
+            _dying.discard(slot)
         slot.signal(signal.SIGKILL)
         slot.close_fd()
 
@@ -280,12 +290,13 @@ async def call_in_process(
 
 
 def _shutdown_workers() -> None:
-    """At interpreter exit, before ``concurrent.futures`` joins its worker processes: kill them
-    (a running call would hold the exit until it returned)."""
+    """At interpreter exit, before ``concurrent.futures`` joins its worker processes: kill them,
+    and those still in their SIGTERM grace (a running call would hold the exit until it
+    returned)."""
     global _closing
     with _lock:
         _closing = True
-        slots = list(_live)
+        slots = [*_live, *_dying]
         _live.clear()
         _idle.clear()
     import signal
