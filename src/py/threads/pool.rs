@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-/// Upper bound on worker threads; beyond it jobs queue.
+/// Upper bound on worker threads, not counting those whose call was abandoned; beyond it jobs
+/// queue.
 const MAX_WORKERS: usize = 256;
 
 /// How long a queued job may wait while every worker is busy before the monitor gives it
