@@ -166,3 +166,35 @@ def test_an_abandoned_call_returning_during_interpreter_exit_does_not_crash_it(t
         )
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == "TIMEOUT"
+
+
+def test_abandoned_calls_released_just_before_exit_do_not_crash_the_interpreter(tmp_path):
+    # 300 abandoned calls all return while the interpreter exits: each must be out of CPython
+    # before it finalizes (this aborted or crashed the process every time before the fix).
+    script = tmp_path / "script.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import threading
+            from batten import ToolStep, Workflow
+
+            release = threading.Event()
+
+            def stuck():
+                release.wait(30)
+
+            wf = Workflow("stuck", "stuck", max_parallel_steps=300)
+            for i in range(300):
+                wf.add_step(ToolStep(f"s{i}", stuck).with_timeout(1.0), depends_on=[])
+            wf.run()
+            release.set()
+            print("done", flush=True)
+            """
+        )
+    )
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "done"

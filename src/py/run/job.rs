@@ -81,7 +81,7 @@ impl RunInner {
             }
             queued = false;
             let result = self.invoke(py, d.step);
-            let abandoned = POOL.end_call(worker);
+            let abandoned = POOL.end_call(py, worker);
             {
                 // Only this call's id: an abandoned attempt may return after a retry started.
                 let mut st = self.lock(py);

@@ -27,5 +27,6 @@ pub fn shutdown(py: Python<'_>) {
         for h in handles {
             let _ = h.join();
         }
+        pool::settle_abandoned();
     });
 }

@@ -49,6 +49,35 @@ static ABANDONED_TOTAL: AtomicU64 = AtomicU64::new(0);
 /// Abandoned calls still running (their threads have not returned), over every pool.
 static ABANDONED_RUNNING: AtomicU64 = AtomicU64::new(0);
 
+/// Set by `stop` (interpreter exit): an abandoned call that returns from now on parks its
+/// thread for good instead of running on (see `Pool::end_call`).
+static EXITING: AtomicBool = AtomicBool::new(false);
+
+/// At interpreter exit, before finalization: waits while abandoned calls are still returning
+/// (each return within `QUIET` of the last, at most `CAP` in all), so that calls released just
+/// before exit (an Event set at the end of a script) are out of CPython before it finalizes; it
+/// does not wait for calls that are still blocked.
+/// NOTE: a thread that wakes in CPython while it finalizes is ended with `pthread_exit`, whose
+/// unwinding through Rust frames aborts the process (DESIGN §3 pitfall 3). 300 abandoned calls
+/// released just before exit aborted or crashed the process 3 runs in 3 without this wait. A
+/// call still blocked when the wait ends and waking in the few milliseconds of finalization
+/// keeps that risk.
+pub(super) fn settle_abandoned() {
+    const QUIET: Duration = Duration::from_millis(50);
+    const CAP: Duration = Duration::from_secs(2);
+    let start = Instant::now();
+    let mut last = ABANDONED_RUNNING.load(Ordering::Relaxed);
+    let mut changed = Instant::now();
+    while last > 0 && changed.elapsed() < QUIET && start.elapsed() < CAP {
+        std::thread::sleep(Duration::from_millis(2));
+        let now = ABANDONED_RUNNING.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            changed = Instant::now();
+        }
+    }
+}
+
 /// `(running, total)`: abandoned calls still running, and abandoned since the process started.
 pub fn abandoned_calls() -> (u64, u64) {
     (
@@ -140,6 +169,7 @@ impl<J: SyncJob> Stop for Pool<J> {
 
 /// Tells every pool's threads to return once the queue is empty; returns them to be joined.
 pub(super) fn stop() -> Vec<JoinHandle<()>> {
+    EXITING.store(true, Ordering::Relaxed);
     let pools = STARTED.lock().unwrap_or_else(|e| e.into_inner()).clone();
     pools.into_iter().flat_map(|p| p.stop()).collect()
 }
@@ -225,10 +255,30 @@ impl<J: SyncJob> Pool<J> {
 
     /// Marks the end of `worker`'s call; true if it was abandoned meanwhile, in which case the
     /// job should hand any further work back to the pool and return: the thread then exits.
-    pub fn end_call(&self, worker: &Worker) -> bool {
-        let _q = self.q.lock().unwrap_or_else(|e| e.into_inner());
+    ///
+    /// An abandoned call that returns once interpreter exit has begun never comes back: its
+    /// thread is counted out, detaches from Python and parks until the process ends, so it
+    /// cannot be caught re-attaching while the interpreter finalizes (see `settle_abandoned`).
+    pub fn end_call(&self, py: Python<'_>, worker: &Worker) -> bool {
+        let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
         worker.cell.calling.store(false, Ordering::Relaxed);
-        worker.cell.abandoned.load(Ordering::Relaxed)
+        let abandoned = worker.cell.abandoned.load(Ordering::Relaxed);
+        if abandoned && EXITING.load(Ordering::Relaxed) {
+            q.abandoned -= 1;
+            q.threads -= 1;
+            ABANDONED_RUNNING.fetch_sub(1, Ordering::Relaxed);
+            drop(q);
+            let _ = py;
+            // SAFETY: this thread holds the GIL (`py`); after releasing it, it never touches
+            // Python again (its thread state is left to the interpreter's finalization).
+            unsafe {
+                pyo3::ffi::PyEval_SaveThread();
+            }
+            loop {
+                std::thread::park();
+            }
+        }
+        abandoned
     }
 
     /// Abandons call `id` if it is still running: its thread stops counting against
