@@ -16,7 +16,8 @@
 //!
 //! At interpreter exit `stop` (via `threads::shutdown`) wakes every worker to return; the caller
 //! joins them detached from Python, except workers whose call was abandoned: the interpreter does
-//! not wait for those (as for daemon threads).
+//! not wait for those (as for daemon threads), beyond letting calls that are returning at that
+//! moment get out of CPython (`settle_abandoned`).
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -259,7 +260,8 @@ impl<J: SyncJob> Pool<J> {
     /// An abandoned call that returns once interpreter exit has begun never comes back: its
     /// thread is counted out, detaches from Python and parks until the process ends, so it
     /// cannot be caught re-attaching while the interpreter finalizes (see `settle_abandoned`).
-    pub fn end_call(&self, py: Python<'_>, worker: &Worker) -> bool {
+    /// `_py`: the GIL is held (the parking path releases it).
+    pub fn end_call(&self, _py: Python<'_>, worker: &Worker) -> bool {
         let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
         worker.cell.calling.store(false, Ordering::Relaxed);
         let abandoned = worker.cell.abandoned.load(Ordering::Relaxed);
@@ -268,8 +270,7 @@ impl<J: SyncJob> Pool<J> {
             q.threads -= 1;
             ABANDONED_RUNNING.fetch_sub(1, Ordering::Relaxed);
             drop(q);
-            let _ = py;
-            // SAFETY: this thread holds the GIL (`py`); after releasing it, it never touches
+            // SAFETY: this thread holds the GIL (`_py`); after releasing it, it never touches
             // Python again (its thread state is left to the interpreter's finalization).
             unsafe {
                 pyo3::ffi::PyEval_SaveThread();
