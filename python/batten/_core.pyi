@@ -22,6 +22,7 @@ __all__ = [
     "Store",
     "WorkflowContext",
     "__version__",
+    "_abandoned_calls",
     "_shutdown",
 ]
 
@@ -585,5 +586,9 @@ class Breaker:
         """``"closed"``, ``"open"`` or ``"half_open"``."""
 
 def _shutdown() -> None:
-    """Stops batten's timer thread and joins its worker threads; ``batten`` registers it with
-    ``atexit``."""
+    """Stops batten's timer thread and joins its worker threads, except those still running an
+    abandoned call; ``batten`` registers it with ``atexit``."""
+
+def _abandoned_calls() -> tuple[int, int]:
+    """``(running, total)``: sync calls abandoned at a timeout (or by a stopped run) that are
+    still running in this process, and those abandoned since it started."""

@@ -23,10 +23,18 @@ pub mod store;
 mod threads;
 pub mod traffic;
 
-/// Stops batten's timer thread and joins its worker threads; `batten` registers it with `atexit`.
+/// Stops batten's timer thread and joins its worker threads, except those still running an
+/// abandoned call; `batten` registers it with `atexit`.
 #[pyfunction]
 fn _shutdown(py: Python<'_>) {
     threads::shutdown(py);
+}
+
+/// `(running, total)`: sync calls abandoned at a timeout (or by a stopped run) that are still
+/// running in this process, and those abandoned since it started.
+#[pyfunction]
+fn _abandoned_calls() -> (u64, u64) {
+    run::job::abandoned_calls()
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -52,5 +60,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<traffic::PyRateLimiter>()?;
     m.add_class::<traffic::PyBreaker>()?;
     m.add_function(wrap_pyfunction!(_shutdown, m)?)?;
+    m.add_function(wrap_pyfunction!(_abandoned_calls, m)?)?;
     Ok(())
 }

@@ -103,7 +103,8 @@ def seconds_text(value: float) -> str:
 
 
 def settings_text(step: Any) -> str:
-    """The step's non-default settings on one line: retries, timeout, conditions, cache."""
+    """The step's non-default settings on one line: retries, timeout, conditions, cache,
+    process isolation."""
     parts: list[str] = []
     policy = getattr(step, "retry_policy", None)
     attempts = getattr(policy, "max_attempts", 1)
@@ -118,6 +119,8 @@ def settings_text(step: Any) -> str:
         parts.append(f"{n} condition{'s' if n != 1 else ''}")
     if getattr(step, "cache", None) is not None:
         parts.append("cached")
+    if getattr(step, "isolation", "thread") == "process":
+        parts.append("in a process")
     return ", ".join(parts)
 
 

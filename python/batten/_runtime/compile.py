@@ -10,8 +10,9 @@ that run through :class:`Compiler`, this module's implementation of the step mod
 
 Wrappers that change how a step is called register here (dependency inversion: this module
 never imports them): error recovery (:mod:`batten._runtime.recovery`) may take a step's call
-over, the result cache (:mod:`batten._runtime.cache`) wraps it. ``batten._runtime`` imports
-both, so they are registered before anything is compiled.
+over, process isolation (:mod:`batten._runtime.isolation`) moves it to a worker process, the
+result cache (:mod:`batten._runtime.cache`) wraps it. ``batten._runtime`` imports them, so
+they are registered before anything is compiled.
 
 A workflow's compiled plan is cached on the workflow (:func:`compiled`) until a step, a handler
 or an attached traffic control changes.
@@ -82,10 +83,14 @@ def register_takeover_wrapper(wrap: TakeoverWrapper) -> None:
     _TAKEOVER_WRAPPERS.append(wrap)
 
 
-def register_call_wrapper(wrap: CallWrapper) -> None:
+def register_call_wrapper(wrap: CallWrapper, *, innermost: bool = False) -> None:
     """Registers ``wrap`` (see :data:`CallWrapper`), applied to every step's call in
-    registration order."""
-    _CALL_WRAPPERS.append(wrap)
+    registration order; ``innermost=True`` applies it before every wrapper registered so far
+    (process isolation replaces the call itself, so the cache must wrap what it returns)."""
+    if innermost:
+        _CALL_WRAPPERS.insert(0, wrap)
+    else:
+        _CALL_WRAPPERS.append(wrap)
 
 
 def register_item_wrapper(wrap: ItemWrapper) -> None:

@@ -7,7 +7,8 @@ Two formats are read:
   each with ``id``, ``kind`` (``tool``, ``agent``, ``map``, ``parallel``, ``condition``,
   ``approval``, ``loop``), an agent or tool as ``module:attribute`` or a registered name,
   ``args`` / ``message`` with ``{step.result}`` and ``{inputs.name}`` references,
-  ``depends_on``, ``retry``, ``timeout`` (seconds) and ``condition``. A step also depends on
+  ``depends_on``, ``retry``, ``timeout`` (seconds), ``isolation`` (an agent or tool: ``thread``
+  or ``process``) and ``condition``. A step also depends on
   the top-level steps its texts reference, so ``depends_on`` may be left out for them.
 - **seed 002's ``WORKFLOW_CONFIG``** (``name``, ``version``, ``agents``, ``phases``,
   ``error_handling``, ``output``), recognised by its ``phases`` key; see

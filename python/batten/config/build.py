@@ -492,6 +492,8 @@ class Builder:
         if retry is not None:
             where = (*path, "retry") if "retry" in spec else ("defaults", "retry")
             step.with_retry(policy=self._retry(retry, where))
+        if "isolation" in spec:
+            step.with_isolation(spec["isolation"])
         if "condition" in spec and spec["kind"] != "condition":
             step.add_condition(self._callable(spec["condition"], (*path, "condition")))
         if "fallback" in spec:

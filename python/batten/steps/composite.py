@@ -494,6 +494,12 @@ class MapStep(_FanOut):
     def _invoke(self, ctx: CompileContext) -> Callable[[WorkflowContext], Any]:
         step_id, items_src, inner = self.step_id, self.items, self.step
         if isinstance(inner, Step):
+            if inner.isolation != "thread":
+                raise WorkflowDefinitionError(
+                    f"step '{step_id}': a MapStep's inner step cannot run with_isolation"
+                    f"('{inner.isolation}') yet; isolate the callable of a ToolStep or AgentStep "
+                    "outside a MapStep"
+                )
             fn, is_async, wants, _refs = inner._item_spec(ctx, self.item_arg)
             inner_id, timeout, conditions = inner.step_id, inner.timeout, list(inner.conditions)
             policy = ctx.default_policy(inner.retry_policy)

@@ -68,7 +68,7 @@ impl RunInner {
                 } else if here == Where::Worker && inline.is_none() {
                     inline = Some(d);
                 } else {
-                    self.submit(d);
+                    self.submit(py, d);
                 }
             }
         }
@@ -323,8 +323,20 @@ impl RunInner {
                 if ok {
                     self.lock(py).recs[d.step].cancel_ignored = true;
                 }
+                // A process-isolated call (`batten._runtime.isolation`) says its worker
+                // process was killed by raising a CancelledError with `batten_killed`.
+                let killed = !ok
+                    && value
+                        .getattr(intern!(py, "batten_killed"))
+                        .and_then(|k| k.is_truthy())
+                        .unwrap_or(false);
+                if killed {
+                    self.lock(py).recs[d.step].killed = true;
+                }
                 let tail = if ok {
                     "the step ignored cancellation and finished late"
+                } else if killed {
+                    "its worker process was killed"
                 } else {
                     "its task was cancelled"
                 };
@@ -389,6 +401,7 @@ impl RunInner {
         };
         let mut tasks = Vec::new();
         let mut timers = Vec::new();
+        let mut calls = Vec::new();
         {
             let mut guard = self.lock(py);
             let st = &mut *guard;
@@ -410,6 +423,8 @@ impl RunInner {
                 rec.end = Some(now);
                 timers.extend(rec.timer.take());
                 rec.error = Some(StepError::from_exc(err.bind(py)));
+                // A running sync call's result is discarded from now on: abandon it.
+                calls.extend(rec.call.take());
                 if !self.plan.steps[step].is_async && matches!(why, Stop::TimedOut(_)) {
                     rec.abandoned = true;
                 }
@@ -420,6 +435,9 @@ impl RunInner {
         self.flush(py);
         for t in timers {
             t.cancel(py);
+        }
+        for call in calls {
+            job::abandon(&call);
         }
         for (d, t) in tasks {
             cancel_and_watch(self, py, t.bind(py), d);

@@ -1,7 +1,7 @@
 //! A sync step attempt as a job for the worker pool (`threads::pool`), which knows nothing
 //! about runs: a worker runs the attempt and then, inline, each sync step it readies.
 use super::*;
-use crate::py::threads::pool::{Pool, SyncJob};
+use crate::py::threads::pool::{self, CallId, Pool, SyncJob, Worker};
 use pyo3::exceptions::PyTypeError;
 
 /// One sync step attempt to run.
@@ -11,8 +11,8 @@ pub(super) struct Job {
 }
 
 impl SyncJob for Job {
-    fn run(self, py: Python<'_>) {
-        self.run.run_sync_job(py, self.dispatch);
+    fn run(self, py: Python<'_>, worker: &Worker) {
+        self.run.run_sync_job(py, self.dispatch, worker);
     }
 }
 
@@ -25,30 +25,72 @@ impl SyncJob for Job {
 /// kept because it allocates nothing per job.
 static POOL: Pool<Job> = Pool::new();
 
+/// Abandons a sync call that is still running (see `Pool::abandon`): `Some((running, total))`
+/// abandoned calls in the process if it was, `None` if it had already returned.
+pub(super) fn abandon(call: &CallId) -> Option<(u64, u64)> {
+    POOL.abandon(call)
+}
+
+/// `(running, total)` abandoned sync calls in this process (see `pool::abandoned_calls`).
+pub fn abandoned_calls() -> (u64, u64) {
+    pool::abandoned_calls()
+}
+
 impl RunInner {
-    /// Queues sync attempt `d` on the worker pool.
-    pub(super) fn submit(self: &Arc<Self>, d: Dispatch) {
+    /// Queues sync attempt `d` on the worker pool. Its deadline starts now, so a step's timeout
+    /// covers its wait for a worker (a call still queued at its deadline times out unstarted).
+    pub(super) fn submit(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        self.arm_sync_deadline(py, d);
         POOL.submit(Job {
             run: Arc::clone(self),
             dispatch: d,
         });
     }
 
-    /// A pool worker runs `d` and then, inline, each sync step it makes ready.
-    fn run_sync_job(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
-        let mut next = Some(d);
-        while let Some(d) = next.take() {
-            if !self.lock(py).sched.is_live(d) {
-                break;
-            }
-            if let Some(t) = self.plan.steps[d.step].timeout {
-                let run = Arc::clone(self);
-                let armed = timer::after(t, move || Python::attach(|py| run.sync_deadline(py, d)));
-                if let Some(h) = armed {
-                    self.lock(py).recs[d.step].timer = Some(Timer::Native(h));
+    fn arm_sync_deadline(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        if let Some(t) = self.plan.steps[d.step].timeout {
+            let run = Arc::clone(self);
+            let armed = timer::after(t, move || Python::attach(|py| run.sync_deadline(py, d)));
+            if let Some(h) = armed {
+                let old = self.lock(py).recs[d.step].timer.replace(Timer::Native(h));
+                if let Some(old) = old {
+                    old.cancel(py);
                 }
             }
-            let outcome = match self.invoke(py, d.step) {
+        }
+    }
+
+    /// A pool worker runs `d` and then, inline, each sync step it makes ready.
+    fn run_sync_job(self: &Arc<Self>, py: Python<'_>, d: Dispatch, worker: &Worker) {
+        let mut next = Some(d);
+        let mut queued = true; // `d`'s deadline was armed by `submit`
+        while let Some(d) = next.take() {
+            let call = {
+                // Under the run's lock: the deadline either finds the call started (and may
+                // abandon it) or not started (and the call never starts).
+                let mut st = self.lock(py);
+                if !st.sched.is_live(d) {
+                    break;
+                }
+                let call = POOL.begin_call(worker);
+                st.recs[d.step].call = Some(call.clone());
+                call
+            };
+            if !queued {
+                self.arm_sync_deadline(py, d);
+            }
+            queued = false;
+            let result = self.invoke(py, d.step);
+            let abandoned = POOL.end_call(py, worker);
+            {
+                // Only this call's id: an abandoned attempt may return after a retry started.
+                let mut st = self.lock(py);
+                let rec = &mut st.recs[d.step];
+                if rec.call.as_ref().is_some_and(|c| c.is(&call)) {
+                    rec.call = None;
+                }
+            }
+            let outcome = match result {
                 Ok(Some(v)) if is_coroutine(&v) => {
                     let _ = v.call_method0(intern!(py, "close"));
                     Outcome::Error(
@@ -66,6 +108,12 @@ impl RunInner {
             };
             self.record(py, d, outcome, Where::Worker);
             next = self.pump(py, Where::Worker);
+            if abandoned {
+                // This thread exits now (see `Pool::worker`): the next step goes to the pool.
+                if let Some(n) = next.take() {
+                    self.submit(py, n);
+                }
+            }
         }
     }
 }

@@ -34,7 +34,7 @@ mod callback;
 mod dispatch;
 mod durable;
 mod events;
-mod job;
+pub mod job;
 mod outcome;
 mod record;
 mod start;
@@ -105,7 +105,11 @@ struct StepRec {
     timer: Option<Timer>,
     /// The live async attempt passed its deadline and its task was cancelled.
     timing_out: bool,
+    /// The live sync attempt's call while a worker runs it, for its deadline to abandon.
+    call: Option<crate::py::threads::pool::CallId>,
     abandoned: bool,
+    /// An attempt's worker process was killed at its timeout (a process-isolated step).
+    killed: bool,
     cancel_ignored: bool,
     /// A composite step's nested results and metadata (see `results::Nested`).
     children: Option<Py<PyList>>,

@@ -76,6 +76,9 @@ impl RunInner {
         if rec.abandoned {
             metadata.set_item("abandoned", true)?;
         }
+        if rec.killed {
+            metadata.set_item("killed", true)?;
+        }
         if rec.cancel_ignored {
             metadata.set_item("cancel_ignored", true)?;
         }

@@ -41,31 +41,55 @@ impl RunInner {
             }
         }
         if let Some(d) = self.pump(py, here) {
-            self.submit(d);
+            self.submit(py, d);
         }
     }
 
-    /// The timer thread: a sync attempt ran past its timeout. It cannot be interrupted inside the
-    /// process, so it is abandoned: its result, whenever it comes, is discarded.
+    /// The timer thread: a sync attempt ran past its timeout. A call still queued for a worker
+    /// never starts. A running call cannot be interrupted inside the process, so it is
+    /// abandoned: its result, whenever it comes, is discarded, and its thread stops counting
+    /// against the pool's cap (see `threads::pool`).
     pub(super) fn sync_deadline(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
-        {
+        let call = {
             let mut st = self.lock(py);
             if !st.sched.is_live(d) {
                 return;
             }
             let rec = &mut st.recs[d.step];
             rec.timer = None;
-            rec.abandoned = true;
-        }
-        tracing::warn!(
-            "workflow '{}' run {}: sync step '{}' timed out (attempt {}); its call was abandoned \
-             and keeps a worker thread until it returns",
-            self.workflow_id,
-            self.run_id,
-            self.plan.steps[d.step].id,
-            d.attempt
-        );
-        let err = self.timeout_error(d, "the sync call was abandoned and may still be running");
+            let call = rec.call.take();
+            rec.abandoned = call.is_some();
+            call
+        };
+        let err = match call {
+            None => {
+                tracing::warn!(
+                    "workflow '{}' run {}: sync step '{}' timed out (attempt {}) waiting for a \
+                     worker thread; it never started",
+                    self.workflow_id,
+                    self.run_id,
+                    self.plan.steps[d.step].id,
+                    d.attempt
+                );
+                self.timeout_error(
+                    d,
+                    "it was still waiting for a worker thread and never started",
+                )
+            }
+            Some(call) => {
+                let (running, total) = job::abandon(&call).unwrap_or_else(job::abandoned_calls);
+                tracing::warn!(
+                    "workflow '{}' run {}: sync step '{}' timed out (attempt {}); its call was \
+                     abandoned and keeps a worker thread until it returns ({running} abandoned \
+                     calls still running in this process, {total} since it started)",
+                    self.workflow_id,
+                    self.run_id,
+                    self.plan.steps[d.step].id,
+                    d.attempt
+                );
+                self.timeout_error(d, "the sync call was abandoned and may still be running")
+            }
+        };
         self.record(py, d, Outcome::Error(err, true), Where::Timer);
         self.pump(py, Where::Timer);
     }

@@ -4,10 +4,11 @@
 //! closures). `run` implements `SyncJob` for a sync step attempt; `journal` arms timers.
 //!
 //! At interpreter exit `shutdown` (`_core._shutdown`, registered with `atexit` by
-//! `batten/__init__.py`) stops the timers and joins every worker, waiting for abandoned sync
-//! steps to return, as `concurrent.futures.ThreadPoolExecutor` does. A thread still inside
-//! CPython during finalization is killed with `pthread_exit`, which cannot unwind through Rust
-//! frames and aborts the process (DESIGN §3 pitfall 3).
+//! `batten/__init__.py`) stops the timers and joins every worker except those running an
+//! abandoned sync call, which the interpreter does not wait for (as for daemon threads) beyond
+//! letting those returning at that moment leave CPython (`pool::settle_abandoned`). A thread
+//! still inside CPython during finalization is killed with `pthread_exit`, which cannot unwind
+//! through Rust frames and aborts the process (DESIGN §3 pitfall 3).
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -27,5 +28,6 @@ pub fn shutdown(py: Python<'_>) {
         for h in handles {
             let _ = h.join();
         }
+        pool::settle_abandoned();
     });
 }
