@@ -170,6 +170,7 @@ RELEASED_ALL: dict[str, list[str]] = {
         "result_html",
         "result_text",
         "to_mermaid",
+        "to_svg",
         "workflow_html",
         "workflow_mimebundle",
     ],
