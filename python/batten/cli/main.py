@@ -26,6 +26,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -424,7 +425,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
-        for line in _next_steps(info.run_id, info.status, info.error, history):
+        for line in _next_steps(info.run_id, info.status, info.error, history, store.url):
             print(line)
     return _exit_code(info.status)
 
@@ -632,7 +633,7 @@ def _report(result: Any, workflow: Any, args: argparse.Namespace, store: Any) ->
     elif result.error:
         print(f"error: {result.error}", file=out_stream)
     history = store.history(result.run_id)
-    for line in _next_steps(result.run_id, status, result.error, history):
+    for line in _next_steps(result.run_id, status, result.error, history, store.url):
         print(line, file=out_stream)
 
 
@@ -677,13 +678,37 @@ def _exit_code(status: Any) -> int:
     return EXIT_FAILED
 
 
-def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[Any]) -> list[str]:
+#: Where ``batten ui`` listens by default, and its page of one run (``/runs/<run_id>``).
+DASHBOARD = "http://127.0.0.1:8765"
+
+
+def _dashboard_hint(run_id: str, store_url: str) -> str:
+    """How to look at run ``run_id`` and approve it in the browser: the ``batten ui`` command
+    over the run's store (a relative SQLite path made absolute, so it works from anywhere)
+    and the run's page."""
+    path = _sqlite_file(store_url)
+    if path is not None and not path.is_absolute():
+        store_url = f"sqlite:///{path.resolve()}"
+    return (
+        f"  in the browser: start a dashboard: batten ui --store {shlex.quote(store_url)}, "
+        f"then open {DASHBOARD}/runs/{run_id}"
+    )
+
+
+def _next_steps(
+    run_id: str,
+    status: Any,
+    error: str | None,
+    history: Sequence[Any],
+    store_url: str | None = None,
+) -> list[str]:
     """The commands that can move run ``run_id`` on from ``status``, as lines to print; none
     for a run that has ended for good (completed, cancelled, compensated, or failed after its
     compensations ran). ``batten run``'s report and ``batten status`` both print these, so they
     never disagree. Approvals are offered only while the run waits for them: ``batten approve``
     continues the run, which a paused run should not do behind its owner's back and a running
-    one must not do twice."""
+    one must not do twice. With ``store_url`` (str), a run waiting for approval also gets how
+    to see and approve it in the browser (``batten ui``)."""
     lines: list[str] = []
     if status == WorkflowStatus.WAITING_APPROVAL:
         for path in _waiting_steps(history):
@@ -692,6 +717,8 @@ def _next_steps(run_id: str, status: Any, error: str | None, history: Sequence[A
                 f"  approve: batten approve {run_id} {path}",
                 f"  reject:  batten reject {run_id} {path}",
             ]
+        if lines and store_url is not None:
+            lines.append(_dashboard_hint(run_id, store_url))
     if status == WorkflowStatus.PAUSED:
         lines.append(f"paused; continue with: batten resume {run_id}")
     elif status == WorkflowStatus.FAILED and lifecycle.COMPENSATION_FAILED not in (error or ""):
