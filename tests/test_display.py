@@ -714,3 +714,29 @@ def test_result_text_table() -> None:
 )
 def test_format_ms(ms: float, text: str) -> None:
     assert _format_ms(ms) == text
+
+
+def test_to_svg_draws_every_kind_and_terminates_on_cycles() -> None:
+    inner = Workflow("inner")
+    inner.add_step(ToolStep("s1", fetch), [])
+    inner.add_step(ToolStep("s2", fetch), ["s1"])
+    wf = Workflow("w")
+    wf.add_step(LoopStep("refine", ToolStep("body", fetch), lambda c, i: i < 2, max_iterations=4))
+    wf.add_step(SubWorkflowStep("sub", inner))
+    wf.add_step(RouterStep("route", AgentStep("classify", "c"), {"b": ToolStep("bill", fetch)}))
+    wf.add_step(MapStep("m", [1], run_ruff)).add_step(HumanApprovalStep("ok", "ship?"))
+    a, b = ToolStep("a", fetch), ToolStep("b", fetch)
+    a.with_fallback(b)
+    b.with_fallback(a)
+    wf.add_step(a).add_step(SubWorkflowStep("self", wf)).add_step(ToolStep("z", fetch), ["ghost"])
+    root = ET.fromstring(to_svg(wf))
+    titles = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    firsts = {t.split("\n")[0] for t in titles}
+    assert {"body", "s1", "s2", "classify", "bill", "m", "ok", "a", "b", "z", "ghost"} <= firsts
+    assert any("(drawn above)" in t for t in titles)
+    assert any("(recursive: drawn above)" in t for t in titles)
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert any(t.startswith("refine (loop") for t in texts)
+    assert any(t.startswith("sub (sub-workflow inner)") for t in texts)
+    # The loop's body leads back to its test: a curve bulging to the right (a back edge).
+    assert sum(1 for p in root.iter("{http://www.w3.org/2000/svg}path")) >= 8
