@@ -185,6 +185,24 @@ steps:
 """
 
 
+def test_an_approval_gate_says_how_to_approve_it_in_the_browser(cwd, capsys):
+    code, out, err = batten_cli(capsys, "run", write(APPROVAL))
+    assert code == 3
+    run_id = run_id_of(err)
+    db = cwd / ".batten" / "runs.db"
+    hint = (
+        f"  in the browser: batten ui --store sqlite:///{db}, "
+        f"then open http://127.0.0.1:8765/runs/{run_id}"
+    )
+    lines = out.splitlines()
+    assert hint in lines
+    assert lines.index(hint) > lines.index(f"  approve: batten approve {run_id} gate")
+    code, out, _ = batten_cli(capsys, "status", run_id)  # the same next steps
+    assert code == 3 and hint in out.splitlines()
+    code, out, _ = batten_cli(capsys, "run", write(APPROVAL), "--yes")
+    assert code == 0 and "batten ui" not in out  # nothing waits: no hint
+
+
 def test_an_approval_waits_with_exit_3_and_batten_approve_releases_it(cwd, capsys):
     code, out, err = batten_cli(capsys, "run", write(APPROVAL))
     assert code == 3

@@ -84,6 +84,9 @@ def test_without_yes_the_report_waits_for_batten_approve(cwd, capsys):
     assert not (cwd / "review-report").exists()  # nothing published before the approval
     run_id = next(line.split()[1] for line in err.splitlines() if line.startswith("run "))
     assert f"batten approve {run_id} approve" in out
+    # ...and how to look at it and approve it in the browser.
+    assert "in the browser: batten ui --store sqlite:///" in out
+    assert f"then open http://127.0.0.1:8765/runs/{run_id}" in out
     code, out, err = cli(capsys, "approve", run_id, "approve", "-m", "ship it", "-q")
     assert code == 0, err
     assert (cwd / "review-report" / "report.md").is_file()

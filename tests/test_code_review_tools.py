@@ -620,12 +620,13 @@ def test_local_reviewers_rank_and_are_deterministic(analysed: dict[str, Any]) ->
     json.dumps(security)
     assert (security["reviewer"], security["kind"]) == ("local", "security")
     assert security["verdict"] == "request changes"
-    # Security review: bandit findings and high-severity ones only, worst first.
+    # Security review: bandit's findings only, worst first; the F821 is lint, listed apart.
     assert [(f["code"], f["severity"]) for f in security["top_findings"]] == [
         ("B602", "high"),
-        ("F821", "high"),
         ("B404", "low"),
     ]
+    assert security["top_findings"] == security["security_findings"]
+    assert ("F821", "high") in [(f["code"], f["severity"]) for f in security["lint_findings"]]
     assert "`pkg/shell.py:6` **high** bandit `B602`" in security["text"]
     assert security["hot_spots"][0]["name"] == "branchy"
 
@@ -680,11 +681,12 @@ def test_triage_in_a_batten_workflow(analysed: dict[str, Any]) -> None:
         assert result.status == "completed", [(s.step_id, s.error) for s in result.steps]
         return next(s for s in result.steps if s.step_id == "triage")
 
-    triage = run("2")  # 2 high-severity findings
+    # 2 high-severity findings, one a security one (B602): the F821 is lint and does not count.
+    triage = run("1")
     assert triage.metadata["branch"] == "security_review"
     assert triage.output["kind"] == "security"
     assert triage.output["top_findings"][0]["code"] == "B602"  # it saw context.results
-    triage = run("3")
+    triage = run("2")
     assert triage.metadata["branch"] == "summary_review"
     assert triage.output["kind"] == "summary"
 
@@ -742,7 +744,7 @@ def test_write_report(tmp_path: Path, analysed: dict[str, Any]) -> None:
     assert "| `pkg/complex.py` | 1 | `branchy` | function | 15 | C |" in md
     # Only files with findings get a section.
     assert "### `clean.py`" not in md
-    assert "| 6 | high | bandit | `B602` |" in md
+    assert "| 6 | high | bandit | security | `B602` |" in md
 
     document = json.loads((out / "report.json").read_text())
     assert set(document) == {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import itertools
 import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from typing import Any
 
@@ -37,6 +38,7 @@ from batten.display import (
     result_html,
     result_text,
     to_mermaid,
+    to_svg,
     workflow_html,
     workflow_mimebundle,
 )
@@ -447,15 +449,88 @@ def test_workflow_html() -> None:
     out = workflow_html(wf)
     assert "<script>x" not in out and "Review &lt;script&gt;x&lt;/script&gt;" in out
     assert "<code>wf-&lt;1&gt;</code>" in out and "v2.1" in out and "2 steps" in out
-    pre = re.search(r'<pre class="mermaid">(.*?)</pre>', out, re.S)
-    assert pre and html.unescape(pre.group(1)).strip() == to_mermaid(wf)
     details = re.search(r"<details><summary>[^<]*</summary><pre>(.*?)</pre></details>", out, re.S)
     assert details and html.unescape(details.group(1)) == to_mermaid(wf)
-    script = re.search(r'<script type="module">(.*?)</script>', out, re.S)
-    assert script and f'import mermaid from "{MERMAID_CDN}"' in script.group(1)
-    assert "mermaid.initialize({startOnLoad:true}); mermaid.run()" in script.group(1)
-    assert MERMAID_CDN == "https://cdn.jsdelivr.net/npm/mermaid@11/dist/mermaid.esm.min.mjs"
-    assert out.count("<script") == 1
+    assert "<svg" in out and "q&quot;" in out
+
+
+def test_workflow_html_is_offline_an_svg_with_one_node_per_step() -> None:
+    wf = diamond()
+    out = workflow_html(wf)
+    # Nothing to fetch: no script, no URL at all (the inline <svg> needs no xmlns in HTML).
+    assert "<script" not in out and not re.search(r"https?://", out)
+    assert "cdn" not in out.lower() and MERMAID_CDN not in out
+    svg = re.search(r"<svg .*?</svg>", out, re.S)
+    assert svg
+    nodes = re.findall(r'<g class="batten-node">\s*<title>([^\n<]*)', svg.group(0))
+    assert nodes == ["a", "b", "c", "d"]  # one node per step, titled by its id
+    assert svg.group(0).count("<polygon") >= 4  # an arrowhead per dependency edge
+
+
+def test_to_svg_is_well_formed_and_layered() -> None:
+    text = to_svg(diamond())
+    root = ET.fromstring(text)  # a standalone, well-formed SVG document
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    boxes = {}
+    for group in root.iterfind(".//s:g[@class='batten-node']", ns):
+        title = group.find("s:title", ns)
+        rect = group.find("s:rect", ns)
+        assert title is not None and title.text and rect is not None
+        boxes[title.text.split("\n")[0]] = (float(rect.get("x", 0)), float(rect.get("y", 0)))
+    ys = {sid: y for sid, (_, y) in boxes.items()}
+    # a, then b and c side by side, then d: levels go down the page.
+    assert ys["a"] < ys["b"] == ys["c"] < ys["d"]
+    assert boxes["b"][0] != boxes["c"][0]
+    assert to_svg(diamond()) == text  # deterministic
+
+
+def test_to_svg_draws_composites_as_groups_and_escapes() -> None:
+    wf = Workflow("w")
+    wf.add_step(ParallelStep("p<&>", [ToolStep("x", fetch), ToolStep("y", fetch)]))
+    wf.add_step(ConditionalStep("c", is_valid, ToolStep("t", fetch), ToolStep("f", fetch)))
+    wf.add_step(ToolStep("z", fetch).with_fallback(ToolStep("zf", fetch)))
+    text = to_svg(wf)
+    root = ET.fromstring(text)
+    groups = [
+        g.find("{http://www.w3.org/2000/svg}text")
+        for g in root.iter()
+        if g.get("class") == "batten-group"
+    ]
+    assert [g.text for g in groups if g is not None] == ["p<&> (parallel)", "c (conditional)"]
+    assert "p&lt;&amp;&gt;" in text
+    titles = [t.text for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    for sid in ("x", "y", "t", "f", "z", "zf"):
+        assert any(t and t.split("\n")[0] == sid for t in titles), sid
+    assert 'stroke-dasharray="4 3"' in text  # the fallback's dotted arrow
+
+
+def test_to_svg_colours_nodes_by_the_results_status() -> None:
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    wf = Workflow("w")
+    wf.add_step(ToolStep("ok", fetch), [])
+    wf.add_step(ParallelStep("p", [ToolStep("x", fetch), ToolStep("bad", boom)]), [])
+    wf.add_step(ToolStep("after", fetch), ["p"])
+    result = wf.run()
+    assert result.status == WorkflowStatus.FAILED
+    out = workflow_html(wf, result=result)
+    by_step = {
+        sid: st
+        for st, sid in re.findall(
+            r'<g class="batten-node" data-status="(\w+)">\s*<title>([^\n<]*)', out
+        )
+    }
+    assert by_step == {"ok": "completed", "x": "completed", "bad": "failed", "after": "blocked"}
+    assert '<g class="batten-group" data-status="failed">' in out
+    failed = re.search(r'data-status="failed"><title>bad[^<]*</title><rect [^>]*>', out)
+    assert failed and 'stroke="#cf222e"' in failed.group(0)  # red
+    assert "run <code>" in out and "failed" in out
+    uncoloured = workflow_html(wf)
+    assert "data-status" not in uncoloured
+    with pytest.raises(TypeError):
+        to_svg(wf, result="not a result")
 
 
 def test_workflow_mimebundle() -> None:
@@ -639,3 +714,29 @@ def test_result_text_table() -> None:
 )
 def test_format_ms(ms: float, text: str) -> None:
     assert _format_ms(ms) == text
+
+
+def test_to_svg_draws_every_kind_and_terminates_on_cycles() -> None:
+    inner = Workflow("inner")
+    inner.add_step(ToolStep("s1", fetch), [])
+    inner.add_step(ToolStep("s2", fetch), ["s1"])
+    wf = Workflow("w")
+    wf.add_step(LoopStep("refine", ToolStep("body", fetch), lambda c, i: i < 2, max_iterations=4))
+    wf.add_step(SubWorkflowStep("sub", inner))
+    wf.add_step(RouterStep("route", AgentStep("classify", "c"), {"b": ToolStep("bill", fetch)}))
+    wf.add_step(MapStep("m", [1], run_ruff)).add_step(HumanApprovalStep("ok", "ship?"))
+    a, b = ToolStep("a", fetch), ToolStep("b", fetch)
+    a.with_fallback(b)
+    b.with_fallback(a)
+    wf.add_step(a).add_step(SubWorkflowStep("self", wf)).add_step(ToolStep("z", fetch), ["ghost"])
+    root = ET.fromstring(to_svg(wf))
+    titles = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}title")]
+    firsts = {t.split("\n")[0] for t in titles}
+    assert {"body", "s1", "s2", "classify", "bill", "m", "ok", "a", "b", "z", "ghost"} <= firsts
+    assert any("(drawn above)" in t for t in titles)
+    assert any("(recursive: drawn above)" in t for t in titles)
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert any(t.startswith("refine (loop") for t in texts)
+    assert any(t.startswith("sub (sub-workflow inner)") for t in texts)
+    # The loop's body leads back to its test: a curve bulging to the right (a back edge).
+    assert sum(1 for p in root.iter("{http://www.w3.org/2000/svg}path")) >= 8

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from review_tools import CATEGORIES, is_test_path
+
 __all__ = ["FINDINGS_PER_FILE", "write_report"]
 
 #: At most this many findings per file in ``report.md`` (``report.json`` has them all).
@@ -53,6 +55,64 @@ def _worst(record: Mapping[str, Any]) -> int:
     return min((_SEVERITY_RANK.get(f.get("severity"), 3) for f in record["findings"]), default=3)
 
 
+def _is_test(record: Mapping[str, Any]) -> bool:
+    if "test_code" in record:
+        return bool(record["test_code"])
+    return is_test_path(str(record.get("path", "")))
+
+
+def _split_totals(totals: Mapping[str, Any]) -> list[str]:
+    """The totals split by kind: security (bandit) and lint (ruff) in library code, and what is
+    in test files."""
+    security, lint = totals.get("security"), totals.get("lint")
+    if not isinstance(security, Mapping) or not isinstance(lint, Mapping):
+        return []  # a summary from before the split
+
+    def sev(counts: Mapping[str, Any]) -> str:
+        return f"{counts.get('high', 0)} | {counts.get('medium', 0)} | {counts.get('low', 0)}"
+
+    tests = totals.get("test_code") or {}
+    return [
+        "| Library code | High | Medium | Low |",
+        "|---|---:|---:|---:|",
+        f"| Security (bandit) | {sev(security)} |",
+        f"| Lint (ruff) | {sev(lint)} |",
+        "",
+        f"Test files: {tests.get('files', 0)}, with {tests.get('findings', 0)} finding(s) "
+        f"({tests.get('security', 0)} security, {tests.get('lint', 0)} lint), listed apart "
+        "and not counted in the verdict.",
+    ]
+
+
+def _file_sections(records: list[Mapping[str, Any]]) -> list[str]:
+    out: list[str] = []
+    for record in records:
+        findings = record["findings"]
+        worst = findings[0].get("severity", "low") if findings else "low"
+        out += [
+            f"### `{record['path']}`",
+            "",
+            f"{len(findings)} finding(s), worst {worst}; max complexity "
+            f"{record.get('max_complexity', 0)}.",
+            "",
+            "| Line | Severity | Tool | Kind | Code | Message |",
+            "|---:|---|---|---|---|---|",
+        ]
+        shown = sorted(
+            findings, key=lambda f: (_SEVERITY_RANK.get(f.get("severity"), 3), f.get("line", 0))
+        )[:FINDINGS_PER_FILE]
+        out += [
+            f"| {f.get('line', '')} | {f.get('severity', '')} | {f.get('tool', '')} "
+            f"| {f.get('category') or CATEGORIES.get(f.get('tool', ''), '')} "
+            f"| `{_cell(f.get('code', ''))}` | {_cell(f.get('message', ''))} |"
+            for f in shown
+        ]
+        if len(findings) > len(shown):
+            out.append(f"\n…and {len(findings) - len(shown)} more in `report.json`.")
+        out.append("")
+    return out
+
+
 def _markdown(summary: Mapping[str, Any], review: Any, target: str, generated_at: str) -> str:
     totals = summary.get("totals", {})
     sev = totals.get("by_severity", {})
@@ -72,6 +132,8 @@ def _markdown(summary: Mapping[str, Any], review: Any, target: str, generated_at
         "",
         "By tool: " + (", ".join(f"{t} {n}" for t, n in tools.items()) or "none") + ".",
         "",
+        *_split_totals(totals),
+        "",
         *_review_section(review),
         "",
         "## Complexity hot spots",
@@ -87,35 +149,24 @@ def _markdown(summary: Mapping[str, Any], review: Any, target: str, generated_at
         ]
     else:
         out.append("None.")
-    out += ["", "## Findings by file", ""]
-    with_findings = [r for r in summary.get("files", []) if r.get("findings")]
+    records = [r for r in summary.get("files", []) if r.get("findings")]
     # Worst severity first, then the files with most findings, then by path.
-    with_findings.sort(key=lambda r: (_worst(r), -len(r["findings"]), r["path"]))
-    if not with_findings:
-        out.append("No findings.")
-    for record in with_findings:
-        findings = record["findings"]
-        worst = findings[0].get("severity", "low") if findings else "low"
+    records.sort(key=lambda r: (_worst(r), -len(r["findings"]), r["path"]))
+    library = [r for r in records if not _is_test(r)]
+    tests = [r for r in records if _is_test(r)]
+    out += ["", "## Findings in library code", ""]
+    out += _file_sections(library) if library else ["No findings."]
+    if tests:
         out += [
-            f"### `{record['path']}`",
             "",
-            f"{len(findings)} finding(s), worst {worst}; max complexity "
-            f"{record.get('max_complexity', 0)}.",
+            "## Findings in test files",
             "",
-            "| Line | Severity | Tool | Code | Message |",
-            "|---:|---|---|---|---|",
+            "Not counted in the verdict: tests do on purpose what library code must not "
+            "(assert, exec, a shell, fixed passwords).",
+            "",
+            *_file_sections(tests),
         ]
-        shown = sorted(
-            findings, key=lambda f: (_SEVERITY_RANK.get(f.get("severity"), 3), f.get("line", 0))
-        )[:FINDINGS_PER_FILE]
-        out += [
-            f"| {f.get('line', '')} | {f.get('severity', '')} | {f.get('tool', '')} "
-            f"| `{_cell(f.get('code', ''))}` | {_cell(f.get('message', ''))} |"
-            for f in shown
-        ]
-        if len(findings) > len(shown):
-            out.append(f"\n…and {len(findings) - len(shown)} more in `report.json`.")
-        out.append("")
+    out.append("")
     missing = summary.get("missing", [])
     if missing:
         out += ["## Missing analyser results", ""]
@@ -143,9 +194,11 @@ def write_report(
         out_dir: directory for the two files (str path; created with its parents).
         target: the reviewed directory, as given (shown in the title).
 
-    ``report.md``: title, totals table, the review text, the complexity hot spots, and per file
-    (files with findings only, worst severity first, then most findings) at most
-    ``FINDINGS_PER_FILE`` findings. ``report.json``: ``{"target", "generated_at" (UTC ISO
+    ``report.md``: title, totals table (then security and lint counts of library code and the
+    test files' count apart), the review text, the complexity hot spots, and per file (files
+    with findings only, worst severity first, then most findings; library code first, test
+    files in a section of their own) at most ``FINDINGS_PER_FILE`` findings, each with its
+    kind (security or lint). ``report.json``: ``{"target", "generated_at" (UTC ISO
     8601), "totals", "review", "files", "hot_spots", "missing"}`` with every finding.
 
     Returns:

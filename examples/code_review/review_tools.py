@@ -23,6 +23,16 @@ Ruff severity mapping (``ruff_severity``), from "breaks at run time" to "style":
 - ``low``: everything else (``E4``/``E7`` style).
 
 Bandit's own severities (``LOW``/``MEDIUM``/``HIGH``, ``UNDEFINED`` counts as low) are kept.
+
+Two distinctions keep the verdict honest (``collect`` records both):
+
+- a finding's ``category`` is ``"security"`` (bandit) or ``"lint"`` (ruff): an undefined name is
+  a bug, not a vulnerability, and is never listed as a security issue;
+- a file is test code (``is_test_path``: ``test_*.py``, ``*_test.py``, ``conftest.py``, or under
+  a ``test``/``tests`` directory or one named ``*_test``/``*_tests``, such as ``idle_test/``)
+  or library code. Tests deliberately do what library code must not (``assert``, ``exec``,
+  ``subprocess`` with a shell, hard-coded passwords), so their findings are reported apart and
+  do not count towards the verdict or the triage.
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ __all__ = [
     "AnalyserError",
     "collect",
     "discover_files",
+    "is_test_path",
     "rank_findings",
     "ruff_severity",
     "run_bandit",
@@ -57,6 +68,9 @@ __all__ = [
 #: Severities, worst first.
 SEVERITIES: tuple[str, ...] = ("high", "medium", "low")
 _SEVERITY_RANK = {name: i for i, name in enumerate(SEVERITIES)}
+
+#: A finding's category by the tool that reported it.
+CATEGORIES: dict[str, str] = {"bandit": "security", "ruff": "lint"}
 
 #: Ruff rule selection: ruff's defaults (E4, E7, E9, F) plus flake8-bugbear (B).
 RUFF_RULES = "E4,E7,E9,F,B"
@@ -284,6 +298,20 @@ def _file(root: str, path: str) -> str:
     return file
 
 
+def is_test_path(path: str) -> bool:
+    """Whether ``path`` (relative, POSIX or native separators) is test code: a file named
+    ``test_*.py``, ``*_test.py`` or ``conftest.py``, or any file under a directory named
+    ``test``, ``tests``, ``*_test`` or ``*_tests`` (pytest's and unittest's conventions;
+    ``idlelib/idle_test/``, ``Lib/test/``)."""
+    parts = Path(path).parts
+    if not parts:
+        return False
+    name = parts[-1]
+    if name == "conftest.py" or name.startswith("test_") or name.endswith("_test.py"):
+        return True
+    return any(d in ("test", "tests") or d.endswith(("_test", "_tests")) for d in parts[:-1])
+
+
 def ruff_severity(code: str | None) -> str:
     """The severity (``"high"``, ``"medium"`` or ``"low"``) of a ruff rule code; see the module
     docstring for the mapping. ``None`` (old ruff's syntax errors) is ``"high"``."""
@@ -470,13 +498,21 @@ def collect(
     Returns:
         A JSON-able dict::
 
-            {"files": [{"path", "findings": [...] (each finding as the analysers return it,
-                        worst severity first, then by line), "max_complexity": int,
+            {"files": [{"path", "test_code": bool (``is_test_path``), "findings": [...] (each
+                        finding as the analysers return it plus "category": "security" |
+                        "lint", worst severity first, then by line), "max_complexity": int,
                         "average_complexity": float, "complex_blocks": [blocks with
                         complexity > COMPLEX_THRESHOLD, most complex first]}, ...] (files' order),
              "totals": {"files": int, "findings": int,
                         "by_severity": {"high": int, "medium": int, "low": int},
-                        "by_tool": {"bandit": int, "ruff": int}, "high_severity": int,
+                        "by_tool": {"bandit": int, "ruff": int}, "high_severity": int
+                        (every file, both categories),
+                        "security": {"high", "medium", "low"} (bandit, library code only),
+                        "lint": {"high", "medium", "low"} (ruff, library code only),
+                        "security_high": int (high-severity security findings in library
+                        code: what the triage counts),
+                        "test_code": {"files", "findings", "security", "lint"} (test files,
+                        reported apart and not counted in the verdict),
                         "complex_blocks": int, "missing": int},
              "hot_spots": [the HOT_SPOTS most complex functions/methods, each a radon block
                            plus "path"],
@@ -486,6 +522,7 @@ def collect(
     by_path: dict[str, dict[str, Any]] = {
         p: {
             "path": p,
+            "test_code": is_test_path(p),
             "findings": [],
             "max_complexity": 0,
             "average_complexity": 0.0,
@@ -509,7 +546,11 @@ def collect(
                 record["average_complexity"] = float(entry.get("average_complexity", 0.0))
                 blocks_by_path[path] = list(entry.get("blocks") or [])
             else:
-                record["findings"].extend(entry.get("findings") or [])
+                record["findings"].extend(
+                    {**f, "category": f.get("category") or CATEGORIES.get(tool, "lint")}
+                    for f in entry.get("findings") or ()
+                    if isinstance(f, dict)
+                )
         missing.extend({"path": p, "tool": tool} for p in files if p not in seen)
 
     hot: list[dict[str, Any]] = []
@@ -524,11 +565,22 @@ def collect(
 
     by_severity: Counter[str] = Counter({s: 0 for s in SEVERITIES})
     by_tool: Counter[str] = Counter({"bandit": 0, "ruff": 0})
+    library: dict[str, Counter[str]] = {
+        c: Counter({s: 0 for s in SEVERITIES}) for c in ("security", "lint")
+    }
+    tests: Counter[str] = Counter({"files": 0, "findings": 0, "security": 0, "lint": 0})
     for record in by_path.values():
         record["findings"].sort(key=_finding_order)
+        tests["files"] += record["test_code"]
         for f in record["findings"]:
             by_severity[f.get("severity", "low")] += 1
             by_tool[f.get("tool", "?")] += 1
+            category = "security" if f.get("category") == "security" else "lint"
+            if record["test_code"]:
+                tests["findings"] += 1
+                tests[category] += 1
+            else:
+                library[category][f.get("severity", "low")] += 1
     ordered = [by_path[p] for p in dict.fromkeys(files)]
     summary: dict[str, Any] = {
         "files": ordered,
@@ -538,6 +590,10 @@ def collect(
             "by_severity": dict(by_severity),
             "by_tool": dict(sorted(by_tool.items())),
             "high_severity": by_severity["high"],
+            "security": dict(library["security"]),
+            "lint": dict(library["lint"]),
+            "security_high": library["security"]["high"],
+            "test_code": dict(tests),
             "complex_blocks": sum(len(r["complex_blocks"]) for r in ordered),
             "missing": len(missing),
         },
@@ -562,11 +618,17 @@ def rank_findings(
             ``per_file``), so one noisy file does not fill the top of the list. Default: no cap.
 
     Returns:
-        Finding dicts with ``"path"`` and ``"file_complexity"`` (the file's maximum
-        complexity) added.
+        Finding dicts with ``"path"``, ``"file_complexity"`` (the file's maximum complexity),
+        ``"test_code"`` (bool) and ``"category"`` added.
     """
     ranked = [
-        {"path": record["path"], "file_complexity": record.get("max_complexity", 0), **f}
+        {
+            "path": record["path"],
+            "file_complexity": record.get("max_complexity", 0),
+            "test_code": bool(record.get("test_code", is_test_path(record["path"]))),
+            "category": CATEGORIES.get(f.get("tool", ""), "lint"),
+            **f,
+        }
         for record in summary.get("files", [])
         for f in record.get("findings", [])
     ]
@@ -614,10 +676,20 @@ def _digest(summary: dict[str, Any]) -> str:
             + (f", +{more} more" if more > 0 else "")
             + ")."
         )
+    test_code = totals.get("test_code") or {}
+    if test_code.get("findings"):
+        head.append(
+            f"Of these, {test_code['findings']} are in {test_code['files']} test file(s) "
+            "(marked 'test file' below): tests do deliberately what library code must not, so "
+            "do not count them as defects of the library."
+        )
     findings = [
-        f"- [{f['severity']}] {f['path']}:{f['line']} {f['tool']} {f['code']}: "
-        f"{_clip(f['message'], 110)}"
-        for f in rank_findings(summary, DIGEST_FINDINGS, per_file=DIGEST_PER_FILE)
+        f"- [{f['severity']} {f['category']}] {f['path']}:{f['line']} {f['tool']} {f['code']}: "
+        f"{_clip(f['message'], 110)}" + (" (test file)" if f["test_code"] else "")
+        # Library code first: a test file's findings only fill what is left.
+        for f in sorted(
+            rank_findings(summary, per_file=DIGEST_PER_FILE), key=lambda f: f["test_code"]
+        )[:DIGEST_FINDINGS]
     ]
     spots = [
         f"- {b['path']}:{b['line']} {b['type']} {b['name']}: complexity {b['complexity']} "

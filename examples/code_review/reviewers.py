@@ -51,7 +51,10 @@ _INSTRUCTIONS_COMMON = (
     "(security) and radon (cyclomatic complexity hot spots). Only discuss what the digest "
     "shows; do not invent files, lines or findings. Answer in GitHub-flavoured markdown, "
     "under 400 words: first a line '**Verdict:** request changes | approve with comments | "
-    "approve', then "
+    "approve'. Keep security findings (bandit) apart from lint (ruff): an undefined name is a "
+    "bug, not a vulnerability. Findings marked 'test file' are in tests, which do deliberately "
+    "what library code must not: never list them as issues to fix first or let them decide "
+    "the verdict. After the verdict line give "
 )
 SECURITY_INSTRUCTIONS = _INSTRUCTIONS_COMMON + (
     "the security issues to fix first (file:line, why it is dangerous, the concrete fix), "
@@ -69,16 +72,19 @@ SUMMARY_INSTRUCTIONS = _INSTRUCTIONS_COMMON + (
 
 
 def needs_security_review(context: Any) -> bool:
-    """The triage condition: whether the high-severity findings reach the threshold.
+    """The triage condition: whether the high-severity *security* findings in library code
+    reach the threshold (lint errors such as ``F821`` and findings in test files do not count;
+    see ``review_tools``).
 
     Args:
         context: the condition's ``batten.WorkflowContext`` (or anything with a ``results``
-            mapping and ``get``): ``context.results["collect"]["totals"]["high_severity"]``
-            (int) is compared with the variable ``security_threshold`` (int or numeric str;
-            default 1 when missing or empty).
+            mapping and ``get``): ``context.results["collect"]["totals"]["security_high"]``
+            (int; ``"high_severity"`` for a summary from before the split) is compared with the
+            variable ``security_threshold`` (int or numeric str; default 1 when missing or
+            empty).
 
     Returns:
-        ``high_severity >= security_threshold``.
+        ``security_high >= security_threshold``.
 
     Raises:
         KeyError: the context has no ``collect`` result.
@@ -87,7 +93,8 @@ def needs_security_review(context: Any) -> bool:
     totals = context.results["collect"]["totals"]
     raw = context.get("security_threshold")
     threshold = 1 if raw is None or str(raw).strip() == "" else int(raw)
-    return int(totals["high_severity"]) >= threshold
+    high = totals["security_high"] if "security_high" in totals else totals["high_severity"]
+    return int(high) >= threshold
 
 
 # --------------------------------------------------------------------------------------------
@@ -126,49 +133,75 @@ def _review(kind: str, message: str, context: Any) -> dict[str, Any]:
             "kind": kind,
             "verdict": "comment",
             "top_findings": [],
+            "security_findings": [],
+            "lint_findings": [],
+            "test_findings": [],
             "hot_spots": [],
             "text": text,
         }
 
     totals = summary.get("totals", {})
-    sev = totals.get("by_severity", {})
-    high, medium, low = (int(sev.get(s, 0)) for s in ("high", "medium", "low"))
     ranked = rank_findings(summary, per_file=PER_FILE)
-    if kind == "security":
-        # Security first: every bandit finding and every high-severity one, worst first.
-        ranked = [f for f in ranked if f.get("tool") == "bandit" or f["severity"] == "high"]
-    top = ranked[:TOP_FINDINGS]
+    library = [f for f in ranked if not f["test_code"]]
+    security = [f for f in library if f["category"] == "security"]
+    lint = [f for f in library if f["category"] != "security"]
+    in_tests = [f for f in ranked if f["test_code"]]
     hot_spots = list(summary.get("hot_spots", []))[:5]
     complex_blocks = int(totals.get("complex_blocks", 0))
 
-    if high:
+    def count(findings: list[dict[str, Any]], severity: str) -> int:
+        return sum(1 for f in findings if f["severity"] == severity)
+
+    high_security, high_lint = count(security, "high"), count(lint, "high")
+    medium, low = count(library, "medium"), count(library, "low")
+    if high_security or high_lint:
         verdict = "request changes"
-        reason = f"{high} high-severity finding(s) must be fixed first"
+        parts = []
+        if high_security:
+            parts.append(f"{high_security} high-severity security finding(s)")
+        if high_lint:
+            parts.append(f"{high_lint} lint error(s) that break at run time (e.g. undefined names)")
+        reason = " and ".join(parts) + " in library code must be fixed first"
     elif medium or complex_blocks:
         verdict = "approve with comments"
         reason = (
-            f"no high-severity findings; {medium} medium, {low} low, "
+            f"no high-severity findings in library code; {medium} medium, {low} low, "
             f"{complex_blocks} function(s) over complexity {COMPLEX_THRESHOLD}"
         )
     else:
         verdict = "approve"
-        reason = f"no high- or medium-severity findings ({low} low)"
+        reason = f"no high- or medium-severity findings in library code ({low} low)"
 
     lines = [f"## {title} (local reviewer)", "", f"**Verdict:** {verdict}: {reason}.", ""]
+    test_code = totals.get("test_code") or {}
     lines.append(
-        f"Reviewed {totals.get('files', 0)} files: {totals.get('findings', 0)} findings "
-        f"(high {high}, medium {medium}, low {low})."
+        f"Reviewed {totals.get('files', 0)} files: {len(library)} findings in library code "
+        f"({len(security)} security, {len(lint)} lint), {len(in_tests)} in "
+        f"{test_code.get('files', 0)} test file(s) (listed apart, not counted in the verdict)."
     )
     if summary.get("missing"):
         lines.append(
             f"{len(summary['missing'])} analyser result(s) are missing (a tool failed on those "
             "files); their findings are not included."
         )
-    heading = "Security issues to fix first" if kind == "security" else "Fix first"
-    lines += ["", f"### {heading}", ""]
-    lines += [_finding_line(i, f) for i, f in enumerate(top, 1)] or ["None."]
-    if len(ranked) > len(top):
-        lines.append(f"\n…and {len(ranked) - len(top)} more (see the per-file tables).")
+
+    def section(heading: str, findings: list[dict[str, Any]], note: str = "") -> None:
+        shown = findings[:TOP_FINDINGS]
+        lines.extend(["", f"### {heading}", ""])
+        if note and findings:
+            lines.extend([note, ""])
+        lines.extend([_finding_line(i, f) for i, f in enumerate(shown, 1)] or ["None."])
+        if len(findings) > len(shown):
+            lines.append(f"\n…and {len(findings) - len(shown)} more (see the per-file tables).")
+
+    section("Security issues to fix first (bandit, library code)", security)
+    section("Lint (ruff, library code)", lint)
+    section(
+        "In test files (not counted in the verdict)",
+        in_tests,
+        "Tests do on purpose what library code must not (assert, exec, a shell, fixed "
+        "passwords); check these only if the tests themselves handle untrusted input.",
+    )
     lines += ["", "### Complexity hot spots", ""]
     lines += [
         f"- `{b['path']}:{b['line']}` {b['type']} `{b['name']}`: complexity "
@@ -176,11 +209,15 @@ def _review(kind: str, message: str, context: Any) -> dict[str, Any]:
         + (" — consider splitting it" if b["complexity"] > COMPLEX_THRESHOLD else "")
         for b in hot_spots
     ] or ["None."]
+    top = (security if kind == "security" else library)[:TOP_FINDINGS]
     return {
         "reviewer": "local",
         "kind": kind,
         "verdict": verdict,
         "top_findings": top,
+        "security_findings": security[:TOP_FINDINGS],
+        "lint_findings": lint[:TOP_FINDINGS],
+        "test_findings": in_tests[:TOP_FINDINGS],
         "hot_spots": hot_spots,
         "text": "\n".join(lines) + "\n",
     }
@@ -196,11 +233,16 @@ async def local_security_review(message: str, context: Any = None) -> dict[str, 
 
     Returns:
         ``{"reviewer": "local", "kind": "security", "verdict": "request changes" |
-        "approve with comments" | "approve", "top_findings": [up to TOP_FINDINGS findings:
-        bandit's and every high-severity one, worst severity first, then by the file's
-        complexity, at most PER_FILE per file before other files' (``rank_findings``); each
-        with "path" and "file_complexity"], "hot_spots": [up to 5 blocks], "text":
-        markdown}``. The same input always gives the same output.
+        "approve with comments" | "approve", "top_findings": [the security findings below],
+        "security_findings": [up to TOP_FINDINGS bandit findings in library code],
+        "lint_findings": [up to TOP_FINDINGS ruff findings in library code],
+        "test_findings": [up to TOP_FINDINGS findings in test files], "hot_spots": [up to 5
+        blocks], "text": markdown}``. Each list is ranked worst severity first, then by the
+        file's complexity, at most PER_FILE per file before other files' (``rank_findings``),
+        each finding with "path", "file_complexity", "category" and "test_code". The verdict
+        counts library code only: "request changes" for a high-severity security finding or a
+        lint error that breaks at run time (``F821``...); test files never count and are never
+        listed under "fix first". The same input always gives the same output.
     """
     return _review("security", message, context)
 
@@ -214,7 +256,8 @@ async def local_summary_review(message: str, context: Any = None) -> dict[str, A
         context: the step's ``batten.WorkflowContext``; ``context.results["collect"]`` is read.
 
     Returns:
-        As ``local_security_review`` with ``"kind": "summary"``, ranking every finding.
+        As ``local_security_review`` with ``"kind": "summary"`` and ``"top_findings"`` every
+        library-code finding (both categories), ranked.
     """
     return _review("summary", message, context)
 

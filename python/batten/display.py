@@ -1,13 +1,15 @@
-"""Pictures of workflows and tables of runs: Mermaid diagrams, Jupyter HTML, terminal text.
+"""Pictures of workflows and tables of runs: Mermaid diagrams, SVG, Jupyter HTML, terminal text.
 
 :func:`to_mermaid` draws a :class:`~batten.Workflow` as a Mermaid ``flowchart``: one node per
 step labelled with its id and kind, an edge from each dependency to its dependent, and the
 composite steps drawn as what they do (a ``ConditionalStep`` is a rhombus with ``true`` /
 ``false`` edges, a ``ParallelStep`` a subgraph of its branches, a ``MapStep`` a subroutine
 node ``[[...]]``, a ``HumanApprovalStep`` a hexagon, fallbacks and compensations dotted edges).
-:func:`workflow_html` and :func:`workflow_mimebundle` wrap the diagram for Jupyter, VS Code and
-JupyterLab; :func:`result_html` and :func:`result_text` tabulate a
-:class:`~batten.WorkflowResult` (each step's status, attempts, time and error).
+:func:`to_svg` draws the same graph as an SVG picture laid out here (offline: no script, no
+CDN), coloured by status when given a run's result; :func:`workflow_html` and
+:func:`workflow_mimebundle` wrap it for Jupyter, VS Code and JupyterLab; :func:`result_html`
+and :func:`result_text` tabulate a :class:`~batten.WorkflowResult` (each step's status,
+attempts, time and error).
 
 Each step says how it is drawn (its ``_describe()`` returns a
 :class:`~batten._internal.view.StepView`); this module lays the views out, so it knows no step
@@ -21,6 +23,7 @@ text.
 
 from __future__ import annotations
 
+import graphlib
 import html
 import math
 import re
@@ -38,6 +41,7 @@ __all__ = [
     "result_html",
     "result_text",
     "to_mermaid",
+    "to_svg",
     "workflow_html",
     "workflow_mimebundle",
 ]
@@ -46,7 +50,8 @@ __all__ = [
 #: right-left).
 DIRECTIONS: tuple[str, ...] = ("TD", "LR", "BT", "RL")
 
-#: The Mermaid ES module :func:`workflow_html` loads.
+#: Mermaid's ES module on the jsDelivr CDN, for drawing :func:`to_mermaid`'s text in a page of
+#: your own. batten loads nothing from it: :func:`workflow_html` draws an inline SVG.
 MERMAID_CDN = "https://cdn.jsdelivr.net/npm/mermaid@11/dist/mermaid.esm.min.mjs"
 
 #: Longest text kept from an error before it is cut with "…".
@@ -317,20 +322,23 @@ def to_mermaid(workflow: Any, *, direction: str = "TD") -> str:
     return "\n".join(lines)
 
 
-def workflow_html(workflow: Any) -> str:
-    """HTML showing ``workflow`` in Jupyter: a header (name, id, version, number of steps),
-    the :func:`to_mermaid` diagram in a ``<pre class="mermaid">`` drawn by Mermaid loaded from
-    the jsDelivr CDN (an ES module script), and the diagram's source in a ``<details>`` as a
-    text fallback where scripts do not run (an untrusted notebook).
+def workflow_html(workflow: Any, *, result: Any = None) -> str:
+    """HTML showing ``workflow`` in Jupyter: a header (name, id, version, number of steps), the
+    graph as an inline ``<svg>`` (:func:`to_svg`: computed in Python, so it shows offline, in an
+    untrusted notebook and in GitHub's viewer: no script and no URL), and the
+    :func:`to_mermaid` source in a ``<details>`` for users who draw it with Mermaid.
 
     Args:
         workflow: a :class:`~batten.Workflow` (or a :class:`~batten.DagWorkflow`).
+        result: a :class:`~batten.WorkflowResult` of a run of it, or ``None`` (default): with
+            one, nodes are coloured by status (see :func:`to_svg`) and the header names the
+            run and its status.
 
     Returns:
         str: an HTML fragment; every text from the workflow is escaped with ``html.escape``.
 
     Raises:
-        TypeError: ``workflow`` is not a Workflow.
+        TypeError: ``workflow`` is not a Workflow, or ``result`` not a WorkflowResult.
     """
     wf = _as_workflow(workflow)
     source = html.escape(to_mermaid(wf))
@@ -338,16 +346,21 @@ def workflow_html(workflow: Any) -> str:
     name = html.escape(str(wf.name))
     ident = html.escape(str(wf.workflow_id))
     version = html.escape(str(getattr(wf, "version", "")))
+    run = ""
+    if result is not None:
+        _, run_id, status, total = _header(_as_result(result))
+        colour = _RUN_COLOURS.get(status, _BLUE)
+        run = (
+            f" &middot; run <code>{html.escape(run_id)}</code> &middot; "
+            f'<span style="color:{colour};font-weight:bold">{html.escape(status)}</span>'
+            f" &middot; {html.escape(total)}"
+        )
     return (
         '<div class="batten-workflow">'
         f'<div class="batten-workflow-header"><strong>{name}</strong> '
-        f"<code>{ident}</code> v{version} &middot; {n} step{'s' if n != 1 else ''}</div>"
-        f'<pre class="mermaid">\n{source}\n</pre>'
+        f"<code>{ident}</code> v{version} &middot; {n} step{'s' if n != 1 else ''}{run}</div>"
+        f'<div style="overflow:auto">{_svg(wf, result, xmlns=False)}</div>'
         f"<details><summary>Mermaid source</summary><pre>{source}</pre></details>"
-        '<script type="module">'
-        f'import mermaid from "{MERMAID_CDN}"; '
-        "mermaid.initialize({startOnLoad:true}); mermaid.run();"
-        "</script>"
         "</div>"
     )
 
@@ -559,3 +572,399 @@ def result_text(result: Any) -> str:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# SVG (offline: computed here, no script, no network)
+# --------------------------------------------------------------------------------------------
+
+_FONT = "font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12px"
+_CHAR_W = 7.3  # width of one 12 px monospace character, in px
+_LINE_H = 15  # px per text line
+_LABEL_MAX = 44  # characters kept per label line
+_PAD = 10  # px inside a box or a group
+_GAP = 24  # px between blocks in a level
+_VGAP = 40  # px between levels
+_TITLE_H = 22  # px of a group's title
+_MARGIN = 8  # px around the picture
+
+#: (stroke, fill) of a step's node by status; no result: neutral.
+_NEUTRAL = ("#57606a", "#f6f8fa")
+_SVG_COLOURS: dict[str, tuple[str, str]] = {
+    StepStatus.COMPLETED: (_GREEN, "#dafbe1"),
+    StepStatus.FAILED: (_RED, "#ffebe9"),
+    StepStatus.TIMEOUT: (_RED, "#ffebe9"),
+    StepStatus.SKIPPED: (_GREY, "#eaeef2"),
+    StepStatus.CANCELLED: (_GREY, "#eaeef2"),
+    StepStatus.BLOCKED: (_GREY, "#eaeef2"),
+    StepStatus.WAITING_APPROVAL: (_AMBER, "#fff8c5"),
+    StepStatus.PENDING: (_BLUE, "#ddf4ff"),
+    StepStatus.RUNNING: (_BLUE, "#ddf4ff"),
+    StepStatus.RETRYING: (_BLUE, "#ddf4ff"),
+}
+
+
+def _n(value: float) -> str:
+    """A coordinate as SVG text: at most one decimal, no trailing ``.0``."""
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+class _Block:
+    """A laid-out piece of the picture: a node or a group, ``w`` x ``h`` px."""
+
+    w: float
+    h: float
+
+    def draw(self, x: float, y: float, out: list[str]) -> None:
+        raise NotImplementedError
+
+
+class _Node(_Block):
+    """One step (or a rhombus, or a note box): its label lines in a shape."""
+
+    def __init__(
+        self,
+        shape: str,
+        lines: list[str],
+        status: str | None,
+        *,
+        dashed: bool = False,
+    ) -> None:
+        self.shape = shape
+        self.full = [_one_line(line) for line in lines if line]
+        self.lines = [_shorten(line, _LABEL_MAX) for line in self.full]
+        self.status = status
+        self.dashed = dashed
+        text_w = max((len(line) for line in self.lines), default=1) * _CHAR_W
+        self.w = max(text_w + 2 * _PAD, 60.0)
+        self.h = len(self.lines) * _LINE_H + 2 * _PAD - 4
+        if shape == "rhombus":
+            self.w, self.h = self.w * 1.5, self.h * 1.6
+        elif shape == "hexagon":
+            self.w += 2 * _PAD
+        elif shape == "subroutine":
+            self.w += _PAD
+
+    def draw(self, x: float, y: float, out: list[str]) -> None:
+        stroke, fill = _SVG_COLOURS.get(self.status or "", _NEUTRAL)
+        style = f'fill="{fill}" stroke="{stroke}" stroke-width="1.5"'
+        if self.dashed:
+            style += ' stroke-dasharray="5 4"'
+        status = f' data-status="{html.escape(self.status)}"' if self.status else ""
+        w, h = self.w, self.h
+        out.append(f'<g class="batten-node"{status}>')
+        tip = "\n".join(self.full) + (f"\n{self.status}" if self.status else "")
+        out.append(f"<title>{html.escape(tip)}</title>")
+        if self.shape == "rhombus":
+            points = [(x, y + h / 2), (x + w / 2, y), (x + w, y + h / 2), (x + w / 2, y + h)]
+        elif self.shape == "hexagon":
+            d = _PAD
+            points = [
+                (x, y + h / 2),
+                (x + d, y),
+                (x + w - d, y),
+                (x + w, y + h / 2),
+                (x + w - d, y + h),
+                (x + d, y + h),
+            ]
+        else:
+            points = []
+        if points:
+            coords = " ".join(f"{_n(px)},{_n(py)}" for px, py in points)
+            out.append(f'<polygon points="{coords}" {style}/>')
+        else:
+            out.append(
+                f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(w)}" height="{_n(h)}" rx="4" {style}/>'
+            )
+            if self.shape == "subroutine":
+                for lx in (x + _PAD / 2, x + w - _PAD / 2):
+                    out.append(
+                        f'<line x1="{_n(lx)}" y1="{_n(y)}" x2="{_n(lx)}" y2="{_n(y + h)}" '
+                        f'stroke="{stroke}"/>'
+                    )
+        top = y + h / 2 - (len(self.lines) - 1) * _LINE_H / 2 + 4
+        for i, line in enumerate(self.lines):
+            weight = ' font-weight="bold"' if i == 0 and self.shape != "rhombus" else ""
+            out.append(
+                f'<text x="{_n(x + w / 2)}" y="{_n(top + i * _LINE_H)}" text-anchor="middle"'
+                f"{weight}>{html.escape(line)}</text>"
+            )
+        out.append("</g>")
+
+
+class _Group(_Block):
+    """A composite step: a titled frame around the layout of what it holds."""
+
+    def __init__(self, title: str, inner: _Layout, status: str | None) -> None:
+        self.title = _shorten(_one_line(title), 2 * _LABEL_MAX)
+        self.inner = inner
+        self.status = status
+        self.w = max(inner.w + 2 * _PAD, len(self.title) * _CHAR_W + 2 * _PAD)
+        self.h = inner.h + _TITLE_H + _PAD
+
+    def draw(self, x: float, y: float, out: list[str]) -> None:
+        stroke, _ = _SVG_COLOURS.get(self.status or "", _NEUTRAL)
+        status = f' data-status="{html.escape(self.status)}"' if self.status else ""
+        out.append(f'<g class="batten-group"{status}>')
+        out.append(
+            f'<rect x="{_n(x)}" y="{_n(y)}" width="{_n(self.w)}" height="{_n(self.h)}" rx="6" '
+            f'fill="none" stroke="{stroke}" stroke-width="1.5" stroke-dasharray="6 3"/>'
+        )
+        out.append(
+            f'<text x="{_n(x + _PAD)}" y="{_n(y + 15)}" font-weight="bold">'
+            f"{html.escape(self.title)}</text>"
+        )
+        self.inner.draw(x + (self.w - self.inner.w) / 2, y + _TITLE_H, out)
+        out.append("</g>")
+
+
+class _Layout:
+    """Blocks in layers: each block's level is one more than its deepest predecessor's
+    (``graphlib``'s topological order over the forward edges); a level is a centred row."""
+
+    def __init__(self) -> None:
+        self.blocks: list[_Block] = []
+        self.edges: list[tuple[int, int, str | None, bool, bool]] = []  # src dst label dot back
+        self.w = self.h = 0.0
+        self._pos: list[tuple[float, float]] = []
+
+    def add(self, block: _Block) -> int:
+        self.blocks.append(block)
+        return len(self.blocks) - 1
+
+    def edge(
+        self,
+        src: int,
+        dst: int,
+        label: str | None = None,
+        *,
+        dotted: bool = False,
+        back: bool = False,
+    ) -> None:
+        if (src, dst, label, dotted, back) not in self.edges:
+            self.edges.append((src, dst, label, dotted, back))
+
+    def place(self) -> None:
+        """Computes each block's position (relative to this layout) and the layout's size."""
+        preds: dict[int, set[int]] = {i: set() for i in range(len(self.blocks))}
+        for src, dst, _, _, back in self.edges:
+            if not back and src != dst:
+                preds[dst].add(src)
+        try:
+            order = list(graphlib.TopologicalSorter(preds).static_order())
+        except graphlib.CycleError:  # cannot happen for a valid workflow; draw in order
+            order = list(preds)
+            preds = {i: {p for p in ps if p < i} for i, ps in preds.items()}
+        level: dict[int, int] = {}
+        for i in order:
+            level[i] = max((level[p] + 1 for p in preds[i] if p in level), default=0)
+        rows: dict[int, list[int]] = {}
+        for i in range(len(self.blocks)):
+            rows.setdefault(level[i], []).append(i)
+        widths = {
+            lv: sum(self.blocks[i].w for i in ids) + _GAP * (len(ids) - 1)
+            for lv, ids in rows.items()
+        }
+        self.w = max(widths.values(), default=0.0)
+        self._pos = [(0.0, 0.0)] * len(self.blocks)
+        y = 0.0
+        for lv in sorted(rows):
+            ids = rows[lv]
+            row_h = max(self.blocks[i].h for i in ids)
+            x = (self.w - widths[lv]) / 2
+            for i in ids:
+                block = self.blocks[i]
+                self._pos[i] = (x, y + (row_h - block.h) / 2)
+                x += block.w + _GAP
+            y += row_h + _VGAP
+        self.h = max(y - _VGAP, 0.0)
+        # Back edges bulge to the right of the blocks they join.
+        if any(back for *_, back in self.edges):
+            self.w += _GAP
+
+    def draw(self, x: float, y: float, out: list[str]) -> None:
+        for (bx, by), block in zip(self._pos, self.blocks, strict=True):
+            block.draw(x + bx, y + by, out)
+        for src, dst, label, dotted, back in self.edges:
+            (sx, sy), (dx, dy) = self._pos[src], self._pos[dst]
+            a, b = self.blocks[src], self.blocks[dst]
+            if back:
+                x1, y1 = x + sx + a.w, y + sy + a.h / 2
+                x2, y2 = x + dx + b.w, y + dy + b.h / 2
+                bulge = max(x1, x2) + _GAP
+                path = (
+                    f"M{_n(x1)},{_n(y1)} C{_n(bulge)},{_n(y1)} {_n(bulge)},{_n(y2)} "
+                    f"{_n(x2)},{_n(y2)}"
+                )
+                head = [(x2, y2), (x2 + 7, y2 - 4), (x2 + 7, y2 + 4)]
+                mid = (bulge, (y1 + y2) / 2)
+            else:
+                x1, y1 = x + sx + a.w / 2, y + sy + a.h
+                x2, y2 = x + dx + b.w / 2, y + dy
+                bend = max((y2 - y1) / 2, 12.0)
+                path = (
+                    f"M{_n(x1)},{_n(y1)} C{_n(x1)},{_n(y1 + bend)} {_n(x2)},{_n(y2 - bend)} "
+                    f"{_n(x2)},{_n(y2)}"
+                )
+                head = [(x2, y2), (x2 - 4, y2 - 7), (x2 + 4, y2 - 7)]
+                mid = ((x1 + x2) / 2, (y1 + y2) / 2)
+            dash = ' stroke-dasharray="4 3"' if dotted else ""
+            out.append(f'<path d="{path}" fill="none" stroke="#57606a"{dash}/>')
+            coords = " ".join(f"{_n(px)},{_n(py)}" for px, py in head)
+            out.append(f'<polygon points="{coords}" fill="#57606a"/>')
+            if label:
+                out.append(
+                    f'<text x="{_n(mid[0] + 4)}" y="{_n(mid[1])}" fill="#57606a" '
+                    f'font-size="11px">{html.escape(_shorten(_one_line(label), _LABEL_MAX))}</text>'
+                )
+
+
+def _statuses(result: Any) -> dict[str, str]:
+    """Each step result's status by its path (``"p"``, ``"p/branch"``), nested ones included."""
+    found: dict[str, str] = {}
+
+    def walk(steps: Any, prefix: str) -> None:
+        for step in steps or ():
+            key = prefix + str(step.step_id)
+            found.setdefault(key, _status_text(step.status))
+            walk(step.children, key + "/")
+
+    walk(_as_result(result).steps, "")
+    return found
+
+
+class _SvgRenderer:
+    """Builds the block tree of a workflow, as :class:`_Renderer` builds Mermaid text."""
+
+    def __init__(self, statuses: dict[str, str]) -> None:
+        self.statuses = statuses
+        self._active: list[int] = []
+
+    def workflow(self, workflow: Any, prefix: str) -> _Layout:
+        layout = _Layout()
+        self._active.append(id(workflow))
+        try:
+            ends: dict[str, tuple[int, int]] = {}
+            drawn: list[tuple[int, int]] = []
+            for step in workflow._steps:
+                drawn.append(self.step(step, layout, prefix))
+                ends.setdefault(step.step_id, drawn[-1])
+            for (entry, _), deps in zip(drawn, workflow._deps, strict=True):
+                for dep in deps:
+                    if dep not in ends:
+                        ident = layout.add(_Node("box", [dep, "unknown step"], None, dashed=True))
+                        ends[dep] = (ident, ident)
+                    layout.edge(ends[dep][1], entry)
+        finally:
+            self._active.pop()
+        layout.place()
+        return layout
+
+    def step(self, step: Any, layout: _Layout, prefix: str) -> tuple[int, int]:
+        """Adds ``step`` (and its fallback and compensation) to ``layout``; returns the
+        indexes of the blocks its incoming and outgoing edges attach to."""
+        if id(step) in self._active:
+            ident = layout.add(_Node("box", [step.step_id, "(drawn above)"], None))
+            return ident, ident
+        self._active.append(id(step))
+        try:
+            ident = layout.add(self._block(step, prefix))
+            for attr in ("fallback", "compensation"):
+                other = getattr(step, attr, None)
+                if other is not None:
+                    other_entry, _ = self.step(other, layout, prefix)
+                    layout.edge(ident, other_entry, attr, dotted=True)
+        finally:
+            self._active.pop()
+        return ident, ident
+
+    def _block(self, step: Any, prefix: str) -> _Block:
+        view = step._describe()
+        sid: str = step.step_id
+        key = prefix + sid
+        status = self.statuses.get(key)
+        if view.shape != "group":
+            return _Node(view.shape, [sid, *view.lines], status)
+        inner = _Layout()
+        inner_prefix = key + "/"
+        sub = view.workflow
+        if sub is not None:
+            if id(sub) in self._active:
+                inner.add(_Node("box", [sub.workflow_id, "(recursive: drawn above)"], None))
+            elif not sub._steps:
+                inner.add(_Node("box", [view.empty], None))
+            else:
+                inner = self.workflow(sub, inner_prefix)
+                return _Group(f"{sid} ({view.title})", inner, status)
+        else:
+            lead_exit: int | None = None
+            if view.lead is not None:
+                _, lead_exit = self.step(view.lead, inner, inner_prefix)
+            test: int | None = None
+            if view.test:
+                test = inner.add(_Node("rhombus", list(view.test), None))
+                if lead_exit is not None:
+                    inner.edge(lead_exit, test)
+            last_exit: int | None = None
+            for label, branch in view.branches:
+                branch_entry, last_exit = self.step(branch, inner, inner_prefix)
+                if test is not None:
+                    inner.edge(test, branch_entry, label)
+            if view.repeat and test is not None and last_exit is not None:
+                inner.edge(last_exit, test, back=True)
+            if not view.branches and view.empty:
+                inner.add(_Node("box", [view.empty], None))
+        inner.place()
+        return _Group(f"{sid} ({view.title})", inner, status)
+
+
+def _svg(workflow: Any, result: Any, *, xmlns: bool) -> str:
+    wf = _as_workflow(workflow)
+    statuses = _statuses(result) if result is not None else {}
+    layout = _SvgRenderer(statuses).workflow(wf, "")
+    width, height = layout.w + 2 * _MARGIN, layout.h + 2 * _MARGIN
+    ns = ' xmlns="http://www.w3.org/2000/svg"' if xmlns else ""
+    title = html.escape(f"{wf.name} ({wf.workflow_id})")
+    out = [
+        f'<svg{ns} class="batten-graph" width="{_n(width)}" height="{_n(height)}" '
+        f'viewBox="0 0 {_n(width)} {_n(height)}" role="img" style="{_FONT};max-width:100%">',
+        f"<title>{title}</title>",
+    ]
+    layout.draw(_MARGIN, _MARGIN, out)
+    out.append("</svg>")
+    return "".join(out)
+
+
+def to_svg(workflow: Any, *, result: Any = None) -> str:
+    """Draws ``workflow`` as a standalone SVG picture, computed here in Python: no script, no
+    network, so it shows in an offline notebook, in GitHub's notebook viewer and in a browser.
+
+    The layout is layered, as Mermaid's and Graphviz's ``dot``: each step's level is one more
+    than its deepest dependency's (a topological order from ``graphlib``), and the steps of a
+    level stand in a centred row, top-down, with an arrow from each dependency to its
+    dependent. Steps are drawn as :func:`to_mermaid` draws them (a box labelled with the step
+    id, its kind and settings; an approval a hexagon; a ``MapStep`` a box with double sides);
+    composite steps are dashed frames titled ``"<id> (<kind>)"`` around the layout of what
+    they hold (a condition's rhombus with ``true`` / ``false`` arrows, parallel branches, a
+    sub-workflow); fallbacks and compensations hang off their step by dotted arrows; a
+    ``depends_on`` naming no step is a dashed ``unknown step`` box. Labels longer than 44
+    characters are cut with "…" (the whole text is in the node's ``<title>`` tooltip).
+
+    With ``result``, each node and frame is coloured by its step's status (completed green,
+    failed and timeout red, skipped, cancelled and blocked grey, waiting for approval amber,
+    pending and running blue) and carries ``data-status``; steps inside composites are matched
+    by path (``"parallel/branch"``, as ``StepResult.children`` nests them).
+
+    Args:
+        workflow: a :class:`~batten.Workflow` (or a :class:`~batten.DagWorkflow`).
+        result: a :class:`~batten.WorkflowResult` of a run of it, or ``None`` (default: no
+            colours).
+
+    Returns:
+        str: an ``<svg xmlns=...>`` document (sizes in px); every text is escaped with
+        ``html.escape``; equal arguments give equal text.
+
+    Raises:
+        TypeError: ``workflow`` is not a Workflow, or ``result`` not a WorkflowResult.
+    """
+    return _svg(workflow, result, xmlns=True)

@@ -16,6 +16,7 @@ __all__ = [
     "BattenError",
     "CircuitOpenError",
     "CorruptRecordError",
+    "EventLoopMismatchError",
     "HandoffError",
     "LeaseLostError",
     "LoopLimitError",
@@ -104,6 +105,20 @@ class StepTimeoutError(BattenError, TimeoutError):
 
 class WorkflowTimeoutError(BattenError, TimeoutError):
     """The whole run exceeded ``execute(timeout=...)`` (seconds)."""
+
+
+class EventLoopMismatchError(BattenError, RuntimeError):
+    """An async step used an asyncio object (a lock, an event, a queue, an ``httpx`` or
+    ``aiohttp`` client) bound to the event loop that called ``Workflow.run`` (a Jupyter cell's),
+    while ``run`` executed the workflow on its helper thread's own loop.
+
+    Recorded on the step's result in place of the ``RuntimeError`` asyncio raised ("... is bound
+    to a different event loop", "... attached to a different loop"), which is its
+    ``__cause__``; the message says to ``await workflow.execute(...)`` in the notebook instead,
+    which runs the steps on the notebook's own loop. Not retried by the default retry policy
+    (a retry would meet the same loop). It is a ``RuntimeError``, so code catching asyncio's
+    error still catches it.
+    """
 
 
 class WorkflowCancelledError(BattenError):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import threading
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,7 @@ from batten._internal.options import CompileOptions, StepErrorHandler
 from batten._internal.owner import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_LEASE_SECONDS
 from batten._runtime import lifecycle
 from batten._runtime.compile import compiled
-from batten._runtime.loops import thread_runner
+from batten._runtime.loops import run_on_helper_thread, thread_runner
 from batten.errors import WorkflowDefinitionError
 from batten.result import WorkflowResult
 from batten.steps import Step
@@ -513,7 +512,10 @@ class Workflow(WorkflowKind):
         3-step workflow's ``run()``); the runner's loop is closed at interpreter exit. Under a
         running loop (a Jupyter cell) it cannot block that loop's thread on itself, so it runs
         the workflow with ``asyncio.run`` in a helper thread and waits; contextvars are carried
-        over. In async code prefer ``await workflow.execute(...)``.
+        over. In async code prefer ``await workflow.execute(...)``: a step there that uses an
+        asyncio object of the calling loop (an ``asyncio.Lock`` or ``Event`` a waiter has bound to
+        it, an ``httpx.AsyncClient`` with open connections) fails with
+        :class:`~batten.EventLoopMismatchError` (not retried), whose message says so.
 
         Raises:
             WorkflowDefinitionError, TypeError: as ``execute``.
@@ -627,20 +629,6 @@ def _run_sync(make: Callable[[], Any]) -> WorkflowResult:
         # caller's current one so contextvars set since then reach the steps.
         done: WorkflowResult = thread_runner().run(make(), context=contextvars.copy_context())
         return done
-    box: list[Any] = []
-
-    def target() -> None:
-        try:
-            box.append(asyncio.run(make()))
-        except BaseException as exc:
-            box.append(exc)
-
-    caller = contextvars.copy_context()
-    thread = threading.Thread(target=caller.run, args=(target,), name="batten-run")
-    thread.start()
-    thread.join()
-    outcome = box[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
+    outcome = run_on_helper_thread(make)
     assert isinstance(outcome, WorkflowResult)
     return outcome

@@ -1,6 +1,15 @@
 """The event loops batten runs on (private, layer ``batten._runtime``): the coroutine every
-async step runs inside (:func:`drive`, called by the native engine), and the per-thread
-``asyncio.Runner`` behind ``Workflow.run`` (:func:`thread_runner`, :func:`close_runners`).
+async step runs inside (:func:`drive`, called by the native engine), the per-thread
+``asyncio.Runner`` behind ``Workflow.run`` (:func:`thread_runner`, :func:`close_runners`), and
+the helper thread ``Workflow.run`` uses under a running loop (:func:`run_on_helper_thread`).
+
+Under a running loop (a Jupyter cell) ``run`` cannot block that loop's thread on itself, so the
+workflow runs on a helper thread's own loop while the caller's loop is blocked. Sharing asyncio
+objects between the two loops cannot be made to work soundly (the caller's loop cannot run
+while its thread waits, and re-entering it as ``nest_asyncio`` does breaks asyncio's
+invariants), so :func:`drive` recognises asyncio's "bound to a different event loop" errors
+raised by a step there and records an :class:`~batten.errors.EventLoopMismatchError` that says to
+``await workflow.execute(...)`` instead.
 
 ``drive``:
 
@@ -15,11 +24,42 @@ coroutine's body never runs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import re
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-__all__ = ["close_runners", "drive", "thread_runner"]
+from batten.errors import EventLoopMismatchError
+
+__all__ = ["close_runners", "drive", "run_on_helper_thread", "thread_runner"]
+
+#: asyncio's messages for an object used from a loop other than its own: a lock, event,
+#: condition, semaphore or queue (``mixins._LoopBoundMixin``: "... is bound to a different event
+#: loop"), a future awaited by a task of another loop ("Task ... got Future ... attached to a
+#: different loop"), and anyio/httpx's equivalents.
+_FOREIGN_LOOP = re.compile(r"different (?:event )?loop", re.IGNORECASE)
+
+#: Set on ``run_on_helper_thread``'s thread while it runs a workflow.
+_helper = threading.local()
+
+
+def _on_helper_thread() -> bool:
+    return getattr(_helper, "active", False)
+
+
+def _foreign_loop_error(exc: RuntimeError) -> EventLoopMismatchError:
+    """The error recorded for ``exc`` when a step met an object of the caller's loop."""
+    error = EventLoopMismatchError(
+        f"{exc} -- Workflow.run() was called inside a running event loop (a notebook cell), so "
+        "the workflow ran on a helper thread's own loop, and this step used an asyncio object "
+        "(a lock, event, queue, or an httpx/aiohttp client) created on the calling loop; "
+        "use `result = await workflow.execute(context)` there instead, which runs the steps on "
+        "that loop"
+    )
+    error.__cause__ = exc
+    error.__traceback__ = exc.__traceback__
+    return error
 
 
 async def drive(awaitable: Awaitable[Any], report: Callable[[bool, Any, bool], None]) -> None:
@@ -30,6 +70,9 @@ async def drive(awaitable: Awaitable[Any], report: Callable[[bool, Any, bool], N
         report(False, exc, True)
         raise
     except BaseException as exc:
+        if isinstance(exc, RuntimeError) and _on_helper_thread() and _FOREIGN_LOOP.search(str(exc)):
+            report(False, _foreign_loop_error(exc), False)
+            return
         report(False, exc, False)
         if not isinstance(exc, Exception):
             raise
@@ -62,3 +105,37 @@ def close_runners() -> None:
             runner.close()
         except Exception:  # a runner closed elsewhere, or one whose loop is still running
             pass
+
+
+def run_on_helper_thread(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Runs ``make()`` with ``asyncio.run`` on a new thread (named ``batten-run``) and returns its
+    result or raises its exception; the caller's contextvars are carried over. For
+    ``Workflow.run`` under a running loop: while it runs, an async step's "bound to a different
+    event loop" ``RuntimeError`` is recorded as an :class:`~batten.errors.EventLoopMismatchError`
+    (see :func:`drive`).
+
+    Args:
+        make: builds the coroutine to run (called on the helper thread).
+
+    Raises:
+        BaseException: whatever the coroutine raised.
+    """
+    box: list[Any] = []
+
+    def target() -> None:
+        _helper.active = True
+        try:
+            box.append(asyncio.run(make()))
+        except BaseException as exc:
+            box.append(exc)
+        finally:
+            _helper.active = False
+
+    caller = contextvars.copy_context()
+    thread = threading.Thread(target=caller.run, args=(target,), name="batten-run")
+    thread.start()
+    thread.join()
+    outcome = box[0]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome

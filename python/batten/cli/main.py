@@ -1041,7 +1041,8 @@ def _next_steps(
     compensations ran). ``batten run``'s report and ``batten status`` both print these, so they
     never disagree. Approvals are offered only while the run waits for them: ``batten approve``
     continues the run, which a paused run should not do behind its owner's back and a running
-    one must not do twice."""
+    one must not do twice. With ``store_url`` (str), a run waiting for approval also gets how
+    to see and approve it in the browser (``batten ui``)."""
     lines: list[str] = []
     resume = resume or f"batten resume {run_id}"
     if status == WorkflowStatus.WAITING_APPROVAL:
@@ -1082,7 +1083,11 @@ def _dashboard_hint(run_id: str, store_url: str | None) -> str:
         running = False
     if running:
         return f"  in the browser: {page}"
-    where = f" --store {store_url}" if store_url else ""
+    if store_url:
+        path = _sqlite_file(store_url)  # relative: made absolute, so it works from anywhere
+        if path is not None and not path.is_absolute():
+            store_url = f"sqlite:///{path.resolve()}"
+    where = f" --store {shlex.quote(store_url)}" if store_url else ""
     return f"  in the browser: batten ui{where}, then open {page}"
 
 
