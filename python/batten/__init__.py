@@ -46,6 +46,7 @@ from batten.errors import (
     RunNotFoundError,
     SchemaVersionError,
     StepTimeoutError,
+    StepWorkerLostError,
     StoreError,
     StoreUnavailableError,
     StoreURLError,
@@ -54,6 +55,7 @@ from batten.errors import (
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
+from batten._internal.placement import RayExecutor
 from batten.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkflow
 from batten.registry import Registry, agent, tool
 from batten.retry import RetryPolicy
@@ -168,6 +170,7 @@ __all__ = [
     "ParallelStep",
     "PartialFailureError",
     "RateLimit",
+    "RayExecutor",
     "RedisStore",
     "Registry",
     "RetryPolicy",
@@ -194,6 +197,7 @@ __all__ = [
     "StepStatus",
     "StepTimedOut",
     "StepTimeoutError",
+    "StepWorkerLostError",
     "Store",
     "StoreError",
     "StoreURLError",

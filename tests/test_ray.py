@@ -1,0 +1,363 @@
+"""Steps on a Ray cluster (``RayExecutor``, ``step.on_ray``), against a real local cluster: a
+head node and two worker nodes (one CPU each, custom resources ``node_a`` / ``node_b``), each a
+separate ``ray start`` process group started by the fixture (tests/ray_cluster.py).
+
+Skipped (reported as skipped) when ``ray`` is not installed or the cluster cannot start; a
+failure when ``BATTEN_REQUIRE_SERVICES`` names ``ray`` (as ``.ci/run`` sets it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import batten
+import pytest
+from batten import (
+    MapStep,
+    RayExecutor,
+    RetryPolicy,
+    StepStatus,
+    StepWorkerLostError,
+    ToolStep,
+    Workflow,
+    WorkflowDefinitionError,
+    WorkflowStatus,
+)
+
+HERE = Path(__file__).resolve().parent
+PY_ENV = {
+    **os.environ,
+    "PYTHONPATH": os.pathsep.join([str(HERE.parent / "python"), str(HERE)]),
+}
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _required() -> bool:
+    need = os.environ.get("BATTEN_REQUIRE_SERVICES", "").split(",")
+    return "ray" in (s.strip() for s in need)
+
+
+def _unavailable(why: str) -> None:
+    if _required():
+        pytest.fail(f"BATTEN_REQUIRE_SERVICES names ray, but {why}")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        _unavailable("ray is not installed (pip install 'batten[ray]')")
+    from ray_cluster import running_cluster
+
+    try:
+        ctx = running_cluster({"node_a": 1, "node_b": 1})
+        c = ctx.__enter__()
+    except RuntimeError as exc:
+        _unavailable(f"a local Ray cluster cannot start here: {exc}")
+    try:
+        yield c
+    finally:
+        ctx.__exit__(None, None, None)
+
+
+# -- step bodies (module level: Ray imports them by reference on the workers) -----------------
+
+
+def burn(item: int, seconds: float = 0.3) -> tuple[int, str, int]:
+    """CPU-bound work for ``seconds``; returns (item, node id, worker pid)."""
+    import ray
+
+    end = time.process_time() + seconds
+    x = 0
+    while time.process_time() < end:
+        x += 1
+    return item, ray.get_runtime_context().get_node_id(), os.getpid()
+
+
+def marked_burn(item: int, marks: str, seconds: float) -> list[Any]:
+    """``burn``, writing ``start-<item>-<node>`` first and ``done-<item>-<node>`` after."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    Path(marks, f"start-{item}-{node}-{os.getpid()}").touch()
+    out = burn(item, seconds)
+    Path(marks, f"done-{item}-{node}-{os.getpid()}").touch()
+    return list(out)  # JSON, for the checkpoint
+
+
+def sleeper(pid_file: str, seconds: float = 120.0) -> str:
+    """Writes its worker's pid, then sleeps (a sync step that overstays its timeout)."""
+    Path(pid_file).write_text(str(os.getpid()))
+    time.sleep(seconds)
+    return "woke up"
+
+
+async def async_node(x: int) -> tuple[int, str]:
+    import ray
+
+    await asyncio.sleep(0.01)
+    return x * 2, ray.get_runtime_context().get_node_id()
+
+
+def fails(reason: str) -> None:
+    raise LookupError(f"no such thing: {reason}")
+
+
+def user_span() -> dict[str, str]:
+    """Makes a span with the SDK in the worker; returns its trace id and parent span id."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()  # the worker's own (no exporter needed to read ids)
+    with provider.get_tracer("user").start_as_current_span("user-work") as span:
+        parent = span.parent
+        return {
+            "trace_id": format(span.get_span_context().trace_id, "032x"),
+            "parent_span_id": format(parent.span_id, "016x") if parent else "",
+        }
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_for(pred, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+# -- without a cluster -----------------------------------------------------------------------
+
+
+def test_import_batten_does_not_import_ray():
+    code = "import sys, batten; print('ray' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=PY_ENV, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_ray_names_the_extra():
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ModuleNotFoundError("No module named 'ray'")
+sys.meta_path.insert(0, Block())
+import batten
+for make in (lambda: batten.RayExecutor(), lambda: batten.ToolStep("t", print).on_ray()):
+    try:
+        make()
+    except batten.WorkflowDefinitionError as e:
+        print("ERR", e)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=PY_ENV, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) == 2, out.stdout
+    assert "batten[ray]" in lines[0] and "RayExecutor" in lines[0]
+    assert "batten[ray]" in lines[1] and "step 't'" in lines[1]
+
+
+def test_bad_placement_values_are_definition_errors():
+    pytest.importorskip("ray")
+    with pytest.raises(WorkflowDefinitionError, match="step 's'.*num_cpus"):
+        ToolStep("s", print).on_ray(num_cpus=-1)
+    with pytest.raises(WorkflowDefinitionError, match="memory"):
+        ToolStep("s", print).on_ray(memory=1.5)
+    with pytest.raises(WorkflowDefinitionError, match="resources"):
+        ToolStep("s", print).on_ray(resources=["node_a"])
+    with pytest.raises(WorkflowDefinitionError, match="executor must be"):
+        Workflow("w", executor="ray")
+    with pytest.raises(WorkflowDefinitionError, match="address"):
+        RayExecutor(address="")
+
+
+def test_unserializable_callable_is_a_definition_error_before_anything_runs():
+    pytest.importorskip("ray")
+    lock = threading.Lock()
+    ran = []
+
+    def first():
+        ran.append(1)
+
+    def holds_lock():
+        with lock:
+            return 1
+
+    wf = Workflow("w")
+    wf.add_step(ToolStep("first", first))
+    wf.add_step(ToolStep("locked", holds_lock).on_ray())
+    with pytest.raises(WorkflowDefinitionError, match="step 'locked'.*serialize"):
+        wf.run()
+    assert ran == []  # nothing ran: found when compiling, Ray never contacted
+
+
+# -- on the cluster --------------------------------------------------------------------------
+
+
+def test_map_of_cpu_bound_steps_spreads_over_both_workers(cluster):
+    wf = Workflow("spread")
+    wf.add_step(MapStep("m", list(range(8)), ToolStep("burn", burn).on_ray(num_cpus=1)))
+    result = wf.run(timeout=120)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    out = result.step("m").output
+    assert sorted(o[0] for o in out) == list(range(8))
+    nodes = {o[1] for o in out}
+    assert nodes == {cluster.workers["node_a"].node_id, cluster.workers["node_b"].node_id}
+    assert os.getpid() not in {o[2] for o in out}  # none ran in this process
+
+
+def test_workflow_executor_runs_sync_and_async_steps_pinned_by_resources(cluster):
+    node_b = cluster.workers["node_b"].node_id
+    wf = Workflow("pinned", executor=RayExecutor(address=cluster.address))
+    wf.add_step(ToolStep("sync", burn, {"item": 1, "seconds": 0.01}).on_ray(resources={"node_b": 1}))
+    wf.add_step(ToolStep("async", async_node, {"x": 21}).on_ray(resources={"node_b": 0.5}))
+    wf.add_step(ToolStep("fails", fails, {"reason": "{async.result}"}))
+    result = wf.run(timeout=120)
+    assert result.step("sync").output[1] == node_b
+    assert result.step("async").output == [42, node_b] or result.step("async").output == (42, node_b)
+    failed = result.step("fails")
+    assert failed.status == StepStatus.FAILED
+    # the callable's own exception, type and message kept (not a RayTaskError)
+    assert failed.error_type == "LookupError"
+    assert failed.error.startswith("no such thing: ")
+
+
+def test_sync_step_past_its_timeout_is_killed(cluster, tmp_path):
+    pid_file = tmp_path / "pid"
+    wf = Workflow("timeout")
+    wf.add_step(ToolStep("sleepy", sleeper, {"pid_file": str(pid_file)}).on_ray().with_timeout(4))
+    started = time.monotonic()
+    result = wf.run(timeout=120)
+    assert result.step("sleepy").status == StepStatus.TIMEOUT
+    assert time.monotonic() - started < 90
+    pid = int(pid_file.read_text())
+    assert pid != os.getpid()
+    _wait_for(lambda: not _pid_alive(pid), 30, f"Ray worker pid {pid} to be killed")
+
+
+def test_cancelling_the_run_cancels_the_ray_tasks(cluster, tmp_path):
+    pid_file = tmp_path / "pid"
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    wf = Workflow("cancel").with_store(db)
+    wf.add_step(ToolStep("sleepy", sleeper, {"pid_file": str(pid_file)}).on_ray())
+
+    async def main():
+        run = asyncio.create_task(wf.execute(run_id="cancel-run"))
+        deadline = time.monotonic() + 90
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the step never started on Ray"
+            assert not run.done(), run.result()
+            await asyncio.sleep(0.1)
+        batten.cancel("cancel-run", store=db)
+        return await asyncio.wait_for(run, 60)
+
+    result = asyncio.run(main())
+    assert result.status == WorkflowStatus.CANCELLED
+    pid = int(pid_file.read_text())
+    _wait_for(lambda: not _pid_alive(pid), 30, f"Ray worker pid {pid} to be killed")
+
+
+def test_user_span_nests_under_the_step_span(cluster):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    wf = Workflow("traced")
+    wf.add_step(ToolStep("spanned", user_span).on_ray())
+    old = trace._TRACER_PROVIDER  # the global provider is set once per process: swap it
+    trace._TRACER_PROVIDER = provider
+    try:
+        with tracer.start_as_current_span("caller"):
+            result = wf.run(timeout=120)
+    finally:
+        trace._TRACER_PROVIDER = old
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    step_span = spans["execute_tool user_span"]
+    got = result.step("spanned").output
+    assert got["trace_id"] == format(step_span.context.trace_id, "032x")
+    assert got["parent_span_id"] == format(step_span.context.span_id, "016x")
+
+
+def test_worker_node_killed_mid_map_is_retried_once_per_item(cluster, tmp_path):
+    """Kill node_b (its raylet's process group) while it runs items: those items fail with
+    StepWorkerLostError, batten retries them on node_a, and the checkpoint holds every item
+    completed exactly once. Runs last among the cluster tests (module order): node_b is gone
+    afterwards."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    db = tmp_path / "runs.db"
+    items = list(range(6))
+    inner = (
+        ToolStep("work", marked_burn, {"marks": str(marks), "seconds": 1.5})
+        .on_ray(num_cpus=1)
+        .with_retry(max_attempts=6, policy=RetryPolicy(initial_interval=0.5))
+    )
+    wf = Workflow("killed").with_store(f"sqlite:///{db}")
+    wf.add_step(MapStep("m", items, inner))
+    node_b = cluster.workers["node_b"]
+    killed = threading.Event()
+
+    def killer():
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if any(node_b.node_id in p.name for p in marks.glob("start-*")):
+                node_b.kill()
+                killed.set()
+                return
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    result = asyncio.run(wf.execute(run_id="killed-run", timeout=200))
+    t.join(5)
+    assert killed.is_set(), "no item ever started on node_b"
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert sorted(o[0] for o in result.step("m").output) == items
+    # the items that were on node_b when it died were retried after a StepWorkerLostError
+    history = batten.run_history("killed-run", store=f"sqlite:///{db}")
+    retried = [r for r in history if r.status == StepStatus.RETRYING]
+    assert retried and all(r.error_type == StepWorkerLostError.__name__ for r in retried), [
+        (r.step_id, r.error_type, r.error) for r in retried
+    ]
+    completed = Counter(r.step_id for r in history if r.status == StepStatus.COMPLETED)
+    item_ids = [k for k in completed if k.startswith("m/")]
+    assert len(item_ids) == len(items), completed
+    assert all(completed[k] == 1 for k in item_ids), completed
+    assert completed["m"] == 1
+    # after the kill nothing more ran on node_b
+    late = [p.name for p in marks.glob("done-*") if node_b.node_id in p.name]
+    assert len(late) < len(items)
