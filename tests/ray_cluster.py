@@ -163,7 +163,7 @@ def start_cluster(
                 [
                     f"--address={address}",
                     f"--num-cpus={workers[name]}",
-                    f"--resources={{\"{name}\": 1}}",
+                    f'--resources={{"{name}": 1}}',
                     *_common(temp_dir),
                 ],
                 Path(temp_dir) / f"{name}.log",

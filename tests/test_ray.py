@@ -116,7 +116,6 @@ def fails(reason: str) -> None:
 
 def user_span() -> dict[str, str]:
     """Makes a span with the SDK in the worker; returns its trace id and parent span id."""
-    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
     provider = TracerProvider()  # the worker's own (no exporter needed to read ids)
@@ -186,7 +185,7 @@ for make in (lambda: batten.RayExecutor(), lambda: batten.ToolStep("t", print).o
 
 def test_bad_placement_values_are_definition_errors():
     pytest.importorskip("ray")
-    with pytest.raises(WorkflowDefinitionError, match="step 's'.*num_cpus"):
+    with pytest.raises(WorkflowDefinitionError, match=r"step 's'.*num_cpus"):
         ToolStep("s", print).on_ray(num_cpus=-1)
     with pytest.raises(WorkflowDefinitionError, match="memory"):
         ToolStep("s", print).on_ray(memory=1.5)
@@ -213,7 +212,7 @@ def test_unserializable_callable_is_a_definition_error_before_anything_runs():
     wf = Workflow("w")
     wf.add_step(ToolStep("first", first))
     wf.add_step(ToolStep("locked", holds_lock).on_ray())
-    with pytest.raises(WorkflowDefinitionError, match="step 'locked'.*serialize"):
+    with pytest.raises(WorkflowDefinitionError, match=r"step 'locked'.*serialize"):
         wf.run()
     assert ran == []  # nothing ran: found when compiling, Ray never contacted
 
@@ -236,12 +235,17 @@ def test_map_of_cpu_bound_steps_spreads_over_both_workers(cluster):
 def test_workflow_executor_runs_sync_and_async_steps_pinned_by_resources(cluster):
     node_b = cluster.workers["node_b"].node_id
     wf = Workflow("pinned", executor=RayExecutor(address=cluster.address))
-    wf.add_step(ToolStep("sync", burn, {"item": 1, "seconds": 0.01}).on_ray(resources={"node_b": 1}))
+    wf.add_step(
+        ToolStep("sync", burn, {"item": 1, "seconds": 0.01}).on_ray(resources={"node_b": 1})
+    )
     wf.add_step(ToolStep("async", async_node, {"x": 21}).on_ray(resources={"node_b": 0.5}))
     wf.add_step(ToolStep("fails", fails, {"reason": "{async.result}"}))
     result = wf.run(timeout=120)
     assert result.step("sync").output[1] == node_b
-    assert result.step("async").output == [42, node_b] or result.step("async").output == (42, node_b)
+    assert result.step("async").output == [42, node_b] or result.step("async").output == (
+        42,
+        node_b,
+    )
     failed = result.step("fails")
     assert failed.status == StepStatus.FAILED
     # the callable's own exception, type and message kept (not a RayTaskError)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from batten import _core
 from batten._core import StateMap, StepResult, WorkflowContext
+from batten._internal.placement import RayExecutor
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten._runtime.loops import close_runners
 from batten.builder import DagWorkflow, WorkflowBuilder
@@ -55,7 +56,6 @@ from batten.errors import (
     WorkflowDefinitionError,
     WorkflowTimeoutError,
 )
-from batten._internal.placement import RayExecutor
 from batten.patterns import Agent, DeterministicWorkflow, Handoff, HandoffWorkflow
 from batten.registry import Registry, agent, tool
 from batten.retry import RetryPolicy

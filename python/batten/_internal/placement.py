@@ -143,9 +143,7 @@ class RayPlacement:
         """The placement, each value checked; raises ``WorkflowDefinitionError`` naming
         ``owner`` and the field."""
         if resources is not None:
-            if not isinstance(resources, Mapping) or not all(
-                isinstance(k, str) for k in resources
-            ):
+            if not isinstance(resources, Mapping) or not all(isinstance(k, str) for k in resources):
                 raise WorkflowDefinitionError(
                     f"{owner}: resources must be a dict of str to amounts, got {resources!r:.80}"
                 )

@@ -115,7 +115,7 @@ def _connect(ray: Any, executor: RayExecutor | None) -> None:
 def _check_serializable(ray: Any, owner: str, *values: Any) -> None:
     try:
         ray.cloudpickle.dumps(values)
-    except Exception as exc:  # noqa: BLE001 -- any pickling failure is the same finding
+    except Exception as exc:
         raise WorkflowDefinitionError(
             f"{owner} runs on Ray, but Ray cannot serialize its callable or arguments: "
             f"{type(exc).__name__}: {exc}"
@@ -204,12 +204,12 @@ def place_call(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
     _check_serializable(ray, owner, fn, step.args if hasattr(step, "args") else None)
     submit = _submitter(owner, fn, is_async, wants, placement, opts.executor)
 
-    async def on_ray(context: Any) -> Any:
+    async def call_on_ray(context: Any) -> Any:
         args, kwargs = prepare(context)
         return await submit(args, kwargs, context)
 
     _invoke, _a, _w, refs = spec
-    return on_ray, True, True, refs
+    return call_on_ray, True, True, refs
 
 
 def place_item(

@@ -476,6 +476,12 @@ class _Invocable(Step):
     def _target(self) -> Any:
         return getattr(self, self._role)
 
+    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
+        """``(fn, is_async, wants_context, prepare)``: the target, and ``prepare(context[,
+        item]) -> (args, kwargs)`` computing its input here, for a call made elsewhere (a Ray
+        task)."""
+        raise NotImplementedError
+
     def _describe(self) -> StepView:
         """A box naming the agent or tool (``"tool: fetch"``; a target given by name, or by
         none, under that name or the step's id) and the non-default settings."""
