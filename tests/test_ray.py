@@ -217,6 +217,35 @@ def test_unserializable_callable_is_a_definition_error_before_anything_runs():
     assert ran == []  # nothing ran: found when compiling, Ray never contacted
 
 
+FLOW = """
+name: on-ray
+executor: {executor}
+steps:
+  - id: where
+    kind: tool
+    tool: test_ray:burn
+    args: {{item: 7, seconds: 0.01}}
+    ray: {{num_cpus: 1, resources: {{node_a: 1}}, memory: 1000000}}
+"""
+
+
+def test_workflow_file_executor_and_step_placement(tmp_path):
+    pytest.importorskip("ray")
+    f = tmp_path / "flow.yaml"
+    f.write_text(FLOW.format(executor="{kind: ray, address: auto, namespace: ns}"))
+    wf = batten.load_workflow(f)
+    assert isinstance(wf.executor, RayExecutor)
+    assert (wf.executor.address, wf.executor.namespace) == ("auto", "ns")
+    placement = next(s for s in wf.steps if s.step_id == "where").placement
+    assert placement.options() == {"num_cpus": 1, "memory": 1000000, "resources": {"node_a": 1}}
+    f.write_text(FLOW.format(executor="ray").replace("num_cpus: 1", "num_cpus: -1"))
+    with pytest.raises(batten.WorkflowConfigError, match="num_cpus"):
+        batten.load_workflow(f)
+    f.write_text(FLOW.format(executor="dask"))
+    with pytest.raises(batten.WorkflowConfigError, match="executor"):
+        batten.load_workflow(f)
+
+
 # -- on the cluster --------------------------------------------------------------------------
 
 
@@ -314,6 +343,23 @@ def test_user_span_nests_under_the_step_span(cluster):
     got = result.step("spanned").output
     assert got["trace_id"] == format(step_span.context.trace_id, "032x")
     assert got["parent_span_id"] == format(step_span.context.span_id, "016x")
+
+
+def test_cli_executor_flag_runs_steps_on_the_cluster(cluster, tmp_path):
+    f = tmp_path / "flow.yaml"
+    f.write_text(FLOW.format(executor="ray"))
+    db = tmp_path / "runs.db"
+    out = subprocess.run(
+        [sys.executable, "-m", "batten", "run", str(f), "--executor", f"ray={cluster.address}"]
+        + ["--store", f"sqlite:///{db}", "--json", "--quiet"],
+        env={**PY_ENV, "RAY_AUTH_MODE": "disabled"},
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert cluster.workers["node_a"].node_id in out.stdout
 
 
 def test_worker_node_killed_mid_map_is_retried_once_per_item(cluster, tmp_path):
