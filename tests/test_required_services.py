@@ -65,9 +65,9 @@ def test_the_cargo_harness_fails_where_redis_is_required_and_missing(tmp_path: P
     assert "BATTEN_REQUIRE_SERVICES names redis" in done.stderr, done.stderr
 
 
-def test_ci_requires_redis() -> None:
+def test_ci_requires_redis_and_ray() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert re.search(r"^export BATTEN_REQUIRE_SERVICES=redis$", ci, re.MULTILINE), ci
+    assert re.search(r"^export BATTEN_REQUIRE_SERVICES=redis,ray$", ci, re.MULTILINE), ci
 
 
 def _rust_tests(source: str) -> list[tuple[str, str, str]]:
