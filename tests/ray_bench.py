@@ -108,9 +108,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="no-op steps (default 1000)")
     parser.add_argument("--m", type=int, default=200, help="CPU-bound steps (default 200)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("overhead", "scaling"), help="run one benchmark")
     args = parser.parse_args()
-    print(json.dumps(overhead(args.n, args.repeat)), flush=True)
-    print(json.dumps(scaling(args.m, args.repeat)), flush=True)
+    if args.only in (None, "overhead"):
+        print(json.dumps(overhead(args.n, args.repeat)), flush=True)
+    if args.only in (None, "scaling"):
+        print(json.dumps(scaling(args.m, args.repeat)), flush=True)
 
 
 if __name__ == "__main__":

@@ -74,15 +74,16 @@ def cluster():
 # -- step bodies (module level: Ray imports them by reference on the workers) -----------------
 
 
-def burn(item: int, seconds: float = 0.3) -> tuple[int, str, int]:
-    """CPU-bound work for ``seconds``; returns (item, node id, worker pid)."""
+def burn(item: int, seconds: float = 0.3) -> list[Any]:
+    """CPU-bound work for ``seconds``; returns [item, node id, worker pid] (JSON, so that a
+    durable run can checkpoint it)."""
     import ray
 
     end = time.process_time() + seconds
     x = 0
     while time.process_time() < end:
         x += 1
-    return item, ray.get_runtime_context().get_node_id(), os.getpid()
+    return [item, ray.get_runtime_context().get_node_id(), os.getpid()]
 
 
 def marked_burn(item: int, marks: str, seconds: float) -> list[Any]:
@@ -93,7 +94,7 @@ def marked_burn(item: int, marks: str, seconds: float) -> list[Any]:
     Path(marks, f"start-{item}-{node}-{os.getpid()}").touch()
     out = burn(item, seconds)
     Path(marks, f"done-{item}-{node}-{os.getpid()}").touch()
-    return list(out)  # JSON, for the checkpoint
+    return out
 
 
 def sleeper(pid_file: str, seconds: float = 120.0) -> str:
@@ -350,15 +351,18 @@ def test_cli_executor_flag_runs_steps_on_the_cluster(cluster, tmp_path):
     f.write_text(FLOW.format(executor="ray"))
     db = tmp_path / "runs.db"
     out = subprocess.run(
-        [sys.executable, "-m", "batten", "run", str(f), "--executor", f"ray={cluster.address}"]
-        + ["--store", f"sqlite:///{db}", "--json", "--quiet"],
+        [
+            *(sys.executable, "-m", "batten", "run", str(f)),
+            *("--executor", f"ray={cluster.address}"),
+            *("--store", f"sqlite:///{db}", "--json", "--quiet"),
+        ],
         env={**PY_ENV, "RAY_AUTH_MODE": "disabled"},
         cwd=HERE,
         capture_output=True,
         text=True,
         timeout=150,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
     assert cluster.workers["node_a"].node_id in out.stdout
 
 

@@ -29,20 +29,18 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from batten._core import WorkflowContext
 from batten._internal.options import CompileOptions
 from batten._internal.placement import RAY_EXTRA, RayExecutor, RayPlacement
 from batten._runtime.compile import Compiler, register_placement
-from batten._runtime.telemetry import attached_carrier, inject_carrier
+from batten._runtime.telemetry import inject_carrier
 from batten.errors import StepWorkerLostError, WorkflowDefinitionError
 from batten.steps.base import Step, _Invocable
 from batten.steps.protocol import CallSpec
 
-__all__ = ["place_call", "place_item", "run_in_task"]
+__all__ = ["place_call", "place_item", "task_body"]
 
 _NO_ITEM: tuple[Any, ...] = ()
 _LOCK = threading.Lock()
-_REMOTE: list[Any] = []  # the ray.remote of run_in_task, made once
 
 
 def _ray(owner: str) -> Any:
@@ -65,34 +63,56 @@ def _context_copy(context: Any) -> dict[str, Any]:
     }
 
 
-def run_in_task(
-    fn: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    is_async: bool,
-    context: dict[str, Any] | None,
-    carrier: dict[str, str],
-) -> Any:
-    """The body of every Ray task batten submits: ``fn(*args, **kwargs)`` (with ``context=``,
-    a ``WorkflowContext`` rebuilt from ``context``, when given), an async ``fn`` on an event
-    loop of its own, under the trace context in ``carrier``."""
-    if context is not None:
-        kwargs = {**kwargs, "context": WorkflowContext(**context)}
-    with attached_carrier(carrier):
-        if not is_async:
-            return fn(*args, **kwargs)
+def task_body(fn: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+    """The body of the Ray tasks of one step: ``run_step(args, kwargs, context, carrier)``
+    calls ``fn(*args, **kwargs)`` (with ``context=``, a ``WorkflowContext`` rebuilt from
+    ``context``, when given), an async ``fn`` on an event loop of its own, under the trace
+    context in ``carrier``.
 
-        async def call() -> Any:
-            return await fn(*args, **kwargs)
+    A closure, so Ray exports it (and ``fn``) once per step rather than pickling ``fn`` with
+    every task, and by value: a worker imports nothing of batten unless the step wants its
+    context, and OpenTelemetry only for a non-empty carrier (worker processes Ray starts for a
+    burst of tasks stay as cheap as a plain ``ray.remote`` function's).
+    """
 
-        return asyncio.run(call())
+    def run_step(
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: dict[str, Any] | None,
+        carrier: dict[str, str],
+    ) -> Any:
+        if context is not None:
+            from batten._core import WorkflowContext
 
+            kwargs = {**kwargs, "context": WorkflowContext(**context)}
+        otel: Any = None
+        token: Any = None
+        if carrier:
+            try:
+                from opentelemetry import context as otel
+                from opentelemetry.propagate import extract
+            except ImportError:
+                otel = None
+            else:
+                token = otel.attach(extract(dict(carrier)))
+        try:
+            if not is_async:
+                return fn(*args, **kwargs)
+            import asyncio
 
-def _remote(ray: Any) -> Any:
-    with _LOCK:
-        if not _REMOTE:
-            _REMOTE.append(ray.remote(max_retries=0, retry_exceptions=False)(run_in_task))
-        return _REMOTE[0]
+            async def call() -> Any:
+                return await fn(*args, **kwargs)
+
+            return asyncio.run(call())
+        finally:
+            if token is not None:
+                otel.detach(token)
+
+    name = getattr(fn, "__name__", None)
+    if isinstance(name, str) and name.isidentifier():
+        run_step.__name__ = name
+        run_step.__qualname__ = f"task_body.<locals>.{name}"
+    return run_step
 
 
 def _connect(ray: Any, executor: RayExecutor | None) -> None:
@@ -133,6 +153,7 @@ def _submitter(
     """``async submit(args, kwargs, context)``: one attempt as a Ray task, awaited."""
     ray = _ray(owner)
     options: dict[str, Any] = placement.options() if placement is not None else {}
+    options.update(max_retries=0, retry_exceptions=False)
     if executor is not None and executor.runtime_env and "runtime_env" in options:
         options["runtime_env"] = {**executor.runtime_env, **options["runtime_env"]}
     exceptions = ray.exceptions
@@ -149,10 +170,9 @@ def _submitter(
     async def submit(args: tuple[Any, ...], kwargs: dict[str, Any], context: Any) -> Any:
         if not state:
             _connect(ray, executor)
-            remote = _remote(ray)
-            state.append(remote.options(**options) if options else remote)
+            state.append(ray.remote(**options)(task_body(fn, is_async)))
         ctx = _context_copy(context) if wants else None
-        ref = state[0].remote(fn, args, kwargs, is_async, ctx, inject_carrier())
+        ref = state[0].remote(args, kwargs, ctx, inject_carrier())
         try:
             return await ref
         except asyncio.CancelledError:
