@@ -65,9 +65,11 @@ def test_the_cargo_harness_fails_where_redis_is_required_and_missing(tmp_path: P
     assert "BATTEN_REQUIRE_SERVICES names redis" in done.stderr, done.stderr
 
 
-def test_ci_requires_redis() -> None:
+def test_ci_requires_redis_chromium_and_ray() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert re.search(r"^export BATTEN_REQUIRE_SERVICES=redis(,\w+)*$", ci, re.MULTILINE), ci
+    found = re.search(r"^export BATTEN_REQUIRE_SERVICES=(\w+(?:,\w+)*)$", ci, re.MULTILINE)
+    assert found, ci
+    assert {"redis", "chromium", "ray"} <= set(found.group(1).split(",")), found.group(0)
 
 
 def _rust_tests(source: str) -> list[tuple[str, str, str]]:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from batten import _core
 from batten._core import StateMap, StepResult, WorkflowContext
+from batten._internal.placement import RayExecutor
 from batten._internal.status import StepStatus, WorkflowStatus
 from batten._runtime.loops import close_runners
 from batten.builder import DagWorkflow, WorkflowBuilder
@@ -49,6 +50,7 @@ from batten.errors import (
     RunNotFoundError,
     SchemaVersionError,
     StepTimeoutError,
+    StepWorkerLostError,
     StoreError,
     StoreUnavailableError,
     StoreURLError,
@@ -174,6 +176,7 @@ __all__ = [
     "ParallelStep",
     "PartialFailureError",
     "RateLimit",
+    "RayExecutor",
     "RedisStore",
     "Registry",
     "RetryPolicy",
@@ -201,6 +204,7 @@ __all__ = [
     "StepStatus",
     "StepTimedOut",
     "StepTimeoutError",
+    "StepWorkerLostError",
     "Store",
     "StoreError",
     "StoreURLError",

@@ -27,6 +27,7 @@ __all__ = [
     "RunNotFoundError",
     "SchemaVersionError",
     "StepTimeoutError",
+    "StepWorkerLostError",
     "StoreError",
     "StoreURLError",
     "StoreUnavailableError",
@@ -100,6 +101,17 @@ class StepTimeoutError(BattenError, TimeoutError):
 
     Recorded on the step's result (``error_type == "StepTimeoutError"``, status ``TIMEOUT``); it is
     a ``TimeoutError``, so the default retry policy retries it.
+    """
+
+
+class StepWorkerLostError(BattenError, ConnectionError):
+    """The process or node running a step's attempt elsewhere died under it (a Ray worker
+    crashed or was killed, its node died, the object holding its result was lost).
+
+    Also a ``ConnectionError``, so the default retry classification retries it, as Temporal
+    retries an activity whose worker was lost: the step's retry policy decides, and the next
+    attempt is placed afresh (on another node when the first is gone). The message names the
+    step and Ray's own error.
     """
 
 

@@ -22,6 +22,7 @@ from batten._internal.epoch import bump_epoch
 from batten._internal.kinds import WorkflowKind
 from batten._internal.options import CompileOptions, StepErrorHandler
 from batten._internal.owner import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_LEASE_SECONDS
+from batten._internal.placement import RayExecutor
 from batten._runtime import lifecycle
 from batten._runtime.compile import compiled
 from batten._runtime.loops import run_on_helper_thread, thread_runner
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
     from batten.registry import Registry
 
 __all__ = ["Workflow", "WorkflowResult"]
+
+
+def _check_executor(executor: Any, owner: str) -> None:
+    if executor is not None and not isinstance(executor, RayExecutor):
+        raise WorkflowDefinitionError(
+            f"{owner}: executor must be a batten.RayExecutor or None, got {executor!r:.80}"
+        )
 
 
 class Workflow(WorkflowKind):
@@ -57,6 +65,9 @@ class Workflow(WorkflowKind):
             spent, a failing step fails at once. ``None`` (default): each step's own policy
             only.
         version: the workflow's version string (seed 002), default ``"1.0.0"``.
+        executor: where agent and tool steps run: ``None`` (default, this process) or a
+            :class:`~batten.RayExecutor` (each step a Ray task on its cluster, placed by its
+            ``on_ray`` settings if any; see :meth:`with_executor`).
 
     Attributes set by a workflow file (:meth:`from_config`, :func:`batten.load_workflow`):
     ``inputs`` (``{name: {"type", "default", "required", "description"}}``, the declared
@@ -70,7 +81,7 @@ class Workflow(WorkflowKind):
 
     Raises:
         WorkflowDefinitionError: ``max_parallel_steps`` or ``max_total_retries`` is not such an
-            int or ``None``.
+            int or ``None``, or ``executor`` is not a ``RayExecutor`` or ``None``.
     """
 
     def __init__(
@@ -83,8 +94,10 @@ class Workflow(WorkflowKind):
         continue_on_error: bool = False,
         max_total_retries: int | None = None,
         version: str = "1.0.0",
+        executor: Any = None,
     ) -> None:
         owner = f"workflow '{workflow_id}'"
+        _check_executor(executor, owner)
         check_count(max_parallel_steps, "max_parallel_steps", owner=owner, allow_none=True)
         check_count(max_total_retries, "max_total_retries", owner=owner, minimum=0, allow_none=True)
         self.workflow_id = workflow_id
@@ -113,7 +126,7 @@ class Workflow(WorkflowKind):
         self._completion_callbacks: list[Callable[[WorkflowResult], Any]] = []
         self._loggers: list[Any] = []
         self._plans: dict[tuple[Any, ...], Any] = {}
-        self._default_options = CompileOptions(workflow_id=workflow_id)
+        self._default_options = CompileOptions(workflow_id=workflow_id, executor=executor)
 
     @classmethod
     def from_config(
@@ -300,6 +313,27 @@ class Workflow(WorkflowKind):
                 a -> b -> a``) or a composite step among its own inner steps.
         """
         compiled(self)
+
+    @property
+    def executor(self) -> Any:
+        """Where agent and tool steps run: ``None`` (this process) or a ``RayExecutor``."""
+        return self._default_options.executor
+
+    def with_executor(self, executor: Any) -> Workflow:
+        """Runs this workflow's agent and tool steps on ``executor``: a
+        :class:`~batten.RayExecutor` (each step a Ray task, placed by its ``on_ray`` settings
+        if any), or ``None`` for this process, as Prefect's ``task_runner``. Retries,
+        timeouts, cancellation, rate limits, checkpoints, events and spans stay batten's.
+        Returns the workflow.
+
+        Raises:
+            WorkflowDefinitionError: ``executor`` is not a ``RayExecutor`` or ``None``.
+        """
+        _check_executor(executor, f"workflow '{self.workflow_id}'")
+        self._default_options = CompileOptions(workflow_id=self.workflow_id, executor=executor)
+        self._plans.clear()
+        bump_epoch()
+        return self
 
     def with_store(
         self,

@@ -36,6 +36,8 @@ class CompileOptions:
         error_handlers: ``{step_id: [handler, ...]}`` (``Workflow.add_error_handler``).
         workflow_handler: the workflow-wide error handler (``WorkflowBuilder``), or ``None``.
         workflow_id: the id nested plans are named after (default ``"workflow"``).
+        executor: where steps run by default: ``None`` (this process) or a
+            ``RayExecutor`` (``Workflow(executor=)``).
     """
 
     registry: Registry | None = None
@@ -44,10 +46,17 @@ class CompileOptions:
     error_handlers: Mapping[str, Sequence[StepErrorHandler]] = field(default_factory=dict)
     workflow_handler: WorkflowErrorHandler | None = None
     workflow_id: str = "workflow"
+    executor: Any = None
 
     def __post_init__(self) -> None:
         handlers = tuple((k, tuple(map(id, v))) for k, v in self.error_handlers.items())
-        key = (id(self.registry), self.default_policy, handlers, id(self.workflow_handler))
+        key = (
+            id(self.registry),
+            self.default_policy,
+            handlers,
+            id(self.workflow_handler),
+            id(self.executor),
+        )
         object.__setattr__(self, "_key", key)
 
     def key(self) -> tuple[Any, ...]:

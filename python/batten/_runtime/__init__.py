@@ -10,6 +10,7 @@ facades (``batten.workflow``, ``batten.durable``, ``batten.events``) and above t
 - :mod:`.lifecycle`: execute, resume, compensate, fallback workflow;
 - :mod:`.subscribers` and :mod:`.streaming`: delivering a run's events;
 - :mod:`.telemetry`: OpenTelemetry spans and metrics of runs (registered into compile);
+- :mod:`.ray_steps`: steps placed on a Ray cluster (registered into compile);
 - :mod:`.loops`: the coroutine async steps run in and the per-thread loops of ``Workflow.run``.
 
 Importing this package registers the recovery, isolation, cache and telemetry wrappers with
@@ -18,6 +19,6 @@ the compiler (compile never imports them: the arrows point one way).
 
 from __future__ import annotations
 
-from batten._runtime import cache, compile, isolation, recovery, telemetry
+from batten._runtime import cache, compile, isolation, ray_steps, recovery, telemetry
 
-__all__ = ["cache", "compile", "isolation", "recovery", "telemetry"]
+__all__ = ["cache", "compile", "isolation", "ray_steps", "recovery", "telemetry"]

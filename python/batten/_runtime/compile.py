@@ -43,6 +43,7 @@ __all__ = [
     "register_call_wrapper",
     "register_compile_key",
     "register_item_wrapper",
+    "register_placement",
     "register_takeover",
     "register_takeover_wrapper",
     "spec_for",
@@ -64,6 +65,17 @@ ItemWrapper = Callable[
 #: ``wrap(step, opts, invoke) -> invoke``: a takeover's async call, wrapped or as it was.
 TakeoverWrapper = Callable[[Step, CompileOptions, Callable[..., Any]], Callable[..., Any]]
 
+#: ``place(step, opts, call_spec) -> call_spec``: ``step``'s call made elsewhere (a Ray task)
+#: or as it was; applied before the call wrappers, so they wrap the placed call.
+Placer = Callable[[Step, CompileOptions, CallSpec], CallSpec]
+#: ``place(item_step, opts, item_arg, fn, is_async, wants_context) -> (fn, is_async,
+#: wants_context)``: the same for a ``MapStep``'s per-item call.
+ItemPlacer = Callable[
+    [Any, CompileOptions, str, Callable[..., Any], bool, bool],
+    tuple[Callable[..., Any], bool, bool],
+]
+
+_PLACERS: list[tuple[Placer, ItemPlacer]] = []
 _TAKEOVERS: list[Takeover] = []
 _TAKEOVER_WRAPPERS: list[TakeoverWrapper] = []
 _CALL_WRAPPERS: list[CallWrapper] = []
@@ -75,6 +87,12 @@ def register_takeover(takeover: Takeover) -> None:
     """Registers ``takeover`` (see :data:`Takeover`), asked for every step compiled with
     ``recover=True``, in registration order; the first that returns a call wins."""
     _TAKEOVERS.append(takeover)
+
+
+def register_placement(place: Placer, place_item: ItemPlacer) -> None:
+    """Registers ``place`` (see :data:`Placer`) and ``place_item`` (see :data:`ItemPlacer`),
+    applied to every step's call, and every ``MapStep`` item's call, before the wrappers."""
+    _PLACERS.append((place, place_item))
 
 
 def register_takeover_wrapper(wrap: TakeoverWrapper) -> None:
@@ -150,10 +168,16 @@ class Compiler:
         max_parallel: int | None,
         *,
         item_step: Any = None,
+        item_arg: str = "item",
         **run_policy: Any,
     ) -> Any:
         """A native fan-out plan (``_core.Plan.fan_out``) running ``fn`` once per item;
-        ``item_step`` is the step (or callable) ``fn`` runs, for the item wrappers."""
+        ``item_step`` is the step (or callable) ``fn`` runs, for the item placers and
+        wrappers, and ``item_arg`` the name the item is given to it under."""
+        for _place, place_item in _PLACERS:
+            fn, is_async, wants_context = place_item(
+                item_step, self.options, item_arg, fn, is_async, wants_context
+            )
         for wrap in _ITEM_WRAPPERS:
             fn, is_async, wants_context = wrap(
                 item_step, self.options.workflow_id, inner_id, fn, is_async, wants_context
@@ -209,6 +233,8 @@ def spec_for(
                     conditions=[],
                 )
     spec = step._call_spec(ctx)
+    for place, _place_item in _PLACERS:
+        spec = place(step, opts, spec)
     for wrap in _CALL_WRAPPERS:
         spec = wrap(step, opts, spec)
     invoke, is_async, wants_context, refs = spec
@@ -395,6 +421,7 @@ def workflow_options(workflow: Any, base: CompileOptions | None = None) -> Compi
         error_handlers=workflow._error_handlers,
         workflow_handler=workflow._workflow_handler,
         workflow_id=workflow.workflow_id,
+        executor=base.executor or workflow._default_options.executor,
     )
 
 

@@ -47,6 +47,7 @@ from batten import (
     __version__,
     load_workflow,
 )
+from batten._internal.placement import RayExecutor
 from batten._runtime import lifecycle
 from batten._runtime.fork import forked_from
 from batten._runtime.subscribers import on_loop
@@ -81,6 +82,14 @@ DEFAULT_STORE = "sqlite:///.batten/runs.db"
 SOURCE_KEY = "batten.source"
 
 _APPROVER = "batten-cli (--yes)"
+
+
+def _executor_arg(text: str) -> tuple[str, str | None]:
+    """``--executor``: ``ray`` or ``ray=ADDRESS`` as ``("ray", address or None)``."""
+    kind, sep, address = text.partition("=")
+    if kind != "ray" or (sep and not address):
+        raise argparse.ArgumentTypeError(f"expected ray or ray=ADDRESS, got {text!r}")
+    return kind, address or None
 
 
 class UsageError(Exception):
@@ -178,6 +187,14 @@ def _parser() -> argparse.ArgumentParser:
             "--max-concurrency", type=_positive_int, metavar="N", help="steps in flight at most"
         )
         p.add_argument("--timeout", type=float, metavar="SECONDS", help="for the whole run")
+        p.add_argument(
+            "--executor",
+            type=_executor_arg,
+            metavar="ray[=ADDRESS]",
+            help="run agent and tool steps as Ray tasks (batten[ray] extra): 'ray' (Ray's "
+            "default cluster) or ray=auto | ray=host:port | ray=ray://host:port; overrides "
+            "the file's executor",
+        )
         p.add_argument("--json", action="store_true", help="print the result as JSON")
         p.add_argument(
             "--yes", "-y", action="store_true", help="approve every approval step as it waits"
@@ -819,6 +836,9 @@ def _drive(
     SIGTERM, SIGINT or SIGHUP the run stops and is recorded ``interrupted`` (``_Shutdown``).
     ``decided``: the resume continues a decision just recorded (``batten approve``): when
     another process holds the run, wait for it rather than fail."""
+    executor = getattr(args, "executor", None)
+    if executor is not None:
+        workflow.with_executor(RayExecutor(address=executor[1]))
     progress = None
     if not args.quiet:
         progress = Progress(

@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from batten._internal.placement import RayExecutor
 from batten._internal.templates import input_refs, render, render_inputs, template_refs
 from batten.config.refs import (
     exception_class,
@@ -236,6 +237,7 @@ class Builder:
                 continue_on_error=data.get("continue_on_error", False),
                 max_total_retries=data.get("max_total_retries"),
                 version=str(data.get("version", "1.0.0")),
+                executor=self._executor(data.get("executor")),
             )
             for i, spec in enumerate(steps):
                 path: DocPath = ("steps", i)
@@ -466,6 +468,20 @@ class Builder:
 
     # -- steps -------------------------------------------------------------------------------
 
+    def _executor(self, spec: Any) -> RayExecutor | None:
+        """The workflow file's ``executor:`` (``"ray"`` or ``{kind: ray, ...}``), or ``None``.
+
+        Raises:
+            WorkflowConfigError: ``ray`` is not installed, or a value is refused.
+        """
+        if spec is None:
+            return None
+        opts = {} if spec == "ray" else {k: v for k, v in spec.items() if k != "kind"}
+        try:
+            return RayExecutor(**opts)
+        except WorkflowDefinitionError as exc:
+            raise self.lines.error(("executor",), str(exc)) from None
+
     def step(self, spec: Mapping[str, Any], path: DocPath, *, top: bool = False) -> Step:
         """One step (and the steps it holds).
 
@@ -498,6 +514,8 @@ class Builder:
             step.add_condition(self._callable(spec["condition"], (*path, "condition")))
         if "fallback" in spec:
             step.with_fallback(self.step(spec["fallback"], (*path, "fallback")))
+        if "ray" in spec:
+            step.on_ray(**spec["ray"])
 
     def _tool(self, spec: Mapping[str, Any], path: DocPath) -> Step:
         self._check_refs(spec, path, "args")

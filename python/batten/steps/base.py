@@ -30,6 +30,7 @@ from batten._internal.checks import (
     check_step_id,
 )
 from batten._internal.epoch import bump_epoch
+from batten._internal.placement import RayPlacement, require_ray
 from batten._internal.templates import render, template_refs
 from batten._internal.view import StepView, name_of, settings_text
 from batten.adapters import ACCEPTS, CALL_METHODS, adapt
@@ -55,6 +56,14 @@ IsolatedParts = tuple[
 _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
+
+#: ``(fn, is_async, wants_context, prepare)`` (see ``_Invocable._split_call``).
+SplitCall = tuple[
+    Callable[..., Any],
+    bool,
+    bool,
+    Callable[..., tuple[tuple[Any, ...], dict[str, Any]]],
+]
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -171,6 +180,7 @@ class Step:
         "conditions",
         "fallback",
         "isolation",
+        "placement",
         "retry_policy",
         "step_id",
         "timeout",
@@ -194,6 +204,9 @@ class Step:
         #: ``"thread"`` (default: a sync step runs on a worker thread) or ``"process"`` (see
         #: ``with_isolation``).
         self.isolation: str = "thread"
+        #: Where the step's callable runs: ``None`` (this process, or the workflow's executor)
+        #: or a ``RayPlacement`` set by ``on_ray``.
+        self.placement: Any = None
         self._version = 0
 
     def _changed(self) -> None:
@@ -410,6 +423,48 @@ class Step:
         self._changed()
         return self
 
+    def on_ray(
+        self,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        memory: int | None = None,
+        resources: Mapping[str, float] | None = None,
+        runtime_env: Mapping[str, Any] | None = None,
+    ) -> Self:
+        """Runs this step's callable as a Ray task (``batten[ray]`` extra), placed with Ray's
+        own task options, as ``ray.remote(...).options(...)``. For a ``MapStep``, call it on
+        the map's inner step: each item is then one Ray task.
+
+        Args:
+            num_cpus: logical CPUs the task needs (float, default Ray's: 1).
+            num_gpus: GPUs the task needs (float, default 0).
+            memory: memory the task reserves, in bytes (int, default none reserved).
+            resources: custom resources, e.g. ``{"node_a": 1}`` to pin it to a node started
+                with that resource (dict of str to amounts, default none).
+            runtime_env: Ray's ``runtime_env`` for this step's tasks (dict), over the
+                executor's.
+
+        The cluster is the workflow's :class:`~batten.RayExecutor`, or without one Ray's
+        default (``ray.init()``: ``RAY_ADDRESS`` or a new local cluster). batten keeps its own
+        retries (Ray's ``max_retries=0``), timeouts (a timed-out attempt's worker process is
+        killed: ``ray.cancel(force=True)``), cancellation, rate limits, breakers, checkpoints,
+        events and tracing. The callable, its arguments and its output cross processes by
+        Ray's serialization; a step that declares ``context`` gets a copy of it. Returns the
+        step.
+
+        Raises:
+            WorkflowDefinitionError: ``ray`` is not installed (naming the ``batten[ray]``
+                extra) or a value has the wrong type. A callable Ray cannot serialize is
+                reported when the workflow is compiled, before anything runs.
+        """
+        owner = f"step '{self.step_id}'"
+        self.placement = RayPlacement.checked(
+            owner, num_cpus, num_gpus, memory, resources, runtime_env
+        )
+        require_ray(owner)
+        self._changed()
+        return self
+
     def add_condition(self, condition: Callable[[Any], Any]) -> Self:
         """Adds ``condition(context) -> bool``, checked just before the step runs.
 
@@ -474,6 +529,12 @@ class _Invocable(Step):
 
     def _target(self) -> Any:
         return getattr(self, self._role)
+
+    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
+        """``(fn, is_async, wants_context, prepare)``: the target, and ``prepare(context[,
+        item]) -> (args, kwargs)`` computing its input here, for a call made elsewhere (a Ray
+        task)."""
+        raise NotImplementedError
 
     def _describe(self) -> StepView:
         """A box naming the agent or tool (``"tool: fetch"``; a target given by name, or by
@@ -606,6 +667,26 @@ class AgentStep(_Invocable):
             static = (self.message,)
         return fn, arguments, is_async, wants, static
 
+    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
+        """``(fn, is_async, wants_context, prepare)``: the agent, and ``prepare(context[,
+        item]) -> (args, kwargs)`` computing its input here, for a call made elsewhere (a Ray
+        task). With ``item_arg``, ``prepare`` takes the ``MapStep`` item as ``_item_spec``
+        does."""
+        fn, _single, is_async, wants = self._resolved(ctx)
+        message_for = self._message_for
+        placeholder = "{" + (item_arg or "item") + "}"
+
+        def prepare(context: Any, *item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            text = message_for(context)
+            if item:
+                if isinstance(text, str) and placeholder in text:
+                    text = text.replace(placeholder, str(item[0]))
+                elif text == "":
+                    text = item[0]
+            return (text,), {}
+
+        return fn, is_async, wants, prepare
+
     def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``(invoke, is_async, wants_context, refs)`` where
         ``invoke(item, context=...)`` runs the step for one item: ``{item}`` in the message is
@@ -715,6 +796,23 @@ class ToolStep(_Invocable):
         if self._input_fn is None and not template_refs(self.args):
             static = self.args
         return fn, arguments, is_async, wants, static
+
+    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
+        """``(fn, is_async, wants_context, prepare)``: the tool, and ``prepare(context[,
+        item]) -> (args, kwargs)`` rendering its arguments here, for a call made elsewhere (a
+        Ray task). With ``item_arg``, ``prepare`` adds the ``MapStep`` item as
+        ``_item_spec`` does."""
+        fn, single, is_async, wants = self._resolved(ctx)
+        args_for = self._args_for
+        static = self.args if not template_refs(self.args) and self._input_fn is None else None
+
+        def prepare(context: Any, *item: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            rendered = dict(static) if static is not None else args_for(context)
+            if item:
+                rendered[item_arg or "item"] = item[0]
+            return ((rendered,), {}) if single else ((), rendered)
+
+        return fn, is_async, wants, prepare
 
     def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``invoke(item, context=...)`` calls the tool with ``args`` plus

@@ -547,6 +547,7 @@ class MapStep(_FanOut):
                 conditions,
                 max_parallel,
                 item_step=inner,
+                item_arg=self.item_arg,
                 **run_policy,
             )
             out = await ctx.run(plan, context, event_prefix=step_id)

@@ -95,10 +95,12 @@ class CompileContext(Protocol):
         max_parallel: int | None,
         *,
         item_step: Any = None,
+        item_arg: str = "item",
         **run_policy: Any,
     ) -> Any:
         """A nested plan running ``fn`` once per item as steps ``"<inner_id>[<index>]"``;
-        ``item_step`` is the step or callable ``fn`` runs (for wrappers that describe it)."""
+        ``item_step`` is the step or callable ``fn`` runs (for wrappers that describe it) and
+        ``item_arg`` the name the item is given to it under."""
         ...
 
     def run(
