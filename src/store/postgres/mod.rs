@@ -240,8 +240,11 @@ fn classify(url: &str, e: &tokio_postgres::Error) -> StoreError {
         Some(code) => {
             let code = code.code();
             // 08: connection exception; 57: operator intervention (shutdown, cancel, timeout);
-            // 53: insufficient resources (too many connections).
-            code.starts_with("08") || code.starts_with("57") || code.starts_with("53")
+            // 53: insufficient resources (too many connections); 55P03: lock_timeout.
+            code.starts_with("08")
+                || code.starts_with("57")
+                || code.starts_with("53")
+                || code == "55P03"
         }
     };
     let detail = match e.as_db_error() {
@@ -270,7 +273,9 @@ impl PostgresStore {
             .map_err(|e| StoreError::Url(format!("'{shown}': {e}")))?;
         config.connect_timeout(settings.connect_timeout);
         config.keepalives_idle(Duration::from_secs(10));
-        config.application_name("batten");
+        if config.get_application_name().is_none() {
+            config.application_name("batten");
+        }
         let millis = settings.statement_timeout.as_millis().max(1);
         config.options(format!(
             "-c statement_timeout={millis} -c lock_timeout={millis}"
