@@ -39,6 +39,7 @@ ALL = [
     "MemoryStore",
     "ParallelStep",
     "PartialFailureError",
+    "PostgresStore",
     "RateLimit",
     "RedisStore",
     "Registry",
@@ -144,6 +145,7 @@ RELEASED_ALL: dict[str, list[str]] = {
     "batten.store": [
         "MAX_JSON_DEPTH",
         "MemoryStore",
+        "PostgresStore",
         "RedisStore",
         "RunInfo",
         "SqliteStore",

@@ -83,7 +83,15 @@ if TYPE_CHECKING:
         execute_workflow_stream,
     )
     from batten.factory import create_workflow, list_workflow_factories, register_workflow_factory
-    from batten.store import MemoryStore, RedisStore, RunInfo, SqliteStore, StepRecord, Store
+    from batten.store import (
+        MemoryStore,
+        PostgresStore,
+        RedisStore,
+        RunInfo,
+        SqliteStore,
+        StepRecord,
+        Store,
+    )
     from batten.traffic import CircuitBreaker, RateLimit
 
 __version__: str = _core.__version__
@@ -126,7 +134,15 @@ _LAZY.update(
 )
 _LAZY.update(
     dict.fromkeys(
-        ("MemoryStore", "RedisStore", "RunInfo", "SqliteStore", "StepRecord", "Store"),
+        (
+            "MemoryStore",
+            "PostgresStore",
+            "RedisStore",
+            "RunInfo",
+            "SqliteStore",
+            "StepRecord",
+            "Store",
+        ),
         "batten.store",
     )
 )
@@ -167,6 +183,7 @@ __all__ = [
     "MemoryStore",
     "ParallelStep",
     "PartialFailureError",
+    "PostgresStore",
     "RateLimit",
     "RedisStore",
     "Registry",
