@@ -31,6 +31,14 @@ required() {
 
 # The Redis server: BATTEN_TEST_REDIS_URL, or one started here.
 redis_url="${BATTEN_TEST_REDIS_URL:-}"
+if [ -z "$redis_url" ] && ! command -v redis-server >/dev/null 2>&1; then
+    if required redis; then
+        echo "tests/cargo_test.sh: BATTEN_REQUIRE_SERVICES names redis, but redis-server is not" \
+            "installed and BATTEN_TEST_REDIS_URL is unset" >&2
+        exit 1
+    fi
+    echo "tests/cargo_test.sh: no redis-server: the Redis store's tests are reported as ignored" >&2
+fi
 dir=$(mktemp -d)
 cleanup() {
     [ -s "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null
@@ -47,14 +55,6 @@ if [ -z "$redis_url" ] && command -v redis-server >/dev/null 2>&1; then
         sleep 0.05
     done
     redis_url="redis://127.0.0.1:$port/0"
-fi
-if [ -z "$redis_url" ]; then
-    if required redis; then
-        echo "tests/cargo_test.sh: BATTEN_REQUIRE_SERVICES names redis, but redis-server is not" \
-            "installed and BATTEN_TEST_REDIS_URL is unset" >&2
-        exit 1
-    fi
-    echo "tests/cargo_test.sh: no redis-server: the Redis store's tests are reported as ignored" >&2
 fi
 
 # The PostgreSQL server: BATTEN_TEST_POSTGRES_URL, or one started here (tests/pg_server.py:

@@ -27,7 +27,12 @@ TIMEOUT_S = 60
 
 
 def bindir() -> Path | None:
-    """The directory holding ``initdb``, ``pg_ctl`` and ``createdb``, or ``None``."""
+    """The directory holding ``initdb``, ``pg_ctl`` and ``createdb``, or ``None``:
+    ``$BATTEN_PG_BIN`` when set (an empty one means "not installed", for tests of the skip),
+    else ``initdb``'s on ``PATH``, else Debian's ``/usr/lib/postgresql/<version>/bin``."""
+    given = os.environ.get("BATTEN_PG_BIN")
+    if given is not None:
+        return Path(given) if given and (Path(given) / "initdb").exists() else None
     found = shutil.which("initdb")
     if found:
         return Path(os.path.realpath(found)).parent

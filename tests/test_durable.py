@@ -1,6 +1,7 @@
 """Durable runs: checkpoints, resume, idempotency keys, serializers, pause and cancel, status and
 history, caching, and bad input. Tests taking ``store_url`` form the shared store suite and run
-against the memory, SQLite and Redis stores (a real redis-server, see conftest.py)."""
+against the memory, SQLite, Redis and PostgreSQL stores (a real redis-server and PostgreSQL
+server, see conftest.py)."""
 
 from __future__ import annotations
 
