@@ -61,7 +61,8 @@ fi
 # initdb + pg_ctl in a temp directory on a free port).
 postgres_url="${BATTEN_TEST_POSTGRES_URL:-}"
 if [ -z "$postgres_url" ]; then
-    if started=$(python3 tests/pg_server.py start "$dir" 2>"$dir/pg.err"); then
+    # In the system temp dir, not $dir: the server runs as another account when this is root.
+    if started=$(python3 tests/pg_server.py start "${TMPDIR:-/tmp}" 2>"$dir/pg.err"); then
         printf '%s\n' "$started" | head -1 >"$dir/pg"
         postgres_url=$(printf '%s\n' "$started" | tail -1)
     elif required postgres; then
