@@ -25,9 +25,9 @@ from collections.abc import Mapping
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import batten  # noqa: E402
-import pg_server  # noqa: E402
-from batten import ToolStep, Workflow, WorkflowContext  # noqa: E402
+import batten
+import pg_server
+from batten import ToolStep, Workflow, WorkflowContext
 
 STEPS = 200
 REPS = 7
@@ -71,7 +71,7 @@ def cancel_latency(store: str) -> list[float]:
         run_id = "cancel-" + uuid.uuid4().hex[:8]
         stamp: list[float] = []
 
-        def canceller() -> None:
+        def canceller(run_id: str = run_id, stamp: list[float] = stamp) -> None:
             time.sleep(0.3)
             batten.cancel(run_id, store=store)
             stamp.append(time.perf_counter())
@@ -91,8 +91,19 @@ def start_redis(workdir: str) -> tuple[str, subprocess.Popen[bytes]]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10

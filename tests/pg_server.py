@@ -118,8 +118,17 @@ class Server:
     def stop(self) -> None:
         """Stops the server (fast shutdown: open connections are closed)."""
         _run(
-            [str(self.bin / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w",
-             "-t", "30", "stop"],
+            [
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.directory / "data"),
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "30",
+                "stop",
+            ],
             self.account,
         )
 
@@ -139,7 +148,9 @@ def create(directory: Path | None = None) -> Server:
     ``RuntimeError`` when PostgreSQL is not installed or does not start."""
     bin_dir = bindir()
     if bin_dir is None:
-        raise RuntimeError("PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql)")
+        raise RuntimeError(
+            "PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql)"
+        )
     account = _account()
     # Not under pytest's tmp_path: its parents are private to root, the server's account must
     # reach its data directory; and a short path keeps the Unix socket's under 107 bytes.
@@ -148,8 +159,17 @@ def create(directory: Path | None = None) -> Server:
         entry = pwd.getpwnam(account)
         os.chown(root, entry.pw_uid, entry.pw_gid)
     done = _run(
-        [str(bin_dir / "initdb"), "-D", str(root / "data"), "-U", USER, "--auth=trust", "-E",
-         "UTF8", "--no-sync"],
+        [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(root / "data"),
+            "-U",
+            USER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
         account,
     )
     if done.returncode != 0:
