@@ -125,7 +125,9 @@ def move_between_hosts(url: str, tmp_path: Path) -> None:
     in_flight = [s for s, n in done.items() if n > 1]
     assert len(in_flight) <= 1 and all(done[s] <= 2 for s in done), done
     by_host = {s: {h for k, s2, h, *_ in lines if k == "done" and s2 == s} for s in done}
-    assert by_host["s1"] == by_host["s2"] == {"host-a"}, by_host
+    # s1 was checkpointed before s2 started; s2 may be the step in flight at the kill (its
+    # effect done, its checkpoint not yet written), which B then runs again.
+    assert by_host["s1"] == {"host-a"} and "host-a" in by_host["s2"], by_host
     assert by_host["s4"] == {"host-b"} and by_host["after"] == {"host-c"}, by_host
     # Every process reads the same record: completed, lease released, the decision by carol.
     info = batten.get_workflow_status(run_id, store=url)
