@@ -8,6 +8,7 @@ more than one module named ``conftest``.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -150,12 +151,50 @@ def redis_store_url(redis_url: str) -> str:
     return f"{redis_url}/{db}"
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A real PostgreSQL server started for the session (``initdb`` + ``pg_ctl`` in a temp
+    directory on a free local port, by ``tests/pg_server.py``); yields its ``pg_server.Server``
+    (``.url``, ``.createdb(name)``, ``.stop()``, ``.start()``). ``.ci/run`` installs PostgreSQL
+    from the OS packages. When it is not installed or does not start, the tests using it are
+    skipped (reported as skipped), or fail when ``BATTEN_REQUIRE_SERVICES`` names ``postgres``."""
+    import os
+
+    import pg_server
+
+    required = "postgres" in (
+        s.strip() for s in os.environ.get("BATTEN_REQUIRE_SERVICES", "").split(",")
+    )
+    try:
+        server = pg_server.create()
+    except Exception as exc:  # not installed, cannot start: skipped unless required
+        if required:
+            pytest.fail(f"BATTEN_REQUIRE_SERVICES names postgres, but: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    try:
+        yield server
+    finally:
+        pg_server.destroy(server)
+
+
+_PG_DB = [0]
+
+
+@pytest.fixture
+def postgres_store_url(postgres_server: Any) -> str:
+    """A PostgreSQL URL on a fresh database of its own."""
+    _PG_DB[0] += 1
+    return str(postgres_server.createdb(f"t{os.getpid()}_{_PG_DB[0]}"))
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """One URL per backend (memory, a SQLite file in tmp_path, a flushed Redis db): tests
-    taking it form the shared store suite."""
+    """One URL per backend (memory, a SQLite file in tmp_path, a flushed Redis db, a fresh
+    PostgreSQL database): tests taking it form the shared store suite."""
     if request.param == "memory":
         return "memory://"
     if request.param == "sqlite":
         return "sqlite:///" + str(tmp_path / "runs.db")
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_store_url"))
     return str(request.getfixturevalue("redis_store_url"))

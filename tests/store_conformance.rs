@@ -1,7 +1,7 @@
 //! The behaviour every checkpoint store shares, written once against `&dyn Store` and run against
-//! each backend: `memory::*`, `sqlite::*` and `redis::*`. The last need a server named by
-//! `BATTEN_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`; the tests use unique ids, so they can
-//! share it): they are `#[ignore]`d, so a plain `cargo test` reports them as ignored rather than
+//! each backend: `memory::*`, `sqlite::*`, `redis::*` and `postgres::*`. The last two need a server named by
+//! `BATTEN_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379/0`) or `BATTEN_TEST_POSTGRES_URL` (e.g.
+//! `postgresql://batten@127.0.0.1:5432/postgres`; the tests use unique ids, so they can share it): they are `#[ignore]`d, so a plain `cargo test` reports them as ignored rather than
 //! passed, and `tests/cargo_test.sh` starts a server and runs them with `--include-ignored`.
 
 use std::sync::Arc;
@@ -782,6 +782,17 @@ fn redis_store() -> Opened {
     (store::open(&url).unwrap(), None)
 }
 
+/// The PostgreSQL server's store (`BATTEN_TEST_POSTGRES_URL`), as [`redis_store`].
+fn postgres_store() -> Opened {
+    let url = std::env::var("BATTEN_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!(
+            "no PostgreSQL server: set BATTEN_TEST_POSTGRES_URL (e.g. \
+             postgresql://batten@127.0.0.1:5432/postgres), or run tests/cargo_test.sh, which starts one"
+        )
+    });
+    (store::open(&url).unwrap(), None)
+}
+
 fn memory_store() -> Opened {
     (store::open("memory://").unwrap(), None)
 }
@@ -800,6 +811,11 @@ macro_rules! conformance {
             #[test]
             #[ignore = "needs a Redis server: tests/cargo_test.sh runs it"]
             fn $behaviour() { super::check(super::redis_store, super::$behaviour) }
+        )* }
+        mod postgres { $(
+            #[test]
+            #[ignore = "needs a PostgreSQL server: tests/cargo_test.sh runs it"]
+            fn $behaviour() { super::check(super::postgres_store, super::$behaviour) }
         )* }
     };
 }

@@ -1,6 +1,7 @@
 """Durable runs: checkpoints, resume, idempotency keys, serializers, pause and cancel, status and
 history, caching, and bad input. Tests taking ``store_url`` form the shared store suite and run
-against the memory, SQLite and Redis stores (a real redis-server, see conftest.py)."""
+against the memory, SQLite, Redis and PostgreSQL stores (a real redis-server and PostgreSQL
+server, see conftest.py)."""
 
 from __future__ import annotations
 
@@ -479,8 +480,8 @@ def test_another_process_sees_step_progress(tmp_path: Any) -> None:
 
 
 def test_an_unknown_store_scheme_is_a_clear_error() -> None:
-    with pytest.raises(batten.StoreURLError, match="postgres"):
-        batten.Store("postgres://localhost/db")
+    with pytest.raises(batten.StoreURLError, match=r"'mysql'.*postgresql://"):
+        batten.Store("mysql://localhost/db")
     with pytest.raises(batten.StoreURLError):
         Workflow("x").with_store("runs.db")
     with pytest.raises(TypeError, match=r"batten\.Store or a URL"):

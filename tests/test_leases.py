@@ -1,6 +1,6 @@
 """Acceptance: run ownership (DESIGN §4 "Ownership"): leases, heartbeats, fencing.
 
-Real processes on real SQLite files and a real redis-server:
+Real processes on real SQLite files, a real redis-server and a real PostgreSQL server:
 
 - two processes resuming one SIGKILLed run at once: exactly one executes it, across randomized
   kill points (the crash harness of ``test_crash_resume.py``, ``crash_workflow.py``);
@@ -188,6 +188,10 @@ def test_two_resumers_of_a_killed_run_redis(redis_store_url: str, tmp_path: Path
     race_everywhere(lambda i: redis_store_url, tmp_path, 20)
 
 
+def test_two_resumers_of_a_killed_run_postgres(postgres_store_url: str, tmp_path: Path) -> None:
+    race_everywhere(lambda i: postgres_store_url, tmp_path, 8)
+
+
 # --- resume while the original is alive ------------------------------------------------------
 
 
@@ -230,14 +234,14 @@ def test_resume_of_a_live_run_is_refused_and_wait_true_runs_nothing_twice(tmp_pa
 # --- zombie fencing -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["sqlite", "redis", "postgres"])
 def test_a_stopped_process_past_its_lease_is_fenced_out(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     url = (
         f"sqlite:///{tmp_path}/runs.db"
         if backend == "sqlite"
-        else request.getfixturevalue("redis_store_url")
+        else request.getfixturevalue(f"{backend}_store_url")
     )
     log = tmp_path / "effects.log"
     run_id = "zombie-" + uuid.uuid4().hex[:8]

@@ -190,21 +190,43 @@ def test_ctrl_c_interrupts_a_blocking_run(tmp_path):
     assert stdout == "interrupted\n"
 
 
-def test_import_batten_is_fast(tmp_path):
-    timings = []
-    for _ in range(5):
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "import time; t = time.perf_counter(); import batten; "
-                "print(time.perf_counter() - t)",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        timings.append(float(proc.stdout))
-    # The goal is 0.05 s (DESIGN section 5); a test only guards against gross regressions.
-    assert min(timings) < 0.25, timings
+def test_import_batten_loads_no_heavy_or_optional_module():
+    # Import time is a goal of the benchmarks (workload I in `make bench`: <= 1.5x `import
+    # asyncio`, never over 50 ms), not of a timed test: a wall-clock bound here failed CI on a
+    # loaded 2-core machine (0.38 s against 0.25 s). What a test can pin deterministically is
+    # what `import batten` loads: asyncio's own modules and a few small standard ones, and
+    # none of the optional or heavy ones that only some runs need (each is imported on first
+    # use, and each of these costs milliseconds).
+    code = "import sys\nimport batten\nprint(' '.join(sorted(sys.modules)))\n"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(proc.stdout.split())
+    heavy = {
+        "yaml",
+        "jsonschema",
+        "tqdm",
+        "sqlite3",
+        "uuid",
+        "hashlib",
+        "multiprocessing",
+        "opentelemetry",
+        "ray",
+        "starlette",
+        "uvicorn",
+        "pydantic",
+        "httpx",
+        "urllib.request",
+        "http.client",
+        "email",
+        "importlib.metadata",
+        "batten.config",
+        "batten.cli",
+        "batten.ui",
+        "batten.store",
+        "batten.events",
+        "batten.pool",
+        "batten._runtime.fork",
+    }
+    assert not heavy & loaded, sorted(heavy & loaded)
+    assert not any(m.split(".")[0] in {"opentelemetry", "ray", "langchain_core"} for m in loaded)

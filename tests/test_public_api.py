@@ -41,6 +41,7 @@ ALL = [
     "MemoryStore",
     "ParallelStep",
     "PartialFailureError",
+    "PostgresStore",
     "RateLimit",
     "RayExecutor",
     "RedisStore",
@@ -149,6 +150,7 @@ RELEASED_ALL: dict[str, list[str]] = {
     "batten.store": [
         "MAX_JSON_DEPTH",
         "MemoryStore",
+        "PostgresStore",
         "RedisStore",
         "RunInfo",
         "SqliteStore",

@@ -65,11 +65,72 @@ def test_the_cargo_harness_fails_where_redis_is_required_and_missing(tmp_path: P
     assert "BATTEN_REQUIRE_SERVICES names redis" in done.stderr, done.stderr
 
 
-def test_ci_requires_redis_chromium_and_ray() -> None:
+def test_ci_requires_every_service() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     found = re.search(r"^export BATTEN_REQUIRE_SERVICES=(\w+(?:,\w+)*)$", ci, re.MULTILINE)
     assert found, ci
-    assert {"redis", "chromium", "ray"} <= set(found.group(1).split(",")), found.group(0)
+    assert {"redis", "postgres", "chromium", "ray"} <= set(found.group(1).split(",")), found.group(
+        0
+    )
+    assert "apt-get install -y -qq postgresql" in ci
+
+
+_POSTGRES_TEST = (
+    "tests/test_durable.py::test_a_durable_run_records_the_run_and_every_status_change[postgres]"
+)
+
+
+def _without_postgres(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment with no PostgreSQL binaries (``BATTEN_PG_BIN`` names an empty dir)."""
+    empty = tmp_path / "no-pg"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("BATTEN_REQUIRE_SERVICES", "CI")}
+    return {**env, "BATTEN_PG_BIN": str(empty), **extra}
+
+
+def _pytest_postgres(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", _POSTGRES_TEST],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_postgres_test_without_a_server_is_reported_as_skipped(tmp_path: Path) -> None:
+    done = _pytest_postgres(_without_postgres(tmp_path))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in summary and "passed" not in summary, summary
+
+
+def test_a_postgres_test_without_a_server_fails_where_postgres_is_required(
+    tmp_path: Path,
+) -> None:
+    done = _pytest_postgres(_without_postgres(tmp_path, BATTEN_REQUIRE_SERVICES="postgres"))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode != 0, done.stdout
+    assert "BATTEN_REQUIRE_SERVICES names postgres" in done.stdout, done.stdout
+    assert "error" in summary and "skipped" not in summary, summary
+
+
+def test_the_cargo_harness_fails_where_postgres_is_required_and_missing(tmp_path: Path) -> None:
+    env = _without_postgres(tmp_path, BATTEN_REQUIRE_SERVICES="postgres")
+    env.pop("BATTEN_TEST_POSTGRES_URL", None)
+    # No redis-server either (redis is not required here): the harness stops before cargo.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"])
+    done = subprocess.run(
+        ["/bin/bash", "tests/cargo_test.sh"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "BATTEN_REQUIRE_SERVICES names postgres" in done.stderr, done.stderr
 
 
 def _rust_tests(source: str) -> list[tuple[str, str, str]]:
@@ -87,3 +148,16 @@ def test_every_cargo_test_that_needs_a_redis_server_is_ignored_without_one() -> 
     conformance = (ROOT / "tests" / "store_conformance.rs").read_text(encoding="utf-8")
     redis_module = conformance.split("mod redis {", 1)[1].split("}\n    };", 1)[0]
     assert "#[ignore" in redis_module and "redis_store" in redis_module
+
+
+def test_every_cargo_test_that_needs_a_postgres_server_is_ignored_without_one() -> None:
+    source = (ROOT / "tests" / "store_postgres.rs").read_text(encoding="utf-8")
+    needing = [
+        t for t in _rust_tests(source) if "server_url()" in t[2] or "fresh_database()" in t[2]
+    ]
+    assert len(needing) >= 6, [name for _attrs, name, _body in needing]
+    unmarked = [name for attrs, name, _body in needing if "#[ignore" not in attrs]
+    assert unmarked == []
+    conformance = (ROOT / "tests" / "store_conformance.rs").read_text(encoding="utf-8")
+    module = conformance.split("mod postgres {", 1)[1].split("}\n    };", 1)[0]
+    assert "#[ignore" in module and "postgres_store" in module

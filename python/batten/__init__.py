@@ -88,7 +88,15 @@ if TYPE_CHECKING:
     )
     from batten.factory import create_workflow, list_workflow_factories, register_workflow_factory
     from batten.pool import AgentPool
-    from batten.store import MemoryStore, RedisStore, RunInfo, SqliteStore, StepRecord, Store
+    from batten.store import (
+        MemoryStore,
+        PostgresStore,
+        RedisStore,
+        RunInfo,
+        SqliteStore,
+        StepRecord,
+        Store,
+    )
     from batten.traffic import CircuitBreaker, RateLimit
 
 __version__: str = _core.__version__
@@ -132,7 +140,15 @@ _LAZY.update(
 )
 _LAZY.update(
     dict.fromkeys(
-        ("MemoryStore", "RedisStore", "RunInfo", "SqliteStore", "StepRecord", "Store"),
+        (
+            "MemoryStore",
+            "PostgresStore",
+            "RedisStore",
+            "RunInfo",
+            "SqliteStore",
+            "StepRecord",
+            "Store",
+        ),
         "batten.store",
     )
 )
@@ -175,6 +191,7 @@ __all__ = [
     "MemoryStore",
     "ParallelStep",
     "PartialFailureError",
+    "PostgresStore",
     "RateLimit",
     "RayExecutor",
     "RedisStore",

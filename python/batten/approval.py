@@ -81,7 +81,7 @@ def _decide(
         "comment": comment,
         "decision": True,
         "os_user": _os_user(),
-        "host": socket.gethostname(),
+        "host": os.environ.get("BATTEN_HOST_ID") or socket.gethostname(),
     }
     native.append(
         run_id, [{"step_id": step_id, "status": "waiting_approval", "attempt": 0, "detail": detail}]

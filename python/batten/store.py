@@ -3,14 +3,15 @@
 A store holds, append-only, each run's record (run id, workflow id, name and version, status,
 timestamps, the input context) and each step's status changes, attempts, errors, outputs and
 state deltas, plus approval decisions, pause/cancel requests and cached step outputs. The
-stores themselves are native (``src/store``): SQLite (embedded, the default) and Redis (several
-processes or hosts sharing runs), and an in-process memory store.
+stores themselves are native (``src/store``): SQLite (embedded, the default), Redis and
+PostgreSQL (several processes or hosts sharing runs), and an in-process memory store.
 
 Give a store to ``Workflow.execute(store=...)`` / ``Workflow.with_store`` as an object or a URL:
 
 - ``"sqlite:///runs.db"`` (relative path) or ``"sqlite:////var/lib/app/runs.db"`` (absolute, as
   SQLAlchemy), or ``SqliteStore(path)``;
 - ``"redis://host:6379/0"`` or ``RedisStore(url)``;
+- ``"postgresql://user:password@host:5432/db"`` (or ``postgres://``) or ``PostgresStore(url)``;
 - ``"memory://"`` or ``MemoryStore()`` (lives as long as the object).
 
 Values are stored as JSON only when they read back equal to what was written: ``None``, bool,
@@ -37,6 +38,7 @@ from batten.errors import CorruptRecordError, StoreURLError
 __all__ = [
     "MAX_JSON_DEPTH",
     "MemoryStore",
+    "PostgresStore",
     "RedisStore",
     "RunInfo",
     "RunLease",
@@ -207,13 +209,14 @@ class Store:
     """A checkpoint store opened from a URL (see the module docs for the URL forms).
 
     Args:
-        url: ``"memory://"``, ``"sqlite:///relative.db"``, ``"sqlite:////absolute.db"`` or
-            ``"redis://host:port/db"``.
+        url: ``"memory://"``, ``"sqlite:///relative.db"``, ``"sqlite:////absolute.db"``,
+            ``"redis://host:port/db"`` or ``"postgresql://user:password@host:port/db"``.
 
     Raises:
         StoreURLError: an unknown scheme or a malformed URL.
         StoreUnavailableError: the store cannot be opened (a Redis server that does not answer
-            fails within about 2 seconds, never hangs).
+            or PostgreSQL server that does not answer fails within about 2 seconds, never
+            hangs).
         SchemaVersionError: the store was written by an incompatible batten.
     """
 
@@ -335,6 +338,35 @@ class RedisStore(Store):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0") -> None:
         if not url.startswith("redis://"):
             raise StoreURLError(f"RedisStore needs a redis:// URL, got {url!r}")
+        super().__init__(url)
+
+
+class PostgresStore(Store):
+    """The shared store in a PostgreSQL database (as DBOS and Prefect keep their state), reached
+    by several processes or hosts: any of them can resume, approve or inspect a run.
+
+    Args:
+        url: ``"postgresql://user:password@host:port/db"`` (or ``postgres://``), libpq's URL
+            form; batten's own query parameters ``connect_timeout`` (seconds, default 2: getting
+            a connection) and ``statement_timeout`` (seconds, default 5: one call, on the client
+            and as the session's ``statement_timeout`` on the server), e.g.
+            ``"postgresql://app@db:5432/runs?connect_timeout=2&statement_timeout=5"``.
+
+    The tables live in the schema ``batten`` (created on first use). Pause, cancel and
+    approvals reach a running executor through the same poll as the other stores
+    (``batten.durable.POLL_INTERVAL``, 0.1 s).
+
+    Raises:
+        StoreURLError: ``url`` is not a ``postgresql://`` / ``postgres://`` URL or is malformed
+            (a bad port, a timeout that is not a positive number, an unknown parameter).
+        StoreUnavailableError: the server does not answer within the connect timeout, or
+            refuses the connection.
+        SchemaVersionError: the database holds a ``batten`` schema of another version.
+    """
+
+    def __init__(self, url: str) -> None:
+        if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+            raise StoreURLError(f"PostgresStore needs a postgresql:// URL, got {url!r}")
         super().__init__(url)
 
 

@@ -42,7 +42,23 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // `batten.py.run` etc., children of the `batten` logger. Levels are not cached: a user who calls
     // `logging.basicConfig(level=DEBUG)` after `import batten` still gets them, for ~1 µs per event
     // (about one per run).
+    //
+    // The PostgreSQL store's crates log every statement (`log` debug records) from the store's
+    // runtime thread; forwarding one needs the GIL, which a Python thread may hold while it waits
+    // for that very store call (a run's cancel waiting for the journal, whose timer-thread append
+    // waits for the store): a deadlock, seen in a cancel under load. They are filtered out here,
+    // before the logger takes the GIL.
     if let Ok(logger) = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers) {
+        let logger = [
+            "tokio_postgres",
+            "postgres_protocol",
+            "deadpool",
+            "deadpool_postgres",
+        ]
+        .into_iter()
+        .fold(logger, |logger, target| {
+            logger.filter_target(target.to_string(), tracing::log::LevelFilter::Off)
+        });
         let _ = logger.install();
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,10 +1,12 @@
 //! Checkpoint stores: where runs, their step events, controls, approval decisions, the step cache
 //! and workflow definitions are kept, behind one [`Store`] trait. Pure Rust, no pyo3.
 //!
-//! Three backends, opened from a URL by [`open`]:
+//! Four backends, opened from a URL by [`open`]:
 //! - [`MemoryStore`] (`memory://`): in-process, for approvals and pause within one process, and tests;
 //! - [`SqliteStore`] (`sqlite:///runs.db`): the default; one file shared by any number of processes;
-//! - [`RedisStore`] (`redis://host:port/db`): shared across machines.
+//! - [`RedisStore`] (`redis://host:port/db`): shared across machines;
+//! - [`PostgresStore`] (`postgresql://user:password@host:port/db`): shared across machines, in a
+//!   PostgreSQL database.
 //!
 //! The step history is append-only: each step event is inserted once and never rewritten, so a
 //! store grows linearly with the work done, and a run killed at any instant is resumed from the
@@ -14,6 +16,7 @@
 
 mod error;
 mod memory;
+mod postgres;
 mod record;
 mod redis;
 mod sqlite;
@@ -24,6 +27,7 @@ use serde_json::Value;
 
 pub use error::StoreError;
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use record::{Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent};
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
@@ -173,14 +177,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 }
 
 const ACCEPTED_URLS: &str = "accepted: memory://, sqlite:///relative/path.db, \
-    sqlite:////absolute/path.db, sqlite://:memory:, redis://host:port/db, redis+unix:///path/to/socket";
+    sqlite:////absolute/path.db, sqlite://:memory:, redis://host:port/db, redis+unix:///path/to/socket, \
+    postgresql://user:password@host:port/db";
 
 /// Opens the store a URL names:
 /// - `memory://`: a fresh, empty in-process [`MemoryStore`];
 /// - `sqlite:///relative/path.db` or `sqlite:////absolute/path.db` (SQLAlchemy's convention: the
 ///   path is what follows the third slash), creating the file and its directories if needed;
 ///   `sqlite://:memory:` (or `sqlite://`) for a private in-memory database;
-/// - `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/socket[?db=N]`.
+/// - `redis://[user:password@]host[:port][/db]` or `redis+unix:///path/to/socket[?db=N]`;
+/// - `postgresql://[user[:password]@]host[:port]/db[?param=value...]` (or `postgres://`), with
+///   `connect_timeout` and `statement_timeout` in seconds (defaults 2 and 5) among the parameters.
 ///
 /// `rediss://` (TLS) is refused: this build has no TLS library. Anything else is a
 /// [`StoreError::Url`] naming the scheme and the accepted forms.
@@ -198,6 +205,7 @@ pub fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         ))),
         "sqlite" => open_sqlite(url, rest),
         "redis" | "redis+unix" | "unix" => Ok(Arc::new(RedisStore::open(url)?)),
+        "postgresql" | "postgres" => Ok(Arc::new(PostgresStore::open(url)?)),
         "rediss" => Err(StoreError::Url(format!(
             "'{}': rediss:// (Redis over TLS) is not supported by this build of batten; {ACCEPTED_URLS}",
             redact(url)
@@ -270,10 +278,11 @@ mod tests {
 
     #[test]
     fn unknown_scheme_is_a_url_error_listing_the_accepted_ones() {
-        let err = open("postgres://localhost/db").unwrap_err();
+        let err = open("mysql://localhost/db").unwrap_err();
         let message = err.to_string();
         assert!(matches!(err, StoreError::Url(_)), "{err:?}");
-        assert!(message.contains("'postgres'"), "{message}");
+        assert!(message.contains("'mysql'"), "{message}");
+        assert!(message.contains("postgresql://"), "{message}");
         assert!(
             message.contains("sqlite:///") && message.contains("redis://"),
             "{message}"

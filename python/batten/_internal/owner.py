@@ -56,6 +56,12 @@ def process_start(pid: int) -> int | None:
 
 
 def _host() -> str:
+    # BATTEN_HOST_ID names this host in leases instead of its host name: containers that share
+    # a name, or several "hosts" on one machine in tests. Owners on other hosts are taken at
+    # their word until their lease expires (owner_is_alive), so two real hosts must not share it.
+    given = os.environ.get("BATTEN_HOST_ID")
+    if given:
+        return given
     # NOTE: imported on first use: socket is ~3 ms of `import batten` (runs without a store
     # never need it); os.urandom stands in for secrets (~20 ms with hashlib).
     import socket
