@@ -1,6 +1,6 @@
 """The dashboard's JSON API (``batten.ui``) through Starlette's TestClient, against real SQLite
-files and a real redis-server: every endpoint, and the refusals (no token, a non-approver, a fork
-from an unknown step, a non-loopback address without a token)."""
+files, a real redis-server and a real PostgreSQL server: every endpoint, and the refusals (no
+token, a non-approver, a fork from an unknown step, a non-loopback address without a token)."""
 
 from __future__ import annotations
 
@@ -24,10 +24,13 @@ TOKEN = "alice:s3cret"
 AUTH = {"authorization": "Bearer s3cret"}
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The dashboard's store, per backend (issue 19: SQLite, Redis and PostgreSQL)."""
     if request.param == "sqlite":
         return "sqlite:///" + str(tmp_path / "runs.db")
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_store_url"))
     return str(request.getfixturevalue("redis_store_url"))
 
 
