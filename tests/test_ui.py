@@ -94,6 +94,10 @@ def test_run_and_history_show_steps_graph_and_errors(url: str) -> None:
         assert steps["fetch"]["status"] == "failed"
         assert steps["fetch"]["error_type"] == "ConnectionError"
         assert "upstream said no" in steps["fetch"]["error"]
+        # The traceback text of the failure (issue 19), its raising frame and exception line.
+        assert "in fetch" in steps["fetch"]["traceback"]
+        assert steps["fetch"]["traceback"].rstrip().endswith("ConnectionError: upstream said no")
+        assert steps["load"]["traceback"] is None
         assert steps["fetch"]["inputs"] == {"load": 41}
         assert steps["fetch"]["idempotency_key"] == f"{run_id}:fetch"
         assert steps["load"]["output"] == 41 and steps["load"]["attempts"] == 1

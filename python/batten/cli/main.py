@@ -1006,6 +1006,8 @@ def _result_json(result: Any, name: str) -> dict[str, Any]:
                 "attempts": s.attempts,
                 "execution_time_ms": s.execution_time_ms,
                 "error": s.error,
+                "error_type": s.error_type,
+                "traceback": s.metadata.get("traceback"),
             }
             for s in result.steps
         ],

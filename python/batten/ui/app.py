@@ -121,6 +121,7 @@ def _record_json(r: StepRecord) -> dict[str, Any]:
         "duration_ms": r.duration_ms,
         "error_type": r.error_type,
         "error": r.error,
+        "traceback": r.traceback,
         "output": _jsonable(r.output),
         "detail": _jsonable(r.detail),
     }
@@ -302,6 +303,7 @@ class Dashboard:
                     "output": None,
                     "error_type": None,
                     "error": None,
+                    "traceback": None,
                     "idempotency_key": f"{run_id}:{r.step_id}",
                     "timeline": [],
                     "approval": None,
@@ -341,6 +343,7 @@ class Dashboard:
                 s["duration_ms"] = r.duration_ms
                 s["output"] = _jsonable(r.output)
                 s["error_type"], s["error"] = r.error_type, r.error
+                s["traceback"] = r.traceback
                 for t in reversed(s["timeline"]):
                     if t["kind"] == "attempt" and "end" not in t:
                         t["end"] = r.at
