@@ -398,9 +398,7 @@ def test_composites_nest_and_user_spans_nest_under_the_step(otel: Otel) -> None:
     assert len({s.context.trace_id for s in otel.spans()}) == 1
 
 
-def test_an_isolated_steps_own_spans_nest_under_the_step_span(
-    otel: Otel, tmp_path: Path
-) -> None:
+def test_an_isolated_steps_own_spans_nest_under_the_step_span(otel: Otel, tmp_path: Path) -> None:
     """Issue 16: "isolated steps in child processes (propagate the context)". The worker
     process's tracer provider comes from the step's initializer; its spans (written as JSON
     lines by the worker) have the parent's step span as their parent, in the same trace."""

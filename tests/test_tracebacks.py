@@ -40,7 +40,9 @@ def _failing_workflow() -> Workflow:
     wf = Workflow("tb", name="Tracebacks")
     wf.add_step(ToolStep("ok", lambda: 1))
     wf.add_step(
-        ToolStep("boom", _failing_tool).with_retry(policy=RetryPolicy(max_attempts=2, initial_interval=0.01)),
+        ToolStep("boom", _failing_tool).with_retry(
+            policy=RetryPolicy(max_attempts=2, initial_interval=0.01)
+        ),
         depends_on=["ok"],
     )
     return wf
@@ -104,9 +106,9 @@ def test_an_isolated_step_traceback_includes_the_worker_side(tmp_path: Path) -> 
     import isolated_tools
 
     wf = Workflow("iso").add_step(
-        ToolStep("iso", isolated_tools.raise_value_error, {"message": "from the worker"}).with_isolation(
-            "process"
-        )
+        ToolStep(
+            "iso", isolated_tools.raise_value_error, {"message": "from the worker"}
+        ).with_isolation("process")
     )
     step = wf.run().step("iso")
     assert step.status == StepStatus.FAILED
@@ -119,4 +121,7 @@ def test_an_isolated_step_traceback_includes_the_worker_side(tmp_path: Path) -> 
 def test_records_without_a_traceback_read_as_none(status: str) -> None:
     rec = batten.StepRecord(1, "s", StepStatus(status), 1, 0.0, None, "E", "m", None, None)
     assert rec.traceback is None
-    assert batten.StepRecord(1, "s", StepStatus(status), 1, 0.0, None, "E", "m", None, {}).traceback is None
+    assert (
+        batten.StepRecord(1, "s", StepStatus(status), 1, 0.0, None, "E", "m", None, {}).traceback
+        is None
+    )

@@ -351,7 +351,6 @@ def d4(s: Sizes) -> Runner:
     return run
 
 
-
 # ---- OpenTelemetry (issue 16): W1 and W5 without it, with the API only, with the SDK --------
 # The harness runs one process per workload and its variants in registration order, so each
 # workload's first variant ran with opentelemetry not imported at all; these come after it, in
@@ -458,6 +457,7 @@ def w5_otel_api(s: Sizes) -> Runner:
 @suite.workload("W5", "execute, otel: SDK, in-memory exporter")
 def w5_otel_sdk(s: Sizes) -> Runner:
     return _w5_traced(s, sdk=True)
+
 
 if __name__ == "__main__":
     suite.main()

@@ -8,7 +8,8 @@ The new run is seeded with copies of the origin's events for the kept steps (the
 retries and outcomes, with outputs and state deltas), so resuming it restores them exactly as
 ``resume`` restores a crashed run's completed steps, and with the origin's approval decisions
 on kept steps (so a kept approval decided in the origin is not asked again); its input
-context is the origin's, with ``metadata["batten.forked_from"] = {"run_id": ..., "step": ...}`` linking it to its origin.
+context is the origin's, with ``metadata["batten.forked_from"] = {"run_id": ..., "step": ...}``
+linking it to its origin.
 """
 
 from __future__ import annotations

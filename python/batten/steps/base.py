@@ -264,9 +264,7 @@ class Step:
         self._changed()
         return self
 
-    def with_isolation(
-        self, mode: str, *, initializer: Callable[[], Any] | None = None
-    ) -> Self:
+    def with_isolation(self, mode: str, *, initializer: Callable[[], Any] | None = None) -> Self:
         """Where this sync step's call runs: ``"thread"`` (default) or ``"process"``.
 
         ``"thread"``: on batten's worker threads, in this process; a timeout abandons the call

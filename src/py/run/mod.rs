@@ -94,7 +94,10 @@ fn traceback_text(exc: &Bound<'_, PyAny>) -> Option<String> {
     let py = exc.py();
     let format = FORMAT_EXCEPTION
         .get_or_try_init(py, || -> PyResult<_> {
-            Ok(py.import("traceback")?.getattr("format_exception")?.unbind())
+            Ok(py
+                .import("traceback")?
+                .getattr("format_exception")?
+                .unbind())
         })
         .ok()?;
     let lines = format.bind(py).call1((exc,)).ok()?;
