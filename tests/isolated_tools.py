@@ -50,3 +50,32 @@ def pid() -> int:
 
 def noop() -> None:
     """Does nothing (a round trip)."""
+
+
+def trace_to_file(spans_file: str, inits_file: str) -> None:
+    """A worker-process initializer: sets an OpenTelemetry SDK tracer provider that writes each
+    span as a JSON line to ``spans_file`` (synchronously: workers are killed at exit), and
+    appends this process's pid to ``inits_file``. Worker processes are shared by the tests of
+    one session, so a provider set by an earlier test's initializer is replaced."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.util._once import Once
+    from telemetry_durable import JsonLinesExporter
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(spans_file)))
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    trace.set_tracer_provider(provider)
+    with open(inits_file, "a", encoding="utf-8") as f:
+        f.write(f"{os.getpid()}\n")
+
+
+def traced_work(n: int) -> int:
+    """Makes a span ``user work {n}`` (the user's own span, in the worker); returns the pid."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("user").start_as_current_span(f"user work {n}") as span:
+        span.set_attribute("n", n)
+        return os.getpid()

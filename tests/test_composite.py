@@ -504,7 +504,9 @@ def test_an_exception_reraised_elsewhere_does_not_carry_a_composites_results(exe
     assert [c.step_id for c in result.step("c").children] == ["t"]
     p = result.step("p")
     assert p.error == "bad config"
-    assert p.metadata == {}
+    # Only its own failure's traceback text, nothing of the composite's.
+    assert set(p.metadata) == {"traceback"}
+    assert p.metadata["traceback"].rstrip().endswith("ValueError: bad config")
     assert p.children == []
 
 

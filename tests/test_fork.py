@@ -67,3 +67,53 @@ def test_a_fork_by_another_workflow_is_refused(url: str) -> None:
     other = batten.Workflow("other").add_step(batten.ToolStep("fetch", lambda: 1))
     with pytest.raises(batten.WorkflowDefinitionError, match="belongs to workflow 'flaky'"):
         other.fork(origin.run_id, "fetch", store=url)
+
+
+def _gated_workflow(calls: list[str]) -> batten.Workflow:
+    """prepare -> review (approval) -> publish, and prepare -> other beside the gate."""
+
+    def prepare() -> int:
+        calls.append("prepare")
+        return 1
+
+    def publish() -> str:
+        calls.append("publish")
+        return "published"
+
+    def other() -> str:
+        calls.append("other")
+        return "other"
+
+    wf = batten.Workflow("gated")
+    wf.add_step(batten.ToolStep("prepare", prepare))
+    wf.add_step(batten.HumanApprovalStep("review", "Ship it?"), depends_on=["prepare"])
+    wf.add_step(batten.ToolStep("publish", publish), depends_on=["review"])
+    wf.add_step(batten.ToolStep("other", other), depends_on=["prepare"])
+    return wf
+
+
+def test_a_fork_keeps_the_decision_of_a_kept_approval(url: str) -> None:
+    """Approved in the origin but not yet continued there: a fork from a sibling step does not
+    ask again (the decision is copied), and its own resume runs publish."""
+    calls: list[str] = []
+    wf = _gated_workflow(calls)
+    origin = asyncio.run(wf.execute(store=url))
+    assert origin.status == batten.WorkflowStatus.WAITING_APPROVAL
+    batten.approve(origin.run_id, "review", by="ann", comment="fine", store=url)
+    calls.clear()
+    fork = wf.fork(origin.run_id, "other", store=url)
+    assert fork.status == batten.WorkflowStatus.COMPLETED, (fork.status, fork.error)
+    assert sorted(calls) == ["other", "publish"]  # prepare was reused, review not asked again
+    (decision,) = batten.Store(url)._native.decisions(fork.run_id)
+    assert decision["step_id"] == "review" and decision["by"] == "ann" and decision["approved"]
+    assert decision["comment"] == "fine"
+
+
+def test_a_fork_from_the_approval_asks_again(url: str) -> None:
+    calls: list[str] = []
+    wf = _gated_workflow(calls)
+    origin = asyncio.run(wf.execute(store=url))
+    batten.approve(origin.run_id, "review", by="ann", store=url)
+    fork = wf.fork(origin.run_id, "review", store=url)
+    assert fork.status == batten.WorkflowStatus.WAITING_APPROVAL
+    assert batten.Store(url)._native.decisions(fork.run_id) == []

@@ -187,7 +187,7 @@ def test_a_signalled_batten_run_records_interrupted_and_resumes(cwd, capsys, sig
     assert batten.get_workflow_status(run_id, store=store).status == WorkflowStatus.COMPLETED
 
 
-def test_the_resume_command_names_a_non_default_store_and_yes(cwd, redis_store_url):
+def test_the_resume_command_names_a_non_default_store_and_yes(cwd, capsys, redis_store_url):
     proc = _batten("run", "wf.yaml", "--store", redis_store_url, "--yes", "-q", cwd=cwd)
     try:
         run_id = _wait(lambda: _run_id(redis_store_url), "run")
@@ -201,6 +201,10 @@ def test_the_resume_command_names_a_non_default_store_and_yes(cwd, redis_store_u
     assert f"continue it with: {command}\n" in err, err
     info = batten.get_workflow_status(run_id, store=redis_store_url)
     assert info.status == WorkflowStatus.INTERRUPTED
+    # `batten status` (another process, later) offers the same command, --yes included: the
+    # run records that it was started with --yes.
+    code, out, _ = batten_cli(capsys, "status", run_id, "--store", redis_store_url)
+    assert code == 3 and out.rstrip().endswith(f"continue with: {command}"), out
     resumed = _batten(*command.split()[1:], cwd=cwd)
     try:
         _, err = resumed.communicate(timeout=60)
@@ -210,7 +214,7 @@ def test_the_resume_command_names_a_non_default_store_and_yes(cwd, redis_store_u
     assert batten.get_workflow_status(run_id, store=redis_store_url).status == "completed"
 
 
-def test_without_yes_the_message_says_approvals_wait_again(cwd):
+def test_without_yes_the_message_says_approvals_wait_again(cwd, capsys):
     (cwd / "wf.yaml").write_text(
         CHAIN + "  - {id: gate, kind: approval, prompt: ok?, depends_on: [s9]}\n"
     )
@@ -225,6 +229,8 @@ def test_without_yes_the_message_says_approvals_wait_again(cwd):
         _stop(proc)
     assert proc.returncode == 143, err
     assert f"continue it with: batten resume {run_id} (its undecided approval steps" in err
+    code, out, _ = batten_cli(capsys, "status", run_id)
+    assert code == 3 and out.rstrip().endswith(f"continue with: batten resume {run_id}"), out
 
 
 def test_a_second_sigint_exits_at_once(cwd):

@@ -97,6 +97,10 @@ def test_run_and_history_show_steps_graph_and_errors(url: str) -> None:
         assert steps["fetch"]["status"] == "failed"
         assert steps["fetch"]["error_type"] == "ConnectionError"
         assert "upstream said no" in steps["fetch"]["error"]
+        # The traceback text of the failure (issue 19), its raising frame and exception line.
+        assert "in fetch" in steps["fetch"]["traceback"]
+        assert steps["fetch"]["traceback"].rstrip().endswith("ConnectionError: upstream said no")
+        assert steps["load"]["traceback"] is None
         assert steps["fetch"]["inputs"] == {"load": 41}
         assert steps["fetch"]["idempotency_key"] == f"{run_id}:fetch"
         assert steps["load"]["output"] == 41 and steps["load"]["attempts"] == 1
@@ -318,3 +322,57 @@ def test_a_traced_run_links_to_the_trace_ui(tmp_path: Path) -> None:
         doc = c.get("/api/runs/traced").json()
         assert doc["trace_id"] == trace_id
         assert doc["trace_url"] == f"http://jaeger:16686/trace/{trace_id}"
+
+
+def test_resume_of_a_run_whose_lease_is_live_is_409_with_the_owner(tmp_path: Path) -> None:
+    """The run executes in another live process (tests/lease_workflow.py): the dashboard's
+    resume is refused (RunLeasedError) with that owner, and nothing runs twice."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import uuid
+
+    import lease_workflow
+
+    url = f"sqlite:///{tmp_path}/runs.db"
+    log = tmp_path / "effects.log"
+    run_id = "live-" + uuid.uuid4().hex[:8]
+    script = Path(__file__).parent / "lease_workflow.py"
+    argv = ["start", url, run_id, str(log), "3", "0.5", "30", "10"]
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (log.exists() and log.read_text()):
+            assert time.monotonic() < deadline and proc.poll() is None, "the run never started"
+            time.sleep(0.02)
+        wf = lease_workflow.build(url, 3, 0.5, 30.0, 10.0)
+        with TestClient(create_app(url, token=TOKEN, workflows={"leased": wf})) as c:
+            refused = c.post(f"/api/runs/{run_id}/resume", json={}, headers=AUTH)
+            assert refused.status_code == 409, refused.text
+            doc = refused.json()
+            assert doc["error"] == "RunLeasedError"
+            assert doc["owner"]["pid"] == proc.pid and doc["owner"]["host"] == socket.gethostname()
+            assert 0 <= doc["owner"]["heartbeat_age"] < 15
+            assert doc["owner"]["expires_at"] > time.time()
+            assert f"pid {proc.pid}" in doc["message"]
+            # The run's page shows the same owner, live.
+            page = c.get(f"/api/runs/{run_id}").json()
+            assert page["status"] == "running"
+            assert page["owner"] == f"{socket.gethostname()} pid {proc.pid}"
+            assert page["lease_expires_at"] > time.time() >= page["heartbeat_at"] - 1
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, (out, err)
+        assert json.loads(out.strip().splitlines()[-1])["status"] == "completed"
+    finally:
+        proc.kill()
+        proc.communicate()
+    done = [ln.split() for ln in log.read_text().splitlines() if ln.startswith("done ")]
+    assert sorted(key for _, key, _ in done) == sorted(f"{run_id}:s{i}" for i in (1, 2, 3))
+    assert {int(pid) for _, _, pid in done} == {proc.pid} and proc.pid != os.getpid()

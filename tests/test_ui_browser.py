@@ -176,6 +176,9 @@ def test_approve_in_the_browser_then_fork_a_failed_run(browser: Any, server: Any
     err = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#step .error-type"))
     assert err[0].text == "ConnectionError"
     assert "upstream said no" in browser.find_element(By.CSS_SELECTOR, "#step .traceback").text
+    # ...and its traceback text: the raising frame and the exception line.
+    tb = browser.find_element(By.CSS_SELECTOR, "#step .traceback-text pre").text
+    assert "in fetch" in tb and "ConnectionError: upstream said no" in tb
     _shot(browser, "run-failed-step-error")
 
     # Fork it from the failed step (preselected); the fork's page shows it completing.

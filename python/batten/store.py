@@ -181,7 +181,8 @@ class StepRecord:
         error_type, error: the exception's class name and message, for failures and retries.
         output: the stored output of a completed step.
         detail: extra facts: ``{"delay_s": ...}`` for a retry; the prompt and approvers of an
-            approval wait; ``{"approved": ..., "by": ..., "comment": ...}`` of a decision.
+            approval wait; ``{"approved": ..., "by": ..., "comment": ...}`` of a decision;
+            ``"traceback"`` of a failed attempt (a retry's or a failure's; see ``traceback``).
     """
 
     seq: int
@@ -194,6 +195,21 @@ class StepRecord:
     error: str | None
     output: Any
     detail: Any
+
+    @property
+    def traceback(self) -> str | None:
+        """The Python traceback text (``traceback.format_exception``) of the exception that
+        failed this attempt, for ``failed`` and ``retrying`` entries; ``None`` otherwise (and
+        for timeouts, cancellations and open circuits, whose traceback is the engine's own, and
+        for entries written before batten kept tracebacks). At most 8 KiB: a longer one keeps
+        its tail (where the raising frame and the exception line are), after a ``"...\\n"``
+        line. As Temporal's failure ``stack_trace``."""
+        detail = self.detail
+        if isinstance(detail, dict):
+            text = detail.get("traceback")
+            if isinstance(text, str):
+                return text
+        return None
 
     @classmethod
     def _from(cls, d: dict[str, Any], run_id: str) -> StepRecord:

@@ -7,7 +7,9 @@ The durable workloads (C, D1-D4) use ``batten.SqliteStore`` (a file in a fresh t
 directory) with ``durability="sync"``: each step's checkpoint is written before the next step
 starts. D3's recovery is ``await workflow.resume(run_id)`` in a new process, timed from opening
 the store. ISO runs its step in a child process with ``step.with_isolation("process")`` where
-this batten has it (issue 14), beside the same step in-process.
+this batten has it (issue 14), beside the same step in-process. W1 and W5 also run with the
+OpenTelemetry API imported but no provider, and with the SDK's providers exporting to memory
+(issue 16), after their main variants (which run with OpenTelemetry not imported).
 """
 
 from __future__ import annotations
@@ -235,8 +237,19 @@ def iso_process(s: Sizes) -> Runner:
     return _iso(s, isolated=True)
 
 
+def inc_counter(counter: int) -> dict[str, int]:
+    """``inc`` for ISO: an isolated callable cannot take ``context`` (it crosses by pickle)."""
+    return {"counter": counter + 1}
+
+
+def _counter(context: Mapping[str, int]) -> dict[str, int]:
+    return {"counter": context["counter"]}
+
+
 def _iso(s: Sizes, *, isolated: bool) -> Runner:
-    step = ToolStep("s0", inc)
+    # Both variants call the same callable the same way (its argument computed in this
+    # process by with_params_function), so the difference is the process round trip.
+    step = ToolStep("s0", inc_counter).with_params_function(_counter)
     if isolated:
         if not hasattr(step, "with_isolation"):
             raise NotApplicable(
@@ -336,6 +349,114 @@ def d4(s: Sizes) -> Runner:
             expect(completed(result, 3).context["counter"], 3)
 
     return run
+
+
+# ---- OpenTelemetry (issue 16): W1 and W5 without it, with the API only, with the SDK --------
+# The harness runs one process per workload and its variants in registration order, so each
+# workload's first variant ran with opentelemetry not imported at all; these come after it, in
+# the order their setup only adds to: the API imported (no provider: batten must stay off),
+# then the SDK's providers set (a tracer provider exporting to memory, a meter provider with an
+# in-memory reader): the cost of real tracing per step. Neither is ever unset in the process.
+
+
+def _otel_api() -> None:
+    """Imports the OpenTelemetry API (trace and metrics) without setting a provider."""
+    try:
+        import opentelemetry.metrics
+        import opentelemetry.trace  # noqa: F401
+    except ImportError as exc:
+        raise NotApplicable(f"opentelemetry-api is not installed ({exc})") from None
+
+
+def _otel_sdk() -> Callable[[], None]:
+    """Sets SDK tracer and meter providers (spans to an ``InMemorySpanExporter`` through a
+    ``SimpleSpanProcessor``, metrics to an ``InMemoryMetricReader``) as the process's globals,
+    once; returns a function that drops the spans kept so far (called once per timed run, so
+    memory stays flat)."""
+    _otel_api()
+    try:
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError as exc:
+        raise NotApplicable(f"opentelemetry-sdk is not installed ({exc})") from None
+    provider = trace.get_tracer_provider()
+    exporter = getattr(provider, "_batten_bench_exporter", None)
+    if exporter is None:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        provider._batten_bench_exporter = exporter  # type: ignore[attr-defined]
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    return exporter.clear
+
+
+def _spans_made(before: int, steps: int) -> None:
+    """Checks that a traced run made a span per step (else the variant measures nothing)."""
+    from opentelemetry import trace
+
+    exporter = trace.get_tracer_provider()._batten_bench_exporter  # type: ignore[attr-defined]
+    made = len(exporter.get_finished_spans()) - before
+    expect(made >= steps, True)
+
+
+def _w1_traced(s: Sizes, *, sdk: bool) -> Runner:
+    clear = _otel_sdk() if sdk else None
+    if not sdk:
+        _otel_api()
+    workflow = chain("w1", inc, s.w1_steps)
+
+    async def run() -> None:
+        if clear is not None:
+            clear()
+        result = await workflow.execute(counter_context("w1"))
+        expect(completed(result, s.w1_steps).context["counter"], s.w1_steps)
+        if clear is not None:
+            _spans_made(0, s.w1_steps)
+
+    return run
+
+
+@suite.workload("W1", "otel: API, no provider")
+def w1_otel_api(s: Sizes) -> Runner:
+    return _w1_traced(s, sdk=False)
+
+
+@suite.workload("W1", "otel: SDK, in-memory exporter")
+def w1_otel_sdk(s: Sizes) -> Runner:
+    return _w1_traced(s, sdk=True)
+
+
+def _w5_traced(s: Sizes, *, sdk: bool) -> Runner:
+    clear = _otel_sdk() if sdk else None
+    if not sdk:
+        _otel_api()
+    workflow = chain("w5", inc, 3)
+
+    async def run() -> None:
+        if clear is not None:
+            clear()
+        for _ in range(s.w5_runs):
+            result = await workflow.execute(counter_context("w5"))
+            expect(completed(result, 3).context["counter"], 3)
+        if clear is not None:
+            _spans_made(0, 3 * s.w5_runs)
+
+    return run
+
+
+@suite.workload("W5", "execute, otel: API, no provider")
+def w5_otel_api(s: Sizes) -> Runner:
+    return _w5_traced(s, sdk=False)
+
+
+@suite.workload("W5", "execute, otel: SDK, in-memory exporter")
+def w5_otel_sdk(s: Sizes) -> Runner:
+    return _w5_traced(s, sdk=True)
 
 
 if __name__ == "__main__":

@@ -514,7 +514,11 @@ def stored_steps(history: Sequence[StepRecord]) -> list[StepResult]:
             error_type=r.error_type,
             attempts=attempts.get(r.step_id, 0),
             execution_time_ms=r.duration_ms or 0.0,
-            metadata={"from_store": True},
+            metadata=(
+                {"from_store": True}
+                if r.traceback is None
+                else {"from_store": True, "traceback": r.traceback}
+            ),
         )
         for r in last.values()
     ]

@@ -6,8 +6,10 @@ and LangGraph's fork from a checkpoint.
 
 The new run is seeded with copies of the origin's events for the kept steps (their starts,
 retries and outcomes, with outputs and state deltas), so resuming it restores them exactly as
-``resume`` restores a crashed run's completed steps; its input context is the origin's, with
-``metadata["batten.forked_from"] = {"run_id": ..., "step": ...}`` linking it to its origin.
+``resume`` restores a crashed run's completed steps, and with the origin's approval decisions
+on kept steps (so a kept approval decided in the origin is not asked again); its input
+context is the origin's, with ``metadata["batten.forked_from"] = {"run_id": ..., "step": ...}``
+linking it to its origin.
 """
 
 from __future__ import annotations
@@ -117,4 +119,10 @@ def seed_fork(
     )
     if kept:
         native.append(new_id, kept)
+    # An approval of a kept step decided in the origin (but not yet continued there) stays
+    # decided: without its decision the fork would wait for it again. A redone step's decision
+    # is not copied: it asks again, as every redone step runs again.
+    for d in native.decisions(run_id):
+        if d["step_id"].split("/", 1)[0] not in redo:
+            native.decide(new_id, d["step_id"], d["approved"], d["by"], d["comment"], d["at"])
     return new_id

@@ -24,6 +24,12 @@ At interpreter exit, ``concurrent.futures`` joins every executor's worker proces
 wait for a running call; this module's exit hook (registered to run before that join) kills
 them first, so the interpreter exits without waiting.
 
+Tracing: when the run is traced, the call is sent with the step span's W3C trace context
+(:func:`batten._runtime.telemetry.inject_carrier`) and runs in the worker inside it
+(``attached_carrier``), so the callable's own spans nest under the step's span; the worker needs
+a tracer provider of its own, set by the step's ``with_isolation(..., initializer=...)``, which
+runs once per worker process before its first call of that step.
+
 Registered into compilation (``register_call_wrapper(innermost=True)``) when
 ``batten._runtime`` is imported; compiling never imports this module.
 """
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
 
 from batten._internal.options import CompileOptions
 from batten._runtime.compile import Compiler, register_call_wrapper
+from batten._runtime.telemetry import attached_carrier, inject_carrier
 from batten.errors import WorkflowDefinitionError
 from batten.steps.base import Step
 from batten.steps.protocol import CallSpec
@@ -307,6 +314,31 @@ def _shutdown_workers() -> None:
         slot.close_fd()
 
 
+#: In a worker process: the initializers (pickled) that already ran there.
+_initialized: set[bytes] = set()
+
+
+def _call_in_worker(
+    initializer: bytes | None,
+    carrier: dict[str, str],
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Runs in the worker process: the pickled ``initializer``, once per process (a failed one
+    is tried again by the next call), then ``fn(*args, **kwargs)`` inside the parent step's trace
+    context (``carrier``, a W3C carrier from :func:`inject_carrier`; ``{}`` untraced)."""
+    if initializer is not None and initializer not in _initialized:
+        import pickle
+
+        pickle.loads(initializer)()
+        _initialized.add(initializer)
+    if not carrier:
+        return fn(*args, **kwargs)
+    with attached_carrier(carrier):
+        return fn(*args, **kwargs)
+
+
 def _picklable(what: str, value: Any, where: str) -> None:
     import pickle
 
@@ -351,12 +383,24 @@ def _isolated_spec(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec
             "with_input_function instead"
         )
     _picklable("its callable", fn, where)
+    initializer: bytes | None = None
+    if step.isolation_initializer is not None:
+        _picklable("its initializer", step.isolation_initializer, where)
+        import pickle
+
+        initializer = pickle.dumps(step.isolation_initializer)
     if static is not None:
         _picklable("its arguments", static, where)
     refs = spec[3]
 
     async def invoke_in_process(context: Any) -> Any:
         args, kwargs = arguments(context)
+        # The step's attempt span is current here (telemetry wraps this call): carry it over.
+        carrier = inject_carrier()
+        if carrier or initializer is not None:
+            return await call_in_process(
+                _call_in_worker, (initializer, carrier, fn, args, kwargs), {}
+            )
         return await call_in_process(fn, args, kwargs)
 
     return invoke_in_process, True, True, refs

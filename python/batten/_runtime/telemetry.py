@@ -39,8 +39,10 @@ Spans (``SpanKind.INTERNAL``), as the GenAI agent-span conventions name them:
   whose context holds it, sync steps get it attached on their worker thread. A step run
   elsewhere (a child process: ``with_isolation("process")``) carries it over as a W3C carrier
   dict: the parent calls :func:`inject_carrier` while the step's span is current and sends the
-  dict along; the child runs the step inside ``with attached_carrier(carrier):``. These two are
-  the hook for isolated steps; both cost nothing without OpenTelemetry.
+  dict along; the child runs the step inside ``with attached_carrier(carrier):``. Process
+  isolation (:mod:`.isolation`) does exactly this for every isolated call; the worker needs its
+  own tracer provider (the step's ``with_isolation(..., initializer=...)``). Both cost nothing
+  without OpenTelemetry.
 - durable runs: steps restored from a checkpoint are not called, so they make no span (as
   Temporal's replay-safe interceptors). The run's W3C trace context (``traceparent``) is
   stored with the run's input context; a resumed run (``resume``, an approval continued in

@@ -80,6 +80,9 @@ DEFAULT_STORE = "sqlite:///.batten/runs.db"
 
 #: Context metadata key holding the workflow file's absolute path.
 SOURCE_KEY = "batten.source"
+#: Context metadata key set (``True``) on a run ``batten run --yes`` started, so ``batten
+#: status`` offers ``batten resume ... --yes`` for it as ``batten run`` itself does.
+YES_KEY = "batten.yes"
 
 _APPROVER = "batten-cli (--yes)"
 
@@ -448,9 +451,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     workflow = load_workflow(args.file)
     variables = initial_variables(workflow, _inputs(args))
     store = _store(args)
-    context = WorkflowContext(
-        workflow.workflow_id, variables=variables, metadata={SOURCE_KEY: workflow.source}
-    )
+    metadata: dict[str, Any] = {SOURCE_KEY: workflow.source}
+    if args.yes:
+        metadata[YES_KEY] = True
+    context = WorkflowContext(workflow.workflow_id, variables=variables, metadata=metadata)
     return _drive(workflow, store, args, context=context, run_id=args.run_id)
 
 
@@ -543,10 +547,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(result_text(result))
         for d in decisions:
             print(_decision_text(d))
-        resume = resume_command(info.run_id, store.url)
+        resume = resume_command(info.run_id, store.url, yes=_started_with_yes(info))
         for line in _next_steps(info.run_id, info.status, info.error, history, resume, store.url):
             print(line)
     return _exit_code(info.status)
+
+
+def _started_with_yes(info: Any) -> bool:
+    """Whether run ``info`` (a ``RunInfo``) was started by ``batten run --yes`` (its input's
+    metadata holds :data:`YES_KEY`); ``False`` for runs started otherwise or before batten
+    recorded it."""
+    data = info.input if isinstance(info.input, dict) else {}
+    meta = data.get("metadata")
+    return isinstance(meta, dict) and meta.get(YES_KEY) is True
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -1026,6 +1039,8 @@ def _result_json(result: Any, name: str) -> dict[str, Any]:
                 "attempts": s.attempts,
                 "execution_time_ms": s.execution_time_ms,
                 "error": s.error,
+                "error_type": s.error_type,
+                "traceback": s.metadata.get("traceback"),
             }
             for s in result.steps
         ],

@@ -181,6 +181,7 @@ class Step:
         "fallback",
         "isolation",
         "placement",
+        "isolation_initializer",
         "retry_policy",
         "step_id",
         "timeout",
@@ -207,6 +208,9 @@ class Step:
         #: Where the step's callable runs: ``None`` (this process, or the workflow's executor)
         #: or a ``RayPlacement`` set by ``on_ray``.
         self.placement: Any = None
+        #: Run once in each worker process before its first call of this step (see
+        #: ``with_isolation``); ``None``: nothing.
+        self.isolation_initializer: Callable[[], Any] | None = None
         self._version = 0
 
     def _changed(self) -> None:
@@ -273,7 +277,7 @@ class Step:
         self._changed()
         return self
 
-    def with_isolation(self, mode: str) -> Self:
+    def with_isolation(self, mode: str, *, initializer: Callable[[], Any] | None = None) -> Self:
         """Where this sync step's call runs: ``"thread"`` (default) or ``"process"``.
 
         ``"thread"``: on batten's worker threads, in this process; a timeout abandons the call
@@ -298,18 +302,38 @@ class Step:
         untrusted calls and for calls that must really stop at their timeout (C code that
         never returns to Python, runaway loops). Returns the step.
 
+        ``initializer`` (a picklable no-argument callable, default ``None``; only with
+        ``"process"``) runs once in each worker process before the first call of a step that
+        names it (per worker and initializer: workers are shared by all isolated steps), as
+        ``ProcessPoolExecutor``'s ``initializer``. Its exception fails that call (and the next
+        call in that worker tries it again). Use it to configure what the worker process needs
+        and does not inherit, such as OpenTelemetry: when the run is traced, the step's call
+        runs in the worker under the step's span context (a W3C ``traceparent`` carried over),
+        so spans the callable makes nest under batten's step span, but only if the worker has a
+        tracer provider: set one in the initializer (``trace.set_tracer_provider(...)`` with an
+        exporter). Worker processes are killed, not shut down, when the interpreter exits, so
+        export synchronously there (``SimpleSpanProcessor``) or ``force_flush()`` the provider
+        at the end of the callable; spans a ``BatchSpanProcessor`` still holds are lost.
+
         Raises:
-            WorkflowDefinitionError: ``mode`` is not ``"thread"`` or ``"process"``. When the
+            WorkflowDefinitionError: ``mode`` is not ``"thread"`` or ``"process"``;
+                ``initializer`` is not callable, or is given with ``"thread"``. When the
                 workflow is validated or compiled (before anything runs): a process-isolated
-                step that is async, holds other steps, takes ``context``, or whose callable or
-                definition-time arguments cannot be pickled.
+                step that is async, holds other steps, takes ``context``, or whose callable,
+                initializer or definition-time arguments cannot be pickled.
         """
         if mode not in ("thread", "process"):
             raise WorkflowDefinitionError(
                 f'step \'{self.step_id}\': with_isolation expects "thread" or "process", '
                 f"got {mode!r:.80}"
             )
+        if initializer is not None and (mode != "process" or not callable(initializer)):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_isolation's initializer must be a callable and "
+                f'needs mode "process", got {initializer!r:.80} with mode {mode!r}'
+            )
         self.isolation = mode
+        self.isolation_initializer = initializer
         self._changed()
         return self
 

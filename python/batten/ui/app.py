@@ -27,6 +27,7 @@ from batten.errors import (
     ApprovalError,
     BattenError,
     RunEndedError,
+    RunLeasedError,
     RunNotFoundError,
     StoreUnavailableError,
     WorkflowConfigError,
@@ -66,15 +67,25 @@ def _status(exc: BaseException) -> int:
         return 409
     if isinstance(exc, StoreUnavailableError):
         return 503
-    if type(exc).__name__ == "RunLeasedError":  # the lease branch's error: a live owner
+    if isinstance(exc, RunLeasedError):  # a live owner executes the run
         return 409
     return 400
 
 
 def _error(exc: BaseException, status: int | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": type(exc).__name__, "message": str(exc)}, status_code=status or _status(exc)
-    )
+    """``{"error": class name, "message": ...}``; a ``RunLeasedError`` adds ``"owner"``: the
+    live lease's host, pid, owner_id, heartbeat_age (s), expires_at (unix s) and token."""
+    doc: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
+    if isinstance(exc, RunLeasedError):
+        doc["owner"] = {
+            "host": exc.host,
+            "pid": exc.pid,
+            "owner_id": exc.owner_id,
+            "heartbeat_age": exc.heartbeat_age,
+            "expires_at": exc.expires_at,
+            "token": exc.token,
+        }
+    return JSONResponse(doc, status_code=status or _status(exc))
 
 
 def _jsonable(value: Any) -> Any:
@@ -93,6 +104,7 @@ def _info_json(info: RunInfo) -> dict[str, Any]:
     trace = (info.input or {}).get("trace") if isinstance(info.input, dict) else None
     traceparent = trace.get("traceparent") if isinstance(trace, dict) else None
     trace_id = traceparent.split("-")[1] if traceparent and traceparent.count("-") >= 3 else None
+    lease = info.lease
     return {
         "run_id": info.run_id,
         "workflow_id": info.workflow_id,
@@ -102,10 +114,11 @@ def _info_json(info: RunInfo) -> dict[str, Any]:
         "created_at": info.created_at,
         "updated_at": info.updated_at,
         "error": info.error,
-        # Run ownership (leases) when the store records it; None before.
-        "owner": getattr(info, "owner", None),
-        "heartbeat_at": getattr(info, "heartbeat_at", None),
-        "lease_expires_at": getattr(info, "lease_expires_at", None),
+        # Run ownership: the live lease's owner ("host pid N"), its last heartbeat and expiry
+        # (unix s); None when no live process holds the run (ended, paused, interrupted).
+        "owner": None if lease is None else f"{lease.host} pid {lease.pid}",
+        "heartbeat_at": None if lease is None else lease.heartbeat_at,
+        "lease_expires_at": None if lease is None else lease.expires_at,
         "forked_from": forked_from(info.input),
         "trace_id": trace_id,
     }
@@ -121,6 +134,7 @@ def _record_json(r: StepRecord) -> dict[str, Any]:
         "duration_ms": r.duration_ms,
         "error_type": r.error_type,
         "error": r.error,
+        "traceback": r.traceback,
         "output": _jsonable(r.output),
         "detail": _jsonable(r.detail),
     }
@@ -302,6 +316,7 @@ class Dashboard:
                     "output": None,
                     "error_type": None,
                     "error": None,
+                    "traceback": None,
                     "idempotency_key": f"{run_id}:{r.step_id}",
                     "timeline": [],
                     "approval": None,
@@ -341,6 +356,7 @@ class Dashboard:
                 s["duration_ms"] = r.duration_ms
                 s["output"] = _jsonable(r.output)
                 s["error_type"], s["error"] = r.error_type, r.error
+                s["traceback"] = r.traceback
                 for t in reversed(s["timeline"]):
                     if t["kind"] == "attempt" and "end" not in t:
                         t["end"] = r.at

@@ -18,7 +18,10 @@ def _op(
             "401": {"description": "the dashboard's token is required"},
             "403": {"description": "refused (not an approver, cross-origin)"},
             "404": {"description": "no such run"},
-            "409": {"description": "the run's state does not allow it (ended, leased)"},
+            "409": {
+                "description": "the run's state does not allow it (ended; or leased by a live "
+                "process: then `owner` names it)"
+            },
         },
         "parameters": [
             {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}

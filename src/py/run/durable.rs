@@ -70,6 +70,9 @@ impl RunInner {
                 if let Some(err) = &rec.error {
                     e.error_type = Some(err.type_name.clone());
                     e.error = Some(err.message.clone());
+                    if let Some(tb) = &err.traceback {
+                        e.detail = Some(serde_json::json!({ "traceback": tb }));
+                    }
                 }
                 e.duration_ms = match (rec.first_start, rec.end) {
                     (Some(a), Some(b)) => Some(b.duration_since(a).as_secs_f64() * 1000.0),

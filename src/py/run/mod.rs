@@ -77,6 +77,48 @@ struct StepError {
     message: String,
     exception: Py<PyAny>,
     kind: ErrorKind,
+    /// Python's `traceback.format_exception` text of a failure (the tail, at most
+    /// `TRACEBACK_MAX_BYTES`); computed before the run's lock, only for `ErrorKind::Failure`.
+    traceback: Option<String>,
+}
+
+/// The most traceback text kept for a failed attempt, in bytes (the tail is kept: the frame
+/// that raised and the exception line are at the end).
+const TRACEBACK_MAX_BYTES: usize = 8 * 1024;
+
+static FORMAT_EXCEPTION: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+
+/// `traceback.format_exception(exc)` joined, its last `TRACEBACK_MAX_BYTES` bytes (cut at a
+/// char boundary, prefixed with `"...\n"` when cut); `None` if formatting fails.
+fn traceback_text(exc: &Bound<'_, PyAny>) -> Option<String> {
+    let py = exc.py();
+    let format = FORMAT_EXCEPTION
+        .get_or_try_init(py, || -> PyResult<_> {
+            Ok(py
+                .import("traceback")?
+                .getattr("format_exception")?
+                .unbind())
+        })
+        .ok()?;
+    let lines = format.bind(py).call1((exc,)).ok()?;
+    let text = pyo3::types::PyString::new(py, "")
+        .call_method1(intern!(py, "join"), (lines,))
+        .ok()?
+        .extract::<String>()
+        .ok()?;
+    Some(tail(text, TRACEBACK_MAX_BYTES))
+}
+
+/// The last `max` bytes of `text` (at a char boundary), prefixed with `"...\n"` when cut.
+fn tail(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("...\n{}", &text[start..])
 }
 
 impl StepError {
@@ -92,7 +134,18 @@ impl StepError {
             message,
             exception: exc.clone().unbind(),
             kind: error_kind(exc),
+            traceback: None,
         }
+    }
+
+    /// As `from_exc`, with the traceback text of a failure (not of a timeout, cancellation,
+    /// open circuit or pending approval). Calls Python: never under the run's lock.
+    fn from_failure(exc: &Bound<'_, PyAny>) -> Self {
+        let mut err = Self::from_exc(exc);
+        if err.kind == ErrorKind::Failure {
+            err.traceback = traceback_text(exc);
+        }
+        err
     }
 }
 

@@ -82,6 +82,11 @@ impl RunInner {
         if rec.cancel_ignored {
             metadata.set_item("cancel_ignored", true)?;
         }
+        if state != StepState::Completed {
+            if let Some(tb) = rec.error.as_ref().and_then(|e| e.traceback.as_ref()) {
+                metadata.set_item("traceback", tb)?;
+            }
+        }
         let ms = match (rec.first_start, rec.end) {
             (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,
             _ => 0.0,

@@ -53,7 +53,7 @@ impl RunInner {
             spec.retry_on.as_ref(),
             spec.non_retryable.as_ref(),
         ));
-        let err = StepError::from_exc(exc);
+        let err = StepError::from_failure(exc);
         // A step that raises StepTimeoutError (a nested run's step timed out) timed out.
         let is_timeout = is_timeout || err.kind == ErrorKind::Timeout;
         Prep::Error(err, verdict, is_timeout)
@@ -142,7 +142,10 @@ impl RunInner {
             },
             Outcome::Skipped => Prep::Skip,
             Outcome::Error(err, is_timeout) => {
-                let exc = err.value(py).as_any();
+                // `into_value` sets the exception's `__traceback__` (on 3.11 a raised PyErr keeps
+                // it apart), which the failure's traceback text is formatted from.
+                let exc = err.into_value(py).into_bound(py).into_any();
+                let exc = &exc;
                 match exc.cast::<CompositeFailure>() {
                     Ok(f) => {
                         let f = f.get();
@@ -268,7 +271,11 @@ impl RunInner {
                         let mut ev = j.event(&spec.id, "retrying", d.attempt);
                         ev.error_type = Some(e.type_name.clone());
                         ev.error = Some(e.message.clone());
-                        ev.detail = Some(serde_json::json!({ "delay_s": delay.as_secs_f64() }));
+                        let mut detail = serde_json::json!({ "delay_s": delay.as_secs_f64() });
+                        if let Some(tb) = &e.traceback {
+                            detail["traceback"] = serde_json::Value::String(tb.clone());
+                        }
+                        ev.detail = Some(detail);
                         t.store_events.push(ev);
                     }
                     st.recs[d.step].error = Some(e);

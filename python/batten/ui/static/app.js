@@ -112,7 +112,7 @@ function runPage(main, runId) {
       <tr><th>idempotency key</th><td><code>${esc(s.idempotency_key)}</code></td></tr>
       <tr><th>input (outputs of its dependencies)</th><td><pre>${json(s.inputs)}</pre></td></tr>
       <tr><th>output</th><td><pre class="output">${json(s.output)}</pre></td></tr>
-      ${s.error_type ? `<tr><th>error</th><td class="error"><b class="error-type">${esc(s.error_type)}</b><pre class="traceback">${esc(s.error)}</pre></td></tr>` : ""}
+      ${s.error_type ? `<tr><th>error</th><td class="error"><b class="error-type">${esc(s.error_type)}</b><pre class="traceback">${esc(s.error)}</pre>${s.traceback ? `<details class="traceback-text" open><summary>traceback</summary><pre class="traceback">${esc(s.traceback)}</pre></details>` : ""}</td></tr>` : ""}
       ${s.approval ? `<tr><th>approval</th><td><pre>${json(s.approval)}</pre></td></tr>` : ""}
       ${kids.length ? `<tr><th>children</th><td>${kids.map((k) => `${esc(k.step_id)} ${badge(k.status)}`).join("<br>")}</td></tr>` : ""}
       </table>`;
