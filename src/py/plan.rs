@@ -1,5 +1,6 @@
 //! `Plan`: a validated, compiled workflow (graph + per-step call specs), built once and started
 //! any number of times.
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +52,83 @@ pub struct StepSpec {
     pub conditions: Vec<Py<PyAny>>,
     /// Rate limits and circuit breakers checked before each attempt starts.
     pub controls: Controls,
+    /// Whether a sync step may run on the event loop's thread (see `Inline`), shared by every
+    /// run of this plan.
+    pub inline: Inline,
+}
+
+/// Where a sync step's call may run, learnt across the runs of one plan (a workflow's cached
+/// plan keeps it): the adaptive rule of issue 18.
+///
+/// A sync step starts `MEASURING`: its calls go to the worker pool, which times each one. After
+/// `MEASURED_CALLS` calls in a row that each returned within `INLINE_BOUND`, it turns `INLINE`:
+/// the loop thread calls it itself, with no hop to a worker and back (~35 µs each way on 2
+/// cores, more than a trivial step costs). Any call over the bound, measured or inline, sends
+/// the step to `POOL` for good. `with_inline(True)` is `FORCED` (always on the loop thread,
+/// never demoted); `with_inline(False)`, a timeout (only a worker's call can be abandoned at
+/// its deadline) and fan-out items (meant to overlap) are `POOL` from the start.
+/// NOTE: the one call that first goes over the bound while `INLINE` does block the loop for its
+/// whole length: the rule cannot know a call is slow before it returns. Steps whose calls may
+/// block (I/O, sleeps) and have ever been fast should say `with_inline(False)`.
+pub struct Inline {
+    mode: AtomicU8,
+    fast_calls: AtomicU32,
+}
+
+const MEASURING: u8 = 0;
+const INLINE: u8 = 1;
+const POOL: u8 = 2;
+const FORCED: u8 = 3;
+
+/// The longest call that still counts as fast (wall time, on whichever thread made it).
+pub const INLINE_BOUND: Duration = Duration::from_millis(1);
+/// Fast calls, in a row, before a step runs on the loop thread.
+pub const MEASURED_CALLS: u32 = 8;
+
+impl Inline {
+    /// `forced`: the step's `with_inline` (`None`: adaptive); `pool`: the step can never
+    /// run on the loop thread (async, a timeout, a fan-out item).
+    pub fn new(forced: Option<bool>, pool: bool) -> Self {
+        let mode = match forced {
+            _ if pool => POOL,
+            Some(false) => POOL,
+            Some(true) => FORCED,
+            None => MEASURING,
+        };
+        Inline {
+            mode: AtomicU8::new(mode),
+            fast_calls: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the loop thread calls the step itself.
+    pub fn on_loop(&self) -> bool {
+        matches!(self.mode.load(Ordering::Relaxed), INLINE | FORCED)
+    }
+
+    /// Notes one call's wall time (measured on a worker or on the loop thread).
+    pub fn measured(&self, took: Duration) {
+        match self.mode.load(Ordering::Relaxed) {
+            MEASURING | INLINE if took > INLINE_BOUND => self.mode.store(POOL, Ordering::Relaxed),
+            MEASURING => {
+                if self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1 >= MEASURED_CALLS {
+                    // Not over a concurrent demotion: only MEASURING turns INLINE.
+                    let _ = self.mode.compare_exchange(
+                        MEASURING,
+                        INLINE,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Whether calls still need timing (`MEASURING` or `INLINE`).
+    pub fn timed(&self) -> bool {
+        matches!(self.mode.load(Ordering::Relaxed), MEASURING | INLINE)
+    }
 }
 
 impl StepSpec {
@@ -82,6 +160,8 @@ struct SpecArgs<'py> {
     timeout: Option<Duration>,
     policy: Bound<'py, PyAny>,
     conditions: Vec<Py<PyAny>>,
+    /// `with_inline`: `None` adaptive (also when the spec has no `inline` field).
+    inline: Option<bool>,
 }
 
 impl<'py> SpecArgs<'py> {
@@ -116,7 +196,16 @@ impl<'py> SpecArgs<'py> {
             None => None,
             Some(t) => Some(step_timeout(&id, t)?),
         };
+        let inline = match spec.getattr_opt(intern!(py, "inline"))? {
+            None => None,
+            Some(v) if v.is_none() => None,
+            Some(v) => Some(
+                v.extract::<bool>()
+                    .map_err(|_| bad(format!("{} must be a bool or None", field("inline"))))?,
+            ),
+        };
         Ok(SpecArgs {
+            inline,
             deps: args::texts(&get(intern!(py, "depends_on"))?, || {
                 field("depends_on entry")
             })?,
@@ -284,6 +373,7 @@ impl Plan {
                 timeout,
                 policy,
                 conditions,
+                inline,
             } = SpecArgs::read(index, &s)?;
             let (policy, retry_on, non_retryable) = match &last_policy {
                 Some((obj, (p, r, n))) if obj.is(&policy) => (*p, r.clone_ref(py), n.clone_ref(py)),
@@ -305,6 +395,7 @@ impl Plan {
                 non_retryable: non_empty(py, non_retryable),
                 conditions,
                 controls: controls_of(controls.as_ref(), &id)?,
+                inline: Inline::new(inline, is_async || timeout.is_some()),
             });
             decls.push(StepDecl { id, deps, refs });
         }
@@ -386,6 +477,7 @@ impl Plan {
                 non_retryable: non_retryable.as_ref().map(|t| t.clone_ref(py)),
                 conditions: conditions.iter().map(|c| c.clone_ref(py)).collect(),
                 controls: controls.clone(),
+                inline: Inline::new(Some(false), true),
             });
             decls.push(StepDecl {
                 id,

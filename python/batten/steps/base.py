@@ -170,6 +170,7 @@ class Step:
         "compensation",
         "conditions",
         "fallback",
+        "inline",
         "isolation",
         "retry_policy",
         "step_id",
@@ -194,6 +195,8 @@ class Step:
         #: ``"thread"`` (default: a sync step runs on a worker thread) or ``"process"`` (see
         #: ``with_isolation``).
         self.isolation: str = "thread"
+        #: ``with_inline``: ``None`` (default) adaptive, ``True`` / ``False`` forced.
+        self.inline: bool | None = None
         self._version = 0
 
     def _changed(self) -> None:
@@ -297,6 +300,40 @@ class Step:
                 f"got {mode!r:.80}"
             )
         self.isolation = mode
+        self._changed()
+        return self
+
+    def with_inline(self, inline: bool) -> Self:
+        """Whether this sync step's call may run on the event loop's thread instead of a
+        worker thread (``inline``: bool; default, without this call: the adaptive rule).
+
+        The adaptive rule (issue 18): a sync step's first calls run on a worker thread and are
+        timed (wall time). After 8 calls in a row that each returned within 1 ms, the loop's
+        thread calls the step itself, in the run's contextvars copy and with the running loop
+        hidden (as on a worker, ``asyncio.get_running_loop()`` raises), saving the two thread
+        hops (~35 µs each on 2 cores) that cost more than a trivial step. A call that takes
+        longer than 1 ms, on a worker or on the loop, sends the step back to worker threads for
+        good. The rule is learnt per step of a compiled workflow and kept across its runs.
+        Honest limit: the one call that first goes over the bound after fast ones blocks the
+        loop for its whole length (no rule can tell before the call returns); every later call
+        runs on a worker. Steps with a timeout, process-isolated steps and ``MapStep`` items
+        never run on the loop.
+
+        ``with_inline(False)``: always a worker thread (for a call that is fast in general but
+        may block: a cache lookup that sometimes goes to the network). ``with_inline(True)``:
+        always the loop's thread, never demoted (only for calls that never block; a timeout
+        still sends the step to a worker thread, where it can be abandoned). As Trio's and
+        AnyIO's rule that sync code runs on the loop's thread unless sent to a thread, made
+        automatic. Async steps ignore it. Returns the step.
+
+        Raises:
+            WorkflowDefinitionError: ``inline`` is not a bool.
+        """
+        if not isinstance(inline, bool):
+            raise WorkflowDefinitionError(
+                f"step '{self.step_id}': with_inline expects True or False, got {inline!r:.80}"
+            )
+        self.inline = inline
         self._changed()
         return self
 
