@@ -44,7 +44,7 @@ async def ticks_during(coro: Any) -> tuple[Any, int]:
     return result, count - start
 
 
-def test_a_step_that_was_fast_and_turns_slow_moves_off_the_loop_for_good() -> None:
+def test_a_step_that_was_fast_and_turns_slow_moves_back_to_the_workers() -> None:
     calls = {"n": 0}
     threads: list[int] = []
     slow_after = 20
@@ -61,8 +61,9 @@ def test_a_step_that_was_fast_and_turns_slow_moves_off_the_loop_for_good() -> No
     async def main() -> list[int]:
         for _ in range(slow_after):
             assert (await wf.execute()).status == WorkflowStatus.COMPLETED
-        # The first slow call may run on the loop (the rule's documented hole: it cannot know
-        # before the call returns); it sends the step back to the workers for good.
+        # The first slow call may run on the loop (the rule's documented limit: it cannot know
+        # before the call returns); it sends the step back to the workers, where slow calls
+        # keep it.
         assert (await wf.execute()).status == WorkflowStatus.COMPLETED
         loop_thread = threading.get_ident()
         seen = []

@@ -57,22 +57,33 @@ pub struct StepSpec {
     pub inline: Inline,
 }
 
+impl StepSpec {
+    /// Conditions and context-taking steps need a `WorkflowContext` built for them.
+    pub fn needs_context(&self) -> bool {
+        self.wants_ctx || !self.conditions.is_empty()
+    }
+}
+
 /// Where a sync step's call may run, learnt across the runs of one plan (a workflow's cached
 /// plan keeps it): the adaptive rule of issue 18.
 ///
-/// A sync step starts `MEASURING`: its calls go to the worker pool, which times each one. After
-/// `MEASURED_CALLS` calls in a row that each returned within `INLINE_BOUND`, it turns `INLINE`:
-/// the loop thread calls it itself, with no hop to a worker and back (~35 µs each way on 2
-/// cores, more than a trivial step costs). Any call over the bound, measured or inline, sends
-/// the step to `POOL` for good. `with_inline(True)` is `FORCED` (always on the loop thread,
-/// never demoted); `with_inline(False)`, a timeout (only a worker's call can be abandoned at
-/// its deadline) and fan-out items (meant to overlap) are `POOL` from the start.
-/// NOTE: the one call that first goes over the bound while `INLINE` does block the loop for its
-/// whole length: the rule cannot know a call is slow before it returns. Steps whose calls may
-/// block (I/O, sleeps) and have ever been fast should say `with_inline(False)`.
+/// A sync step starts `MEASURING`: its calls go to the worker pool, which times each one (wall
+/// time). After `MEASURED_CALLS` calls in a row that each returned within `INLINE_BOUND`, it
+/// turns `INLINE`: the loop thread calls it itself, with no hop to a worker and back (~35 µs
+/// each way on 2 cores, more than a trivial step costs). An inline call over the bound is a
+/// strike: the step goes back to `MEASURING` (the pool) and must earn its place again; at
+/// `MAX_STRIKES` it stays on the pool for good (`POOL`). `with_inline(True)` is `FORCED` (always
+/// the loop thread, never demoted); `with_inline(False)`, a timeout (only a worker's call can be
+/// abandoned at its deadline) and fan-out items (meant to overlap) are `POOL` from the start.
+/// NOTE: a strike is a call that blocked the loop for its whole length: the rule cannot know a
+/// call is slow before it returns. So a step blocks the loop at most `MAX_STRIKES` times in
+/// the plan's life, each after `MEASURED_CALLS` fast calls. Strikes rather than "once slow,
+/// pool for good": a single pause of the whole process (a GC pass, the machine preempting the
+/// thread) would otherwise send a trivial step to the pool for the rest of a service's life.
 pub struct Inline {
     mode: AtomicU8,
     fast_calls: AtomicU32,
+    strikes: AtomicU32,
 }
 
 const MEASURING: u8 = 0;
@@ -84,6 +95,8 @@ const FORCED: u8 = 3;
 pub const INLINE_BOUND: Duration = Duration::from_millis(1);
 /// Fast calls, in a row, before a step runs on the loop thread.
 pub const MEASURED_CALLS: u32 = 8;
+/// Slow calls on the loop thread after which a step stays on the pool for good.
+pub const MAX_STRIKES: u32 = 3;
 
 impl Inline {
     /// `forced`: the step's `with_inline` (`None`: adaptive); `pool`: the step can never
@@ -98,6 +111,7 @@ impl Inline {
         Inline {
             mode: AtomicU8::new(mode),
             fast_calls: AtomicU32::new(0),
+            strikes: AtomicU32::new(0),
         }
     }
 
@@ -106,13 +120,18 @@ impl Inline {
         matches!(self.mode.load(Ordering::Relaxed), INLINE | FORCED)
     }
 
+    /// Whether calls still need timing (`MEASURING` or `INLINE`).
+    pub fn timed(&self) -> bool {
+        matches!(self.mode.load(Ordering::Relaxed), MEASURING | INLINE)
+    }
+
     /// Notes one call's wall time (measured on a worker or on the loop thread).
     pub fn measured(&self, took: Duration) {
+        let fast = took <= INLINE_BOUND;
         match self.mode.load(Ordering::Relaxed) {
-            MEASURING | INLINE if took > INLINE_BOUND => self.mode.store(POOL, Ordering::Relaxed),
-            MEASURING => {
+            MEASURING if fast => {
                 if self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1 >= MEASURED_CALLS {
-                    // Not over a concurrent demotion: only MEASURING turns INLINE.
+                    // Only MEASURING turns INLINE (not over a concurrent demotion).
                     let _ = self.mode.compare_exchange(
                         MEASURING,
                         INLINE,
@@ -121,20 +140,16 @@ impl Inline {
                     );
                 }
             }
+            MEASURING => self.fast_calls.store(0, Ordering::Relaxed),
+            // A slow call while INLINE (made on the loop, or on a worker that readied it).
+            INLINE if !fast => {
+                self.fast_calls.store(0, Ordering::Relaxed);
+                let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+                let to = if strikes >= MAX_STRIKES { POOL } else { MEASURING };
+                self.mode.store(to, Ordering::Relaxed);
+            }
             _ => {}
         }
-    }
-
-    /// Whether calls still need timing (`MEASURING` or `INLINE`).
-    pub fn timed(&self) -> bool {
-        matches!(self.mode.load(Ordering::Relaxed), MEASURING | INLINE)
-    }
-}
-
-impl StepSpec {
-    /// Conditions and context-taking steps need a `WorkflowContext` built for them.
-    pub fn needs_context(&self) -> bool {
-        self.wants_ctx || !self.conditions.is_empty()
     }
 }
 

@@ -311,13 +311,15 @@ class Step:
         timed (wall time). After 8 calls in a row that each returned within 1 ms, the loop's
         thread calls the step itself, in the run's contextvars copy and with the running loop
         hidden (as on a worker, ``asyncio.get_running_loop()`` raises), saving the two thread
-        hops (~35 µs each on 2 cores) that cost more than a trivial step. A call that takes
-        longer than 1 ms, on a worker or on the loop, sends the step back to worker threads for
-        good. The rule is learnt per step of a compiled workflow and kept across its runs.
-        Honest limit: the one call that first goes over the bound after fast ones blocks the
-        loop for its whole length (no rule can tell before the call returns); every later call
-        runs on a worker. Steps with a timeout, process-isolated steps and ``MapStep`` items
-        never run on the loop.
+        hops (~35 µs each on 2 cores) that cost more than a trivial step. A call on the loop
+        that takes longer than 1 ms is a strike: the step goes back to worker threads and must
+        again return within 1 ms 8 times in a row to come back; after 3 strikes it stays on
+        worker threads for good. The rule is learnt per step of a compiled workflow and kept
+        across its runs. Honest limit: a strike is a call that blocked the loop for its whole
+        length (no rule can tell before the call returns), so an adaptive step blocks the loop
+        at most 3 times in a workflow's life, each time after 8 fast calls; a step that is slow
+        from its first call never runs on the loop. Steps with a timeout, process-isolated
+        steps and ``MapStep`` items never run on the loop.
 
         ``with_inline(False)``: always a worker thread (for a call that is fast in general but
         may block: a cache lookup that sometimes goes to the network). ``with_inline(True)``:
