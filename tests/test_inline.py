@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import pytest
-
 from batten import RetryPolicy, ToolStep, Workflow, WorkflowDefinitionError, WorkflowStatus
 
 SLOW = 0.3  # seconds: 300x the rule's 1 ms bound
@@ -189,5 +188,6 @@ def test_steps_kept_off_the_loop_never_run_on_it(how: str) -> None:
 
 
 def test_with_inline_takes_only_a_bool() -> None:
-    with pytest.raises(WorkflowDefinitionError, match="step 's': with_inline expects True or False"):
+    expected = "step 's': with_inline expects True or False"
+    with pytest.raises(WorkflowDefinitionError, match=expected):
         ToolStep("s", lambda: 1).with_inline("yes")  # type: ignore[arg-type]

@@ -24,7 +24,7 @@ from batten._internal.options import CompileOptions, StepErrorHandler
 from batten._internal.owner import DEFAULT_HEARTBEAT_SECONDS, DEFAULT_LEASE_SECONDS
 from batten._runtime import lifecycle
 from batten._runtime.compile import compiled
-from batten._runtime.loops import run_on_helper_thread, thread_runner
+from batten._runtime.loops import run_on, run_on_helper_thread, thread_runner
 from batten.errors import WorkflowDefinitionError
 from batten.result import WorkflowResult
 from batten.steps import Step
@@ -633,7 +633,7 @@ def _run_sync(make: Callable[[], Any]) -> WorkflowResult:
     except RuntimeError:
         # Runner.run defaults to the context captured when the runner was made; pass the
         # caller's current one so contextvars set since then reach the steps.
-        done: WorkflowResult = thread_runner().run(make(), context=contextvars.copy_context())
+        done: WorkflowResult = run_on(thread_runner(), make(), contextvars.copy_context())
         return done
     outcome = run_on_helper_thread(make)
     assert isinstance(outcome, WorkflowResult)
