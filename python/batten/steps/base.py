@@ -314,11 +314,13 @@ class Step:
         hops (~35 µs each on 2 cores) that cost more than a trivial step. A call on the loop
         that takes longer than 1 ms is a strike: the step goes back to worker threads and must
         again return within 1 ms 8 times in a row to come back; after 3 strikes it stays on
-        worker threads for good. The rule is learnt per step of a compiled workflow and kept
+        worker threads for good (1,000 fast calls on the loop forgive one strike, so that
+        rare pauses of the whole process, a GC pass or the OS preempting the thread, do not
+        exile a trivial step). The rule is learnt per step of a compiled workflow and kept
         across its runs. Honest limit: a strike is a call that blocked the loop for its whole
-        length (no rule can tell before the call returns), so an adaptive step blocks the loop
-        at most 3 times in a workflow's life, each time after 8 fast calls; a step that is slow
-        from its first call never runs on the loop. Steps with a timeout, process-isolated
+        length (no rule can tell before the call returns), so a step that turns slow blocks the
+        loop at most 3 times, and a step slow less than once per 1,000 calls blocks it once
+        per slow call; a step that is slow from its first call never runs on the loop. Steps with a timeout, process-isolated
         steps and ``MapStep`` items never run on the loop.
 
         ``with_inline(False)``: always a worker thread (for a call that is fast in general but
