@@ -152,7 +152,11 @@ impl Inline {
             INLINE if !fast => {
                 self.fast_calls.store(0, Ordering::Relaxed);
                 let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
-                let to = if strikes >= MAX_STRIKES { POOL } else { MEASURING };
+                let to = if strikes >= MAX_STRIKES {
+                    POOL
+                } else {
+                    MEASURING
+                };
                 self.mode.store(to, Ordering::Relaxed);
             }
             INLINE => {
@@ -160,9 +164,9 @@ impl Inline {
                 let n = self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1;
                 if n >= FORGIVE_AFTER {
                     self.fast_calls.store(MEASURED_CALLS, Ordering::Relaxed);
-                    let _ = self.strikes.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| {
-                        s.checked_sub(1)
-                    });
+                    let _ = self
+                        .strikes
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1));
                 }
             }
             _ => {}
