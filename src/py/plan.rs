@@ -132,21 +132,21 @@ impl Inline {
         matches!(self.mode.load(Ordering::Relaxed), MEASURING | INLINE)
     }
 
+    /// One more fast call while `MEASURING`: the `MEASURED_CALLS`th in a row turns it `INLINE`.
+    fn fast_while_measuring(&self) {
+        if self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1 >= MEASURED_CALLS {
+            // Only MEASURING turns INLINE (not over a concurrent demotion).
+            let _ =
+                self.mode
+                    .compare_exchange(MEASURING, INLINE, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
     /// Notes one call's wall time (measured on a worker or on the loop thread).
     pub fn measured(&self, took: Duration) {
         let fast = took <= INLINE_BOUND;
         match self.mode.load(Ordering::Relaxed) {
-            MEASURING if fast => {
-                if self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1 >= MEASURED_CALLS {
-                    // Only MEASURING turns INLINE (not over a concurrent demotion).
-                    let _ = self.mode.compare_exchange(
-                        MEASURING,
-                        INLINE,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
-            }
+            MEASURING if fast => self.fast_while_measuring(),
             MEASURING => self.fast_calls.store(0, Ordering::Relaxed),
             // A slow call while INLINE (made on the loop, or on a worker that readied it).
             INLINE if !fast => {

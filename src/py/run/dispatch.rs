@@ -512,6 +512,6 @@ fn running_loop<'py>(
     let get = GET_RUNNING_LOOP.import(py, "asyncio.events", "_get_running_loop")?;
     let set = SET_RUNNING_LOOP.import(py, "asyncio.events", "_set_running_loop")?;
     let was = get.call0()?;
-    set.call1((to.map_or_else(|| py.None().into_bound(py), |l| l),))?;
+    set.call1((to.unwrap_or_else(|| py.None().into_bound(py)),))?;
     Ok((!was.is_none()).then_some(was))
 }
