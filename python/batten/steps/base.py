@@ -320,8 +320,8 @@ class Step:
         across its runs. Honest limit: a strike is a call that blocked the loop for its whole
         length (no rule can tell before the call returns), so a step that turns slow blocks the
         loop at most 3 times, and a step slow less than once per 1,000 calls blocks it once
-        per slow call; a step that is slow from its first call never runs on the loop. Steps with a timeout, process-isolated
-        steps and ``MapStep`` items never run on the loop.
+        per slow call; a step that is slow from its first call never runs on the loop. Steps
+        with a timeout, process-isolated steps and ``MapStep`` items never run on the loop.
 
         ``with_inline(False)``: always a worker thread (for a call that is fast in general but
         may block: a cache lookup that sometimes goes to the network). ``with_inline(True)``:
