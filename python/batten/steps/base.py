@@ -17,6 +17,7 @@ import functools
 import inspect
 import json
 import sys
+import types
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -65,18 +66,36 @@ def _accepts_context(fn: Callable[..., Any]) -> bool:
         return _accepts_context_cache[key]
     except (KeyError, TypeError):
         pass
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        answer = False
+    if _plain_function(fn):
+        # NOTE: what inspect.signature answers for a plain function, read off its code object:
+        # ~40 µs a callable less, which was ~3 ms of compiling issue 18's D3 (50 steps, each its
+        # own closure, compiled again in the recovering process).
+        code = fn.__code__
+        end = code.co_argcount + code.co_kwonlyargcount
+        answer = "context" in code.co_varnames[code.co_posonlyargcount : end]
     else:
-        p = params.get("context")
-        answer = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        try:
+            params = inspect.signature(fn).parameters
+        except (TypeError, ValueError):
+            answer = False
+        else:
+            p = params.get("context")
+            answer = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     try:
         _accepts_context_cache[key] = answer
     except TypeError:
         pass
     return answer
+
+
+def _plain_function(fn: Any) -> bool:
+    """A ``def`` function whose signature is its code's own: no ``__wrapped__`` (which
+    ``inspect.signature`` follows) and no ``__signature__`` override."""
+    return (
+        type(fn) is types.FunctionType
+        and "__wrapped__" not in fn.__dict__
+        and "__signature__" not in fn.__dict__
+    )
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
