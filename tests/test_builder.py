@@ -507,3 +507,50 @@ def test_step_mixes_with_add_step_and_each_keeps_its_default(clock):
 
     assert clock.marks["chained-start"] >= clock.marks["root-end"]
     assert clock.marks["other_root-start"] < clock.marks["root-end"]
+
+
+def _takes_context_param(context): ...
+def _takes_context_default(x, context=None): ...
+def _takes_context_kw_only(*, context): ...
+def _takes_context_positional_only(context, /): ...
+def _takes_star_context(*context): ...
+def _takes_star_star_context(**context): ...
+def _takes_context_after_star_args(x, *args, context, **kw): ...
+def _has_context_local(x):
+    context = x
+    return context
+
+
+def test_context_detection_on_plain_functions_matches_inspect_signature():
+    # The compiler reads a plain function's parameters off its code object (issue 18, D3);
+    # its answer must be inspect.signature's for every shape, wrapped functions included.
+    import functools
+    import inspect
+
+    from batten.steps.base import _accepts_context
+
+    @functools.wraps(_takes_context_param)
+    def wrapped(*args, **kwargs): ...
+
+    def overridden(x): ...
+
+    overridden.__signature__ = inspect.signature(_takes_context_param)  # type: ignore[attr-defined]
+    shapes = [
+        _takes_context_param,
+        _takes_context_default,
+        _takes_context_kw_only,
+        _takes_context_positional_only,
+        _takes_star_context,
+        _takes_star_star_context,
+        _takes_context_after_star_args,
+        _has_context_local,
+        wrapped,
+        overridden,
+        lambda context: context,
+        lambda x: x,
+    ]
+    for fn in shapes:
+        p = inspect.signature(fn).parameters.get("context")
+        expected = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        assert _accepts_context(fn) == expected, fn
+    assert [_accepts_context(fn) for fn in shapes[:4]] == [True, True, True, False]

@@ -122,3 +122,21 @@ def test_a_loop_error_outside_run_in_a_loop_is_recorded_unchanged() -> None:
     wf.add_step(ToolStep("raise", raises).with_retry(max_attempts=1))
     result = wf.run()  # no running loop: run() does not use the helper thread
     assert result.steps[0].error_type == "RuntimeError"
+
+
+def test_run_installs_its_ctrl_c_handler_only_while_it_runs() -> None:
+    # `Workflow.run` sets asyncio.Runner's SIGINT handler through `_signal` (issue 18): the
+    # handler (cancel the main task, then KeyboardInterrupt) is there while the run runs and
+    # the default one is back afterwards, as with `Runner.run`.
+    import signal
+
+    seen = []
+
+    async def step() -> None:
+        seen.append(signal.getsignal(signal.SIGINT))
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    Workflow("sigint", "sigint").add_step(ToolStep("s", step)).run()
+    assert seen and seen[0] is not signal.default_int_handler
+    assert getattr(seen[0], "func", None) is not None  # Runner's functools.partial
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

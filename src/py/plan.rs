@@ -1,5 +1,6 @@
 //! `Plan`: a validated, compiled workflow (graph + per-step call specs), built once and started
 //! any number of times.
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,12 +52,125 @@ pub struct StepSpec {
     pub conditions: Vec<Py<PyAny>>,
     /// Rate limits and circuit breakers checked before each attempt starts.
     pub controls: Controls,
+    /// Whether a sync step may run on the event loop's thread (see `Inline`), shared by every
+    /// run of this plan.
+    pub inline: Inline,
 }
 
 impl StepSpec {
     /// Conditions and context-taking steps need a `WorkflowContext` built for them.
     pub fn needs_context(&self) -> bool {
         self.wants_ctx || !self.conditions.is_empty()
+    }
+}
+
+/// Where a sync step's call may run, learnt across the runs of one plan (a workflow's cached
+/// plan keeps it): the adaptive rule of issue 18.
+///
+/// A sync step starts `MEASURING`: its calls go to the worker pool, which times each one (wall
+/// time). After `MEASURED_CALLS` calls in a row that each returned within `INLINE_BOUND`, it
+/// turns `INLINE`: the loop thread calls it itself, with no hop to a worker and back (~35 µs
+/// each way on 2 cores, more than a trivial step costs). An inline call over the bound is a
+/// strike: the step goes back to `MEASURING` (the pool) and must earn its place again; at
+/// `MAX_STRIKES` it stays on the pool for good (`POOL`). `with_inline(True)` is `FORCED` (always
+/// the loop thread, never demoted); `with_inline(False)`, a timeout (only a worker's call can be
+/// abandoned at its deadline) and fan-out items (meant to overlap) are `POOL` from the start.
+/// NOTE: a strike is a call that blocked the loop for its whole length: the rule cannot know a
+/// call is slow before it returns. So a step that turns slow blocks the loop at most
+/// `MAX_STRIKES` times, each after `MEASURED_CALLS` fast calls; `FORGIVE_AFTER` fast calls on
+/// the loop forgive one strike, so a step slow less often than that keeps coming back (and
+/// blocks the loop once per slow call). Strikes rather than "once slow,
+/// pool for good": a single pause of the whole process (a GC pass, the machine preempting the
+/// thread) would otherwise send a trivial step to the pool for the rest of a service's life.
+pub struct Inline {
+    mode: AtomicU8,
+    fast_calls: AtomicU32,
+    strikes: AtomicU32,
+}
+
+const MEASURING: u8 = 0;
+const INLINE: u8 = 1;
+const POOL: u8 = 2;
+const FORCED: u8 = 3;
+
+/// The longest call that still counts as fast (wall time, on whichever thread made it).
+pub const INLINE_BOUND: Duration = Duration::from_millis(1);
+/// Fast calls, in a row, before a step runs on the loop thread.
+pub const MEASURED_CALLS: u32 = 8;
+/// Slow calls on the loop thread after which a step stays on the pool for good.
+pub const MAX_STRIKES: u32 = 3;
+/// Fast calls on the loop thread that forgive one strike.
+/// NOTE: without it, on the 2-core benchmark machine under a load of ~8, three preemptions of
+/// the loop thread in the middle of a 2 µs call (each > 1 ms of wall time) over a W5 run of
+/// ~30,000 calls sent its steps to the pool for good (medians 2-3x the warm ones).
+pub const FORGIVE_AFTER: u32 = 1000;
+
+impl Inline {
+    /// `forced`: the step's `with_inline` (`None`: adaptive); `pool`: the step can never
+    /// run on the loop thread (async, a timeout, a fan-out item).
+    pub fn new(forced: Option<bool>, pool: bool) -> Self {
+        let mode = match forced {
+            _ if pool => POOL,
+            Some(false) => POOL,
+            Some(true) => FORCED,
+            None => MEASURING,
+        };
+        Inline {
+            mode: AtomicU8::new(mode),
+            fast_calls: AtomicU32::new(0),
+            strikes: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the loop thread calls the step itself.
+    pub fn on_loop(&self) -> bool {
+        matches!(self.mode.load(Ordering::Relaxed), INLINE | FORCED)
+    }
+
+    /// Whether calls still need timing (`MEASURING` or `INLINE`).
+    pub fn timed(&self) -> bool {
+        matches!(self.mode.load(Ordering::Relaxed), MEASURING | INLINE)
+    }
+
+    /// One more fast call while `MEASURING`: the `MEASURED_CALLS`th in a row turns it `INLINE`.
+    fn fast_while_measuring(&self) {
+        if self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1 >= MEASURED_CALLS {
+            // Only MEASURING turns INLINE (not over a concurrent demotion).
+            let _ =
+                self.mode
+                    .compare_exchange(MEASURING, INLINE, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// Notes one call's wall time (measured on a worker or on the loop thread).
+    pub fn measured(&self, took: Duration) {
+        let fast = took <= INLINE_BOUND;
+        match self.mode.load(Ordering::Relaxed) {
+            MEASURING if fast => self.fast_while_measuring(),
+            MEASURING => self.fast_calls.store(0, Ordering::Relaxed),
+            // A slow call while INLINE (made on the loop, or on a worker that readied it).
+            INLINE if !fast => {
+                self.fast_calls.store(0, Ordering::Relaxed);
+                let strikes = self.strikes.fetch_add(1, Ordering::Relaxed) + 1;
+                let to = if strikes >= MAX_STRIKES {
+                    POOL
+                } else {
+                    MEASURING
+                };
+                self.mode.store(to, Ordering::Relaxed);
+            }
+            INLINE => {
+                // `fast_calls` went past MEASURED_CALLS while measuring; counts on from there.
+                let n = self.fast_calls.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= FORGIVE_AFTER {
+                    self.fast_calls.store(MEASURED_CALLS, Ordering::Relaxed);
+                    let _ = self
+                        .strikes
+                        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |s| s.checked_sub(1));
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -82,6 +196,8 @@ struct SpecArgs<'py> {
     timeout: Option<Duration>,
     policy: Bound<'py, PyAny>,
     conditions: Vec<Py<PyAny>>,
+    /// `with_inline`: `None` adaptive (also when the spec has no `inline` field).
+    inline: Option<bool>,
 }
 
 impl<'py> SpecArgs<'py> {
@@ -116,7 +232,16 @@ impl<'py> SpecArgs<'py> {
             None => None,
             Some(t) => Some(step_timeout(&id, t)?),
         };
+        let inline = match spec.getattr_opt(intern!(py, "inline"))? {
+            None => None,
+            Some(v) if v.is_none() => None,
+            Some(v) => Some(
+                v.extract::<bool>()
+                    .map_err(|_| bad(format!("{} must be a bool or None", field("inline"))))?,
+            ),
+        };
         Ok(SpecArgs {
+            inline,
             deps: args::texts(&get(intern!(py, "depends_on"))?, || {
                 field("depends_on entry")
             })?,
@@ -284,6 +409,7 @@ impl Plan {
                 timeout,
                 policy,
                 conditions,
+                inline,
             } = SpecArgs::read(index, &s)?;
             let (policy, retry_on, non_retryable) = match &last_policy {
                 Some((obj, (p, r, n))) if obj.is(&policy) => (*p, r.clone_ref(py), n.clone_ref(py)),
@@ -305,6 +431,7 @@ impl Plan {
                 non_retryable: non_empty(py, non_retryable),
                 conditions,
                 controls: controls_of(controls.as_ref(), &id)?,
+                inline: Inline::new(inline, is_async || timeout.is_some()),
             });
             decls.push(StepDecl { id, deps, refs });
         }
@@ -386,6 +513,7 @@ impl Plan {
                 non_retryable: non_retryable.as_ref().map(|t| t.clone_ref(py)),
                 conditions: conditions.iter().map(|c| c.clone_ref(py)).collect(),
                 controls: controls.clone(),
+                inline: Inline::new(Some(false), true),
             });
             decls.push(StepDecl {
                 id,

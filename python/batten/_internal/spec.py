@@ -35,6 +35,9 @@ class StepSpec(NamedTuple):
         retry_policy: when, and after how many seconds, a failed attempt is retried.
         conditions: callables ``condition(context) -> bool``; the step is skipped unless every
             one returns true.
+        inline: a sync step's ``with_inline``: ``True`` always called on the event loop's
+            thread, ``False`` always on a worker thread, ``None`` (default) by the adaptive
+            rule (see ``Step.with_inline``).
     """
 
     step_id: str
@@ -46,3 +49,4 @@ class StepSpec(NamedTuple):
     timeout: float | None
     retry_policy: RetryPolicy
     conditions: list[Callable[..., Any]]
+    inline: bool | None = None

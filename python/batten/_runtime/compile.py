@@ -248,6 +248,7 @@ def spec_for(
         timeout=step.timeout,
         retry_policy=policy,
         conditions=list(step.conditions),
+        inline=step.inline,
     )
 
 

@@ -239,7 +239,7 @@ class DurableRun:
         self.trace = trace
         #: The run's observation (``telemetry.RunTelemetry``) when it began traced here.
         self.telemetry: Any = None
-        self._watcher: asyncio.Task[None] | None = None
+        self._watcher: asyncio.TimerHandle | None = None
         #: The store control (``"pause"`` / ``"cancel"``) this process obeyed, or ``None``.
         self.control_seen: str | None = None
 
@@ -358,28 +358,34 @@ class DurableRun:
         return raw, info
 
     def on_run(self, run: Any) -> None:
-        """Watches the store for ``pause``/``cancel`` requests while ``run`` executes."""
-        self._watcher = asyncio.get_running_loop().create_task(self._watch(run))
+        """Watches the store for ``pause``/``cancel`` requests while ``run`` executes: a look
+        every ``POLL_INTERVAL`` seconds, from a loop timer.
+        NOTE: a timer handle rather than a task looping on ``asyncio.sleep``: creating and
+        cancelling a task per run (and the loop pass that unwinds it) was part of the per-run
+        cost of small durable workflows (issue 18's D4); the looks are the same."""
+        if run.done.done():
+            return  # it finished as it started (steps called on the loop): nothing to watch
+        loop = asyncio.get_running_loop()
+        self._watcher = loop.call_later(POLL_INTERVAL, self._look, run, loop)
 
-    async def _watch(self, run: Any) -> None:
-        native = self.store._native
-        while True:
-            await asyncio.sleep(POLL_INTERVAL)
-            if self.journal.lease_lost is not None:
-                run.cancel()  # another process took over: stop now, write nothing more
-                return
-            try:
-                control = native.control(self.run_id)
-            except Exception:  # a store hiccup: the next look may succeed
-                continue
-            if control == "pause":
-                self.control_seen = control
-                run.pause()
-                return
-            if control == "cancel":
-                self.control_seen = control
-                run.cancel()
-                return
+    def _look(self, run: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """One look at the store's control for the run; schedules the next unless it acted."""
+        if self.journal.lease_lost is not None:
+            run.cancel()  # another process took over: stop now, write nothing more
+            return
+        try:
+            control = self.store._native.control(self.run_id)
+        except Exception:  # a store hiccup: the next look may succeed
+            control = None
+        if control == "pause":
+            self.control_seen = control
+            run.pause()
+            return
+        if control == "cancel":
+            self.control_seen = control
+            run.cancel()
+            return
+        self._watcher = loop.call_later(POLL_INTERVAL, self._look, run, loop)
 
     def finish(
         self, out: Outcome, status: WorkflowStatus

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
+import importlib
 import re
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -32,13 +34,16 @@ from typing import Any
 
 from batten.errors import EventLoopMismatchError
 
-__all__ = ["close_runners", "drive", "run_on_helper_thread", "thread_runner"]
+__all__ = ["close_runners", "drive", "run_on", "run_on_helper_thread", "thread_runner"]
 
 #: asyncio's messages for an object used from a loop other than its own: a lock, event,
 #: condition, semaphore or queue (``mixins._LoopBoundMixin``: "... is bound to a different event
 #: loop"), a future awaited by a task of another loop ("Task ... got Future ... attached to a
 #: different loop"), and anyio/httpx's equivalents.
 _FOREIGN_LOOP = re.compile(r"different (?:event )?loop", re.IGNORECASE)
+
+#: The C module behind ``signal`` (see :func:`run_on`).
+_signal: Any = importlib.import_module("_signal")
 
 #: Set on ``run_on_helper_thread``'s thread while it runs a workflow.
 _helper = threading.local()
@@ -83,6 +88,54 @@ async def drive(awaitable: Awaitable[Any], report: Callable[[bool, Any, bool], N
 _runners = threading.local()
 _all_runners: list[asyncio.Runner] = []
 _runners_lock = threading.Lock()
+
+
+def run_on(runner: asyncio.Runner, coro: Any, context: contextvars.Context | None) -> Any:
+    """``runner.run(coro, context=context)``, with its Ctrl-C handler installed through
+    ``_signal``: the same behaviour (a first Ctrl-C cancels the main task, then
+    ``KeyboardInterrupt`` is raised), without the cost below.
+
+    NOTE: ``Runner.run`` sets and restores its SIGINT handler (a ``functools.partial`` holding
+    the main task) with ``signal.signal`` / ``signal.getsignal``, which try to turn the handler
+    into a ``signal.Handlers`` enum member; the failed lookup formats the partial's repr (the
+    task's and its coroutine's): ~28 µs a call on 2 cores, a fifth of a 3-step ``run()``
+    (issue 18's W5). This is CPython 3.11-3.13's ``Runner.run`` line for line, except that it
+    calls the C functions of ``_signal``, which take and return the handler as it is; with
+    any internal missing (another Python), it is ``Runner.run`` itself.
+    """
+
+    internals = ("_lazy_init", "_on_sigint", "_loop", "_context", "_interrupt_count")
+    if not all(hasattr(runner, name) for name in internals) or not asyncio.iscoroutine(coro):
+        return runner.run(coro, context=context)
+    if asyncio._get_running_loop() is not None:
+        raise RuntimeError("Runner.run() cannot be called from a running event loop")
+    me: Any = runner  # asyncio.Runner's internals, which typeshed does not declare
+    me._lazy_init()
+    loop = me._loop
+    assert loop is not None
+    task = loop.create_task(coro, context=me._context if context is None else context)
+    sigint_handler: Any = None
+    if (
+        threading.current_thread() is threading.main_thread()
+        and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler
+    ):
+        sigint_handler = functools.partial(me._on_sigint, main_task=task)
+        try:
+            _signal.signal(_signal.SIGINT, sigint_handler)
+        except ValueError:  # no signals in this interpreter (gh-91880)
+            sigint_handler = None
+    me._interrupt_count = 0
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if me._interrupt_count > 0:
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None and uncancel() == 0:
+                raise KeyboardInterrupt()  # noqa: B904 (as Runner.run does)
+        raise
+    finally:
+        if sigint_handler is not None and _signal.getsignal(_signal.SIGINT) is sigint_handler:
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
 
 
 def thread_runner() -> asyncio.Runner:

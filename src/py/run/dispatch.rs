@@ -34,6 +34,7 @@ impl RunInner {
             }
         }
         let mut inline = None;
+        let mut on_loop = Vec::new();
         loop {
             let Ready {
                 batch,
@@ -67,10 +68,62 @@ impl RunInner {
                     }
                 } else if here == Where::Worker && inline.is_none() {
                     inline = Some(d);
+                } else if here == Where::Loop && self.plan.steps[d.step].inline.on_loop() {
+                    on_loop.push(d);
                 } else {
                     self.submit(py, d);
                 }
             }
+            // Sync steps the inline rule (`plan::Inline`) gives the loop thread: called here,
+            // after every other ready step has been dispatched, then the loop looks again.
+            for d in on_loop.drain(..) {
+                self.call_on_loop(py, d);
+            }
+        }
+    }
+
+    /// The loop thread calls sync attempt `d` itself (see `plan::Inline`), in the run's
+    /// contextvars copy as a worker would, with the running loop hidden for the call (as on a
+    /// worker thread, `asyncio.get_running_loop()` raises and `asyncio.run` works). Its
+    /// outcome is recorded as a worker's is.
+    fn call_on_loop(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+        if !self.lock(py).sched.is_live(d) {
+            return;
+        }
+        let hidden = running_loop(py, None);
+        let started = Instant::now();
+        let result = self.invoke(py, d.step);
+        self.plan.steps[d.step].inline.measured(started.elapsed());
+        if let Ok(Some(lp)) = hidden {
+            let _ = running_loop(py, Some(lp));
+        }
+        let outcome = self.sync_outcome(py, d, result);
+        self.record(py, d, outcome, Where::Loop);
+    }
+
+    /// A sync call's result as an attempt's outcome: a coroutine returned by a sync callable is
+    /// an error (the step should be declared `async def`).
+    pub(super) fn sync_outcome(
+        &self,
+        py: Python<'_>,
+        d: Dispatch,
+        result: PyResult<Option<Bound<'_, PyAny>>>,
+    ) -> Outcome {
+        match result {
+            Ok(Some(v)) if is_coroutine(&v) => {
+                let _ = v.call_method0(intern!(py, "close"));
+                Outcome::Error(
+                    pyo3::exceptions::PyTypeError::new_err(format!(
+                        "step '{}': a sync callable returned a coroutine; declare it `async def` \
+                         so batten runs it as an async step",
+                        self.plan.steps[d.step].id
+                    )),
+                    false,
+                )
+            }
+            Ok(Some(v)) => Outcome::Value(v.unbind()),
+            Ok(None) => Outcome::Skipped,
+            Err(e) => Outcome::Error(e, false),
         }
     }
 
@@ -445,4 +498,20 @@ impl RunInner {
         self.release_all(py);
         self.pump(py, Where::Loop);
     }
+}
+
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static SET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// Sets this thread's running event loop to `to` (`None`: no running loop, as on a worker
+/// thread) through asyncio's own `_set_running_loop`; returns the one that was running.
+fn running_loop<'py>(
+    py: Python<'py>,
+    to: Option<Bound<'py, PyAny>>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let get = GET_RUNNING_LOOP.import(py, "asyncio.events", "_get_running_loop")?;
+    let set = SET_RUNNING_LOOP.import(py, "asyncio.events", "_set_running_loop")?;
+    let was = get.call0()?;
+    set.call1((to.unwrap_or_else(|| py.None().into_bound(py)),))?;
+    Ok((!was.is_none()).then_some(was))
 }

@@ -2,7 +2,6 @@
 //! about runs: a worker runs the attempt and then, inline, each sync step it readies.
 use super::*;
 use crate::py::threads::pool::{self, CallId, Pool, SyncJob, Worker};
-use pyo3::exceptions::PyTypeError;
 
 /// One sync step attempt to run.
 pub(super) struct Job {
@@ -80,7 +79,15 @@ impl RunInner {
                 self.arm_sync_deadline(py, d);
             }
             queued = false;
-            let result = self.invoke(py, d.step);
+            let inline = &self.plan.steps[d.step].inline;
+            let result = if inline.timed() {
+                let started = Instant::now();
+                let result = self.invoke(py, d.step);
+                inline.measured(started.elapsed());
+                result
+            } else {
+                self.invoke(py, d.step)
+            };
             let abandoned = POOL.end_call(py, worker);
             {
                 // Only this call's id: an abandoned attempt may return after a retry started.
@@ -90,22 +97,7 @@ impl RunInner {
                     rec.call = None;
                 }
             }
-            let outcome = match result {
-                Ok(Some(v)) if is_coroutine(&v) => {
-                    let _ = v.call_method0(intern!(py, "close"));
-                    Outcome::Error(
-                        PyTypeError::new_err(format!(
-                            "step '{}': a sync callable returned a coroutine; declare it `async def` \
-                             so batten runs it as an async step",
-                            self.plan.steps[d.step].id
-                        )),
-                        false,
-                    )
-                }
-                Ok(Some(v)) => Outcome::Value(v.unbind()),
-                Ok(None) => Outcome::Skipped,
-                Err(e) => Outcome::Error(e, false),
-            };
+            let outcome = self.sync_outcome(py, d, result);
             self.record(py, d, outcome, Where::Worker);
             next = self.pump(py, Where::Worker);
             if abandoned {

@@ -1,0 +1,193 @@
+"""The inline rule for sync steps (issue 18): which thread calls a sync step, and that a slow
+sync step never stalls the event loop once it has been seen to be slow.
+
+No assertion here depends on how fast the machine is: fast steps are promoted only where the
+test forces it (``with_inline(True)``), and "slow" is a 0.3 s sleep against a 1 ms bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from typing import Any
+
+import pytest
+from batten import RetryPolicy, ToolStep, Workflow, WorkflowDefinitionError, WorkflowStatus
+
+SLOW = 0.3  # seconds: 300x the rule's 1 ms bound
+TICK = 0.01
+
+
+async def ticks_during(coro: Any) -> tuple[Any, int]:
+    """Runs ``coro`` beside a task that ticks every ``TICK`` seconds; returns its result and
+    how many times the ticker ran while it did."""
+    count = 0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal count
+        while not stop.is_set():
+            await asyncio.sleep(TICK)
+            count += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)  # the ticker is waiting on its first sleep
+    start = count
+    try:
+        result = await asyncio.wait_for(coro, timeout=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
+    return result, count - start
+
+
+def test_a_step_that_was_fast_and_turns_slow_moves_back_to_the_workers() -> None:
+    calls = {"n": 0}
+    threads: list[int] = []
+    slow_after = 20
+
+    def step() -> int:
+        calls["n"] += 1
+        threads.append(threading.get_ident())
+        if calls["n"] > slow_after:
+            time.sleep(SLOW)
+        return calls["n"]
+
+    wf = Workflow("inline", "fast then slow").add_step(ToolStep("s", step))
+
+    async def main() -> list[int]:
+        for _ in range(slow_after):
+            assert (await wf.execute()).status == WorkflowStatus.COMPLETED
+        # The first slow call may run on the loop (the rule's documented limit: it cannot know
+        # before the call returns); it sends the step back to the workers, where slow calls
+        # keep it.
+        assert (await wf.execute()).status == WorkflowStatus.COMPLETED
+        loop_thread = threading.get_ident()
+        seen = []
+        for _ in range(2):
+            result, ticks = await ticks_during(wf.execute())
+            assert result.status == WorkflowStatus.COMPLETED
+            seen.append(ticks)
+            assert threads[-1] != loop_thread
+        return seen
+
+    seen = asyncio.run(main())
+    # 0.3 s of sleep at one tick per 10 ms: ~30 ticks while the loop is free, 0 if it is blocked.
+    assert all(t >= 5 for t in seen), seen
+
+
+def test_a_step_slow_from_its_first_call_never_blocks_the_loop() -> None:
+    def step() -> str:
+        time.sleep(SLOW)
+        return "done"
+
+    wf = Workflow("inline", "slow").add_step(ToolStep("s", step))
+
+    async def main() -> list[int]:
+        seen = []
+        for _ in range(3):
+            result, ticks = await ticks_during(wf.execute())
+            assert result.final_output == "done"
+            seen.append(ticks)
+        return seen
+
+    assert all(t >= 5 for t in asyncio.run(main()))
+
+
+def test_parallel_slow_sync_steps_still_overlap() -> None:
+    wf = Workflow("inline", "parallel")
+    for i in range(2):
+        wf.add_step(ToolStep(f"s{i}", lambda: time.sleep(SLOW) or 1), depends_on=[])
+    for _ in range(3):
+        start = time.monotonic()
+        assert wf.run().status == WorkflowStatus.COMPLETED
+    # Overlapping: ~0.3 s; one after the other: >= 0.6 s.
+    assert time.monotonic() - start < 2 * SLOW - 0.05
+
+
+def test_with_inline_true_calls_the_step_on_the_loop_thread_like_a_worker_would() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: dict[str, Any] = {}
+
+    def step() -> str:
+        seen["thread"] = threading.get_ident()
+        seen["var"] = var.get()
+        var.set("changed inside the step")
+        with pytest.raises(RuntimeError):
+            asyncio.get_running_loop()  # hidden during the call, as on a worker thread
+        seen["nested"] = asyncio.run(asyncio.sleep(0, result="nested ok"))
+        return "out"
+
+    wf = Workflow("inline", "forced").add_step(ToolStep("s", step).with_inline(True))
+
+    async def main() -> Any:
+        seen["loop"] = threading.get_ident()
+        var.set("caller's value")
+        result = await wf.execute()
+        seen["after"] = var.get()
+        seen["running"] = asyncio.get_running_loop()
+        return result
+
+    result = asyncio.run(main())
+    assert result.final_output == "out"
+    assert seen["thread"] == seen["loop"]
+    assert seen["var"] == "caller's value"
+    assert seen["after"] == "caller's value"  # the step ran in a copy of the context
+    assert seen["nested"] == "nested ok"
+    assert seen["running"] is not None
+
+
+def test_an_inline_step_records_exceptions_and_retries_as_a_worker_does() -> None:
+    attempts = []
+
+    def flaky() -> str:
+        attempts.append(threading.get_ident())
+        if len(attempts) < 3:
+            raise ConnectionError(f"attempt {len(attempts)}")
+        return "ok"
+
+    def broken() -> None:
+        raise ValueError("bad input")
+
+    policy = RetryPolicy(max_attempts=3, initial_interval=0)
+    wf = Workflow("inline", "outcomes")
+    wf.add_step(ToolStep("flaky", flaky).with_inline(True).with_retry(policy=policy))
+    wf.add_step(ToolStep("broken", broken).with_inline(True))
+
+    async def main() -> Any:
+        return threading.get_ident(), await wf.execute()
+
+    loop_thread, result = asyncio.run(main())
+    assert result.status == WorkflowStatus.FAILED
+    flaky_result = result.step("flaky")
+    assert (flaky_result.status.value, flaky_result.attempts) == ("completed", 3)
+    assert set(attempts) == {loop_thread}
+    broken_result = result.step("broken")
+    assert (broken_result.error_type, broken_result.error) == ("ValueError", "bad input")
+
+
+@pytest.mark.parametrize("how", ["with_inline(False)", "timeout"])
+def test_steps_kept_off_the_loop_never_run_on_it(how: str) -> None:
+    threads: list[int] = []
+    step = ToolStep("s", lambda: threads.append(threading.get_ident()))
+    if how == "timeout":
+        step = step.with_inline(True).with_timeout(5)
+    else:
+        step = step.with_inline(False)
+    wf = Workflow("inline", "off").add_step(step)
+
+    async def main() -> int:
+        for _ in range(30):
+            assert (await wf.execute()).status == WorkflowStatus.COMPLETED
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert len(threads) == 30 and loop_thread not in threads
+
+
+def test_with_inline_takes_only_a_bool() -> None:
+    expected = "step 's': with_inline expects True or False"
+    with pytest.raises(WorkflowDefinitionError, match=expected):
+        ToolStep("s", lambda: 1).with_inline("yes")  # type: ignore[arg-type]
