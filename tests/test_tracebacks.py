@@ -88,9 +88,12 @@ def test_the_store_history_and_batten_status_json_show_it(tmp_path: Path, capsys
     retrying = [r for r in boom if r.status == StepStatus.RETRYING]
     failed = [r for r in boom if r.status == StepStatus.FAILED]
     assert len(retrying) == 1 and len(failed) == 1
-    for r in retrying + failed:
+    for r in failed:
         assert r.traceback is not None and "_inner_helper_that_raises" in r.traceback
         assert r.traceback.rstrip().endswith("ConnectionError: bad value 7")
+    # A retried attempt keeps its error type and message but no traceback text: formatting it
+    # cost 5x a retried attempt (benchmark W4); the failure that ends the step has it.
+    assert retrying[0].traceback is None and retrying[0].error == "bad value 7"
     assert retrying[0].detail["delay_s"] >= 0  # the retry's delay is still there
     assert all(r.traceback is None for r in history if r.step_id == "ok")
 

@@ -199,9 +199,10 @@ class StepRecord:
     @property
     def traceback(self) -> str | None:
         """The Python traceback text (``traceback.format_exception``) of the exception that
-        failed this attempt, for ``failed`` and ``retrying`` entries; ``None`` otherwise (and
-        for timeouts, cancellations and open circuits, whose traceback is the engine's own, and
-        for entries written before batten kept tracebacks). At most 8 KiB: a longer one keeps
+        failed this attempt, for ``failed`` entries; ``None`` otherwise (``retrying`` entries:
+        formatting one costs more than a retried attempt; timeouts, cancellations and open
+        circuits, whose traceback is the engine's own; entries written before batten kept
+        tracebacks). At most 8 KiB: a longer one keeps
         its tail (where the raising frame and the exception line are), after a ``"...\\n"``
         line. As Temporal's failure ``stack_trace``."""
         detail = self.detail

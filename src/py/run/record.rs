@@ -45,6 +45,7 @@ impl RunInner {
     fn error_prep(
         &self,
         spec: &crate::py::plan::StepSpec,
+        attempt: u32,
         exc: &Bound<'_, PyAny>,
         is_timeout: bool,
     ) -> Prep {
@@ -53,7 +54,15 @@ impl RunInner {
             spec.retry_on.as_ref(),
             spec.non_retryable.as_ref(),
         ));
-        let err = StepError::from_failure(exc);
+        // The traceback text is for the failure that ends the step: formatting it costs
+        // ~30 µs (traceback.format_exception reads source lines), 5x a retried attempt's whole
+        // cost on W4 (2 failures per step), so an attempt its policy will retry gets none. (A
+        // retry the run-wide budget or a stopping run then refuses ends without it.)
+        let err = if should_retry(&spec.policy, attempt, &verdict) {
+            StepError::from_exc(exc)
+        } else {
+            StepError::from_failure(exc)
+        };
         // A step that raises StepTimeoutError (a nested run's step timed out) timed out.
         let is_timeout = is_timeout || err.kind == ErrorKind::Timeout;
         Prep::Error(err, verdict, is_timeout)
@@ -124,7 +133,9 @@ impl RunInner {
                     stored = enc;
                     Prep::Value(Arc::new(output), delta_items)
                 }
-                Err(e) => self.error_prep(spec, e.into_value(py).bind(py).as_any(), false),
+                Err(e) => {
+                    self.error_prep(spec, d.attempt, e.into_value(py).bind(py).as_any(), false)
+                }
             }
         };
         let prep = match outcome {
@@ -150,9 +161,9 @@ impl RunInner {
                     Ok(f) => {
                         let f = f.get();
                         nested = Some(nested_parts(py, f.nested.get()));
-                        self.error_prep(spec, f.error.bind(py), is_timeout)
+                        self.error_prep(spec, d.attempt, f.error.bind(py), is_timeout)
                     }
-                    Err(_) => self.error_prep(spec, exc, is_timeout),
+                    Err(_) => self.error_prep(spec, d.attempt, exc, is_timeout),
                 }
             }
         };
@@ -185,7 +196,7 @@ impl RunInner {
             .first_start
             .map(|t| now.duration_since(t).as_secs_f64() * 1000.0);
         if let Err(err) = j.write(py, vec![e]) {
-            *prep = self.error_prep(spec, store_error(err).value(py).as_any(), false);
+            *prep = self.error_prep(spec, d.attempt, store_error(err).value(py).as_any(), false);
         }
     }
 
