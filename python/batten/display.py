@@ -616,6 +616,8 @@ class _Block:
     h: float
 
     def draw(self, x: float, y: float, out: list[str]) -> None:
+        """Appends this block's SVG at ``(x, y)`` (px) to ``out``; abstract: ``_Node`` and
+        ``_Group`` each draw themselves."""
         raise NotImplementedError
 
 

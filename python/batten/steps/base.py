@@ -617,7 +617,8 @@ class _Invocable(Step):
     def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
         """``(fn, is_async, wants_context, prepare)``: the target, and ``prepare(context[,
         item]) -> (args, kwargs)`` computing its input here, for a call made elsewhere (a Ray
-        task)."""
+        task). Abstract: ``AgentStep`` and ``ToolStep``, the only ``_Invocable`` kinds, each
+        compute their input their own way."""
         raise NotImplementedError
 
     def _describe(self) -> StepView:
