@@ -127,6 +127,11 @@ impl Inline {
         matches!(self.mode.load(Ordering::Relaxed), INLINE | FORCED)
     }
 
+    /// Whether the step's `with_inline(True)` puts it on the loop thread whatever it costs.
+    pub fn forced(&self) -> bool {
+        self.mode.load(Ordering::Relaxed) == FORCED
+    }
+
     /// Whether calls still need timing (`MEASURING` or `INLINE`).
     pub fn timed(&self) -> bool {
         matches!(self.mode.load(Ordering::Relaxed), MEASURING | INLINE)

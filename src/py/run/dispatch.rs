@@ -35,6 +35,10 @@ impl RunInner {
         }
         let mut inline = None;
         let mut on_loop = Vec::new();
+        // One pass of the loop thread calls adaptive-inline steps for at most `INLINE_BOUND`
+        // (their checkpoints included); what becomes ready after that goes to the workers, so
+        // a long chain of fast steps (or their store writes) never holds the loop for long.
+        let began = Instant::now();
         loop {
             let Ready {
                 batch,
@@ -68,7 +72,11 @@ impl RunInner {
                     }
                 } else if here == Where::Worker && inline.is_none() {
                     inline = Some(d);
-                } else if here == Where::Loop && self.plan.steps[d.step].inline.on_loop() {
+                } else if here == Where::Loop
+                    && self.plan.steps[d.step].inline.on_loop()
+                    && (self.plan.steps[d.step].inline.forced()
+                        || began.elapsed() < crate::py::plan::INLINE_BOUND)
+                {
                     on_loop.push(d);
                 } else {
                     self.submit(py, d);
@@ -77,7 +85,13 @@ impl RunInner {
             // Sync steps the inline rule (`plan::Inline`) gives the loop thread: called here,
             // after every other ready step has been dispatched, then the loop looks again.
             for d in on_loop.drain(..) {
-                self.call_on_loop(py, d);
+                if self.plan.steps[d.step].inline.forced()
+                    || began.elapsed() < crate::py::plan::INLINE_BOUND
+                {
+                    self.call_on_loop(py, d);
+                } else {
+                    self.submit(py, d);
+                }
             }
         }
     }
