@@ -69,9 +69,7 @@ def test_ci_requires_every_service() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     found = re.search(r"^export BATTEN_REQUIRE_SERVICES=(\w+(?:,\w+)*)$", ci, re.MULTILINE)
     assert found, ci
-    assert {"redis", "postgres", "chromium"} <= set(found.group(1).split(",")), found.group(
-        0
-    )
+    assert {"redis", "postgres", "chromium"} <= set(found.group(1).split(",")), found.group(0)
     assert "apt-get install -y -qq postgresql" in ci
 
 
