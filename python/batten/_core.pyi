@@ -411,6 +411,24 @@ class Store:
         created_at: float,
     ) -> None:
         """Records a new run (``StoreError`` if the id exists)."""
+    def create_run_claimed(
+        self,
+        run_id: str,
+        workflow_id: str,
+        name: str,
+        version: str,
+        status: str,
+        input: Any,
+        created_at: float,
+        host: str,
+        pid: int,
+        owner_id: str,
+        started: int | None,
+        now: float,
+        lease_seconds: float,
+    ) -> tuple[bool, dict[str, Any]]:
+        """``create_run`` then ``claim`` (no take-over), in one store transaction where the
+        store can: ``(won, lease)``."""
     def get_run(self, run_id: str) -> dict[str, Any]:
         """The run's record as a dict (``RunNotFoundError`` if absent)."""
     def finish_status(
@@ -528,6 +546,17 @@ class Journal:
         self, status: str, at: float, error: str | None = None, result: Any = None
     ) -> None:
         """Sets the run's status, fenced with the held lease's token (``LeaseLostError``)."""
+    def finish_run(
+        self,
+        status: str,
+        at: float,
+        error: str | None = None,
+        result: Any = None,
+        clear_control: bool = True,
+    ) -> bool:
+        """The execution's end in one store transaction where the store can: buffered events,
+        status, control cleared, lease released (``LeaseLostError`` if taken over); whether
+        the lease was released."""
     def flush(self) -> None:
         """Writes buffered events now (batch mode). Raises ``StoreError``."""
     def record(

@@ -364,6 +364,31 @@ impl Journal {
         StepEvent::new(self.path(step_id), status, attempt, now())
     }
 
+    /// Sets the run's status (`Store.finish_status`), fenced with the held lease's token when
+    /// there is one; a `LeaseLost` refusal marks the lease lost.
+    fn set_status(
+        &self,
+        py: Python<'_>,
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&serde_json::Value>,
+    ) -> PyResult<()> {
+        let sh = &*self.shared;
+        let token = sh.token.load(Ordering::Acquire);
+        let res = py.detach(|| {
+            if token == 0 {
+                sh.store
+                    .finish_status(&sh.run_id, status, at, error, result)
+            } else {
+                sh.store
+                    .finish_status_fenced(&sh.run_id, status, at, error, result, token)
+            }
+        });
+        sh.note_lost(&res);
+        res.map_err(store_error)
+    }
+
     /// Writes every buffered event now.
     pub fn flush_pending(&self, py: Python<'_>) -> Result<(), StoreError> {
         let sh = &*self.shared;
@@ -582,25 +607,74 @@ impl Journal {
             })?),
             _ => None,
         };
+        self.set_status(py, &status, at, error.as_deref(), result.as_ref())
+    }
+
+    /// The end of this process's execution of the run, in one store transaction where the
+    /// store can (`Store.finish_run_fenced`): the buffered events, the run's status (as
+    /// `finish_status`: `error` and `result` when not `None`), its control request cleared when
+    /// `clear_control`, and the held lease released (its heartbeat stopped first). Returns
+    /// whether the lease was released. Without a held lease it writes the same, unfenced, in
+    /// separate calls. Raises `LeaseLostError` when another process took over (nothing written;
+    /// the lease is then not this process's to release), `StoreError` otherwise (the lease is
+    /// still held: `release` gives it up).
+    #[pyo3(signature = (status, at, error=None, result=None, clear_control=true))]
+    fn finish_run(
+        &self,
+        py: Python<'_>,
+        status: String,
+        at: f64,
+        error: Option<String>,
+        result: Option<&Bound<'_, PyAny>>,
+        clear_control: bool,
+    ) -> PyResult<bool> {
+        let result = match result {
+            Some(r) if !r.is_none() => Some(to_json(r).map_err(|e| {
+                pyo3::exceptions::PyTypeError::new_err(format!(
+                    "the run's result cannot be stored as JSON: {e}"
+                ))
+            })?),
+            _ => None,
+        };
         let sh = &*self.shared;
         let token = sh.token.load(Ordering::Acquire);
-        let res = py.detach(|| {
-            if token == 0 {
-                sh.store
-                    .finish_status(&sh.run_id, &status, at, error.as_deref(), result.as_ref())
-            } else {
-                sh.store.finish_status_fenced(
-                    &sh.run_id,
-                    &status,
-                    at,
-                    error.as_deref(),
-                    result.as_ref(),
-                    token,
-                )
+        if token == 0 || sh.lost.lock().is_some() {
+            self.flush_pending(py).map_err(store_error)?;
+            self.set_status(py, &status, at, error.as_deref(), result.as_ref())?;
+            if clear_control {
+                let run_id = Arc::clone(&sh.run_id);
+                py.detach(|| sh.store.set_control(&run_id, None))
+                    .map_err(store_error)?;
             }
+            return Ok(false);
+        }
+        // No renewal may land after the release.
+        if let Some(h) = sh.lease.lock().take() {
+            if let Some(t) = h.timer {
+                t.abort();
+            }
+        }
+        let res = py.detach(|| {
+            let mut buf = sh.buffer.lock();
+            let events = std::mem::take(&mut *buf);
+            sh.store.finish_run_fenced(
+                &sh.run_id,
+                &events,
+                &status,
+                at,
+                error.as_deref(),
+                result.as_ref(),
+                clear_control,
+                token,
+            )
         });
         sh.note_lost(&res);
-        res.map_err(store_error)
+        let released = res.map_err(store_error)?;
+        // Released with the status: nothing is fenced with the token any more.
+        let _ = sh
+            .token
+            .compare_exchange(token, 0, Ordering::AcqRel, Ordering::Acquire);
+        Ok(released)
     }
 
     /// Writes buffered events now (batch mode). Raises `StoreError` (and subclasses).

@@ -200,6 +200,57 @@ impl PyStore {
         self.call(py, |s| s.create_run(&rec))
     }
 
+    /// Records a new run (as `create_run`) and claims its lease (as `claim` without a
+    /// take-over) for the owner (`host`, `pid`, `owner_id`, `started`) until
+    /// `now + lease_seconds` (unix seconds; seconds), in one store transaction where the store
+    /// can. Returns `(won, lease)` as `claim` does. `StoreError` if the id exists.
+    #[pyo3(signature = (run_id, workflow_id, name, version, status, input, created_at, host, pid, owner_id, started, now, lease_seconds))]
+    #[allow(clippy::too_many_arguments)]
+    fn create_run_claimed<'py>(
+        &self,
+        py: Python<'py>,
+        run_id: String,
+        workflow_id: String,
+        name: String,
+        version: String,
+        status: String,
+        input: &Bound<'_, PyAny>,
+        created_at: f64,
+        host: String,
+        pid: u32,
+        owner_id: String,
+        started: Option<u64>,
+        now: f64,
+        lease_seconds: f64,
+    ) -> PyResult<(bool, Bound<'py, PyDict>)> {
+        let rec = RunRecord {
+            run_id,
+            workflow_id,
+            name,
+            version,
+            status,
+            created_at,
+            updated_at: created_at,
+            input: json_arg("the run's input context", input)?,
+            error: None,
+            result: None,
+            lease: None,
+        };
+        let owner = LeaseOwner {
+            host,
+            pid,
+            id: owner_id,
+            started,
+        };
+        let claim = self.call(py, |s| {
+            s.create_run_claimed(&rec, &owner, now, lease_seconds)
+        })?;
+        Ok(match claim {
+            Claim::Won(l) => (true, lease_dict(py, &l)?),
+            Claim::Held(l) => (false, lease_dict(py, &l)?),
+        })
+    }
+
     /// The run's record as a dict (`RunNotFoundError` if absent).
     fn get_run<'py>(&self, py: Python<'py>, run_id: String) -> PyResult<Bound<'py, PyDict>> {
         let r = self.call(py, |s| s.get_run(&run_id))?;

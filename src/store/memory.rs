@@ -277,6 +277,63 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn create_run_claimed(
+        &self,
+        run: &RunRecord,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+    ) -> Result<Claim, StoreError> {
+        // Under one lock: no other claim can come between the two.
+        let mut inner = self.inner.lock();
+        if inner.runs.contains_key(&run.run_id) {
+            return Err(StoreError::RunExists(run.run_id.clone()));
+        }
+        inner.created += 1;
+        let lease = Lease {
+            owner: owner.clone(),
+            token: 1,
+            heartbeat_at: now,
+            expires_at: now + ttl,
+        };
+        let state = RunState {
+            record: RunRecord {
+                lease: Some(lease.clone()),
+                ..run.clone()
+            },
+            order: inner.created,
+            events: Vec::new(),
+            control: None,
+            decisions: Vec::new(),
+            token: 1,
+        };
+        inner.runs.insert(run.run_id.clone(), state);
+        Ok(Claim::Won(lease))
+    }
+
+    fn finish_run_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        clear_control: bool,
+        token: u64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.inner.lock();
+        let run = inner.run_mut(run_id)?;
+        run.check_fence(token)?;
+        push_events(run, events);
+        set_status(run, status, at, error, result);
+        if clear_control {
+            run.control = None;
+        }
+        run.record.lease = None;
+        Ok(true)
+    }
+
     fn put_workflow(&self, workflow_id: &str, definition: &Value) -> Result<(), StoreError> {
         let mut inner = self.inner.lock();
         inner

@@ -169,6 +169,56 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (nothing changed) when the run's lease is not that one any more.
     fn release(&self, run_id: &str, token: u64) -> Result<bool, StoreError>;
 
+    /// Records a new run and claims its lease for `owner` until `now + ttl` (unix seconds; `ttl`
+    /// in seconds), as [`create_run`](Store::create_run) then [`claim`](Store::claim) with no
+    /// take-over do, returning the claim (won with token 1 unless another process claimed the id
+    /// in between). The default calls those two; a backend that can do both in one transaction
+    /// overrides it (one commit instead of two per durable run; issue 18's D4).
+    /// [`StoreError::RunExists`] if the id is taken (nothing claimed).
+    fn create_run_claimed(
+        &self,
+        run: &RunRecord,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+    ) -> Result<Claim, StoreError> {
+        self.create_run(run)?;
+        self.claim(&run.run_id, owner, now, ttl, None)
+    }
+
+    /// The end of an execution that holds the run's lease with fencing token `token`: appends
+    /// `events` (none: nothing appended), sets the run's status as
+    /// [`finish_status`](Store::finish_status) does, clears its control request when
+    /// `clear_control`, and releases the lease. Refused with [`StoreError::LeaseLost`] as
+    /// [`append_fenced`](Store::append_fenced) is. Returns whether the lease was released (as
+    /// [`release`](Store::release)).
+    ///
+    /// The default calls [`append_fenced`](Store::append_fenced),
+    /// [`finish_status_fenced`](Store::finish_status_fenced), [`set_control`](Store::set_control)
+    /// and [`release`](Store::release) in that order (a failure stops it there, as the separate
+    /// calls would); a backend that can overrides it with one transaction, all or nothing.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_run_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        clear_control: bool,
+        token: u64,
+    ) -> Result<bool, StoreError> {
+        if !events.is_empty() {
+            self.append_fenced(run_id, events, token)?;
+        }
+        self.finish_status_fenced(run_id, status, at, error, result, token)?;
+        if clear_control {
+            self.set_control(run_id, None)?;
+        }
+        self.release(run_id, token)
+    }
+
     /// Saves a workflow definition (JSON), replacing any previous one with this id.
     fn put_workflow(&self, workflow_id: &str, definition: &Value) -> Result<(), StoreError>;
 

@@ -78,6 +78,8 @@ LEASE_POLL_INTERVAL = 0.5
 #: buffered).
 Durability = Literal["sync", "batch"]
 
+_RUNNING = WorkflowStatus.RUNNING.value
+
 _FINISHED = {
     WorkflowStatus.COMPLETED,
     WorkflowStatus.FAILED,
@@ -291,20 +293,25 @@ class DurableRun:
             )
         except TypeError as exc:
             raise TypeError(f"workflow '{workflow.workflow_id}': {exc}") from None
-        store._native.create_run(
+        # The run and its lease in one store transaction where the store can (one commit per
+        # durable run fewer: issue 18's D4). Nobody else knows the id yet, so the claim cannot
+        # meet a live owner (unless a resume raced it: then it raises RunLeasedError).
+        host, pid, owner_id, started = new_owner()
+        now = time.time()
+        won, lease = store._native.create_run_claimed(
             run_id,
             workflow.workflow_id,
             workflow.name,
             str(workflow.version),
-            WorkflowStatus.RUNNING.value,
+            _RUNNING,
             data,
-            time.time(),
-        )
-        # Nobody else knows the id yet, so the claim cannot meet a live owner (unless a
-        # resume raced it: then it raises RunLeasedError).
-        host, pid, owner_id, started = new_owner()
-        won, lease = store._native.claim(
-            run_id, host, pid, owner_id, started, time.time(), workflow._lease_seconds
+            now,
+            host,
+            pid,
+            owner_id,
+            started,
+            now,
+            workflow._lease_seconds,
         )
         if not won:
             raise _leased_error(run_id, lease, None)
@@ -454,18 +461,23 @@ class DurableRun:
         return {sid: done.get(sid, 0) + n for sid, (n, _t) in last.items()}
 
     def record_end(self, status: WorkflowStatus, error: str | None, final_output: Any) -> None:
-        """Writes the run's end: pending checkpoints, then its status and stored result."""
-        self.journal.flush()
+        """Writes the run's end: pending checkpoints, its status and stored result, its control
+        request cleared (unless it paused or waits for an approval), and the lease released,
+        in one store transaction where the store can (``Journal.finish_run``): the execution
+        here is over once its end is recorded."""
         result = None
         if status == WorkflowStatus.COMPLETED:
             try:
                 result = self.journal.encode_output("result", final_output)
             except TypeError:
                 result = None
-        native = self.store._native
-        self.journal.finish_status(status.value, time.time(), error, result)
-        if status not in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL):
-            native.set_control(self.run_id, None)
+        self.journal.finish_run(
+            status.value,
+            time.time(),
+            error,
+            result,
+            status not in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL),
+        )
 
     def record_interrupted(self, reason: str) -> None:
         """Records the run ``INTERRUPTED`` with error ``reason`` when its execution here is

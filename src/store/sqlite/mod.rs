@@ -158,79 +158,8 @@ impl SqliteStore {
         fence: Option<u64>,
     ) -> Result<Vec<u64>, StoreError> {
         // Serialized before taking the lock.
-        let encoded: Vec<[Option<String>; 3]> = events
-            .iter()
-            .map(|e| {
-                [
-                    e.output.as_ref().map(to_json),
-                    e.delta.as_ref().map(to_json),
-                    e.detail.as_ref().map(to_json),
-                ]
-            })
-            .collect();
-        self.write(|conn| {
-            // The run's last event, read under the write lock: another process appending to the
-            // same run waits for our commit, then reads the id we wrote.
-            // The lease is read in the same statement: a fenced append costs no extra query.
-            let Some((key, last_id, token, held)) = conn
-                .prepare_cached(
-                    "SELECT key, (SELECT id FROM events
-                                  WHERE id > runs.key << 32 AND id <= (runs.key << 32) | 0xFFFFFFFF
-                                  ORDER BY id DESC LIMIT 1),
-                            lease_token, lease_owner IS NOT NULL
-                     FROM runs WHERE run_id = ?1",
-                )?
-                .query_row([run_id], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, Option<i64>>(1)?,
-                        row.get::<_, i64>(2)? as u64,
-                        row.get::<_, bool>(3)?,
-                    ))
-                })
-                .optional()?
-            else {
-                return Ok(Err(StoreError::RunNotFound(run_id.to_string())));
-            };
-            if let Some(fence) = fence.filter(|fence| !held || *fence != token) {
-                return Ok(Err(StoreError::LeaseLost {
-                    run_id: run_id.to_string(),
-                    token: fence,
-                    current: token,
-                }));
-            }
-            let last_seq = last_id.map_or(0, |id| id - first_id(key));
-            if last_seq + events.len() as i64 > MAX_SEQ {
-                return Ok(Err(StoreError::Backend(format!(
-                    "run '{run_id}' cannot hold more than {MAX_SEQ} events"
-                ))));
-            }
-            let mut insert = conn.prepare_cached(
-                "INSERT INTO events (id, step_id, status, attempt, at, duration_ms, error_type, error,
-                                     output, delta, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            )?;
-            let mut seqs = Vec::with_capacity(events.len());
-            for ((event, [output, delta, detail]), seq) in
-                events.iter().zip(&encoded).zip(last_seq + 1..)
-            {
-                insert.execute(params![
-                    first_id(key) + seq,
-                    event.step_id,
-                    event.status,
-                    event.attempt,
-                    event.at,
-                    event.duration_ms,
-                    event.error_type,
-                    event.error,
-                    output,
-                    delta,
-                    detail,
-                ])?;
-                seqs.push(seq as u64);
-            }
-            Ok(Ok(seqs))
-        })
+        let encoded = encode_events(events);
+        self.write(|conn| append_in(conn, run_id, events, &encoded, fence))
     }
 
     fn read_run(row: &Row<'_>) -> Result<RunRecord, StoreError> {
@@ -266,6 +195,94 @@ impl SqliteStore {
             run_id: run_id.clone(),
         })
     }
+}
+
+/// The JSON columns of `events` (output, delta, detail), serialized before the store's lock is
+/// taken.
+fn encode_events(events: &[StepEvent]) -> Vec<[Option<String>; 3]> {
+    events
+        .iter()
+        .map(|e| {
+            [
+                e.output.as_ref().map(to_json),
+                e.delta.as_ref().map(to_json),
+                e.detail.as_ref().map(to_json),
+            ]
+        })
+        .collect()
+}
+
+/// Inside a write transaction: appends `events` (their JSON columns `encoded`) to the run's
+/// history, refused with `LeaseLost` when `fence` is a token other than the run's held one.
+fn append_in(
+    conn: &Connection,
+    run_id: &str,
+    events: &[StepEvent],
+    encoded: &[[Option<String>; 3]],
+    fence: Option<u64>,
+) -> rusqlite::Result<Result<Vec<u64>, StoreError>> {
+    // The run's last event, read under the write lock: another process appending to the
+    // same run waits for our commit, then reads the id we wrote.
+    // The lease is read in the same statement: a fenced append costs no extra query.
+    let Some((key, last_id, token, held)) = conn
+        .prepare_cached(
+            "SELECT key, (SELECT id FROM events
+                          WHERE id > runs.key << 32 AND id <= (runs.key << 32) | 0xFFFFFFFF
+                          ORDER BY id DESC LIMIT 1),
+                    lease_token, lease_owner IS NOT NULL
+             FROM runs WHERE run_id = ?1",
+        )?
+        .query_row([run_id], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, Option<i64>>(1)?,
+                row.get::<_, i64>(2)? as u64,
+                row.get::<_, bool>(3)?,
+            ))
+        })
+        .optional()?
+    else {
+        return Ok(Err(StoreError::RunNotFound(run_id.to_string())));
+    };
+    if let Some(fence) = fence.filter(|fence| !held || *fence != token) {
+        return Ok(Err(StoreError::LeaseLost {
+            run_id: run_id.to_string(),
+            token: fence,
+            current: token,
+        }));
+    }
+    if events.is_empty() {
+        return Ok(Ok(Vec::new()));
+    }
+    let last_seq = last_id.map_or(0, |id| id - first_id(key));
+    if last_seq + events.len() as i64 > MAX_SEQ {
+        return Ok(Err(StoreError::Backend(format!(
+            "run '{run_id}' cannot hold more than {MAX_SEQ} events"
+        ))));
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO events (id, step_id, status, attempt, at, duration_ms, error_type, error,
+                             output, delta, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    let mut seqs = Vec::with_capacity(events.len());
+    for ((event, [output, delta, detail]), seq) in events.iter().zip(encoded).zip(last_seq + 1..) {
+        insert.execute(params![
+            first_id(key) + seq,
+            event.step_id,
+            event.status,
+            event.attempt,
+            event.at,
+            event.duration_ms,
+            event.error_type,
+            event.error,
+            output,
+            delta,
+            detail,
+        ])?;
+        seqs.push(seq as u64);
+    }
+    Ok(Ok(seqs))
 }
 
 /// The run's token counter and its held lease (`None`: run absent; inner `Err`: a corrupt owner).
@@ -729,6 +746,88 @@ impl Store for SqliteStore {
         .and_then(|mut stmt| stmt.execute(params![key, value, expires_at]))
         .map_err(|e| self.backend(e))?;
         Ok(())
+    }
+
+    fn create_run_claimed(
+        &self,
+        run: &RunRecord,
+        owner: &LeaseOwner,
+        now: f64,
+        ttl: f64,
+    ) -> Result<Claim, StoreError> {
+        // One INSERT (one commit) writes the run with its first lease: nobody can have claimed
+        // a run that did not exist.
+        let input = to_json(&run.input);
+        let result = run.result.as_ref().map(to_json);
+        let lease = Lease {
+            owner: owner.clone(),
+            token: 1,
+            heartbeat_at: now,
+            expires_at: now + ttl,
+        };
+        let conn = self.conn.lock();
+        let inserted = conn
+            .prepare_cached(&format!(
+                "INSERT INTO runs ({RUN_COLUMNS}, lease_token, lease_owner, lease_heartbeat,
+                                   lease_expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 1, ?11, ?12, ?13)
+                 ON CONFLICT (run_id) DO NOTHING"
+            ))
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    run.run_id,
+                    run.workflow_id,
+                    run.name,
+                    run.version,
+                    run.status,
+                    run.created_at,
+                    run.updated_at,
+                    input,
+                    run.error,
+                    result,
+                    owner.encode(),
+                    lease.heartbeat_at,
+                    lease.expires_at,
+                ])
+            })
+            .map_err(|e| self.backend(e))?;
+        if inserted == 0 {
+            return Err(StoreError::RunExists(run.run_id.clone()));
+        }
+        Ok(Claim::Won(lease))
+    }
+
+    fn finish_run_fenced(
+        &self,
+        run_id: &str,
+        events: &[StepEvent],
+        status: &str,
+        at: f64,
+        error: Option<&str>,
+        result: Option<&Value>,
+        clear_control: bool,
+        token: u64,
+    ) -> Result<bool, StoreError> {
+        let encoded = encode_events(events);
+        let result = result.map(to_json);
+        // One transaction (one commit): the fence is checked once, the run's status and the
+        // lease's release are one UPDATE of its row.
+        self.write(|conn| {
+            if let Err(e) = append_in(conn, run_id, events, &encoded, Some(token))? {
+                return Ok(Err(e));
+            }
+            conn.prepare_cached(
+                "UPDATE runs SET status = ?2, updated_at = ?3, error = COALESCE(?4, error),
+                 result = COALESCE(?5, result), lease_owner = NULL, lease_heartbeat = NULL,
+                 lease_expires = NULL WHERE run_id = ?1",
+            )?
+            .execute(params![run_id, status, at, error, result])?;
+            if clear_control {
+                conn.prepare_cached("DELETE FROM controls WHERE run_id = ?1")?
+                    .execute([run_id])?;
+            }
+            Ok(Ok(true))
+        })
     }
 
     fn put_workflow(&self, workflow_id: &str, definition: &Value) -> Result<(), StoreError> {
