@@ -765,6 +765,139 @@ fn a_workflow_definition_is_upserted(store: &dyn Store) {
     );
 }
 
+fn a_run_created_claimed_holds_token_one_and_reads_back_as_created_then_claimed(
+    store: &dyn Store,
+) {
+    let run_id = unique("run");
+    let t = now();
+    let rec = run(&run_id, &unique("wf"), t);
+    let lease = won(store
+        .create_run_claimed(&rec, &owner("a"), t, 30.0)
+        .unwrap());
+    assert_eq!(lease.token, 1);
+    assert_eq!(lease.owner, owner("a"));
+    assert_eq!(lease.heartbeat_at, t);
+    assert_eq!(lease.expires_at, t + 30.0);
+    let stored = store.get_run(&run_id).unwrap();
+    assert_eq!(stored.lease, Some(lease.clone()));
+    assert_eq!(
+        RunRecord {
+            lease: None,
+            ..stored
+        },
+        rec
+    );
+    // Held: a second claimant is refused, the holder's fenced writes go through.
+    assert!(matches!(
+        store.claim(&run_id, &owner("b"), t + 1.0, 30.0, None).unwrap(),
+        Claim::Held(held) if held == lease
+    ));
+    store
+        .append_fenced(&run_id, &[event("a", "completed")], lease.token)
+        .unwrap();
+    // The id is taken: refused, and the first run and its lease are unchanged.
+    assert_eq!(
+        store
+            .create_run_claimed(&run(&run_id, "other", t + 2.0), &owner("b"), t + 2.0, 30.0)
+            .unwrap_err(),
+        StoreError::RunExists(run_id.clone())
+    );
+    assert_eq!(store.get_run(&run_id).unwrap().lease, Some(lease));
+    assert_eq!(store.get_run(&run_id).unwrap().workflow_id, rec.workflow_id);
+}
+
+fn finishing_a_run_fenced_appends_sets_status_clears_control_and_releases(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let lease = won(store.claim(&run_id, &owner("a"), t, 30.0, None).unwrap());
+    store
+        .append_fenced(&run_id, &[event("a", "running")], lease.token)
+        .unwrap();
+    store.set_control(&run_id, Some(Control::Cancel)).unwrap();
+    let result = json!({"counter": 3});
+    let released = store
+        .finish_run_fenced(
+            &run_id,
+            &[event("a", "completed"), event("b", "completed")],
+            "completed",
+            t + 1.0,
+            Some("why"),
+            Some(&result),
+            true,
+            lease.token,
+        )
+        .unwrap();
+    assert!(released);
+    let events = store.events(&run_id, 0).unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3]);
+    assert_eq!(events[2].step_id, "b");
+    let stored = store.get_run(&run_id).unwrap();
+    assert_eq!(stored.status, "completed");
+    assert_eq!(stored.updated_at, t + 1.0);
+    assert_eq!(stored.error.as_deref(), Some("why"));
+    assert_eq!(stored.result, Some(result));
+    assert_eq!(stored.lease, None);
+    assert_eq!(store.control(&run_id).unwrap(), None);
+    // Released: the token fences nothing any more, and the run is free to claim.
+    assert!(matches!(
+        store.append_fenced(&run_id, &[event("z", "running")], lease.token),
+        Err(StoreError::LeaseLost { .. })
+    ));
+    let next = won(store
+        .claim(&run_id, &owner("b"), t + 2.0, 30.0, None)
+        .unwrap());
+    assert_eq!(next.token, lease.token + 1);
+    // Without clear_control (a paused run), the control stays; no events, no result: kept.
+    store.set_control(&run_id, Some(Control::Pause)).unwrap();
+    assert!(store
+        .finish_run_fenced(&run_id, &[], "paused", t + 3.0, None, None, false, next.token)
+        .unwrap());
+    let stored = store.get_run(&run_id).unwrap();
+    assert_eq!(stored.status, "paused");
+    assert_eq!(stored.result, Some(json!({"counter": 3})));
+    assert_eq!(store.control(&run_id).unwrap(), Some(Control::Pause));
+    assert_eq!(store.events(&run_id, 0).unwrap().len(), 3);
+}
+
+fn finishing_a_run_with_a_stale_token_is_refused_and_changes_nothing(store: &dyn Store) {
+    let run_id = new_run(store);
+    let t = now();
+    let first = won(store.claim(&run_id, &owner("a"), t, 1.0, None).unwrap());
+    let second = won(store
+        .claim(&run_id, &owner("b"), t + 2.0, 30.0, None)
+        .unwrap());
+    store.set_control(&run_id, Some(Control::Pause)).unwrap();
+    let before_events = store.events(&run_id, 0).unwrap();
+    let before_run = store.get_run(&run_id).unwrap();
+    assert_eq!(
+        store
+            .finish_run_fenced(
+                &run_id,
+                &[event("z", "completed")],
+                "completed",
+                t + 3.0,
+                None,
+                None,
+                true,
+                first.token,
+            )
+            .unwrap_err(),
+        StoreError::LeaseLost {
+            run_id: run_id.clone(),
+            token: first.token,
+            current: second.token,
+        }
+    );
+    assert_eq!(store.events(&run_id, 0).unwrap(), before_events);
+    assert_eq!(store.get_run(&run_id).unwrap(), before_run);
+    assert_eq!(store.control(&run_id).unwrap(), Some(Control::Pause));
+    assert!(matches!(
+        store.finish_run_fenced("no-such-run", &[], "completed", t, None, None, true, 1),
+        Err(StoreError::RunNotFound(_))
+    ));
+}
+
 // --- the backends ---
 
 /// A store, and the directory to delete once the test is done with it.
@@ -856,4 +989,7 @@ conformance!(
     a_released_lease_frees_the_run_and_fences_its_old_holder,
     lease_methods_on_an_unknown_run_are_run_not_found,
     of_concurrent_claimants_exactly_one_wins,
+    a_run_created_claimed_holds_token_one_and_reads_back_as_created_then_claimed,
+    finishing_a_run_fenced_appends_sets_status_clears_control_and_releases,
+    finishing_a_run_with_a_stale_token_is_refused_and_changes_nothing,
 );

@@ -39,6 +39,11 @@ from _harness import FULL, MARKER, QUICK, WORKLOADS, Record, Sizes, repetitions
 HERE = Path(__file__).resolve().parent
 REPORT = HERE.parents[1] / "BENCHMARKS.md"
 ENV = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}  # jaf imports litellm: stay offline
+# Workers write missing .pyc files, as `pip install` does, even where the caller's environment
+# sets PYTHONDONTWRITEBYTECODE: otherwise every fresh worker compiles the modules it imports
+# lazily from source, inside the timings (D3's recovery imported batten's durable-run module
+# that way: ~13-20 ms of a ~20 ms recovery on the shared 2-core machine).
+ENV.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,8 @@ async def _resume_claimed(
     restored = with_input_defaults(workflow, context)  # a run recorded before it declared them
     assert restored is not None
     context = restored
-    native.set_control(run_id, None)
+    if control is not None:  # a pause obeyed now: cleared (no write when there is none)
+        native.set_control(run_id, None)
     durable.journal.finish_status(WorkflowStatus.RUNNING.value, time.time())
     return await execute(
         workflow,
