@@ -765,9 +765,7 @@ fn a_workflow_definition_is_upserted(store: &dyn Store) {
     );
 }
 
-fn a_run_created_claimed_holds_token_one_and_reads_back_as_created_then_claimed(
-    store: &dyn Store,
-) {
+fn a_run_created_claimed_holds_token_one_and_reads_back_as_created_then_claimed(store: &dyn Store) {
     let run_id = unique("run");
     let t = now();
     let rec = run(&run_id, &unique("wf"), t);
@@ -851,7 +849,16 @@ fn finishing_a_run_fenced_appends_sets_status_clears_control_and_releases(store:
     // Without clear_control (a paused run), the control stays; no events, no result: kept.
     store.set_control(&run_id, Some(Control::Pause)).unwrap();
     assert!(store
-        .finish_run_fenced(&run_id, &[], "paused", t + 3.0, None, None, false, next.token)
+        .finish_run_fenced(
+            &run_id,
+            &[],
+            "paused",
+            t + 3.0,
+            None,
+            None,
+            false,
+            next.token
+        )
         .unwrap());
     let stored = store.get_run(&run_id).unwrap();
     assert_eq!(stored.status, "paused");
