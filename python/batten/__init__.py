@@ -131,7 +131,9 @@ _LAZY["load_workflow"] = "batten.config"
 _LAZY.update(dict.fromkeys(("DagWorkflow", "WorkflowBuilder"), "batten.builder"))
 _LAZY["WorkflowEngine"] = "batten.engine"
 _LAZY.update(
-    dict.fromkeys(("Agent", "DeterministicWorkflow", "Handoff", "HandoffWorkflow"), "batten.patterns")
+    dict.fromkeys(
+        ("Agent", "DeterministicWorkflow", "Handoff", "HandoffWorkflow"), "batten.patterns"
+    )
 )
 _LAZY["AgentPool"] = "batten.pool"
 _LAZY.update(
