@@ -136,6 +136,33 @@ def test_an_endless_file_is_refused_after_1_mib():
         load_workflow("/dev/zero")
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_refused_at_once_not_waited_on(here):
+    # Opening a FIFO for reading waits for a writer: without a check, load_workflow blocked
+    # forever. Run in a child process so the bug, if it came back, fails on the timeout.
+    os.mkfifo("wf.yaml")
+    code = textwrap.dedent(
+        """
+        from batten import WorkflowConfigError, load_workflow
+        try:
+            load_workflow("wf.yaml")
+        except WorkflowConfigError as exc:
+            print(exc.file, "|", exc.reason)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, stderr[-2000:]
+    assert stdout.startswith("wf.yaml |") and "not a regular file" in stdout, stdout
+
+
 def test_a_config_dict_that_contains_itself_is_refused():
     config: dict = {"name": "t", "steps": [{"id": "a", "kind": "tool", "tool": "os:getcwd"}]}
     config["steps"][0]["args"] = {"again": config}

@@ -162,6 +162,27 @@ def test_workflow_error_handler_bad_return_fails_the_step(execute):
     assert "'bad'" in bad.error and "retry, fail, skip, fallback" in bad.error
 
 
+@pytest.mark.parametrize(
+    "max_retries", [-1, 2**31, 10**20, pytest.param(10**5000, id="10**5000"), 1.5, "3", True]
+)
+def test_workflow_error_handler_max_retries_out_of_range_fails_the_step(execute, max_retries):
+    # A handler's retry budget is range-checked as with_retry(max_retries=...) is: a huge one
+    # would retry (nearly) forever; each is a typed error naming the step.
+    tries = []
+
+    def flaky():
+        tries.append(1)
+        raise ConnectionError("Network unreachable")
+
+    wf = wf_of(ToolStep("pay", flaky))
+    wf._workflow_handler = lambda e, s, st: {"action": "retry", "max_retries": max_retries}
+    pay = execute(wf).step("pay")
+    assert pay.status == StepStatus.FAILED
+    assert pay.error_type == "WorkflowDefinitionError"
+    assert "step 'pay'" in pay.error and "max_retries" in pay.error
+    assert len(tries) == 1
+
+
 def test_compensations_run_in_reverse_completion_order(execute):
     log = []
     wf = Workflow("saga", "saga")

@@ -224,3 +224,22 @@ def test_first_definition_error_does_not_leave_the_workflow_half_run(execute, st
     with pytest.raises(WorkflowDefinitionError):
         execute(wf)
     assert ran == []
+
+
+@pytest.mark.parametrize("attempts", [10**20, -1, 2**32, 1.5, "2", True])
+def test_step_result_attempts_out_of_range_is_a_typed_error(attempts):
+    # pyo3's own conversion raised a bare OverflowError for 10**20.
+    from batten import StepResult
+
+    with pytest.raises(WorkflowDefinitionError, match=r"StepResult\.attempts must be an int"):
+        StepResult("a", "completed", attempts=attempts)
+    with pytest.raises(WorkflowDefinitionError, match=r"StepResult\.attempts"):
+        StepResult("a", "completed").replace(attempts=attempts)
+
+
+def test_step_result_attempts_in_range_is_kept():
+    from batten import StepResult
+
+    assert StepResult("a", "completed").attempts == 0
+    assert StepResult("a", "completed", attempts=2**32 - 1).attempts == 2**32 - 1
+    assert StepResult("a", "completed").replace(attempts=3).attempts == 3

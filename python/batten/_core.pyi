@@ -168,6 +168,8 @@ class StepResult:
 
         Raises:
             ValueError: ``status`` is not a ``StepStatus`` value.
+            WorkflowDefinitionError: ``attempts`` is not an int (a bool is not) from 0 to
+                ``2**32 - 1``.
         """
     @property
     def step_id(self) -> str: ...
@@ -198,6 +200,7 @@ class StepResult:
         Raises:
             TypeError: a name that is not a field, or a value of the wrong type.
             ValueError: ``status`` is not a ``StepStatus`` value.
+            WorkflowDefinitionError: ``attempts`` out of range (as for the constructor).
         """
     @property
     def is_success(self) -> bool:

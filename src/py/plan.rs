@@ -330,6 +330,10 @@ impl Plan {
         max_total_retries: Option<u32>,
     ) -> PyResult<Self> {
         let graph = Graph::build(decls).map_err(definition_error)?;
+        let mut steps = steps;
+        for (i, step) in steps.iter_mut().enumerate() {
+            step.id = Arc::clone(graph.shared_id(i)); // one allocation per id (see `Graph`)
+        }
         Ok(Plan {
             inner: Some(Arc::new(PlanInner {
                 workflow_id,
@@ -400,6 +404,8 @@ impl Plan {
         let mut decls = Vec::with_capacity(hint);
         let mut steps = Vec::with_capacity(hint);
         let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
+        // Every spec's id is a placeholder until `assemble` shares the graph's.
+        let unset: Arc<str> = Arc::from("");
         // Each spec is read, then dropped before the next is asked for: the compiler hands a
         // generator, so no list of 10,000 specs outlives its reading (see `_runtime.compile`).
         for (index, s) in specs.try_iter()?.enumerate() {
@@ -425,7 +431,7 @@ impl Plan {
                 }
             };
             steps.push(StepSpec {
-                id: Arc::from(id.as_str()),
+                id: Arc::clone(&unset),
                 invoke,
                 arg: None,
                 is_async,
@@ -504,10 +510,11 @@ impl Plan {
         let non_retryable = non_empty(py, non_retryable);
         let mut decls = Vec::with_capacity(items.len());
         let mut steps = Vec::with_capacity(items.len());
+        let unset: Arc<str> = Arc::from(""); // replaced by the graph's id in `assemble`
         for (i, item) in items.into_iter().enumerate() {
             let id = format!("{step_id}[{i}]");
             steps.push(StepSpec {
-                id: Arc::from(id.as_str()),
+                id: Arc::clone(&unset),
                 invoke: invoke.clone_ref(py),
                 arg: Some(item),
                 is_async,

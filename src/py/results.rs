@@ -34,6 +34,13 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StepState> {
     })
 }
 
+/// `StepResult.attempts` given by hand: an int from 0 to `u32::MAX` (`None` is 0); anything
+/// else is a `WorkflowDefinitionError` naming the field (pyo3's own extraction would raise a
+/// bare `OverflowError` for `10**20`).
+fn checked_attempts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
+    Ok(crate::py::args::count32(obj, 0, || "StepResult.attempts".to_string())?.unwrap_or(0))
+}
+
 /// What happened to one step in one run (JAF's ``StepResult``).
 ///
 /// Attributes:
@@ -92,8 +99,13 @@ impl StepResult {
     ///
     /// Raises:
     ///     ValueError: ``status`` is not a ``StepStatus`` value.
+    ///     WorkflowDefinitionError: ``attempts`` is not an int (a bool is not) from 0 to
+    ///         ``2**32 - 1``.
     #[new]
-    #[pyo3(signature = (step_id, status, output=None, error=None, error_type=None, exception=None, attempts=0, execution_time_ms=0.0, metadata=None, children=None))]
+    #[pyo3(
+        signature = (step_id, status, output=None, error=None, error_type=None, exception=None, attempts=None, execution_time_ms=0.0, metadata=None, children=None),
+        text_signature = "(step_id, status, output=None, error=None, error_type=None, exception=None, attempts=0, execution_time_ms=0.0, metadata=None, children=None)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -103,12 +115,13 @@ impl StepResult {
         error: Option<String>,
         error_type: Option<String>,
         exception: Option<Py<PyAny>>,
-        attempts: u32,
+        attempts: Option<&Bound<'_, PyAny>>,
         execution_time_ms: f64,
         metadata: Option<Bound<'_, PyDict>>,
         children: Option<Bound<'_, PyList>>,
     ) -> PyResult<Self> {
         let state = parse_status(status)?;
+        let attempts = checked_attempts(attempts)?;
         Ok(StepResult {
             step_id,
             status: status_member(py, state)?,
@@ -137,6 +150,7 @@ impl StepResult {
     /// Raises:
     ///     TypeError: a name that is not a field, or a value of the wrong type.
     ///     ValueError: ``status`` is not a ``StepStatus`` value.
+    ///     WorkflowDefinitionError: ``attempts`` out of range (as for the constructor).
     #[pyo3(signature = (**changes))]
     fn replace(&self, py: Python<'_>, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut new = StepResult {
@@ -164,7 +178,7 @@ impl StepResult {
                 "error" => new.error = value.extract()?,
                 "error_type" => new.error_type = value.extract()?,
                 "exception" => new.exception = (!value.is_none()).then(|| value.unbind()),
-                "attempts" => new.attempts = value.extract()?,
+                "attempts" => new.attempts = checked_attempts(Some(&value))?,
                 "execution_time_ms" => new.execution_time_ms = value.extract()?,
                 "metadata" => {
                     new.metadata = match value.is_none() {

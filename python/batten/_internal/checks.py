@@ -51,7 +51,11 @@ _INDEX_SUFFIX: Final = re.compile(r"\[[0-9]*\]\Z")
 
 def _fail(owner: str | None, name: str, expected: str, value: Any) -> WorkflowDefinitionError:
     subject = f"{owner}: {name}" if owner else name
-    return WorkflowDefinitionError(f"{subject} must be {expected}, got {value!r:.80}")
+    try:
+        shown = f"{value!r:.80}"
+    except ValueError:  # an int of more than 4,300 digits has no repr (sys.int_info)
+        shown = f"an {type(value).__name__} too large to show"
+    return WorkflowDefinitionError(f"{subject} must be {expected}, got {shown}")
 
 
 def is_finite_number(value: object) -> TypeGuard[int | float]:

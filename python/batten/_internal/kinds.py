@@ -10,6 +10,7 @@ no state and no behaviour.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["ResultKind", "WorkflowHolderKind", "WorkflowKind"]
@@ -23,7 +24,7 @@ class WorkflowKind:
 
     workflow_id: str
     _steps: list[Any]
-    _deps: list[list[str]]
+    _deps: list[Sequence[str]]
 
 
 class WorkflowHolderKind:

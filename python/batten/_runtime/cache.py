@@ -10,7 +10,6 @@ Layer ``batten._runtime``: registered into compilation (``register_call_wrapper`
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -43,8 +42,9 @@ def _default_key(context: Any) -> Any:
 
 def _cache_key(workflow_id: str, step_id: str, key: Any) -> str:
     # NOTE: imported on first use: hashlib (OpenSSL) is ~3 ms of `import batten`, which every
-    # run pays while only cached steps need it.
+    # run pays while only cached steps need it; json ~1 ms.
     import hashlib
+    import json
 
     text = json.dumps(key, sort_keys=True, default=repr)
     digest = hashlib.sha256(text.encode()).hexdigest()

@@ -293,7 +293,29 @@ def compile_plan(
             controls[s.step_id] = found
     if controls:
         policy["controls"] = controls
-    return Plan(plan_id, _specs(steps, deps, opts, nested, recover), max_parallel, **policy)
+    specs = _Counted(len(steps), _specs(steps, deps, opts, nested, recover))
+    return Plan(plan_id, specs, max_parallel, **policy)
+
+
+class _Counted:
+    """An iterator that knows its length, so ``Plan`` sizes its arrays once.
+
+    NOTE: from a bare generator (no ``len``) the engine grew its per-step array by doubling;
+    at 10,000 steps the outgrown copies were left as ~4 MB of free heap that the process kept
+    (peak RSS of benchmark M).
+    """
+
+    __slots__ = ("_items", "_n")
+
+    def __init__(self, n: int, items: Iterator[StepSpec]) -> None:
+        self._n = n
+        self._items = items
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __iter__(self) -> Iterator[StepSpec]:
+        return self._items
 
 
 def _specs(

@@ -23,6 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from batten._core import Nested, StepResult, WorkflowContext
+from batten._internal.checks import MAX_COUNT, check_count
 from batten._internal.options import CompileOptions
 from batten._internal.outcome import raise_failed, state_delta
 from batten._internal.status import StepStatus
@@ -153,10 +154,21 @@ def _checked_decision(step_id: str, value: Any) -> Mapping[str, Any]:
 
 
 def _retry_budget(step_id: str, decision: Mapping[str, Any]) -> int:
+    """The ``max_retries`` of a ``{"action": "retry"}`` decision (default 1).
+
+    Raises:
+        WorkflowDefinitionError: it is not an int (a bool is not) from 0 to ``MAX_COUNT - 1``,
+            the bound of ``with_retry(max_retries=...)``; the message names the step.
+    """
     n = decision.get("max_retries", 1)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise TypeError(f"step '{step_id}': 'max_retries' must be an int >= 0, got {n!r}")
-    return n
+    check_count(
+        n,
+        "the error handler's 'max_retries'",
+        owner=f"step '{step_id}'",
+        minimum=0,
+        maximum=MAX_COUNT - 1,
+    )
+    return int(n)
 
 
 def _needs_recovery(step: Step, opts: CompileOptions) -> bool:

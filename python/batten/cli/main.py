@@ -45,7 +45,6 @@ from batten import (
     WorkflowContext,
     WorkflowStatus,
     __version__,
-    load_workflow,
 )
 from batten._internal.placement import RayExecutor
 from batten._runtime import lifecycle
@@ -53,7 +52,6 @@ from batten._runtime.fork import forked_from
 from batten._runtime.subscribers import on_loop
 from batten.approval import approve, reject
 from batten.cli.progress import Progress
-from batten.config import initial_variables, read_workflow
 from batten.display import result_text
 from batten.durable import cancel, is_finished, stored_result
 from batten.errors import (
@@ -448,6 +446,9 @@ def _inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``batten run FILE``."""
+    # batten.config imports PyYAML: only the commands that read a file import it.
+    from batten.config import initial_variables, load_workflow
+
     workflow = load_workflow(args.file)
     variables = initial_variables(workflow, _inputs(args))
     store = _store(args)
@@ -691,6 +692,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
     """``batten graph FILE [--import]``: the Mermaid flowchart on stdout; nothing of the
     file's is imported unless ``--import`` (exit 2 with ``file:line: field: problem`` if the
     file is malformed)."""
+    from batten.config import read_workflow
+
     workflow = read_workflow(args.file, resolve=args.resolve).workflow
     print(workflow.to_mermaid(direction=args.direction))
     return EXIT_OK
@@ -700,6 +703,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """``batten validate FILE [--no-import] [--json]``: 0 when valid, 2 (with
     ``file:line: field: problem``) if not; with ``--no-import`` the references left unchecked
     are listed (JSON: ``"not_imported"``, a list of ``{file, line, field, reference}``)."""
+    from batten.config import read_workflow
+
     try:
         loaded = read_workflow(args.file, resolve=args.resolve)
     except WorkflowConfigError as exc:
@@ -745,6 +750,8 @@ def _workflow_of(store: Any, run_id: str, file: str | None) -> Any:
                 f"run {run_id} was not started by `batten run` (it records no workflow file); "
                 "pass --file"
             )
+    from batten.config import load_workflow
+
     return load_workflow(file)
 
 

@@ -28,7 +28,9 @@ unsupported tag, a recursive or undefined alias, a duplicate or non-string key: 
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -463,12 +465,24 @@ def read(path: str | Path) -> tuple[Any, LineMap]:
     :data:`MAX_FILE_BYTES` are read, so even an endless file (``/dev/zero``) ends at once.
 
     Raises:
-        WorkflowConfigError: the file cannot be read (missing, a directory, not UTF-8), is
-            larger than :data:`MAX_FILE_BYTES`, or cannot be parsed.
+        WorkflowConfigError: the file cannot be read (missing, a directory, a FIFO or socket
+            rather than a regular file, not UTF-8), is larger than :data:`MAX_FILE_BYTES`, or
+            cannot be parsed.
     """
     name = str(path)
     try:
-        with open(path, "rb") as handle:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, forever.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with open(fd, "rb") as handle:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+                kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket"
+                raise WorkflowConfigError(
+                    f"cannot read the workflow file: not a regular file but {kind}",
+                    file=name,
+                    line=None,
+                    field=None,
+                )
             raw = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise WorkflowConfigError(

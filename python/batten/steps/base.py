@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import sys
 import types
 import weakref
@@ -719,6 +718,8 @@ class AgentStep(_Invocable):
         else:
             text = render(self.message, context.results, self.step_id)
         if self._context_fn is not None:
+            import json  # not at import time: `import batten` stays lean (workload I)
+
             extra = json.dumps(self._context_fn(context), default=str, sort_keys=True)
             text = f"{text}\n\nContext: {extra}"
         return text

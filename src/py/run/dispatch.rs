@@ -498,7 +498,7 @@ impl RunInner {
                 let rec = &mut st.recs[step];
                 rec.end = Some(now);
                 timers.extend(rec.timer.take());
-                rec.error = Some(StepError::from_exc(err.bind(py)));
+                rec.error = Some(Box::new(StepError::from_exc(err.bind(py))));
                 // A running sync call's result is discarded from now on: abandon it.
                 calls.extend(rec.call.take());
                 if !self.plan.steps[step].is_async && matches!(why, Stop::TimedOut(_)) {

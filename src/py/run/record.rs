@@ -289,7 +289,7 @@ impl RunInner {
                         ev.detail = Some(detail);
                         t.store_events.push(ev);
                     }
-                    st.recs[d.step].error = Some(e);
+                    st.recs[d.step].error = Some(Box::new(e));
                     st.sched.retrying(d.step);
                     if delay.is_zero() {
                         if let Some(next) = st.sched.start_retry(d.step) {
@@ -299,7 +299,7 @@ impl RunInner {
                         t.retry_after = Some(delay);
                     }
                 } else {
-                    rec.error = Some(e);
+                    rec.error = Some(Box::new(e));
                     rec.end = Some(now);
                     let state = if is_timeout {
                         StepState::Timeout
@@ -345,7 +345,7 @@ impl RunInner {
             let other = st.sched.completion_order()[i];
             let rec = &mut st.recs[other];
             rec.end = Some(now);
-            rec.error = Some(StepError::from_exc(&err));
+            rec.error = Some(Box::new(StepError::from_exc(&err)));
             finished.push(other);
         }
         true
