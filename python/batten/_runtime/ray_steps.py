@@ -102,13 +102,12 @@ def task_body(fn: Callable[..., Any], is_async: bool, keep: bool = False) -> Cal
         values = dict(zip(map(id, found), ray.get(found), strict=True))
 
         def swap(v: Any) -> Any:
-            if is_ref(v):
-                return values[id(v)]
-            if isinstance(v, dict):
-                return {k: values[id(x)] if is_ref(x) else x for k, x in v.items()}
-            return v
+            return values[id(v)] if is_ref(v) else v
 
-        return tuple(swap(a) for a in args), {k: swap(v) for k, v in kwargs.items()}
+        def swap_arg(a: Any) -> Any:
+            return {k: swap(x) for k, x in a.items()} if isinstance(a, dict) else swap(a)
+
+        return tuple(swap_arg(a) for a in args), {k: swap(v) for k, v in kwargs.items()}
 
     def run_step(
         args: tuple[Any, ...],
