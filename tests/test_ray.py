@@ -242,6 +242,9 @@ def test_bad_placement_values_are_definition_errors():
         ToolStep("s", print).on_ray(memory=1.5)
     with pytest.raises(WorkflowDefinitionError, match="resources"):
         ToolStep("s", print).on_ray(resources=["node_a"])
+    with pytest.raises(WorkflowDefinitionError, match=r"step 's'.*output must be one of"):
+        ToolStep("s", print).on_ray(output="object_ref")
+    assert ToolStep("s", print).on_ray(output="ref").placement.output == "ref"
     with pytest.raises(WorkflowDefinitionError, match="executor must be"):
         Workflow("w", executor="ray")
     with pytest.raises(WorkflowDefinitionError, match="address"):
