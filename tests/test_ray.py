@@ -39,7 +39,7 @@ PY_ENV = {
     "PYTHONPATH": os.pathsep.join([str(HERE.parent / "python"), str(HERE)]),
 }
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(300)
 
 
 def _required() -> bool:
@@ -61,11 +61,16 @@ def cluster():
         _unavailable("ray is not installed (pip install 'batten[ray]')")
     from ray_cluster import running_cluster
 
+    started = time.monotonic()
     try:
         ctx = running_cluster({"node_a": 1, "node_b": 1})
         c = ctx.__enter__()
     except RuntimeError as exc:
         _unavailable(f"a local Ray cluster cannot start here: {exc}")
+    # shown with -s: how long the cluster took to start, in all and per node (ray start to
+    # registered), and how many attempts each worker node needed
+    attempts = {n: w.attempts for n, w in c.workers.items()}
+    print(f"\nray cluster up in {time.monotonic() - started:.1f} s: {c.timings()} {attempts}")
     try:
         yield c
     finally:
@@ -145,6 +150,34 @@ def user_span() -> dict[str, str]:
         }
 
 
+def _load_blob(data: bytes, marks: str) -> Blob:
+    with open(marks, "a") as f:  # one line per process that deserialized a Blob
+        f.write(f"{os.getpid()}\n")
+    return Blob(data, marks)
+
+
+class Blob:
+    """Bytes that note, in the file ``marks``, the pid of every process that deserializes
+    them (so a test sees where a step's output travelled)."""
+
+    def __init__(self, data: bytes, marks: str) -> None:
+        self.data = data
+        self.marks = marks
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_blob, (self.data, self.marks)
+
+
+def make_blob(marks: str, size: int) -> Blob:
+    return Blob(os.urandom(1024) * (size // 1024), marks)
+
+
+def blob_size(blob: Blob) -> list[Any]:
+    import ray
+
+    return [len(blob.data), ray.get_runtime_context().get_node_id(), os.getpid()]
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -209,6 +242,9 @@ def test_bad_placement_values_are_definition_errors():
         ToolStep("s", print).on_ray(memory=1.5)
     with pytest.raises(WorkflowDefinitionError, match="resources"):
         ToolStep("s", print).on_ray(resources=["node_a"])
+    with pytest.raises(WorkflowDefinitionError, match=r"step 's'.*output must be one of"):
+        ToolStep("s", print).on_ray(output="object_ref")
+    assert ToolStep("s", print).on_ray(output="ref").placement.output == "ref"
     with pytest.raises(WorkflowDefinitionError, match="executor must be"):
         Workflow("w", executor="ray")
     with pytest.raises(WorkflowDefinitionError, match="address"):
@@ -381,6 +417,50 @@ def test_cli_executor_flag_runs_steps_on_the_cluster(cluster, tmp_path):
     )
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
     assert cluster.workers["node_a"].node_id in out.stdout
+
+
+def test_a_ref_output_goes_from_node_to_node_without_the_driver(cluster, tmp_path):
+    """A 50 MiB output made on node_a with ``output="ref"`` is consumed on node_b: the run
+    holds its ObjectRef, the consumer gets the value, and only the consumer's worker ever
+    deserialized it (not this process, the driver)."""
+    import ray
+
+    marks = tmp_path / "marks"
+    marks.touch()
+    size = 50 * 2**20
+    wf = Workflow("by-ref")
+    wf.add_step(
+        ToolStep("make", make_blob, {"marks": str(marks), "size": size}).on_ray(
+            resources={"node_a": 1}, output="ref"
+        )
+    )
+    wf.add_step(
+        ToolStep("size", blob_size, {"blob": "{make.result}"}).on_ray(resources={"node_b": 1})
+    )
+    result = wf.run(timeout=120)
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    got_size, node, consumer_pid = result.step("size").output
+    assert (got_size, node) == (size, cluster.workers["node_b"].node_id)
+    ref = result.step("make").output
+    assert isinstance(ref, ray.ObjectRef)
+    assert marks.read_text().split() == [str(consumer_pid)]  # never deserialized here
+    # the ref is usable from the driver too, and then (and only then) the driver holds it
+    assert len(ray.get(ref, timeout=60).data) == size
+    assert marks.read_text().split() == [str(consumer_pid), str(os.getpid())]
+
+
+def test_a_ref_output_in_a_durable_run_is_checkpointed_as_its_value(cluster, tmp_path):
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    wf = Workflow("by-ref-durable").with_store(db)
+    wf.add_step(ToolStep("make", burn, {"item": 3, "seconds": 0.01}).on_ray(output="ref"))
+    wf.add_step(ToolStep("echo", lambda v: v, {"v": "{make.result}"}))
+    result = asyncio.run(wf.execute(run_id="ref-run", timeout=120))
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert result.step("make").output[0] == 3  # the value, as the checkpoint holds it
+    assert result.step("echo").output == result.step("make").output
+    history = batten.run_history("ref-run", store=db)
+    done = [r for r in history if r.step_id == "make" and r.status == StepStatus.COMPLETED]
+    assert len(done) == 1 and done[0].output[0] == 3
 
 
 def test_worker_node_killed_mid_map_is_retried_once_per_item(cluster, tmp_path):

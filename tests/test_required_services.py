@@ -69,7 +69,8 @@ def test_ci_requires_every_service() -> None:
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     found = re.search(r"^export BATTEN_REQUIRE_SERVICES=(\w+(?:,\w+)*)$", ci, re.MULTILINE)
     assert found, ci
-    assert {"redis", "postgres", "chromium"} <= set(found.group(1).split(",")), found.group(0)
+    required = set(found.group(1).split(","))
+    assert {"redis", "postgres", "chromium", "ray"} <= required, found.group(0)
     assert "apt-get install -y -qq postgresql" in ci
 
 
@@ -159,3 +160,42 @@ def test_every_cargo_test_that_needs_a_postgres_server_is_ignored_without_one() 
     conformance = (ROOT / "tests" / "store_conformance.rs").read_text(encoding="utf-8")
     module = conformance.split("mod postgres {", 1)[1].split("}\n    };", 1)[0]
     assert "#[ignore" in module and "postgres_store" in module
+
+
+_RAY_TEST = "tests/test_ray.py::test_map_of_cpu_bound_steps_spreads_over_both_workers"
+
+
+def _without_ray(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment with a ``ray`` package first on the path that cannot be imported."""
+    blocked = tmp_path / "no-ray"
+    (blocked / "ray").mkdir(parents=True, exist_ok=True)
+    (blocked / "ray" / "__init__.py").write_text("raise ImportError('ray blocked by the test')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("BATTEN_REQUIRE_SERVICES", "CI")}
+    paths = [str(blocked), str(ROOT / "python"), env.get("PYTHONPATH", "")]
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p), **extra}
+
+
+def _pytest_ray(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", _RAY_TEST],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_ray_cluster_test_without_ray_is_reported_as_skipped(tmp_path: Path) -> None:
+    done = _pytest_ray(_without_ray(tmp_path))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in summary and "passed" not in summary, summary
+
+
+def test_a_ray_cluster_test_without_ray_fails_where_ray_is_required(tmp_path: Path) -> None:
+    done = _pytest_ray(_without_ray(tmp_path, BATTEN_REQUIRE_SERVICES="redis,ray"))
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode != 0, done.stdout
+    assert "BATTEN_REQUIRE_SERVICES names ray" in done.stdout, done.stdout
+    assert "error" in summary and "skipped" not in summary, summary

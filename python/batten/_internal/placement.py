@@ -19,6 +19,8 @@ from batten.errors import WorkflowDefinitionError
 __all__ = ["RayExecutor", "RayPlacement", "require_ray"]
 
 RAY_EXTRA = "pip install 'batten[ray]'"
+#: ``on_ray(output=...)``: the output comes back (``"value"``) or stays in Ray (``"ref"``).
+OUTPUTS = ("value", "ref")
 
 
 def require_ray(owner: str) -> None:
@@ -129,6 +131,9 @@ class RayPlacement:
     memory: int | None = None
     resources: dict[str, float] | None = None
     runtime_env: dict[str, Any] | None = None
+    #: ``"value"``: the output comes back to this process; ``"ref"``: it stays in Ray's object
+    #: store and the run holds its ``ObjectRef``.
+    output: str = "value"
 
     @classmethod
     def checked(
@@ -139,9 +144,15 @@ class RayPlacement:
         memory: Any = None,
         resources: Any = None,
         runtime_env: Any = None,
+        output: Any = "value",
     ) -> RayPlacement:
         """The placement, each value checked; raises ``WorkflowDefinitionError`` naming
         ``owner`` and the field."""
+        if output not in OUTPUTS:
+            raise WorkflowDefinitionError(
+                f"{owner}: output must be one of {', '.join(map(repr, OUTPUTS))}, "
+                f"got {output!r:.80}"
+            )
         if resources is not None:
             if not isinstance(resources, Mapping) or not all(isinstance(k, str) for k in resources):
                 raise WorkflowDefinitionError(
@@ -156,6 +167,7 @@ class RayPlacement:
             _check_amount(memory, "memory (bytes)", owner, integer=True),
             resources,
             _check_runtime_env(runtime_env, owner),
+            output,
         )
 
     def options(self) -> dict[str, Any]:

@@ -364,13 +364,13 @@ def _isolated_spec(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec
     if step.isolation != "process":
         return spec
     where = f"step '{step.step_id}'"
-    parts_of = getattr(step, "_isolated_parts", None)
-    if parts_of is None or step._is_composite:
+    remote_call = getattr(step, "_remote_call", None)
+    if remote_call is None or step._is_composite:
         raise WorkflowDefinitionError(
             f"{where}: with_isolation('process') applies to AgentStep and ToolStep, not "
             f"{type(step).__name__}"
         )
-    fn, arguments, is_async, wants_context, static = parts_of(Compiler(opts))
+    fn, is_async, wants_context, arguments, static = remote_call(Compiler(opts))
     if is_async:
         raise WorkflowDefinitionError(
             f"{where}: with_isolation('process') is for sync callables; this one is async "

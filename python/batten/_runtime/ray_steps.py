@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from batten._internal.context import JOURNAL
 from batten._internal.options import CompileOptions
 from batten._internal.placement import RAY_EXTRA, RayExecutor, RayPlacement
 from batten._runtime.compile import Compiler, register_placement
@@ -63,17 +64,50 @@ def _context_copy(context: Any) -> dict[str, Any]:
     }
 
 
-def task_body(fn: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
+def task_body(fn: Callable[..., Any], is_async: bool, keep: bool = False) -> Callable[..., Any]:
     """The body of the Ray tasks of one step: ``run_step(args, kwargs, context, carrier)``
     calls ``fn(*args, **kwargs)`` (with ``context=``, a ``WorkflowContext`` rebuilt from
     ``context``, when given), an async ``fn`` on an event loop of its own, under the trace
     context in ``carrier``.
+
+    An argument that is a ``ray.ObjectRef`` (an ``on_ray(output="ref")`` step's output given
+    as a whole argument value; also the values of a single dict argument) is replaced by its
+    value, fetched here (Ray resolves only a task's top-level arguments). With ``keep`` the
+    task has two returns, ``(None, output)``: the caller awaits the first and keeps the
+    second's ref, so the output stays in the object store.
 
     A closure, so Ray exports it (and ``fn``) once per step rather than pickling ``fn`` with
     every task, and by value: a worker imports nothing of batten unless the step wants its
     context, and OpenTelemetry only for a non-empty carrier (worker processes Ray starts for a
     burst of tasks stay as cheap as a plain ``ray.remote`` function's).
     """
+
+    def resolved_refs(
+        args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """``args`` and ``kwargs`` with each ``ray.ObjectRef`` among them (or among the
+        values of a dict in ``args``, an ``invoke``-style tool's one argument) replaced by its
+        value, all fetched by one ``ray.get`` from whichever nodes hold them. (Nested, so Ray
+        pickles it by value with ``run_step``.)"""
+
+        def is_ref(v: Any) -> bool:
+            return type(v).__name__ == "ObjectRef" and type(v).__module__.startswith("ray")
+
+        found = [v for v in args if is_ref(v)] + [v for v in kwargs.values() if is_ref(v)]
+        found += [x for a in args if isinstance(a, dict) for x in a.values() if is_ref(x)]
+        if not found:
+            return args, kwargs
+        import ray
+
+        values = dict(zip(map(id, found), ray.get(found), strict=True))
+
+        def swap(v: Any) -> Any:
+            return values[id(v)] if is_ref(v) else v
+
+        def swap_arg(a: Any) -> Any:
+            return {k: swap(x) for k, x in a.items()} if isinstance(a, dict) else swap(a)
+
+        return tuple(swap_arg(a) for a in args), {k: swap(v) for k, v in kwargs.items()}
 
     def run_step(
         args: tuple[Any, ...],
@@ -85,6 +119,7 @@ def task_body(fn: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
             from batten._core import WorkflowContext
 
             kwargs = {**kwargs, "context": WorkflowContext(**context)}
+        args, kwargs = resolved_refs(args, kwargs)
         otel: Any = None
         token: Any = None
         if carrier:
@@ -97,13 +132,15 @@ def task_body(fn: Callable[..., Any], is_async: bool) -> Callable[..., Any]:
                 token = otel.attach(extract(dict(carrier)))
         try:
             if not is_async:
-                return fn(*args, **kwargs)
-            import asyncio
+                out = fn(*args, **kwargs)
+            else:
+                import asyncio
 
-            async def call() -> Any:
-                return await fn(*args, **kwargs)
+                async def call() -> Any:
+                    return await fn(*args, **kwargs)
 
-            return asyncio.run(call())
+                out = asyncio.run(call())
+            return (None, out) if keep else out
         finally:
             if token is not None:
                 otel.detach(token)
@@ -154,6 +191,9 @@ def _submitter(
     ray = _ray(owner)
     options: dict[str, Any] = placement.options() if placement is not None else {}
     options.update(max_retries=0, retry_exceptions=False)
+    keep = placement is not None and placement.output == "ref"
+    if keep:
+        options["num_returns"] = 2  # (None, output): the output's ref is never fetched here
     if executor is not None and executor.runtime_env and "runtime_env" in options:
         options["runtime_env"] = {**executor.runtime_env, **options["runtime_env"]}
     exceptions = ray.exceptions
@@ -170,10 +210,18 @@ def _submitter(
     async def submit(args: tuple[Any, ...], kwargs: dict[str, Any], context: Any) -> Any:
         if not state:
             _connect(ray, executor)
-            state.append(ray.remote(**options)(task_body(fn, is_async)))
+            state.append(ray.remote(**options)(task_body(fn, is_async, keep)))
         ctx = _context_copy(context) if wants else None
         ref = state[0].remote(args, kwargs, ctx, inject_carrier())
         try:
+            if keep:
+                ref, out = ref
+                await ref  # done (or failed); the output stays where the task put it
+                if JOURNAL.get() is not None:
+                    # A durable run's checkpoint must hold the output itself: a ref lives only
+                    # as long as this process (its owner), so a resumed run could not use it.
+                    return await out
+                return out
             return await ref
         except asyncio.CancelledError:
             # A timeout or a cancelled run: kill the worker process running the attempt.
@@ -231,9 +279,9 @@ def place_call(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
         if hasattr(step, "item_arg") and inner is not None and not isinstance(inner, Step):
             _check_serializable(_ray(owner), owner, inner)  # a map over a plain callable
         return spec
-    fn, is_async, wants, prepare = step._split_call(Compiler(opts))
+    fn, is_async, wants, prepare, static = step._remote_call(Compiler(opts))
     ray = _ray(owner)
-    _check_serializable(ray, owner, fn, step.args if hasattr(step, "args") else None)
+    _check_serializable(ray, owner, fn, static)
     submit = _submitter(owner, fn, is_async, wants, placement, opts.executor)
 
     async def call_on_ray(context: Any) -> Any:
@@ -259,7 +307,9 @@ def place_item(
         return fn, is_async, wants
     if isinstance(item_step, _Invocable):
         owner = f"step '{item_step.step_id}'"
-        target, t_async, t_wants, prepare = item_step._split_call(Compiler(opts), item_arg)
+        target, t_async, t_wants, prepare, _static = item_step._remote_call(
+            Compiler(opts), item_arg
+        )
     elif isinstance(item_step, Step):
         return fn, is_async, wants  # a composite inner step runs its own steps
     else:  # a plain callable: fn(item[, context=])

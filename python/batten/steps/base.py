@@ -20,7 +20,7 @@ import types
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from batten._internal.checks import (
     MAX_COUNT,
@@ -41,29 +41,28 @@ from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
 
-#: ``(fn, arguments(context) -> (args, kwargs), is_async, wants_context, static_args)``, see
-#: ``_Invocable._isolated_parts``.
-IsolatedParts = tuple[
-    Callable[..., Any],
-    Callable[[Any], tuple[tuple[Any, ...], dict[str, Any]]],
-    bool,
-    bool,
-    Any,
-]
-
 # `ainvoke`/`invoke` take their input as one positional argument (LangChain's Runnable protocol);
 # the others take a tool's args as keyword arguments.
 _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
 
-#: ``(fn, is_async, wants_context, prepare)`` (see ``_Invocable._split_call``).
-SplitCall = tuple[
-    Callable[..., Any],
-    bool,
-    bool,
-    Callable[..., tuple[tuple[Any, ...], dict[str, Any]]],
-]
+
+class RemoteCall(NamedTuple):
+    """An agent or tool step's call as made in another process (a process-isolated worker or a
+    Ray task): ``fn(*args, **kwargs)``, where ``(args, kwargs) = prepare(context[, item])`` is
+    computed in this process (templates, input and params functions; with the ``MapStep`` item
+    when given). See ``_Invocable._remote_call``."""
+
+    fn: Callable[..., Any]
+    is_async: bool
+    #: ``fn`` declares a ``context`` parameter.
+    wants_context: bool
+    prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
+    #: The arguments when they are known at definition (checked for serializability before
+    #: anything runs), ``None`` when they depend on the context.
+    static_args: Any
+
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
@@ -513,6 +512,7 @@ class Step:
         memory: int | None = None,
         resources: Mapping[str, float] | None = None,
         runtime_env: Mapping[str, Any] | None = None,
+        output: str = "value",
     ) -> Self:
         """Runs this step's callable as a Ray task (``batten[ray]`` extra), placed with Ray's
         own task options, as ``ray.remote(...).options(...)``. For a ``MapStep``, call it on
@@ -526,6 +526,16 @@ class Step:
                 with that resource (dict of str to amounts, default none).
             runtime_env: Ray's ``runtime_env`` for this step's tasks (dict), over the
                 executor's.
+            output: ``"value"`` (default): the output comes back to this process, where the
+                run (and a durable run's checkpoint) holds it. ``"ref"``: it stays in Ray's
+                object store (as a task's return value does in Ray) and the run holds its
+                ``ray.ObjectRef``; a step on Ray that takes it as a whole argument value
+                (``"{step.result}"``) gets the value inside its own task, fetched by Ray from
+                node to node, never through this process. Other steps and
+                ``result.step(id).output`` get the ``ObjectRef`` (``ray.get`` / ``await``
+                it). In a durable run (``with_store``) the output is fetched once, on the
+                event loop, and checkpointed as with ``"value"``: a ref lives only as long as
+                the process that made it, so a resumed run could not use it.
 
         The cluster is the workflow's :class:`~batten.RayExecutor`, or without one Ray's
         default (``ray.init()``: ``RAY_ADDRESS`` or a new local cluster). batten keeps its own
@@ -542,7 +552,7 @@ class Step:
         """
         owner = f"step '{self.step_id}'"
         self.placement = RayPlacement.checked(
-            owner, num_cpus, num_gpus, memory, resources, runtime_env
+            owner, num_cpus, num_gpus, memory, resources, runtime_env, output
         )
         require_ray(owner)
         self._changed()
@@ -613,11 +623,12 @@ class _Invocable(Step):
     def _target(self) -> Any:
         return getattr(self, self._role)
 
-    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
-        """``(fn, is_async, wants_context, prepare)``: the target, and ``prepare(context[,
-        item]) -> (args, kwargs)`` computing its input here, for a call made elsewhere (a Ray
-        task). Abstract: ``AgentStep`` and ``ToolStep``, the only ``_Invocable`` kinds, each
-        compute their input their own way."""
+    def _remote_call(self, ctx: CompileContext, item_arg: str | None = None) -> RemoteCall:
+        """The step's call for another process (process isolation, a Ray task): the target
+        and ``prepare(context[, item]) -> (args, kwargs)`` computing its input here; with
+        ``item_arg``, ``prepare`` takes the ``MapStep`` item as ``_item_spec`` does. Abstract:
+        ``AgentStep`` and ``ToolStep``, the only ``_Invocable`` kinds, each compute their input
+        their own way."""
         raise NotImplementedError
 
     def _describe(self) -> StepView:
@@ -737,27 +748,9 @@ class AgentStep(_Invocable):
 
         return invoke, is_async, True, refs
 
-    def _isolated_parts(self, ctx: CompileContext) -> IsolatedParts:
-        """For process isolation: ``(fn, arguments, is_async, wants_context, static_args)``
-        where ``arguments(context) -> (args, kwargs)`` computes ``fn``'s arguments in this
-        process (the message, rendered) and ``static_args`` are those known now (``None`` when
-        they depend on the context)."""
-        fn, _single, is_async, wants = self._resolved(ctx)
-        message_for = self._message_for
-
-        def arguments(context: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-            return (message_for(context),), {}
-
-        static = None
-        if self._input_fn is None and self._context_fn is None and not template_refs(self.message):
-            static = (self.message,)
-        return fn, arguments, is_async, wants, static
-
-    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
-        """``(fn, is_async, wants_context, prepare)``: the agent, and ``prepare(context[,
-        item]) -> (args, kwargs)`` computing its input here, for a call made elsewhere (a Ray
-        task). With ``item_arg``, ``prepare`` takes the ``MapStep`` item as ``_item_spec``
-        does."""
+    def _remote_call(self, ctx: CompileContext, item_arg: str | None = None) -> RemoteCall:
+        """The agent, called elsewhere with one positional argument: the message, rendered
+        here (``{item}`` replaced by the ``MapStep`` item as ``_item_spec`` does)."""
         fn, _single, is_async, wants = self._resolved(ctx)
         message_for = self._message_for
         placeholder = "{" + (item_arg or "item") + "}"
@@ -771,7 +764,10 @@ class AgentStep(_Invocable):
                     text = item[0]
             return (text,), {}
 
-        return fn, is_async, wants, prepare
+        static = None
+        if self._input_fn is None and self._context_fn is None and not template_refs(self.message):
+            static = (self.message,)
+        return RemoteCall(fn, is_async, wants, prepare, static)
 
     def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``(invoke, is_async, wants_context, refs)`` where
@@ -868,26 +864,10 @@ class ToolStep(_Invocable):
 
         return invoke_rendered, is_async, True, refs
 
-    def _isolated_parts(self, ctx: CompileContext) -> IsolatedParts:
-        """For process isolation: as ``AgentStep._isolated_parts``; the arguments are the
-        rendered ``args`` (one dict for ``invoke``-style tools, else keyword arguments)."""
-        fn, single, is_async, wants = self._resolved(ctx)
-        args_for = self._args_for
-
-        def arguments(context: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-            rendered = args_for(context)
-            return ((rendered,), {}) if single else ((), rendered)
-
-        static = None
-        if self._input_fn is None and not template_refs(self.args):
-            static = self.args
-        return fn, arguments, is_async, wants, static
-
-    def _split_call(self, ctx: CompileContext, item_arg: str | None = None) -> SplitCall:
-        """``(fn, is_async, wants_context, prepare)``: the tool, and ``prepare(context[,
-        item]) -> (args, kwargs)`` rendering its arguments here, for a call made elsewhere (a
-        Ray task). With ``item_arg``, ``prepare`` adds the ``MapStep`` item as
-        ``_item_spec`` does."""
+    def _remote_call(self, ctx: CompileContext, item_arg: str | None = None) -> RemoteCall:
+        """The tool, called elsewhere with its ``args`` rendered here (one dict for
+        ``invoke``-style tools, else keyword arguments), plus ``{item_arg: item}`` for a
+        ``MapStep`` item as ``_item_spec`` does."""
         fn, single, is_async, wants = self._resolved(ctx)
         args_for = self._args_for
         static = self.args if not template_refs(self.args) and self._input_fn is None else None
@@ -898,7 +878,7 @@ class ToolStep(_Invocable):
                 rendered[item_arg or "item"] = item[0]
             return ((rendered,), {}) if single else ((), rendered)
 
-        return fn, is_async, wants, prepare
+        return RemoteCall(fn, is_async, wants, prepare, static)
 
     def _item_spec(self, ctx: CompileContext, item_arg: str) -> ItemSpec:
         """For ``MapStep``: ``invoke(item, context=...)`` calls the tool with ``args`` plus
