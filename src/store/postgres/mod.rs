@@ -24,23 +24,32 @@
 //!
 //! JSON values are kept as `text` (as written by serde_json), not `jsonb`, which would reorder keys
 //! and reformat numbers. Times are `double precision` unix seconds.
+//!
+//! Pushed controls ([`Store::watch`]): a control or decision write sends
+//! `NOTIFY batten_control, '<run id>'` in its own transaction (delivered when it commits), and
+//! the store's first watch opens one more connection, outside the pool, that `LISTEN`s on that
+//! channel for the store's life and wakes the watchers of the run named. When that connection
+//! drops it is opened again (after 0.1 s, doubling to 5 s between failed attempts), and every
+//! watcher is woken once it listens again, for what was written meanwhile.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::error::parse_json;
 use super::memory::sort_decisions;
 use super::{
     redact, Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store,
-    StoreError, SCHEMA_VERSION,
+    StoreError, Wake, Watch, SCHEMA_VERSION,
 };
 
 /// The default bound on getting a connection (TCP, authentication, startup).
@@ -49,6 +58,11 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections one store keeps at most.
 const POOL_SIZE: usize = 8;
+/// The channel control and decision writes NOTIFY, with the run's id as the payload.
+const CHANNEL: &str = "batten_control";
+/// The first and the longest wait before the listening connection is opened again.
+const RELISTEN_FIRST: Duration = Duration::from_millis(100);
+const RELISTEN_MAX: Duration = Duration::from_secs(5);
 /// The advisory lock key under which the schema is created or checked.
 const SCHEMA_LOCK: i64 = 0x6261_7474_656e; // "batten"
 
@@ -211,6 +225,103 @@ pub struct PostgresStore {
     settings: Settings,
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// The connection settings, for the listening connection (outside the pool).
+    config: tokio_postgres::Config,
+    listener: Arc<Listener>,
+}
+
+/// The watchers of [`Store::watch`], by run id, and the state of the listening connection.
+#[derive(Default)]
+struct Listener {
+    watchers: Mutex<HashMap<String, Vec<(u64, Wake)>>>,
+    next_id: AtomicU64,
+    /// Whether the listening task was started (by the first watch).
+    started: AtomicBool,
+}
+
+impl Listener {
+    /// Wakes the watchers of `run_id` (all of them for `None`) on a blocking thread of the
+    /// runtime: a wake may block (the binding's takes the GIL), which a worker must not do.
+    fn wake(&self, run_id: Option<&str>) {
+        let wakes: Vec<Wake> = {
+            let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            match run_id {
+                Some(run_id) => watchers
+                    .get(run_id)
+                    .map(|list| list.iter().map(|(_, w)| w.clone()).collect())
+                    .unwrap_or_default(),
+                None => watchers
+                    .values()
+                    .flatten()
+                    .map(|(_, w)| w.clone())
+                    .collect(),
+            }
+        };
+        if !wakes.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for wake in wakes {
+                    wake();
+                }
+            });
+        }
+    }
+
+    fn remove(&self, run_id: &str, id: u64) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = watchers.get_mut(run_id) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                watchers.remove(run_id);
+            }
+        }
+    }
+}
+
+/// The listening connection, for the store's life (`listener` dangles once it is dropped):
+/// LISTEN, wake the run named by each notification, and open it again when it drops.
+async fn listen(config: tokio_postgres::Config, settings: Settings, listener: Weak<Listener>) {
+    let mut pause = RELISTEN_FIRST;
+    loop {
+        let connected = tokio::time::timeout(settings.connect_timeout, config.connect(NoTls)).await;
+        if let Ok(Ok((client, mut connection))) = connected {
+            let notified = listener.clone();
+            let driver = tokio::spawn(async move {
+                // The connection, driven here: its notifications, and the client's requests.
+                while let Some(Ok(message)) =
+                    std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    if let AsyncMessage::Notification(n) = message {
+                        match notified.upgrade() {
+                            Some(listener) => listener.wake(Some(n.payload())),
+                            None => return,
+                        }
+                    }
+                }
+            });
+            let listening = tokio::time::timeout(
+                settings.statement_timeout,
+                client.batch_execute(&format!("LISTEN {CHANNEL}")),
+            )
+            .await;
+            if let Ok(Ok(())) = listening {
+                pause = RELISTEN_FIRST;
+                match listener.upgrade() {
+                    // What was written before LISTEN took effect was not pushed: look now.
+                    Some(listener) => listener.wake(None),
+                    None => return,
+                }
+                let _ = driver.await;
+            } else {
+                driver.abort();
+            }
+            drop(client);
+        }
+        if listener.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RELISTEN_MAX);
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -281,7 +392,7 @@ impl PostgresStore {
             "-c statement_timeout={millis} -c lock_timeout={millis}"
         ));
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -308,6 +419,8 @@ impl PostgresStore {
             settings,
             runtime: Some(runtime),
             pool,
+            config,
+            listener: Arc::default(),
         };
         store.prepare_schema()?;
         Ok(store)
@@ -783,10 +896,14 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 match control {
                     Some(control) => {
+                        // The NOTIFY is sent when the statement's transaction commits.
                         let stmt = client
                             .prepare_cached(
-                                "INSERT INTO batten.controls (run_id, control) VALUES ($1, $2)
-                                 ON CONFLICT (run_id) DO UPDATE SET control = excluded.control",
+                                "WITH written AS (
+                                     INSERT INTO batten.controls (run_id, control) VALUES ($1, $2)
+                                     ON CONFLICT (run_id) DO UPDATE SET control = excluded.control
+                                     RETURNING run_id)
+                                 SELECT pg_notify('batten_control', run_id) FROM written",
                             )
                             .await?;
                         let done = client
@@ -851,11 +968,15 @@ impl Store for PostgresStore {
         let decision = decision.clone();
         self.call(move |client| {
             Box::pin(async move {
+                // One row (and a NOTIFY at commit) when recorded, none when already decided.
                 let stmt = client
                     .prepare_cached(
-                        "INSERT INTO batten.decisions (run_id, step_id, approved, decided_by,
-                             comment, at)
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id) DO NOTHING",
+                        "WITH written AS (
+                             INSERT INTO batten.decisions (run_id, step_id, approved, decided_by,
+                                 comment, at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (run_id, step_id) DO NOTHING RETURNING run_id)
+                         SELECT pg_notify('batten_control', run_id) FROM written",
                     )
                     .await?;
                 let inserted = client
@@ -1111,6 +1232,32 @@ impl Store for PostgresStore {
                 Ok(())
             })
         })
+    }
+
+    fn watch(&self, run_id: &str, wake: Wake) -> Option<Watch> {
+        let id = self.listener.next_id.fetch_add(1, Ordering::Relaxed);
+        self.listener
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(run_id.to_string())
+            .or_default()
+            .push((id, wake));
+        if !self.listener.started.swap(true, Ordering::AcqRel) {
+            let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+            runtime.spawn(listen(
+                self.config.clone(),
+                self.settings.clone(),
+                Arc::downgrade(&self.listener),
+            ));
+        }
+        let listener = Arc::downgrade(&self.listener);
+        let run_id = run_id.to_string();
+        Some(Watch::new(move || {
+            if let Some(listener) = listener.upgrade() {
+                listener.remove(&run_id, id);
+            }
+        }))
     }
 
     fn get_workflow(&self, workflow_id: &str) -> Result<Option<Value>, StoreError> {
