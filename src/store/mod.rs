@@ -19,6 +19,7 @@ mod memory;
 mod postgres;
 mod record;
 mod redis;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

@@ -80,14 +80,52 @@ pub(crate) fn lease(
 /// named by `what` (and the column).
 pub(crate) trait Columns {
     fn text(&self, index: usize, what: &dyn Fn() -> String) -> Result<String, StoreError>;
-    fn opt_text(&self, index: usize, what: &dyn Fn() -> String)
-        -> Result<Option<String>, StoreError>;
+    fn opt_text(
+        &self,
+        index: usize,
+        what: &dyn Fn() -> String,
+    ) -> Result<Option<String>, StoreError>;
     fn real(&self, index: usize, what: &dyn Fn() -> String) -> Result<f64, StoreError>;
-    fn opt_real(&self, index: usize, what: &dyn Fn() -> String)
-        -> Result<Option<f64>, StoreError>;
+    fn opt_real(&self, index: usize, what: &dyn Fn() -> String) -> Result<Option<f64>, StoreError>;
     fn int(&self, index: usize, what: &dyn Fn() -> String) -> Result<i64, StoreError>;
     fn boolean(&self, index: usize, what: &dyn Fn() -> String) -> Result<bool, StoreError>;
 }
+
+/// `impl Columns` for a backend's row type by its `column(row, index, what)` function, generic
+/// over the column's type.
+macro_rules! columns_by {
+    ($row:ty, $column:path) => {
+        impl $crate::store::rows::Columns for $row {
+            fn text(&self, i: usize, what: &dyn Fn() -> String) -> Result<String, StoreError> {
+                $column(self, i, what)
+            }
+            fn opt_text(
+                &self,
+                i: usize,
+                what: &dyn Fn() -> String,
+            ) -> Result<Option<String>, StoreError> {
+                $column(self, i, what)
+            }
+            fn real(&self, i: usize, what: &dyn Fn() -> String) -> Result<f64, StoreError> {
+                $column(self, i, what)
+            }
+            fn opt_real(
+                &self,
+                i: usize,
+                what: &dyn Fn() -> String,
+            ) -> Result<Option<f64>, StoreError> {
+                $column(self, i, what)
+            }
+            fn int(&self, i: usize, what: &dyn Fn() -> String) -> Result<i64, StoreError> {
+                $column(self, i, what)
+            }
+            fn boolean(&self, i: usize, what: &dyn Fn() -> String) -> Result<bool, StoreError> {
+                $column(self, i, what)
+            }
+        }
+    };
+}
+pub(crate) use columns_by;
 
 /// The columns of a run, in the order [`run`] reads them.
 pub(crate) const RUN_COLUMNS: &str = "run_id, workflow_id, name, version, status, created_at, \

@@ -47,6 +47,7 @@ use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::error::parse_json;
 use super::memory::sort_decisions;
+use super::rows::{self, DECISION_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS};
 use super::{
     redact, Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store,
     StoreError, Wake, Watch, SCHEMA_VERSION,
@@ -119,9 +120,6 @@ CREATE TABLE batten.decisions (
 CREATE TABLE batten.cache (key text PRIMARY KEY, value text NOT NULL, expires_at double precision NOT NULL);
 CREATE TABLE batten.workflows (workflow_id text PRIMARY KEY, definition text NOT NULL);
 ";
-
-const READ_COLUMNS: &str = "run_id, workflow_id, name, version, status, created_at, updated_at, \
-     input, error, result, lease_token, lease_owner, lease_heartbeat, lease_expires";
 
 /// `(last_seq += n)` and the events inserted after the old value, in one statement: the UPDATE
 /// takes the run's row lock, so concurrent appends to one run queue on it and read each other's
@@ -703,39 +701,7 @@ fn column<'r, T: tokio_postgres::types::FromSql<'r>>(
     })
 }
 
-fn read_run(row: &Row) -> Result<RunRecord, StoreError> {
-    let run_id: String = column(row, 0, || "a run".to_string())?;
-    let what = || format!("run '{run_id}'");
-    let input: String = column(row, 7, what)?;
-    let error: Option<String> = column(row, 8, what)?;
-    let result: Option<String> = column(row, 9, what)?;
-    let token: i64 = column(row, 10, what)?;
-    let owner: Option<String> = column(row, 11, what)?;
-    let lease = match owner {
-        None => None,
-        Some(owner) => Some(Lease {
-            owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
-            token: token as u64,
-            heartbeat_at: column::<Option<f64>>(row, 12, what)?.unwrap_or(0.0),
-            expires_at: column::<Option<f64>>(row, 13, what)?.unwrap_or(0.0),
-        }),
-    };
-    Ok(RunRecord {
-        lease,
-        workflow_id: column(row, 1, what)?,
-        name: column(row, 2, what)?,
-        version: column(row, 3, what)?,
-        status: column(row, 4, what)?,
-        created_at: column(row, 5, what)?,
-        updated_at: column(row, 6, what)?,
-        input: parse_json(&input, || format!("run '{run_id}' input"))?,
-        error,
-        result: result
-            .map(|text| parse_json(&text, || format!("run '{run_id}' result")))
-            .transpose()?,
-        run_id: run_id.clone(),
-    })
-}
+rows::columns_by!(Row, column);
 
 fn is_foreign_key_violation(e: &Failure) -> bool {
     matches!(e, Failure::Pg(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION))
@@ -791,11 +757,11 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let stmt = client
                     .prepare_cached(&format!(
-                        "SELECT {READ_COLUMNS} FROM batten.runs WHERE run_id = $1"
+                        "SELECT {RUN_COLUMNS} FROM batten.runs WHERE run_id = $1"
                     ))
                     .await?;
                 match client.query_opt(&stmt, &[&run_id]).await? {
-                    Some(row) => Ok(read_run(&row)?),
+                    Some(row) => Ok(rows::run(&row)?),
                     None => Err(StoreError::RunNotFound(run_id).into()),
                 }
             })
@@ -826,7 +792,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let stmt = client
                     .prepare_cached(&format!(
-                        "SELECT {READ_COLUMNS} FROM batten.runs
+                        "SELECT {RUN_COLUMNS} FROM batten.runs
                          WHERE ($1::text IS NULL OR status = $1)
                            AND ($2::text IS NULL OR workflow_id = $2)
                          ORDER BY created_at DESC, key DESC LIMIT $3"
@@ -835,7 +801,7 @@ impl Store for PostgresStore {
                 let rows = client
                     .query(&stmt, &[&status, &workflow_id, &limit])
                     .await?;
-                Ok(rows.iter().map(read_run).collect())
+                Ok(rows.iter().map(rows::run).collect())
             })
         })
     }
@@ -850,11 +816,10 @@ impl Store for PostgresStore {
         self.call(move |client| {
             Box::pin(async move {
                 let stmt = client
-                    .prepare_cached(
-                        "SELECT seq, step_id, status, attempt, at, duration_ms, error_type, error,
-                                output, delta, detail
-                         FROM batten.events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
-                    )
+                    .prepare_cached(&format!(
+                        "SELECT seq, {EVENT_COLUMNS}
+                         FROM batten.events WHERE run_id = $1 AND seq > $2 ORDER BY seq"
+                    ))
                     .await?;
                 let rows = client.query(&stmt, &[&run_id, &after]).await?;
                 if rows.is_empty() {
@@ -863,27 +828,7 @@ impl Store for PostgresStore {
                 let mut events = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let seq: i64 = column(row, 0, || format!("run '{run_id}' event"))?;
-                    let what = || format!("run '{run_id}' event {seq}");
-                    let json = |index: usize| -> Result<Option<Value>, StoreError> {
-                        let text: Option<String> = column(row, index, what)?;
-                        text.map(|text| parse_json(&text, what)).transpose()
-                    };
-                    let attempt: i64 = column(row, 3, what)?;
-                    events.push(StepEvent {
-                        seq: seq as u64,
-                        step_id: column(row, 1, what)?,
-                        status: column(row, 2, what)?,
-                        attempt: u32::try_from(attempt).map_err(|_| {
-                            StoreError::corrupt(what(), format_args!("attempt {attempt}"))
-                        })?,
-                        at: column(row, 4, what)?,
-                        duration_ms: column(row, 5, what)?,
-                        error_type: column(row, 6, what)?,
-                        error: column(row, 7, what)?,
-                        output: json(8)?,
-                        delta: json(9)?,
-                        detail: json(10)?,
-                    });
+                    events.push(rows::event(row, &run_id, seq as u64)?);
                 }
                 Ok(events)
             })
@@ -1014,27 +959,18 @@ impl Store for PostgresStore {
         self.call(move |client| {
             Box::pin(async move {
                 let stmt = client
-                    .prepare_cached(
-                        "SELECT step_id, approved, decided_by, comment, at FROM batten.decisions
-                         WHERE run_id = $1",
-                    )
+                    .prepare_cached(&format!(
+                        "SELECT {DECISION_COLUMNS} FROM batten.decisions WHERE run_id = $1"
+                    ))
                     .await?;
                 let rows = client.query(&stmt, &[&run_id]).await?;
                 if rows.is_empty() {
                     Self::run_must_exist(client, run_id.clone()).await?;
                 }
-                let mut decisions = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let step_id: String = column(row, 0, || format!("run '{run_id}' decision"))?;
-                    let what = || format!("run '{run_id}' decision on step '{step_id}'");
-                    decisions.push(Decision {
-                        approved: column(row, 1, what)?,
-                        by: column(row, 2, what)?,
-                        comment: column(row, 3, what)?,
-                        at: column(row, 4, what)?,
-                        step_id: step_id.clone(),
-                    });
-                }
+                let mut decisions = rows
+                    .iter()
+                    .map(|row| rows::decision(row, &run_id))
+                    .collect::<Result<Vec<_>, _>>()?;
                 sort_decisions(&mut decisions);
                 Ok(decisions)
             })
@@ -1131,13 +1067,14 @@ impl Store for PostgresStore {
                 };
                 let what = || format!("run '{run_id}' lease");
                 let token = column::<i64>(&row, 0, what)? as u64;
-                if let Some(held) = column::<Option<String>>(&row, 1, what)? {
-                    let lease = Lease {
-                        owner: LeaseOwner::decode(&held, what)?,
-                        token,
-                        heartbeat_at: column::<Option<f64>>(&row, 2, what)?.unwrap_or(0.0),
-                        expires_at: column::<Option<f64>>(&row, 3, what)?.unwrap_or(0.0),
-                    };
+                let held = rows::lease(
+                    &run_id,
+                    token,
+                    column::<Option<String>>(&row, 1, what)?.as_deref(),
+                    column(&row, 2, what)?,
+                    column(&row, 3, what)?,
+                )?;
+                if let Some(lease) = held {
                     if lease.is_live(now) && take_over != Some(lease.token) {
                         return Ok(Claim::Held(lease));
                     }
