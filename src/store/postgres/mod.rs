@@ -6,8 +6,10 @@
 //!
 //! Every wait is bounded, so an unreachable or stalled server is [`StoreError::Unreachable`], never
 //! a hang: getting a connection (connecting included) by `connect_timeout` (default 2 s), each call
-//! by `statement_timeout` (default 5 s) on the client, and the same on the server (the session's
-//! `statement_timeout`, so the server cancels a statement the client gave up on). Both are URL
+//! by `statement_timeout` (default 5 s) on the server (the session's `statement_timeout` and
+//! `lock_timeout`) and that plus 0.25 s on the client, so that the server cancels a stuck
+//! statement before the client gives up on it (one the client dropped first could still commit
+//! once its lock came free: a write reported failed but done). Both are URL
 //! query parameters in seconds: `postgresql://u:p@host:5432/db?connect_timeout=2&statement_timeout=5`.
 //! The other query parameters are libpq's, as tokio-postgres reads them.
 //!
@@ -57,6 +59,8 @@ use super::{
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default bound on one call (client side) and one statement (server side).
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than the statement timeout a call waits for the server's answer.
+const CLIENT_MARGIN: Duration = Duration::from_millis(250);
 /// Connections one store keeps at most.
 const POOL_SIZE: usize = 8;
 /// The channel control and decision writes NOTIFY, with the run's id as the payload.
@@ -506,7 +510,10 @@ impl PostgresStore {
                     Ok(Err(e)) => return Err(StoreError::Unreachable(format!("{url}: {e}"))),
                     Ok(Ok(client)) => client,
                 };
-                let outcome = tokio::time::timeout(statement_timeout, f(&mut client)).await;
+                // The server's own timeouts (the same length) fire first, so a statement stuck
+                // on a lock is cancelled there rather than left to commit after this call gave up.
+                let outcome =
+                    tokio::time::timeout(statement_timeout + CLIENT_MARGIN, f(&mut client)).await;
                 match outcome {
                     Ok(Ok(value)) => Ok(value),
                     Ok(Err(Failure::Store(e))) => Err(e),
