@@ -20,6 +20,7 @@ __all__ = [
     "StateMap",
     "StepResult",
     "Store",
+    "StoreWatch",
     "WorkflowContext",
     "__version__",
     "_abandoned_calls",
