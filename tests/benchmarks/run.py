@@ -33,6 +33,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -217,8 +218,17 @@ class Note:
     status: str = "ok"  # ok | skipped | error
 
     def cells(self) -> tuple[str, ...]:
-        shown = self.value if self.status == "ok" else self.status
+        shown = self.value if self.status == "ok" else one_cell(self.status)
         return (self.group, self.name, shown, self.goal)
+
+
+def one_cell(text: str, most: int = 300) -> str:
+    """`text` fit for one table cell: ANSI colours dropped, on one line, `|` escaped, and past
+    `most` characters its start and its end (where a server's log says what went wrong)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split()).replace("|", "\\|")
+    if len(text) <= most:
+        return text
+    return f"{text[: most // 3]} … {text[-(most - most // 3) :]}"
 
 
 def ray_notes(doc: dict[str, object]) -> list[Note]:
