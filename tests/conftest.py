@@ -155,13 +155,23 @@ def redis_store_url(redis_url: str) -> str:
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real PostgreSQL server started for the session (``initdb`` + ``pg_ctl`` in a temp
     directory on a free local port, by ``tests/pg_server.py``); yields its ``pg_server.Server``
-    (``.url``, ``.createdb(name)``, ``.stop()``, ``.start()``). ``.ci/run`` installs PostgreSQL
-    from the OS packages. When it is not installed or does not start, the tests using it are
-    skipped (reported as skipped), or fail when ``BATTEN_REQUIRE_SERVICES`` names ``postgres``."""
+    (``.url``, ``.createdb(name)``, ``.stop()``, ``.start()``, ``.restartable``). ``.ci/run``
+    installs PostgreSQL from the OS packages. ``BATTEN_TEST_POSTGRES_URL`` names a running server
+    to use instead (``pg_server.External``: the databases the tests create on it are dropped at
+    the end; it is never stopped). When it is not installed or does not start, the tests using
+    it are skipped (reported as skipped), or fail when ``BATTEN_REQUIRE_SERVICES`` names
+    ``postgres``."""
     import os
 
     import pg_server
 
+    given = pg_server.external()
+    if given is not None:
+        try:
+            yield given
+        finally:
+            given.drop_created()
+        return
     required = "postgres" in (
         s.strip() for s in os.environ.get("BATTEN_REQUIRE_SERVICES", "").split(",")
     )

@@ -6,8 +6,13 @@ PostgreSQL refuses to run as root, so as root the server runs as an unprivileged
 The binaries are found on ``PATH`` or where Debian's ``postgresql`` package puts them
 (``/usr/lib/postgresql/<version>/bin``), which ``.ci/run`` installs when missing.
 
-Used by ``tests/conftest.py`` (the ``postgres_url`` fixture) and by ``tests/cargo_test.sh``:
+Used by ``tests/conftest.py`` (the ``postgres_server`` fixture) and by ``tests/cargo_test.sh``:
 ``python3 tests/pg_server.py start DIR`` prints the server's URL, ``... stop DIR`` stops it.
+
+``BATTEN_TEST_POSTGRES_URL`` (e.g. ``postgresql://me:pw@db.example:5432/postgres``) names a
+running server to use instead (:func:`external`): the tests create their databases on it with
+the ``createdb`` client (or psycopg when importable) and drop them afterwards, and the tests that
+stop and restart the server are skipped.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 USER = "batten"
 TIMEOUT_S = 60
@@ -73,6 +80,9 @@ def _run(argv: list[str], account: str | None) -> subprocess.CompletedProcess[st
 
 class Server:
     """A PostgreSQL server in ``directory`` (its data in ``data/``, its log in ``log``)."""
+
+    #: The tests may stop and start it (:meth:`stop`, :meth:`start`).
+    restartable = True
 
     def __init__(self, directory: Path, port: int, account: str | None, bin_dir: Path) -> None:
         self.directory = directory
@@ -141,6 +151,89 @@ class Server:
         if done.returncode != 0:
             raise RuntimeError(f"createdb {name} failed: {done.stderr}")
         return self.url_of(name)
+
+
+#: The environment variable naming an external server's URL (a database on it the tests'
+#: account may connect to, and create databases from).
+EXTERNAL_ENV = "BATTEN_TEST_POSTGRES_URL"
+
+
+class External:
+    """A running server the tests did not start (``BATTEN_TEST_POSTGRES_URL``): the same
+    ``url`` / ``url_of`` / ``createdb`` as :class:`Server`; it cannot be stopped or restarted
+    (``restartable`` is false: the tests that do are skipped)."""
+
+    restartable = False
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+            raise RuntimeError(
+                f"{EXTERNAL_ENV} must be a postgresql://user[:password]@host[:port]/db URL"
+            )
+        self.url = url
+        self._parts = parts
+        #: Databases created by :meth:`createdb`, dropped by :meth:`drop_created`.
+        self.created: list[str] = []
+        #: A random tag in the names of the databases created here, so that sessions sharing
+        #: the server (or a later one reusing a pid) never collide.
+        self.tag = uuid.uuid4().hex[:6]
+
+    def url_of(self, database: str) -> str:
+        """The URL of ``database`` on this server (same user, password and parameters)."""
+        return urlunsplit(self._parts._replace(path="/" + database))
+
+    def _sql(self, statement: str) -> None:
+        """Runs one statement (``CREATE``/``DROP DATABASE``, which take no parameters) on the
+        server's maintenance database: the ``psql`` client when installed, else psycopg."""
+        psql = shutil.which("psql")
+        if psql is not None:
+            done = subprocess.run(
+                [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", self.url, "-c", statement],
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT_S,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"{statement}: {done.stderr.strip()}")
+            return
+        try:
+            import psycopg  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise RuntimeError(
+                f"{EXTERNAL_ENV} is set, but neither the psql client (postgresql-client) nor "
+                "psycopg is installed to create the tests' databases"
+            ) from None
+        with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+            conn.execute(statement)
+
+    def createdb(self, name: str) -> str:
+        """Creates database ``name`` + a random tag; returns its URL."""
+        name = f"{name}_{self.tag}"
+        self._sql(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return self.url_of(name)
+
+    def drop_created(self) -> None:
+        """Drops the databases :meth:`createdb` created (best effort: ``WITH (FORCE)`` closes
+        connections the test process still pools)."""
+        for name in self.created:
+            try:
+                self._sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except (RuntimeError, OSError, subprocess.SubprocessError):
+                pass
+        self.created.clear()
+
+    def stop(self) -> None:
+        raise RuntimeError(f"the server of {EXTERNAL_ENV} was not started by the tests")
+
+    start = stop
+
+
+def external() -> External | None:
+    """The server ``BATTEN_TEST_POSTGRES_URL`` names, or ``None`` when it is unset or empty."""
+    url = os.environ.get(EXTERNAL_ENV)
+    return External(url) if url else None
 
 
 def create(directory: Path | None = None) -> Server:

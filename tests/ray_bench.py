@@ -7,17 +7,22 @@
    Goal: >= 1.7x faster with two.
 
 Each starts its own local cluster (tests/ray_cluster.py): a head with no CPUs and worker nodes
-of one CPU each. Reports medians of ``--repeat`` runs after a warm-up (workers started).
+of one CPU each. Reports medians of ``--repeat`` runs after a warm-up (workers started), one JSON
+line per benchmark; ``{"skipped": reason}`` instead when Ray is not installed or the cluster does
+not start (tests/benchmarks/run.py's ``ray`` group shows it as skipped).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,26 @@ sys.path[:0] = [
 
 from batten import MapStep, ToolStep, Workflow  # noqa: E402
 from ray_cluster import running_cluster  # noqa: E402
+
+
+class ClusterUnavailable(Exception):
+    """Ray is not installed, or the local cluster did not start."""
+
+
+@contextlib.contextmanager
+def cluster(workers: dict[str, int]) -> Iterator[None]:
+    """``running_cluster(workers)``, its start's failure as :class:`ClusterUnavailable`."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ClusterUnavailable("ray is not installed (pip install 'batten[ray]')") from None
+    started = contextlib.ExitStack()
+    try:
+        started.enter_context(running_cluster(workers))
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        raise ClusterUnavailable(f"the local Ray cluster did not start: {exc}") from exc
+    with started:
+        yield
 
 
 def noop(item: int) -> int:
@@ -72,7 +97,7 @@ def _median(f: Any, repeat: int) -> float:
 
 
 def overhead(n: int, repeat: int) -> dict[str, Any]:
-    with running_cluster({"node_a": 1, "node_b": 1}):
+    with cluster({"node_a": 1, "node_b": 1}):
         # warm-up: start the worker processes, import batten in them
         _plain(noop, 50, 0.1)
         _batten(noop, 50, 0.1)
@@ -91,7 +116,7 @@ def scaling(m: int, repeat: int) -> dict[str, Any]:
     times = {}
     for workers in (1, 2):
         nodes = {f"node_{i}": 1 for i in range(workers)}
-        with running_cluster(nodes):
+        with cluster(nodes):
             _batten(cpu_50ms, 4, 1)  # warm-up
             times[workers] = _median(lambda: _batten(cpu_50ms, m, 1), repeat)
     return {
@@ -110,10 +135,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", choices=("overhead", "scaling"), help="run one benchmark")
     args = parser.parse_args()
-    if args.only in (None, "overhead"):
-        print(json.dumps(overhead(args.n, args.repeat)), flush=True)
-    if args.only in (None, "scaling"):
-        print(json.dumps(scaling(args.m, args.repeat)), flush=True)
+    try:
+        if args.only in (None, "overhead"):
+            print(json.dumps(overhead(args.n, args.repeat)), flush=True)
+        if args.only in (None, "scaling"):
+            print(json.dumps(scaling(args.m, args.repeat)), flush=True)
+    except ClusterUnavailable as exc:
+        print(json.dumps({"skipped": str(exc)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,20 @@ Needs a real PostgreSQL server (tests/pg_server.py); skipped where it cannot sta
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import batten
 import pytest
+from batten import ToolStep, Workflow, WorkflowContext
 from test_leases import finish, lease_script, log_lines, wait_until
 
 
@@ -45,6 +51,8 @@ def test_a_server_that_does_not_answer_is_unavailable_within_the_connect_timeout
 def test_a_server_stopped_mid_run_fails_the_run_cleanly_and_it_resumes_after_restart(
     postgres_server: Any, postgres_store_url: str, tmp_path: Path
 ) -> None:
+    if not postgres_server.restartable:
+        pytest.skip("BATTEN_TEST_POSTGRES_URL: the tests do not stop a server they did not start")
     url = postgres_store_url + "?connect_timeout=1&statement_timeout=2"
     log = tmp_path / "effects.log"
     run_id = "restart-" + uuid.uuid4().hex[:8]
@@ -89,3 +97,150 @@ def test_cancel_stops_a_running_postgres_run_every_time(postgres_store_url: str)
     samples = sorted(measure_store_costs.cancel_latency(postgres_store_url))
     # Poll every 0.1 s plus one store round trip; a wide margin for a loaded machine.
     assert samples[len(samples) // 2] < 0.5, samples
+
+
+# Pushed controls (LISTEN/NOTIFY). The executor's poll is made an hour long, so only the push
+# can deliver a control within the bound: these tests fail if the NOTIFY path is broken.
+PUSH_BOUND_S = 1.0
+
+
+def _in_another_process(url: str, code: str) -> float:
+    """Runs ``code`` (with ``batten`` imported and ``url`` bound) in a new Python process;
+    returns the ``time.monotonic()`` at which that process had written (printed just before it
+    exits; CLOCK_MONOTONIC is shared by the processes of one machine)."""
+    script = f"import sys, time, batten\nurl = {url!r}\n{code}\nprint(time.monotonic())\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _running_run(
+    url: str, monkeypatch: pytest.MonkeyPatch, control: Callable[[str], str]
+) -> tuple[batten.WorkflowResult, float]:
+    """Starts a run of 3,000 chained 10 ms async steps (over 30 s) on ``url``, writes
+    ``control(run_id)`` (Python code) from another process once the steps run, and returns the
+    run's result and the seconds from that write to ``execute`` returning."""
+    from batten._runtime import durable
+
+    monkeypatch.setattr(durable, "POLL_INTERVAL", 3600.0)
+    started = threading.Event()
+
+    async def tick(context: Any) -> dict[str, Any]:
+        started.set()
+        await asyncio.sleep(0.01)
+        return {}
+
+    wf = Workflow("push", "push").with_store(batten.Store(url))
+    for i in range(3000):
+        wf.add_step(ToolStep(f"t{i}", tick))
+    run_id = "push-" + uuid.uuid4().hex[:8]
+    written: list[float] = []
+
+    def writer() -> None:
+        if started.wait(20):
+            time.sleep(0.3)  # past the listener's first LISTEN
+            written.append(_in_another_process(url, control(run_id)))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        result = asyncio.run(
+            asyncio.wait_for(wf.execute(WorkflowContext("push"), run_id=run_id), 25)
+        )
+        ended = time.monotonic()
+    finally:
+        thread.join(60)
+    assert written, "the steps never started"
+    return result, ended - written[0]
+
+
+def test_a_cancel_from_another_process_reaches_a_running_run_by_notify(
+    postgres_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, latency = _running_run(
+        postgres_store_url, monkeypatch, lambda run_id: f"batten.cancel({run_id!r}, store=url)"
+    )
+    assert result.status == batten.WorkflowStatus.CANCELLED, (result.status, result.error)
+    assert latency < PUSH_BOUND_S, latency
+
+
+def test_a_pause_from_another_process_reaches_a_running_run_by_notify(
+    postgres_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, latency = _running_run(
+        postgres_store_url, monkeypatch, lambda run_id: f"batten.pause({run_id!r}, store=url)"
+    )
+    assert result.status == batten.WorkflowStatus.PAUSED, (result.status, result.error)
+    assert latency < PUSH_BOUND_S, latency
+
+
+def test_a_decision_or_control_from_another_process_wakes_the_store_watch(
+    postgres_store_url: str,
+) -> None:
+    """``_core.Store.watch`` at the store level: NOTIFY of ``decide`` and ``set_control``
+    written by another process, for the watched run only, and nothing after ``close``."""
+    store = batten.Store(postgres_store_url)
+    native = store._native
+    ids = ["watched-" + uuid.uuid4().hex[:8], "other-" + uuid.uuid4().hex[:8]]
+    for run_id in ids:
+        native.create_run(run_id, "w", "w", "1", "waiting_approval", {}, time.time())
+    woken = threading.Event()
+    watch = native.watch(ids[0], woken.set)
+    assert watch is not None
+    # The listening connection's first LISTEN wakes every watcher once ("look now").
+    assert woken.wait(10)
+    time.sleep(0.2)
+    woken.clear()
+    written = _in_another_process(
+        postgres_store_url, f"batten.Store(url)._native.decide({ids[0]!r}, 'review', True)"
+    )
+    assert woken.wait(10)
+    assert time.monotonic() - written < PUSH_BOUND_S
+    woken.clear()
+    _in_another_process(
+        postgres_store_url, f"batten.Store(url)._native.set_control({ids[1]!r}, 'cancel')"
+    )
+    assert not woken.wait(0.5), "woken by another run's control"
+    _in_another_process(
+        postgres_store_url, f"batten.Store(url)._native.set_control({ids[0]!r}, 'pause')"
+    )
+    assert woken.wait(10)
+    watch.close()
+    woken.clear()
+    _in_another_process(
+        postgres_store_url, f"batten.Store(url)._native.set_control({ids[0]!r}, 'cancel')"
+    )
+    assert not woken.wait(0.5), "woken after close"
+
+
+def test_the_watch_listens_again_after_the_server_restarts(
+    postgres_server: Any, postgres_store_url: str
+) -> None:
+    if not postgres_server.restartable:
+        pytest.skip("BATTEN_TEST_POSTGRES_URL: the tests do not stop a server they did not start")
+    store = batten.Store(postgres_store_url + "?connect_timeout=1&statement_timeout=2")
+    native = store._native
+    run_id = "relisten-" + uuid.uuid4().hex[:8]
+    native.create_run(run_id, "w", "w", "1", "running", {}, time.time())
+    woken = threading.Event()
+    watch = native.watch(run_id, woken.set)
+    assert woken.wait(10)
+    postgres_server.stop()
+    woken.clear()
+    postgres_server.start()
+    # Listening again, it wakes its watchers for what may have been written meanwhile.
+    assert woken.wait(20), "no wake after the restart: the listener did not reconnect"
+    time.sleep(0.2)
+    woken.clear()
+    _in_another_process(
+        postgres_store_url, f"batten.Store(url)._native.set_control({run_id!r}, 'cancel')"
+    )
+    assert woken.wait(10), "the NOTIFY after the restart did not arrive"
+    watch.close()
+
+
+def test_stores_without_a_push_channel_watch_nothing(tmp_path: Path) -> None:
+    for url in ("memory://", "sqlite:///" + str(tmp_path / "runs.db")):
+        assert batten.Store(url)._native.watch("r", lambda: None) is None

@@ -20,6 +20,7 @@ __all__ = [
     "StateMap",
     "StepResult",
     "Store",
+    "StoreWatch",
     "WorkflowContext",
     "__version__",
     "_abandoned_calls",
@@ -486,6 +487,13 @@ class Store:
         at: float | None = None,
     ) -> None:
         """Records a decision on an approval step (``ApprovalError`` if it already has one)."""
+    def watch(self, run_id: str, callback: Callable[[], object]) -> StoreWatch | None:
+        """Calls ``callback()`` (no arguments) soon after run ``run_id``'s control or approval
+        decisions change, written by any process, until the returned watch is closed; also when
+        the store's push channel (re)connects. It runs on a thread of the store's, holding the
+        GIL; what it raises goes to ``sys.unraisablehook``. A call means only "look now"
+        (``control``). ``None`` when the store pushes nothing (memory, SQLite, Redis): poll
+        instead. PostgreSQL pushes with LISTEN/NOTIFY."""
     def decisions(self, run_id: str) -> list[dict[str, Any]]:
         """The run's approval decisions, as dicts."""
     def cache_get(self, key: str, now: float) -> tuple[bool, Any]:
@@ -496,6 +504,14 @@ class Store:
         """Records (replaces) a workflow's definition."""
     def get_workflow(self, workflow_id: str) -> Any:
         """A workflow's recorded definition, or ``None``."""
+
+@final
+class StoreWatch:
+    """A subscription to a run's pushed control changes (``Store.watch``). Private."""
+
+    def close(self) -> None:
+        """Ends the subscription (idempotent): later changes no longer call the callback;
+        one already dispatched may still call it once."""
 
 @final
 class Journal:

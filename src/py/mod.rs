@@ -72,6 +72,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<plan::Plan>()?;
     m.add_class::<run::Run>()?;
     m.add_class::<store::PyStore>()?;
+    m.add_class::<store::PyWatch>()?;
     m.add_class::<journal::Journal>()?;
     m.add_class::<traffic::PyRateLimiter>()?;
     m.add_class::<traffic::PyBreaker>()?;

@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyList};
 use crate::py::errors::store_error;
 use crate::py::json::{from_json, to_json};
 use crate::store::{
-    self, Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent, Store,
+    self, Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent, Store, Watch,
 };
 
 /// `obj` as JSON for the store (see `json`): a `TypeError` naming `what` and why otherwise.
@@ -31,6 +31,23 @@ pub fn now() -> f64 {
 #[pyclass(frozen, module = "batten._core", name = "Store")]
 pub struct PyStore {
     pub inner: Arc<dyn Store>,
+}
+
+/// A subscription to a run's pushed control changes (`Store.watch`). Private.
+#[pyclass(frozen, module = "batten._core", name = "StoreWatch")]
+pub struct PyWatch {
+    inner: std::sync::Mutex<Option<Watch>>,
+}
+
+#[pymethods]
+impl PyWatch {
+    /// Ends the subscription (idempotent): later changes no longer call the callback;
+    /// one already dispatched may still call it once.
+    fn close(&self, py: Python<'_>) {
+        // Taken out under the lock, dropped after it: dropping ends the store's subscription.
+        let watch = self.inner.lock().unwrap_or_else(|e| e.into_inner()).take();
+        py.detach(|| drop(watch));
+    }
 }
 
 fn run_dict<'py>(py: Python<'py>, r: &RunRecord) -> PyResult<Bound<'py, PyDict>> {
@@ -433,6 +450,26 @@ impl PyStore {
             at: at.unwrap_or_else(now),
         };
         self.call(py, |s| s.decide(&run_id, &d))
+    }
+
+    /// Calls `callback()` (no arguments) soon after run `run_id`'s control or approval decisions
+    /// change, written by any process, until the returned watch is closed; also when the
+    /// store's push channel (re)connects. It runs on a thread of the store's, holding the GIL;
+    /// what it raises is reported with `sys.unraisablehook`. A call means only "look now"
+    /// (`control`). `None` when the store pushes nothing (memory, SQLite, Redis): poll instead.
+    /// PostgreSQL pushes with LISTEN/NOTIFY.
+    fn watch(&self, py: Python<'_>, run_id: String, callback: Py<PyAny>) -> Option<PyWatch> {
+        let wake: store::Wake = Arc::new(move || {
+            Python::attach(|py| {
+                if let Err(e) = callback.call0(py) {
+                    e.write_unraisable(py, None);
+                }
+            });
+        });
+        let watch = py.detach(|| self.inner.watch(&run_id, wake))?;
+        Some(PyWatch {
+            inner: std::sync::Mutex::new(Some(watch)),
+        })
     }
 
     /// The run's approval decisions, as dicts.

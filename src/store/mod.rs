@@ -19,6 +19,7 @@ mod memory;
 mod postgres;
 mod record;
 mod redis;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;
@@ -31,6 +32,33 @@ pub use postgres::PostgresStore;
 pub use record::{Claim, Control, Decision, Lease, LeaseOwner, RunRecord, StepEvent};
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
+
+/// What [`Store::watch`] calls when the watched run's control or decisions change: "look now".
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
+
+/// A subscription made by [`Store::watch`]; dropping it ends the subscription.
+pub struct Watch(Option<Box<dyn FnOnce() + Send + Sync>>);
+
+impl Watch {
+    /// A subscription that runs `end` when dropped.
+    pub(crate) fn new(end: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Watch(Some(Box::new(end)))
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(end) = self.0.take() {
+            end();
+        }
+    }
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch").finish_non_exhaustive()
+    }
+}
 
 /// The layout of the data this batten writes. A store written with another version is refused with
 /// [`StoreError::SchemaVersion`] rather than misread.
@@ -224,6 +252,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// The workflow definition saved under this id, if any.
     fn get_workflow(&self, workflow_id: &str) -> Result<Option<Value>, StoreError>;
+
+    /// Pushes changes of the run's control ([`set_control`](Store::set_control)) and decisions
+    /// ([`decide`](Store::decide)) made by any process: `wake` is called soon after each is
+    /// committed, on a thread of the store's (never the caller's, never holding a lock of the
+    /// store, so it may block), until the returned [`Watch`] is dropped. It is also called when
+    /// the push channel (re)connects, since what changed while it was down was not pushed. A wake
+    /// says only "look now" ([`control`](Store::control)): it may come for nothing, and several
+    /// changes may give one.
+    ///
+    /// `None` (the default) when the backend has no push channel (memory, SQLite, Redis): the
+    /// caller polls. The PostgreSQL store pushes with LISTEN/NOTIFY.
+    fn watch(&self, run_id: &str, wake: Wake) -> Option<Watch> {
+        let _ = (run_id, wake);
+        None
+    }
 }
 
 const ACCEPTED_URLS: &str = "accepted: memory://, sqlite:///relative/path.db, \

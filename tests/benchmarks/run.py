@@ -6,6 +6,15 @@ against a hand-written sqlite3 floor, DBOS Transact and Prefect.
     python tests/benchmarks/run.py                    # everything (~30 min); rewrites BENCHMARKS.md
     python tests/benchmarks/run.py --quick            # smoke run (< 2 min); writes nothing
     python tests/benchmarks/run.py --only batten,asyncio --workloads W1,W5
+    python tests/benchmarks/run.py --groups stores,ray  # issue 17's notes alone
+
+Issue 17's notes run as optional groups after the workloads, in a full run (and in --quick at
+tiny sizes where cheap), or alone with --groups: ``stores`` (tests/measure_store_costs.py: W1's
+checkpoint cost per step with a SQLite, Redis and PostgreSQL store, cancel and approval
+latency) and ``ray`` (tests/ray_bench.py: per-step overhead on Ray, scaling over two worker
+CPUs). Each starts its own servers (redis-server, tests/pg_server.py, tests/ray_cluster.py);
+one that cannot start shows as "skipped: <reason>". Notes are shown with their goals, never
+judged as failures.
 
 Every (system, workload) runs in a fresh worker process (``bench_<system>.py``), so imports and
 memory do not bleed between them; M and I take a fresh process per repetition. A value is the
@@ -24,6 +33,7 @@ import itertools
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -168,6 +178,125 @@ def import_time(system: System, n: int) -> Record:
     except subprocess.CalledProcessError as exc:
         record.status, record.reason = "error", exc.stderr.decode().strip().splitlines()[-1]
     return record
+
+
+# ---- issue 17's notes: optional groups --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """An optional group of notes: a script printing JSON lines, run once per bench run."""
+
+    name: str
+    script: str  # under tests/
+    full: tuple[str, ...]  # its arguments in a full run
+    quick: tuple[str, ...] | None  # in a quick run (None: skipped by --quick unless named)
+    quick_skip: str = ""
+
+
+GROUPS = {
+    g.name: g
+    for g in (
+        Group("stores", "measure_store_costs.py", ("--json",), ("--json", "--quick")),
+        Group(
+            "ray",
+            "ray_bench.py",
+            ("--n", "1000", "--m", "200", "--repeat", "3"),
+            None,
+            "skipped by --quick (it starts three local Ray clusters, ~2 min); "
+            "`--groups ray --quick` runs it at small sizes",
+        ),
+    )
+}
+RAY_QUICK = ("--n", "50", "--m", "8", "--repeat", "1")
+STORE_MARKER = "@@store-note "
+
+
+@dataclass
+class Note:
+    """One line of a group's report: a value with its unit and goal, or why it is missing."""
+
+    group: str
+    name: str
+    value: str = ""
+    goal: str = ""
+    status: str = "ok"  # ok | skipped | error
+
+    def cells(self) -> tuple[str, ...]:
+        shown = self.value if self.status == "ok" else one_cell(self.status)
+        return (self.group, self.name, shown, self.goal)
+
+
+def one_cell(text: str, most: int = 300) -> str:
+    """`text` fit for one table cell: ANSI colours dropped, on one line, `|` escaped, and past
+    `most` characters its start and its end (where a server's log says what went wrong)."""
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", text).split()).replace("|", "\\|")
+    if len(text) <= most:
+        return text
+    return f"{text[: most // 3]} … {text[-(most - most // 3) :]}"
+
+
+def ray_notes(doc: dict[str, object]) -> list[Note]:
+    """tests/ray_bench.py's JSON line as notes."""
+    if "speedup" in doc:
+        return [
+            Note(
+                "ray",
+                f"{doc['workload']}: one worker CPU vs two",
+                f"{doc['one_cpu_s']} s vs {doc['two_cpus_s']} s: {doc['speedup']}x",
+                "≥ 1.7x faster with two",
+            )
+        ]
+    return [
+        Note(
+            "ray",
+            f"{doc['workload']}: batten on Ray vs plain ray.remote + gather",
+            f"{doc['batten_s']} s vs {doc['plain_ray_s']} s: {doc['ratio']}x",
+            "≤ 1.2x",
+        )
+    ]
+
+
+def run_group(group: Group, quick: bool) -> list[Note]:
+    """Runs `group`'s script in a fresh process; its lines as notes ("skipped: ..." for a
+    service that could not start, "error" for a script that failed)."""
+    argv = group.full if not quick else group.quick or RAY_QUICK
+    cmd = [sys.executable, str(HERE.parent / group.script), *argv]
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env=ENV, timeout=600 if quick else 3600
+        )
+    except subprocess.TimeoutExpired as exc:
+        return [Note(group.name, "(the group)", status=f"error: timed out after {exc.timeout} s")]
+    print(
+        f"  {group.name:<9} {'(group)':<22} {time.perf_counter() - started:6.1f} s", file=sys.stderr
+    )
+    notes: list[Note] = []
+    for line in proc.stdout.splitlines():
+        if group.name == "stores" and line.startswith(STORE_MARKER):
+            doc = json.loads(line[len(STORE_MARKER) :])
+            if doc["value"] is None:
+                notes.append(Note("stores", doc["name"], status=doc["reason"]))
+            else:
+                value = f"{fmt(doc['value'])} {doc['unit']}"
+                notes.append(Note("stores", doc["name"], value, doc["goal"]))
+        elif group.name == "ray" and line.startswith("{"):
+            doc = json.loads(line)
+            if "skipped" in doc:
+                notes.append(Note("ray", "steps on Ray", status=f"skipped: {doc['skipped']}"))
+            else:
+                notes += ray_notes(doc)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        print(f"--- group {group.name} stderr:\n{proc.stderr}", file=sys.stderr)
+        notes.append(Note(group.name, "(the group)", status=f"error: {tail}"))
+    return notes
+
+
+def notes_table(notes: list[Note]) -> list[str]:
+    lines = [row("group", "note", "measured", "goal (note only)"), row("---", "---", "---:", "---")]
+    return lines + [row(*n.cells()) for n in notes]
 
 
 # ---- reporting ----------------------------------------------------------------------------------
@@ -358,6 +487,19 @@ heartbeat shows here), ISO and D2 are notes.
 
 {goals}
 
+## Issue 17's notes: stores and Ray
+
+Optional groups run after the workloads (`--groups`), note only: their goals are shown, not
+judged. `stores` (tests/measure_store_costs.py): W1 ({store_steps} steps) with a SQLite, Redis
+and PostgreSQL store, its checkpoint cost per step over W1 without a store; a `cancel` written
+at a random instant to the run stopping (the executor polls every 0.1 s; PostgreSQL also pushes
+it by LISTEN/NOTIFY); `approve` to the resumed run completing. `ray` (tests/ray_bench.py): 1,000
+no-op steps through batten on Ray against plain `ray.remote` + `asyncio.gather`, and 200
+CPU-bound ~50 ms steps on one worker CPU against two, on a local cluster
+(tests/ray_cluster.py). A service that cannot start shows as skipped.
+
+{notes}
+
 ## Workloads not written for a system, or that it cannot express
 
 {not_applicable}
@@ -373,7 +515,13 @@ def docstring(module: str) -> str:
     return ast.get_docstring(ast.parse((HERE / module).read_text())) or ""
 
 
-def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seconds: float) -> str:
+def report(
+    records: list[Record],
+    sizes: Sizes,
+    started: datetime.datetime,
+    seconds: float,
+    notes: list[Note] | None = None,
+) -> str:
     versions = [
         row(s.dist or "python", version(s.dist) or "not installed") for s in SYSTEMS.values()
     ]
@@ -390,6 +538,8 @@ def report(records: list[Record], sizes: Sizes, started: datetime.datetime, seco
         s=sizes,
         results="\n".join(results_table(records, sizes)),
         goals="\n".join(goals_table(records, sizes)),
+        store_steps=200,
+        notes="\n".join(notes_table(notes or [])),
         not_applicable="\n".join(na) or "None.",
         systems="\n\n".join(f"### {s.name}\n\n{docstring(s.module)}" for s in SYSTEMS.values()),
     )
@@ -433,10 +583,31 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, no report")
     parser.add_argument("--only", help="comma-separated systems: " + ",".join(SYSTEMS))
     parser.add_argument("--workloads", help="comma-separated workloads: " + ",".join(WORKLOADS))
+    parser.add_argument(
+        "--groups",
+        help="comma-separated optional groups (issue 17's notes): "
+        + ",".join(GROUPS)
+        + "; alone, only they run. Default: all in a full run (ray skipped by --quick), none "
+        "with --only or --workloads",
+    )
     args = parser.parse_args()
+    started, clock = datetime.datetime.now(datetime.UTC), time.perf_counter()
+    partial = bool(args.only or args.workloads)
+    if args.groups is not None:
+        groups = [GROUPS[g] for g in pick(args.groups, GROUPS, "group", parser)]
+    else:
+        groups = [] if partial else list(GROUPS.values())
+    notes: list[Note] = []
+    if args.groups is not None and not partial:
+        # The groups alone.
+        for group in groups:
+            notes += run_group(group, args.quick)
+        print("\n".join(notes_table(notes)))
+        if any(n.status.startswith("error") for n in notes):
+            sys.exit(1)
+        return
     systems = pick(args.only, SYSTEMS, "system", parser)
     workloads = pick(args.workloads, WORKLOADS, "workload", parser)
-    started, clock = datetime.datetime.now(datetime.UTC), time.perf_counter()
 
     missing = [s for s in systems if version(SYSTEMS[s].dist) is None]
     skipped = {
@@ -454,18 +625,28 @@ def main() -> None:
     order = {(s, w): i for i, (w, s) in enumerate(itertools.product(workloads, systems))}
     records.sort(key=lambda r: order[(r.system, r.workload)])
 
+    for group in groups:
+        if args.quick and group.quick is None and args.groups is None:
+            notes.append(Note(group.name, "(the group)", status=group.quick_skip))
+            continue
+        notes += run_group(group, args.quick)
+
     sizes = QUICK if args.quick else FULL
     seconds = time.perf_counter() - clock
     print("\n".join(results_table(records, sizes)))
     if any(r.system == "batten" for r in records):
         print("\n" + "\n".join(goals_table(records, sizes)))
+    if notes:
+        print("\n" + "\n".join(notes_table(notes)))
     print(f"\n{len(jobs)} worker jobs in {seconds:.0f} s", file=sys.stderr)
     if args.quick or args.only or args.workloads:
         print("(BENCHMARKS.md is rewritten only by a full run of everything)", file=sys.stderr)
     else:
-        REPORT.write_text(report(records, sizes, started, seconds))
+        REPORT.write_text(report(records, sizes, started, seconds, notes))
         print(f"wrote {REPORT}", file=sys.stderr)
-    if any(r.status == "error" for r in records):
+    if any(r.status == "error" for r in records) or any(
+        n.status.startswith("error") for n in notes
+    ):
         sys.exit(1)
 
 

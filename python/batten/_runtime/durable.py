@@ -10,7 +10,10 @@ its process died runs again with the same ``context.idempotency_key``. Temporal,
 LangGraph's checkpointers work the same way.
 
 A run executing here honours a ``pause`` or ``cancel`` recorded by any process sharing the store
-within about ``POLL_INTERVAL`` seconds.
+within about ``POLL_INTERVAL`` seconds (it looks at the store's control that often); a store
+that pushes changes (PostgreSQL: LISTEN/NOTIFY, see ``batten._core.Store.watch``) also wakes
+the watcher at once, the poll staying as the fallback for a push lost while its connection was
+down.
 
 Ownership (DESIGN §4): executing a durable run first claims its lease in the store
 (:func:`claim_run`: owner host/pid/random id, a fencing token one higher than the last claim's,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -242,6 +246,8 @@ class DurableRun:
         #: The run's observation (``telemetry.RunTelemetry``) when it began traced here.
         self.telemetry: Any = None
         self._watcher: asyncio.TimerHandle | None = None
+        #: The store's push subscription for this run (``_core.StoreWatch``) while it runs.
+        self._watch: Any = None
         #: The store control (``"pause"`` / ``"cancel"``) this process obeyed, or ``None``.
         self.control_seen: str | None = None
 
@@ -366,7 +372,9 @@ class DurableRun:
 
     def on_run(self, run: Any) -> None:
         """Watches the store for ``pause``/``cancel`` requests while ``run`` executes: a look
-        every ``POLL_INTERVAL`` seconds, from a loop timer.
+        every ``POLL_INTERVAL`` seconds, from a loop timer, and a look at once whenever the store
+        pushes a change of the run's control (``_core.Store.watch``: PostgreSQL's NOTIFY; the
+        other stores push nothing and the poll alone serves).
         NOTE: a timer handle rather than a task looping on ``asyncio.sleep``: creating and
         cancelling a task per run (and the loop pass that unwinds it) was part of the per-run
         cost of small durable workflows (issue 18's D4); the looks are the same."""
@@ -374,9 +382,39 @@ class DurableRun:
             return  # it finished as it started (steps called on the loop): nothing to watch
         loop = asyncio.get_running_loop()
         self._watcher = loop.call_later(POLL_INTERVAL, self._look, run, loop)
+        try:
+            self._watch = self.store._native.watch(
+                self.run_id, functools.partial(self._pushed, run, loop)
+            )
+        except Exception:  # no push channel: the poll alone
+            self._watch = None
+        if self._watch is not None:
+            run.done.add_done_callback(lambda _done: self._stop_watching())
+
+    def _pushed(self, run: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """The store's push (on a thread of the store's): a look, on the loop, now."""
+        with contextlib.suppress(RuntimeError):  # the loop closed: the run is over
+            loop.call_soon_threadsafe(self._look_now, run, loop)
+
+    def _look_now(self, run: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """A look ahead of the poll's next one (which it replaces), unless watching stopped."""
+        if self._watcher is None:
+            return
+        self._watcher.cancel()
+        self._look(run, loop)
+
+    def _stop_watching(self) -> None:
+        """Ends the poll and the push subscription (idempotent)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.close()
 
     def _look(self, run: Any, loop: asyncio.AbstractEventLoop) -> None:
         """One look at the store's control for the run; schedules the next unless it acted."""
+        self._watcher = None
         if self.journal.lease_lost is not None:
             run.cancel()  # another process took over: stop now, write nothing more
             return
@@ -399,8 +437,7 @@ class DurableRun:
     ) -> tuple[WorkflowStatus, list[StepResult], str | None]:
         """The run's status as the store records it (``WAITING_APPROVAL`` when only approvals
         keep it from completing; ``PAUSED``), with the approval steps' results saying so."""
-        if self._watcher is not None:
-            self._watcher.cancel()
+        self._stop_watching()
         steps, error = out.steps, out.error
         waiting = [s for s in steps if s.is_failure and s.error_type == "ApprovalPending"]
         others = [s for s in steps if s.is_failure and s.error_type != "ApprovalPending"]
@@ -485,8 +522,7 @@ class DurableRun:
         that exception is about to propagate; a store failure is logged (``batten.store``
         logger) and left for the lease's expiry to reveal. A run that had obeyed a ``cancel``
         request from the store is recorded ``CANCELLED`` instead."""
-        if self._watcher is not None:
-            self._watcher.cancel()
+        self._stop_watching()
         status = WorkflowStatus.INTERRUPTED
         if self.control_seen == "cancel":
             status = WorkflowStatus.CANCELLED

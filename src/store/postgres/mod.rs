@@ -6,8 +6,10 @@
 //!
 //! Every wait is bounded, so an unreachable or stalled server is [`StoreError::Unreachable`], never
 //! a hang: getting a connection (connecting included) by `connect_timeout` (default 2 s), each call
-//! by `statement_timeout` (default 5 s) on the client, and the same on the server (the session's
-//! `statement_timeout`, so the server cancels a statement the client gave up on). Both are URL
+//! by `statement_timeout` (default 5 s) on the server (the session's `statement_timeout` and
+//! `lock_timeout`) and that plus 0.25 s on the client, so that the server cancels a stuck
+//! statement before the client gives up on it (one the client dropped first could still commit
+//! once its lock came free: a write reported failed but done). Both are URL
 //! query parameters in seconds: `postgresql://u:p@host:5432/db?connect_timeout=2&statement_timeout=5`.
 //! The other query parameters are libpq's, as tokio-postgres reads them.
 //!
@@ -24,31 +26,48 @@
 //!
 //! JSON values are kept as `text` (as written by serde_json), not `jsonb`, which would reorder keys
 //! and reformat numbers. Times are `double precision` unix seconds.
+//!
+//! Pushed controls ([`Store::watch`]): a control or decision write sends
+//! `NOTIFY batten_control, '<run id>'` in its own transaction (delivered when it commits), and
+//! the store's first watch opens one more connection, outside the pool, that `LISTEN`s on that
+//! channel for the store's life and wakes the watchers of the run named. When that connection
+//! drops it is opened again (after 0.1 s, doubling to 5 s between failed attempts), and every
+//! watcher is woken once it listens again, for what was written meanwhile.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 use super::error::parse_json;
 use super::memory::sort_decisions;
+use super::rows::{self, DECISION_COLUMNS, EVENT_COLUMNS, RUN_COLUMNS};
 use super::{
     redact, Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store,
-    StoreError, SCHEMA_VERSION,
+    StoreError, Wake, Watch, SCHEMA_VERSION,
 };
 
 /// The default bound on getting a connection (TCP, authentication, startup).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The default bound on one call (client side) and one statement (server side).
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than the statement timeout a call waits for the server's answer.
+const CLIENT_MARGIN: Duration = Duration::from_millis(250);
 /// Connections one store keeps at most.
 const POOL_SIZE: usize = 8;
+/// The channel control and decision writes NOTIFY, with the run's id as the payload.
+const CHANNEL: &str = "batten_control";
+/// The first and the longest wait before the listening connection is opened again.
+const RELISTEN_FIRST: Duration = Duration::from_millis(100);
+const RELISTEN_MAX: Duration = Duration::from_secs(5);
 /// The advisory lock key under which the schema is created or checked.
 const SCHEMA_LOCK: i64 = 0x6261_7474_656e; // "batten"
 
@@ -105,9 +124,6 @@ CREATE TABLE batten.decisions (
 CREATE TABLE batten.cache (key text PRIMARY KEY, value text NOT NULL, expires_at double precision NOT NULL);
 CREATE TABLE batten.workflows (workflow_id text PRIMARY KEY, definition text NOT NULL);
 ";
-
-const READ_COLUMNS: &str = "run_id, workflow_id, name, version, status, created_at, updated_at, \
-     input, error, result, lease_token, lease_owner, lease_heartbeat, lease_expires";
 
 /// `(last_seq += n)` and the events inserted after the old value, in one statement: the UPDATE
 /// takes the run's row lock, so concurrent appends to one run queue on it and read each other's
@@ -211,6 +227,103 @@ pub struct PostgresStore {
     settings: Settings,
     runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
+    /// The connection settings, for the listening connection (outside the pool).
+    config: tokio_postgres::Config,
+    listener: Arc<Listener>,
+}
+
+/// The watchers of [`Store::watch`], by run id, and the state of the listening connection.
+#[derive(Default)]
+struct Listener {
+    watchers: Mutex<HashMap<String, Vec<(u64, Wake)>>>,
+    next_id: AtomicU64,
+    /// Whether the listening task was started (by the first watch).
+    started: AtomicBool,
+}
+
+impl Listener {
+    /// Wakes the watchers of `run_id` (all of them for `None`) on a blocking thread of the
+    /// runtime: a wake may block (the binding's takes the GIL), which a worker must not do.
+    fn wake(&self, run_id: Option<&str>) {
+        let wakes: Vec<Wake> = {
+            let watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+            match run_id {
+                Some(run_id) => watchers
+                    .get(run_id)
+                    .map(|list| list.iter().map(|(_, w)| w.clone()).collect())
+                    .unwrap_or_default(),
+                None => watchers
+                    .values()
+                    .flatten()
+                    .map(|(_, w)| w.clone())
+                    .collect(),
+            }
+        };
+        if !wakes.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for wake in wakes {
+                    wake();
+                }
+            });
+        }
+    }
+
+    fn remove(&self, run_id: &str, id: u64) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = watchers.get_mut(run_id) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                watchers.remove(run_id);
+            }
+        }
+    }
+}
+
+/// The listening connection, for the store's life (`listener` dangles once it is dropped):
+/// LISTEN, wake the run named by each notification, and open it again when it drops.
+async fn listen(config: tokio_postgres::Config, settings: Settings, listener: Weak<Listener>) {
+    let mut pause = RELISTEN_FIRST;
+    loop {
+        let connected = tokio::time::timeout(settings.connect_timeout, config.connect(NoTls)).await;
+        if let Ok(Ok((client, mut connection))) = connected {
+            let notified = listener.clone();
+            let driver = tokio::spawn(async move {
+                // The connection, driven here: its notifications, and the client's requests.
+                while let Some(Ok(message)) =
+                    std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                {
+                    if let AsyncMessage::Notification(n) = message {
+                        match notified.upgrade() {
+                            Some(listener) => listener.wake(Some(n.payload())),
+                            None => return,
+                        }
+                    }
+                }
+            });
+            let listening = tokio::time::timeout(
+                settings.statement_timeout,
+                client.batch_execute(&format!("LISTEN {CHANNEL}")),
+            )
+            .await;
+            if let Ok(Ok(())) = listening {
+                pause = RELISTEN_FIRST;
+                match listener.upgrade() {
+                    // What was written before LISTEN took effect was not pushed: look now.
+                    Some(listener) => listener.wake(None),
+                    None => return,
+                }
+                let _ = driver.await;
+            } else {
+                driver.abort();
+            }
+            drop(client);
+        }
+        if listener.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RELISTEN_MAX);
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -281,7 +394,7 @@ impl PostgresStore {
             "-c statement_timeout={millis} -c lock_timeout={millis}"
         ));
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -308,6 +421,8 @@ impl PostgresStore {
             settings,
             runtime: Some(runtime),
             pool,
+            config,
+            listener: Arc::default(),
         };
         store.prepare_schema()?;
         Ok(store)
@@ -395,7 +510,10 @@ impl PostgresStore {
                     Ok(Err(e)) => return Err(StoreError::Unreachable(format!("{url}: {e}"))),
                     Ok(Ok(client)) => client,
                 };
-                let outcome = tokio::time::timeout(statement_timeout, f(&mut client)).await;
+                // The server's own timeouts (the same length) fire first, so a statement stuck
+                // on a lock is cancelled there rather than left to commit after this call gave up.
+                let outcome =
+                    tokio::time::timeout(statement_timeout + CLIENT_MARGIN, f(&mut client)).await;
                 match outcome {
                     Ok(Ok(value)) => Ok(value),
                     Ok(Err(Failure::Store(e))) => Err(e),
@@ -590,39 +708,7 @@ fn column<'r, T: tokio_postgres::types::FromSql<'r>>(
     })
 }
 
-fn read_run(row: &Row) -> Result<RunRecord, StoreError> {
-    let run_id: String = column(row, 0, || "a run".to_string())?;
-    let what = || format!("run '{run_id}'");
-    let input: String = column(row, 7, what)?;
-    let error: Option<String> = column(row, 8, what)?;
-    let result: Option<String> = column(row, 9, what)?;
-    let token: i64 = column(row, 10, what)?;
-    let owner: Option<String> = column(row, 11, what)?;
-    let lease = match owner {
-        None => None,
-        Some(owner) => Some(Lease {
-            owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
-            token: token as u64,
-            heartbeat_at: column::<Option<f64>>(row, 12, what)?.unwrap_or(0.0),
-            expires_at: column::<Option<f64>>(row, 13, what)?.unwrap_or(0.0),
-        }),
-    };
-    Ok(RunRecord {
-        lease,
-        workflow_id: column(row, 1, what)?,
-        name: column(row, 2, what)?,
-        version: column(row, 3, what)?,
-        status: column(row, 4, what)?,
-        created_at: column(row, 5, what)?,
-        updated_at: column(row, 6, what)?,
-        input: parse_json(&input, || format!("run '{run_id}' input"))?,
-        error,
-        result: result
-            .map(|text| parse_json(&text, || format!("run '{run_id}' result")))
-            .transpose()?,
-        run_id: run_id.clone(),
-    })
-}
+rows::columns_by!(Row, column);
 
 fn is_foreign_key_violation(e: &Failure) -> bool {
     matches!(e, Failure::Pg(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION))
@@ -678,11 +764,11 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let stmt = client
                     .prepare_cached(&format!(
-                        "SELECT {READ_COLUMNS} FROM batten.runs WHERE run_id = $1"
+                        "SELECT {RUN_COLUMNS} FROM batten.runs WHERE run_id = $1"
                     ))
                     .await?;
                 match client.query_opt(&stmt, &[&run_id]).await? {
-                    Some(row) => Ok(read_run(&row)?),
+                    Some(row) => Ok(rows::run(&row)?),
                     None => Err(StoreError::RunNotFound(run_id).into()),
                 }
             })
@@ -713,7 +799,7 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 let stmt = client
                     .prepare_cached(&format!(
-                        "SELECT {READ_COLUMNS} FROM batten.runs
+                        "SELECT {RUN_COLUMNS} FROM batten.runs
                          WHERE ($1::text IS NULL OR status = $1)
                            AND ($2::text IS NULL OR workflow_id = $2)
                          ORDER BY created_at DESC, key DESC LIMIT $3"
@@ -722,7 +808,7 @@ impl Store for PostgresStore {
                 let rows = client
                     .query(&stmt, &[&status, &workflow_id, &limit])
                     .await?;
-                Ok(rows.iter().map(read_run).collect())
+                Ok(rows.iter().map(rows::run).collect())
             })
         })
     }
@@ -737,11 +823,10 @@ impl Store for PostgresStore {
         self.call(move |client| {
             Box::pin(async move {
                 let stmt = client
-                    .prepare_cached(
-                        "SELECT seq, step_id, status, attempt, at, duration_ms, error_type, error,
-                                output, delta, detail
-                         FROM batten.events WHERE run_id = $1 AND seq > $2 ORDER BY seq",
-                    )
+                    .prepare_cached(&format!(
+                        "SELECT seq, {EVENT_COLUMNS}
+                         FROM batten.events WHERE run_id = $1 AND seq > $2 ORDER BY seq"
+                    ))
                     .await?;
                 let rows = client.query(&stmt, &[&run_id, &after]).await?;
                 if rows.is_empty() {
@@ -750,27 +835,7 @@ impl Store for PostgresStore {
                 let mut events = Vec::with_capacity(rows.len());
                 for row in &rows {
                     let seq: i64 = column(row, 0, || format!("run '{run_id}' event"))?;
-                    let what = || format!("run '{run_id}' event {seq}");
-                    let json = |index: usize| -> Result<Option<Value>, StoreError> {
-                        let text: Option<String> = column(row, index, what)?;
-                        text.map(|text| parse_json(&text, what)).transpose()
-                    };
-                    let attempt: i64 = column(row, 3, what)?;
-                    events.push(StepEvent {
-                        seq: seq as u64,
-                        step_id: column(row, 1, what)?,
-                        status: column(row, 2, what)?,
-                        attempt: u32::try_from(attempt).map_err(|_| {
-                            StoreError::corrupt(what(), format_args!("attempt {attempt}"))
-                        })?,
-                        at: column(row, 4, what)?,
-                        duration_ms: column(row, 5, what)?,
-                        error_type: column(row, 6, what)?,
-                        error: column(row, 7, what)?,
-                        output: json(8)?,
-                        delta: json(9)?,
-                        detail: json(10)?,
-                    });
+                    events.push(rows::event(row, &run_id, seq as u64)?);
                 }
                 Ok(events)
             })
@@ -783,10 +848,14 @@ impl Store for PostgresStore {
             Box::pin(async move {
                 match control {
                     Some(control) => {
+                        // The NOTIFY is sent when the statement's transaction commits.
                         let stmt = client
                             .prepare_cached(
-                                "INSERT INTO batten.controls (run_id, control) VALUES ($1, $2)
-                                 ON CONFLICT (run_id) DO UPDATE SET control = excluded.control",
+                                "WITH written AS (
+                                     INSERT INTO batten.controls (run_id, control) VALUES ($1, $2)
+                                     ON CONFLICT (run_id) DO UPDATE SET control = excluded.control
+                                     RETURNING run_id)
+                                 SELECT pg_notify('batten_control', run_id) FROM written",
                             )
                             .await?;
                         let done = client
@@ -851,11 +920,15 @@ impl Store for PostgresStore {
         let decision = decision.clone();
         self.call(move |client| {
             Box::pin(async move {
+                // One row (and a NOTIFY at commit) when recorded, none when already decided.
                 let stmt = client
                     .prepare_cached(
-                        "INSERT INTO batten.decisions (run_id, step_id, approved, decided_by,
-                             comment, at)
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, step_id) DO NOTHING",
+                        "WITH written AS (
+                             INSERT INTO batten.decisions (run_id, step_id, approved, decided_by,
+                                 comment, at)
+                             VALUES ($1, $2, $3, $4, $5, $6)
+                             ON CONFLICT (run_id, step_id) DO NOTHING RETURNING run_id)
+                         SELECT pg_notify('batten_control', run_id) FROM written",
                     )
                     .await?;
                 let inserted = client
@@ -893,27 +966,18 @@ impl Store for PostgresStore {
         self.call(move |client| {
             Box::pin(async move {
                 let stmt = client
-                    .prepare_cached(
-                        "SELECT step_id, approved, decided_by, comment, at FROM batten.decisions
-                         WHERE run_id = $1",
-                    )
+                    .prepare_cached(&format!(
+                        "SELECT {DECISION_COLUMNS} FROM batten.decisions WHERE run_id = $1"
+                    ))
                     .await?;
                 let rows = client.query(&stmt, &[&run_id]).await?;
                 if rows.is_empty() {
                     Self::run_must_exist(client, run_id.clone()).await?;
                 }
-                let mut decisions = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let step_id: String = column(row, 0, || format!("run '{run_id}' decision"))?;
-                    let what = || format!("run '{run_id}' decision on step '{step_id}'");
-                    decisions.push(Decision {
-                        approved: column(row, 1, what)?,
-                        by: column(row, 2, what)?,
-                        comment: column(row, 3, what)?,
-                        at: column(row, 4, what)?,
-                        step_id: step_id.clone(),
-                    });
-                }
+                let mut decisions = rows
+                    .iter()
+                    .map(|row| rows::decision(row, &run_id))
+                    .collect::<Result<Vec<_>, _>>()?;
                 sort_decisions(&mut decisions);
                 Ok(decisions)
             })
@@ -1010,13 +1074,14 @@ impl Store for PostgresStore {
                 };
                 let what = || format!("run '{run_id}' lease");
                 let token = column::<i64>(&row, 0, what)? as u64;
-                if let Some(held) = column::<Option<String>>(&row, 1, what)? {
-                    let lease = Lease {
-                        owner: LeaseOwner::decode(&held, what)?,
-                        token,
-                        heartbeat_at: column::<Option<f64>>(&row, 2, what)?.unwrap_or(0.0),
-                        expires_at: column::<Option<f64>>(&row, 3, what)?.unwrap_or(0.0),
-                    };
+                let held = rows::lease(
+                    &run_id,
+                    token,
+                    column::<Option<String>>(&row, 1, what)?.as_deref(),
+                    column(&row, 2, what)?,
+                    column(&row, 3, what)?,
+                )?;
+                if let Some(lease) = held {
                     if lease.is_live(now) && take_over != Some(lease.token) {
                         return Ok(Claim::Held(lease));
                     }
@@ -1111,6 +1176,32 @@ impl Store for PostgresStore {
                 Ok(())
             })
         })
+    }
+
+    fn watch(&self, run_id: &str, wake: Wake) -> Option<Watch> {
+        let id = self.listener.next_id.fetch_add(1, Ordering::Relaxed);
+        self.listener
+            .watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(run_id.to_string())
+            .or_default()
+            .push((id, wake));
+        if !self.listener.started.swap(true, Ordering::AcqRel) {
+            let runtime = self.runtime.as_ref().expect("the runtime lives until drop");
+            runtime.spawn(listen(
+                self.config.clone(),
+                self.settings.clone(),
+                Arc::downgrade(&self.listener),
+            ));
+        }
+        let listener = Arc::downgrade(&self.listener);
+        let run_id = run_id.to_string();
+        Some(Watch::new(move || {
+            if let Some(listener) = listener.upgrade() {
+                listener.remove(&run_id, id);
+            }
+        }))
     }
 
     fn get_workflow(&self, workflow_id: &str) -> Result<Option<Value>, StoreError> {

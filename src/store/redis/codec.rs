@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::store::error::parse_json;
-use crate::store::{Decision, Lease, LeaseOwner, RunRecord, StepEvent, StoreError};
+use crate::store::rows::RunFields;
+use crate::store::{Decision, RunRecord, StepEvent, StoreError};
 
 /// An f64 as Redis and Lua read it back exactly (Rust's shortest round-trip form).
 pub(super) fn seconds(value: f64) -> String {
@@ -38,30 +38,19 @@ pub(super) fn decode_run(
     let status = take("status")?;
     let created_at = time("created_at", take("created_at")?)?;
     let updated_at = time("updated_at", take("updated_at")?)?;
-    let input = parse_json(&take("input")?, || format!("run '{run_id}' input"))?;
-    let error = fields.remove("error");
-    let result = fields
-        .remove("result")
-        .map(|text| parse_json(&text, || format!("run '{run_id}' result")))
-        .transpose()?;
-    let lease = match fields.remove("lease_owner") {
-        None => None,
-        Some(owner) => {
-            let mut number = |name: &str| {
-                let text = fields.remove(name).unwrap_or_default();
-                time(name, text)
-            };
-            Some(Lease {
-                owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
-                token: number("lease_token")? as u64,
-                heartbeat_at: number("lease_heartbeat")?,
-                expires_at: number("lease_expires")?,
-            })
-        }
+    let input = take("input")?;
+    let owner = fields.remove("lease_owner");
+    let mut number = |name: &str| time(name, fields.remove(name).unwrap_or_default());
+    // The lease's numbers are read only when an owner holds it.
+    let (lease_token, lease_heartbeat, lease_expires) = match owner {
+        None => (0, None, None),
+        Some(_) => (
+            number("lease_token")? as u64,
+            Some(number("lease_heartbeat")?),
+            Some(number("lease_expires")?),
+        ),
     };
-    Ok(RunRecord {
-        lease,
-        run_id: run_id.to_string(),
+    RunFields {
         workflow_id,
         name,
         version,
@@ -69,9 +58,14 @@ pub(super) fn decode_run(
         created_at,
         updated_at,
         input,
-        error,
-        result,
-    })
+        error: fields.remove("error"),
+        result: fields.remove("result"),
+        lease_token,
+        lease_owner: owner,
+        lease_heartbeat,
+        lease_expires,
+    }
+    .decode(run_id.to_string())
 }
 
 /// An event as stored: its seq is its position in the list. A present `null` (a step that returned

@@ -26,6 +26,7 @@ use self::checkpoint::{Checkpointer, CHECKPOINT_PAGES};
 use self::schema::{MAX_SEQ, SEQ_BITS};
 use super::error::parse_json;
 use super::memory::sort_decisions;
+use super::rows::{self, RUN_COLUMNS as READ_COLUMNS};
 use super::{
     Claim, Control, Decision, Lease, LeaseOwner, ListedRun, RunRecord, StepEvent, Store, StoreError,
 };
@@ -35,9 +36,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 const RUN_COLUMNS: &str =
     "run_id, workflow_id, name, version, status, created_at, updated_at, input, error, result";
-/// [`RUN_COLUMNS`] and the lease's, as [`SqliteStore::read_run`] reads them.
-const READ_COLUMNS: &str = "run_id, workflow_id, name, version, status, created_at, updated_at, \
-     input, error, result, lease_token, lease_owner, lease_heartbeat, lease_expires";
 
 /// A [`Store`] in a SQLite file (`sqlite:///path.db`), shared by any number of processes.
 pub struct SqliteStore {
@@ -161,40 +159,6 @@ impl SqliteStore {
         let encoded = encode_events(events);
         self.write(|conn| append_in(conn, run_id, events, &encoded, fence))
     }
-
-    fn read_run(row: &Row<'_>) -> Result<RunRecord, StoreError> {
-        let run_id: String = column(row, 0, || "a run".to_string())?;
-        let what = || format!("run '{run_id}'");
-        let input: String = column(row, 7, what)?;
-        let error: Option<String> = column(row, 8, what)?;
-        let result: Option<String> = column(row, 9, what)?;
-        let token: i64 = column(row, 10, what)?;
-        let owner: Option<String> = column(row, 11, what)?;
-        let lease = match owner {
-            None => None,
-            Some(owner) => Some(Lease {
-                owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
-                token: token as u64,
-                heartbeat_at: column::<Option<f64>>(row, 12, what)?.unwrap_or(0.0),
-                expires_at: column::<Option<f64>>(row, 13, what)?.unwrap_or(0.0),
-            }),
-        };
-        Ok(RunRecord {
-            lease,
-            workflow_id: column(row, 1, what)?,
-            name: column(row, 2, what)?,
-            version: column(row, 3, what)?,
-            status: column(row, 4, what)?,
-            created_at: column(row, 5, what)?,
-            updated_at: column(row, 6, what)?,
-            input: parse_json(&input, || format!("run '{run_id}' input"))?,
-            error,
-            result: result
-                .map(|text| parse_json(&text, || format!("run '{run_id}' result")))
-                .transpose()?,
-            run_id: run_id.clone(),
-        })
-    }
 }
 
 /// The JSON columns of `events` (output, delta, detail), serialized before the store's lock is
@@ -285,6 +249,8 @@ fn append_in(
     Ok(Ok(seqs))
 }
 
+rows::columns_by!(Row<'_>, column);
+
 /// The run's token counter and its held lease (`None`: run absent; inner `Err`: a corrupt owner).
 #[allow(clippy::type_complexity)]
 fn read_lease(
@@ -302,16 +268,7 @@ fn read_lease(
         .optional()?;
     Ok(row.map(|(token, owner, heartbeat_at, expires_at)| {
         let token = token as u64;
-        let lease = owner
-            .map(|owner| {
-                Ok::<_, StoreError>(Lease {
-                    owner: LeaseOwner::decode(&owner, || format!("run '{run_id}' lease"))?,
-                    token,
-                    heartbeat_at: heartbeat_at.unwrap_or(0.0),
-                    expires_at: expires_at.unwrap_or(0.0),
-                })
-            })
-            .transpose()?;
+        let lease = rows::lease(run_id, token, owner.as_deref(), heartbeat_at, expires_at)?;
         Ok((token, lease))
     }))
 }
@@ -409,7 +366,7 @@ impl Store for SqliteStore {
             .map_err(|e| self.backend(e))?;
         let mut rows = stmt.query([run_id]).map_err(|e| self.backend(e))?;
         match rows.next().map_err(|e| self.backend(e))? {
-            Some(row) => Self::read_run(row),
+            Some(row) => rows::run(row),
             None => Err(StoreError::RunNotFound(run_id.to_string())),
         }
     }
@@ -457,7 +414,7 @@ impl Store for SqliteStore {
             .map_err(|e| self.backend(e))?;
         let mut runs = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.backend(e))? {
-            runs.push(Self::read_run(row));
+            runs.push(rows::run(row));
         }
         Ok(runs)
     }
@@ -588,11 +545,10 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         };
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, step_id, status, attempt, at, duration_ms, error_type, error, output, delta,
-                        detail
-                 FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id",
-            )
+            .prepare_cached(&format!(
+                "SELECT id, {} FROM events WHERE id > ?1 AND id <= ?2 ORDER BY id",
+                rows::EVENT_COLUMNS
+            ))
             .map_err(|e| self.backend(e))?;
         let mut rows = stmt
             .query([first_id(key) + after, first_id(key) + MAX_SEQ])
@@ -601,24 +557,7 @@ impl Store for SqliteStore {
         while let Some(row) = rows.next().map_err(|e| self.backend(e))? {
             let id: i64 = column(row, 0, || format!("run '{run_id}' event"))?;
             let seq = (id - first_id(key)) as u64;
-            let what = || format!("run '{run_id}' event {seq}");
-            let json = |index: usize| -> Result<Option<Value>, StoreError> {
-                let text: Option<String> = column(row, index, what)?;
-                text.map(|text| parse_json(&text, what)).transpose()
-            };
-            events.push(StepEvent {
-                seq,
-                step_id: column(row, 1, what)?,
-                status: column(row, 2, what)?,
-                attempt: column(row, 3, what)?,
-                at: column(row, 4, what)?,
-                duration_ms: column(row, 5, what)?,
-                error_type: column(row, 6, what)?,
-                error: column(row, 7, what)?,
-                output: json(8)?,
-                delta: json(9)?,
-                detail: json(10)?,
-            });
+            events.push(rows::event(row, run_id, seq)?);
         }
         Ok(events)
     }
@@ -706,15 +645,7 @@ impl Store for SqliteStore {
         let mut rows = stmt.query([run_id]).map_err(|e| self.backend(e))?;
         let mut decisions = Vec::new();
         while let Some(row) = rows.next().map_err(|e| self.backend(e))? {
-            let step_id: String = column(row, 0, || format!("run '{run_id}' decision"))?;
-            let what = || format!("run '{run_id}' decision on step '{step_id}'");
-            decisions.push(Decision {
-                approved: column(row, 1, what)?,
-                by: column(row, 2, what)?,
-                comment: column(row, 3, what)?,
-                at: column(row, 4, what)?,
-                step_id: step_id.clone(),
-            });
+            decisions.push(rows::decision(row, run_id)?);
         }
         if decisions.is_empty() {
             self.run_key(&conn, run_id)?;
