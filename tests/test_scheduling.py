@@ -9,6 +9,7 @@ import time
 import pytest
 from batten import (
     AgentStep,
+    RetryPolicy,
     StepStatus,
     ToolStep,
     Workflow,
@@ -581,3 +582,29 @@ def test_long_sync_chain_completes_in_order(execute):
         wf.add_step(ToolStep(f"s{i}", lambda context: {"n": context["n"] + 1}))
     result = execute(wf)
     assert result.context["n"] == 299
+
+
+def test_an_async_steps_task_is_named_after_its_step():
+    # Each attempt's asyncio Task carries its step id as its name (what asyncio's debug output
+    # and `asyncio.all_tasks()` show), on the first attempt and on a retry alike.
+    names = []
+    calls = {"n": 0}
+
+    async def fetch():
+        names.append(asyncio.current_task().get_name())
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    async def after():
+        names.append(asyncio.current_task().get_name())
+
+    workflow = Workflow("names", "names")
+    workflow.add_step(ToolStep("fetch", fetch).with_retry(
+            policy=RetryPolicy(max_attempts=2, initial_interval=0)
+        ))
+    workflow.add_step(ToolStep("after", after))
+    result = asyncio.run(workflow.execute())
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert names == ["fetch", "fetch", "after"]
