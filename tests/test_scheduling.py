@@ -608,3 +608,31 @@ def test_an_async_steps_task_is_named_after_its_step():
     result = asyncio.run(workflow.execute())
     assert result.status == WorkflowStatus.COMPLETED, result.error
     assert names == ["fetch", "fetch", "after"]
+
+
+def test_a_loops_task_factory_still_makes_the_steps_tasks():
+    # Without a task factory the engine builds asyncio.Task itself (loop.create_task would
+    # only add a Python frame); with one, every async attempt goes through it.
+    made = []
+
+    def factory(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    async def step():
+        return 1
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(factory)
+        workflow = Workflow("factory", "factory")
+        workflow.add_step(ToolStep("a", step))
+        workflow.add_step(ToolStep("b", step))
+        return await workflow.execute()
+
+    result = asyncio.run(main())
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    # (the run's own helper tasks go through the factory too, with asyncio's default names;
+    # loop.create_task names a factory's task after the factory returns it)
+    names = [task.get_name() for task in made]
+    assert [name for name in names if not name.startswith("Task-")] == ["a", "b"]

@@ -16,6 +16,28 @@ impl RunInner {
     /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
     /// any); returns one sync step for a worker to run inline.
     pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        self.pump_with(py, here, Vec::new())
+    }
+
+    /// The loop thread, one loop iteration after a pass ran out of its inline budget: calls
+    /// the sync steps that pass deferred (see `pump_with`), then dispatches as `pump` does.
+    pub(super) fn resume_deferred(self: &Arc<Self>, py: Python<'_>) {
+        let carry = {
+            let mut st = self.lock(py);
+            st.deferred.scheduled = false;
+            std::mem::take(&mut st.deferred.steps)
+        };
+        self.pump_with(py, Where::Loop, carry);
+    }
+
+    /// `pump`, with `carry`: adaptive-inline attempts an earlier pass already took (and
+    /// announced) but deferred, called first in this pass on the loop thread.
+    fn pump_with(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        here: Where,
+        carry: Vec<Dispatch>,
+    ) -> Option<Dispatch> {
         // A durable run whose lease is lost (another process took it over) starts nothing
         // more: it stops as if cancelled, and its late writes are refused by the store.
         if let Some(j) = &self.journal {
@@ -34,12 +56,25 @@ impl RunInner {
             }
         }
         let mut inline = None;
-        let mut on_loop = Vec::new();
+        let mut on_loop = carry;
+        let mut deferred = Vec::new();
         // One pass of the loop thread calls adaptive-inline steps for at most `INLINE_BOUND`
-        // (their checkpoints included); what becomes ready after that goes to the workers, so
-        // a long chain of fast steps (or their store writes) never holds the loop for long.
+        // (their checkpoints included); what becomes ready after that waits for the loop's next
+        // iteration (`resume_deferred`, by `call_soon`), so a long chain of fast steps (or their
+        // store writes) never holds the loop for longer than that, and other coroutines get
+        // their turn in between.
+        // NOTE: handing them to the workers instead cost a thread hop (~35 µs) per deferred
+        // step: W4 (100 steps x 3 attempts, ~1.2 ms of calls a run) measured 13.3 µs a step
+        // against 7.7 for the asyncio yardstick, and a worker running Python holds the GIL for
+        // up to the 5 ms switch interval, longer than this bound.
         let began = Instant::now();
+        let mut first = !on_loop.is_empty();
         loop {
+            if first {
+                first = false;
+                self.call_inline_batch(py, &mut on_loop, &mut deferred, began);
+                continue;
+            }
             let Ready {
                 batch,
                 refused,
@@ -59,6 +94,7 @@ impl RunInner {
                 if any_refused {
                     continue; // the refusals may have readied, blocked or ended steps
                 }
+                self.defer(py, deferred);
                 return inline;
             }
             for d in batch {
@@ -72,11 +108,7 @@ impl RunInner {
                     }
                 } else if here == Where::Worker && inline.is_none() {
                     inline = Some(d);
-                } else if here == Where::Loop
-                    && self.plan.steps[d.step].inline.on_loop()
-                    && (self.plan.steps[d.step].inline.forced()
-                        || began.elapsed() < crate::py::plan::INLINE_BOUND)
-                {
+                } else if here == Where::Loop && self.plan.steps[d.step].inline.on_loop() {
                     on_loop.push(d);
                 } else {
                     self.submit(py, d);
@@ -84,14 +116,48 @@ impl RunInner {
             }
             // Sync steps the inline rule (`plan::Inline`) gives the loop thread: called here,
             // after every other ready step has been dispatched, then the loop looks again.
-            for d in on_loop.drain(..) {
-                if self.plan.steps[d.step].inline.forced()
-                    || began.elapsed() < crate::py::plan::INLINE_BOUND
-                {
-                    self.call_on_loop(py, d);
-                } else {
-                    self.submit(py, d);
-                }
+            self.call_inline_batch(py, &mut on_loop, &mut deferred, began);
+        }
+    }
+
+    /// Calls `on_loop`'s attempts on the loop thread while the pass that `began` is within
+    /// `INLINE_BOUND` (`with_inline(True)` steps whatever the time); the rest join `deferred`.
+    fn call_inline_batch(
+        self: &Arc<Self>,
+        py: Python<'_>,
+        on_loop: &mut Vec<Dispatch>,
+        deferred: &mut Vec<Dispatch>,
+        began: Instant,
+    ) {
+        for d in on_loop.drain(..) {
+            if self.plan.steps[d.step].inline.forced()
+                || began.elapsed() < crate::py::plan::INLINE_BOUND
+            {
+                self.call_on_loop(py, d);
+            } else {
+                deferred.push(d);
+            }
+        }
+    }
+
+    /// Keeps `deferred` attempts for the loop's next iteration (one `call_soon` per run at a
+    /// time; see `resume_deferred`).
+    fn defer(self: &Arc<Self>, py: Python<'_>, deferred: Vec<Dispatch>) {
+        if deferred.is_empty() {
+            return;
+        }
+        let schedule = {
+            let mut st = self.lock(py);
+            st.deferred.steps.extend(deferred);
+            !std::mem::replace(&mut st.deferred.scheduled, true)
+        };
+        if schedule {
+            let cb = Callback::new(self, CbKind::Deferred);
+            if let Err(e) = self
+                .event_loop
+                .call_method1(py, intern!(py, "call_soon"), (cb,))
+            {
+                tracing::error!(run_id = %self.run_id, "batten: cannot reach the event loop: {e}");
             }
         }
     }
@@ -314,6 +380,34 @@ impl RunInner {
         Ok(Some(out))
     }
 
+    /// `asyncio.Task` when the loop has no task factory and is not in debug mode: then
+    /// `loop.create_task(coro, name=, context=)` is exactly `Task(coro, loop=loop, name=,
+    /// context=)` behind a Python frame, which cost ~4,300 of W1a's ~47,700 instructions a
+    /// step. `None` (use `create_task`) otherwise. Read once per run, at its first async
+    /// attempt: a factory set while a run is going applies from the next run.
+    fn task_class<'a>(&'a self, py: Python<'_>) -> Option<&'a Py<PyAny>> {
+        self.task_class
+            .get_or_init(py, || {
+                let lp = self.event_loop.bind(py);
+                let plain = lp
+                    .call_method0(intern!(py, "get_task_factory"))
+                    .is_ok_and(|f| f.is_none())
+                    && lp
+                        .call_method0(intern!(py, "get_debug"))
+                        .and_then(|d| d.is_truthy())
+                        .is_ok_and(|debug| !debug);
+                if !plain {
+                    return None;
+                }
+                TASK.get_or_try_init(py, || -> PyResult<_> {
+                    Ok(py.import("asyncio")?.getattr("Task")?.unbind())
+                })
+                .ok()
+                .map(|c| c.clone_ref(py))
+            })
+            .as_ref()
+    }
+
     /// A copy of the run's `contextvars.Context` (its `copy()`, without the method lookup),
     /// for one attempt to run in.
     fn context_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -368,7 +462,13 @@ impl RunInner {
         // "Task-<n>" with PyUnicode_FromFormat, ~1,500 instructions of W1a's ~49,600 a step.
         let name = pyo3::types::PyString::new(py, &self.plan.steps[d.step].id);
         kw.set_item(intern!(py, "name"), name)?;
-        let task = lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw))?;
+        let task = match self.task_class(py) {
+            Some(cls) => {
+                kw.set_item(intern!(py, "loop"), lp)?;
+                cls.bind(py).call((coro,), Some(&kw))?
+            }
+            None => lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw))?,
+        };
         let timer = match self.plan.steps[d.step].timeout {
             Some(t) => Some(lp.call_method1(
                 intern!(py, "call_later"),
@@ -534,6 +634,7 @@ impl RunInner {
     }
 }
 
+static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 

@@ -203,6 +203,7 @@ impl RunInner {
             flushing: Mutex::new(None),
             journal,
             lease_halted: std::sync::atomic::AtomicBool::new(false),
+            task_class: PyOnceLock::new(),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run
@@ -224,6 +225,7 @@ impl RunInner {
                 timing: Timing::default(),
                 end: Ending::default(),
                 events: Vec::new(),
+                deferred: Deferred::default(),
             }),
             plan,
         });
