@@ -601,9 +601,9 @@ def test_an_async_steps_task_is_named_after_its_step():
         names.append(asyncio.current_task().get_name())
 
     workflow = Workflow("names", "names")
-    workflow.add_step(ToolStep("fetch", fetch).with_retry(
-            policy=RetryPolicy(max_attempts=2, initial_interval=0)
-        ))
+    workflow.add_step(
+        ToolStep("fetch", fetch).with_retry(policy=RetryPolicy(max_attempts=2, initial_interval=0))
+    )
     workflow.add_step(ToolStep("after", after))
     result = asyncio.run(workflow.execute())
     assert result.status == WorkflowStatus.COMPLETED, result.error
