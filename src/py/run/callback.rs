@@ -14,8 +14,6 @@ pub(super) enum CbKind {
     Unpark,
     /// The durable run's lease was lost: stop the run (see `RunInner::pump`).
     LeaseLost,
-    /// Sync steps a loop pass deferred past its inline budget are due (see `pump_with`).
-    Deferred,
 }
 
 /// A callable handed to asyncio (done-callbacks, `call_later`, `call_soon_threadsafe`).
@@ -57,7 +55,6 @@ impl Callback {
             CbKind::Settle => run.settle_tasks(py),
             CbKind::LeaseLost => run.stop(py, Stop::Cancelled),
             CbKind::Finish => run.complete(py),
-            CbKind::Deferred => run.resume_deferred(py),
             CbKind::Unpark => {
                 {
                     let mut st = run.lock(py);

@@ -16,28 +16,6 @@ impl RunInner {
     /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
     /// any); returns one sync step for a worker to run inline.
     pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
-        self.pump_with(py, here, Vec::new())
-    }
-
-    /// The loop thread, one loop iteration after a pass ran out of its inline budget: calls
-    /// the sync steps that pass deferred (see `pump_with`), then dispatches as `pump` does.
-    pub(super) fn resume_deferred(self: &Arc<Self>, py: Python<'_>) {
-        let carry = {
-            let mut st = self.lock(py);
-            st.deferred.scheduled = false;
-            std::mem::take(&mut st.deferred.steps)
-        };
-        self.pump_with(py, Where::Loop, carry);
-    }
-
-    /// `pump`, with `carry`: adaptive-inline attempts an earlier pass already took (and
-    /// announced) but deferred, called first in this pass on the loop thread.
-    fn pump_with(
-        self: &Arc<Self>,
-        py: Python<'_>,
-        here: Where,
-        carry: Vec<Dispatch>,
-    ) -> Option<Dispatch> {
         // A durable run whose lease is lost (another process took it over) starts nothing
         // more: it stops as if cancelled, and its late writes are refused by the store.
         if let Some(j) = &self.journal {
@@ -56,25 +34,12 @@ impl RunInner {
             }
         }
         let mut inline = None;
-        let mut on_loop = carry;
-        let mut deferred = Vec::new();
+        let mut on_loop = Vec::new();
         // One pass of the loop thread calls adaptive-inline steps for at most `INLINE_BOUND`
-        // (their checkpoints included); what becomes ready after that waits for the loop's next
-        // iteration (`resume_deferred`, by `call_soon`), so a long chain of fast steps (or their
-        // store writes) never holds the loop for longer than that, and other coroutines get
-        // their turn in between.
-        // NOTE: handing them to the workers instead cost a thread hop (~35 µs) per deferred
-        // step: W4 (100 steps x 3 attempts, ~1.2 ms of calls a run) measured 13.3 µs a step
-        // against 7.7 for the asyncio yardstick, and a worker running Python holds the GIL for
-        // up to the 5 ms switch interval, longer than this bound.
+        // (their checkpoints included); what becomes ready after that goes to the workers, so
+        // a long chain of fast steps (or their store writes) never holds the loop for long.
         let began = Instant::now();
-        let mut first = !on_loop.is_empty();
         loop {
-            if first {
-                first = false;
-                self.call_inline_batch(py, &mut on_loop, &mut deferred, began);
-                continue;
-            }
             let Ready {
                 batch,
                 refused,
@@ -94,7 +59,6 @@ impl RunInner {
                 if any_refused {
                     continue; // the refusals may have readied, blocked or ended steps
                 }
-                self.defer(py, deferred);
                 return inline;
             }
             for d in batch {
@@ -108,7 +72,11 @@ impl RunInner {
                     }
                 } else if here == Where::Worker && inline.is_none() {
                     inline = Some(d);
-                } else if here == Where::Loop && self.plan.steps[d.step].inline.on_loop() {
+                } else if here == Where::Loop
+                    && self.plan.steps[d.step].inline.on_loop()
+                    && (self.plan.steps[d.step].inline.forced()
+                        || began.elapsed() < crate::py::plan::INLINE_BOUND)
+                {
                     on_loop.push(d);
                 } else {
                     self.submit(py, d);
@@ -116,48 +84,14 @@ impl RunInner {
             }
             // Sync steps the inline rule (`plan::Inline`) gives the loop thread: called here,
             // after every other ready step has been dispatched, then the loop looks again.
-            self.call_inline_batch(py, &mut on_loop, &mut deferred, began);
-        }
-    }
-
-    /// Calls `on_loop`'s attempts on the loop thread while the pass that `began` is within
-    /// `INLINE_BOUND` (`with_inline(True)` steps whatever the time); the rest join `deferred`.
-    fn call_inline_batch(
-        self: &Arc<Self>,
-        py: Python<'_>,
-        on_loop: &mut Vec<Dispatch>,
-        deferred: &mut Vec<Dispatch>,
-        began: Instant,
-    ) {
-        for d in on_loop.drain(..) {
-            if self.plan.steps[d.step].inline.forced()
-                || began.elapsed() < crate::py::plan::INLINE_BOUND
-            {
-                self.call_on_loop(py, d);
-            } else {
-                deferred.push(d);
-            }
-        }
-    }
-
-    /// Keeps `deferred` attempts for the loop's next iteration (one `call_soon` per run at a
-    /// time; see `resume_deferred`).
-    fn defer(self: &Arc<Self>, py: Python<'_>, deferred: Vec<Dispatch>) {
-        if deferred.is_empty() {
-            return;
-        }
-        let schedule = {
-            let mut st = self.lock(py);
-            st.deferred.steps.extend(deferred);
-            !std::mem::replace(&mut st.deferred.scheduled, true)
-        };
-        if schedule {
-            let cb = Callback::new(self, CbKind::Deferred);
-            if let Err(e) = self
-                .event_loop
-                .call_method1(py, intern!(py, "call_soon"), (cb,))
-            {
-                tracing::error!(run_id = %self.run_id, "batten: cannot reach the event loop: {e}");
+            for d in on_loop.drain(..) {
+                if self.plan.steps[d.step].inline.forced()
+                    || began.elapsed() < crate::py::plan::INLINE_BOUND
+                {
+                    self.call_on_loop(py, d);
+                } else {
+                    self.submit(py, d);
+                }
             }
         }
     }

@@ -264,15 +264,6 @@ struct RunState {
     end: Ending,
     /// Events recorded under this lock, in the order they happened, waiting for `flush`.
     events: Vec<Event>,
-    deferred: Deferred,
-}
-
-/// Adaptive-inline attempts a loop pass took but left for the loop's next iteration (its
-/// inline budget was spent), and whether that iteration's callback is scheduled.
-#[derive(Default)]
-struct Deferred {
-    steps: Vec<Dispatch>,
-    scheduled: bool,
 }
 
 impl RunState {
@@ -309,7 +300,7 @@ pub struct RunInner {
     journal: Option<Journal>,
     /// Set once this run was stopped because its journal's lease was lost (see `pump`).
     lease_halted: std::sync::atomic::AtomicBool,
-    /// How async attempts become tasks, decided at the first one (see `dispatch::task_maker`):
+    /// How async attempts become tasks, decided at the first one (see `RunInner::task_class`):
     /// `Some(asyncio.Task)` to construct them directly, `None` through `loop.create_task`.
     task_class: PyOnceLock<Option<Py<PyAny>>>,
     st: Mutex<RunState>,

@@ -225,7 +225,6 @@ impl RunInner {
                 timing: Timing::default(),
                 end: Ending::default(),
                 events: Vec::new(),
-                deferred: Deferred::default(),
             }),
             plan,
         });
