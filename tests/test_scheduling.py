@@ -9,6 +9,7 @@ import time
 import pytest
 from batten import (
     AgentStep,
+    RetryPolicy,
     StepStatus,
     ToolStep,
     Workflow,
@@ -581,3 +582,57 @@ def test_long_sync_chain_completes_in_order(execute):
         wf.add_step(ToolStep(f"s{i}", lambda context: {"n": context["n"] + 1}))
     result = execute(wf)
     assert result.context["n"] == 299
+
+
+def test_an_async_steps_task_is_named_after_its_step():
+    # Each attempt's asyncio Task carries its step id as its name (what asyncio's debug output
+    # and `asyncio.all_tasks()` show), on the first attempt and on a retry alike.
+    names = []
+    calls = {"n": 0}
+
+    async def fetch():
+        names.append(asyncio.current_task().get_name())
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("once")
+        return "ok"
+
+    async def after():
+        names.append(asyncio.current_task().get_name())
+
+    workflow = Workflow("names", "names")
+    workflow.add_step(
+        ToolStep("fetch", fetch).with_retry(policy=RetryPolicy(max_attempts=2, initial_interval=0))
+    )
+    workflow.add_step(ToolStep("after", after))
+    result = asyncio.run(workflow.execute())
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert names == ["fetch", "fetch", "after"]
+
+
+def test_a_loops_task_factory_still_makes_the_steps_tasks():
+    # Without a task factory the engine builds asyncio.Task itself (loop.create_task would
+    # only add a Python frame); with one, every async attempt goes through it.
+    made = []
+
+    def factory(loop, coro, **kwargs):
+        task = asyncio.Task(coro, loop=loop, **kwargs)
+        made.append(task)
+        return task
+
+    async def step():
+        return 1
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(factory)
+        workflow = Workflow("factory", "factory")
+        workflow.add_step(ToolStep("a", step))
+        workflow.add_step(ToolStep("b", step))
+        return await workflow.execute()
+
+    result = asyncio.run(main())
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    # (the run's own helper tasks go through the factory too, with asyncio's default names;
+    # loop.create_task names a factory's task after the factory returns it)
+    names = [task.get_name() for task in made]
+    assert [name for name in names if not name.startswith("Task-")] == ["a", "b"]

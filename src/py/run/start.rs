@@ -83,6 +83,13 @@ impl Run {
             Some(c) => c,
             None => call_cached(py, &COPY_CONTEXT, "contextvars", "copy_context")?,
         };
+        // SAFETY: a type check on a valid, attached object pointer.
+        if unsafe { pyo3::ffi::PyContext_CheckExact(pycontext.as_ptr()) } == 0 {
+            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "Run.start(pycontext=...) must be a contextvars.Context, got {}",
+                args::shown(&pycontext)
+            )));
+        }
         let done = event_loop.call_method0(intern!(py, "create_future"))?;
         let inner = RunInner::start(
             py,
@@ -196,6 +203,7 @@ impl RunInner {
             flushing: Mutex::new(None),
             journal,
             lease_halted: std::sync::atomic::AtomicBool::new(false),
+            task_class: PyOnceLock::new(),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run
