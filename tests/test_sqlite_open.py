@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from batten import SqliteStore, ToolStep, Workflow, WorkflowContext
 from batten.errors import StoreError
 
