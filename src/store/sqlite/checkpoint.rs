@@ -7,8 +7,9 @@
 // instead, which wakes this thread; it checkpoints (PASSIVE: it never blocks a writer) on its own
 // connection.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
@@ -48,9 +49,50 @@ impl Checkpointer {
         })
     }
 
-    /// A handle for the WAL hook: `try_send(())` requests a checkpoint without ever blocking.
-    pub(super) fn waker(&self) -> SyncSender<()> {
-        self.wake.clone().expect("the sender lives until drop")
+    /// Requests a checkpoint without ever blocking.
+    fn wake(&self) {
+        if let Some(wake) = &self.wake {
+            let _ = wake.try_send(());
+        }
+    }
+}
+
+/// A [`Checkpointer`] started the first time the WAL reaches [`CHECKPOINT_PAGES`], from the
+/// store connection's WAL hook. Dropping it stops the thread, if it was started.
+/// NOTE: started lazily: its connection and thread were ~1/4 of opening a store (a process that
+/// resumes one run and exits, issue 18's D3, never writes 1,000 pages). Opening the connection
+/// inside the hook is safe: the hook runs after the commit, and opening reads nothing yet.
+pub(super) struct LazyCheckpointer {
+    path: PathBuf,
+    url: String,
+    started: OnceLock<Option<Checkpointer>>,
+}
+
+impl LazyCheckpointer {
+    pub(super) fn new(path: &Path, url: &str) -> Self {
+        LazyCheckpointer {
+            path: path.to_path_buf(),
+            url: url.to_string(),
+            started: OnceLock::new(),
+        }
+    }
+
+    /// Requests a checkpoint, starting the thread on the first request. A thread that cannot be
+    /// started is logged once and never retried: the WAL then only grows, as when a checkpoint
+    /// fails.
+    pub(super) fn wake(&self) {
+        let started =
+            self.started
+                .get_or_init(|| match Checkpointer::start(&self.path, &self.url) {
+                    Ok(checkpointer) => Some(checkpointer),
+                    Err(e) => {
+                        tracing::warn!("{}: no WAL checkpoints: {e}", self.url);
+                        None
+                    }
+                });
+        if let Some(checkpointer) = started {
+            checkpointer.wake();
+        }
     }
 }
 
@@ -66,8 +108,7 @@ fn run(conn: &Connection, woken: &Receiver<()>, url: &str) {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        // The hook holds a clone of the sender, so the thread stops once the store's connection is
-        // closed too: `SqliteStore` drops its connection first.
+        // Its only sender: the thread stops after any checkpoint in progress.
         drop(self.wake.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

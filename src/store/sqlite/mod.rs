@@ -15,6 +15,7 @@ mod checkpoint;
 mod schema;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -22,7 +23,7 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use self::checkpoint::{Checkpointer, CHECKPOINT_PAGES};
+use self::checkpoint::{LazyCheckpointer, CHECKPOINT_PAGES};
 use self::schema::{MAX_SEQ, SEQ_BITS};
 use super::error::parse_json;
 use super::memory::sort_decisions;
@@ -40,10 +41,10 @@ const RUN_COLUMNS: &str =
 /// A [`Store`] in a SQLite file (`sqlite:///path.db`), shared by any number of processes.
 pub struct SqliteStore {
     url: String,
-    // Dropped before `_checkpointer`, whose thread ends once this connection's WAL hook (holding a
-    // waker) is gone.
+    // Dropped before `_checkpointer`: its WAL hook holds the checkpointer too, whose thread (if
+    // started) is joined when the last holder drops it.
     conn: Mutex<Connection>,
-    _checkpointer: Option<Checkpointer>,
+    _checkpointer: Option<Arc<LazyCheckpointer>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -88,12 +89,12 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(path).map_err(|e| unreachable(&e))?;
         schema::prepare(&conn, &url, true)?;
-        let checkpointer = Checkpointer::start(path, &url)?;
-        let wake = checkpointer.waker();
+        let checkpointer = Arc::new(LazyCheckpointer::new(path, &url));
+        let wake = Arc::clone(&checkpointer);
         // Replaces SQLite's inline autocheckpoint.
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
             if pages >= CHECKPOINT_PAGES {
-                let _ = wake.try_send(());
+                wake.wake();
             }
             Ok(())
         }))

@@ -97,6 +97,14 @@ pub(super) fn prepare(conn: &Connection, url: &str, is_file: bool) -> Result<(),
         .map_err(unreachable)?;
     conn.set_prepared_statement_cache_capacity(32);
 
+    // An existing store of this version, the usual case, needs no write lock: one read (in its
+    // own read transaction) of a row only an upgrade under the write lock changes.
+    // NOTE: the write transaction below on every open was a lock and a commit per opening (issue
+    // 18's D3 opens the store again to resume); anything else (no table, an empty file, another
+    // version, an error) takes that path and is checked again under the lock.
+    if current_version(conn) {
+        return Ok(());
+    }
     // BEGIN IMMEDIATE: of several processes opening a new file at once, one creates the schema.
     conn.execute_batch("BEGIN IMMEDIATE").map_err(unreachable)?;
     let checked = check_or_create(conn).map_err(|e| match e {
@@ -110,6 +118,16 @@ pub(super) fn prepare(conn: &Connection, url: &str, is_file: bool) -> Result<(),
     };
     let ended = conn.execute_batch(end).map_err(unreachable);
     checked.and(ended)
+}
+
+/// Whether the database holds a batten schema of this version (`false` on any error).
+fn current_version(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT CAST(value AS TEXT) FROM meta WHERE key = 'schema_version'",
+        [],
+        |row| row.get::<_, String>(0),
+    )
+    .is_ok_and(|found| found.trim().parse::<u32>() == Ok(SCHEMA_VERSION))
 }
 
 enum Checked {
