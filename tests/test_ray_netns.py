@@ -49,15 +49,14 @@ def _unavailable(service: str, why: str) -> None:
 
 def _driver(address: str, ip: str, db: str, out: str) -> None:
     """The driver, run in its own namespace (address ``ip``) and attached to that namespace's
-    own (CPU-less) Ray node, as a Ray driver always is: connects, waits (at most 60 s) for both worker
-    nodes, runs a durable map of CPU-bound items pinned half on node_a and half on node_b, and
-    writes what it saw to ``out`` (JSON)."""
+    own (CPU-less) Ray node, as a Ray driver always is: connects, waits (at most 60 s) for
+    both worker nodes, runs a durable map of CPU-bound items pinned half on node_a and half
+    on node_b, and writes what it saw to ``out`` (JSON)."""
     import asyncio
 
     import batten
     import ray
     from batten import MapStep, StepStatus, ToolStep, Workflow
-
     from test_ray_netns import burn_where  # by reference (importable on the nodes)
 
     ray.init(address=address, log_to_driver=False, _node_ip_address=ip)
@@ -103,9 +102,7 @@ def netns_cluster(tmp_path):
         _unavailable("netns", why)
     started = time.monotonic()
     with netns.private_network(["head", "node_a", "node_b", "driver"]) as net:
-        places = {
-            name: Placement(h.ip, tuple(h.exec_prefix())) for name, h in net.hosts.items()
-        }
+        places = {name: Placement(h.ip, tuple(h.exec_prefix())) for name, h in net.hosts.items()}
         try:
             # the driver's own node: a Ray driver attaches to a raylet on its host
             cluster = start_cluster(
