@@ -138,18 +138,32 @@ def _ray_cmd() -> str:
     return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
 
 
-def _start(name: str, args: list[str], base: Path) -> Node:
-    """``ray start --block`` for node ``name`` with its own temp dir under ``base``."""
+@dataclass(frozen=True)
+class Placement:
+    """Where a node runs: its address (``--node-ip-address``) and the command prefix that puts
+    its ``ray start`` there (e.g. ``ip netns exec <ns>``; none: this machine's own network)."""
+
+    ip: str = "127.0.0.1"
+    prefix: tuple[str, ...] = ()
+
+
+LOCAL = Placement()
+
+
+def _start(name: str, args: list[str], base: Path, where: Placement = LOCAL) -> Node:
+    """``ray start --block`` for node ``name`` with its own temp dir under ``base``, at
+    ``where``."""
     temp = base / name
     temp.mkdir(exist_ok=True)
     log = base / f"{name}.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [
+                *where.prefix,
                 *(_ray_cmd(), "start", "--block", "--disable-usage-stats"),
                 f"--temp-dir={temp}",
                 "--object-store-memory=100000000",
-                "--node-ip-address=127.0.0.1",
+                f"--node-ip-address={where.ip}",
                 "--include-log-monitor=false",
                 f"--dashboard-agent-listen-port={free_port()}",
                 f"--metrics-export-port={free_port()}",
@@ -178,11 +192,13 @@ def _wait_started(node: Node, deadline: float) -> bool:
     return False
 
 
-def _start_node(name: str, args: list[str], base: Path, deadline: float) -> Node:
+def _start_node(
+    name: str, args: list[str], base: Path, deadline: float, where: Placement = LOCAL
+) -> Node:
     """Starts node ``name`` and waits for it, restarting it at most :data:`RESTARTS` times.
     Raises ``RuntimeError`` (the node's log tail) when it never comes up."""
     for attempt in range(1, RESTARTS + 2):
-        node = _start(name, args, base)
+        node = _start(name, args, base, where)
         node.attempts = attempt
         t0 = time.monotonic()
         if _wait_started(node, min(deadline, t0 + REGISTRATION_WAIT_S + 30)):
@@ -195,17 +211,29 @@ def _start_node(name: str, args: list[str], base: Path, deadline: float) -> Node
 
 
 def start_cluster(
-    workers: dict[str, int], *, timeout: float = 240.0, connect: Any = None
+    workers: dict[str, int],
+    *,
+    timeout: float = 240.0,
+    connect: Any = None,
+    places: dict[str, Placement] | None = None,
+    driver: bool = True,
 ) -> Cluster:
     """Starts a head and then, one at a time, one worker node per ``{name: num_cpus}`` (each
     with the custom resource ``{name: 1}``), connects this process as a driver (``ray.init``)
     and waits until every node is alive, all within ``timeout`` seconds. Raises
-    ``RuntimeError`` (after stopping whatever started) when the cluster does not come up."""
+    ``RuntimeError`` (after stopping whatever started) when the cluster does not come up.
+
+    ``places`` puts nodes (``"head"`` or a worker's name) elsewhere than this machine's own
+    network (:class:`Placement`: e.g. a network namespace of their own); with ``driver=False``
+    this process does not connect (the driver runs elsewhere, e.g. in a namespace of its own,
+    and the worker nodes' ids are left empty): the cluster is up once every ``ray start`` has
+    reported its node registered with the GCS."""
     import ray
 
+    places = places or {}
     base = Path(tempfile.mkdtemp(prefix="btray-", dir="/tmp"))
     port = free_port()
-    address = f"127.0.0.1:{port}"
+    address = f"{places.get('head', LOCAL).ip}:{port}"
     deadline = time.monotonic() + timeout
     cluster: Cluster | None = None
     try:
@@ -220,6 +248,7 @@ def start_cluster(
             ],
             base,
             deadline,
+            places.get("head", LOCAL),
         )
         cluster = Cluster(address, str(base), head)
         for name, cpus in workers.items():
@@ -228,7 +257,10 @@ def start_cluster(
                 [f"--address={address}", f"--num-cpus={cpus}", f'--resources={{"{name}": 1}}'],
                 base,
                 deadline,
+                places.get(name, LOCAL),
             )
+        if not driver:
+            return cluster
         os.environ["RAY_AUTH_MODE"] = "disabled"
         ray.init(address=address, log_to_driver=False, **(connect or {}))
         while True:

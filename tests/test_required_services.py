@@ -70,7 +70,7 @@ def test_ci_requires_every_service() -> None:
     found = re.search(r"^export BATTEN_REQUIRE_SERVICES=(\w+(?:,\w+)*)$", ci, re.MULTILINE)
     assert found, ci
     required = set(found.group(1).split(","))
-    assert {"redis", "postgres", "chromium", "ray"} <= required, found.group(0)
+    assert {"redis", "postgres", "chromium", "ray", "netns"} <= required, found.group(0)
     assert "apt-get install -y -qq postgresql" in ci
 
 
@@ -198,4 +198,40 @@ def test_a_ray_cluster_test_without_ray_fails_where_ray_is_required(tmp_path: Pa
     summary = done.stdout.strip().splitlines()[-1]
     assert done.returncode != 0, done.stdout
     assert "BATTEN_REQUIRE_SERVICES names ray" in done.stdout, done.stdout
+    assert "error" in summary and "skipped" not in summary, summary
+
+
+_NETNS_TEST = "tests/test_ray_netns.py::test_map_over_nodes_in_their_own_network_namespaces"
+
+
+def _pytest_netns(tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The network-namespace Ray test with a PATH holding no ``ip`` (so no namespace can be
+    made, and no cluster is started)."""
+    empty = tmp_path / "no-ip"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("BATTEN_REQUIRE_SERVICES", "CI")}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", _NETNS_TEST],
+        cwd=ROOT,
+        env={**env, "PATH": str(empty), **extra},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_netns_ray_test_without_network_namespaces_is_reported_as_skipped(
+    tmp_path: Path,
+) -> None:
+    done = _pytest_netns(tmp_path)
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in summary and "passed" not in summary, summary
+
+
+def test_the_netns_ray_test_fails_where_netns_is_required_and_missing(tmp_path: Path) -> None:
+    done = _pytest_netns(tmp_path, BATTEN_REQUIRE_SERVICES="ray,netns")
+    summary = done.stdout.strip().splitlines()[-1]
+    assert done.returncode != 0, done.stdout
+    assert "BATTEN_REQUIRE_SERVICES names netns" in done.stdout, done.stdout
     assert "error" in summary and "skipped" not in summary, summary
