@@ -7,7 +7,6 @@ import collections.abc
 import dataclasses
 import inspect
 import re
-import time
 
 import batten
 import pytest
