@@ -400,7 +400,7 @@ def test_execute_returns_jarviscore_dicts_and_omits_blocked_steps():
 
 def test_timeout_per_step_marks_slow_steps_timeout_without_changing_the_steps():
     async def hang(task):
-        await asyncio.sleep(10)
+        await asyncio.sleep(30)
 
     wf = (
         WorkflowBuilder().step("stuck", "slowpoke", "wait").step("quick", "analyst", "look").build()
@@ -408,7 +408,7 @@ def test_timeout_per_step_marks_slow_steps_timeout_without_changing_the_steps():
     started = time.perf_counter()
     results = asyncio.run(wf.execute(agents(slowpoke=hang), timeout_per_step=0.2))
 
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # not timed out, "stuck" would hang 30 s
     assert {r["step_id"]: r["status"] for r in results} == {"stuck": "timeout", "quick": "success"}
     assert [s.timeout for s in wf.steps] == [None, None]
 
