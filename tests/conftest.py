@@ -53,6 +53,52 @@ def in_flight() -> InFlight:
     return InFlight()
 
 
+class Rendezvous:
+    """A meeting point that ``parties`` concurrent steps must all reach before any may go on.
+
+    Proves concurrency without a wall-clock bound: run one after another, the first arrival
+    waits alone and fails after ``timeout`` seconds (default 30), however loaded the machine.
+    Works from async steps (``await arrive()``, polls so it needs no particular event loop) and
+    from sync steps on worker threads (``arrive_sync()``). ``arrived`` counts arrivals.
+    """
+
+    def __init__(self, parties: int, timeout: float = 30.0) -> None:
+        self.parties = parties
+        self.timeout = timeout
+        self.arrived = 0
+        self._cond = threading.Condition()
+
+    def _arrive(self) -> float:
+        with self._cond:
+            self.arrived += 1
+            self._cond.notify_all()
+        return time.monotonic() + self.timeout
+
+    async def arrive(self) -> None:
+        """Arrive and wait (async) until all parties have; ``TimeoutError`` after ``timeout`` s."""
+        deadline = self._arrive()
+        while self.arrived < self.parties:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.arrived} of {self.parties} parties arrived")
+            await asyncio.sleep(0.005)
+
+    def arrive_sync(self) -> None:
+        """Arrive and block until all parties have; ``TimeoutError`` after ``timeout`` s."""
+        deadline = self._arrive()
+        with self._cond:
+            while self.arrived < self.parties:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"only {self.arrived} of {self.parties} parties arrived")
+                self._cond.wait(left)
+
+
+@pytest.fixture
+def rendezvous() -> Callable[..., Rendezvous]:
+    """``rendezvous(parties, timeout=30.0)`` makes a fresh :class:`Rendezvous`."""
+    return Rendezvous
+
+
 class Clock:
     """Records named events with ``time.perf_counter`` offsets from the clock's creation."""
 

@@ -43,8 +43,10 @@ def test_abandoned_calls_do_not_starve_a_later_sync_step(execute):
         start = time.perf_counter()
         after = execute(quick)
         elapsed = time.perf_counter() - start
+        # The 1 s attempt timeout covers the wait for a worker, so COMPLETED is the proof; the
+        # elapsed bound only catches a run that hung on after it.
         assert after.step("quick").status == StepStatus.COMPLETED
-        assert elapsed < 3.0, f"a trivial step waited {elapsed:.1f}s behind abandoned calls"
+        assert elapsed < 10, f"a trivial step waited {elapsed:.1f}s behind abandoned calls"
     finally:
         release.set()
     deadline = time.monotonic() + 20

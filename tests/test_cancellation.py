@@ -109,7 +109,7 @@ def test_cancelling_the_task_awaiting_execute_cancels_every_running_step():
         async def step():
             started.append(name)
             try:
-                await asyncio.sleep(10)
+                await asyncio.sleep(30)
             finally:
                 finished.append(name)
 
@@ -122,7 +122,9 @@ def test_cancelling_the_task_awaiting_execute_cancels_every_running_step():
 
     async def main():
         task = asyncio.create_task(wf.execute())
-        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while len(started) < 2 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         assert sorted(started) == ["a", "b"]
         start = time.perf_counter()
         task.cancel()
@@ -130,7 +132,8 @@ def test_cancelling_the_task_awaiting_execute_cancels_every_running_step():
             await task
         # The steps' finally blocks ran before CancelledError came out of execute().
         assert sorted(finished) == ["a", "b"]
-        assert time.perf_counter() - start < 0.5
+        # Not cancelled, the steps would sleep 30 s; 10 s is far from both that and 0.
+        assert time.perf_counter() - start < 10
         await asyncio.sleep(0.05)
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
@@ -139,21 +142,32 @@ def test_cancelling_the_task_awaiting_execute_cancels_every_running_step():
 
 
 def test_cancelling_execute_does_not_wait_for_a_running_sync_step():
+    running = threading.Event()
+    release = threading.Event()
+
     def blocking():
-        time.sleep(0.8)
+        running.set()
+        release.wait(30)  # blocks until the test ends (30 s at most)
 
     wf = Workflow("cancel", "cancel sync").add_step(ToolStep("blocking", blocking))
 
     async def main():
         task = asyncio.create_task(wf.execute())
-        await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 30
+        while not running.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert running.is_set()
         start = time.perf_counter()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
         return time.perf_counter() - start
 
-    assert asyncio.run(main()) < 0.4
+    try:
+        # Waiting for the step would take 30 s; 10 s is far from both that and 0.
+        assert asyncio.run(main()) < 10
+    finally:
+        release.set()
 
 
 def test_cancelling_execute_stops_a_step_waiting_to_retry():

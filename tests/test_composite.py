@@ -112,10 +112,20 @@ def test_conditional_bad_input_is_typed_and_names_the_step():
 # --- ParallelStep ----------------------------------------------------------------------------
 
 
-def test_parallel_branches_overlap_and_output_is_in_declaration_order(execute):
+def test_parallel_branches_overlap_and_output_is_in_declaration_order(execute, rendezvous):
+    # All three branches (two async, one sync) must be running at once to pass the meeting
+    # point; run in turn, the first would time out alone. After it they finish b, c, a.
+    meet = rendezvous(3)
+
     async def slow(tag, seconds):
+        await meet.arrive()
         await asyncio.sleep(seconds)
         return {tag: seconds}
+
+    def sync_branch():
+        meet.arrive_sync()
+        time.sleep(0.2)
+        return {"c": 0.2}
 
     par = ParallelStep(
         "p",
@@ -123,11 +133,10 @@ def test_parallel_branches_overlap_and_output_is_in_declaration_order(execute):
             ToolStep("a", slow, {"tag": "a", "seconds": 0.3}),
             ToolStep("b", slow, {"tag": "b", "seconds": 0.1}),
         ],
-    ).add_branch(ToolStep("c", lambda: time.sleep(0.2) or {"c": 0.2}))
-    start = time.perf_counter()
+    ).add_branch(ToolStep("c", sync_branch))
     result = execute(wf_of(par))
-    elapsed = time.perf_counter() - start
-    assert elapsed < 0.55, elapsed  # serial would be 0.6 s
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert meet.arrived == 3
     step = result.step("p")
     assert step.output == [{"a": 0.3}, {"b": 0.1}, {"c": 0.2}]
     assert step.metadata["succeeded"] == 3
@@ -140,7 +149,7 @@ def test_parallel_fail_fast_cancels_siblings_and_their_finally_runs(execute):
 
     async def long_branch():
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(30)
         finally:
             events.append("finally")
 
@@ -151,7 +160,7 @@ def test_parallel_fail_fast_cancels_siblings_and_their_finally_runs(execute):
     par = ParallelStep("p", [ToolStep("long", long_branch), ToolStep("bad", failing)])
     start = time.perf_counter()
     result = execute(wf_of(par))
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 10  # not cancelled, "long" would sleep 30 s
     assert events == ["finally"]  # unwound before the run finished
     step = result.step("p")
     assert step.status == StepStatus.FAILED
@@ -189,7 +198,7 @@ def test_parallel_wait_for_all_false_finishes_at_first_success(execute):
 
     async def slow():
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(30)
         except asyncio.CancelledError:
             cancelled.append("slow")
             raise
@@ -199,7 +208,7 @@ def test_parallel_wait_for_all_false_finishes_at_first_success(execute):
     )
     start = time.perf_counter()
     step = execute(wf_of(par)).step("p")
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 10  # not cancelled, "slow" would sleep 30 s
     assert step.status == StepStatus.COMPLETED
     assert step.output == [None, 0.05]
     assert cancelled == ["slow"]
@@ -241,14 +250,14 @@ def test_parallel_timeout_cancels_the_nested_run(execute):
 
     async def slow():
         try:
-            await asyncio.sleep(5)
+            await asyncio.sleep(30)
         finally:
             finished.append(True)
 
     par = ParallelStep("p", [ToolStep("a", slow), ToolStep("b", slow)]).with_timeout(0.2)
     start = time.perf_counter()
     step = execute(wf_of(par)).step("p")
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 10  # not cancelled, the branches would sleep 30 s
     assert step.status == StepStatus.TIMEOUT
     assert finished == [True, True]
 

@@ -11,6 +11,7 @@ import pickle
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -226,7 +227,10 @@ def test_pause_lets_running_steps_finish_and_resume_continues(store: batten.Stor
 def test_cancel_stops_running_steps(store: batten.Store) -> None:
     cleaned: list[str] = []
 
+    started_long = threading.Event()
+
     async def long(context: Any) -> None:
+        started_long.set()
         try:
             await asyncio.sleep(30)
         finally:
@@ -238,13 +242,16 @@ def test_cancel_stops_running_steps(store: batten.Store) -> None:
 
     async def main() -> Any:
         task = asyncio.create_task(wf.execute(run_id="cancel-me"))
-        await asyncio.sleep(0.1)
+        # Cancel once "long" is running (a fixed sleep might cancel before it started).
+        deadline = time.monotonic() + 30
+        while not started_long.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         batten.cancel("cancel-me", store=store)
         return await asyncio.wait_for(task, 10)
 
     started = time.monotonic()
     r = asyncio.run(main())
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # not cancelled, "long" would sleep 30 s
     assert r.status == WorkflowStatus.CANCELLED
     assert cleaned == ["long"]
     assert batten.get_workflow_status("cancel-me", store=store).status == WorkflowStatus.CANCELLED

@@ -96,15 +96,26 @@ def test_a_step_slow_from_its_first_call_never_blocks_the_loop() -> None:
     assert all(t >= 5 for t in asyncio.run(main()))
 
 
-def test_parallel_slow_sync_steps_still_overlap() -> None:
+def test_parallel_slow_sync_steps_still_overlap(rendezvous: Any) -> None:
+    # Each run, both slow steps must be inside their calls at once to pass a fresh meeting
+    # point: run one after the other (or one on the loop's thread), the first would wait alone
+    # and time out after 30 s.
+    meetings = [rendezvous(2) for _ in range(3)]
+    run = {"n": 0}
+
+    def slow() -> int:
+        time.sleep(SLOW)
+        meetings[run["n"]].arrive_sync()
+        return 1
+
     wf = Workflow("inline", "parallel")
     for i in range(2):
-        wf.add_step(ToolStep(f"s{i}", lambda: time.sleep(SLOW) or 1), depends_on=[])
-    for _ in range(3):
-        start = time.monotonic()
-        assert wf.run().status == WorkflowStatus.COMPLETED
-    # Overlapping: ~0.3 s; one after the other: >= 0.6 s.
-    assert time.monotonic() - start < 2 * SLOW - 0.05
+        wf.add_step(ToolStep(f"s{i}", slow), depends_on=[])
+    for n in range(3):
+        run["n"] = n
+        result = wf.run()
+        assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert [m.arrived for m in meetings] == [2, 2, 2]
 
 
 def test_with_inline_true_calls_the_step_on_the_loop_thread_like_a_worker_would() -> None:

@@ -44,7 +44,7 @@ def test_a_server_that_does_not_answer_is_unavailable_within_the_connect_timeout
     with pytest.raises(batten.StoreUnavailableError) as caught:
         # A private address nothing answers on: the TCP connect hangs until the timeout.
         batten.Store("postgresql://u:secret@10.255.255.1:5432/db?connect_timeout=1")
-    assert time.monotonic() - started < 4
+    assert time.monotonic() - started < 10  # 1 s timeout; a hung connect lasts minutes
     assert "secret" not in str(caught.value) and "10.255.255.1" in str(caught.value)
 
 
@@ -101,7 +101,7 @@ def test_cancel_stops_a_running_postgres_run_every_time(postgres_store_url: str)
 
 # Pushed controls (LISTEN/NOTIFY). The executor's poll is made an hour long, so only the push
 # can deliver a control within the bound: these tests fail if the NOTIFY path is broken.
-PUSH_BOUND_S = 1.0
+PUSH_BOUND_S = 10.0  # wide for a loaded machine, and still a 360th of the hour-long poll
 
 
 def _in_another_process(url: str, code: str) -> float:

@@ -180,8 +180,8 @@ def test_ctrl_c_interrupts_a_blocking_run(tmp_path):
         time.sleep(0.3)
         start = time.perf_counter()
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=10)
-        assert time.perf_counter() - start < 3.0
+        stdout, stderr = proc.communicate(timeout=30)
+        assert time.perf_counter() - start < 10  # not interrupted, the step sleeps 30 s
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from types import SimpleNamespace
 
@@ -229,12 +230,15 @@ def test_exhausted_retries_report_the_step_in_the_run_error(execute):
 
 def test_backoff_grows_by_the_coefficient(execute):
     tool = Flaky(*(ConnectionError(str(i)) for i in range(3)))
-    policy = RetryPolicy(max_attempts=3, initial_interval=0.05, backoff_coefficient=2.0, jitter=0.0)
+    policy = RetryPolicy(max_attempts=3, initial_interval=0.1, backoff_coefficient=3.0, jitter=0.0)
     step = run_step(execute, tool, policy)
     assert step.attempts == 3
     first, second = tool.gaps()
-    assert 0.045 <= first < 0.2
-    assert 0.095 <= second < 0.3
+    # A sleep never returns early, so the lower bounds are exact (less a little clock slack):
+    # without the coefficient the second gap would be 0.1 s, not 0.3 s. The upper bounds only
+    # catch a grossly wrong delay (5x plus 1 s), so a loaded machine cannot trip them.
+    assert 0.095 <= first < 1.5, (first, second)
+    assert 0.295 <= second < 2.5, (first, second)
 
 
 def test_backoff_is_capped_at_max_interval(execute):
@@ -242,15 +246,17 @@ def test_backoff_is_capped_at_max_interval(execute):
     policy = RetryPolicy(
         max_attempts=4,
         initial_interval=0.05,
-        backoff_coefficient=10.0,
+        backoff_coefficient=60.0,
         max_interval=0.08,
         jitter=0.0,
     )
     run_step(execute, tool, policy)
     gaps = tool.gaps()
     assert len(gaps) == 3
-    assert 0.045 <= gaps[0] < 0.2
-    assert all(0.075 <= gap < 0.2 for gap in gaps[1:]), gaps
+    assert 0.045 <= gaps[0] < 1.5, gaps
+    # Uncapped, the second gap would be 3 s (0.05 x 60): a 2 s bound is wide for the 0.08 s cap
+    # yet still fails without it.
+    assert all(0.075 <= gap < 2.0 for gap in gaps[1:]), gaps
 
 
 def test_jitter_keeps_delays_within_its_bounds(execute):
@@ -259,7 +265,9 @@ def test_jitter_keeps_delays_within_its_bounds(execute):
     run_step(execute, tool, policy)
     gaps = tool.gaps()
     assert len(gaps) == 4
-    assert all(0.028 <= gap < 0.2 for gap in gaps), gaps
+    # 0.06 s +/- 50 % is at least 0.03 s (a sleep never returns early); the upper bound only
+    # catches a grossly wrong delay (5x the 0.09 s maximum plus 1 s).
+    assert all(0.028 <= gap < 1.45 for gap in gaps), gaps
 
 
 def test_zero_interval_retries_immediately(execute):
@@ -267,7 +275,8 @@ def test_zero_interval_retries_immediately(execute):
     start = time.perf_counter()
     step = run_step(execute, tool, RetryPolicy(max_attempts=6, **NO_WAIT))
     assert step.attempts == 6
-    assert time.perf_counter() - start < 0.2
+    # With the default 1 s initial interval five retries would wait 5 s or more.
+    assert time.perf_counter() - start < 3.0
 
 
 def test_retry_after_attribute_is_honoured_as_a_minimum_delay(execute):
@@ -297,11 +306,22 @@ def test_retry_after_shorter_than_the_backoff_does_not_shorten_it(execute):
 
 def test_other_steps_keep_running_while_a_step_waits_to_retry(execute):
     done = []
+    flaky = Flaky(ConnectionError("x"))
+
+    async def other():
+        # Start only once "flaky" has failed its first attempt and is waiting to retry.
+        deadline = time.monotonic() + 30
+        while flaky.calls < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        done.append(time.perf_counter())
+
     wf = Workflow("retry", "retry")
-    policy = RetryPolicy(max_attempts=2, initial_interval=0.3, jitter=0.0)
-    wf.add_step(ToolStep("flaky", Flaky(ConnectionError("x"))).with_retry(policy=policy))
-    wf.add_step(ToolStep("other", lambda: done.append(time.perf_counter())), depends_on=[])
-    start = time.perf_counter()
+    policy = RetryPolicy(max_attempts=2, initial_interval=2.0, jitter=0.0)
+    wf.add_step(ToolStep("flaky", flaky).with_retry(policy=policy))
+    wf.add_step(ToolStep("other", other), depends_on=[])
     result = execute(wf)
-    assert result.status == WorkflowStatus.COMPLETED
-    assert done[0] - start < 0.2
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert flaky.calls == 2
+    # "other" ran inside flaky's 2 s retry wait, not after it (were the run blocked by the
+    # wait, "other" would finish after the second attempt started).
+    assert flaky.starts[0] <= done[0] < flaky.starts[1]

@@ -40,37 +40,63 @@ def fail(message="boom"):
 # -- eager scheduling --------------------------------------------------------------------------
 
 
-def test_independent_async_steps_overlap(execute):
+def wait_for(condition, what, timeout=30.0):
+    """Block (a sync step) until ``condition()`` holds; ``TimeoutError`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        time.sleep(0.005)
+
+
+async def await_for(condition, what, timeout=30.0):
+    """Wait (an async step) until ``condition()`` holds; ``TimeoutError`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout} s for {what}")
+        await asyncio.sleep(0.005)
+
+
+def test_independent_async_steps_overlap(execute, rendezvous):
+    meet = rendezvous(2)  # both must be running at once, or the first times out alone
     wf = Workflow("par", "parallel")
-    wf.add_step(ToolStep("a", async_sleeper(0.2)), depends_on=[])
-    wf.add_step(ToolStep("b", async_sleeper(0.2)), depends_on=[])
-    start = time.perf_counter()
+    wf.add_step(ToolStep("a", meet.arrive), depends_on=[])
+    wf.add_step(ToolStep("b", meet.arrive), depends_on=[])
     result = execute(wf)
-    assert result.status == WorkflowStatus.COMPLETED
-    assert time.perf_counter() - start < 0.35
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert meet.arrived == 2
 
 
 def test_slow_branch_does_not_delay_an_unrelated_fast_chain(execute, clock):
+    async def slow():
+        # "Slow" until the whole fast chain has finished: were the chain held back by this
+        # branch, it would never finish and this step would time out after 30 s.
+        await await_for(lambda: "f3" in clock.marks, "the fast chain")
+        clock.mark("slow")
+
     wf = Workflow("eager", "eager")
-    wf.add_step(ToolStep("slow", async_sleeper(0.6, clock=clock, name="slow")), depends_on=[])
+    wf.add_step(ToolStep("slow", slow), depends_on=[])
     wf.add_step(ToolStep("f1", async_sleeper(0.05, clock=clock, name="f1")), depends_on=[])
     wf.add_step(ToolStep("f2", async_sleeper(0.05, clock=clock, name="f2")), depends_on=["f1"])
     wf.add_step(ToolStep("f3", async_sleeper(0.05, clock=clock, name="f3")), depends_on=["f2"])
     result = execute(wf)
-    assert result.status == WorkflowStatus.COMPLETED
-    assert clock.marks["f3"] < 0.4
-    assert clock.marks["f3"] < clock.marks["slow"]
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert clock.marks["f1"] < clock.marks["f2"] < clock.marks["f3"] < clock.marks["slow"]
 
 
 def test_dependent_of_a_fast_step_starts_without_waiting_for_a_slow_sibling(execute, clock):
     """No wave barrier: level 2 of one branch does not wait for level 1 of another."""
     wf = Workflow("eager", "eager sync")
-    wf.add_step(ToolStep("slow", lambda: time.sleep(0.5)), depends_on=[])
+    # "slow" blocks until "next" has run: with a wave barrier "next" would wait for "slow",
+    # and "slow" would time out after 30 s.
+    slow = ToolStep("slow", lambda: wait_for(lambda: "next" in clock.marks, "next"))
+    wf.add_step(slow, depends_on=[])
     wf.add_step(ToolStep("fast", lambda: None), depends_on=[])
     wf.add_step(ToolStep("next", lambda: clock.mark("next")), depends_on=["fast"])
     result = execute(wf)
-    assert result.status == WorkflowStatus.COMPLETED
-    assert clock.marks["next"] < 0.3
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert "next" in clock.marks
 
 
 def test_a_step_starts_only_after_all_its_dependencies_finished(execute, clock):
@@ -206,11 +232,17 @@ def test_max_concurrency_of_one_runs_steps_one_at_a_time(execute, in_flight):
 # -- threads and the event loop ----------------------------------------------------------------
 
 
-def test_blocking_sync_steps_run_in_parallel_without_blocking_the_event_loop(execute):
+def test_blocking_sync_steps_run_in_parallel_without_blocking_the_event_loop(execute, rendezvous):
     gaps = []
+    meet = rendezvous(8)  # all eight blocking steps at once, or the first times out alone
+    ticked = threading.Event()
 
     def blocking_io():
-        time.sleep(0.2)
+        meet.arrive_sync()
+        # Still blocking this thread until the async ticker has ticked: were the sync steps
+        # run on the loop's thread, the ticker could not tick and this would time out.
+        if not ticked.wait(30):
+            raise TimeoutError("the event loop did not tick while sync steps blocked")
         return "io"
 
     async def ticker():
@@ -221,19 +253,17 @@ def test_blocking_sync_steps_run_in_parallel_without_blocking_the_event_loop(exe
             now = loop.time()
             gaps.append(now - last)
             last = now
+        ticked.set()
 
     wf = Workflow("io", "blocking io")
     for i in range(8):
         wf.add_step(ToolStep(f"io{i}", blocking_io), depends_on=[])
     wf.add_step(ToolStep("ticker", ticker), depends_on=[])
-    start = time.perf_counter()
     result = execute(wf)
-    elapsed = time.perf_counter() - start
 
-    assert result.status == WorkflowStatus.COMPLETED
-    assert elapsed < 0.7
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert meet.arrived == 8
     assert len(gaps) == 15
-    assert max(gaps) < 0.1
 
 
 def test_sync_steps_run_off_the_event_loop_thread():
@@ -557,9 +587,11 @@ def test_empty_workflow_completes(execute):
     assert result.final_output is None
 
 
-def test_wide_fan_out_and_fan_in_completes(execute):
+def test_wide_fan_out_and_fan_in_completes(execute, rendezvous):
+    meet = rendezvous(200)  # all 200 items in flight at once, or the first times out
+
     async def item(i):
-        await asyncio.sleep(0.01)
+        await meet.arrive()
         return i
 
     def total(context):
@@ -569,10 +601,8 @@ def test_wide_fan_out_and_fan_in_completes(execute):
     for i in range(200):
         wf.add_step(ToolStep(f"i{i}", item, {"i": i}), depends_on=[])
     wf.add_step(ToolStep("sum", total), depends_on=[f"i{i}" for i in range(200)])
-    start = time.perf_counter()
     result = execute(wf)
-    assert result.final_output == sum(range(200))
-    assert time.perf_counter() - start < 2.0
+    assert result.final_output == sum(range(200)), result.error
 
 
 def test_long_sync_chain_completes_in_order(execute):

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import time
+from typing import Any
 
 import batten
 import pytest
@@ -44,6 +45,8 @@ FAULTS: dict[str, list[BaseException]] = {}
 DOWN: set[str] = set()
 #: The user store behind create_user_account (the idempotency example).
 USERS: dict[str, str] = {}
+#: A test may set "meeting" to a rendezvous the two slow customer-setup branches must both reach.
+MEETING: dict[str, Any] = {}
 
 
 #: The tools and agents below registered by name with @batten.tool / @batten.agent.
@@ -70,6 +73,7 @@ def _fresh_state():
     FAULTS.clear()
     DOWN.clear()
     USERS.clear()
+    MEETING.clear()
     # Names are process-wide: make sure another test module has not replaced ours.
     for name in NAMED_TOOLS:
         batten.tool(globals()[name])
@@ -127,12 +131,16 @@ def auto_approve_tool(auto_approve):
 
 async def database_tool(table):
     await asyncio.sleep(0.2)
+    if "meeting" in MEETING:
+        await MEETING["meeting"].arrive()
     CALLS.append(("database_tool", table))
     return {"record_created_in": table}
 
 
 async def manager_agent(message):
     await asyncio.sleep(0.2)
+    if "meeting" in MEETING:
+        await MEETING["meeting"].arrive()
     CALLS.append(("manager_agent", message))
     return "manager: Alice"
 
@@ -412,12 +420,13 @@ def make_customer_setup():
     return parallel_step
 
 
-def test_parallel_step_runs_every_branch_at_once(execute):
+def test_parallel_step_runs_every_branch_at_once(execute, rendezvous):
+    # The two slow branches must both be running to pass the meeting point: run in turn, the
+    # first would wait alone and time out after 30 s.
+    MEETING["meeting"] = meeting = rendezvous(2)
     parallel_step = make_customer_setup()
 
-    started = time.perf_counter()
     result = execute(Workflow("setup", "Setup").add_step(parallel_step))
-    elapsed = time.perf_counter() - started
 
     step = result.step("customer_setup")
     assert step.status == StepStatus.COMPLETED
@@ -432,7 +441,7 @@ def test_parallel_step_runs_every_branch_at_once(execute):
         "send_email",
     ]
     assert all(c.status == StepStatus.COMPLETED for c in step.children)
-    assert elapsed < 0.38  # the two 0.2 s branches overlapped
+    assert meeting.arrived == 2
     assert parallel_step.timeout == 120
 
 

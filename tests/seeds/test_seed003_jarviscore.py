@@ -72,7 +72,7 @@ async def _legacy(task):
 
 
 async def _hang(task):
-    await asyncio.sleep(10)
+    await asyncio.sleep(30)
     return "never"
 
 
@@ -304,7 +304,7 @@ def test_a_step_past_timeout_per_step_is_marked_timeout(mesh):
     assert by_id["stuck"]["status"] == "timeout"
     assert by_id["stuck"]["output"] is None
     assert "after_stuck" not in by_id  # blocked by the timed-out step
-    assert elapsed < 3
+    assert elapsed < 10  # not timed out, "stuck" would hang 30 s
 
 
 # -- Full Example: Research-to-Report Pipeline ---------------------------------------------------
@@ -420,16 +420,14 @@ def build_emea():
 
 
 def test_independent_steps_run_concurrently_and_the_join_waits_for_both(mesh):
-    started = time.perf_counter()
     results = asyncio.run(build_emea().execute(mesh))
-    elapsed = time.perf_counter() - started
 
     assert [r["status"] for r in results] == ["success"] * 3
     research = _calls("researcher")
     assert len(research) == 2
     (_, _, start_a, end_a), (_, _, start_b, end_b) = research
-    assert max(start_a, start_b) < min(end_a, end_b)  # the two searches overlapped
-    assert elapsed < 0.38  # two 0.2 s searches one after the other would take 0.4 s
+    # The two searches overlapped (one after the other, one would start after the other ended).
+    assert max(start_a, start_b) < min(end_a, end_b)
     ((_, synthesis_task, synthesis_start, _),) = _calls("analyst")
     assert synthesis_start >= max(end_a, end_b)
     assert synthesis_task == (

@@ -15,6 +15,7 @@ import asyncio
 import itertools
 import time
 import types
+from typing import Any
 
 import batten
 import pytest
@@ -39,11 +40,14 @@ from batten.registry import global_registry
 
 #: (agent id, the message it got), in call order.
 CALLS: list[tuple[str, object]] = []
+#: A test may set "research" to a rendezvous every "research" agent must reach before going on.
+MEETING: dict[str, Any] = {}
 
 
 @pytest.fixture(autouse=True)
 def _fresh_calls():
     CALLS.clear()
+    MEETING.clear()
 
 
 BEHAVIOUR = {
@@ -75,6 +79,8 @@ def create_agent(kind, instructions=None, delay=0.0):
 
     async def run(message):
         CALLS.append((kind, message))
+        if kind == "research" and "research" in MEETING:
+            await MEETING["research"].arrive()
         await asyncio.sleep(delay)
         output = transform(message)
         if agent.handoffs and _hands_off(kind, message):
@@ -511,10 +517,11 @@ async def execute_parallel_workflows(context: Context, input_text: str) -> str:
     return aggregated["result"]
 
 
-def test_parallel_workflows_run_concurrently_and_are_aggregated():
-    started = time.perf_counter()
+def test_parallel_workflows_run_concurrently_and_are_aggregated(rendezvous):
+    # Each workflow starts with a "research" agent, and the three must all be running at once
+    # to pass the meeting point: run one workflow after another, the first would time out.
+    MEETING["research"] = meeting = rendezvous(3)
     final = asyncio.run(execute_parallel_workflows(Context(), "Explain solar panels"))
-    elapsed = time.perf_counter() - started
 
     assert final == (
         "EDITED<Original request: Explain solar panels\n\n"
@@ -522,12 +529,11 @@ def test_parallel_workflows_run_concurrently_and_are_aggregated():
         "CREATIVE VERSION:\nSTORY<NOTES<Explain solar panels>>\n\n"
         "GENERAL VERSION:\nEDITED<DRAFT<NOTES<Explain solar panels>>>\n\n>"
     )
-    # 7 agents of 0.1 s each; run one workflow after another they would take 0.7 s, while
-    # the longest workflow alone (3 agents) takes 0.3 s.
-    assert elapsed < 0.6
+    assert meeting.arrived == 3
 
 
-def test_workflows_executed_with_gather_overlap_and_keep_their_own_results():
+def test_workflows_executed_with_gather_overlap_and_keep_their_own_results(rendezvous):
+    MEETING["research"] = meeting = rendezvous(3)  # all three workflows at once, as above
     engine = WorkflowEngine()
     workflows = {
         "technical": create_domain_workflow("technical"),
@@ -543,9 +549,7 @@ def test_workflows_executed_with_gather_overlap_and_keep_their_own_results():
         results = await asyncio.gather(*tasks.values(), return_exceptions=True)
         return dict(zip(tasks.keys(), results, strict=True))
 
-    started = time.perf_counter()
     results = asyncio.run(run())
-    elapsed = time.perf_counter() - started
 
     assert {name: r["result"] for name, r in results.items()} == {
         "technical": "SPEC<NOTES<Explain solar panels>>",
@@ -553,7 +557,7 @@ def test_workflows_executed_with_gather_overlap_and_keep_their_own_results():
         "general": "EDITED<DRAFT<NOTES<Explain solar panels>>>",
     }
     assert all(r["status"] == WorkflowStatus.COMPLETED for r in results.values())
-    assert elapsed < 0.6  # one after another: 0.7 s
+    assert meeting.arrived == 3
     for name, r in results.items():
         status = engine.get_workflow_status(r["run_id"])
         assert status["workflow_id"] == workflows[name].workflow_id
