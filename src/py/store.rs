@@ -50,6 +50,31 @@ impl PyWatch {
     }
 }
 
+/// A run's first record (no result, no lease), its input context converted to JSON.
+fn new_run(
+    run_id: String,
+    workflow_id: String,
+    name: String,
+    version: String,
+    status: String,
+    input: &Bound<'_, PyAny>,
+    created_at: f64,
+) -> PyResult<RunRecord> {
+    Ok(RunRecord {
+        run_id,
+        workflow_id,
+        name,
+        version,
+        status,
+        created_at,
+        updated_at: created_at,
+        input: json_arg("the run's input context", input)?,
+        error: None,
+        result: None,
+        lease: None,
+    })
+}
+
 fn run_dict<'py>(py: Python<'py>, r: &RunRecord) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("run_id", &r.run_id)?;
@@ -201,19 +226,15 @@ impl PyStore {
         input: &Bound<'_, PyAny>,
         created_at: f64,
     ) -> PyResult<()> {
-        let rec = RunRecord {
+        let rec = new_run(
             run_id,
             workflow_id,
             name,
             version,
             status,
+            input,
             created_at,
-            updated_at: created_at,
-            input: json_arg("the run's input context", input)?,
-            error: None,
-            result: None,
-            lease: None,
-        };
+        )?;
         self.call(py, |s| s.create_run(&rec))
     }
 
@@ -240,19 +261,15 @@ impl PyStore {
         now: f64,
         lease_seconds: f64,
     ) -> PyResult<(bool, Bound<'py, PyDict>)> {
-        let rec = RunRecord {
+        let rec = new_run(
             run_id,
             workflow_id,
             name,
             version,
             status,
+            input,
             created_at,
-            updated_at: created_at,
-            input: json_arg("the run's input context", input)?,
-            error: None,
-            result: None,
-            lease: None,
-        };
+        )?;
         let owner = LeaseOwner {
             host,
             pid,
