@@ -61,14 +61,24 @@ class System:
     name: str
     module: str  # the worker script in this directory
     dist: str | None  # distribution whose version is reported (None: the standard library)
-    import_stmt: str  # what workload I times
+    import_stmt: str  # what workload I times (issue 18: the bare import)
+    # More of workload I's rows, as (variant, statement): what a program's first line really
+    # imports. batten resolves its names on first access (PEP 562), so the bare import alone
+    # would hide what `from batten import Workflow` costs.
+    import_uses: tuple[tuple[str, str], ...] = ()
 
 
 SYSTEMS = {
     s.name: s
     for s in (
         System("asyncio", "bench_asyncio.py", None, "import asyncio"),
-        System("batten", "bench_batten.py", "batten", "import batten"),
+        System(
+            "batten",
+            "bench_batten.py",
+            "batten",
+            "import batten",
+            (("from batten import Workflow, ToolStep", "from batten import Workflow, ToolStep"),),
+        ),
         System("langgraph", "bench_langgraph.py", "langgraph", "import langgraph.graph"),
         System("jaf", "bench_jaf.py", "jaf-py", "import jaf"),
         System("dbos", "bench_dbos.py", "dbos", "import dbos"),
@@ -114,7 +124,7 @@ class Job:
 
     def run(self) -> list[Record]:
         if self.workloads == ("I",):
-            return [import_time(self.system, repetitions("I", self.quick))]
+            return import_time(self.system, repetitions("I", self.quick))
         if self.workloads == ("M",):  # a fresh process per repetition: peak RSS never goes down
             records = [
                 worker(self.system, ("M",), self.quick)[0]
@@ -159,8 +169,11 @@ def worker(system: System, workloads: tuple[str, ...], quick: bool) -> list[Reco
     ]
 
 
-def import_time(system: System, n: int) -> Record:
-    """Workload I: wall time of `python -c <import>` minus `python -c pass`, per repetition."""
+def import_time(system: System, n: int) -> list[Record]:
+    """Workload I: wall time of `python -c <import>` minus `python -c pass`, per repetition.
+
+    One record for `system.import_stmt` (variant "", the one goals judge), then one per
+    `system.import_uses` entry; the statements alternate within each repetition."""
 
     def wall(code: str, env: dict[str, str] = ENV) -> float:
         start = time.perf_counter()
@@ -171,13 +184,19 @@ def import_time(system: System, n: int) -> Record:
     # environment sets PYTHONDONTWRITEBYTECODE (otherwise an editable install is timed
     # compiling its sources on every import).
     writing = {k: v for k, v in ENV.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    record = Record(system.name, "I")
+    statements = [("", system.import_stmt), *system.import_uses]
+    records = [Record(system.name, "I", variant) for variant, _ in statements]
     try:
-        wall(system.import_stmt, writing)  # warm the file cache and write missing .pyc files
-        record.values = [wall(system.import_stmt) - wall("pass") for _ in range(n)]
+        for _, code in statements:  # warm the file cache and write missing .pyc files
+            wall(code, writing)
+        for _ in range(n):
+            for record, (_, code) in zip(records, statements, strict=True):
+                record.values.append(wall(code) - wall("pass"))
     except subprocess.CalledProcessError as exc:
-        record.status, record.reason = "error", exc.stderr.decode().strip().splitlines()[-1]
-    return record
+        reason = exc.stderr.decode().strip().splitlines()[-1]
+        for record in records:
+            record.status, record.reason, record.values = "error", reason, []
+    return records
 
 
 # ---- issue 17's notes: optional groups --------------------------------------------------------
@@ -461,6 +480,8 @@ run-time fan-out written for it yet). The durable ones are issue 18's: D1 a chai
 opening the store to the finished result (every step's side effect is checked to have happened
 exactly once, or the workload errors); D4 {s.d4_runs} runs of a pre-built 3-step workflow. ISO
 is a 1-step workflow run {s.iso_runs} times, its step in-process and isolated in a process.
+I times the bare `import batten` the issue names (batten's names load on first access, PEP 562)
+and, as a second row, `from batten import Workflow, ToolStep`, which loads what a program uses.
 
 Each (system, workload) runs in a fresh process (`tests/benchmarks/bench_<system>.py`); M and I
 take a fresh process per repetition, each D3 repetition two (the crash and the recovery).
