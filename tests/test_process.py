@@ -239,6 +239,12 @@ def test_import_batten_loads_no_heavy_or_optional_module():
     }
     assert not heavy & loaded, sorted(heavy & loaded)
     assert not any(m.split(".")[0] in {"opentelemetry", "ray", "langchain_core"} for m in loaded)
+    # Every exported name loads on first access (PEP 562): `import batten` itself is the native
+    # extension and the name table, without asyncio, dataclasses or any module of batten's own.
+    assert sorted(m for m in loaded if m.split(".")[0] == "batten") == ["batten", "batten._core"]
+    assert not {"asyncio", "dataclasses", "inspect", "concurrent.futures"} & loaded, sorted(
+        {"asyncio", "dataclasses", "inspect", "concurrent.futures"} & loaded
+    )
 
 
 def test_lazily_loaded_public_names_still_resolve_in_a_fresh_interpreter():

@@ -24,6 +24,7 @@ coroutine's body never runs.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import functools
 import importlib
@@ -150,7 +151,9 @@ def thread_runner() -> asyncio.Runner:
 
 
 def close_runners() -> None:
-    """Closes every ``Workflow.run`` loop; ``batten`` registers it with ``atexit``."""
+    """Closes every ``Workflow.run`` loop; registered with ``atexit`` when this module is first
+    imported, after ``batten`` registered ``_core._shutdown``, so it runs first (loops close
+    before the engine's threads are joined)."""
     with _runners_lock:
         runners, _all_runners[:] = list(_all_runners), []
     for runner in runners:
@@ -192,3 +195,8 @@ def run_on_helper_thread(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+# After `batten._core._shutdown` (registered by `batten/__init__.py`, which always runs before this
+# module): atexit calls the last registered first, so loops close before threads are joined.
+atexit.register(close_runners)
