@@ -19,7 +19,6 @@ result keeps both as ``children`` and says what happened in ``metadata``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from batten._core import Nested, StepResult, WorkflowContext
@@ -49,7 +48,7 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
     workflow_handler = opts.workflow_handler
     fallback = step.fallback
     step_id = step.step_id
-    plain = replace(opts, error_handlers={}, workflow_handler=None)
+    plain = opts.replace(error_handlers={}, workflow_handler=None)
 
     async def run_one(recovery: Step, context: WorkflowContext) -> Outcome:
         return await run_plan(_single(recovery, plain), context, event_prefix=step_id)
