@@ -261,6 +261,13 @@ def test_lazily_loaded_public_names_still_resolve_in_a_fresh_interpreter():
         assert HandoffWorkflow is batten.HandoffWorkflow
         missing = [n for n in batten.__all__ if getattr(batten, n, None) is None]
         assert not missing, missing
+        import pickle
+        policy = pickle.loads(pickle.dumps(batten.RetryPolicy(max_attempts=2)))
+        assert isinstance(policy, batten.RetryPolicy) and policy.max_attempts == 2
+        namespace = {}
+        exec("from batten import *", namespace)
+        assert set(batten.__all__) - {"__version__"} <= set(namespace)
+        assert namespace["Workflow"] is batten.Workflow
         print("ok")
         """
     )
