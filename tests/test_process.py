@@ -247,6 +247,36 @@ def test_import_batten_loads_no_heavy_or_optional_module():
     )
 
 
+def test_a_plain_run_does_not_load_the_optional_runtime_modules():
+    # `batten._runtime` registers guards for error recovery, process isolation, the result
+    # cache and Ray placement; each imports its module for the first step that uses it.
+    code = textwrap.dedent(
+        """
+        import sys
+        from batten import ToolStep, Workflow
+
+        optional = {"recovery", "isolation", "cache", "ray_steps"}
+        wf = Workflow("plain")
+        wf.add_step(ToolStep("a", lambda: 1))
+        assert wf.run().final_output == 1
+        loaded = {m.rpartition(".")[2] for m in sys.modules if m.startswith("batten._runtime.")}
+        assert not optional & loaded, sorted(optional & loaded)
+        wf.add_step(ToolStep("b", lambda: 2).with_cache(ttl=60), depends_on=[])
+        wf.add_step(ToolStep("c", lambda: 1 / 0).with_fallback(ToolStep("d", lambda: 3)))
+        result = wf.run()
+        assert result.step("b").output == 2 and result.step("c").output == 3, result
+        loaded = {m.rpartition(".")[2] for m in sys.modules if m.startswith("batten._runtime.")}
+        assert {"cache", "recovery"} <= loaded and "ray_steps" not in loaded, sorted(loaded)
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "ok\n"
+
+
 def test_lazily_loaded_public_names_still_resolve_in_a_fresh_interpreter():
     # The names `import batten` no longer loads are there on first access, by both spellings,
     # and `dir(batten)` lists them before that.
