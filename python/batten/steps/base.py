@@ -18,6 +18,7 @@ import inspect
 import sys
 import types
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
@@ -51,20 +52,29 @@ _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
 
 
-class RemoteCall(NamedTuple):
-    """An agent or tool step's call as made in another process (a process-isolated worker or a
-    Ray task): ``fn(*args, **kwargs)``, where ``(args, kwargs) = prepare(context[, item])`` is
-    computed in this process (templates, input and params functions; with the ``MapStep`` item
-    when given). See ``_Invocable._remote_call``."""
+# NOTE: a plain `collections.namedtuple` at run time, the `NamedTuple` class for type checkers
+# (as `batten._internal.spec.StepSpec`, which says why; tests/test_api.py compares them).
+if TYPE_CHECKING:
 
-    fn: Callable[..., Any]
-    is_async: bool
-    #: ``fn`` declares a ``context`` parameter.
-    wants_context: bool
-    prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
-    #: The arguments when they are known at definition (checked for serializability before
-    #: anything runs), ``None`` when they depend on the context.
-    static_args: Any
+    class RemoteCall(NamedTuple):
+        """An agent or tool step's call as made in another process (a process-isolated worker or a
+        Ray task): ``fn(*args, **kwargs)``, where ``(args, kwargs) = prepare(context[, item])`` is
+        computed in this process (templates, input and params functions; with the ``MapStep`` item
+        when given). See ``_Invocable._remote_call``."""
+
+        fn: Callable[..., Any]
+        is_async: bool
+        #: ``fn`` declares a ``context`` parameter.
+        wants_context: bool
+        prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
+        #: The arguments when they are known at definition (checked for serializability before
+        #: anything runs), ``None`` when they depend on the context.
+        static_args: Any
+
+else:
+    RemoteCall = namedtuple(
+        "RemoteCall", ("fn", "is_async", "wants_context", "prepare", "static_args")
+    )
 
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
