@@ -285,6 +285,10 @@ def test_lazily_loaded_public_names_still_resolve_in_a_fresh_interpreter():
         import sys
         import batten
         assert "WorkflowEngine" in dir(batten) and "batten.engine" not in sys.modules
+        # Submodules `import batten` used to load stay reachable as attributes.
+        assert "errors" in dir(batten) and "batten.errors" not in sys.modules
+        assert batten.errors.BattenError is batten.BattenError
+        assert batten.registry.global_registry() is not None
         from batten import WorkflowBuilder, HandoffWorkflow
         assert batten.WorkflowEngine.__module__ == "batten.engine"
         assert WorkflowBuilder.__module__ == "batten.builder"

@@ -205,17 +205,40 @@ _LAZY: dict[str, str] = {
 }
 
 
+#: The submodules ``import batten`` used to import, hence reachable as attributes
+#: (``batten.errors.BattenError`` after a bare ``import batten``): imported on first access now,
+#: and listed by ``dir(batten)`` as before.
+_SUBMODULES = frozenset(
+    (
+        "_internal",
+        "_runtime",
+        "adapters",
+        "composite",
+        "errors",
+        "registry",
+        "result",
+        "retry",
+        "steps",
+        "workflow",
+    )
+)
+
+
 def __getattr__(name: str) -> Any:
-    """Imports the module of exported ``name`` on first access and caches the name here.
+    """Imports the module of exported ``name`` (or the submodule ``name``) on first access and
+    caches it here.
 
     Raises:
-        AttributeError: ``name`` is not one of batten's exported names.
+        AttributeError: ``name`` is neither one of batten's exported names nor a submodule
+            ``import batten`` used to load.
     """
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'batten' has no attribute {name!r}")
     import importlib
 
+    module = _LAZY.get(name)
+    if module is None:
+        if name in _SUBMODULES:  # importing it binds it here (the import system does)
+            return importlib.import_module(f"batten.{name}")
+        raise AttributeError(f"module 'batten' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
@@ -319,4 +342,5 @@ Mapping.register(StateMap)
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    """The module's names, the exported names not yet imported and the lazy submodules."""
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
