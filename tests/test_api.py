@@ -626,3 +626,60 @@ def test_step_lookup_of_unknown_id_raises_key_error(execute):
     result = execute(Workflow("k", "k").add_step(ToolStep("a", lambda: 1)))
     with pytest.raises(KeyError):
         result.step("nope")
+
+
+def test_private_compile_options_and_ray_placement_keep_their_dataclass_behaviour():
+    # Both were frozen dataclasses; they are plain slotted classes now (issue 18: no
+    # `dataclasses` at import). What the runtime relies on stays: immutability, copies and
+    # pickles rebuilt by the constructor, RayPlacement's field-wise equality and hash, replace().
+    import copy
+    import pickle
+
+    from batten._internal.options import CompileOptions
+    from batten._internal.placement import RayPlacement
+
+    options = CompileOptions(workflow_id="w", error_handlers={"a": [print]})
+    with pytest.raises(AttributeError):
+        options.workflow_id = "other"
+    changed = options.replace(error_handlers={}, workflow_handler=None)
+    assert (changed.workflow_id, changed.error_handlers) == ("w", {})
+    assert changed.key() != options.key()
+    assert pickle.loads(pickle.dumps(changed)).workflow_id == "w"
+    with pytest.raises(TypeError, match="unknown fields"):
+        options.replace(worklfow_id="typo")
+
+    placement = RayPlacement(num_cpus=2.0, output="ref")
+    with pytest.raises(AttributeError):
+        placement.num_cpus = 1.0
+    assert copy.deepcopy(placement) == placement == pickle.loads(pickle.dumps(placement))
+    assert hash(placement) == hash(RayPlacement(2.0, output="ref"))
+    assert placement != RayPlacement(num_cpus=2.0)
+    assert "num_cpus=2.0" in repr(placement)
+
+
+@pytest.mark.parametrize(
+    ("module_name", "name"),
+    [("batten._internal.spec", "StepSpec"), ("batten.steps.base", "RemoteCall")],
+)
+def test_runtime_namedtuples_match_the_classes_type_checkers_read(module_name, name):
+    # At run time these are plain `collections.namedtuple`s (issue 18: a `NamedTuple` class
+    # compiles each string annotation); the `NamedTuple` class under TYPE_CHECKING is what mypy
+    # checks against. Same fields, same order, same defaults.
+    import ast
+    import importlib
+    import inspect
+
+    module = importlib.import_module(module_name)
+    runtime = getattr(module, name)
+    tree = ast.parse(inspect.getsource(module))
+    (declared,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        and node.name == name
+        and any(ast.unparse(base) == "NamedTuple" for base in node.bases)
+    ]
+    fields = [s for s in declared.body if isinstance(s, ast.AnnAssign)]
+    assert runtime._fields == tuple(s.target.id for s in fields)
+    defaults = {s.target.id: ast.literal_eval(s.value) for s in fields if s.value is not None}
+    assert runtime._field_defaults == defaults

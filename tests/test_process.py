@@ -239,6 +239,42 @@ def test_import_batten_loads_no_heavy_or_optional_module():
     }
     assert not heavy & loaded, sorted(heavy & loaded)
     assert not any(m.split(".")[0] in {"opentelemetry", "ray", "langchain_core"} for m in loaded)
+    # Every exported name loads on first access (PEP 562): `import batten` itself is the native
+    # extension and the name table, without asyncio, dataclasses or any module of batten's own.
+    assert sorted(m for m in loaded if m.split(".")[0] == "batten") == ["batten", "batten._core"]
+    assert not {"asyncio", "dataclasses", "inspect", "concurrent.futures"} & loaded, sorted(
+        {"asyncio", "dataclasses", "inspect", "concurrent.futures"} & loaded
+    )
+
+
+def test_a_plain_run_does_not_load_the_optional_runtime_modules():
+    # `batten._runtime` registers guards for error recovery, process isolation, the result
+    # cache and Ray placement; each imports its module for the first step that uses it.
+    code = textwrap.dedent(
+        """
+        import sys
+        from batten import ToolStep, Workflow
+
+        optional = {"recovery", "isolation", "cache", "ray_steps"}
+        wf = Workflow("plain")
+        wf.add_step(ToolStep("a", lambda: 1))
+        assert wf.run().final_output == 1
+        loaded = {m.rpartition(".")[2] for m in sys.modules if m.startswith("batten._runtime.")}
+        assert not optional & loaded, sorted(optional & loaded)
+        wf.add_step(ToolStep("b", lambda: 2).with_cache(ttl=60), depends_on=[])
+        wf.add_step(ToolStep("c", lambda: 1 / 0).with_fallback(ToolStep("d", lambda: 3)))
+        result = wf.run()
+        assert result.step("b").output == 2 and result.step("c").output == 3, result
+        loaded = {m.rpartition(".")[2] for m in sys.modules if m.startswith("batten._runtime.")}
+        assert {"cache", "recovery"} <= loaded and "ray_steps" not in loaded, sorted(loaded)
+        print("ok")
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "ok\n"
 
 
 def test_lazily_loaded_public_names_still_resolve_in_a_fresh_interpreter():
@@ -249,12 +285,23 @@ def test_lazily_loaded_public_names_still_resolve_in_a_fresh_interpreter():
         import sys
         import batten
         assert "WorkflowEngine" in dir(batten) and "batten.engine" not in sys.modules
+        # Submodules `import batten` used to load stay reachable as attributes.
+        assert "errors" in dir(batten) and "batten.errors" not in sys.modules
+        assert batten.errors.BattenError is batten.BattenError
+        assert batten.registry.global_registry() is not None
         from batten import WorkflowBuilder, HandoffWorkflow
         assert batten.WorkflowEngine.__module__ == "batten.engine"
         assert WorkflowBuilder.__module__ == "batten.builder"
         assert HandoffWorkflow is batten.HandoffWorkflow
         missing = [n for n in batten.__all__ if getattr(batten, n, None) is None]
         assert not missing, missing
+        import pickle
+        policy = pickle.loads(pickle.dumps(batten.RetryPolicy(max_attempts=2)))
+        assert isinstance(policy, batten.RetryPolicy) and policy.max_attempts == 2
+        namespace = {}
+        exec("from batten import *", namespace)
+        assert set(batten.__all__) - {"__version__"} <= set(namespace)
+        assert namespace["Workflow"] is batten.Workflow
         print("ok")
         """
     )

@@ -20,7 +20,7 @@ from batten._core import StepResult, WorkflowContext
 from batten._internal.checks import check_callable, check_count, check_seconds
 from batten._internal.kinds import WorkflowHolderKind
 from batten._internal.status import StepStatus
-from batten._internal.templates import REF, lookup, template_refs
+from batten._internal.templates import lookup, ref_pattern, template_refs
 from batten.engine import WorkflowEngine, _context_for, _open_store
 from batten.errors import WorkflowDefinitionError
 from batten.registry import _name_of
@@ -469,7 +469,7 @@ def _dag_message(step_id: str, task: str) -> Callable[[WorkflowContext], str]:
     """The input function of a ``step()`` whose task holds ``{x.result}`` references."""
 
     def message(context: Any) -> str:  # Any: the stub's StateMap is not a typing Mapping
-        return REF.sub(
+        return ref_pattern().sub(
             lambda m: _dag_text(lookup(context.results, step_id, m.group(1), m.group(2))), task
         )
 

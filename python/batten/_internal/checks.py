@@ -46,7 +46,8 @@ PATH_SEPARATOR: Final = "/"
 #: A loop's iteration and a map's item are addressed as ``"<id>[<i>]"`` in the same paths, so
 #: a step id may not end in a bracketed index of its own (a top-level ``ParallelStep("l[0]")``
 #: would share the paths of loop ``l``'s first iteration).
-_INDEX_SUFFIX: Final = re.compile(r"\[[0-9]*\]\Z")
+#: A pattern (``re`` compiles and caches it for the first id ending in "]").
+_INDEX_SUFFIX: Final = r"\[[0-9]*\]\Z"
 
 
 def _fail(owner: str | None, name: str, expected: str, value: Any) -> WorkflowDefinitionError:
@@ -89,7 +90,7 @@ def check_step_id(step_id: object) -> str:
             f"step '{step_id}': a step id may not contain '/', which separates a composite "
             "step's id from its inner steps' ids ('parallel/branch'); use '-' or '_'"
         )
-    if _INDEX_SUFFIX.search(step_id):
+    if step_id.endswith("]") and re.search(_INDEX_SUFFIX, step_id):
         raise WorkflowDefinitionError(
             f"step '{step_id}': a step id may not end in '[<index>]', which addresses a loop's "
             "iterations and a map's items ('loop[0]'); use '-' or '_'"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from batten.errors import WorkflowDefinitionError
@@ -122,18 +121,82 @@ class RayExecutor:
         return f"RayExecutor(address={self.address!r}, namespace={self.namespace!r})"
 
 
-@dataclass(frozen=True)
 class RayPlacement:
-    """A step's ``on_ray(...)`` settings: Ray's task resources (``None``: Ray's default)."""
+    """A step's ``on_ray(...)`` settings: Ray's task resources (``None``: Ray's default).
 
-    num_cpus: float | None = None
-    num_gpus: float | None = None
-    memory: int | None = None
-    resources: dict[str, float] | None = None
-    runtime_env: dict[str, Any] | None = None
-    #: ``"value"``: the output comes back to this process; ``"ref"``: it stays in Ray's object
-    #: store and the run holds its ``ObjectRef``.
-    output: str = "value"
+    Immutable; equal when every field is equal, as the frozen dataclass it was (NOTE: a plain
+    slotted class since issue 18: ``dataclasses`` is not imported by ``batten.workflow``).
+
+    Args:
+        num_cpus: CPUs per task, or ``None``.
+        num_gpus: GPUs per task, or ``None``.
+        memory: bytes of memory per task, or ``None``.
+        resources: custom resources (name to amount), or ``None``.
+        runtime_env: Ray's ``runtime_env`` for the task, or ``None``.
+        output: ``"value"``: the output comes back to this process; ``"ref"``: it stays in
+            Ray's object store and the run holds its ``ObjectRef``. Default ``"value"``.
+    """
+
+    __slots__ = ("memory", "num_cpus", "num_gpus", "output", "resources", "runtime_env")
+
+    num_cpus: float | None
+    num_gpus: float | None
+    memory: int | None
+    resources: dict[str, float] | None
+    runtime_env: dict[str, Any] | None
+    output: str
+
+    def __init__(
+        self,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        memory: int | None = None,
+        resources: dict[str, float] | None = None,
+        runtime_env: dict[str, Any] | None = None,
+        output: str = "value",
+    ) -> None:
+        init = object.__setattr__
+        init(self, "num_cpus", num_cpus)
+        init(self, "num_gpus", num_gpus)
+        init(self, "memory", memory)
+        init(self, "resources", resources)
+        init(self, "runtime_env", runtime_env)
+        init(self, "output", output)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.num_cpus,
+            self.num_gpus,
+            self.memory,
+            self.resources,
+            self.runtime_env,
+            self.output,
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RayPlacement is immutable: cannot assign to {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"RayPlacement is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, RayPlacement)
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy: rebuilt by the constructor
+        return (RayPlacement, self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"RayPlacement(num_cpus={self.num_cpus!r}, num_gpus={self.num_gpus!r}, "
+            f"memory={self.memory!r}, resources={self.resources!r}, "
+            f"runtime_env={self.runtime_env!r}, output={self.output!r})"
+        )
 
     @classmethod
     def checked(

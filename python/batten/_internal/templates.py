@@ -12,19 +12,37 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["REF", "input_refs", "lookup", "render", "render_inputs", "template_refs"]
+__all__ = ["input_refs", "lookup", "ref_pattern", "render", "render_inputs", "template_refs"]
 
-#: ``{step_id.result}`` / ``{step_id.result.key.key}``: group 1 the step id, group 2 the path.
-REF = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
-#: ``{inputs.name}``: a run variable, as workflow files name their inputs.
-_INPUT = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
+# NOTE: the patterns are compiled on first use (~0.35 ms of `from batten import Workflow`
+# otherwise), and only for a string that holds their literal part (".result", "{inputs."),
+# without which neither can match: a workflow without templates never compiles them.
+_patterns: dict[str, re.Pattern[str]] = {}
+
+
+def ref_pattern() -> re.Pattern[str]:
+    """``{step_id.result}`` / ``{step_id.result.key.key}``: group 1 the step id, group 2 the
+    path (compiled on first use)."""
+    pattern = _patterns.get("ref")
+    if pattern is None:
+        pattern = _patterns["ref"] = re.compile(r"\{([A-Za-z_][\w\-]*)\.result((?:\.[\w\-]+)*)\}")
+    return pattern
+
+
+def _input_pattern() -> re.Pattern[str]:
+    """``{inputs.name}``: a run variable, as workflow files name their inputs."""
+    pattern = _patterns.get("input")
+    if pattern is None:
+        pattern = _patterns["input"] = re.compile(r"\{inputs\.([A-Za-z_][\w\-]*)\}")
+    return pattern
 
 
 def input_refs(value: Any) -> set[str]:
     """The input names referenced as ``{inputs.name}`` anywhere in the strings of ``value``."""
     found: set[str] = set()
     if isinstance(value, str):
-        found.update(m.group(1) for m in _INPUT.finditer(value))
+        if "{inputs." in value:
+            found.update(m.group(1) for m in _input_pattern().finditer(value))
     elif isinstance(value, Mapping):
         for v in value.values():
             found |= input_refs(v)
@@ -42,12 +60,12 @@ def render_inputs(value: Any, variables: Mapping[str, Any]) -> Any:
         KeyError: the run has no variable ``name``.
     """
     if isinstance(value, str):
-        whole = _INPUT.fullmatch(value)
-        if whole:
-            return _variable(variables, whole.group(1))
         if "{inputs." not in value:
             return value
-        return _INPUT.sub(lambda m: str(_variable(variables, m.group(1))), value)
+        whole = _input_pattern().fullmatch(value)
+        if whole:
+            return _variable(variables, whole.group(1))
+        return _input_pattern().sub(lambda m: str(_variable(variables, m.group(1))), value)
     if isinstance(value, Mapping):
         return {k: render_inputs(v, variables) for k, v in value.items()}
     if isinstance(value, list):
@@ -65,7 +83,8 @@ def template_refs(value: Any) -> tuple[str, ...]:
     """Step ids referenced as ``{step_id.result...}`` anywhere in the strings of ``value``."""
     found: list[str] = []
     if isinstance(value, str):
-        found.extend(m.group(1) for m in REF.finditer(value))
+        if ".result" in value:
+            found.extend(m.group(1) for m in ref_pattern().finditer(value))
     elif isinstance(value, Mapping):
         for v in value.values():
             found.extend(template_refs(v))
@@ -101,10 +120,14 @@ def render(value: Any, results: Mapping[str, Any], step_id: str) -> Any:
     Other braces (JSON in a prompt) are left alone.
     """
     if isinstance(value, str):
-        whole = REF.fullmatch(value)
+        if ".result" not in value:
+            return value
+        whole = ref_pattern().fullmatch(value)
         if whole:
             return lookup(results, step_id, whole.group(1), whole.group(2))
-        return REF.sub(lambda m: str(lookup(results, step_id, m.group(1), m.group(2))), value)
+        return ref_pattern().sub(
+            lambda m: str(lookup(results, step_id, m.group(1), m.group(2))), value
+        )
     if isinstance(value, Mapping):
         return {k: render(v, results, step_id) for k, v in value.items()}
     if isinstance(value, list):

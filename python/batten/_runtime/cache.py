@@ -4,8 +4,9 @@ A cached step's call is wrapped: the key is computed from the step's context, a 
 the run's store (or, without one, a store private to this process) is returned as the output
 with ``metadata["cached"] = True``, and a fresh JSON output is stored with its expiry.
 
-Layer ``batten._runtime``: registered into compilation (``register_call_wrapper``) when
-``batten._runtime`` is imported, so compiling never imports this module.
+Layer ``batten._runtime``: ``batten._runtime`` registers a guard into compilation
+(``register_call_wrapper``) that imports this module for the first step with ``with_cache``;
+compiling never imports it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from batten._core import Nested
 from batten._core import Store as NativeStore
 from batten._internal.context import JOURNAL
 from batten._internal.options import CompileOptions
-from batten._runtime.compile import register_call_wrapper
 from batten.steps.base import Step
 from batten.steps.protocol import CallSpec
 
@@ -108,6 +108,3 @@ def _cached_spec(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
         step.step_id, opts.workflow_id, invoke, is_async, wants_context, ttl, key_fn
     )
     return invoke, is_async, True, refs
-
-
-register_call_wrapper(_cached_spec)

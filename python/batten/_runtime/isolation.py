@@ -30,8 +30,9 @@ Tracing: when the run is traced, the call is sent with the step span's W3C trace
 a tracer provider of its own, set by the step's ``with_isolation(..., initializer=...)``, which
 runs once per worker process before its first call of that step.
 
-Registered into compilation (``register_call_wrapper(innermost=True)``) when
-``batten._runtime`` is imported; compiling never imports this module.
+``batten._runtime`` registers a guard into compilation (``register_call_wrapper(innermost=True)``)
+that imports this module for the first step with ``with_isolation("process")``; compiling never
+imports it.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
 from batten._internal.options import CompileOptions
-from batten._runtime.compile import Compiler, register_call_wrapper
+from batten._runtime.compile import Compiler
 from batten._runtime.telemetry import attached_carrier, inject_carrier
 from batten.errors import WorkflowDefinitionError
 from batten.steps.base import Step
@@ -404,6 +405,3 @@ def _isolated_spec(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec
         return await call_in_process(fn, args, kwargs)
 
     return invoke_in_process, True, True, refs
-
-
-register_call_wrapper(_isolated_spec, innermost=True)

@@ -24,6 +24,7 @@ coroutine's body never runs.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import functools
 import importlib
@@ -39,8 +40,9 @@ __all__ = ["close_runners", "drive", "run_on", "run_on_helper_thread", "thread_r
 #: asyncio's messages for an object used from a loop other than its own: a lock, event,
 #: condition, semaphore or queue (``mixins._LoopBoundMixin``: "... is bound to a different event
 #: loop"), a future awaited by a task of another loop ("Task ... got Future ... attached to a
-#: different loop"), and anyio/httpx's equivalents.
-_FOREIGN_LOOP = re.compile(r"different (?:event )?loop", re.IGNORECASE)
+#: different loop"), and anyio/httpx's equivalents. A pattern, not a compiled one: it is only
+#: searched when a step raises ``RuntimeError`` on the helper thread (``re`` caches it then).
+_FOREIGN_LOOP = r"different (?:event )?loop"
 
 #: The C module behind ``signal`` (see :func:`run_on`).
 _signal: Any = importlib.import_module("_signal")
@@ -51,6 +53,10 @@ _helper = threading.local()
 
 def _on_helper_thread() -> bool:
     return getattr(_helper, "active", False)
+
+
+def _foreign(exc: RuntimeError) -> bool:
+    return re.search(_FOREIGN_LOOP, str(exc), re.IGNORECASE) is not None
 
 
 def _foreign_loop_error(exc: RuntimeError) -> EventLoopMismatchError:
@@ -75,7 +81,7 @@ async def drive(awaitable: Awaitable[Any], report: Callable[[bool, Any, bool], N
         report(False, exc, True)
         raise
     except BaseException as exc:
-        if isinstance(exc, RuntimeError) and _on_helper_thread() and _FOREIGN_LOOP.search(str(exc)):
+        if isinstance(exc, RuntimeError) and _on_helper_thread() and _foreign(exc):
             report(False, _foreign_loop_error(exc), False)
             return
         report(False, exc, False)
@@ -150,7 +156,9 @@ def thread_runner() -> asyncio.Runner:
 
 
 def close_runners() -> None:
-    """Closes every ``Workflow.run`` loop; ``batten`` registers it with ``atexit``."""
+    """Closes every ``Workflow.run`` loop; registered with ``atexit`` when this module is first
+    imported, after ``batten`` registered ``_core._shutdown``, so it runs first (loops close
+    before the engine's threads are joined)."""
     with _runners_lock:
         runners, _all_runners[:] = list(_all_runners), []
     for runner in runners:
@@ -192,3 +200,8 @@ def run_on_helper_thread(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     if isinstance(outcome, BaseException):
         raise outcome
     return outcome
+
+
+# After `batten._core._shutdown` (registered by `batten/__init__.py`, which always runs before this
+# module): atexit calls the last registered first, so loops close before threads are joined.
+atexit.register(close_runners)

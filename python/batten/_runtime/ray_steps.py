@@ -1,5 +1,6 @@
 """Steps on a Ray cluster: a step's callable submitted as a Ray task (private, layer
-``batten._runtime``; registered into compilation with ``register_placement``).
+``batten._runtime``; ``batten._runtime`` registers a guard with ``register_placement`` that
+imports this module for the first step placed on Ray).
 
 A step placed on Ray (``step.on_ray(...)``, or any agent/tool step of a workflow given a
 ``RayExecutor``) compiles into an async call that computes the step's input here (templates,
@@ -32,7 +33,7 @@ from typing import Any
 from batten._internal.context import JOURNAL
 from batten._internal.options import CompileOptions
 from batten._internal.placement import RAY_EXTRA, RayExecutor, RayPlacement
-from batten._runtime.compile import Compiler, register_placement
+from batten._runtime.compile import Compiler
 from batten._runtime.telemetry import inject_carrier
 from batten.errors import StepWorkerLostError, WorkflowDefinitionError
 from batten.steps.base import Step, _Invocable
@@ -327,6 +328,3 @@ def place_item(
         return await submit(args, kwargs, context)
 
     return item_on_ray, True, True
-
-
-register_placement(place_call, place_item)

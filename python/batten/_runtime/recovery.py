@@ -8,8 +8,9 @@
 - ``step.with_compensation(other)``: when a run fails, the compensations of the completed steps
   run in reverse completion order and the run ends ``COMPENSATED`` (seed 001's rollback).
 
-Layer ``batten._runtime``: registered into compilation (``register_takeover``) when
-``batten._runtime`` is imported, so compiling never imports this module.
+Layer ``batten._runtime``: ``batten._runtime`` registers a guard into compilation
+(``register_takeover``) that imports this module for the first step with a fallback or error
+handler; compiling never imports it.
 
 A step with a recovery runs as a small composite: the step itself is a one-step nested run (its
 retries, timeout and conditions are the engine's), then at most one recovery run. The step's
@@ -19,7 +20,6 @@ result keeps both as ``children`` and says what happened in ``metadata``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from batten._core import Nested, StepResult, WorkflowContext
@@ -27,7 +27,7 @@ from batten._internal.checks import MAX_COUNT, check_count
 from batten._internal.options import CompileOptions
 from batten._internal.outcome import raise_failed, state_delta
 from batten._internal.status import StepStatus
-from batten._runtime.compile import compile_plan, register_takeover
+from batten._runtime.compile import compile_plan
 from batten._runtime.run import Outcome, run_plan
 from batten.steps.base import Step
 
@@ -49,7 +49,7 @@ def recovering_call(step: Step, opts: CompileOptions) -> Callable[..., Any]:
     workflow_handler = opts.workflow_handler
     fallback = step.fallback
     step_id = step.step_id
-    plain = replace(opts, error_handlers={}, workflow_handler=None)
+    plain = opts.replace(error_handlers={}, workflow_handler=None)
 
     async def run_one(recovery: Step, context: WorkflowContext) -> Outcome:
         return await run_plan(_single(recovery, plain), context, event_prefix=step_id)
@@ -184,6 +184,3 @@ def _needs_recovery(step: Step, opts: CompileOptions) -> bool:
 def _takeover(step: Step, opts: CompileOptions) -> Callable[..., Any] | None:
     """``step``'s recovering call when it has a fallback or error handler, else ``None``."""
     return recovering_call(step, opts) if _needs_recovery(step, opts) else None
-
-
-register_takeover(_takeover)

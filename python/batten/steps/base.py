@@ -18,9 +18,10 @@ import inspect
 import sys
 import types
 import weakref
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from batten._internal.checks import (
     MAX_COUNT,
@@ -32,12 +33,15 @@ from batten._internal.checks import (
 from batten._internal.epoch import bump_epoch
 from batten._internal.placement import RayPlacement, require_ray
 from batten._internal.templates import render, template_refs
-from batten._internal.view import StepView, name_of, settings_text
 from batten.adapters import ACCEPTS, CALL_METHODS, adapt
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
 from batten.retry import RetryPolicy
 from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
+
+if TYPE_CHECKING:
+    # Imported where a step is drawn (`_describe`, for `batten.display`): not on a run's path.
+    from batten._internal.view import StepView
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
 
@@ -48,20 +52,29 @@ _SINGLE_INPUT = frozenset({"ainvoke", "invoke"})
 _NO_RETRY = RetryPolicy.no_retry()  # frozen, so every step without with_retry shares it
 
 
-class RemoteCall(NamedTuple):
-    """An agent or tool step's call as made in another process (a process-isolated worker or a
-    Ray task): ``fn(*args, **kwargs)``, where ``(args, kwargs) = prepare(context[, item])`` is
-    computed in this process (templates, input and params functions; with the ``MapStep`` item
-    when given). See ``_Invocable._remote_call``."""
+# NOTE: a plain `collections.namedtuple` at run time, the `NamedTuple` class for type checkers
+# (as `batten._internal.spec.StepSpec`, which says why; tests/test_api.py compares them).
+if TYPE_CHECKING:
 
-    fn: Callable[..., Any]
-    is_async: bool
-    #: ``fn`` declares a ``context`` parameter.
-    wants_context: bool
-    prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
-    #: The arguments when they are known at definition (checked for serializability before
-    #: anything runs), ``None`` when they depend on the context.
-    static_args: Any
+    class RemoteCall(NamedTuple):
+        """An agent or tool step's call as made in another process (a process-isolated worker or a
+        Ray task): ``fn(*args, **kwargs)``, where ``(args, kwargs) = prepare(context[, item])`` is
+        computed in this process (templates, input and params functions; with the ``MapStep`` item
+        when given). See ``_Invocable._remote_call``."""
+
+        fn: Callable[..., Any]
+        is_async: bool
+        #: ``fn`` declares a ``context`` parameter.
+        wants_context: bool
+        prepare: Callable[..., tuple[tuple[Any, ...], dict[str, Any]]]
+        #: The arguments when they are known at definition (checked for serializability before
+        #: anything runs), ``None`` when they depend on the context.
+        static_args: Any
+
+else:
+    RemoteCall = namedtuple(
+        "RemoteCall", ("fn", "is_async", "wants_context", "prepare", "static_args")
+    )
 
 
 _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
@@ -587,6 +600,8 @@ class Step:
     def _describe(self) -> StepView:
         """How ``batten.display`` draws this step: a box with its kind and non-default
         settings, or (a composite the display has no view for) a group of the steps it holds."""
+        from batten._internal.view import StepView, settings_text
+
         kind = type(self).__name__
         settings = settings_text(self)
         children = self._children() if self._is_composite else []
@@ -634,6 +649,8 @@ class _Invocable(Step):
     def _describe(self) -> StepView:
         """A box naming the agent or tool (``"tool: fetch"``; a target given by name, or by
         none, under that name or the step's id) and the non-default settings."""
+        from batten._internal.view import StepView, name_of, settings_text
+
         target = self._target()
         kind = f"{self._role}: {name_of(self.step_id if target is None else target)}"
         return StepView(kind, lines=(kind, settings_text(self)))
