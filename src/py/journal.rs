@@ -19,6 +19,7 @@ use crate::engine::scheduler::StepState;
 use crate::py::errors::store_error;
 use crate::py::json::{from_json, to_json, MAX_JSON_DEPTH};
 use crate::py::store::{now, PyStore};
+use crate::py::threads::timer::{tick_after, Tick};
 use crate::store::{StepEvent, Store, StoreError};
 
 /// Events buffered in `batch` mode before they are written together.
@@ -61,6 +62,8 @@ pub struct Shared {
     buffer: Mutex<Vec<StepEvent>>,
     /// A timer will write the lazy events (see `LAZY_DELAY`).
     flush_armed: std::sync::atomic::AtomicBool,
+    /// That timer, cancelled when the run's end writes the events itself.
+    flush_tick: Mutex<Option<Tick>>,
     restored: HashMap<String, Restored>,
     error: Mutex<Option<String>>,
     /// The fencing token of the lease this process holds on the run (0: none; tokens start at
@@ -82,7 +85,7 @@ struct Heartbeat {
     /// it from before the renewal was sent: past it, no new step starts before a renewal.
     valid_until: f64,
     /// The armed timer of the next renewal.
-    timer: Option<tokio::task::AbortHandle>,
+    timer: Option<Tick>,
 }
 
 impl Shared {
@@ -128,10 +131,24 @@ impl Shared {
             Err(e) => tracing::warn!(run_id = %self.run_id, "batten: lease heartbeat failed: {e}"),
         }
         let shared = Arc::clone(self);
-        hb.timer = crate::py::threads::timer::after(
-            std::time::Duration::from_secs_f64(hb.every),
-            move || shared.beat(),
-        );
+        hb.timer = tick_after(std::time::Duration::from_secs_f64(hb.every), move || {
+            shared.beat()
+        });
+    }
+
+    /// Stops the heartbeat (no renewal may land after the lease's release) and the lazy
+    /// events' timer (the caller writes them): the execution here is ending.
+    fn stop_timers(&self) {
+        if let Some(h) = self.lease.lock().take() {
+            if let Some(t) = h.timer {
+                t.cancel();
+            }
+        }
+        if let Some(t) = self.flush_tick.lock().take() {
+            if t.cancel() {
+                self.flush_armed.store(false, Ordering::Release);
+            }
+        }
     }
 
     /// Whether this process may start more steps of the run: no lease held (not fenced), or
@@ -330,7 +347,7 @@ impl Journal {
             return;
         }
         let shared = Arc::clone(sh);
-        let armed = crate::py::threads::timer::after(LAZY_DELAY, move || {
+        let armed = tick_after(LAZY_DELAY, move || {
             shared
                 .flush_armed
                 .store(false, std::sync::atomic::Ordering::Release);
@@ -342,10 +359,12 @@ impl Journal {
                 }
             }
         });
-        if armed.is_none() {
+        match armed {
+            Some(tick) => *sh.flush_tick.lock() = Some(tick),
             // No timer (interpreter exit): the run's end writes them.
-            sh.flush_armed
-                .store(false, std::sync::atomic::Ordering::Release);
+            None => sh
+                .flush_armed
+                .store(false, std::sync::atomic::Ordering::Release),
         }
     }
 
@@ -465,6 +484,7 @@ impl Journal {
                 batch,
                 buffer: Mutex::new(Vec::new()),
                 flush_armed: std::sync::atomic::AtomicBool::new(false),
+                flush_tick: Mutex::new(None),
                 restored,
                 error: Mutex::new(None),
                 token: AtomicU64::new(0),
@@ -548,7 +568,7 @@ impl Journal {
             timer: None,
         });
         let shared = Arc::clone(sh);
-        let timer = crate::py::threads::timer::after(
+        let timer = tick_after(
             std::time::Duration::from_secs_f64(heartbeat_seconds),
             move || shared.beat(),
         );
@@ -565,7 +585,7 @@ impl Journal {
         let sh = &self.shared;
         if let Some(h) = sh.lease.lock().take() {
             if let Some(t) = h.timer {
-                t.abort();
+                t.cancel();
             }
         }
         let token = sh.token.swap(0, Ordering::AcqRel);
@@ -648,12 +668,8 @@ impl Journal {
             }
             return Ok(false);
         }
-        // No renewal may land after the release.
-        if let Some(h) = sh.lease.lock().take() {
-            if let Some(t) = h.timer {
-                t.abort();
-            }
-        }
+        // No renewal may land after the release; the lazy events are written here.
+        sh.stop_timers();
         let res = py.detach(|| {
             let mut buf = sh.buffer.lock();
             let events = std::mem::take(&mut *buf);
