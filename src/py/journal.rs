@@ -578,6 +578,78 @@ impl Journal {
         Ok(())
     }
 
+    /// Records this journal's run as new and claimed by this process, and holds its lease: one
+    /// store transaction where the store can (`Store.create_run_claimed`), then `hold`. `context`
+    /// is stored as the run's input, encoded as outputs are (JSON, or through the serializer; a
+    /// `TypeError` naming `what` when neither works); `created_at` (unix seconds) is also the
+    /// claim's time; `lease_seconds` and `heartbeat_seconds` as `hold` takes them. Returns
+    /// `None` once the run is recorded and held, or the lease dict of the live owner that holds
+    /// a run of this id already (nothing written then). Raises `StoreError` (e.g. the id exists),
+    /// `ValueError` for a bad lease duration (nothing written).
+    /// NOTE: one call instead of `encode_output`, `Store.create_run_claimed` and `hold`: the
+    /// context no longer goes back to a Python object in between (issue 18's D4).
+    #[pyo3(signature = (workflow_id, name, version, status, context, created_at, host, pid, owner_id, started, lease_seconds, heartbeat_seconds, *, what))]
+    #[allow(clippy::too_many_arguments)]
+    fn begin_run<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        name: String,
+        version: String,
+        status: String,
+        context: &Bound<'py, PyAny>,
+        created_at: f64,
+        host: String,
+        pid: u32,
+        owner_id: String,
+        started: Option<u64>,
+        lease_seconds: f64,
+        heartbeat_seconds: f64,
+        what: String,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(lease_seconds) || !positive(heartbeat_seconds) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "begin_run(lease_seconds={lease_seconds}, heartbeat_seconds={heartbeat_seconds}): \
+                 both durations must be > 0"
+            )));
+        }
+        let input = self.encode_as(py, || what, context)?;
+        let sh = &*self.shared;
+        let rec = crate::store::RunRecord {
+            run_id: sh.run_id.to_string(),
+            workflow_id,
+            name,
+            version,
+            status,
+            created_at,
+            updated_at: created_at,
+            input,
+            error: None,
+            result: None,
+            lease: None,
+        };
+        let owner = crate::store::LeaseOwner {
+            host,
+            pid,
+            id: owner_id,
+            started,
+        };
+        let claim = py
+            .detach(|| {
+                sh.store
+                    .create_run_claimed(&rec, &owner, created_at, lease_seconds)
+            })
+            .map_err(store_error)?;
+        match claim {
+            crate::store::Claim::Won(lease) => {
+                self.hold(lease.token, lease_seconds, heartbeat_seconds)?;
+                Ok(None)
+            }
+            crate::store::Claim::Held(lease) => Ok(Some(crate::py::store::lease_dict(py, &lease)?)),
+        }
+    }
+
     /// Stops the heartbeat and gives the lease up in the store (unless it was lost). Returns
     /// whether the store released it. Safe to call more than once. Raises `StoreError` when
     /// the store cannot be reached (the lease then lapses on its own).
@@ -638,7 +710,11 @@ impl Journal {
     /// separate calls. Raises `LeaseLostError` when another process took over (nothing written;
     /// the lease is then not this process's to release), `StoreError` otherwise (the lease is
     /// still held: `release` gives it up).
-    #[pyo3(signature = (status, at, error=None, result=None, clear_control=true))]
+    ///
+    /// `encode_result=True`: `result` is encoded as outputs are (JSON, or through the
+    /// serializer) and stored as `None` when it cannot be (a `TypeError`), instead of raising.
+    #[pyo3(signature = (status, at, error=None, result=None, clear_control=true, *, encode_result=false))]
+    #[allow(clippy::too_many_arguments)]
     fn finish_run(
         &self,
         py: Python<'_>,
@@ -647,8 +723,16 @@ impl Journal {
         error: Option<String>,
         result: Option<&Bound<'_, PyAny>>,
         clear_control: bool,
+        encode_result: bool,
     ) -> PyResult<bool> {
         let result = match result {
+            Some(r) if !r.is_none() && encode_result => {
+                match self.encode_as(py, || "the run's result".to_string(), r) {
+                    Ok(v) => Some(v),
+                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => None,
+                    Err(e) => return Err(e),
+                }
+            }
             Some(r) if !r.is_none() => Some(to_json(r).map_err(|e| {
                 pyo3::exceptions::PyTypeError::new_err(format!(
                     "the run's result cannot be stored as JSON: {e}"
