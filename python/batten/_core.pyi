@@ -551,8 +551,9 @@ class Journal:
     def restored_paths(self) -> list[str]:
         """Paths of the steps restored from the store, sorted."""
     def hold(self, token: int, lease_seconds: float, heartbeat_seconds: float) -> None:
-        """Holds the lease with fencing ``token``: writes carry it; a heartbeat on the timer
-        thread renews it every ``heartbeat_seconds`` to ``now + lease_seconds``."""
+        """Holds the lease with fencing ``token``: writes carry it; a heartbeat on the ticker
+        thread (one per process) renews it every ``heartbeat_seconds`` to
+        ``now + lease_seconds``."""
     def begin_run(
         self,
         workflow_id: str,

@@ -75,7 +75,7 @@ pub struct Shared {
     lost: Mutex<Option<String>>,
 }
 
-/// A held lease's renewal on the timer thread (see `Journal.hold`).
+/// A held lease's renewal on the ticker thread (`threads::timer::tick_after`) (see `Journal.hold`).
 struct Heartbeat {
     /// Lease duration, seconds.
     ttl: f64,
@@ -545,8 +545,9 @@ impl Journal {
     }
 
     /// Holds the lease with fencing token `token` (from `Store.claim`): from now on every
-    /// write of this run carries it, and a heartbeat on the timer thread renews the lease to
-    /// `now + lease_seconds` every `heartbeat_seconds` (both seconds, > 0). No new step starts
+    /// write of this run carries it, and a heartbeat on the ticker thread (one per process)
+    /// renews the lease to `now + lease_seconds` every `heartbeat_seconds` (both seconds, > 0),
+    /// as DBOS's and Temporal's workers heartbeat per worker. No new step starts
     /// once the lease is lost (a write or renewal refused with `LeaseLostError`) or past its
     /// last renewal's expiry without a successful renewal.
     fn hold(&self, token: u64, lease_seconds: f64, heartbeat_seconds: f64) -> PyResult<()> {

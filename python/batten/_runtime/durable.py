@@ -18,7 +18,7 @@ down.
 Ownership (DESIGN §4): executing a durable run first claims its lease in the store
 (:func:`claim_run`: owner host/pid/random id, a fencing token one higher than the last claim's,
 an expiry ``lease_seconds`` ahead), atomically, as Temporal's activity heartbeats and Prefect's
-zombie detection do. The engine's timer thread renews it every ``heartbeat_seconds``; every
+zombie detection do. One heartbeat thread per process renews it every ``heartbeat_seconds``; every
 checkpoint and status write carries the token and the store refuses a stale one, so a process
 that was stopped past its lease and comes back cannot overwrite its successor: its run stops
 with :class:`~batten.LeaseLostError`. The lease is released whenever the execution ends here.
