@@ -194,6 +194,36 @@ def test_an_approval_that_times_out_ends_the_step_timeout(store: batten.Store) -
     assert r2.status == WorkflowStatus.FAILED
 
 
+def test_a_long_steps_start_is_stored_while_it_runs(store: batten.Store) -> None:
+    """A step's start is written lazily (the next checkpoint carries it), but within a bounded
+    delay by the process's ticker thread when no checkpoint comes: after many short runs armed
+    and cancelled that deadline, a step that waits shows as running in the store while it waits."""
+    short = Workflow("short").with_store(store)
+    short.add_step(ToolStep("a", lambda context: {"a": 1}))
+    seen: list[str] = []
+
+    async def waits(context: Any) -> dict[str, bool]:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            history = store.history("long")
+            if any(h.step_id == "w" and h.status == StepStatus.RUNNING for h in history):
+                seen.append("running")
+                break
+            await asyncio.sleep(0.01)
+        return {"waited": True}
+
+    long = Workflow("long").with_store(store)
+    long.add_step(ToolStep("w", waits))
+
+    async def main() -> WorkflowStatus:
+        for _ in range(50):
+            assert (await short.execute()).status == WorkflowStatus.COMPLETED
+        return (await long.execute(run_id="long")).status
+
+    assert asyncio.run(asyncio.wait_for(main(), 60.0)) == WorkflowStatus.COMPLETED
+    assert seen == ["running"]
+
+
 def test_pause_lets_running_steps_finish_and_resume_continues(store: batten.Store) -> None:
     ran: list[str] = []
 
