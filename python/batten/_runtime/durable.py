@@ -443,9 +443,11 @@ class DurableRun:
         keep it from completing; ``PAUSED``), with the approval steps' results saying so."""
         self._stop_watching()
         steps, error = out.steps, out.error
+        if status != WorkflowStatus.FAILED:
+            return status, steps, error  # only a failed run can be one waiting for approvals
         waiting = [s for s in steps if s.is_failure and s.error_type == "ApprovalPending"]
         others = [s for s in steps if s.is_failure and s.error_type != "ApprovalPending"]
-        if status == WorkflowStatus.FAILED and waiting and not others:
+        if waiting and not others:
             status, error = WorkflowStatus.WAITING_APPROVAL, None
             steps = [_waiting_result(s) if s in waiting else s for s in steps]
         return status, steps, error
