@@ -9,7 +9,10 @@ use std::time::Instant;
 
 mod common;
 
-use batten::store::{self, RunRecord, SqliteStore, StepEvent, Store, StoreError, SCHEMA_VERSION};
+use batten::store::{
+    self, RunRecord, SqliteStore, StepEvent, Store, StoreError,
+    SQLITE_SCHEMA_VERSION as SCHEMA_VERSION,
+};
 use common::TempDir;
 use serde_json::json;
 
@@ -528,4 +531,194 @@ fn a_version_1_file_is_upgraded_in_place_keeping_its_runs_without_a_lease() {
         .unwrap()
         .lease
         .is_some());
+}
+
+/// Schema version 2 as batten 0.x wrote it (runs with AUTOINCREMENT and two created_at indexes),
+/// with three runs: one finished, one left RUNNING under a lease, one the largest key.
+const VERSION_2: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '2');
+CREATE TABLE runs (
+    key INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE, workflow_id TEXT NOT NULL,
+    name TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, input TEXT NOT NULL, error TEXT, result TEXT,
+    lease_token INTEGER NOT NULL DEFAULT 0, lease_owner TEXT, lease_heartbeat REAL,
+    lease_expires REAL
+);
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL,
+    at REAL NOT NULL, duration_ms REAL, error_type TEXT, error TEXT, output TEXT, delta TEXT,
+    detail TEXT
+);
+CREATE VIEW run_events AS
+    SELECT runs.run_id AS run_id, events.id & 0xFFFFFFFF AS seq, events.*
+    FROM events JOIN runs ON runs.key = events.id >> 32;
+CREATE TABLE controls (run_id TEXT PRIMARY KEY NOT NULL, control TEXT NOT NULL);
+CREATE TABLE decisions (
+    run_id TEXT NOT NULL, step_id TEXT NOT NULL, approved INTEGER NOT NULL, decided_by TEXT,
+    comment TEXT, at REAL NOT NULL, PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE cache (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE workflows (workflow_id TEXT PRIMARY KEY NOT NULL, definition TEXT NOT NULL);
+INSERT INTO runs (run_id, workflow_id, name, version, status, created_at, updated_at, input, result)
+    VALUES ('done', 'wf', 'review', '1', 'COMPLETED', 1700000000.0, 1700000001.0, '{\"a\":1}', '3');
+INSERT INTO runs (run_id, workflow_id, name, version, status, created_at, updated_at, input,
+                  lease_token, lease_owner, lease_heartbeat, lease_expires)
+    VALUES ('held', 'wf', 'review', '1', 'RUNNING', 1700000002.0, 1700000002.0, '{}', 4,
+            '{\"host\":\"h\",\"pid\":7,\"id\":\"x\",\"started\":null}', 1700000002.0, 1700000032.0);
+INSERT INTO runs (run_id, workflow_id, name, version, status, created_at, updated_at, input)
+    VALUES ('last', 'other', 'review', '1', 'FAILED', 1700000003.0, 1700000003.0, '{}');
+INSERT INTO events (id, step_id, status, attempt, at, output) VALUES
+    (4294967297, 'a', 'completed', 1, 1700000000.5, '1'),
+    (4294967298, 'b', 'completed', 1, 1700000000.6, '2'),
+    (8589934593, 'a', 'completed', 1, 1700000002.5, '{\"x\":[1,2]}'),
+    (12884901889, 'a', 'failed', 1, 1700000003.5, NULL);
+INSERT INTO controls VALUES ('held', 'pause');
+";
+
+#[test]
+fn a_version_2_file_is_upgraded_in_place_keeping_every_run_event_and_lease() {
+    let dir = TempDir::new();
+    raw(&dir.db()).execute_batch(VERSION_2).unwrap();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    let done = store.get_run("done").unwrap();
+    assert_eq!(
+        (done.status.as_str(), done.result.clone()),
+        ("COMPLETED", Some(json!(3)))
+    );
+    assert_eq!(done.input, json!({"a": 1}));
+    let held = store.get_run("held").unwrap();
+    let lease = held.lease.clone().expect("the lease survives the upgrade");
+    assert_eq!((lease.token, lease.owner.pid), (4, 7));
+    let outputs = |run_id: &str| -> Vec<(u64, String, Option<serde_json::Value>)> {
+        store
+            .events(run_id, 0)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.seq, e.step_id, e.output))
+            .collect()
+    };
+    assert_eq!(
+        outputs("done"),
+        [
+            (1, "a".to_string(), Some(json!(1))),
+            (2, "b".to_string(), Some(json!(2)))
+        ]
+    );
+    assert_eq!(
+        outputs("held"),
+        [(1, "a".to_string(), Some(json!({"x": [1, 2]})))]
+    );
+    assert_eq!(outputs("last"), [(1, "a".to_string(), None)]);
+    assert_eq!(store.control("held").unwrap(), Some(store::Control::Pause));
+    let listed: Vec<String> = store
+        .list_runs(None, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().run_id)
+        .collect();
+    assert_eq!(listed, ["last", "held", "done"]);
+    // It works: a renewal with the held token, appends after the old events, a new run.
+    store.renew("held", 4, 1_700_000_010.0, 30.0).unwrap();
+    assert_eq!(
+        store.append("held", &[completed("b", json!(5))]).unwrap(),
+        [2]
+    );
+    store.create_run(&run("new")).unwrap();
+    assert_eq!(store.events("new", 0).unwrap(), []);
+    assert_eq!(event_id(&dir, "new", 0) >> 32, 4);
+    drop(store);
+
+    let conn = raw(&dir.db());
+    let version: String = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+    let runs_sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!runs_sql.contains("AUTOINCREMENT"), "{runs_sql}");
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs' AND sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["runs_by_created"]);
+    let view_rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM run_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(view_rows, 5);
+    drop(conn);
+    // Reopening the upgraded file is a plain open.
+    assert_eq!(
+        SqliteStore::open(dir.db())
+            .unwrap()
+            .events("held", 0)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn a_fresh_file_and_an_upgraded_one_have_the_same_schema() {
+    let fresh = TempDir::new();
+    drop(SqliteStore::open(fresh.db()).unwrap());
+    let upgraded = TempDir::new();
+    raw(&upgraded.db()).execute_batch(VERSION_1).unwrap();
+    drop(SqliteStore::open(upgraded.db()).unwrap());
+    let schema = |dir: &TempDir| -> Vec<(String, String)> {
+        raw(&dir.db())
+            .prepare(
+                "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' \
+                 ORDER BY type, name",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(schema(&upgraded), schema(&fresh));
+}
+
+#[test]
+fn a_deleted_runs_key_reused_by_a_new_run_brings_none_of_its_events() {
+    let dir = TempDir::new();
+    let store = SqliteStore::open(dir.db()).unwrap();
+    store.create_run(&run("gone")).unwrap();
+    store
+        .append(
+            "gone",
+            &[completed("a", json!(1)), completed("b", json!(2))],
+        )
+        .unwrap();
+    let key = event_id(&dir, "gone", 0) >> 32;
+    // batten never deletes a run; someone with the file may.
+    raw(&dir.db())
+        .execute("DELETE FROM runs WHERE run_id = 'gone'", [])
+        .unwrap();
+    store.create_run(&run("next")).unwrap();
+    assert_eq!(
+        event_id(&dir, "next", 0) >> 32,
+        key,
+        "SQLite reused the key"
+    );
+    assert_eq!(store.events("next", 0).unwrap(), []);
+    assert_eq!(
+        store.append("next", &[completed("c", json!(3))]).unwrap(),
+        [1]
+    );
 }

@@ -194,6 +194,36 @@ def test_an_approval_that_times_out_ends_the_step_timeout(store: batten.Store) -
     assert r2.status == WorkflowStatus.FAILED
 
 
+def test_a_long_steps_start_is_stored_while_it_runs(store: batten.Store) -> None:
+    """A step's start is written lazily (the next checkpoint carries it), but within a bounded
+    delay by the process's ticker thread when no checkpoint comes: after many short runs armed
+    and cancelled that deadline, a step that waits shows as running in the store while it waits."""
+    short = Workflow("short").with_store(store)
+    short.add_step(ToolStep("a", lambda context: {"a": 1}))
+    seen: list[str] = []
+
+    async def waits(context: Any) -> dict[str, bool]:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline:
+            history = store.history("long")
+            if any(h.step_id == "w" and h.status == StepStatus.RUNNING for h in history):
+                seen.append("running")
+                break
+            await asyncio.sleep(0.01)
+        return {"waited": True}
+
+    long = Workflow("long").with_store(store)
+    long.add_step(ToolStep("w", waits))
+
+    async def main() -> WorkflowStatus:
+        for _ in range(50):
+            assert (await short.execute()).status == WorkflowStatus.COMPLETED
+        return (await long.execute(run_id="long")).status
+
+    assert asyncio.run(asyncio.wait_for(main(), 60.0)) == WorkflowStatus.COMPLETED
+    assert seen == ["running"]
+
+
 def test_pause_lets_running_steps_finish_and_resume_continues(store: batten.Store) -> None:
     ran: list[str] = []
 
@@ -590,6 +620,86 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path: Any) -> None:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(batten.SchemaVersionError, match="99"):
         batten.SqliteStore(path)
+
+
+#: A SQLite store as batten wrote schema version 2 (runs with AUTOINCREMENT and two created_at
+#: indexes): run "old" of the 3-step chain "c" interrupted after s0 (its process died holding no
+#: lease), run "done" of it completed.
+SCHEMA_2_FILE = """
+CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '2');
+CREATE TABLE runs (
+    key INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL UNIQUE,
+    workflow_id TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL, status TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, input TEXT NOT NULL, error TEXT,
+    result TEXT, lease_token INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,
+    lease_heartbeat REAL, lease_expires REAL
+);
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, step_id TEXT NOT NULL, status TEXT NOT NULL,
+    attempt INTEGER NOT NULL, at REAL NOT NULL, duration_ms REAL, error_type TEXT, error TEXT,
+    output TEXT, delta TEXT, detail TEXT
+);
+CREATE VIEW run_events AS
+    SELECT runs.run_id AS run_id, events.id & 0xFFFFFFFF AS seq, events.*
+    FROM events JOIN runs ON runs.key = events.id >> 32;
+CREATE TABLE controls (run_id TEXT PRIMARY KEY NOT NULL, control TEXT NOT NULL);
+CREATE TABLE decisions (
+    run_id TEXT NOT NULL, step_id TEXT NOT NULL, approved INTEGER NOT NULL, decided_by TEXT,
+    comment TEXT, at REAL NOT NULL, PRIMARY KEY (run_id, step_id)
+);
+CREATE TABLE cache (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE workflows (workflow_id TEXT PRIMARY KEY NOT NULL, definition TEXT NOT NULL);
+INSERT INTO runs (run_id, workflow_id, name, version, status, created_at, updated_at, input,
+                  result, lease_token)
+    VALUES ('done', 'c', 'c', '1.0.0', 'completed', 1700000000.0, 1700000001.0,
+            '{"metadata":{},"user_context":{},"variables":{"seed":1},"workflow_id":"c"}',
+            '{"v2":3}', 1);
+INSERT INTO runs (run_id, workflow_id, name, version, status, created_at, updated_at, input,
+                  lease_token)
+    VALUES ('old', 'c', 'c', '1.0.0', 'running', 1700000002.0, 1700000002.0,
+            '{"metadata":{},"user_context":{"user":"ada"},"variables":{"seed":1},"workflow_id":"c"}',
+            1);
+INSERT INTO events (id, step_id, status, attempt, at, duration_ms, output) VALUES
+    (4294967297, 's0', 'running', 1, 1700000000.1, NULL, NULL),
+    (4294967298, 's0', 'completed', 1, 1700000000.2, 0.3, '{"v0":1}'),
+    (8589934593, 's0', 'running', 1, 1700000002.1, NULL, NULL),
+    (8589934594, 's0', 'completed', 1, 1700000002.2, 0.3, '{"v0":1}'),
+    (8589934595, 's1', 'running', 1, 1700000002.3, NULL, NULL);
+"""
+
+
+def test_a_schema_2_file_is_upgraded_in_place_and_its_interrupted_run_resumes(
+    tmp_path: Any,
+) -> None:
+    path = tmp_path / "r.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA_2_FILE)
+    db.close()
+    calls: list[str] = []
+    wf = _chain("c", calls, store=f"sqlite:///{path}")
+    assert batten.get_workflow_status("old", store=f"sqlite:///{path}").status == "interrupted"
+    r = asyncio.run(wf.resume("old"))
+    assert r.status == WorkflowStatus.COMPLETED
+    assert calls == ["s1", "s2"]  # s0 restored from the old file, s1 run again
+    assert r.context.variables["v2"] == 3 and r.context.user_context == {"user": "ada"}
+    history = [(h.step_id, h.status) for h in batten.Store(f"sqlite:///{path}").history("old")]
+    assert history[:3] == [("s0", "running"), ("s0", "completed"), ("s1", "running")]
+    assert history[-1] == ("s2", "completed") and len(history) == 7
+    assert batten.get_workflow_status("done", store=f"sqlite:///{path}").result == {"v2": 3}
+    assert [h.seq for h in batten.Store(f"sqlite:///{path}").history("done")] == [1, 2]
+    # A new run after the upgrade gets a key of its own, and the file is at version 3.
+    assert asyncio.run(wf.execute(run_id="new")).status == WorkflowStatus.COMPLETED
+    assert len(batten.Store(f"sqlite:///{path}").history("new")) == 6
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            "3",
+        )
+        (runs_sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()
+    db.close()
+    assert "AUTOINCREMENT" not in runs_sql
 
 
 def test_a_corrupt_row_is_reported_and_nothing_else_is_lost(tmp_path: Any) -> None:

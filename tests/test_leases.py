@@ -14,6 +14,7 @@ Real processes on real SQLite files, a real redis-server and a real PostgreSQL s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -487,3 +488,54 @@ def test_batten_resume_of_a_live_run_exits_2_and_wait_waits_for_it(tmp_path: Pat
     came_late = waiter.returncode == 2 and "it has ended, so there is nothing to resume" in w_err
     assert waited or came_late, (w_out, w_err)
     assert Counter(log.read_text().split()[0::2]) == {"first": 1, "slow": 1, "last": 1}
+
+
+# --- one heartbeat thread for every lease of the process ---------------------------------------
+
+
+def test_one_process_renews_each_live_lease_at_its_own_period(tmp_path: Path) -> None:
+    """The shared heartbeat: after 200 short runs armed and cancelled their deadlines, two runs
+    alive at once are each renewed at their own ``heartbeat_seconds``, and released at the end."""
+    import asyncio
+
+    url = f"sqlite:///{tmp_path}/runs.db"
+
+    async def sleeper(context: Any) -> dict[str, bool]:
+        await asyncio.sleep(1.5)
+        return {"slept": True}
+
+    def quick(context: Any) -> dict[str, int]:
+        return {"n": 1}
+
+    def workflow(name: str, fn: Any, heartbeat: float) -> batten.Workflow:
+        wf = batten.Workflow(name)
+        for i in range(3 if fn is quick else 1):
+            wf.add_step(batten.ToolStep(f"s{i}", fn))
+        return wf.with_store(url, lease_seconds=30.0, heartbeat_seconds=heartbeat)
+
+    short = workflow("short", quick, 0.05)
+    fast = workflow("fast", sleeper, 0.1)
+    slow = workflow("slow", sleeper, 1.0)
+    beats: dict[str, set[float]] = {"fast": set(), "slow": set()}
+
+    async def main() -> list[batten.WorkflowResult]:
+        for _ in range(200):
+            assert (await short.execute()).status == batten.WorkflowStatus.COMPLETED
+        both = asyncio.gather(fast.execute(run_id="fast"), slow.execute(run_id="slow"))
+        deadline = time.monotonic() + WAIT_S
+        while not both.done() and time.monotonic() < deadline:
+            for run_id in beats:
+                with contextlib.suppress(batten.RunNotFoundError):
+                    lease = batten.get_workflow_status(run_id, store=url).lease
+                    if lease is not None:
+                        beats[run_id].add(lease.heartbeat_at)
+            await asyncio.sleep(0.02)
+        return await asyncio.wait_for(both, WAIT_S)
+
+    results = asyncio.run(asyncio.wait_for(main(), 2 * WAIT_S))
+    assert [r.status for r in results] == [batten.WorkflowStatus.COMPLETED] * 2
+    # 1.5 s at 0.1 s is ~15 renewals; at 1.0 s, one (plus the claim). Wide margins both ways.
+    assert len(beats["fast"]) >= 4, beats
+    assert 1 <= len(beats["slow"]) <= 3, beats
+    for run_id in ("fast", "slow"):
+        assert batten.get_workflow_status(run_id, store=url).lease is None

@@ -551,8 +551,29 @@ class Journal:
     def restored_paths(self) -> list[str]:
         """Paths of the steps restored from the store, sorted."""
     def hold(self, token: int, lease_seconds: float, heartbeat_seconds: float) -> None:
-        """Holds the lease with fencing ``token``: writes carry it; a heartbeat on the timer
-        thread renews it every ``heartbeat_seconds`` to ``now + lease_seconds``."""
+        """Holds the lease with fencing ``token``: writes carry it; a heartbeat on the ticker
+        thread (one per process) renews it every ``heartbeat_seconds`` to
+        ``now + lease_seconds``."""
+    def begin_run(
+        self,
+        workflow_id: str,
+        name: str,
+        version: str,
+        status: str,
+        context: Any,
+        created_at: float,
+        host: str,
+        pid: int,
+        owner_id: str,
+        started: int | None,
+        lease_seconds: float,
+        heartbeat_seconds: float,
+        *,
+        what: str,
+    ) -> dict[str, Any] | None:
+        """Records the run, claimed by this process (``Store.create_run_claimed``, ``context``
+        encoded as outputs are, ``TypeError`` naming ``what``), and holds its lease; ``None``,
+        or the live owner's lease dict when the id is held already (nothing written)."""
     def release(self) -> bool:
         """Stops the heartbeat and releases the lease (unless lost); whether it was released."""
     @property
@@ -572,10 +593,13 @@ class Journal:
         error: str | None = None,
         result: Any = None,
         clear_control: bool = True,
+        *,
+        encode_result: bool = False,
     ) -> bool:
         """The execution's end in one store transaction where the store can: buffered events,
         status, control cleared, lease released (``LeaseLostError`` if taken over); whether
-        the lease was released."""
+        the lease was released. ``encode_result``: ``result`` encoded as outputs are, ``None``
+        when it cannot be."""
     def flush(self) -> None:
         """Writes buffered events now (batch mode). Raises ``StoreError``."""
     def record(

@@ -376,7 +376,7 @@ class Workflow(WorkflowKind):
                 (``RunLeasedError``) while the lease is live, and takes the run over once it
                 expires, or at once on this host when the owner's pid is gone.
             heartbeat_seconds: seconds between two renewals of the lease (default 10; less
-                than ``lease_seconds``), on the engine's timer thread, as Temporal's activity
+                than ``lease_seconds``), on one heartbeat thread per process, as Temporal's activity
                 heartbeats. A process stopped past its lease (SIGSTOP, a debugger) that a
                 successor took over finds its writes refused and raises ``LeaseLostError``.
 

@@ -19,6 +19,7 @@ use crate::engine::scheduler::StepState;
 use crate::py::errors::store_error;
 use crate::py::json::{from_json, to_json, MAX_JSON_DEPTH};
 use crate::py::store::{now, PyStore};
+use crate::py::threads::timer::{tick_after, Tick};
 use crate::store::{StepEvent, Store, StoreError};
 
 /// Events buffered in `batch` mode before they are written together.
@@ -61,6 +62,8 @@ pub struct Shared {
     buffer: Mutex<Vec<StepEvent>>,
     /// A timer will write the lazy events (see `LAZY_DELAY`).
     flush_armed: std::sync::atomic::AtomicBool,
+    /// That timer, cancelled when the run's end writes the events itself.
+    flush_tick: Mutex<Option<Tick>>,
     restored: HashMap<String, Restored>,
     error: Mutex<Option<String>>,
     /// The fencing token of the lease this process holds on the run (0: none; tokens start at
@@ -72,7 +75,7 @@ pub struct Shared {
     lost: Mutex<Option<String>>,
 }
 
-/// A held lease's renewal on the timer thread (see `Journal.hold`).
+/// A held lease's renewal on the ticker thread (`threads::timer::tick_after`) (see `Journal.hold`).
 struct Heartbeat {
     /// Lease duration, seconds.
     ttl: f64,
@@ -82,7 +85,7 @@ struct Heartbeat {
     /// it from before the renewal was sent: past it, no new step starts before a renewal.
     valid_until: f64,
     /// The armed timer of the next renewal.
-    timer: Option<tokio::task::AbortHandle>,
+    timer: Option<Tick>,
 }
 
 impl Shared {
@@ -128,10 +131,24 @@ impl Shared {
             Err(e) => tracing::warn!(run_id = %self.run_id, "batten: lease heartbeat failed: {e}"),
         }
         let shared = Arc::clone(self);
-        hb.timer = crate::py::threads::timer::after(
-            std::time::Duration::from_secs_f64(hb.every),
-            move || shared.beat(),
-        );
+        hb.timer = tick_after(std::time::Duration::from_secs_f64(hb.every), move || {
+            shared.beat()
+        });
+    }
+
+    /// Stops the heartbeat (no renewal may land after the lease's release) and the lazy
+    /// events' timer (the caller writes them): the execution here is ending.
+    fn stop_timers(&self) {
+        if let Some(h) = self.lease.lock().take() {
+            if let Some(t) = h.timer {
+                t.cancel();
+            }
+        }
+        if let Some(t) = self.flush_tick.lock().take() {
+            if t.cancel() {
+                self.flush_armed.store(false, Ordering::Release);
+            }
+        }
     }
 
     /// Whether this process may start more steps of the run: no lease held (not fenced), or
@@ -330,7 +347,7 @@ impl Journal {
             return;
         }
         let shared = Arc::clone(sh);
-        let armed = crate::py::threads::timer::after(LAZY_DELAY, move || {
+        let armed = tick_after(LAZY_DELAY, move || {
             shared
                 .flush_armed
                 .store(false, std::sync::atomic::Ordering::Release);
@@ -342,10 +359,12 @@ impl Journal {
                 }
             }
         });
-        if armed.is_none() {
+        match armed {
+            Some(tick) => *sh.flush_tick.lock() = Some(tick),
             // No timer (interpreter exit): the run's end writes them.
-            sh.flush_armed
-                .store(false, std::sync::atomic::Ordering::Release);
+            None => sh
+                .flush_armed
+                .store(false, std::sync::atomic::Ordering::Release),
         }
     }
 
@@ -465,6 +484,7 @@ impl Journal {
                 batch,
                 buffer: Mutex::new(Vec::new()),
                 flush_armed: std::sync::atomic::AtomicBool::new(false),
+                flush_tick: Mutex::new(None),
                 restored,
                 error: Mutex::new(None),
                 token: AtomicU64::new(0),
@@ -525,8 +545,9 @@ impl Journal {
     }
 
     /// Holds the lease with fencing token `token` (from `Store.claim`): from now on every
-    /// write of this run carries it, and a heartbeat on the timer thread renews the lease to
-    /// `now + lease_seconds` every `heartbeat_seconds` (both seconds, > 0). No new step starts
+    /// write of this run carries it, and a heartbeat on the ticker thread (one per process)
+    /// renews the lease to `now + lease_seconds` every `heartbeat_seconds` (both seconds, > 0),
+    /// as DBOS's and Temporal's workers heartbeat per worker. No new step starts
     /// once the lease is lost (a write or renewal refused with `LeaseLostError`) or past its
     /// last renewal's expiry without a successful renewal.
     fn hold(&self, token: u64, lease_seconds: f64, heartbeat_seconds: f64) -> PyResult<()> {
@@ -548,7 +569,7 @@ impl Journal {
             timer: None,
         });
         let shared = Arc::clone(sh);
-        let timer = crate::py::threads::timer::after(
+        let timer = tick_after(
             std::time::Duration::from_secs_f64(heartbeat_seconds),
             move || shared.beat(),
         );
@@ -558,6 +579,78 @@ impl Journal {
         Ok(())
     }
 
+    /// Records this journal's run as new and claimed by this process, and holds its lease: one
+    /// store transaction where the store can (`Store.create_run_claimed`), then `hold`. `context`
+    /// is stored as the run's input, encoded as outputs are (JSON, or through the serializer; a
+    /// `TypeError` naming `what` when neither works); `created_at` (unix seconds) is also the
+    /// claim's time; `lease_seconds` and `heartbeat_seconds` as `hold` takes them. Returns
+    /// `None` once the run is recorded and held, or the lease dict of the live owner that holds
+    /// a run of this id already (nothing written then). Raises `StoreError` (e.g. the id exists),
+    /// `ValueError` for a bad lease duration (nothing written).
+    /// NOTE: one call instead of `encode_output`, `Store.create_run_claimed` and `hold`: the
+    /// context no longer goes back to a Python object in between (issue 18's D4).
+    #[pyo3(signature = (workflow_id, name, version, status, context, created_at, host, pid, owner_id, started, lease_seconds, heartbeat_seconds, *, what))]
+    #[allow(clippy::too_many_arguments)]
+    fn begin_run<'py>(
+        &self,
+        py: Python<'py>,
+        workflow_id: String,
+        name: String,
+        version: String,
+        status: String,
+        context: &Bound<'py, PyAny>,
+        created_at: f64,
+        host: String,
+        pid: u32,
+        owner_id: String,
+        started: Option<u64>,
+        lease_seconds: f64,
+        heartbeat_seconds: f64,
+        what: String,
+    ) -> PyResult<Option<Bound<'py, pyo3::types::PyDict>>> {
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        if !positive(lease_seconds) || !positive(heartbeat_seconds) {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "begin_run(lease_seconds={lease_seconds}, heartbeat_seconds={heartbeat_seconds}): \
+                 both durations must be > 0"
+            )));
+        }
+        let input = self.encode_as(py, || what, context)?;
+        let sh = &*self.shared;
+        let rec = crate::store::RunRecord {
+            run_id: sh.run_id.to_string(),
+            workflow_id,
+            name,
+            version,
+            status,
+            created_at,
+            updated_at: created_at,
+            input,
+            error: None,
+            result: None,
+            lease: None,
+        };
+        let owner = crate::store::LeaseOwner {
+            host,
+            pid,
+            id: owner_id,
+            started,
+        };
+        let claim = py
+            .detach(|| {
+                sh.store
+                    .create_run_claimed(&rec, &owner, created_at, lease_seconds)
+            })
+            .map_err(store_error)?;
+        match claim {
+            crate::store::Claim::Won(lease) => {
+                self.hold(lease.token, lease_seconds, heartbeat_seconds)?;
+                Ok(None)
+            }
+            crate::store::Claim::Held(lease) => Ok(Some(crate::py::store::lease_dict(py, &lease)?)),
+        }
+    }
+
     /// Stops the heartbeat and gives the lease up in the store (unless it was lost). Returns
     /// whether the store released it. Safe to call more than once. Raises `StoreError` when
     /// the store cannot be reached (the lease then lapses on its own).
@@ -565,7 +658,7 @@ impl Journal {
         let sh = &self.shared;
         if let Some(h) = sh.lease.lock().take() {
             if let Some(t) = h.timer {
-                t.abort();
+                t.cancel();
             }
         }
         let token = sh.token.swap(0, Ordering::AcqRel);
@@ -618,7 +711,11 @@ impl Journal {
     /// separate calls. Raises `LeaseLostError` when another process took over (nothing written;
     /// the lease is then not this process's to release), `StoreError` otherwise (the lease is
     /// still held: `release` gives it up).
-    #[pyo3(signature = (status, at, error=None, result=None, clear_control=true))]
+    ///
+    /// `encode_result=True`: `result` is encoded as outputs are (JSON, or through the
+    /// serializer) and stored as `None` when it cannot be (a `TypeError`), instead of raising.
+    #[pyo3(signature = (status, at, error=None, result=None, clear_control=true, *, encode_result=false))]
+    #[allow(clippy::too_many_arguments)]
     fn finish_run(
         &self,
         py: Python<'_>,
@@ -627,8 +724,16 @@ impl Journal {
         error: Option<String>,
         result: Option<&Bound<'_, PyAny>>,
         clear_control: bool,
+        encode_result: bool,
     ) -> PyResult<bool> {
         let result = match result {
+            Some(r) if !r.is_none() && encode_result => {
+                match self.encode_as(py, || "the run's result".to_string(), r) {
+                    Ok(v) => Some(v),
+                    Err(e) if e.is_instance_of::<pyo3::exceptions::PyTypeError>(py) => None,
+                    Err(e) => return Err(e),
+                }
+            }
             Some(r) if !r.is_none() => Some(to_json(r).map_err(|e| {
                 pyo3::exceptions::PyTypeError::new_err(format!(
                     "the run's result cannot be stored as JSON: {e}"
@@ -648,12 +753,8 @@ impl Journal {
             }
             return Ok(false);
         }
-        // No renewal may land after the release.
-        if let Some(h) = sh.lease.lock().take() {
-            if let Some(t) = h.timer {
-                t.abort();
-            }
-        }
+        // No renewal may land after the release; the lazy events are written here.
+        sh.stop_timers();
         let res = py.detach(|| {
             let mut buf = sh.buffer.lock();
             let events = std::mem::take(&mut *buf);

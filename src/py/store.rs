@@ -101,7 +101,7 @@ fn run_dict<'py>(py: Python<'py>, r: &RunRecord) -> PyResult<Bound<'py, PyDict>>
 
 /// A lease as a dict: `host`, `pid`, `owner_id`, `started`, `token`, `heartbeat_at`,
 /// `expires_at` (unix seconds).
-fn lease_dict<'py>(py: Python<'py>, l: &Lease) -> PyResult<Bound<'py, PyDict>> {
+pub(crate) fn lease_dict<'py>(py: Python<'py>, l: &Lease) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("host", &l.owner.host)?;
     d.set_item("pid", l.owner.pid)?;

@@ -69,27 +69,35 @@ def _host() -> str:
     return socket.gethostname()
 
 
-#: ``(pid, start time)`` of this process, read once per pid (a forked child reads its own).
-_me: tuple[int, int | None] | None = None
+#: ``(pid, start time, host)`` of this process, read once per pid (a forked child reads its
+#: own).
+_me: tuple[int, int | None, str] | None = None
 
 
 def new_owner() -> Owner:
-    """This process as a new lease owner: host name, pid, a random id, start time.
-    NOTE: the start time is read once per process (per pid, so a forked child reads its own):
-    reading ``/proc/<pid>/stat`` per durable run was ~50 µs of issue 18's D4
-    (1,000 short durable runs)."""
+    """This process as a new lease owner: host name (``BATTEN_HOST_ID`` or the host's name), pid,
+    a random id, start time.
+    NOTE: the start time and the host are read once per process (per pid, so a forked child
+    reads its own): reading ``/proc/<pid>/stat`` per durable run was ~50 µs of issue 18's D4
+    (1,000 short durable runs), the environment and the host name ~5 µs."""
+    pid, started, host = _identity()
+    return host, pid, os.urandom(8).hex(), started
+
+
+def _identity() -> tuple[int, int | None, str]:
+    """``(pid, start time, host)`` of this process (see :func:`new_owner`)."""
     global _me
     pid = os.getpid()
     if _me is None or _me[0] != pid:
-        _me = (pid, process_start(pid))
-    return _host(), pid, os.urandom(8).hex(), _me[1]
+        _me = (pid, process_start(pid), _host())
+    return _me
 
 
 def owner_is_alive(lease: Mapping[str, Any]) -> bool:
     """Whether the process a lease names may still run: ``True`` unless it is on this host and
     its pid is gone, a zombie, or now another process (another start time). An owner on
     another host is taken at its word until its lease expires."""
-    if lease["host"] != _host():
+    if lease["host"] != _identity()[2]:
         return True
     pid = int(lease["pid"])
     try:

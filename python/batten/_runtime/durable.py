@@ -18,7 +18,7 @@ down.
 Ownership (DESIGN §4): executing a durable run first claims its lease in the store
 (:func:`claim_run`: owner host/pid/random id, a fencing token one higher than the last claim's,
 an expiry ``lease_seconds`` ahead), atomically, as Temporal's activity heartbeats and Prefect's
-zombie detection do. The engine's timer thread renews it every ``heartbeat_seconds``; every
+zombie detection do. One heartbeat thread per process renews it every ``heartbeat_seconds``; every
 checkpoint and status write carries the token and the store refuses a stale one, so a process
 that was stopped past its lease and comes back cannot overwrite its successor: its run stops
 with :class:`~batten.LeaseLostError`. The lease is released whenever the execution ends here.
@@ -115,6 +115,16 @@ def require_store(store: Store | str | None) -> Store:
 #: to the context's fields (not in its metadata: steps never see it). Written when the run is
 #: traced (:mod:`batten._runtime.telemetry`), read back when it is resumed.
 TRACE_KEY = "trace"
+
+
+def new_run_id() -> str:
+    """A new run id: a random (version 4) UUID as 32 hex digits, as ``uuid.uuid4().hex``.
+    NOTE: the same bits as :func:`uuid.uuid4` sets, without the module (~2.5 ms of import, with
+    platform) or a ``UUID`` object per run (~3 µs of issue 18's D4)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    return f"{n:032x}"
 
 
 def _context_json(context: WorkflowContext, trace: dict[str, str] | None = None) -> dict[str, Any]:
@@ -245,6 +255,9 @@ class DurableRun:
         self.trace = trace
         #: The run's observation (``telemetry.RunTelemetry``) when it began traced here.
         self.telemetry: Any = None
+        #: The workflow's plan as ``begin_durable`` compiled it just before (``None`` once
+        #: used, or for a resume): the run's execution does not look it up again.
+        self.plan: Any = None
         self._watcher: asyncio.TimerHandle | None = None
         #: The store's push subscription for this run (``_core.StoreWatch``) while it runs.
         self._watch: Any = None
@@ -287,43 +300,34 @@ class DurableRun:
         context, stored with the run's input so a resume joins the same trace."""
         check_durability(durability)
         if not run_id:
-            # NOTE: imported on first use: uuid (with platform) is ~2.5 ms of `import batten`,
-            # which runs without a store never need.
-            import uuid
-
-            run_id = uuid.uuid4().hex
+            run_id = new_run_id()
         journal = Journal(store._native, run_id, serializer=serializer, batch=durability == "batch")
+        # The run and its lease in one store transaction where the store can (one commit per
+        # durable run fewer: issue 18's D4), the context encoded and the lease held in the same
+        # native call. Nobody else knows the id yet, so the claim cannot meet a live owner
+        # (unless a resume raced it: then it raises RunLeasedError).
+        host, pid, owner_id, started = new_owner()
         try:
-            data = journal.encode_output(
-                "context", _context_json(context, trace), what="the run's input context"
+            held = journal.begin_run(
+                workflow.workflow_id,
+                workflow.name,
+                str(workflow.version),
+                _RUNNING,
+                _context_json(context, trace),
+                time.time(),
+                host,
+                pid,
+                owner_id,
+                started,
+                workflow._lease_seconds,
+                workflow._heartbeat_seconds,
+                what="the run's input context",
             )
         except TypeError as exc:
             raise TypeError(f"workflow '{workflow.workflow_id}': {exc}") from None
-        # The run and its lease in one store transaction where the store can (one commit per
-        # durable run fewer: issue 18's D4). Nobody else knows the id yet, so the claim cannot
-        # meet a live owner (unless a resume raced it: then it raises RunLeasedError).
-        host, pid, owner_id, started = new_owner()
-        now = time.time()
-        won, lease = store._native.create_run_claimed(
-            run_id,
-            workflow.workflow_id,
-            workflow.name,
-            str(workflow.version),
-            _RUNNING,
-            data,
-            now,
-            host,
-            pid,
-            owner_id,
-            started,
-            now,
-            workflow._lease_seconds,
-        )
-        if not won:
-            raise _leased_error(run_id, lease, None)
-        run = cls(store, run_id, journal, trace)
-        run.hold(int(lease["token"]), workflow)
-        return run
+        if held is not None:
+            raise _leased_error(run_id, held, None)
+        return cls(store, run_id, journal, trace)
 
     @classmethod
     def reopen(
@@ -439,9 +443,11 @@ class DurableRun:
         keep it from completing; ``PAUSED``), with the approval steps' results saying so."""
         self._stop_watching()
         steps, error = out.steps, out.error
+        if status != WorkflowStatus.FAILED:
+            return status, steps, error  # only a failed run can be one waiting for approvals
         waiting = [s for s in steps if s.is_failure and s.error_type == "ApprovalPending"]
         others = [s for s in steps if s.is_failure and s.error_type != "ApprovalPending"]
-        if status == WorkflowStatus.FAILED and waiting and not others:
+        if waiting and not others:
             status, error = WorkflowStatus.WAITING_APPROVAL, None
             steps = [_waiting_result(s) if s in waiting else s for s in steps]
         return status, steps, error
@@ -502,18 +508,15 @@ class DurableRun:
         request cleared (unless it paused or waits for an approval), and the lease released,
         in one store transaction where the store can (``Journal.finish_run``): the execution
         here is over once its end is recorded."""
-        result = None
-        if status == WorkflowStatus.COMPLETED:
-            try:
-                result = self.journal.encode_output("result", final_output)
-            except TypeError:
-                result = None
+        # The result is stored as outputs are (JSON or the serializer's form), or as None when
+        # it cannot be; encoded natively, with the rest, in one call.
         self.journal.finish_run(
             status.value,
             time.time(),
             error,
-            result,
+            final_output if status == WorkflowStatus.COMPLETED else None,
             status not in (WorkflowStatus.PAUSED, WorkflowStatus.WAITING_APPROVAL),
+            encode_result=True,
         )
 
     def record_interrupted(self, reason: str) -> None:

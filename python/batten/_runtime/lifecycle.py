@@ -64,7 +64,7 @@ def begin_durable(
     # store never imports it (issue 13's M benchmark counts every eager module).
     from batten._runtime.durable import DurableRun, require_store
 
-    compiled(workflow)  # a malformed workflow is reported before anything is recorded
+    plan = compiled(workflow)  # a malformed workflow is reported before anything is recorded
     context = with_input_defaults(workflow, context)  # recorded with the defaults filled in
     if context is None:
         context = WorkflowContext(workflow.workflow_id)
@@ -89,6 +89,7 @@ def begin_durable(
             tel.abandon()
         raise
     durable.telemetry = tel
+    durable.plan = plan
     return context, durable
 
 
@@ -283,7 +284,11 @@ async def _observed(
     """``execute``'s body: compile, fill the context, and run it observed by telemetry when
     OpenTelemetry is configured."""
     check_run_options(timeout, max_concurrency)
-    plan = compiled(workflow, base)
+    plan = durable.plan if durable is not None and base is None else None
+    if plan is not None:
+        durable.plan = None  # compiled by begin_durable a moment ago: once
+    else:
+        plan = compiled(workflow, base)
     context = with_input_defaults(workflow, context)
     if context is None:
         context = WorkflowContext(workflow.workflow_id)

@@ -1,4 +1,5 @@
-//! The threads batten runs besides the caller's: a timer runtime (`timer`) and a pool of Python
+//! The threads batten runs besides the caller's: a timer runtime and a ticker thread (`timer`),
+//! neither of which enters Python, and a pool of Python
 //! worker threads for blocking callables (`pool`). Neither knows what a run is: the timer runs
 //! closures, the pool runs anything that implements `SyncJob` (as granian's `blocking.rs` takes
 //! closures). `run` implements `SyncJob` for a sync step attempt; `journal` arms timers.
@@ -20,11 +21,13 @@ pub mod timer;
 /// once.
 pub fn shutdown(py: Python<'_>) {
     let rt = timer::take_runtime();
+    let pending = timer::stop_ticker();
     let handles = pool::stop();
     py.detach(move || {
         if let Some(rt) = rt {
             rt.shutdown_timeout(Duration::from_secs(5));
         }
+        drop(pending);
         for h in handles {
             let _ = h.join();
         }

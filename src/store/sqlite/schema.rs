@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::BUSY_TIMEOUT;
-use crate::store::{StoreError, SCHEMA_VERSION};
+use crate::store::{StoreError, SQLITE_SCHEMA_VERSION as SCHEMA_VERSION};
 
 /// Bits of an event's `id` that hold its seq; the run's `key` is shifted above them.
 pub(super) const SEQ_BITS: u32 = 32;
@@ -12,14 +12,20 @@ pub(super) const MAX_SEQ: i64 = (1 << SEQ_BITS) - 1;
 
 // Events are keyed by one integer, `id = (runs.key << 32) | seq`, so the events table is a single
 // B-tree: an append dirties one page, not a table page and an index page; a run's events are one
-// contiguous rowid range; and no event repeats its run's id. AUTOINCREMENT: a key is never reused,
-// even if runs are ever deleted, so no run can inherit another's events.
+// contiguous rowid range; and no event repeats its run's id. batten never deletes a run; should
+// anyone delete one, the `runs_forget_events` trigger deletes its events with it, so a later run
+// that is given the same key (SQLite reuses the largest rowid once its row is gone) starts with
+// no history: no run can inherit another's events.
 // NOTE: against a (run_id TEXT, seq) primary key, measured on the dev VM: 81 vs 173 bytes per small
 // event, and ~10 us less per single-event append (half the WAL frames per commit).
+// NOTE (schema 3): versions 1-2 kept keys unique with AUTOINCREMENT and also indexed runs by
+// (workflow_id, created_at), which no query used (`list_runs` filters with `?2 IS NULL OR ...`,
+// which the planner serves from `runs_by_created`): recording a run wrote five pages, the row, the
+// run_id index, two created_at indexes and `sqlite_sequence`; it now writes three (issue 18's D4).
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
 CREATE TABLE runs (
-    key INTEGER PRIMARY KEY AUTOINCREMENT,
+    key INTEGER PRIMARY KEY,
     run_id TEXT NOT NULL UNIQUE,
     workflow_id TEXT NOT NULL,
     name TEXT NOT NULL,
@@ -36,7 +42,6 @@ CREATE TABLE runs (
     lease_expires REAL
 );
 CREATE INDEX runs_by_created ON runs (created_at);
-CREATE INDEX runs_by_workflow ON runs (workflow_id, created_at);
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     step_id TEXT NOT NULL,
@@ -53,6 +58,9 @@ CREATE TABLE events (
 CREATE VIEW run_events AS
     SELECT runs.run_id AS run_id, events.id & 0xFFFFFFFF AS seq, events.*
     FROM events JOIN runs ON runs.key = events.id >> 32;
+CREATE TRIGGER runs_forget_events AFTER DELETE ON runs BEGIN
+    DELETE FROM events WHERE id > old.key << 32 AND id <= (old.key << 32) | 0xFFFFFFFF;
+END;
 CREATE TABLE controls (run_id TEXT PRIMARY KEY NOT NULL, control TEXT NOT NULL);
 CREATE TABLE decisions (
     run_id TEXT NOT NULL,
@@ -75,6 +83,47 @@ ALTER TABLE runs ADD COLUMN lease_owner TEXT;
 ALTER TABLE runs ADD COLUMN lease_heartbeat REAL;
 ALTER TABLE runs ADD COLUMN lease_expires REAL;
 UPDATE meta SET value = '2' WHERE key = 'schema_version';
+";
+
+/// Version 2 -> 3: the runs table without AUTOINCREMENT and without the unused
+/// `runs_by_workflow` index, rebuilt in place as SQLite's ALTER TABLE documentation prescribes
+/// (new table, copy, drop, rename; the view over it dropped and made again). Every run keeps its
+/// key, so every event stays its run's. The trigger keeps keys from being inherited instead.
+const UPGRADE_2_TO_3: &str = "
+DROP VIEW run_events;
+CREATE TABLE runs_v3 (
+    key INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL UNIQUE,
+    workflow_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    input TEXT NOT NULL,
+    error TEXT,
+    result TEXT,
+    lease_token INTEGER NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    lease_heartbeat REAL,
+    lease_expires REAL
+);
+INSERT INTO runs_v3 (key, run_id, workflow_id, name, version, status, created_at, updated_at,
+                     input, error, result, lease_token, lease_owner, lease_heartbeat,
+                     lease_expires)
+    SELECT key, run_id, workflow_id, name, version, status, created_at, updated_at, input, error,
+           result, lease_token, lease_owner, lease_heartbeat, lease_expires
+    FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v3 RENAME TO runs;
+CREATE INDEX runs_by_created ON runs (created_at);
+CREATE VIEW run_events AS
+    SELECT runs.run_id AS run_id, events.id & 0xFFFFFFFF AS seq, events.*
+    FROM events JOIN runs ON runs.key = events.id >> 32;
+CREATE TRIGGER runs_forget_events AFTER DELETE ON runs BEGIN
+    DELETE FROM events WHERE id > old.key << 32 AND id <= (old.key << 32) | 0xFFFFFFFF;
+END;
+UPDATE meta SET value = '3' WHERE key = 'schema_version';
 ";
 
 /// Sets up a freshly opened connection and checks (or, in an empty database, creates) the schema.
@@ -167,9 +216,15 @@ fn check_or_create(conn: &Connection) -> Result<(), Checked> {
     };
     match found {
         Some(found) if found.trim().parse::<u32>() == Ok(SCHEMA_VERSION) => Ok(()),
-        // Inside prepare's BEGIN IMMEDIATE: of several processes opening it at once, one upgrades.
+        // Inside prepare's BEGIN IMMEDIATE: of several processes opening it at once, one upgrades,
+        // and a failed upgrade rolls back whole (the file stays as it was).
         Some(found) if found.trim().parse::<u32>() == Ok(1) => {
             conn.execute_batch(UPGRADE_1_TO_2)?;
+            conn.execute_batch(UPGRADE_2_TO_3)?;
+            Ok(())
+        }
+        Some(found) if found.trim().parse::<u32>() == Ok(2) => {
+            conn.execute_batch(UPGRADE_2_TO_3)?;
             Ok(())
         }
         found => Err(Checked::Store(StoreError::SchemaVersion {
