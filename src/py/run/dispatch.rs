@@ -369,7 +369,7 @@ impl RunInner {
         }
     }
 
-    /// Runs `awaitable` as a task (inside `batten._runtime.loops.drive`) with its deadline.
+    /// Runs `awaitable` as a task (stepped by a `callback::Driver`) with its deadline.
     /// `Ok(false)`: it is not awaitable (a sync callable mistaken for async), so it is the output.
     pub(super) fn launch(
         self: &Arc<Self>,
@@ -381,15 +381,7 @@ impl RunInner {
             return Ok(false);
         }
         let lp = self.event_loop.bind(py);
-        let drive = DRIVE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py
-                .import("batten._runtime.loops")?
-                .getattr("drive")?
-                .unbind())
-        })?;
-        let coro = drive
-            .bind(py)
-            .call1((awaitable, Callback::new(self, CbKind::Done(d))))?;
+        let coro = Bound::new(py, Driver::new(self, d, awaitable.clone().unbind()))?;
         let kw = PyDict::new(py);
         kw.set_item(intern!(py, "context"), self.context_copy(py)?)?;
         // NOTE: the task is named after its step: with no name, CPython 3.11's Task formats
@@ -412,34 +404,28 @@ impl RunInner {
         };
         let mut st = self.lock(py);
         st.tasks.live.insert((d.step, d.attempt), task.unbind());
-        st.tasks
-            .awaitables
-            .insert((d.step, d.attempt), awaitable.clone().unbind());
         let rec = &mut st.recs[d.step];
         rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
         rec.timing_out = false;
         Ok(true)
     }
 
-    /// The loop thread: `drive` reported an async attempt's outcome
-    /// (`args` = `(ok, value_or_exception, cancelled)`).
+    /// The loop thread: an async attempt's `Driver` reports its outcome: `ok` and the value,
+    /// or the exception (`cancelled`: a `CancelledError`).
     pub(super) fn task_done(
         self: &Arc<Self>,
         py: Python<'_>,
         d: Dispatch,
-        args: &Bound<'_, PyTuple>,
+        ok: bool,
+        value: Bound<'_, PyAny>,
+        cancelled: bool,
     ) {
         let (live, timing_out) = {
             let mut st = self.lock(py);
             st.tasks.live.remove(&(d.step, d.attempt));
-            st.tasks.awaitables.remove(&(d.step, d.attempt));
             (st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if live {
-            let (ok, value, cancelled) = match args.extract::<(bool, Bound<'_, PyAny>, bool)>() {
-                Ok(t) => t,
-                Err(e) => (false, e.into_value(py).into_bound(py).into_any(), false),
-            };
             let outcome = if timing_out {
                 if ok {
                     self.lock(py).recs[d.step].cancel_ignored = true;
@@ -479,16 +465,12 @@ impl RunInner {
     }
 
     /// The loop thread: a task cancelled by a deadline or by stopping the run is done. If it was
-    /// cancelled before it started, `drive` never ran and this is the only report.
+    /// cancelled before it started, its `Driver` closed the awaitable without reporting, and
+    /// this is the only report.
     pub(super) fn task_unwound(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
         let (unreported, live, timing_out) = {
             let mut st = self.lock(py);
             let unreported = st.tasks.live.remove(&(d.step, d.attempt)).is_some();
-            if let Some(a) = st.tasks.awaitables.remove(&(d.step, d.attempt)) {
-                if unreported && is_coroutine(a.bind(py)) {
-                    let _ = a.call_method0(py, intern!(py, "close"));
-                }
-            }
             (unreported, st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if unreported && live && timing_out {

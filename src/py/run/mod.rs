@@ -41,7 +41,7 @@ mod start;
 mod timers;
 mod traffic;
 
-use callback::{Callback, CbKind};
+use callback::{Callback, CbKind, Driver};
 use events::Event;
 pub use start::Run;
 
@@ -209,9 +209,6 @@ struct Tasks {
     /// Tasks whose outcome has not been reported yet, including cancelled ones still unwinding
     /// and abandoned attempts that ignored their cancellation.
     live: HashMap<AttemptKey, Py<PyAny>>,
-    /// The step's own awaitable per task, until `drive` reports: a task cancelled before it
-    /// started never awaits it, so the engine closes it ("coroutine was never awaited").
-    awaitables: HashMap<AttemptKey, Py<PyAny>>,
 }
 
 /// Attempts held back by rate limits and circuit breakers (see `traffic`).
@@ -331,8 +328,6 @@ fn dict_delta(v: &Bound<'_, PyAny>) -> Vec<(Arc<str>, Val)> {
         })
         .collect()
 }
-
-static DRIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Cancels a step's task and watches for its end (see `RunInner::task_unwound`).
 fn cancel_and_watch(run: &Arc<RunInner>, py: Python<'_>, task: &Bound<'_, PyAny>, d: Dispatch) {
