@@ -319,7 +319,7 @@ impl RunInner {
     /// context=)` behind a Python frame, which cost ~4,300 of W1a's ~47,700 instructions a
     /// step. `None` (use `create_task`) otherwise. Read once per run, at its first async
     /// attempt: a factory set while a run is going applies from the next run.
-    fn task_class<'a>(&'a self, py: Python<'_>) -> Option<&'a Py<PyAny>> {
+    pub(super) fn task_class<'a>(&'a self, py: Python<'_>) -> Option<&'a Py<PyAny>> {
         self.task_class
             .get_or_init(py, || {
                 let lp = self.event_loop.bind(py);
@@ -344,7 +344,7 @@ impl RunInner {
 
     /// A copy of the run's `contextvars.Context` (its `copy()`, without the method lookup),
     /// for one attempt to run in.
-    fn context_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(super) fn context_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY: `pycontext` is a `contextvars.Context` (`Run.start` takes it from
         // `contextvars.copy_context()`); the result is a new reference or NULL with an error set.
         unsafe {
@@ -381,19 +381,10 @@ impl RunInner {
             return Ok(false);
         }
         let lp = self.event_loop.bind(py);
-        let coro = Bound::new(py, Driver::new(self, d, awaitable.clone().unbind()))?;
-        let kw = PyDict::new(py);
-        kw.set_item(intern!(py, "context"), self.context_copy(py)?)?;
-        // NOTE: the task is named after its step: with no name, CPython 3.11's Task formats
-        // "Task-<n>" with PyUnicode_FromFormat, ~1,500 instructions of W1a's ~49,600 a step.
-        let name = pyo3::types::PyString::new(py, &self.plan.steps[d.step].id);
-        kw.set_item(intern!(py, "name"), name)?;
-        let task = match self.task_class(py) {
-            Some(cls) => {
-                kw.set_item(intern!(py, "loop"), lp)?;
-                cls.bind(py).call((coro,), Some(&kw))?
-            }
-            None => lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw))?,
+        // A chain of async steps runs on one Task (see `callback::Driver`).
+        let task = match self.chain(py, d, awaitable)? {
+            Some(task) => task,
+            None => self.new_task(py, d, awaitable)?,
         };
         let timer = match self.plan.steps[d.step].timeout {
             Some(t) => Some(lp.call_method1(
@@ -408,6 +399,30 @@ impl RunInner {
         rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
         rec.timing_out = false;
         Ok(true)
+    }
+
+    /// A Task (named after the step) running `awaitable` through a `Driver`.
+    fn new_task<'py>(
+        self: &Arc<Self>,
+        py: Python<'py>,
+        d: Dispatch,
+        awaitable: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lp = self.event_loop.bind(py);
+        let coro = Bound::new(py, Driver::new(self, d, awaitable.clone().unbind()))?;
+        let kw = PyDict::new(py);
+        kw.set_item(intern!(py, "context"), self.context_copy(py)?)?;
+        // NOTE: the task is named after its step: with no name, CPython 3.11's Task formats
+        // "Task-<n>" with PyUnicode_FromFormat, ~1,500 instructions of W1a's ~49,600 a step.
+        let name = pyo3::types::PyString::new(py, &self.plan.steps[d.step].id);
+        kw.set_item(intern!(py, "name"), name)?;
+        match self.task_class(py) {
+            Some(cls) => {
+                kw.set_item(intern!(py, "loop"), lp)?;
+                cls.bind(py).call((coro,), Some(&kw))
+            }
+            None => lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw)),
+        }
     }
 
     /// The loop thread: an async attempt's `Driver` reports its outcome: `ok` and the value,

@@ -209,6 +209,11 @@ struct Tasks {
     /// Tasks whose outcome has not been reported yet, including cancelled ones still unwinding
     /// and abandoned attempts that ignored their cancellation.
     live: HashMap<AttemptKey, Py<PyAny>>,
+    /// While an attempt's `Driver` reports: its Task, offered to the next async attempt.
+    offer: Option<callback::Offer>,
+    /// The loop's queue of callbacks ready to run (asyncio's `_ready`), once looked up; `Some(None)`: the loop has none
+    /// (see `RunInner::nothing_queued`).
+    ready: Option<Option<Py<PyAny>>>,
 }
 
 /// Attempts held back by rate limits and circuit breakers (see `traffic`).
