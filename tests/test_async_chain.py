@@ -195,3 +195,19 @@ def test_keyboard_interrupt_in_an_async_step_is_recorded_and_reraised():
     workflow = Workflow("k", "k").add_step(ToolStep("k", interrupted))
     with pytest.raises(KeyboardInterrupt):
         asyncio.run(asyncio.wait_for(workflow.execute(), 30))
+
+
+def test_a_tools_fixed_args_reach_every_run_unchanged_even_if_the_tool_mutates_them():
+    # The compiled plan binds a step's args without copying them (see steps.base._bound_call);
+    # each call still gets its own keyword dict, so a tool mutating its kwargs changes nothing.
+    seen = []
+
+    async def tool(**kwargs):
+        seen.append(dict(kwargs))
+        kwargs["n"] = 99
+        kwargs["extra"] = True
+
+    workflow = Workflow("args", "args").add_step(ToolStep("t", tool, {"n": 1}))
+    for _ in range(3):
+        assert asyncio.run(workflow.execute()).status == WorkflowStatus.COMPLETED
+    assert seen == [{"n": 1}] * 3
