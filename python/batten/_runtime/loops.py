@@ -22,7 +22,7 @@ import functools
 import importlib
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from batten.errors import EventLoopMismatchError

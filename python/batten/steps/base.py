@@ -805,7 +805,7 @@ def _bound_call(fn: Callable[..., Any], single: bool, args: dict[str, Any]) -> C
     if not args:
         return fn
     bound = functools.partial(fn)
-    bound.__setstate__((fn, (), args, None))
+    bound.__setstate__((fn, (), args, None))  # type: ignore[attr-defined]  # not in typeshed
     return bound
 
 
