@@ -1,7 +1,8 @@
 //! One workflow run: drives the engine's scheduler from whichever thread just finished a step.
 //!
-//! Async steps become `asyncio.Task`s created on the loop thread, and their completion arrives by
-//! `add_done_callback` on that same thread, so no step pays a thread hop. Sync steps run on the
+//! Async steps become `asyncio.Task`s created on the loop thread, each running a `Driver` that
+//! reports the attempt's outcome from inside the Task's last step on that same thread, so no step
+//! pays a thread hop; a chain of async steps may share one Task (see `callback::Driver`). Sync steps run on the
 //! worker pool; a worker that finishes a sync step runs the next ready sync step itself
 //! (NOTE: W1 measures that chain at ~1–2 µs a step; a hop per step would cost 30–70 µs,
 //! DESIGN §3), and only hands async steps and the run's end to the loop.
