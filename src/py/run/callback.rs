@@ -412,16 +412,17 @@ impl Driver {
             // Cancelled while the report ran (the run was stopped): the Task delivers it at its
             // next step, as to a Task that never started (the awaitable is closed unstarted).
             let stopping = cancelling(py, &next.task);
-            {
-                let mut cur = me.cur.lock();
-                *cur = Current {
+            let done = std::mem::replace(
+                &mut *me.cur.lock(),
+                Current {
                     d: next.d,
                     awaitable: next.awaitable,
                     iter: None,
                     ctx: Some(next.ctx),
                     reported: false,
-                };
-            }
+                },
+            );
+            drop(done); // outside the lock: dropping the finished coroutine may run Python
             if stopping {
                 return Ok(Some(py.None().into_bound(py)));
             }
@@ -441,6 +442,18 @@ fn foreign_loop_error<'py>(py: Python<'py>, exc: &Bound<'py, PyAny>) -> Option<B
 
 #[pymethods]
 impl Driver {
+    /// The awaitable, its iterator and context are visited, so a cycle through a suspended
+    /// step (its frame holding its own Task, which holds this driver) stays collectable, as it
+    /// was through a Python coroutine. A driver being stepped (its lock held) visits nothing.
+    fn __traverse__(&self, visit: pyo3::PyVisit<'_>) -> Result<(), pyo3::PyTraverseError> {
+        let Some(cur) = self.cur.try_lock() else {
+            return Ok(());
+        };
+        visit.call(&cur.awaitable)?;
+        visit.call(&cur.iter)?;
+        visit.call(&cur.ctx)
+    }
+
     fn __await__(slf: Py<Self>) -> Py<Self> {
         slf
     }
