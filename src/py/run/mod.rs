@@ -2,9 +2,9 @@
 //!
 //! Async steps become `asyncio.Task`s created on the loop thread, each running a `Driver` that
 //! reports the attempt's outcome from inside the Task's last step on that same thread, so no step
-//! pays a thread hop; a chain of async steps may share one Task (see `callback::Driver`). Sync steps run on the
-//! worker pool; a worker that finishes a sync step runs the next ready sync step itself
-//! (NOTE: W1 measures that chain at ~1–2 µs a step; a hop per step would cost 30–70 µs,
+//! pays a thread hop; a chain of async steps may share one Task (see `callback::Driver`). Sync
+//! steps run on the worker pool; a worker that finishes a sync step runs the next ready sync step
+//! itself (NOTE: W1 measures that chain at ~1–2 µs a step; a hop per step would cost 30–70 µs,
 //! DESIGN §3), and only hands async steps and the run's end to the loop.
 //!
 //! Locking: `RunState` sits behind one mutex that is only taken for bookkeeping, never while a
@@ -212,8 +212,8 @@ struct Tasks {
     live: HashMap<AttemptKey, Py<PyAny>>,
     /// While an attempt's `Driver` reports: its Task, offered to the next async attempt.
     offer: Option<callback::Offer>,
-    /// The loop's queue of callbacks ready to run (asyncio's `_ready`), once looked up; `Some(None)`: the loop has none
-    /// (see `RunInner::nothing_queued`).
+    /// The loop's queue of callbacks ready to run (asyncio's `_ready`), once looked up;
+    /// `Some(None)`: the loop has none (see `RunInner::nothing_queued`).
     ready: Option<Option<Py<PyAny>>>,
 }
 
