@@ -153,7 +153,7 @@ def test_without_a_provider_the_compiled_call_is_the_unwrapped_one() -> None:
     wf.add_step(step)
     assert telemetry.compile_key() is False
     spec = spec_for(step, [], wf._default_options)
-    assert spec.invoke.func is _tool  # functools.partial(_tool): no wrapper at all
+    assert spec.invoke is _tool  # the tool itself (no args to bind): no wrapper at all
     assert asyncio.run(wf.execute()).status == WorkflowStatus.COMPLETED
 
 
@@ -165,7 +165,7 @@ def test_with_a_provider_the_call_is_wrapped_and_the_plan_recompiled(otel: Otel)
     assert spec.invoke.__name__ == "traced"
     _reset_globals()
     plain = spec_for(step, [], wf._default_options)
-    assert plain.invoke.func is _tool
+    assert plain.invoke is _tool
 
 
 def test_a_workflow_compiled_before_the_provider_is_traced_after_it() -> None:

@@ -1,5 +1,6 @@
-"""The event loops batten runs on (private, layer ``batten._runtime``): the coroutine every
-async step runs inside (:func:`drive`, called by the native engine), the per-thread
+"""The event loops batten runs on (private, layer ``batten._runtime``): the error recorded for
+an async step that used another loop's asyncio object (:func:`foreign_loop_error`, called by
+the native engine), the per-thread
 ``asyncio.Runner`` behind ``Workflow.run`` (:func:`thread_runner`, :func:`close_runners`), and
 the helper thread ``Workflow.run`` uses under a running loop (:func:`run_on_helper_thread`).
 
@@ -7,18 +8,10 @@ Under a running loop (a Jupyter cell) ``run`` cannot block that loop's thread on
 workflow runs on a helper thread's own loop while the caller's loop is blocked. Sharing asyncio
 objects between the two loops cannot be made to work soundly (the caller's loop cannot run
 while its thread waits, and re-entering it as ``nest_asyncio`` does breaks asyncio's
-invariants), so :func:`drive` recognises asyncio's "bound to a different event loop" errors
-raised by a step there and records an :class:`~batten.errors.EventLoopMismatchError` that says to
-``await workflow.execute(...)`` instead.
-
-``drive``:
-
-NOTE: reporting the outcome from inside the task's last step, instead of through
-``Task.add_done_callback``, saves one event-loop iteration per async step (the done-callback is
-scheduled with ``call_soon``); measured on W1a (1,000 chained ``async def`` steps) that is
-~4 µs of ~20 µs a step. The engine still adds a done-callback on the rare paths where a task may
-be cancelled before it ever starts (a step's deadline, cancelling the run), because then this
-coroutine's body never runs.
+invariants), so the engine's step driver (``_core``'s ``Driver``, the coroutine each async step's
+Task runs) asks :func:`foreign_loop_error` about each ``RuntimeError`` a step raises, and records
+an :class:`~batten.errors.EventLoopMismatchError` that says to ``await workflow.execute(...)``
+instead when asyncio's "bound to a different event loop" error was raised there.
 """
 
 from __future__ import annotations
@@ -30,12 +23,18 @@ import functools
 import importlib
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from batten.errors import EventLoopMismatchError
 
-__all__ = ["close_runners", "drive", "run_on", "run_on_helper_thread", "thread_runner"]
+__all__ = [
+    "close_runners",
+    "foreign_loop_error",
+    "run_on",
+    "run_on_helper_thread",
+    "thread_runner",
+]
 
 #: asyncio's messages for an object used from a loop other than its own: a lock, event,
 #: condition, semaphore or queue (``mixins._LoopBoundMixin``: "... is bound to a different event
@@ -73,22 +72,18 @@ def _foreign_loop_error(exc: RuntimeError) -> EventLoopMismatchError:
     return error
 
 
-async def drive(awaitable: Awaitable[Any], report: Callable[[bool, Any, bool], None]) -> None:
-    """Awaits ``awaitable`` and calls ``report(ok, value_or_exception, cancelled)`` once."""
-    try:
-        result = await awaitable
-    except asyncio.CancelledError as exc:
-        report(False, exc, True)
-        raise
-    except BaseException as exc:
-        if isinstance(exc, RuntimeError) and _on_helper_thread() and _foreign(exc):
-            report(False, _foreign_loop_error(exc), False)
-            return
-        report(False, exc, False)
-        if not isinstance(exc, Exception):
-            raise
-    else:
-        report(True, result, False)
+def foreign_loop_error(exc: BaseException) -> EventLoopMismatchError | None:
+    """The error to record for ``exc``, raised by an async step: an
+    :class:`~batten.errors.EventLoopMismatchError` when ``exc`` is asyncio's "bound to a
+    different event loop" ``RuntimeError`` and the step ran on ``Workflow.run``'s helper thread
+    (see :func:`run_on_helper_thread`), else ``None`` (``exc`` is recorded as it is).
+
+    Args:
+        exc: the exception the step's coroutine raised.
+    """
+    if isinstance(exc, RuntimeError) and _on_helper_thread() and _foreign(exc):
+        return _foreign_loop_error(exc)
+    return None
 
 
 _runners = threading.local()
@@ -173,7 +168,7 @@ def run_on_helper_thread(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     result or raises its exception; the caller's contextvars are carried over. For
     ``Workflow.run`` under a running loop: while it runs, an async step's "bound to a different
     event loop" ``RuntimeError`` is recorded as an :class:`~batten.errors.EventLoopMismatchError`
-    (see :func:`drive`).
+    (see :func:`foreign_loop_error`).
 
     Args:
         make: builds the coroutine to run (called on the helper thread).

@@ -319,7 +319,7 @@ impl RunInner {
     /// context=)` behind a Python frame, which cost ~4,300 of W1a's ~47,700 instructions a
     /// step. `None` (use `create_task`) otherwise. Read once per run, at its first async
     /// attempt: a factory set while a run is going applies from the next run.
-    fn task_class<'a>(&'a self, py: Python<'_>) -> Option<&'a Py<PyAny>> {
+    pub(super) fn task_class<'a>(&'a self, py: Python<'_>) -> Option<&'a Py<PyAny>> {
         self.task_class
             .get_or_init(py, || {
                 let lp = self.event_loop.bind(py);
@@ -344,7 +344,7 @@ impl RunInner {
 
     /// A copy of the run's `contextvars.Context` (its `copy()`, without the method lookup),
     /// for one attempt to run in.
-    fn context_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(super) fn context_copy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY: `pycontext` is a `contextvars.Context` (`Run.start` takes it from
         // `contextvars.copy_context()`); the result is a new reference or NULL with an error set.
         unsafe {
@@ -369,7 +369,7 @@ impl RunInner {
         }
     }
 
-    /// Runs `awaitable` as a task (inside `batten._runtime.loops.drive`) with its deadline.
+    /// Runs `awaitable` as a task (stepped by a `callback::Driver`) with its deadline.
     /// `Ok(false)`: it is not awaitable (a sync callable mistaken for async), so it is the output.
     pub(super) fn launch(
         self: &Arc<Self>,
@@ -381,27 +381,10 @@ impl RunInner {
             return Ok(false);
         }
         let lp = self.event_loop.bind(py);
-        let drive = DRIVE.get_or_try_init(py, || -> PyResult<_> {
-            Ok(py
-                .import("batten._runtime.loops")?
-                .getattr("drive")?
-                .unbind())
-        })?;
-        let coro = drive
-            .bind(py)
-            .call1((awaitable, Callback::new(self, CbKind::Done(d))))?;
-        let kw = PyDict::new(py);
-        kw.set_item(intern!(py, "context"), self.context_copy(py)?)?;
-        // NOTE: the task is named after its step: with no name, CPython 3.11's Task formats
-        // "Task-<n>" with PyUnicode_FromFormat, ~1,500 instructions of W1a's ~49,600 a step.
-        let name = pyo3::types::PyString::new(py, &self.plan.steps[d.step].id);
-        kw.set_item(intern!(py, "name"), name)?;
-        let task = match self.task_class(py) {
-            Some(cls) => {
-                kw.set_item(intern!(py, "loop"), lp)?;
-                cls.bind(py).call((coro,), Some(&kw))?
-            }
-            None => lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw))?,
+        // A chain of async steps runs on one Task (see `callback::Driver`).
+        let task = match self.chain(py, d, awaitable)? {
+            Some(task) => task,
+            None => self.new_task(py, d, awaitable)?,
         };
         let timer = match self.plan.steps[d.step].timeout {
             Some(t) => Some(lp.call_method1(
@@ -412,34 +395,52 @@ impl RunInner {
         };
         let mut st = self.lock(py);
         st.tasks.live.insert((d.step, d.attempt), task.unbind());
-        st.tasks
-            .awaitables
-            .insert((d.step, d.attempt), awaitable.clone().unbind());
         let rec = &mut st.recs[d.step];
         rec.timer = timer.map(|t| Timer::Loop(t.unbind()));
         rec.timing_out = false;
         Ok(true)
     }
 
-    /// The loop thread: `drive` reported an async attempt's outcome
-    /// (`args` = `(ok, value_or_exception, cancelled)`).
+    /// A Task (named after the step) running `awaitable` through a `Driver`.
+    fn new_task<'py>(
+        self: &Arc<Self>,
+        py: Python<'py>,
+        d: Dispatch,
+        awaitable: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let lp = self.event_loop.bind(py);
+        let coro = Bound::new(py, Driver::new(self, d, awaitable.clone().unbind()))?;
+        let kw = PyDict::new(py);
+        kw.set_item(intern!(py, "context"), self.context_copy(py)?)?;
+        // NOTE: the task is named after its step: with no name, CPython 3.11's Task formats
+        // "Task-<n>" with PyUnicode_FromFormat, ~1,500 instructions of W1a's ~49,600 a step.
+        let name = pyo3::types::PyString::new(py, &self.plan.steps[d.step].id);
+        kw.set_item(intern!(py, "name"), name)?;
+        match self.task_class(py) {
+            Some(cls) => {
+                kw.set_item(intern!(py, "loop"), lp)?;
+                cls.bind(py).call((coro,), Some(&kw))
+            }
+            None => lp.call_method(intern!(py, "create_task"), (coro,), Some(&kw)),
+        }
+    }
+
+    /// The loop thread: an async attempt's `Driver` reports its outcome: `ok` and the value,
+    /// or the exception (`cancelled`: a `CancelledError`).
     pub(super) fn task_done(
         self: &Arc<Self>,
         py: Python<'_>,
         d: Dispatch,
-        args: &Bound<'_, PyTuple>,
+        ok: bool,
+        value: Bound<'_, PyAny>,
+        cancelled: bool,
     ) {
         let (live, timing_out) = {
             let mut st = self.lock(py);
             st.tasks.live.remove(&(d.step, d.attempt));
-            st.tasks.awaitables.remove(&(d.step, d.attempt));
             (st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if live {
-            let (ok, value, cancelled) = match args.extract::<(bool, Bound<'_, PyAny>, bool)>() {
-                Ok(t) => t,
-                Err(e) => (false, e.into_value(py).into_bound(py).into_any(), false),
-            };
             let outcome = if timing_out {
                 if ok {
                     self.lock(py).recs[d.step].cancel_ignored = true;
@@ -479,16 +480,12 @@ impl RunInner {
     }
 
     /// The loop thread: a task cancelled by a deadline or by stopping the run is done. If it was
-    /// cancelled before it started, `drive` never ran and this is the only report.
+    /// cancelled before it started, its `Driver` closed the awaitable without reporting, and
+    /// this is the only report.
     pub(super) fn task_unwound(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
         let (unreported, live, timing_out) = {
             let mut st = self.lock(py);
             let unreported = st.tasks.live.remove(&(d.step, d.attempt)).is_some();
-            if let Some(a) = st.tasks.awaitables.remove(&(d.step, d.attempt)) {
-                if unreported && is_coroutine(a.bind(py)) {
-                    let _ = a.call_method0(py, intern!(py, "close"));
-                }
-            }
             (unreported, st.sched.is_live(d), st.recs[d.step].timing_out)
         };
         if unreported && live && timing_out {

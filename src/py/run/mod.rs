@@ -1,9 +1,10 @@
 //! One workflow run: drives the engine's scheduler from whichever thread just finished a step.
 //!
-//! Async steps become `asyncio.Task`s created on the loop thread, and their completion arrives by
-//! `add_done_callback` on that same thread, so no step pays a thread hop. Sync steps run on the
-//! worker pool; a worker that finishes a sync step runs the next ready sync step itself
-//! (NOTE: W1 measures that chain at ~1–2 µs a step; a hop per step would cost 30–70 µs,
+//! Async steps become `asyncio.Task`s created on the loop thread, each running a `Driver` that
+//! reports the attempt's outcome from inside the Task's last step on that same thread, so no step
+//! pays a thread hop; a chain of async steps may share one Task (see `callback::Driver`). Sync
+//! steps run on the worker pool; a worker that finishes a sync step runs the next ready sync step
+//! itself (NOTE: W1 measures that chain at ~1–2 µs a step; a hop per step would cost 30–70 µs,
 //! DESIGN §3), and only hands async steps and the run's end to the loop.
 //!
 //! Locking: `RunState` sits behind one mutex that is only taken for bookkeeping, never while a
@@ -41,7 +42,7 @@ mod start;
 mod timers;
 mod traffic;
 
-use callback::{Callback, CbKind};
+use callback::{Callback, CbKind, Driver};
 use events::Event;
 pub use start::Run;
 
@@ -209,9 +210,11 @@ struct Tasks {
     /// Tasks whose outcome has not been reported yet, including cancelled ones still unwinding
     /// and abandoned attempts that ignored their cancellation.
     live: HashMap<AttemptKey, Py<PyAny>>,
-    /// The step's own awaitable per task, until `drive` reports: a task cancelled before it
-    /// started never awaits it, so the engine closes it ("coroutine was never awaited").
-    awaitables: HashMap<AttemptKey, Py<PyAny>>,
+    /// While an attempt's `Driver` reports: its Task, offered to the next async attempt.
+    offer: Option<callback::Offer>,
+    /// The loop's queue of callbacks ready to run (asyncio's `_ready`), once looked up;
+    /// `Some(None)`: the loop has none (see `RunInner::nothing_queued`).
+    ready: Option<Option<Py<PyAny>>>,
 }
 
 /// Attempts held back by rate limits and circuit breakers (see `traffic`).
@@ -331,8 +334,6 @@ fn dict_delta(v: &Bound<'_, PyAny>) -> Vec<(Arc<str>, Val)> {
         })
         .collect()
 }
-
-static DRIVE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Cancels a step's task and watches for its end (see `RunInner::task_unwound`).
 fn cancel_and_watch(run: &Arc<RunInner>, py: Python<'_>, task: &Bound<'_, PyAny>, d: Dispatch) {
