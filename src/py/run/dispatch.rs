@@ -104,12 +104,14 @@ impl RunInner {
         if !self.lock(py).sched.is_live(d) {
             return;
         }
-        let hidden = running_loop(py, None);
+        // The running loop is this run's (`pump(.., Where::Loop)` only runs on it), so it is
+        // put back without asking for it first.
+        let hidden = set_running_loop(py, py.None().bind(py)).is_ok();
         let started = Instant::now();
         let result = self.invoke(py, d.step);
         self.plan.steps[d.step].inline.measured(started.elapsed());
-        if let Ok(Some(lp)) = hidden {
-            let _ = running_loop(py, Some(lp));
+        if hidden {
+            let _ = set_running_loop(py, self.event_loop.bind(py));
         }
         // A traceback of a call made here links, through its frames' `f_back`, to the asyncio
         // handle that called us and so to this run, which keeps the exception: a cycle through
@@ -249,13 +251,15 @@ impl RunInner {
                 outcome,
             )
         };
-        tracing::debug!(
-            "workflow '{}' run {} finished: {:?} in {:.3} ms",
-            self.workflow_id,
-            self.run_id,
-            outcome,
-            self.started.elapsed().as_secs_f64() * 1000.0
-        );
+        if run_debug_enabled(py) {
+            tracing::debug!(
+                "workflow '{}' run {} finished: {:?} in {:.3} ms",
+                self.workflow_id,
+                self.run_id,
+                outcome,
+                self.started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
         if let Some(t) = timer {
             Timer::Loop(t).cancel(py);
         }
@@ -289,6 +293,12 @@ impl RunInner {
             }
         }
         let f = spec.invoke.bind(py);
+        if !spec.is_async {
+            let pyctx = self.context_copy(py)?;
+            let ctx = if spec.wants_ctx { ctx.as_ref() } else { None };
+            return call_in_context(py, &pyctx, f, spec.arg.as_ref().map(|a| a.bind(py)), ctx)
+                .map(Some);
+        }
         let kwargs = match (&ctx, spec.wants_ctx) {
             (Some(c), true) => {
                 let kw = PyDict::new(py);
@@ -300,16 +310,9 @@ impl RunInner {
         // Calling an `async def` only builds the coroutine; its task runs it in a copy of the
         // caller's contextvars (see `start_async`). A fan-out item is the one positional arg.
         let kw = kwargs.as_ref();
-        let out = match (&spec.arg, spec.is_async) {
-            (Some(a), true) => f.call((a,), kw)?,
-            (None, true) => f.call((), kw)?,
-            (arg, false) => {
-                let pyctx = self.context_copy(py)?;
-                match arg {
-                    Some(a) => pyctx.call_method(intern!(py, "run"), (f, a), kw)?,
-                    None => pyctx.call_method(intern!(py, "run"), (f,), kw)?,
-                }
-            }
+        let out = match &spec.arg {
+            Some(a) => f.call((a,), kw)?,
+            None => f.call((), kw)?,
         };
         Ok(Some(out))
     }
@@ -569,18 +572,82 @@ impl RunInner {
 }
 
 static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static CONTEXT_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+static RUN_LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Sets this thread's running event loop to `to` (`None`: no running loop, as on a worker
-/// thread) through asyncio's own `_set_running_loop`; returns the one that was running.
-fn running_loop<'py>(
-    py: Python<'py>,
-    to: Option<Bound<'py, PyAny>>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let get = GET_RUNNING_LOOP.import(py, "asyncio.events", "_get_running_loop")?;
+/// thread) through asyncio's own `_set_running_loop`.
+fn set_running_loop(py: Python<'_>, to: &Bound<'_, PyAny>) -> PyResult<()> {
     let set = SET_RUNNING_LOOP.import(py, "asyncio.events", "_set_running_loop")?;
-    let was = get.call0()?;
-    set.call1((to.unwrap_or_else(|| py.None().into_bound(py)),))?;
-    Ok((!was.is_none()).then_some(was))
+    set.call1((to,))?;
+    Ok(())
+}
+
+/// Whether Python's `logging` takes DEBUG records from this module (logger
+/// `batten.py.run.dispatch`, the name `pyo3_log` gives this module's `tracing` events), asked
+/// with `Logger.isEnabledFor` (levels set after `import batten` count).
+/// NOTE: the run's end is logged at DEBUG; built and handed to `pyo3_log` unconditionally, that
+/// record cost ~12,000 instructions a run (W5: ~8% of a 3-step run), this check ~400.
+fn run_debug_enabled(py: Python<'_>) -> bool {
+    let logger = RUN_LOGGER.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("batten.py.run.dispatch",))?
+            .unbind())
+    });
+    logger.is_ok_and(|l| {
+        l.bind(py)
+            .call_method1(intern!(py, "isEnabledFor"), (10,))
+            .and_then(|e| e.is_truthy())
+            .unwrap_or(true)
+    })
+}
+
+/// `pyctx.run(f, *arg, context=ctx)` without `Context.run`'s method lookup, argument tuple and
+/// keyword dict: enters `pyctx`, vectorcalls `f` (its positional `arg`, then `ctx` as the
+/// keyword `context`), and exits `pyctx` whatever the call did, as `Context.run` does.
+fn call_in_context<'py>(
+    py: Python<'py>,
+    pyctx: &Bound<'py, PyAny>,
+    f: &Bound<'py, PyAny>,
+    arg: Option<&Bound<'py, PyAny>>,
+    ctx: Option<&Bound<'py, WorkflowContext>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwnames = match ctx {
+        Some(_) => Some(CONTEXT_KWNAMES.get_or_try_init(py, || {
+            PyTuple::new(py, [intern!(py, "context")]).map(Bound::unbind)
+        })?),
+        None => None,
+    };
+    // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
+    let mut args: [*mut pyo3::ffi::PyObject; 3] = [std::ptr::null_mut(); 3];
+    let mut n = 0;
+    for a in [arg.map(|a| a.as_ptr()), ctx.map(|c| c.as_ptr())]
+        .into_iter()
+        .flatten()
+    {
+        n += 1;
+        args[n] = a;
+    }
+    let positional = n - usize::from(ctx.is_some());
+    // SAFETY: `pyctx` is a fresh `contextvars.Context` copy (see `context_copy`), entered once
+    // and exited below on every path; `args[1..=n]` are borrowed, attached object pointers that
+    // outlive the call, `kwnames` a tuple naming the last `n - positional` of them.
+    unsafe {
+        if pyo3::ffi::PyContext_Enter(pyctx.as_ptr()) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let out = pyo3::ffi::PyObject_Vectorcall(
+            f.as_ptr(),
+            args.as_ptr().add(1),
+            positional | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            kwnames.map_or(std::ptr::null_mut(), |k| k.as_ptr()),
+        );
+        let out = Bound::from_owned_ptr_or_err(py, out);
+        if pyo3::ffi::PyContext_Exit(pyctx.as_ptr()) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        out
+    }
 }
