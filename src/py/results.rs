@@ -26,6 +26,22 @@ pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     Ok(members[i].clone_ref(py))
 }
 
+static WORKFLOW_STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The `batten.WorkflowStatus` member whose value is `value` (e.g. `"completed"`): the enum's
+/// `_value2member_map_` lookup, not `WorkflowStatus(value)` (a Python-level `EnumType.__call__`,
+/// ~4,000 instructions a run).
+pub fn workflow_status_member(py: Python<'_>, value: &str) -> PyResult<Py<PyAny>> {
+    let members = WORKFLOW_STATUS.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("batten._internal.status")?
+            .getattr("WorkflowStatus")?
+            .getattr("_value2member_map_")?
+            .unbind())
+    })?;
+    Ok(members.bind(py).get_item(value)?.unbind())
+}
+
 /// The engine state of a `StepStatus` or its string value.
 fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StepState> {
     let s: String = status.str()?.extract()?;
@@ -370,8 +386,8 @@ impl CompositeFailure {
 ///
 /// Attributes:
 ///     run_id (str): the run's id.
-///     status (str): ``"completed"``, ``"failed"``, ``"cancelled"`` or ``"paused"`` (a
-///         ``batten.WorkflowStatus`` value).
+///     status (WorkflowStatus): ``COMPLETED``, ``FAILED``, ``CANCELLED`` or ``PAUSED`` (a str
+///         enum, equal to its value ``"completed"`` ...).
 ///     steps (list[StepResult]): every step's result; steps that ran first, each group in
 ///         completion order.
 ///     final_output: the output of the last-declared sink step that has one, else ``None``.
@@ -384,7 +400,7 @@ pub struct RunOutcome {
     #[pyo3(get)]
     pub run_id: Py<PyString>,
     #[pyo3(get)]
-    pub status: &'static str,
+    pub status: Py<PyAny>,
     #[pyo3(get)]
     pub steps: Py<PyList>,
     #[pyo3(get)]
@@ -412,7 +428,7 @@ impl RunOutcome {
         format!(
             "RunOutcome(run_id={:?}, status={:?}, steps={}, error={:?}, elapsed_ms={:.3})",
             self.run_id.bind(py).to_string(),
-            self.status,
+            self.status.bind(py).str().map(|s| s.to_string()).unwrap_or_default(),
             self.steps.bind(py).len(),
             self.error,
             self.elapsed_ms
@@ -420,6 +436,7 @@ impl RunOutcome {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.status)?;
         visit.call(&self.steps)?;
         visit.call(&self.final_output)?;
         visit.call(&self.context)

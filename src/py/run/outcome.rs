@@ -17,7 +17,7 @@ impl RunInner {
         {
             steps.append(self.step_result(py, &st, s)?)?;
         }
-        let status = sched.outcome().as_str();
+        let status = crate::py::results::workflow_status_member(py, sched.outcome().as_str())?;
         let graph = &self.plan.graph;
         let final_output = graph
             .sinks()

@@ -186,7 +186,7 @@ impl RunInner {
         // are `{run_id}:{path}`, the same after a resume.
         let run_id = match &journal {
             Some(j) => Arc::clone(&j.shared.run_id),
-            None => Arc::from(uuid4_hex(&mut rng)),
+            None => uuid4_hex(&mut rng),
         };
         let inner = Arc::new(RunInner {
             run_id,
