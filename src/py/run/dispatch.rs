@@ -16,6 +16,41 @@ impl RunInner {
     /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
     /// any); returns one sync step for a worker to run inline.
     pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        let inline = self.pump_passes(py, here);
+        if here == Where::Loop {
+            self.show_loop(py);
+        }
+        inline
+    }
+
+    /// The loop thread hides its running loop before calling a sync step itself (see
+    /// `call_on_loop`); `show_loop` puts it back. Between two such calls of one `pump` the
+    /// loop stays hidden when nothing else can run Python code that looks for it (no event
+    /// subscriber, no journal): the engine's own bookkeeping in between never does.
+    /// NOTE: a hide and a show per call cost ~1,000 instructions a step (two calls of
+    /// asyncio's `_set_running_loop`); a chain of fast steps on the loop pays one pair a pass.
+    fn hide_loop(&self, py: Python<'_>) {
+        if !self.loop_hidden.load(std::sync::atomic::Ordering::Relaxed)
+            && set_running_loop(py, py.None().bind(py)).is_ok()
+        {
+            self.loop_hidden
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Puts back the running loop `hide_loop` hid (this run's: `pump(.., Where::Loop)` only
+    /// runs on it, so it is not asked for first).
+    fn show_loop(&self, py: Python<'_>) {
+        if self.loop_hidden.load(std::sync::atomic::Ordering::Relaxed) {
+            self.loop_hidden
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            let _ = set_running_loop(py, self.event_loop.bind(py));
+        }
+    }
+
+    fn pump_passes(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        let keep_hidden =
+            here == Where::Loop && self.on_event.is_none() && self.journal.is_none();
         // A durable run whose lease is lost (another process took it over) starts nothing
         // more: it stops as if cancelled, and its late writes are refused by the store.
         if let Some(j) = &self.journal {
@@ -26,6 +61,7 @@ impl RunInner {
                     .swap(true, std::sync::atomic::Ordering::AcqRel)
             {
                 if here == Where::Loop {
+                    self.show_loop(py);
                     self.stop(py, Stop::Cancelled);
                 } else {
                     self.call_soon_threadsafe(py, CbKind::LeaseLost);
@@ -47,6 +83,9 @@ impl RunInner {
             } = self.take_ready(py, &mut self.lock(py));
             self.flush(py);
             let any_refused = !refused.is_empty();
+            if any_refused || finish {
+                self.show_loop(py);
+            }
             for (d, msg) in refused {
                 let err = crate::py::errors::CircuitOpenError::new_err(msg);
                 self.record(py, d, Outcome::Error(err, false), here);
@@ -64,6 +103,7 @@ impl RunInner {
             for d in batch {
                 if self.plan.steps[d.step].is_async {
                     if here == Where::Loop {
+                        self.show_loop(py);
                         if let Some(outcome) = self.start_async(py, d) {
                             self.record(py, d, outcome, here);
                         }
@@ -79,6 +119,7 @@ impl RunInner {
                 {
                     on_loop.push(d);
                 } else {
+                    self.show_loop(py);
                     self.submit(py, d);
                 }
             }
@@ -88,8 +129,9 @@ impl RunInner {
                 if self.plan.steps[d.step].inline.forced()
                     || began.elapsed() < crate::py::plan::INLINE_BOUND
                 {
-                    self.call_on_loop(py, d);
+                    self.call_on_loop(py, d, keep_hidden);
                 } else {
+                    self.show_loop(py);
                     self.submit(py, d);
                 }
             }
@@ -99,19 +141,18 @@ impl RunInner {
     /// The loop thread calls sync attempt `d` itself (see `plan::Inline`), in the run's
     /// contextvars copy as a worker would, with the running loop hidden for the call (as on a
     /// worker thread, `asyncio.get_running_loop()` raises and `asyncio.run` works). Its
-    /// outcome is recorded as a worker's is.
-    fn call_on_loop(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+    /// outcome is recorded as a worker's is. `keep_hidden`: the loop stays hidden after the
+    /// call, for the next one (see `hide_loop`); `pump` shows it before it returns.
+    fn call_on_loop(self: &Arc<Self>, py: Python<'_>, d: Dispatch, keep_hidden: bool) {
         if !self.lock(py).sched.is_live(d) {
             return;
         }
-        // The running loop is this run's (`pump(.., Where::Loop)` only runs on it), so it is
-        // put back without asking for it first.
-        let hidden = set_running_loop(py, py.None().bind(py)).is_ok();
+        self.hide_loop(py);
         let started = Instant::now();
         let result = self.invoke(py, d.step);
         self.plan.steps[d.step].inline.measured(started.elapsed());
-        if hidden {
-            let _ = set_running_loop(py, self.event_loop.bind(py));
+        if !keep_hidden {
+            self.show_loop(py);
         }
         // A traceback of a call made here links, through its frames' `f_back`, to the asyncio
         // handle that called us and so to this run, which keeps the exception: a cycle through

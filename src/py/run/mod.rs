@@ -302,6 +302,9 @@ pub struct RunInner {
     journal: Option<Journal>,
     /// Set once this run was stopped because its journal's lease was lost (see `pump`).
     lease_halted: std::sync::atomic::AtomicBool,
+    /// The loop thread's running loop is hidden for the sync steps it calls (see
+    /// `RunInner::hide_loop`); only read and written on the loop thread.
+    loop_hidden: std::sync::atomic::AtomicBool,
     /// How async attempts become tasks, decided at the first one (see `RunInner::task_class`):
     /// `Some(asyncio.Task)` to construct them directly, `None` through `loop.create_task`.
     task_class: PyOnceLock<Option<Py<PyAny>>>,

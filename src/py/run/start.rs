@@ -203,6 +203,7 @@ impl RunInner {
             flushing: Mutex::new(None),
             journal,
             lease_halted: std::sync::atomic::AtomicBool::new(false),
+            loop_hidden: std::sync::atomic::AtomicBool::new(false),
             task_class: PyOnceLock::new(),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
