@@ -428,7 +428,11 @@ impl RunOutcome {
         format!(
             "RunOutcome(run_id={:?}, status={:?}, steps={}, error={:?}, elapsed_ms={:.3})",
             self.run_id.bind(py).to_string(),
-            self.status.bind(py).str().map(|s| s.to_string()).unwrap_or_default(),
+            self.status
+                .bind(py)
+                .str()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             self.steps.bind(py).len(),
             self.error,
             self.elapsed_ms

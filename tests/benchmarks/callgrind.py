@@ -1,8 +1,8 @@
 """Instruction counts per step / per run of batten's in-process workloads (issue 18), under
 callgrind: load-independent, so they can be compared on a shared machine where wall times drift.
 
-    python tests/benchmarks/callgrind.py W1 W3 W5            # runs valgrind itself, prints a table
-    python tests/benchmarks/callgrind.py --inner W1 5         # one measured process (valgrind's child)
+    python tests/benchmarks/callgrind.py W1 W3 W5     # runs valgrind itself, prints a table
+    python tests/benchmarks/callgrind.py --inner W1 5  # one measured process (under valgrind)
 
 Each workload is ``bench_batten``'s own runner. For a count ``n`` the script runs it once
 (warm-up: plans compiled, the adaptive inline rule settled, caches filled), then ``n`` more

@@ -49,8 +49,7 @@ impl RunInner {
     }
 
     fn pump_passes(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
-        let keep_hidden =
-            here == Where::Loop && self.on_event.is_none() && self.journal.is_none();
+        let keep_hidden = here == Where::Loop && self.on_event.is_none() && self.journal.is_none();
         // A durable run whose lease is lost (another process took it over) starts nothing
         // more: it stops as if cancelled, and its late writes are refused by the store.
         if let Some(j) = &self.journal {

@@ -76,7 +76,11 @@ impl RunInner {
         // NOTE: most results have no metadata: theirs is made when first read (see
         // `StepResult::metadata`), not here (an empty dict made and freed per step).
         let metadata = std::sync::OnceLock::new();
-        if rec.extra.is_some() || rec.abandoned || rec.killed || rec.cancel_ignored || traceback.is_some()
+        if rec.extra.is_some()
+            || rec.abandoned
+            || rec.killed
+            || rec.cancel_ignored
+            || traceback.is_some()
         {
             let m = match &rec.extra {
                 Some(extra) => extra.bind(py).copy()?,
