@@ -1,7 +1,7 @@
 """Instruction counts per step / per run of batten's in-process workloads (issue 18), under
 callgrind: load-independent, so they can be compared on a shared machine where wall times drift.
 
-    python tests/benchmarks/callgrind.py W1 W3 W5     # runs valgrind itself, prints a table
+    python tests/benchmarks/callgrind.py W1 W3 W5i    # runs valgrind itself, prints a table
     python tests/benchmarks/callgrind.py --inner W1 5  # one measured process (under valgrind)
 
 Each workload is ``bench_batten``'s own runner. For a count ``n`` the script runs it once
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -34,15 +35,39 @@ PLAN = {
     "W3": (4, 1, "instr/run"),
     "W4": (4, 100, "instr/step"),
     "W5": (4, 1000, "instr/run"),  # one W5 runner call is w5_runs runs
+    # W5 with its steps forced onto the loop thread (`with_inline(True)`): under valgrind a call
+    # takes ~50x its wall time, so the adaptive rule's 1 ms bound sends some of W5's calls back
+    # to the workers, and its count swings with the thread hops; W5i counts the same run as a
+    # warm service runs it.
+    "W5i": (4, 1000, "instr/run"),
 }
+
+
+def w5_inline(s: Any) -> Any:
+    """W5's runner with every step `with_inline(True)`."""
+    import bench_batten
+    from batten import ToolStep, Workflow
+
+    workflow = Workflow("w5", "w5")
+    for i in range(3):
+        workflow.add_step(ToolStep(f"s{i}", bench_batten.inc).with_inline(True))
+
+    async def run() -> None:
+        for _ in range(s.w5_runs):
+            result = await workflow.execute(bench_batten.counter_context("w5"))
+            bench_batten.expect(bench_batten.completed(result, 3).context["counter"], 3)
+
+    return run
 
 
 def inner(workload: str, n: int) -> None:
     import bench_batten
     from _harness import Sizes
 
-    builders = bench_batten.suite.builders[workload]
-    runner = next(iter(builders.values()))(Sizes())
+    if workload == "W5i":
+        runner = w5_inline(Sizes())
+    else:
+        runner = next(iter(bench_batten.suite.builders[workload].values()))(Sizes())
 
     async def main() -> None:
         for i in range(1 + n):
