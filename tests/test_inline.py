@@ -150,6 +150,60 @@ def test_with_inline_true_calls_the_step_on_the_loop_thread_like_a_worker_would(
     assert seen["running"] is not None
 
 
+def test_the_loop_stays_hidden_for_every_inline_step_and_is_back_for_async_ones() -> None:
+    """Between two inline steps of one pass the engine keeps the running loop hidden (it hides
+    it once, not per call); every sync step still sees no running loop, a failing and retried
+    one included, every async step and the caller after the run see theirs."""
+    seen: dict[str, bool] = {}
+
+    def sync_step(name: str, fail_first: bool = False) -> Any:
+        calls = []
+
+        def step() -> str:
+            calls.append(1)
+            try:
+                asyncio.get_running_loop()
+                seen[name] = True  # a loop was visible: wrong
+            except RuntimeError:
+                seen.setdefault(name, False)
+            if fail_first and len(calls) == 1:
+                raise ConnectionError("retried")
+            return name
+
+        return step
+
+    def async_step(name: str) -> Any:
+        async def step() -> str:
+            seen[name] = asyncio.get_running_loop() is not None
+            return name
+
+        return step
+
+    policy = RetryPolicy(max_attempts=2, initial_interval=0)
+    wf = Workflow("inline", "hidden")
+    wf.add_step(ToolStep("s0", sync_step("s0")).with_inline(True))
+    wf.add_step(ToolStep("s1", sync_step("s1", True)).with_inline(True).with_retry(policy=policy))
+    wf.add_step(ToolStep("s2", sync_step("s2")).with_inline(True))
+    wf.add_step(ToolStep("a0", async_step("a0")))
+    for i in range(3, 7):  # a fan-out of inline steps readied in one pass, then a join
+        wf.add_step(ToolStep(f"s{i}", sync_step(f"s{i}")).with_inline(True), depends_on=["a0"])
+    wf.add_step(ToolStep("a1", async_step("a1")), depends_on=["s3", "s4", "s5", "s6"])
+    wf.add_step(ToolStep("s7", sync_step("s7")).with_inline(True))
+
+    async def main() -> tuple[Any, bool]:
+        loop = asyncio.get_running_loop()
+        result = await wf.execute()
+        return result, asyncio.get_running_loop() is loop
+
+    result, loop_back = asyncio.run(main())
+    assert result.status == WorkflowStatus.COMPLETED, result.error
+    assert loop_back
+    assert {k: v for k, v in seen.items() if k.startswith("s")} == {
+        f"s{i}": False for i in range(8)
+    }
+    assert (seen["a0"], seen["a1"]) == (True, True)
+
+
 def test_an_inline_step_records_exceptions_and_retries_as_a_worker_does() -> None:
     attempts = []
 

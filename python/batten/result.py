@@ -46,10 +46,8 @@ class WorkflowResult(ResultKind):
     total_execution_time_ms: float
     context: WorkflowContext
     total_steps: int
-    _by_id: dict[str, StepResult] = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        self._by_id = {s.step_id: s for s in self.steps}
+    # Built by the first ``step()`` call, not per run: most results are never searched by id.
+    _by_id: dict[str, StepResult] | None = field(default=None, repr=False)
 
     @property
     def errors(self) -> list[str]:
@@ -99,7 +97,8 @@ class WorkflowResult(ResultKind):
     @property
     def steps_completed(self) -> int:
         """Number of steps whose status is ``COMPLETED``."""
-        return sum(s.status == StepStatus.COMPLETED for s in self.steps)
+        # ``is_success`` is ``status == COMPLETED``, read without comparing two enum members.
+        return sum(1 for s in self.steps if s.is_success)
 
     @property
     def is_success(self) -> bool:
@@ -120,7 +119,10 @@ class WorkflowResult(ResultKind):
         Raises:
             KeyError: no step has that id.
         """
-        return self._by_id[step_id]
+        by_id = self._by_id
+        if by_id is None:
+            by_id = self._by_id = {s.step_id: s for s in self.steps}
+        return by_id[step_id]
 
     def __repr__(self) -> str:
         return (

@@ -39,6 +39,8 @@ fn controls_of(controls: Option<&Bound<'_, PyDict>>, id: &str) -> PyResult<Contr
 /// How to call one step, decided once in Python at step creation.
 pub struct StepSpec {
     pub id: Arc<str>,
+    /// `id` as a Python str, made once per plan: every `StepResult` of every run shares it.
+    pub pyid: Py<pyo3::types::PyString>,
     /// `invoke()` or `invoke(context=ctx)`: returns the output, or a coroutine for async steps.
     pub invoke: Py<PyAny>,
     /// A fan-out item, passed to `invoke` as its one positional argument (`Plan.fan_out`).
@@ -322,6 +324,7 @@ type Converted = (RetryPolicy, Py<PyTuple>, Py<PyTuple>);
 
 impl Plan {
     fn assemble(
+        py: Python<'_>,
         workflow_id: String,
         decls: Vec<StepDecl>,
         steps: Vec<StepSpec>,
@@ -333,6 +336,7 @@ impl Plan {
         let mut steps = steps;
         for (i, step) in steps.iter_mut().enumerate() {
             step.id = Arc::clone(graph.shared_id(i)); // one allocation per id (see `Graph`)
+            step.pyid = pyo3::types::PyString::new(py, &step.id).unbind();
         }
         Ok(Plan {
             inner: Some(Arc::new(PlanInner {
@@ -406,6 +410,7 @@ impl Plan {
         let mut last_policy: Option<(Py<PyAny>, Converted)> = None;
         // Every spec's id is a placeholder until `assemble` shares the graph's.
         let unset: Arc<str> = Arc::from("");
+        let unset_py = pyo3::types::PyString::new(py, "").unbind();
         // Each spec is read, then dropped before the next is asked for: the compiler hands a
         // generator, so no list of 10,000 specs outlives its reading (see `_runtime.compile`).
         for (index, s) in specs.try_iter()?.enumerate() {
@@ -432,6 +437,7 @@ impl Plan {
             };
             steps.push(StepSpec {
                 id: Arc::clone(&unset),
+                pyid: unset_py.clone_ref(py),
                 invoke,
                 arg: None,
                 is_async,
@@ -453,6 +459,7 @@ impl Plan {
             continue_on_error,
         };
         Plan::assemble(
+            py,
             workflow_id,
             decls,
             steps,
@@ -511,10 +518,12 @@ impl Plan {
         let mut decls = Vec::with_capacity(items.len());
         let mut steps = Vec::with_capacity(items.len());
         let unset: Arc<str> = Arc::from(""); // replaced by the graph's id in `assemble`
+        let unset_py = pyo3::types::PyString::new(py, "").unbind();
         for (i, item) in items.into_iter().enumerate() {
             let id = format!("{step_id}[{i}]");
             steps.push(StepSpec {
                 id: Arc::clone(&unset),
+                pyid: unset_py.clone_ref(py),
                 invoke: invoke.clone_ref(py),
                 arg: Some(item),
                 is_async,
@@ -539,7 +548,7 @@ impl Plan {
             min_success,
             continue_on_error: false,
         };
-        Plan::assemble(plan_id, decls, steps, max_parallel, run_policy, None)
+        Plan::assemble(py, plan_id, decls, steps, max_parallel, run_policy, None)
     }
 
     /// The id of the workflow this plan was compiled from.

@@ -26,6 +26,22 @@ pub fn status_member(py: Python<'_>, state: StepState) -> PyResult<Py<PyAny>> {
     Ok(members[i].clone_ref(py))
 }
 
+static WORKFLOW_STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The `batten.WorkflowStatus` member whose value is `value` (e.g. `"completed"`): the enum's
+/// `_value2member_map_` lookup, not `WorkflowStatus(value)` (a Python-level `EnumType.__call__`,
+/// ~4,000 instructions a run).
+pub fn workflow_status_member(py: Python<'_>, value: &str) -> PyResult<Py<PyAny>> {
+    let members = WORKFLOW_STATUS.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("batten._internal.status")?
+            .getattr("WorkflowStatus")?
+            .getattr("_value2member_map_")?
+            .unbind())
+    })?;
+    Ok(members.bind(py).get_item(value)?.unbind())
+}
+
 /// The engine state of a `StepStatus` or its string value.
 fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<StepState> {
     let s: String = status.str()?.extract()?;
@@ -64,8 +80,10 @@ fn checked_attempts(obj: Option<&Bound<'_, PyAny>>) -> PyResult<u32> {
 ///         a plain step.
 #[pyclass(module = "batten", name = "StepResult", frozen)]
 pub struct StepResult {
+    /// The plan's own str object for the id (see `plan::StepSpec::pyid`): no string is built
+    /// per result.
     #[pyo3(get)]
-    pub step_id: String,
+    pub step_id: Py<PyString>,
     #[pyo3(get)]
     pub status: Py<PyAny>,
     #[pyo3(get)]
@@ -80,8 +98,8 @@ pub struct StepResult {
     pub attempts: u32,
     #[pyo3(get)]
     pub execution_time_ms: f64,
-    #[pyo3(get)]
-    pub metadata: Py<PyDict>,
+    /// Made on first read when the engine had nothing to put in it (see `StepResult::metadata`).
+    pub metadata: std::sync::OnceLock<Py<PyDict>>,
     /// `None` for a plain step (NOTE: an empty list per result cost W1 ~0.04 µs a step).
     pub children: Option<Py<PyList>>,
     pub state: StepState,
@@ -123,7 +141,7 @@ impl StepResult {
         let state = parse_status(status)?;
         let attempts = checked_attempts(attempts)?;
         Ok(StepResult {
-            step_id,
+            step_id: PyString::new(py, &step_id).unbind(),
             status: status_member(py, state)?,
             output: output.unwrap_or_else(|| py.None()),
             error,
@@ -131,9 +149,10 @@ impl StepResult {
             exception,
             attempts,
             execution_time_ms,
-            metadata: metadata
-                .map(Bound::unbind)
-                .unwrap_or_else(|| PyDict::new(py).unbind()),
+            metadata: match metadata {
+                Some(m) => std::sync::OnceLock::from(m.unbind()),
+                None => std::sync::OnceLock::new(),
+            },
             children: children.map(Bound::unbind),
             state,
         })
@@ -154,7 +173,7 @@ impl StepResult {
     #[pyo3(signature = (**changes))]
     fn replace(&self, py: Python<'_>, changes: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut new = StepResult {
-            step_id: self.step_id.clone(),
+            step_id: self.step_id.clone_ref(py),
             status: self.status.clone_ref(py),
             output: self.output.clone_ref(py),
             error: self.error.clone(),
@@ -162,14 +181,18 @@ impl StepResult {
             exception: self.exception.as_ref().map(|e| e.clone_ref(py)),
             attempts: self.attempts,
             execution_time_ms: self.execution_time_ms,
-            metadata: self.metadata.clone_ref(py),
+            // Shared, as the other fields are: a dict not made yet is made now.
+            metadata: std::sync::OnceLock::from(self.metadata(py)),
             children: self.children.as_ref().map(|c| c.clone_ref(py)),
             state: self.state,
         };
         for (name, value) in changes.into_iter().flatten() {
             let name: String = name.extract()?;
             match name.as_str() {
-                "step_id" => new.step_id = value.extract()?,
+                "step_id" => {
+                    let id: String = value.extract()?;
+                    new.step_id = PyString::new(py, &id).unbind();
+                }
                 "status" => {
                     new.state = parse_status(&value)?;
                     new.status = status_member(py, new.state)?;
@@ -182,8 +205,8 @@ impl StepResult {
                 "execution_time_ms" => new.execution_time_ms = value.extract()?,
                 "metadata" => {
                     new.metadata = match value.is_none() {
-                        true => PyDict::new(py).unbind(),
-                        false => value.cast_into::<PyDict>()?.unbind(),
+                        true => std::sync::OnceLock::new(),
+                        false => std::sync::OnceLock::from(value.cast_into::<PyDict>()?.unbind()),
                     }
                 }
                 "children" => {
@@ -200,6 +223,16 @@ impl StepResult {
             }
         }
         Ok(new)
+    }
+
+    /// Extra facts about the step (see the class docs): a dict, the same object on every read,
+    /// so changes to it stay. Copy-on-first-read: a result with nothing to report makes its
+    /// (empty) dict only when it is read.
+    #[getter]
+    fn metadata(&self, py: Python<'_>) -> Py<PyDict> {
+        self.metadata
+            .get_or_init(|| PyDict::new(py).unbind())
+            .clone_ref(py)
     }
 
     /// True when the step completed.
@@ -237,7 +270,7 @@ impl StepResult {
         };
         Ok(format!(
             "StepResult(step_id={:?}, status={}, attempts={}, execution_time_ms={:.3}{tail})",
-            self.step_id,
+            self.step_id.bind(py).to_cow()?,
             self.state.as_str(),
             self.attempts,
             self.execution_time_ms
@@ -247,7 +280,7 @@ impl StepResult {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.output)?;
         visit.call(&self.exception)?;
-        visit.call(&self.metadata)?;
+        visit.call(self.metadata.get())?;
         visit.call(&self.children)
     }
 }
@@ -353,8 +386,8 @@ impl CompositeFailure {
 ///
 /// Attributes:
 ///     run_id (str): the run's id.
-///     status (str): ``"completed"``, ``"failed"``, ``"cancelled"`` or ``"paused"`` (a
-///         ``batten.WorkflowStatus`` value).
+///     status (WorkflowStatus): ``COMPLETED``, ``FAILED``, ``CANCELLED`` or ``PAUSED`` (a str
+///         enum, equal to its value ``"completed"`` ...).
 ///     steps (list[StepResult]): every step's result; steps that ran first, each group in
 ///         completion order.
 ///     final_output: the output of the last-declared sink step that has one, else ``None``.
@@ -367,7 +400,7 @@ pub struct RunOutcome {
     #[pyo3(get)]
     pub run_id: Py<PyString>,
     #[pyo3(get)]
-    pub status: &'static str,
+    pub status: Py<PyAny>,
     #[pyo3(get)]
     pub steps: Py<PyList>,
     #[pyo3(get)]
@@ -386,7 +419,8 @@ impl RunOutcome {
     fn by_id(&self, py: Python<'_>, step_id: &str) -> Option<Py<StepResult>> {
         self.steps.bind(py).iter().find_map(|s| {
             let s = s.cast_into::<StepResult>().ok()?;
-            (s.get().step_id == step_id).then(|| s.unbind())
+            let id = s.get().step_id.bind(py).to_cow().ok()?;
+            (id == step_id).then(|| s.unbind())
         })
     }
 
@@ -394,7 +428,11 @@ impl RunOutcome {
         format!(
             "RunOutcome(run_id={:?}, status={:?}, steps={}, error={:?}, elapsed_ms={:.3})",
             self.run_id.bind(py).to_string(),
-            self.status,
+            self.status
+                .bind(py)
+                .str()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             self.steps.bind(py).len(),
             self.error,
             self.elapsed_ms
@@ -402,6 +440,7 @@ impl RunOutcome {
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.status)?;
         visit.call(&self.steps)?;
         visit.call(&self.final_output)?;
         visit.call(&self.context)

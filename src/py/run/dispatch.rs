@@ -16,6 +16,40 @@ impl RunInner {
     /// Dispatches every ready step (admitted by its rate limits and circuit breakers, if
     /// any); returns one sync step for a worker to run inline.
     pub(super) fn pump(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        let inline = self.pump_passes(py, here);
+        if here == Where::Loop {
+            self.show_loop(py);
+        }
+        inline
+    }
+
+    /// The loop thread hides its running loop before calling a sync step itself (see
+    /// `call_on_loop`); `show_loop` puts it back. Between two such calls of one `pump` the
+    /// loop stays hidden when nothing else can run Python code that looks for it (no event
+    /// subscriber, no journal): the engine's own bookkeeping in between never does.
+    /// NOTE: a hide and a show per call cost ~1,000 instructions a step (two calls of
+    /// asyncio's `_set_running_loop`); a chain of fast steps on the loop pays one pair a pass.
+    fn hide_loop(&self, py: Python<'_>) {
+        if !self.loop_hidden.load(std::sync::atomic::Ordering::Relaxed)
+            && set_running_loop(py, py.None().bind(py)).is_ok()
+        {
+            self.loop_hidden
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Puts back the running loop `hide_loop` hid (this run's: `pump(.., Where::Loop)` only
+    /// runs on it, so it is not asked for first).
+    fn show_loop(&self, py: Python<'_>) {
+        if self.loop_hidden.load(std::sync::atomic::Ordering::Relaxed) {
+            self.loop_hidden
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            let _ = set_running_loop(py, self.event_loop.bind(py));
+        }
+    }
+
+    fn pump_passes(self: &Arc<Self>, py: Python<'_>, here: Where) -> Option<Dispatch> {
+        let keep_hidden = here == Where::Loop && self.on_event.is_none() && self.journal.is_none();
         // A durable run whose lease is lost (another process took it over) starts nothing
         // more: it stops as if cancelled, and its late writes are refused by the store.
         if let Some(j) = &self.journal {
@@ -26,6 +60,7 @@ impl RunInner {
                     .swap(true, std::sync::atomic::Ordering::AcqRel)
             {
                 if here == Where::Loop {
+                    self.show_loop(py);
                     self.stop(py, Stop::Cancelled);
                 } else {
                     self.call_soon_threadsafe(py, CbKind::LeaseLost);
@@ -47,6 +82,9 @@ impl RunInner {
             } = self.take_ready(py, &mut self.lock(py));
             self.flush(py);
             let any_refused = !refused.is_empty();
+            if any_refused || finish {
+                self.show_loop(py);
+            }
             for (d, msg) in refused {
                 let err = crate::py::errors::CircuitOpenError::new_err(msg);
                 self.record(py, d, Outcome::Error(err, false), here);
@@ -64,6 +102,7 @@ impl RunInner {
             for d in batch {
                 if self.plan.steps[d.step].is_async {
                     if here == Where::Loop {
+                        self.show_loop(py);
                         if let Some(outcome) = self.start_async(py, d) {
                             self.record(py, d, outcome, here);
                         }
@@ -79,6 +118,7 @@ impl RunInner {
                 {
                     on_loop.push(d);
                 } else {
+                    self.show_loop(py);
                     self.submit(py, d);
                 }
             }
@@ -88,8 +128,9 @@ impl RunInner {
                 if self.plan.steps[d.step].inline.forced()
                     || began.elapsed() < crate::py::plan::INLINE_BOUND
                 {
-                    self.call_on_loop(py, d);
+                    self.call_on_loop(py, d, keep_hidden);
                 } else {
+                    self.show_loop(py);
                     self.submit(py, d);
                 }
             }
@@ -99,17 +140,18 @@ impl RunInner {
     /// The loop thread calls sync attempt `d` itself (see `plan::Inline`), in the run's
     /// contextvars copy as a worker would, with the running loop hidden for the call (as on a
     /// worker thread, `asyncio.get_running_loop()` raises and `asyncio.run` works). Its
-    /// outcome is recorded as a worker's is.
-    fn call_on_loop(self: &Arc<Self>, py: Python<'_>, d: Dispatch) {
+    /// outcome is recorded as a worker's is. `keep_hidden`: the loop stays hidden after the
+    /// call, for the next one (see `hide_loop`); `pump` shows it before it returns.
+    fn call_on_loop(self: &Arc<Self>, py: Python<'_>, d: Dispatch, keep_hidden: bool) {
         if !self.lock(py).sched.is_live(d) {
             return;
         }
-        let hidden = running_loop(py, None);
+        self.hide_loop(py);
         let started = Instant::now();
         let result = self.invoke(py, d.step);
         self.plan.steps[d.step].inline.measured(started.elapsed());
-        if let Ok(Some(lp)) = hidden {
-            let _ = running_loop(py, Some(lp));
+        if !keep_hidden {
+            self.show_loop(py);
         }
         // A traceback of a call made here links, through its frames' `f_back`, to the asyncio
         // handle that called us and so to this run, which keeps the exception: a cycle through
@@ -249,13 +291,15 @@ impl RunInner {
                 outcome,
             )
         };
-        tracing::debug!(
-            "workflow '{}' run {} finished: {:?} in {:.3} ms",
-            self.workflow_id,
-            self.run_id,
-            outcome,
-            self.started.elapsed().as_secs_f64() * 1000.0
-        );
+        if run_debug_enabled(py) {
+            tracing::debug!(
+                "workflow '{}' run {} finished: {:?} in {:.3} ms",
+                self.workflow_id,
+                self.run_id,
+                outcome,
+                self.started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
         if let Some(t) = timer {
             Timer::Loop(t).cancel(py);
         }
@@ -289,6 +333,12 @@ impl RunInner {
             }
         }
         let f = spec.invoke.bind(py);
+        if !spec.is_async {
+            let pyctx = self.context_copy(py)?;
+            let ctx = if spec.wants_ctx { ctx.as_ref() } else { None };
+            return call_in_context(py, &pyctx, f, spec.arg.as_ref().map(|a| a.bind(py)), ctx)
+                .map(Some);
+        }
         let kwargs = match (&ctx, spec.wants_ctx) {
             (Some(c), true) => {
                 let kw = PyDict::new(py);
@@ -300,16 +350,9 @@ impl RunInner {
         // Calling an `async def` only builds the coroutine; its task runs it in a copy of the
         // caller's contextvars (see `start_async`). A fan-out item is the one positional arg.
         let kw = kwargs.as_ref();
-        let out = match (&spec.arg, spec.is_async) {
-            (Some(a), true) => f.call((a,), kw)?,
-            (None, true) => f.call((), kw)?,
-            (arg, false) => {
-                let pyctx = self.context_copy(py)?;
-                match arg {
-                    Some(a) => pyctx.call_method(intern!(py, "run"), (f, a), kw)?,
-                    None => pyctx.call_method(intern!(py, "run"), (f,), kw)?,
-                }
-            }
+        let out = match &spec.arg {
+            Some(a) => f.call((a,), kw)?,
+            None => f.call((), kw)?,
         };
         Ok(Some(out))
     }
@@ -566,18 +609,82 @@ impl RunInner {
 }
 
 static TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static SET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static CONTEXT_KWNAMES: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+static RUN_LOGGER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Sets this thread's running event loop to `to` (`None`: no running loop, as on a worker
-/// thread) through asyncio's own `_set_running_loop`; returns the one that was running.
-fn running_loop<'py>(
-    py: Python<'py>,
-    to: Option<Bound<'py, PyAny>>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let get = GET_RUNNING_LOOP.import(py, "asyncio.events", "_get_running_loop")?;
+/// thread) through asyncio's own `_set_running_loop`.
+fn set_running_loop(py: Python<'_>, to: &Bound<'_, PyAny>) -> PyResult<()> {
     let set = SET_RUNNING_LOOP.import(py, "asyncio.events", "_set_running_loop")?;
-    let was = get.call0()?;
-    set.call1((to.unwrap_or_else(|| py.None().into_bound(py)),))?;
-    Ok((!was.is_none()).then_some(was))
+    set.call1((to,))?;
+    Ok(())
+}
+
+/// Whether Python's `logging` takes DEBUG records from this module (logger
+/// `batten.py.run.dispatch`, the name `pyo3_log` gives this module's `tracing` events), asked
+/// with `Logger.isEnabledFor` (levels set after `import batten` count).
+/// NOTE: the run's end is logged at DEBUG; built and handed to `pyo3_log` unconditionally, that
+/// record cost ~12,000 instructions a run (W5: ~8% of a 3-step run), this check ~400.
+fn run_debug_enabled(py: Python<'_>) -> bool {
+    let logger = RUN_LOGGER.get_or_try_init(py, || -> PyResult<_> {
+        Ok(py
+            .import("logging")?
+            .call_method1("getLogger", ("batten.py.run.dispatch",))?
+            .unbind())
+    });
+    logger.is_ok_and(|l| {
+        l.bind(py)
+            .call_method1(intern!(py, "isEnabledFor"), (10,))
+            .and_then(|e| e.is_truthy())
+            .unwrap_or(true)
+    })
+}
+
+/// `pyctx.run(f, *arg, context=ctx)` without `Context.run`'s method lookup, argument tuple and
+/// keyword dict: enters `pyctx`, vectorcalls `f` (its positional `arg`, then `ctx` as the
+/// keyword `context`), and exits `pyctx` whatever the call did, as `Context.run` does.
+fn call_in_context<'py>(
+    py: Python<'py>,
+    pyctx: &Bound<'py, PyAny>,
+    f: &Bound<'py, PyAny>,
+    arg: Option<&Bound<'py, PyAny>>,
+    ctx: Option<&Bound<'py, WorkflowContext>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let kwnames = match ctx {
+        Some(_) => Some(CONTEXT_KWNAMES.get_or_try_init(py, || {
+            PyTuple::new(py, [intern!(py, "context")]).map(Bound::unbind)
+        })?),
+        None => None,
+    };
+    // Slot 0 is scratch space the callee may use (PY_VECTORCALL_ARGUMENTS_OFFSET).
+    let mut args: [*mut pyo3::ffi::PyObject; 3] = [std::ptr::null_mut(); 3];
+    let mut n = 0;
+    for a in [arg.map(|a| a.as_ptr()), ctx.map(|c| c.as_ptr())]
+        .into_iter()
+        .flatten()
+    {
+        n += 1;
+        args[n] = a;
+    }
+    let positional = n - usize::from(ctx.is_some());
+    // SAFETY: `pyctx` is a fresh `contextvars.Context` copy (see `context_copy`), entered once
+    // and exited below on every path; `args[1..=n]` are borrowed, attached object pointers that
+    // outlive the call, `kwnames` a tuple naming the last `n - positional` of them.
+    unsafe {
+        if pyo3::ffi::PyContext_Enter(pyctx.as_ptr()) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let out = pyo3::ffi::PyObject_Vectorcall(
+            f.as_ptr(),
+            args.as_ptr().add(1),
+            positional | pyo3::ffi::PY_VECTORCALL_ARGUMENTS_OFFSET,
+            kwnames.map_or(std::ptr::null_mut(), |k| k.as_ptr()),
+        );
+        let out = Bound::from_owned_ptr_or_err(py, out);
+        if pyo3::ffi::PyContext_Exit(pyctx.as_ptr()) != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        out
+    }
 }

@@ -17,7 +17,7 @@ impl RunInner {
         {
             steps.append(self.step_result(py, &st, s)?)?;
         }
-        let status = sched.outcome().as_str();
+        let status = crate::py::results::workflow_status_member(py, sched.outcome().as_str())?;
         let graph = &self.plan.graph;
         let final_output = graph
             .sinks()
@@ -69,23 +69,36 @@ impl RunInner {
     ) -> PyResult<StepResult> {
         let rec = &st.recs[s];
         let state = st.sched.state(s);
-        let metadata = match &rec.extra {
-            Some(extra) => extra.bind(py).copy()?,
-            None => PyDict::new(py),
+        let traceback = match state {
+            StepState::Completed => None,
+            _ => rec.error.as_ref().and_then(|e| e.traceback.as_ref()),
         };
-        if rec.abandoned {
-            metadata.set_item("abandoned", true)?;
-        }
-        if rec.killed {
-            metadata.set_item("killed", true)?;
-        }
-        if rec.cancel_ignored {
-            metadata.set_item("cancel_ignored", true)?;
-        }
-        if state != StepState::Completed {
-            if let Some(tb) = rec.error.as_ref().and_then(|e| e.traceback.as_ref()) {
-                metadata.set_item("traceback", tb)?;
+        // NOTE: most results have no metadata: theirs is made when first read (see
+        // `StepResult::metadata`), not here (an empty dict made and freed per step).
+        let metadata = std::sync::OnceLock::new();
+        if rec.extra.is_some()
+            || rec.abandoned
+            || rec.killed
+            || rec.cancel_ignored
+            || traceback.is_some()
+        {
+            let m = match &rec.extra {
+                Some(extra) => extra.bind(py).copy()?,
+                None => PyDict::new(py),
+            };
+            if rec.abandoned {
+                m.set_item("abandoned", true)?;
             }
+            if rec.killed {
+                m.set_item("killed", true)?;
+            }
+            if rec.cancel_ignored {
+                m.set_item("cancel_ignored", true)?;
+            }
+            if let Some(tb) = traceback {
+                m.set_item("traceback", tb)?;
+            }
+            let _ = metadata.set(m.unbind());
         }
         let ms = match (rec.first_start, rec.end) {
             (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,
@@ -97,7 +110,7 @@ impl RunInner {
             rec.error.as_ref()
         };
         Ok(StepResult {
-            step_id: self.plan.graph.id(s).to_string(),
+            step_id: self.plan.steps[s].pyid.clone_ref(py),
             status: status_member(py, state)?,
             output: rec
                 .output
@@ -112,7 +125,7 @@ impl RunInner {
                 None => st.sched.attempts(s),
             },
             execution_time_ms: ms,
-            metadata: metadata.unbind(),
+            metadata,
             children: rec.children.as_ref().map(|c| c.clone_ref(py)),
             state,
         })

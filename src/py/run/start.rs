@@ -186,7 +186,7 @@ impl RunInner {
         // are `{run_id}:{path}`, the same after a resume.
         let run_id = match &journal {
             Some(j) => Arc::clone(&j.shared.run_id),
-            None => Arc::from(uuid4_hex(&mut rng)),
+            None => uuid4_hex(&mut rng),
         };
         let inner = Arc::new(RunInner {
             run_id,
@@ -203,6 +203,7 @@ impl RunInner {
             flushing: Mutex::new(None),
             journal,
             lease_halted: std::sync::atomic::AtomicBool::new(false),
+            loop_hidden: std::sync::atomic::AtomicBool::new(false),
             task_class: PyOnceLock::new(),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
