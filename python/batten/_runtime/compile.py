@@ -21,7 +21,7 @@ or an attached traffic control changes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batten._core import Plan
 from batten._internal.epoch import mutation_epoch
@@ -34,7 +34,6 @@ from batten.registry import global_registry
 from batten.retry import RetryPolicy
 from batten.steps.base import _NO_RETRY as UNSET
 from batten.steps.base import Step, _Invocable, traffic_attached
-from batten.steps.protocol import CallSpec
 
 __all__ = [
     "Compiler",
@@ -49,31 +48,37 @@ __all__ = [
     "spec_for",
 ]
 
-#: ``takeover(step, opts) -> invoke | None``: an async call that runs ``step`` entirely (its own
-#: retries, timeout and conditions inside a nested run) or ``None`` to leave it alone.
-Takeover = Callable[[Step, CompileOptions], "Callable[..., Any] | None"]
-#: ``wrap(step, opts, call_spec) -> call_spec``: ``step``'s call, wrapped or as it was.
-CallWrapper = Callable[[Step, CompileOptions, CallSpec], CallSpec]
+# The call-wrapping signatures, for annotations only (issue 18: the step protocols' module and
+# these aliases stay off the import path).
+if TYPE_CHECKING:
+    from batten.steps.protocol import CallSpec
 
-#: ``wrap(inner, workflow_id, inner_id, fn, is_async, wants_context) -> (fn, is_async,
-#: wants_context)``: a ``MapStep``'s per-item call (``inner`` its step or callable), wrapped or
-#: as it was.
-ItemWrapper = Callable[
-    [Any, str, str, Callable[..., Any], bool, bool], tuple[Callable[..., Any], bool, bool]
-]
+    #: ``takeover(step, opts) -> invoke | None``: an async call that runs ``step`` entirely (its own
+    #: retries, timeout and conditions inside a nested run) or ``None`` to leave it alone.
+    Takeover = Callable[[Step, CompileOptions], "Callable[..., Any] | None"]
+    #: ``wrap(step, opts, call_spec) -> call_spec``: ``step``'s call, wrapped or as it was.
+    CallWrapper = Callable[[Step, CompileOptions, CallSpec], CallSpec]
 
-#: ``wrap(step, opts, invoke) -> invoke``: a takeover's async call, wrapped or as it was.
-TakeoverWrapper = Callable[[Step, CompileOptions, Callable[..., Any]], Callable[..., Any]]
+    #: ``wrap(inner, workflow_id, inner_id, fn, is_async, wants_context) -> (fn, is_async,
+    #: wants_context)``: a ``MapStep``'s per-item call (``inner`` its step or callable), wrapped or
+    #: as it was.
+    ItemWrapper = Callable[
+        [Any, str, str, Callable[..., Any], bool, bool], tuple[Callable[..., Any], bool, bool]
+    ]
 
-#: ``place(step, opts, call_spec) -> call_spec``: ``step``'s call made elsewhere (a Ray task)
-#: or as it was; applied before the call wrappers, so they wrap the placed call.
-Placer = Callable[[Step, CompileOptions, CallSpec], CallSpec]
-#: ``place(item_step, opts, item_arg, fn, is_async, wants_context) -> (fn, is_async,
-#: wants_context)``: the same for a ``MapStep``'s per-item call.
-ItemPlacer = Callable[
-    [Any, CompileOptions, str, Callable[..., Any], bool, bool],
-    tuple[Callable[..., Any], bool, bool],
-]
+    #: ``wrap(step, opts, invoke) -> invoke``: a takeover's async call, wrapped or as it was.
+    TakeoverWrapper = Callable[[Step, CompileOptions, Callable[..., Any]], Callable[..., Any]]
+
+    #: ``place(step, opts, call_spec) -> call_spec``: ``step``'s call made elsewhere (a Ray task)
+    #: or as it was; applied before the call wrappers, so they wrap the placed call.
+    Placer = Callable[[Step, CompileOptions, CallSpec], CallSpec]
+    #: ``place(item_step, opts, item_arg, fn, is_async, wants_context) -> (fn, is_async,
+    #: wants_context)``: the same for a ``MapStep``'s per-item call.
+    ItemPlacer = Callable[
+        [Any, CompileOptions, str, Callable[..., Any], bool, bool],
+        tuple[Callable[..., Any], bool, bool],
+    ]
+
 
 _PLACERS: list[tuple[Placer, ItemPlacer]] = []
 _TAKEOVERS: list[Takeover] = []

@@ -103,7 +103,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batten._internal.options import CompileOptions
 from batten._runtime.compile import (
@@ -113,7 +113,9 @@ from batten._runtime.compile import (
     register_takeover_wrapper,
 )
 from batten.steps.base import Step
-from batten.steps.protocol import CallSpec
+
+if TYPE_CHECKING:
+    from batten.steps.protocol import CallSpec
 
 __all__ = [
     "END_TTL",

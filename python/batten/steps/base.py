@@ -37,11 +37,13 @@ from batten.adapters import ACCEPTS, CALL_METHODS, adapt
 from batten.errors import WorkflowDefinitionError
 from batten.registry import global_registry
 from batten.retry import RetryPolicy
-from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
 
 if TYPE_CHECKING:
+    # Annotations only: importing the module (two Protocol classes) cost ~1 M instructions of
+    # `from batten import Workflow` (issue 18).
     # Imported where a step is drawn (`_describe`, for `batten.display`): not on a run's path.
     from batten._internal.view import StepView
+    from batten.steps.protocol import CallSpec, CompileContext, ItemSpec
 
 __all__ = ["AgentStep", "Step", "ToolStep"]
 
