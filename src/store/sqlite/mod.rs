@@ -23,7 +23,7 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
-use self::checkpoint::{LazyCheckpointer, CHECKPOINT_PAGES};
+use self::checkpoint::LazyCheckpointer;
 use self::schema::{MAX_SEQ, SEQ_BITS};
 use super::error::parse_json;
 use super::memory::sort_decisions;
@@ -41,10 +41,10 @@ const RUN_COLUMNS: &str =
 /// A [`Store`] in a SQLite file (`sqlite:///path.db`), shared by any number of processes.
 pub struct SqliteStore {
     url: String,
-    // Dropped before `_checkpointer`: its WAL hook holds the checkpointer too, whose thread (if
+    // Dropped before `checkpointer`: its WAL hook holds the checkpointer too, whose thread (if
     // started) is joined when the last holder drops it.
     conn: Mutex<Connection>,
-    _checkpointer: Option<Arc<LazyCheckpointer>>,
+    checkpointer: Option<Arc<LazyCheckpointer>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -76,7 +76,7 @@ impl SqliteStore {
         Ok(Self {
             url,
             conn: Mutex::new(conn),
-            _checkpointer: None,
+            checkpointer: None,
         })
     }
 
@@ -93,16 +93,14 @@ impl SqliteStore {
         let wake = Arc::clone(&checkpointer);
         // Replaces SQLite's inline autocheckpoint.
         conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
-            if pages >= CHECKPOINT_PAGES {
-                wake.wake();
-            }
+            wake.committed(pages);
             Ok(())
         }))
         .map_err(|e| unreachable(&e))?;
         Ok(Self {
             url,
             conn: Mutex::new(conn),
-            _checkpointer: Some(checkpointer),
+            checkpointer: Some(checkpointer),
         })
     }
 
@@ -136,7 +134,22 @@ impl SqliteStore {
             .prepare_cached(end)
             .and_then(|mut stmt| stmt.execute([]));
         match (outcome, ended) {
-            (Ok(Ok(value)), Ok(_)) => Ok(value),
+            (Ok(Ok(value)), Ok(_)) => {
+                if self
+                    .checkpointer
+                    .as_ref()
+                    .is_some_and(|c| c.wants_restart())
+                {
+                    // Outside any transaction: copies what the checkpoint thread has not, so the
+                    // next write rewinds the WAL (see `checkpoint`). PASSIVE never waits: busy (the
+                    // thread is checkpointing, another process reads) means the next commit tries.
+                    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!("{}: WAL checkpoint failed: {e}", self.url);
+                    }
+                }
+                Ok(value)
+            }
             (Ok(Err(e)), _) => Err(e),
             (Err(e), _) | (Ok(Ok(_)), Err(e)) => Err(self.backend(e)),
         }
