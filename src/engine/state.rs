@@ -37,6 +37,10 @@ pub type Map<V> = imbl::GenericHashMap<
     imbl::shared_ptr::DefaultSharedPtr,
 >;
 
+/// A dict output's `(key, value)` items, in dict order; one item is kept inline (`smallvec`), so
+/// the usual one-key output of a chain's step allocates no list.
+pub type Delta<V> = smallvec::SmallVec<[(Arc<str>, V); 1]>;
+
 /// What one step sees: the merged variables and its ancestors' outputs by step id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct View<V: Clone> {
@@ -50,7 +54,7 @@ pub struct View<V: Clone> {
 #[derive(Debug)]
 struct Recorded<V> {
     id: Arc<str>,
-    vars: Vec<(Arc<str>, V)>,
+    vars: Delta<V>,
     result: V,
 }
 
@@ -105,12 +109,12 @@ impl<V: Clone> StateViews<V> {
         &mut self,
         step: usize,
         step_id: Arc<str>,
-        vars_delta: Vec<(Arc<str>, V)>,
+        vars_delta: impl Into<Delta<V>>,
         result: V,
     ) {
         let recorded = Recorded {
             id: step_id,
-            vars: vars_delta,
+            vars: vars_delta.into(),
             result,
         };
         if let Some(memo) = self.memo[step].take() {
