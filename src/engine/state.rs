@@ -331,7 +331,7 @@ mod tests {
 
     /// Records step `i` of `g` with a dict output `{k: v, ...}` and result `result`.
     fn record(s: &mut StateViews<i64>, g: &Graph, i: usize, delta: &[(&str, i64)], result: i64) {
-        let delta = delta.iter().map(|&(k, v)| (key(k), v)).collect();
+        let delta: Delta<i64> = delta.iter().map(|&(k, v)| (key(k), v)).collect();
         s.record(i, key(g.id(i)), delta, result);
     }
 
