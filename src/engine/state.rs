@@ -37,6 +37,10 @@ pub type Map<V> = imbl::GenericHashMap<
     imbl::shared_ptr::DefaultSharedPtr,
 >;
 
+/// A dict output's `(key, value)` items, in dict order; one item is kept inline (`smallvec`), so
+/// the usual one-key output of a chain's step allocates no list.
+pub type Delta<V> = smallvec::SmallVec<[(Arc<str>, V); 1]>;
+
 /// What one step sees: the merged variables and its ancestors' outputs by step id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct View<V: Clone> {
@@ -50,7 +54,7 @@ pub struct View<V: Clone> {
 #[derive(Debug)]
 struct Recorded<V> {
     id: Arc<str>,
-    vars: Vec<(Arc<str>, V)>,
+    vars: Delta<V>,
     result: V,
 }
 
@@ -105,18 +109,18 @@ impl<V: Clone> StateViews<V> {
         &mut self,
         step: usize,
         step_id: Arc<str>,
-        vars_delta: Vec<(Arc<str>, V)>,
+        vars_delta: impl Into<Delta<V>>,
         result: V,
     ) {
         let recorded = Recorded {
             id: step_id,
-            vars: vars_delta,
+            vars: vars_delta.into(),
             result,
         };
         if let Some(memo) = self.memo[step].take() {
             // A memo that already held an earlier output is stale; one that held just the step's
             // view becomes its `after` in O(delta), if a dependent still needs it.
-            if !memo.has_own && self.still_needed(step) {
+            if !memo.has_own && (self.still_needed(step) || self.covers_all(step, memo.ancestors)) {
                 let mut view = memo.view;
                 apply(&mut view, &recorded);
                 self.memo[step] = Some(Memo {
@@ -125,6 +129,11 @@ impl<V: Clone> StateViews<V> {
                     has_own: true,
                 });
             }
+        }
+        // after(last) stands for the final view only while no other step is recorded after it.
+        let last = self.recorded.len().saturating_sub(1);
+        if step != last && self.memo[last].as_ref().is_some_and(|m| m.has_own) {
+            self.memo[last] = None;
         }
         self.recorded[step] = Some(recorded);
     }
@@ -202,7 +211,15 @@ impl<V: Clone> StateViews<V> {
     }
 
     /// The final view: the initial variables plus every recorded step, in declaration order.
+    ///
+    /// When the last-declared step has every other step as an ancestor (a chain) and was recorded
+    /// last, its `after` memo is this view: a clone, not a fold over every step.
     pub fn final_view(&self) -> View<V> {
+        if let Some(Some(memo)) = self.memo.last() {
+            if memo.has_own && memo.ancestors + 1 == self.memo.len() {
+                return memo.view.clone();
+            }
+        }
         let mut view = self.initial_view();
         for recorded in self.recorded.iter().flatten() {
             apply(&mut view, recorded);
@@ -261,6 +278,12 @@ impl<V: Clone> StateViews<V> {
                 self.memo[d] = None;
             }
         }
+    }
+
+    /// Whether `after(step)` is the final view: `step` is the last declared and every other step
+    /// is one of its `ancestors` (then `final_view` keeps its memo instead of folding them all).
+    fn covers_all(&self, step: usize, ancestors: usize) -> bool {
+        step + 1 == self.recorded.len() && ancestors == step
     }
 
     fn still_needed(&self, step: usize) -> bool {
@@ -327,7 +350,7 @@ mod tests {
 
     /// Records step `i` of `g` with a dict output `{k: v, ...}` and result `result`.
     fn record(s: &mut StateViews<i64>, g: &Graph, i: usize, delta: &[(&str, i64)], result: i64) {
-        let delta = delta.iter().map(|&(k, v)| (key(k), v)).collect();
+        let delta: Delta<i64> = delta.iter().map(|&(k, v)| (key(k), v)).collect();
         s.record(i, key(g.id(i)), delta, result);
     }
 
@@ -380,6 +403,63 @@ mod tests {
             record(&mut s, &g, i, &[("counter", counter + 1)], counter);
         }
         assert_eq!(s.final_view().vars[&key("counter")], 1_000);
+    }
+
+    /// The fold `final_view` makes when no memo stands for it.
+    fn folded(s: &StateViews<i64>) -> View<i64> {
+        let mut view = s.initial_view();
+        for recorded in s.recorded.iter().flatten() {
+            apply(&mut view, recorded);
+        }
+        view
+    }
+
+    #[test]
+    fn chain_final_view_is_the_last_steps_after_memo() {
+        let g = chain_graph(50);
+        let mut s = StateViews::new(50, vars(&[("counter", 0)]));
+        for i in 0..50 {
+            let counter = s.view_for(&g, i).vars[&key("counter")];
+            record(
+                &mut s,
+                &g,
+                i,
+                &[("counter", counter + 1), ("last", i as i64)],
+                counter,
+            );
+        }
+        assert!(s.memo[49].as_ref().is_some_and(|m| m.has_own));
+        assert_eq!(s.final_view(), folded(&s));
+        assert_eq!(s.final_view().vars[&key("counter")], 50);
+        // An earlier step recorded again after the last one: the memo no longer stands for it.
+        record(&mut s, &g, 3, &[("counter", -1), ("extra", 1)], 7);
+        assert!(s.memo[49].is_none());
+        assert_eq!(s.final_view(), folded(&s));
+        assert_eq!(s.final_view().vars[&key("extra")], 1);
+        // The last step recorded again: its stale memo is dropped, the fold answers.
+        record(&mut s, &g, 49, &[("counter", 99)], 0);
+        assert_eq!(s.final_view(), folded(&s));
+        assert_eq!(s.final_view().vars[&key("counter")], 99);
+    }
+
+    #[test]
+    fn diamond_final_view_folds_every_step() {
+        // s0 -> s1, s0 -> s2: the last step does not have every other one as an ancestor.
+        let g = graph(&[("s0", &[]), ("s1", &["s0"]), ("s2", &["s0"])]);
+        let mut s = StateViews::new(3, Map::new());
+        for i in 0..3 {
+            s.view_for(&g, i);
+            record(
+                &mut s,
+                &g,
+                i,
+                &[("k", i as i64), (["a", "b", "c"][i], 1)],
+                0,
+            );
+        }
+        let fin = s.final_view();
+        assert_eq!(fin, folded(&s));
+        assert_eq!(fin.vars, vars(&[("k", 2), ("a", 1), ("b", 1), ("c", 1)]));
     }
 
     #[test]

@@ -17,7 +17,7 @@ impl RunInner {
             let Some((output, delta)) = j.restored(py, &spec.id)? else {
                 continue;
             };
-            let delta = dict_delta(delta.as_ref().unwrap_or(&output));
+            let delta = dict_delta(delta.as_ref().unwrap_or(&output), &self.keys);
             let v: Val = Arc::new(output.unbind());
             st.views
                 .record(i, Arc::clone(&spec.id), delta, Arc::clone(&v));

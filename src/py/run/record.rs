@@ -12,7 +12,7 @@ use crate::store::StepEvent;
 
 /// An attempt's outcome, prepared before the run's lock is taken.
 pub(super) enum Prep {
-    Value(Val, Vec<(Arc<str>, Val)>),
+    Value(Val, crate::engine::state::Delta<Val>),
     Skip,
     /// The error, its retry verdict, and whether the step timed out.
     Error(StepError, Retryability, bool),
@@ -29,7 +29,8 @@ struct Prepared {
 /// What applying an outcome changed, for `settle`, `announce` and the work after the lock.
 struct Transition {
     /// Steps that ended: the attempt's step first (if it ended), then the steps it blocked.
-    finished: Vec<usize>,
+    /// Inline for the usual one or two (`smallvec`): no allocation on a chain's step.
+    finished: smallvec::SmallVec<[usize; 2]>,
     /// Retry the step after this backoff.
     retry_after: Option<Duration>,
     /// The attempt's deadline timer, to cancel once the lock is released.
@@ -125,8 +126,8 @@ impl RunInner {
         let mut stored = None;
         let mut value = |output: Py<PyAny>, delta: Option<&Py<PyDict>>| {
             let delta_items = match delta {
-                Some(delta) => dict_delta(delta.bind(py).as_any()),
-                None => dict_delta(output.bind(py)),
+                Some(delta) => dict_delta(delta.bind(py).as_any(), &self.keys),
+                None => dict_delta(output.bind(py), &self.keys),
             };
             match self.encode(py, d.step, output.bind(py), delta) {
                 Ok(enc) => {
@@ -212,7 +213,7 @@ impl RunInner {
     ) -> Transition {
         let spec = &self.plan.steps[d.step];
         let mut t = Transition {
-            finished: Vec::new(),
+            finished: smallvec::SmallVec::new(),
             retry_after: None,
             timer: None,
             store_events: Vec::new(),
@@ -322,7 +323,7 @@ impl RunInner {
         py: Python<'_>,
         st: &mut RunState,
         d: Dispatch,
-        finished: &mut Vec<usize>,
+        finished: &mut smallvec::SmallVec<[usize; 2]>,
         now: Instant,
     ) -> bool {
         let Some(&s) = finished.first() else {

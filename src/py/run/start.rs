@@ -205,6 +205,7 @@ impl RunInner {
             lease_halted: std::sync::atomic::AtomicBool::new(false),
             loop_hidden: std::sync::atomic::AtomicBool::new(false),
             task_class: PyOnceLock::new(),
+            keys: KeyCache::default(),
             st: Mutex::new(RunState {
                 sched: Scheduler::with_policy(Arc::clone(&plan.graph), limit, plan.policy),
                 // The caller's context owns its values (it reports them to the GC); the run
