@@ -560,3 +560,72 @@ def test_context_detection_on_plain_functions_matches_inspect_signature():
         expected = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         assert _accepts_context(fn) == expected, fn
     assert [_accepts_context(fn) for fn in shapes[:4]] == [True, True, True, False]
+
+
+def test_async_detection_on_plain_functions_matches_inspect():
+    # The compiler reads a plain function's coroutine flag off its code object (issue 18, D3);
+    # its answer must be the two `inspect` checks' for every shape of callable.
+    import functools
+    import inspect
+
+    from batten.steps.base import _is_async
+
+    async def coro(x): ...
+
+    async def agen(x):
+        yield x
+
+    def plain(x): ...
+
+    class AsyncCall:
+        async def __call__(self, x): ...
+
+    class Methods:
+        async def a(self, x): ...
+
+        def s(self, x): ...
+
+    shapes = [
+        coro,
+        agen,
+        plain,
+        lambda x: x,
+        functools.partial(coro, 1),
+        functools.partial(plain, 1),
+        AsyncCall(),
+        Methods().a,
+        Methods().s,
+        len,
+    ]
+    for fn in shapes:
+        call = type(fn).__dict__.get("__call__")
+        expected = inspect.iscoroutinefunction(fn) or (
+            call is not None and inspect.iscoroutinefunction(call)
+        )
+        assert _is_async(fn) == expected, fn
+    assert [_is_async(fn) for fn in shapes[:4]] == [True, False, False, False]
+
+
+def test_a_plain_function_carrying_a_tool_protocol_still_goes_to_its_adapter():
+    # A plain `def` function is called as it is (the compiler's fast path, issue 18), unless
+    # it carries JAF's tool protocol (a `schema` with name and parameters, and `execute`),
+    # as a decorator may set on it: then the JAF adapter runs `execute`, as before.
+    from types import SimpleNamespace
+
+    from batten.steps.base import _resolve
+
+    def tool(x): ...
+
+    fn, single = _resolve(tool, "tool", "t")
+    assert fn is tool and single is False
+
+    def decorated(x): ...
+
+    async def execute(args, context=None):
+        return "ran"
+
+    decorated.schema = SimpleNamespace(name="d", parameters=None, description="")  # type: ignore[attr-defined]
+    decorated.execute = execute  # type: ignore[attr-defined]
+    fn, single = _resolve(decorated, "tool", "t")
+    assert fn is not decorated and fn.__module__ == "batten.adapters.jaf", fn
+    assert single is True  # JAF's tools take their arguments as one dict

@@ -85,7 +85,7 @@ def template_refs(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         if ".result" in value:
             found.extend(m.group(1) for m in ref_pattern().finditer(value))
-    elif isinstance(value, Mapping):
+    elif type(value) is dict or isinstance(value, Mapping):  # a dict without the ABC check
         for v in value.values():
             found.extend(template_refs(v))
     elif isinstance(value, list | tuple):

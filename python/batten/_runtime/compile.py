@@ -215,11 +215,20 @@ class Compiler:
 
 
 def spec_for(
-    step: Step, deps: Sequence[str], opts: CompileOptions, *, recover: bool = True
+    step: Step,
+    deps: Sequence[str],
+    opts: CompileOptions,
+    *,
+    recover: bool = True,
+    ctx: Compiler | None = None,
 ) -> StepSpec:
-    """The engine's ``StepSpec`` for ``step`` (see ``_core.Plan``)."""
-    policy = default_policy(step.retry_policy, opts)
-    ctx = Compiler(opts)
+    """The engine's ``StepSpec`` for ``step`` (see ``_core.Plan``); ``ctx``: the ``Compiler``
+    for ``opts`` (one is made when ``None``)."""
+    policy = step.retry_policy
+    if policy is UNSET and opts.default_policy is not None:
+        policy = opts.default_policy  # as `default_policy`, inlined: it runs once per step
+    if ctx is None:
+        ctx = Compiler(opts)
     if recover:
         for takeover in _TAKEOVERS:
             invoke = takeover(step, opts)
@@ -292,8 +301,9 @@ def compile_plan(
             a reference names an ancestor).
     """
     controls = {}
+    attached = traffic_attached()  # as `traffic_controls` asks, once for all the steps
     for s in steps:
-        found = traffic_controls(s, opts)
+        found = traffic_controls(s, opts) if attached or s.traffic else None
         if found is not None:
             controls[s.step_id] = found
     if controls:
@@ -338,8 +348,9 @@ def _specs(
     """
     direct = {s.step_id for s in steps} if nested else set()
     known: set[str] | None = None  # every step id at any depth, found on the first reference
+    ctx = Compiler(opts)
     for step, step_deps in zip(steps, deps, strict=True):
-        spec = spec_for(step, step_deps, opts, recover=recover)
+        spec = spec_for(step, step_deps, opts, recover=recover, ctx=ctx)
         if nested:
             spec = spec._replace(refs=[r for r in spec.refs if r in direct])
         elif spec.refs:

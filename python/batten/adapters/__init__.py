@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any
 
 from batten.errors import WorkflowDefinitionError
@@ -73,6 +74,10 @@ def adapt(obj: Any, role: str, step_id: str) -> tuple[Callable[..., Any], bool] 
         WorkflowDefinitionError: a framework object of a kind batten cannot run (the message
             says what is accepted).
     """
+    if type(obj) is FunctionType and "schema" not in obj.__dict__:
+        # A plain `def` function (the usual tool): its type is defined in `builtins`, which no
+        # adapter claims, and without a `schema` attribute it is no JAF tool.
+        return None
     if obj is None or isinstance(obj, str | int | float | bool | bytes):
         return None
     packages = _packages(obj)

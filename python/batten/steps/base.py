@@ -83,26 +83,25 @@ _accepts_context_cache: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDi
 
 
 def _accepts_context(fn: Callable[..., Any]) -> bool:
+    if _plain_function(fn):
+        # NOTE: what inspect.signature answers for a plain function, read off its code object:
+        # ~40 µs a callable less, which was ~3 ms of compiling issue 18's D3 (50 steps, each its
+        # own closure, compiled again in the recovering process). Cheaper than the cache.
+        code = fn.__code__
+        end = code.co_argcount + code.co_kwonlyargcount
+        return "context" in code.co_varnames[code.co_posonlyargcount : end]
     key = getattr(fn, "__func__", fn)
     try:
         return _accepts_context_cache[key]
     except (KeyError, TypeError):
         pass
-    if _plain_function(fn):
-        # NOTE: what inspect.signature answers for a plain function, read off its code object:
-        # ~40 µs a callable less, which was ~3 ms of compiling issue 18's D3 (50 steps, each its
-        # own closure, compiled again in the recovering process).
-        code = fn.__code__
-        end = code.co_argcount + code.co_kwonlyargcount
-        answer = "context" in code.co_varnames[code.co_posonlyargcount : end]
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        answer = False
     else:
-        try:
-            params = inspect.signature(fn).parameters
-        except (TypeError, ValueError):
-            answer = False
-        else:
-            p = params.get("context")
-            answer = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        p = params.get("context")
+        answer = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     try:
         _accepts_context_cache[key] = answer
     except TypeError:
@@ -121,6 +120,12 @@ def _plain_function(fn: Any) -> bool:
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
+    if type(fn) is types.FunctionType:
+        # NOTE: what the two checks below answer for a plain function (`function`'s own
+        # `__call__` is a slot wrapper, never a coroutine function), read off its code flags:
+        # ~1 µs a step of compiling, and several times that the first time a process compiles
+        # (issue 18's D3 compiles its 50 steps again in the recovering process).
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
     if inspect.iscoroutinefunction(fn):
         return True
     # A callable object whose class defines `async def __call__`.
@@ -147,6 +152,11 @@ def _resolve(
     (:class:`~batten.AgentPool`) binds a call that takes one of its instances, each resolved
     here; its wait for one is bounded by ``timeout`` (the step's seconds per attempt, or
     ``None``)."""
+    if type(target) is types.FunctionType and "schema" not in target.__dict__:
+        # A plain `def` function (the usual agent or tool) is called as it is: `function` has
+        # no `_batten_bind`/`_batten_target`, and no adapter claims it (see `adapt`). Asking
+        # raised and formatted two AttributeErrors a step (~5% of compiling a plan).
+        return target, False
     bind = getattr(type(target), "_batten_bind", None)
     if bind is not None:
         bound: tuple[Callable[..., Any], bool] = bind(target, role, step_id, timeout, _pooled)
@@ -660,7 +670,7 @@ class _Invocable(Step):
     def _resolved(self, ctx: CompileContext) -> tuple[Callable[..., Any], bool, bool, bool]:
         """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
         was given as one."""
-        target = self._target()
+        target = getattr(self, self._role)  # `_target()`, inlined (once per step compiled)
         if target is None or isinstance(target, str):
             name = target or self.step_id
             reg = ctx.options.registry or global_registry()
