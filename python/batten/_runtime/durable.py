@@ -361,18 +361,25 @@ class DurableRun:
         this workflow and version (``WorkflowDefinitionError`` otherwise)."""
         raw = store._native.get_run(run_id)
         info = RunInfo._from(raw)
-        if info.workflow_id != workflow.workflow_id:
-            raise WorkflowDefinitionError(
-                f"run '{run_id}' belongs to workflow '{info.workflow_id}', not "
-                f"'{workflow.workflow_id}'"
-            )
-        if info.version != str(workflow.version):
-            raise WorkflowDefinitionError(
-                f"run '{run_id}' was started by version {info.version!r} of workflow "
-                f"'{info.workflow_id}'; this is version {workflow.version!r} (its steps may "
-                "differ, so its checkpoints do not apply)"
-            )
+        _check_identity(workflow, run_id, info.workflow_id, info.version)
         return raw, info
+
+    @staticmethod
+    def belongs(workflow: Any, store: Store, run_id: str) -> None:
+        """:meth:`checked`'s checks alone, on the raw record: what a resume asks before it
+        claims the run (so a run of another workflow is refused without waiting); the claim's
+        :meth:`reopen` reads the record again, as it is once the lease is held.
+
+        Raises:
+            RunNotFoundError: no such run.
+            WorkflowDefinitionError: the run belongs to another workflow or version.
+            CorruptRecordError: the record cannot be decoded.
+        """
+        raw = store._native.get_run(run_id)
+        workflow_id, version = raw.get("workflow_id"), raw.get("version")
+        if not isinstance(workflow_id, str) or not isinstance(version, str):
+            RunInfo._from(raw)  # raises CorruptRecordError, naming the field
+        _check_identity(workflow, run_id, workflow_id, version)
 
     def on_run(self, run: Any) -> None:
         """Watches the store for ``pause``/``cancel`` requests while ``run`` executes: a look
@@ -539,6 +546,21 @@ class DurableRun:
                 type(exc).__name__,
                 exc,
             )
+
+
+def _check_identity(workflow: Any, run_id: str, workflow_id: Any, version: Any) -> None:
+    """``WorkflowDefinitionError`` unless run ``run_id``'s recorded ``workflow_id`` and
+    ``version`` are ``workflow``'s."""
+    if workflow_id != workflow.workflow_id:
+        raise WorkflowDefinitionError(
+            f"run '{run_id}' belongs to workflow '{workflow_id}', not '{workflow.workflow_id}'"
+        )
+    if version != str(workflow.version):
+        raise WorkflowDefinitionError(
+            f"run '{run_id}' was started by version {version!r} of workflow "
+            f"'{workflow_id}'; this is version {workflow.version!r} (its steps may "
+            "differ, so its checkpoints do not apply)"
+        )
 
 
 def _waiting_result(s: StepResult) -> StepResult:

@@ -143,7 +143,7 @@ async def resume(
     st = require_store(workflow._store if store is None else store)
     compiled(workflow, base)
     # The checks before the claim, so a run of another workflow is refused without waiting.
-    DurableRun.checked(workflow, st, run_id)
+    DurableRun.belongs(workflow, st, run_id)
     token = await claim_run(
         st, run_id, lease_seconds=workflow._lease_seconds, wait=wait, wait_timeout=wait_timeout
     )
