@@ -299,3 +299,84 @@ def test_a_long_chain_of_fast_steps_does_not_hold_the_loop(durable: bool, tmp_pa
     assert n == steps
     on_loop = sum(1 for ident in _CALLED_ON if ident == loop_thread)
     assert on_loop < steps // 2, f"{on_loop} of {steps} steps ran on the loop's thread"
+
+
+_PROC_TASKS = __import__("os").path.isdir("/proc/self/task")
+
+_FRESH_PROCESS_OVERLAP = """
+import threading, time
+from batten import ToolStep, Workflow, WorkflowStatus
+
+# Three jobs in a fresh process, where the pool has no thread yet: the first starts a worker,
+# and the other two queue behind it (or behind each other), the kind of job the pool's monitor
+# thread exists for. Each step blocks until all three are inside their calls at once.
+barrier = threading.Barrier(3, timeout=30)
+names = []
+
+def blocked() -> int:
+    names.append(threading.current_thread().name)
+    barrier.wait()
+    return 1
+
+wf = Workflow("inline", "fresh")
+for i in range(3):
+    wf.add_step(ToolStep(f"s{i}", blocked), depends_on=[])
+result = wf.run()
+assert result.status == WorkflowStatus.COMPLETED, result.error
+assert len(set(names)) == 3, names
+import os
+# The OS's names of this process's threads (the monitor never runs Python: not in
+# threading.enumerate()); Linux keeps 15 characters of a name.
+print("ok", sorted(open(f"/proc/self/task/{t}/comm").read().strip()
+                   for t in os.listdir("/proc/self/task")))
+"""
+
+
+@pytest.mark.skipif(not _PROC_TASKS, reason="needs /proc/<pid>/task (Linux)")
+def test_jobs_queued_in_a_fresh_process_get_workers_of_their_own() -> None:
+    # The pool starts its monitor thread only with the first job that may wait behind another
+    # (issue 18: a process whose jobs never wait does not start it). Three blocking steps, in
+    # a process where nothing ran before, must still each get a worker: without the monitor
+    # the second and third would wait behind the first forever (the barrier's 30 s timeout).
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_OVERLAP],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.startswith("ok"), out.stdout
+    assert "batten-pool-mon" in out.stdout, out.stdout
+
+
+_FRESH_PROCESS_CHAIN = """
+import threading
+from batten import ToolStep, Workflow, WorkflowStatus
+
+wf = Workflow("inline", "chain")
+for i in range(5):
+    wf.add_step(ToolStep(f"s{i}", lambda: threading.current_thread().name))
+result = wf.run()
+assert result.status == WorkflowStatus.COMPLETED, result.error
+import os
+tasks = os.listdir("/proc/self/task")
+print(sorted(open(f"/proc/self/task/{t}/comm").read().strip() for t in tasks))
+"""
+
+
+@pytest.mark.skipif(not _PROC_TASKS, reason="needs /proc/<pid>/task (Linux)")
+def test_a_chain_of_sync_steps_starts_no_pool_monitor() -> None:
+    # A chain's steps never queue behind one another: the pool's monitor thread is not started
+    # (it was, with the first job, before issue 18's D3 work).
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS_CHAIN], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "batten-worker-1" in out.stdout, out.stdout  # the listing sees pool threads
+    assert "batten-pool-mon" not in out.stdout, out.stdout

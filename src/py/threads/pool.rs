@@ -130,6 +130,8 @@ struct Queue<J> {
     /// Jobs taken by workers so far: the monitor's sign that the busy workers are not blocked.
     taken: u64,
     shutdown: bool,
+    /// In `STARTED` (since its first thread).
+    registered: bool,
     handles: Vec<(Arc<Cell>, JoinHandle<()>)>,
     monitor: Option<JoinHandle<()>>,
 }
@@ -186,6 +188,7 @@ impl<J: SyncJob> Pool<J> {
                 wake_pending: false,
                 taken: 0,
                 shutdown: false,
+                registered: false,
                 handles: Vec::new(),
                 monitor: None,
             }),
@@ -196,6 +199,9 @@ impl<J: SyncJob> Pool<J> {
 
     /// Queues `job`. A worker is woken only if none is busy: a busy worker takes the next job
     /// itself when its current one returns, and the monitor covers jobs that block.
+    /// NOTE: the monitor thread starts with the first job that may wait (queued behind a busy
+    /// worker, or behind another queued job), the only kind it acts on: a process whose jobs
+    /// never wait (a recovery's one chain of steps, issue 18's D3) does not start it.
     pub fn submit(&'static self, job: J) {
         let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
         q.jobs.push_back((Instant::now(), job));
@@ -203,21 +209,30 @@ impl<J: SyncJob> Pool<J> {
             // Interpreter exit has begun (a run started from an atexit handler): run it on a
             // fresh thread rather than leave it queued forever.
             self.spawn_worker(&mut q);
-        } else if q.threads == q.idle {
+            return;
+        }
+        let may_wait = q.threads != q.idle || q.jobs.len() > 1;
+        if q.threads == q.idle {
             self.add_worker(&mut q);
         }
-        if q.monitor.is_none() && !q.shutdown {
-            STARTED.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+        if may_wait && q.monitor.is_none() {
             let handle = std::thread::Builder::new()
                 .name("batten-pool-monitor".into())
                 .spawn(move || self.monitor())
                 .expect("batten: cannot spawn the pool monitor thread");
             q.monitor = Some(handle);
         }
-        self.monitor_cv.notify_one();
+        if q.monitor.is_some() {
+            self.monitor_cv.notify_one();
+        }
     }
 
     fn spawn_worker(&'static self, q: &mut Queue<J>) {
+        if !q.registered {
+            // Its threads are stopped at interpreter exit (`stop`).
+            STARTED.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+            q.registered = true;
+        }
         q.threads += 1;
         let n = q.threads;
         let cell = Arc::new(Cell::default());
