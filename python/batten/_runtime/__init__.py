@@ -96,9 +96,30 @@ def _takeover(step: Step, opts: CompileOptions) -> Callable[..., Any] | None:
     return invoke
 
 
-compile.register_call_wrapper(_cached_spec)
+# Each hook's `wanted` (see compile.Wanted) is the hook's own test, asked of a plan's steps at
+# once: false promises the hook returns each of them unchanged.
+compile.register_call_wrapper(
+    _cached_spec, wanted=lambda steps, opts: any(s.cache is not None for s in steps)
+)
 from batten._runtime import telemetry  # noqa: E402 - registers its wrappers after the cache's
 
-compile.register_call_wrapper(_isolated_spec, innermost=True)
-compile.register_placement(_place_call, _place_item)
-compile.register_takeover(_takeover)
+compile.register_call_wrapper(
+    _isolated_spec,
+    innermost=True,
+    wanted=lambda steps, opts: any(s.isolation == "process" for s in steps),
+)
+compile.register_placement(
+    _place_call,
+    _place_item,
+    wanted=lambda steps, opts: (
+        opts.executor is not None or any(getattr(s, "placement", None) is not None for s in steps)
+    ),
+)
+compile.register_takeover(
+    _takeover,
+    wanted=lambda steps, opts: (
+        opts.workflow_handler is not None
+        or bool(opts.error_handlers)
+        or any(s.fallback is not None for s in steps)
+    ),
+)

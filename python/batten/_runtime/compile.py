@@ -87,17 +87,32 @@ _CALL_WRAPPERS: list[CallWrapper] = []
 _ITEM_WRAPPERS: list[ItemWrapper] = []
 _COMPILE_KEYS: list[Callable[[], Any]] = []
 
+Wanted = Callable[[Sequence[Step], CompileOptions], bool]
+"""``wanted(steps, options)``: whether a takeover, placer or call wrapper may change any of
+``steps`` compiled under ``options``; false promises that it would return every one of them
+unchanged, so a plan's compile skips it for all of them."""
 
-def register_takeover(takeover: Takeover) -> None:
+_WANTED: dict[Callable[..., Any], Wanted] = {}
+
+
+def register_takeover(takeover: Takeover, *, wanted: Wanted | None = None) -> None:
     """Registers ``takeover`` (see :data:`Takeover`), asked for every step compiled with
-    ``recover=True``, in registration order; the first that returns a call wins."""
+    ``recover=True``, in registration order; the first that returns a call wins. ``wanted``
+    (see :data:`Wanted`; ``None``: always) lets a plan's compile skip it."""
     _TAKEOVERS.append(takeover)
+    if wanted is not None:
+        _WANTED[takeover] = wanted
 
 
-def register_placement(place: Placer, place_item: ItemPlacer) -> None:
+def register_placement(
+    place: Placer, place_item: ItemPlacer, *, wanted: Wanted | None = None
+) -> None:
     """Registers ``place`` (see :data:`Placer`) and ``place_item`` (see :data:`ItemPlacer`),
-    applied to every step's call, and every ``MapStep`` item's call, before the wrappers."""
+    applied to every step's call, and every ``MapStep`` item's call, before the wrappers.
+    ``wanted`` (see :data:`Wanted`; ``None``: always) lets a plan's compile skip ``place``."""
     _PLACERS.append((place, place_item))
+    if wanted is not None:
+        _WANTED[place] = wanted
 
 
 def register_takeover_wrapper(wrap: TakeoverWrapper) -> None:
@@ -106,14 +121,52 @@ def register_takeover_wrapper(wrap: TakeoverWrapper) -> None:
     _TAKEOVER_WRAPPERS.append(wrap)
 
 
-def register_call_wrapper(wrap: CallWrapper, *, innermost: bool = False) -> None:
+def register_call_wrapper(
+    wrap: CallWrapper, *, innermost: bool = False, wanted: Wanted | None = None
+) -> None:
     """Registers ``wrap`` (see :data:`CallWrapper`), applied to every step's call in
     registration order; ``innermost=True`` applies it before every wrapper registered so far
-    (process isolation replaces the call itself, so the cache must wrap what it returns)."""
+    (process isolation replaces the call itself, so the cache must wrap what it returns).
+    ``wanted`` (see :data:`Wanted`; ``None``: always) lets a plan's compile skip it."""
     if innermost:
         _CALL_WRAPPERS.insert(0, wrap)
     else:
         _CALL_WRAPPERS.append(wrap)
+    if wanted is not None:
+        _WANTED[wrap] = wanted
+
+
+def _hooks(steps: Sequence[Step], opts: CompileOptions) -> _Hooks:
+    """The takeovers, placers and call wrappers that may change one of ``steps`` (see
+    :data:`Wanted`), asked once for a plan's steps rather than once per step.
+    NOTE: each hook asked per step was a Python call per step even when, as usual, no step
+    uses its feature: ~14% of compiling issue 18's D3 (50 plain steps, compiled again by the
+    recovering process)."""
+
+    def wanted(hook: Callable[..., Any]) -> bool:
+        ask = _WANTED.get(hook)
+        return ask is None or ask(steps, opts)
+
+    return _Hooks(
+        [t for t in _TAKEOVERS if wanted(t)],
+        [p for p, _item in _PLACERS if wanted(p)],
+        [w for w in _CALL_WRAPPERS if wanted(w)],
+    )
+
+
+class _Hooks:
+    """The hooks :func:`spec_for` applies (see :func:`_hooks`).
+    NOTE: a slotted class, not a ``NamedTuple`` (whose class statement turns each string
+    annotation into a ``typing.ForwardRef`` when this module is imported)."""
+
+    __slots__ = ("placers", "takeovers", "wrappers")
+
+    def __init__(
+        self, takeovers: list[Takeover], placers: list[Placer], wrappers: list[CallWrapper]
+    ) -> None:
+        self.takeovers = takeovers
+        self.placers = placers
+        self.wrappers = wrappers
 
 
 def register_item_wrapper(wrap: ItemWrapper) -> None:
@@ -221,16 +274,20 @@ def spec_for(
     *,
     recover: bool = True,
     ctx: Compiler | None = None,
+    hooks: _Hooks | None = None,
 ) -> StepSpec:
     """The engine's ``StepSpec`` for ``step`` (see ``_core.Plan``); ``ctx``: the ``Compiler``
-    for ``opts`` (one is made when ``None``)."""
+    for ``opts`` (one is made when ``None``); ``hooks``: the ones to apply (see
+    :func:`_hooks`; ``None``: every registered one)."""
     policy = step.retry_policy
     if policy is UNSET and opts.default_policy is not None:
         policy = opts.default_policy  # as `default_policy`, inlined: it runs once per step
     if ctx is None:
         ctx = Compiler(opts)
+    if hooks is None:
+        hooks = _Hooks(_TAKEOVERS, [p for p, _item in _PLACERS], _CALL_WRAPPERS)
     if recover:
-        for takeover in _TAKEOVERS:
+        for takeover in hooks.takeovers:
             invoke = takeover(step, opts)
             if invoke is not None:
                 for wrap_takeover in _TAKEOVER_WRAPPERS:
@@ -247,22 +304,25 @@ def spec_for(
                     conditions=[],
                 )
     spec = step._call_spec(ctx)
-    for place, _place_item in _PLACERS:
+    for place in hooks.placers:
         spec = place(step, opts, spec)
-    for wrap in _CALL_WRAPPERS:
+    for wrap in hooks.wrappers:
         spec = wrap(step, opts, spec)
     invoke, is_async, wants_context, refs = spec
+    # NOTE: positional, in `StepSpec`'s field order (step_id, depends_on, refs, invoke,
+    # is_async, wants_context, timeout, retry_policy, conditions, inline): ten keywords made a
+    # dict per step for namedtuple's `__new__` (~4,000 instructions a step).
     return StepSpec(
-        step_id=step.step_id,
-        depends_on=list(deps),
-        refs=list(refs),
-        invoke=invoke,
-        is_async=is_async,
-        wants_context=wants_context,
-        timeout=step.timeout,
-        retry_policy=policy,
-        conditions=list(step.conditions),
-        inline=step.inline,
+        step.step_id,
+        list(deps),
+        list(refs),
+        invoke,
+        is_async,
+        wants_context,
+        step.timeout,
+        policy,
+        list(step.conditions),
+        step.inline,
     )
 
 
@@ -349,8 +409,9 @@ def _specs(
     direct = {s.step_id for s in steps} if nested else set()
     known: set[str] | None = None  # every step id at any depth, found on the first reference
     ctx = Compiler(opts)
+    hooks = _hooks(steps, opts)
     for step, step_deps in zip(steps, deps, strict=True):
-        spec = spec_for(step, step_deps, opts, recover=recover, ctx=ctx)
+        spec = spec_for(step, step_deps, opts, recover=recover, ctx=ctx, hooks=hooks)
         if nested:
             spec = spec._replace(refs=[r for r in spec.refs if r in direct])
         elif spec.refs:

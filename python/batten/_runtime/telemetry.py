@@ -956,6 +956,6 @@ def attached_carrier(carrier: Mapping[str, str] | None) -> Iterator[None]:
 
 
 register_compile_key(compile_key)
-register_call_wrapper(wrap_call)
+register_call_wrapper(wrap_call, wanted=lambda steps, opts: compile_key())
 register_item_wrapper(wrap_item)
 register_takeover_wrapper(wrap_takeover)
