@@ -337,14 +337,22 @@ impl<J: SyncJob> Pool<J> {
     }
 
     fn worker(&'static self, worker: Worker) {
-        Python::attach(|py| {
-            while let Some(job) = py.detach(|| self.next_job()) {
-                job.run(py, &worker);
-                if worker.cell.abandoned.load(Ordering::Relaxed) {
-                    break;
+        // NOTE: the first job is waited for before attaching to Python: a new thread that
+        // attached first took the GIL (waiting for the thread that submitted the job to let it
+        // go), only to release it at once to wait for the job, then took it again to run it.
+        let first = self.next_job();
+        if let Some(first) = first {
+            Python::attach(|py| {
+                let mut next = Some(first);
+                while let Some(job) = next.take() {
+                    job.run(py, &worker);
+                    if worker.cell.abandoned.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    next = py.detach(|| self.next_job());
                 }
-            }
-        });
+            });
+        }
         if worker.cell.abandoned.load(Ordering::Relaxed) {
             let mut q = self.q.lock().unwrap_or_else(|e| e.into_inner());
             q.abandoned -= 1;
