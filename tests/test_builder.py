@@ -560,6 +560,15 @@ def test_context_detection_on_plain_functions_matches_inspect_signature():
         expected = p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         assert _accepts_context(fn) == expected, fn
     assert [_accepts_context(fn) for fn in shapes[:4]] == [True, True, True, False]
+    # The compiler's one-call answer for a plain function is the same as the two checks'.
+    from batten.steps.base import _is_async, _plain_traits
+
+    for fn in shapes:
+        traits = _plain_traits(fn)
+        if fn is wrapped or fn is overridden:
+            assert traits is None, fn  # their signatures are not their code's: asked inspect
+        else:
+            assert traits == (_is_async(fn), _accepts_context(fn)), fn
 
 
 def test_async_detection_on_plain_functions_matches_inspect():

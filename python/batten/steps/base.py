@@ -109,6 +109,23 @@ def _accepts_context(fn: Callable[..., Any]) -> bool:
     return answer
 
 
+def _plain_traits(fn: types.FunctionType) -> tuple[bool, bool] | None:
+    """``(is_async, wants_context)`` of a plain ``def`` function that is its own call (see
+    ``_resolve``: no JAF ``schema``; ``_plain_function``: its code's own signature), as
+    ``_is_async`` and ``_accepts_context`` answer; ``None`` for any other function.
+    NOTE: one call where compiling a step made four (issue 18's D3 compiles its 50 steps again
+    in the recovering process)."""
+    attrs = fn.__dict__
+    if attrs and ("schema" in attrs or "__wrapped__" in attrs or "__signature__" in attrs):
+        return None
+    code = fn.__code__
+    end = code.co_argcount + code.co_kwonlyargcount
+    return (
+        bool(code.co_flags & inspect.CO_COROUTINE),
+        "context" in code.co_varnames[code.co_posonlyargcount : end],
+    )
+
+
 def _plain_function(fn: Any) -> bool:
     """A ``def`` function whose signature is its code's own: no ``__wrapped__`` (which
     ``inspect.signature`` follows) and no ``__signature__`` override."""
@@ -628,9 +645,9 @@ class Step:
 
     def _version_key(self) -> Any:
         """Changes whenever the step, or a step it holds, changes (plan cache key)."""
-        parts = (self.fallback, self.compensation)
-        if not any(parts):
+        if self.fallback is None and self.compensation is None:
             return self._version
+        parts = (self.fallback, self.compensation)
         return (self._version, *(p._version_key() if p else None for p in parts))
 
     def __repr__(self) -> str:
@@ -671,6 +688,10 @@ class _Invocable(Step):
         """``(fn, single_input, is_async, wants_context)``, the target looked up by name if it
         was given as one."""
         target = getattr(self, self._role)  # `_target()`, inlined (once per step compiled)
+        if type(target) is types.FunctionType:
+            traits = _plain_traits(target)
+            if traits is not None:  # what the calls below answer for it, in one
+                return target, False, traits[0], traits[1]
         if target is None or isinstance(target, str):
             name = target or self.step_id
             reg = ctx.options.registry or global_registry()
@@ -899,9 +920,12 @@ class ToolStep(_Invocable):
 
     def _call_spec(self, ctx: CompileContext) -> CallSpec:
         fn, single, is_async, wants = self._resolved(ctx)
-        refs = template_refs(self.args)
+        args = self.args
+        if not args and not single and self._input_fn is None:
+            return fn, is_async, wants, ()  # as `_bound_call` would, without the calls
+        refs = template_refs(args)
         if not refs and self._input_fn is None:
-            return _bound_call(fn, single, self.args), is_async, wants, ()
+            return _bound_call(fn, single, args), is_async, wants, ()
         args_for = self._args_for
 
         def invoke_rendered(context: Any) -> Any:
