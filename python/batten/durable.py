@@ -19,16 +19,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from batten._internal.status import WorkflowStatus
 from batten._runtime.durable import POLL_INTERVAL as POLL_INTERVAL
-from batten._runtime.durable import Durability
 from batten._runtime.durable import is_finished as is_finished
 from batten._runtime.durable import require_store as require_store
 from batten._runtime.durable import stored_result as stored_result
 from batten.errors import RunEndedError
 from batten.store import RunInfo, StepRecord, Store
+
+#: ``"sync"``: each checkpoint is written before the next step starts (the default; a crash
+#: loses nothing that finished). ``"batch"``: checkpoints are buffered and written every 256
+#: events and at the run's end (faster; a crash re-runs the steps whose checkpoints were still
+#: buffered).
+Durability = Literal["sync", "batch"]
 
 # POLL_INTERVAL, is_finished, require_store and stored_result are importable from here too, as
 # before the runtime was split out (the CLI and the approval functions use them).

@@ -33,7 +33,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from batten._core import Journal, StepResult, WorkflowContext
 from batten._internal.checks import check_lease as check_lease
@@ -52,13 +52,13 @@ from batten.store import RunInfo, StepRecord, Store, open_store
 
 if TYPE_CHECKING:
     from batten._runtime.run import Outcome
+    from batten.durable import Durability
 
 __all__ = [
     "DEFAULT_HEARTBEAT_SECONDS",
     "DEFAULT_LEASE_SECONDS",
     "LEASE_POLL_INTERVAL",
     "POLL_INTERVAL",
-    "Durability",
     "DurableRun",
     "check_durability",
     "check_lease",
@@ -76,11 +76,6 @@ POLL_INTERVAL = 0.1
 #: Longest sleep between two claims while ``resume(wait=True)`` waits for a live owner.
 LEASE_POLL_INTERVAL = 0.5
 
-#: ``"sync"``: each checkpoint is written before the next step starts (the default; a crash
-#: loses nothing that finished). ``"batch"``: checkpoints are buffered and written every 256
-#: events and at the run's end (faster; a crash re-runs the steps whose checkpoints were still
-#: buffered).
-Durability = Literal["sync", "batch"]
 
 _RUNNING = WorkflowStatus.RUNNING.value
 
