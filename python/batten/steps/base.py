@@ -87,9 +87,7 @@ def _accepts_context(fn: Callable[..., Any]) -> bool:
         # NOTE: what inspect.signature answers for a plain function, read off its code object:
         # ~40 µs a callable less, which was ~3 ms of compiling issue 18's D3 (50 steps, each its
         # own closure, compiled again in the recovering process). Cheaper than the cache.
-        code = fn.__code__
-        end = code.co_argcount + code.co_kwonlyargcount
-        return "context" in code.co_varnames[code.co_posonlyargcount : end]
+        return _takes_context(fn.__code__)
     key = getattr(fn, "__func__", fn)
     try:
         return _accepts_context_cache[key]
@@ -119,11 +117,14 @@ def _plain_traits(fn: types.FunctionType) -> tuple[bool, bool] | None:
     if attrs and ("schema" in attrs or "__wrapped__" in attrs or "__signature__" in attrs):
         return None
     code = fn.__code__
+    return bool(code.co_flags & inspect.CO_COROUTINE), _takes_context(code)
+
+
+def _takes_context(code: types.CodeType) -> bool:
+    """Whether a function of ``code`` has a parameter ``context`` that can be passed by keyword
+    (what ``inspect.signature`` says of a function whose signature is its code's own)."""
     end = code.co_argcount + code.co_kwonlyargcount
-    return (
-        bool(code.co_flags & inspect.CO_COROUTINE),
-        "context" in code.co_varnames[code.co_posonlyargcount : end],
-    )
+    return "context" in code.co_varnames[code.co_posonlyargcount : end]
 
 
 def _plain_function(fn: Any) -> bool:
