@@ -63,7 +63,7 @@ def _on_ray(step: Any, opts: CompileOptions) -> bool:
 
 
 def _place_call(step: Step, opts: CompileOptions, spec: CallSpec) -> CallSpec:
-    if getattr(step, "placement", None) is None and opts.executor is None:  # `_on_ray`, inlined
+    if not _on_ray(step, opts):
         return spec
     placed: CallSpec = _module("ray_steps").place_call(step, opts, spec)
     return placed
